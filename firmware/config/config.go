@@ -1,0 +1,373 @@
+// Package config loads and validates kioskd's TOML configuration.
+//
+// Every problem is reported with the dotted key it concerns, so staff can fix
+// a file from the message alone: unknown keys (usually typos), wrong types
+// and out-of-range values are all errors, never silently ignored.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the whole kioskd configuration. The reference file with every
+// key documented is provisioning/config/kioskd.toml.
+type Config struct {
+	Device     Device     `toml:"device"`
+	Log        Log        `toml:"log"`
+	HTTP       HTTP       `toml:"http"`
+	Camera     Camera     `toml:"camera"`
+	CardReader CardReader `toml:"cardreader"`
+	GPIO       GPIO       `toml:"gpio"`
+	Hub        Hub        `toml:"hub"`
+	Shutdown   Shutdown   `toml:"shutdown"`
+}
+
+// Device identifies the kiosk and its operating mode.
+type Device struct {
+	ID string `toml:"id"`
+	// Mode is "production" or "simulation". Simulation allows simulated
+	// drivers and the demo controls on the status page; production refuses
+	// them.
+	Mode string `toml:"mode"`
+}
+
+// Log selects the slog handler.
+type Log struct {
+	Level  string `toml:"level"`  // debug, info, warn, error
+	Format string `toml:"format"` // auto (JSON under systemd, text on a terminal), text, json
+}
+
+// HTTP is the local status/health server. It must stay on loopback.
+type HTTP struct {
+	Listen string `toml:"listen"`
+}
+
+// Camera configures drivers/camera.
+type Camera struct {
+	Backend   string        `toml:"backend"` // v4l2, gstreamer, file, sim, none
+	Device    string        `toml:"device"`  // v4l2: index "0" or "/dev/video0"
+	Pipeline  string        `toml:"pipeline"`
+	Path      string        `toml:"path"` // file/sim: video file or folder of images
+	Width     int           `toml:"width"`
+	Height    int           `toml:"height"`
+	FPS       float64       `toml:"fps"`
+	ReopenMin time.Duration `toml:"reopen_min"`
+	ReopenMax time.Duration `toml:"reopen_max"`
+}
+
+// CardReader configures drivers/cardreader.
+type CardReader struct {
+	Backend         string        `toml:"backend"` // pcsc, sim, none
+	Reader          string        `toml:"reader"`  // substring of the reader name; empty = any
+	TransmitTimeout time.Duration `toml:"transmit_timeout"`
+	RetryMin        time.Duration `toml:"retry_min"`
+	RetryMax        time.Duration `toml:"retry_max"`
+}
+
+// GPIO configures drivers/gpio.
+type GPIO struct {
+	Backend  string         `toml:"backend"` // periph, sim, none
+	Debounce time.Duration  `toml:"debounce"`
+	Pins     map[string]Pin `toml:"pins"`
+}
+
+// Pin maps one role (led_green, tamper, ...) to a GPIO line.
+type Pin struct {
+	Line      string `toml:"line"`
+	ActiveLow bool   `toml:"active_low"`
+	Pull      string `toml:"pull"` // up, down, none
+}
+
+// Hub configures the MQTT connection to the bank hub.
+type Hub struct {
+	// Brokers are tried in order (tcp://, ssl://, ws://). Empty means an
+	// embedded broker on Embedded.Listen, for demos and development only.
+	Brokers        []string       `toml:"brokers"`
+	ClientID       string         `toml:"client_id"` // default: device id
+	TopicPrefix    string         `toml:"topic_prefix"`
+	Username       string         `toml:"username"`
+	PasswordFile   string         `toml:"password_file"`
+	CAFile         string         `toml:"ca_file"`
+	CertFile       string         `toml:"cert_file"`
+	KeyFile        string         `toml:"key_file"`
+	KeepAlive      time.Duration  `toml:"keepalive"`
+	ConnectTimeout time.Duration  `toml:"connect_timeout"`
+	RetryMax       time.Duration  `toml:"retry_max"`
+	TelemetryEvery time.Duration  `toml:"telemetry_every"`
+	Embedded       EmbeddedBroker `toml:"embedded"`
+}
+
+// EmbeddedBroker is the in-process MQTT broker used when no hub is set.
+type EmbeddedBroker struct {
+	Listen string `toml:"listen"`
+}
+
+// Shutdown bounds graceful shutdown.
+type Shutdown struct {
+	Timeout time.Duration `toml:"timeout"`
+}
+
+// Default returns the configuration used for keys a file leaves out. It
+// describes a real appliance: V4L2 camera, PC/SC reader, GPIO chip.
+func Default() Config {
+	return Config{
+		Device: Device{ID: "kiosk-0001", Mode: "production"},
+		Log:    Log{Level: "info", Format: "auto"},
+		HTTP:   HTTP{Listen: "127.0.0.1:8080"},
+		Camera: Camera{
+			Backend: "v4l2", Device: "/dev/video0", Width: 640, Height: 480, FPS: 30,
+			ReopenMin: 250 * time.Millisecond, ReopenMax: 5 * time.Second,
+		},
+		CardReader: CardReader{
+			Backend: "pcsc", TransmitTimeout: 5 * time.Second,
+			RetryMin: 250 * time.Millisecond, RetryMax: 10 * time.Second,
+		},
+		GPIO: GPIO{Backend: "periph", Debounce: 20 * time.Millisecond},
+		Hub: Hub{
+			TopicPrefix: "kiosk/v1", KeepAlive: 30 * time.Second,
+			ConnectTimeout: 10 * time.Second, RetryMax: 60 * time.Second,
+			TelemetryEvery: 60 * time.Second,
+			Embedded:       EmbeddedBroker{Listen: "127.0.0.1:1883"},
+		},
+		Shutdown: Shutdown{Timeout: 10 * time.Second},
+	}
+}
+
+// Error is one configuration problem, tied to a dotted key.
+type Error struct {
+	Key string
+	Msg string
+}
+
+func (e *Error) Error() string {
+	if e.Key == "" {
+		return e.Msg
+	}
+	return e.Key + ": " + e.Msg
+}
+
+// Load reads and validates a file. With path "" it returns the defaults.
+// All problems found are returned together (errors.Join of *Error).
+func Load(path string) (Config, error) {
+	if path == "" {
+		c := Default()
+		return c, c.Validate()
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	c, err := Parse(b)
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes TOML over the defaults and validates the result.
+func Parse(b []byte) (Config, error) {
+	c := Default()
+	md, err := toml.Decode(string(b), &c)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			key := pe.LastKey
+			return Config{}, &Error{Key: key, Msg: fmt.Sprintf("line %d: %s", pe.Position.Line, pe.Message)}
+		}
+		return Config{}, &Error{Msg: err.Error()}
+	}
+	var errs []error
+	undecoded := md.Undecoded()
+	keys := make([]string, 0, len(undecoded))
+	for _, k := range undecoded {
+		keys = append(keys, k.String())
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		errs = append(errs, &Error{Key: k, Msg: "unknown key"})
+	}
+	if err := c.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return c, errors.Join(errs...)
+}
+
+var deviceIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+
+// Validate checks values and cross-field rules.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &Error{Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+	oneOf := func(key, v string, allowed ...string) {
+		if !slices.Contains(allowed, v) {
+			bad(key, "%q is not one of %s", v, strings.Join(allowed, ", "))
+		}
+	}
+	durIn := func(key string, d, lo, hi time.Duration) {
+		if d < lo || d > hi {
+			bad(key, "%s out of range %s..%s", d, lo, hi)
+		}
+	}
+
+	if !deviceIDRe.MatchString(c.Device.ID) {
+		bad("device.id", "%q must be 1-64 letters, digits, '-' or '_' (it is used in MQTT topics)", c.Device.ID)
+	}
+	oneOf("device.mode", c.Device.Mode, "production", "simulation")
+	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	oneOf("log.format", c.Log.Format, "auto", "text", "json")
+
+	if host, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+		bad("http.listen", "%q is not host:port: %v", c.HTTP.Listen, err)
+	} else if !isLoopback(host) {
+		bad("http.listen", "%q must be a loopback address: the status page has no authentication", c.HTTP.Listen)
+	}
+
+	cam := c.Camera
+	oneOf("camera.backend", cam.Backend, "v4l2", "gstreamer", "file", "sim", "none")
+	switch cam.Backend {
+	case "v4l2":
+		if cam.Device == "" {
+			bad("camera.device", "required for backend v4l2")
+		}
+	case "gstreamer":
+		if cam.Pipeline == "" {
+			bad("camera.pipeline", "required for backend gstreamer")
+		}
+	case "file", "sim":
+		if cam.Path == "" {
+			bad("camera.path", "required for backend %s", cam.Backend)
+		}
+	}
+	if cam.Width < 0 || cam.Width > 7680 {
+		bad("camera.width", "%d out of range 0..7680", cam.Width)
+	}
+	if cam.Height < 0 || cam.Height > 4320 {
+		bad("camera.height", "%d out of range 0..4320", cam.Height)
+	}
+	if cam.FPS < 0 || cam.FPS > 240 {
+		bad("camera.fps", "%g out of range 0..240", cam.FPS)
+	}
+	durIn("camera.reopen_min", cam.ReopenMin, 10*time.Millisecond, time.Minute)
+	durIn("camera.reopen_max", cam.ReopenMax, cam.ReopenMin, 10*time.Minute)
+
+	cr := c.CardReader
+	oneOf("cardreader.backend", cr.Backend, "pcsc", "sim", "none")
+	durIn("cardreader.transmit_timeout", cr.TransmitTimeout, 100*time.Millisecond, 2*time.Minute)
+	durIn("cardreader.retry_min", cr.RetryMin, 10*time.Millisecond, time.Minute)
+	durIn("cardreader.retry_max", cr.RetryMax, cr.RetryMin, 10*time.Minute)
+
+	g := c.GPIO
+	oneOf("gpio.backend", g.Backend, "periph", "sim", "none")
+	durIn("gpio.debounce", g.Debounce, 0, time.Second)
+	roles := make([]string, 0, len(g.Pins))
+	for r := range g.Pins {
+		roles = append(roles, r)
+	}
+	sort.Strings(roles)
+	lines := map[string]string{}
+	for _, r := range roles {
+		p := g.Pins[r]
+		key := "gpio.pins." + r
+		if !slices.Contains(GPIORoles(), r) {
+			bad(key, "unknown role (known: %s)", strings.Join(GPIORoles(), ", "))
+			continue
+		}
+		if p.Line == "" {
+			bad(key+".line", "required")
+		} else if other, dup := lines[p.Line]; dup {
+			bad(key+".line", "line %q is already used by %s", p.Line, other)
+		} else {
+			lines[p.Line] = r
+		}
+		if !slices.Contains([]string{"", "up", "down", "none"}, p.Pull) {
+			bad(key+".pull", "%q is not one of up, down, none", p.Pull)
+		}
+	}
+	if g.Backend == "periph" && len(g.Pins) == 0 {
+		bad("gpio.pins", "backend periph needs a pin map")
+	}
+
+	h := c.Hub
+	for i, b := range h.Brokers {
+		u, err := url.Parse(b)
+		key := fmt.Sprintf("hub.brokers[%d]", i)
+		if err != nil {
+			bad(key, "%q: %v", b, err)
+			continue
+		}
+		if !slices.Contains([]string{"tcp", "ssl", "tls", "mqtt", "mqtts", "ws", "wss"}, u.Scheme) || u.Host == "" {
+			bad(key, "%q must be scheme://host:port with scheme tcp, ssl, tls, mqtt, mqtts, ws or wss", b)
+		}
+	}
+	if h.TopicPrefix == "" || strings.ContainsAny(h.TopicPrefix, "#+") || strings.HasPrefix(h.TopicPrefix, "/") || strings.HasSuffix(h.TopicPrefix, "/") {
+		bad("hub.topic_prefix", "%q must be non-empty, without wildcards or leading/trailing '/'", h.TopicPrefix)
+	}
+	if h.ClientID != "" && len(h.ClientID) > 64 {
+		bad("hub.client_id", "longer than 64 characters")
+	}
+	if (h.CertFile == "") != (h.KeyFile == "") {
+		bad("hub.cert_file", "cert_file and key_file must be set together")
+	}
+	durIn("hub.keepalive", h.KeepAlive, 5*time.Second, 20*time.Minute)
+	durIn("hub.connect_timeout", h.ConnectTimeout, time.Second, 5*time.Minute)
+	durIn("hub.retry_max", h.RetryMax, time.Second, time.Hour)
+	durIn("hub.telemetry_every", h.TelemetryEvery, time.Second, 24*time.Hour)
+	if len(h.Brokers) == 0 {
+		if host, _, err := net.SplitHostPort(h.Embedded.Listen); err != nil {
+			bad("hub.embedded.listen", "%q is not host:port: %v", h.Embedded.Listen, err)
+		} else if !isLoopback(host) {
+			bad("hub.embedded.listen", "%q must be a loopback address", h.Embedded.Listen)
+		}
+	}
+	durIn("shutdown.timeout", c.Shutdown.Timeout, 100*time.Millisecond, 5*time.Minute)
+
+	if c.Device.Mode == "production" {
+		if cam.Backend == "sim" {
+			bad("camera.backend", "sim is refused in production mode")
+		}
+		if cr.Backend == "sim" {
+			bad("cardreader.backend", "sim is refused in production mode")
+		}
+		if g.Backend == "sim" {
+			bad("gpio.backend", "sim is refused in production mode")
+		}
+		if len(h.Brokers) == 0 {
+			bad("hub.brokers", "required in production mode (the embedded broker is for simulation)")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// GPIORoles returns the pin roles the firmware knows (drivers/gpio roles).
+func GPIORoles() []string {
+	return []string{"led_green", "led_red", "led_amber", "buzzer", "ir_illuminator", "lock", "presence", "tamper", "service_button"}
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// ClientID returns the MQTT client id: hub.client_id or the device id.
+func (c *Config) ClientID() string {
+	if c.Hub.ClientID != "" {
+		return c.Hub.ClientID
+	}
+	return c.Device.ID
+}

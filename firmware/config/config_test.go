@@ -1,0 +1,108 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestReferenceAndSimFilesAreValid(t *testing.T) {
+	for _, f := range []string{"kioskd.toml", "sim.toml"} {
+		c, err := Load(filepath.Join("..", "..", "provisioning", "config", f))
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if f == "sim.toml" && (c.Device.Mode != "simulation" || c.Camera.Backend != "sim" || c.Hub.KeepAlive != 30*time.Second) {
+			t.Fatalf("sim.toml decoded wrongly or lost defaults: %+v", c)
+		}
+	}
+}
+
+// The reference file documents every key with its default value.
+func TestReferenceFileMatchesDefaults(t *testing.T) {
+	c, err := Load(filepath.Join("..", "..", "provisioning", "config", "kioskd.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := Default()
+	if c.Camera != d.Camera || c.CardReader != d.CardReader || c.Log != d.Log || c.HTTP != d.HTTP || c.Shutdown != d.Shutdown {
+		t.Fatalf("reference file and Default() disagree:\nfile %+v\ndefault %+v", c, d)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	base := "[device]\nmode = \"simulation\"\n[camera]\nbackend = \"none\"\n[cardreader]\nbackend = \"sim\"\n[gpio]\nbackend = \"sim\"\n"
+	tests := []struct {
+		name string
+		toml string
+		keys []string // every key that must be named
+	}{
+		{"unknown key", base + "[hub]\nbrokerz = []\n", []string{"hub.brokerz"}},
+		{"unknown table", base + "[camra]\nfps = 3\n", []string{"camra"}},
+		{"wrong type", base + "[shutdown]\ntimeout = true\n", []string{"timeout"}},
+		{"bad duration", base + "[shutdown]\ntimeout = \"soon\"\n", []string{"timeout"}},
+		{"out of range", "[device]\nmode = \"simulation\"\n[camera]\nbackend = \"sim\"\npath = \"x.mp4\"\nfps = 500.0\n[cardreader]\nbackend = \"sim\"\n[gpio]\nbackend = \"sim\"\n", []string{"camera.fps"}},
+		{"bad enum", base + "[log]\nlevel = \"loud\"\n", []string{"log.level"}},
+		{"http not loopback", base + "[http]\nlisten = \"0.0.0.0:8080\"\n", []string{"http.listen"}},
+		{"bad broker", base + "[hub]\nbrokers = [\"http://x\"]\n", []string{"hub.brokers[0]"}},
+		{"bad gpio role", base + "[gpio.pins.lazer]\nline = \"GPIO1\"\n", []string{"gpio.pins.lazer"}},
+		{"dup gpio line", base + "[gpio.pins.led_red]\nline = \"A\"\n[gpio.pins.led_green]\nline = \"A\"\n", []string{"gpio.pins.led_red.line"}},
+		{"production refuses sim", "[device]\nmode = \"production\"\n[camera]\nbackend = \"sim\"\npath = \"v.mp4\"\n[cardreader]\nbackend = \"sim\"\n[gpio]\nbackend = \"sim\"\n",
+			[]string{"camera.backend", "cardreader.backend", "gpio.backend", "hub.brokers"}},
+		{"syntax", "[device\nid = 1\n", []string{"line 2", "table name"}},
+		{"several at once", base + "[log]\nlevel = \"x\"\nformat = \"y\"\n", []string{"log.level", "log.format"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.toml))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %v is not a *config.Error", err)
+			}
+			for _, k := range tt.keys {
+				if !strings.Contains(err.Error(), k) {
+					t.Errorf("error %q does not name %q", err, k)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.toml"))
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("err = %v, want ErrNotExist", err)
+	}
+}
+
+func TestDefaultsNeedABrokerInProduction(t *testing.T) {
+	_, err := Load("")
+	if err == nil || !strings.Contains(err.Error(), "hub.brokers") {
+		t.Fatalf("defaults validated without a broker: %v", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, name := range []string{"kioskd.toml", "sim.toml"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "provisioning", "config", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("[gpio.pins.x]\nline=1"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := Parse(b)
+		if err == nil {
+			if verr := c.Validate(); verr != nil {
+				t.Fatalf("Parse accepted a config that Validate rejects: %v", verr)
+			}
+		}
+	})
+}

@@ -1,0 +1,355 @@
+// Package hub is kioskd's MQTT 3.1.1 link to the bank hub (and fleet
+// operators). It owns the connection: presence with a last will, reconnect
+// with capped exponential back-off and jitter, commands in, telemetry out.
+// Topics and payloads are documented in docs/mqtt.md.
+package hub
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+)
+
+// ErrNotConnected is returned by Publish while the link is down.
+var ErrNotConnected = errors.New("hub: not connected")
+
+// Options configure a Client.
+type Options struct {
+	Brokers        []string // tried in order on every connection attempt
+	ClientID       string
+	DeviceID       string
+	TopicPrefix    string // e.g. "kiosk/v1"
+	Username       string
+	Password       string
+	TLS            *tls.Config
+	KeepAlive      time.Duration
+	ConnectTimeout time.Duration
+	RetryMin       time.Duration // first reconnect delay (default 500ms)
+	RetryMax       time.Duration // back-off cap
+	Logger         *slog.Logger
+	// OnState is called after every connection state change. It must not block.
+	OnState func(Status)
+	// Now is injectable for tests; nil means time.Now.
+	Now func() time.Time
+}
+
+// Message is a command received from the hub.
+type Message struct {
+	Topic   string // full topic
+	Name    string // the last topic level: the command name
+	Payload []byte
+}
+
+// Status is the link's health.
+type Status struct {
+	State      string    `json:"state"` // ok, down
+	Detail     string    `json:"detail,omitempty"`
+	Connected  bool      `json:"connected"`
+	Broker     string    `json:"broker,omitempty"`
+	Session    uint64    `json:"session"`
+	Reconnects uint64    `json:"reconnects"`
+	Since      time.Time `json:"since"`
+	Dropped    uint64    `json:"dropped_commands"`
+}
+
+// Presence is the retained payload on <prefix>/<id>/presence. The will
+// carries the same session number, so a stale "offline" will that arrives
+// after a newer "online" can be recognised and ignored (cf. Sparkplug bdSeq).
+type Presence struct {
+	State   string    `json:"state"` // online, offline
+	Session uint64    `json:"session"`
+	Time    time.Time `json:"time,omitzero"`
+}
+
+// Client is the hub link. Create with New, run with Run.
+type Client struct {
+	opts     Options
+	log      *slog.Logger
+	commands chan Message
+
+	mu      sync.Mutex
+	status  Status
+	conn    mqtt.Client // current connected client, nil when down
+	session uint64
+}
+
+// New checks options and returns a client that is not yet connected.
+func New(opts Options) (*Client, error) {
+	if len(opts.Brokers) == 0 {
+		return nil, errors.New("hub: no broker configured")
+	}
+	if opts.DeviceID == "" || opts.TopicPrefix == "" {
+		return nil, errors.New("hub: device id and topic prefix are required")
+	}
+	if opts.ClientID == "" {
+		opts.ClientID = opts.DeviceID
+	}
+	if opts.KeepAlive == 0 {
+		opts.KeepAlive = 30 * time.Second
+	}
+	if opts.ConnectTimeout == 0 {
+		opts.ConnectTimeout = 10 * time.Second
+	}
+	if opts.RetryMin == 0 {
+		opts.RetryMin = 500 * time.Millisecond
+	}
+	if opts.RetryMax < opts.RetryMin {
+		opts.RetryMax = 60 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Client{
+		opts:     opts,
+		log:      log,
+		commands: make(chan Message, 64),
+		// Session numbers grow across restarts without storage: the first
+		// is the start time in milliseconds.
+		session: uint64(opts.Now().UnixMilli()),
+	}
+	c.status = Status{State: "down", Detail: "not connected yet", Since: opts.Now()}
+	return c, nil
+}
+
+// Topic returns <prefix>/<device>/<parts...>.
+func (c *Client) Topic(parts ...string) string {
+	return c.opts.TopicPrefix + "/" + c.opts.DeviceID + "/" + strings.Join(parts, "/")
+}
+
+// Commands delivers hub commands. Handlers of paho must never block, so
+// messages are queued here; when the queue is full they are dropped and
+// counted (the hub retries commands that are not answered).
+func (c *Client) Commands() <-chan Message { return c.commands }
+
+// Status returns the current link state.
+func (c *Client) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.status
+}
+
+func (c *Client) setStatus(f func(*Status)) {
+	c.mu.Lock()
+	f(&c.status)
+	s := c.status
+	c.mu.Unlock()
+	if c.opts.OnState != nil {
+		c.opts.OnState(s)
+	}
+}
+
+// Publish sends a message on <prefix>/<device>/<subtopic> and waits for it
+// to be handed to the broker (QoS 1: PUBACK) or for ctx to end.
+func (c *Client) Publish(ctx context.Context, subtopic string, qos byte, retained bool, payload []byte) error {
+	c.mu.Lock()
+	conn := c.conn
+	c.mu.Unlock()
+	if conn == nil {
+		return ErrNotConnected
+	}
+	tok := conn.Publish(c.Topic(subtopic), qos, retained, payload)
+	return waitToken(ctx, tok, c.opts.ConnectTimeout)
+}
+
+// waitToken never waits forever on a paho token (a known paho pitfall).
+func waitToken(ctx context.Context, tok mqtt.Token, limit time.Duration) error {
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case <-tok.Done():
+		return tok.Error()
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return fmt.Errorf("hub: no answer from broker within %s", limit)
+	}
+}
+
+// Run keeps the link up until ctx ends, then publishes "offline" and
+// disconnects cleanly.
+func (c *Client) Run(ctx context.Context) error {
+	attempt := 0
+	for {
+		lost := make(chan error, 1)
+		conn, err := c.connect(ctx, lost)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			attempt++
+			wait := backoff(c.opts.RetryMin, c.opts.RetryMax, attempt)
+			c.log.Warn("hub connection failed", "err", err, "retry_in", wait.Round(time.Millisecond))
+			c.setStatus(func(s *Status) {
+				if s.Connected || s.State != "down" {
+					s.Since = c.opts.Now()
+				}
+				s.State, s.Connected, s.Detail = "down", false, err.Error()
+			})
+			if !sleepCtx(ctx, wait) {
+				return nil
+			}
+			continue
+		}
+		attempt = 0
+		select {
+		case <-ctx.Done():
+			c.goOffline(conn)
+			return nil
+		case err := <-lost:
+			c.log.Warn("hub connection lost", "err", err)
+			c.mu.Lock()
+			c.conn = nil
+			c.mu.Unlock()
+			c.setStatus(func(s *Status) {
+				s.State, s.Connected, s.Detail, s.Since = "down", false, "connection lost: "+err.Error(), c.opts.Now()
+				s.Reconnects++
+			})
+			conn.Disconnect(0)
+			if !sleepCtx(ctx, backoff(c.opts.RetryMin, c.opts.RetryMax, 1)) {
+				return nil
+			}
+		}
+	}
+}
+
+func (c *Client) goOffline(conn mqtt.Client) {
+	c.mu.Lock()
+	session := c.session
+	c.conn = nil
+	c.mu.Unlock()
+	b, _ := json.Marshal(Presence{State: "offline", Session: session, Time: c.opts.Now().UTC()})
+	tok := conn.Publish(c.Topic("presence"), 1, true, b)
+	if err := waitToken(context.Background(), tok, 2*time.Second); err != nil {
+		c.log.Warn("hub: offline presence not sent", "err", err)
+	}
+	conn.Disconnect(250)
+	c.setStatus(func(s *Status) {
+		s.State, s.Connected, s.Detail, s.Since = "down", false, "stopped", c.opts.Now()
+	})
+}
+
+// connect makes one connection attempt over all brokers.
+func (c *Client) connect(ctx context.Context, lost chan<- error) (mqtt.Client, error) {
+	c.mu.Lock()
+	c.session++
+	session := c.session
+	c.mu.Unlock()
+
+	will, _ := json.Marshal(Presence{State: "offline", Session: session})
+	o := mqtt.NewClientOptions()
+	for _, b := range c.opts.Brokers {
+		o.AddBroker(b)
+	}
+	o.SetClientID(c.opts.ClientID)
+	o.SetUsername(c.opts.Username)
+	o.SetPassword(c.opts.Password)
+	if c.opts.TLS != nil {
+		o.SetTLSConfig(c.opts.TLS)
+	}
+	o.SetProtocolVersion(4) // MQTT 3.1.1
+	// A persistent session with a fixed client id keeps QoS 1 commands that
+	// arrive while the kiosk is away.
+	o.SetCleanSession(false)
+	o.SetKeepAlive(c.opts.KeepAlive)
+	o.SetPingTimeout(c.opts.ConnectTimeout)
+	o.SetConnectTimeout(c.opts.ConnectTimeout)
+	o.SetWriteTimeout(c.opts.ConnectTimeout)
+	// We reconnect ourselves, with jitter, so a fleet does not reconnect in
+	// lock-step after a hub outage.
+	o.SetAutoReconnect(false)
+	o.SetConnectRetry(false)
+	o.SetOrderMatters(false)
+	o.SetBinaryWill(c.Topic("presence"), will, 1, true)
+	o.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+		select {
+		case lost <- err:
+		default:
+		}
+	})
+	var lastBroker struct {
+		sync.Mutex
+		url string
+	}
+	o.SetConnectionNotificationHandler(func(_ mqtt.Client, n mqtt.ConnectionNotification) {
+		if b, ok := n.(mqtt.ConnectionNotificationBroker); ok && b.Broker != nil {
+			lastBroker.Lock()
+			lastBroker.url = b.Broker.Redacted()
+			lastBroker.Unlock()
+		}
+	})
+	conn := mqtt.NewClient(o)
+	if err := waitToken(ctx, conn.Connect(), c.opts.ConnectTimeout+time.Second); err != nil {
+		conn.Disconnect(0)
+		return nil, fmt.Errorf("connect to %s: %w", strings.Join(c.opts.Brokers, ", "), err)
+	}
+	handler := func(_ mqtt.Client, m mqtt.Message) {
+		msg := Message{Topic: m.Topic(), Payload: append([]byte(nil), m.Payload()...)}
+		if i := strings.LastIndexByte(msg.Topic, '/'); i >= 0 {
+			msg.Name = msg.Topic[i+1:]
+		}
+		select {
+		case c.commands <- msg:
+		default:
+			c.mu.Lock()
+			c.status.Dropped++
+			c.mu.Unlock()
+		}
+	}
+	if err := waitToken(ctx, conn.Subscribe(c.Topic("cmd", "+"), 1, handler), c.opts.ConnectTimeout); err != nil {
+		conn.Disconnect(0)
+		return nil, fmt.Errorf("subscribe to commands: %w", err)
+	}
+	online, _ := json.Marshal(Presence{State: "online", Session: session, Time: c.opts.Now().UTC()})
+	if err := waitToken(ctx, conn.Publish(c.Topic("presence"), 1, true, online), c.opts.ConnectTimeout); err != nil {
+		conn.Disconnect(0)
+		return nil, fmt.Errorf("publish presence: %w", err)
+	}
+	lastBroker.Lock()
+	broker := lastBroker.url
+	lastBroker.Unlock()
+	c.mu.Lock()
+	c.conn = conn
+	c.mu.Unlock()
+	c.setStatus(func(s *Status) {
+		s.State, s.Connected, s.Detail, s.Broker, s.Session, s.Since = "ok", true, "", broker, session, c.opts.Now()
+	})
+	c.log.Info("hub connected", "broker", broker, "session", session)
+	return conn, nil
+}
+
+// backoff is capped exponential back-off with "equal jitter": half the
+// delay is fixed, half random, so retries spread out but never collapse
+// to zero.
+func backoff(lo, hi time.Duration, attempt int) time.Duration {
+	d := lo
+	for i := 1; i < attempt && d < hi; i++ {
+		d *= 2
+	}
+	d = min(d, hi)
+	half := d / 2
+	return half + rand.N(half+1)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
