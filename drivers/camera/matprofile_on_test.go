@@ -1,0 +1,17 @@
+//go:build matprofile
+
+package camera
+
+import (
+	"bytes"
+
+	"gocv.io/x/gocv"
+)
+
+func liveMats() int { return gocv.MatProfile.Count() }
+
+func liveMatStacks() string {
+	var b bytes.Buffer
+	_ = gocv.MatProfile.WriteTo(&b, 1)
+	return b.String()
+}
