@@ -41,17 +41,17 @@ type PumpOptions struct {
 
 // Status is a snapshot of a pump.
 type Status struct {
-	State   string // "ok", "degraded", "down"
-	Detail  string // why, when not ok
-	Source  string
-	FPS     float64 // measured over the last 2 s
-	Frames  uint64  // frames captured
-	Drops   uint64  // frames replaced before any consumer took them
-	Reopens uint64  // successful opens after the first
-	Width   int
-	Height  int
+	State   string  `json:"state"`            // "ok", "degraded", "down"
+	Detail  string  `json:"detail,omitempty"` // why, when not ok
+	Source  string  `json:"source"`
+	FPS     float64 `json:"fps"`     // measured over the last 2 s
+	Frames  uint64  `json:"frames"`  // frames captured
+	Drops   uint64  `json:"drops"`   // frames replaced before any consumer took them
+	Reopens uint64  `json:"reopens"` // successful opens after the first
+	Width   int     `json:"width"`
+	Height  int     `json:"height"`
 	// LastFrame is when the latest frame was captured (zero if none).
-	LastFrame time.Time
+	LastFrame time.Time `json:"last_frame,omitzero"`
 }
 
 // Pump owns a Source and a capture goroutine. It keeps only the latest
