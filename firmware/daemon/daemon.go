@@ -1,0 +1,350 @@
+// Package daemon wires kioskd together: it builds the drivers named by the
+// configuration, runs each under one owner, turns their reports into events
+// on one bus, serves the local status page and health endpoint, and shuts
+// everything down in bounded time.
+package daemon
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"kiosk/drivers/camera"
+	"kiosk/drivers/cardreader"
+	"kiosk/drivers/cardreader/pcsc"
+	simreader "kiosk/drivers/cardreader/sim"
+	"kiosk/drivers/gpio"
+	"kiosk/firmware/config"
+	"kiosk/firmware/event"
+	"kiosk/firmware/hub"
+)
+
+// Options are the parts of a Daemon that do not come from the config file.
+type Options struct {
+	Logger  *slog.Logger
+	Version string
+	// Notify is called with sd_notify states ("READY=1", "WATCHDOG=1",
+	// "STOPPING=1", "STATUS=..."). Nil means no notifications.
+	Notify func(state string)
+	// WatchdogInterval is how often WATCHDOG=1 is sent (0 = never).
+	WatchdogInterval time.Duration
+	// SimCard makes the card inserted by the simulated reader's "insert"
+	// control. Nil means the default test card.
+	SimCard func() cardreader.CardHandler
+}
+
+// Daemon is one running kioskd.
+type Daemon struct {
+	cfg     config.Config
+	opts    Options
+	log     *slog.Logger
+	bus     *event.Bus
+	started time.Time
+
+	pump    *camera.Pump
+	cards   cardreader.Driver
+	simCard *simreader.Reader
+
+	gpioMu  sync.Mutex
+	gpio    gpio.Driver // nil until opened
+	simGPIO *gpio.Sim
+	gpioErr string
+
+	hub    *hub.Client
+	broker *hub.EmbeddedBroker
+
+	httpLn     net.Listener
+	httpSrv    *http.Server
+	httpCancel context.CancelFunc
+}
+
+// New builds every component from cfg without starting any. Errors are
+// configuration errors (the caller exits 2) or a busy HTTP port (exit 1).
+func New(cfg config.Config, opts Options) (*Daemon, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := &Daemon{cfg: cfg, opts: opts, log: log, bus: event.New(nil)}
+
+	switch cfg.Camera.Backend {
+	case "none":
+	default:
+		spec := camera.Spec{
+			Kind: cfg.Camera.Backend, Device: cfg.Camera.Device, Pipeline: cfg.Camera.Pipeline,
+			Path: cfg.Camera.Path, Width: cfg.Camera.Width, Height: cfg.Camera.Height, FPS: cfg.Camera.FPS,
+			Loop: cfg.Camera.Backend == "sim",
+		}
+		src, err := camera.NewSource(spec)
+		if err != nil {
+			return nil, &config.Error{Key: "camera", Msg: err.Error()}
+		}
+		d.pump = camera.NewPump(src, camera.PumpOptions{
+			Logger: log.With("component", "camera"), ReopenMin: cfg.Camera.ReopenMin, ReopenMax: cfg.Camera.ReopenMax,
+			OnState: func(s camera.Status) {
+				d.bus.Publish(event.Event{Source: "camera", Kind: "camera.state", Data: cameraState{State: s.State, Detail: s.Detail}})
+			},
+		})
+	}
+
+	switch cfg.CardReader.Backend {
+	case "pcsc":
+		d.cards = pcsc.New(pcsc.Options{
+			Logger: log.With("component", "cardreader"), ReaderFilter: cfg.CardReader.Reader,
+			TransmitTimeout: cfg.CardReader.TransmitTimeout,
+			PollBackoffMin:  cfg.CardReader.RetryMin, PollBackoffMax: cfg.CardReader.RetryMax,
+		})
+	case "sim":
+		d.simCard = simreader.New("Simulated Reader 00", log.With("component", "cardreader"))
+		d.cards = d.simCard
+	}
+
+	if cfg.Hub.Brokers != nil || cfg.Hub.Embedded.Listen != "" {
+		brokers := cfg.Hub.Brokers
+		if len(brokers) == 0 {
+			b, err := hub.StartEmbeddedBroker(cfg.Hub.Embedded.Listen, log.With("component", "broker"))
+			if err != nil {
+				return nil, fmt.Errorf("start embedded broker: %w", err)
+			}
+			d.broker = b
+			brokers = []string{b.URL()}
+		}
+		opts, err := hubOptions(cfg, brokers)
+		if err != nil {
+			d.closeEarly()
+			return nil, err
+		}
+		opts.Logger = log.With("component", "hub")
+		opts.OnState = func(s hub.Status) {
+			d.bus.Publish(event.Event{Source: "hub", Kind: "hub.state", Data: s})
+		}
+		h, err := hub.New(opts)
+		if err != nil {
+			d.closeEarly()
+			return nil, err
+		}
+		d.hub = h
+	}
+
+	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		d.closeEarly()
+		return nil, fmt.Errorf("status page: listen on %s: %w", cfg.HTTP.Listen, err)
+	}
+	d.httpLn = ln
+	// Streams (SSE) would hold Shutdown until its deadline: their request
+	// contexts derive from httpCtx, which shutdown cancels first.
+	httpCtx, httpCancel := context.WithCancel(context.Background())
+	d.httpCancel = httpCancel
+	d.httpSrv = &http.Server{
+		Handler: d.routes(), ReadHeaderTimeout: 5 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return httpCtx },
+	}
+	return d, nil
+}
+
+func (d *Daemon) closeEarly() {
+	if d.broker != nil {
+		d.broker.Close()
+	}
+}
+
+func hubOptions(cfg config.Config, brokers []string) (hub.Options, error) {
+	o := hub.Options{
+		Brokers: brokers, ClientID: cfg.ClientID(), DeviceID: cfg.Device.ID, TopicPrefix: cfg.Hub.TopicPrefix,
+		Username: cfg.Hub.Username, KeepAlive: cfg.Hub.KeepAlive, ConnectTimeout: cfg.Hub.ConnectTimeout,
+		RetryMax: cfg.Hub.RetryMax,
+	}
+	if cfg.Hub.PasswordFile != "" {
+		b, err := os.ReadFile(cfg.Hub.PasswordFile)
+		if err != nil {
+			return o, &config.Error{Key: "hub.password_file", Msg: err.Error()}
+		}
+		o.Password = strings.TrimSpace(string(b))
+	}
+	tlsCfg, err := hub.TLSConfig(cfg.Hub.CAFile, cfg.Hub.CertFile, cfg.Hub.KeyFile)
+	if err != nil {
+		return o, &config.Error{Key: "hub", Msg: err.Error()}
+	}
+	o.TLS = tlsCfg
+	return o, nil
+}
+
+// Addr is the status page's listening address.
+func (d *Daemon) Addr() string { return d.httpLn.Addr().String() }
+
+// Bus is the kiosk's event stream.
+func (d *Daemon) Bus() *event.Bus { return d.bus }
+
+// Run starts every component and blocks until ctx ends, then shuts down
+// within the configured timeout. It returns an error only when shutdown
+// did not finish in time.
+func (d *Daemon) Run(ctx context.Context) error {
+	d.started = time.Now()
+	compCtx, stopComponents := context.WithCancel(context.Background())
+	defer stopComponents()
+	var wg sync.WaitGroup
+	run := func(name string, f func(context.Context) error) {
+		wg.Go(func() {
+			if err := f(compCtx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, gpio.ErrClosed) {
+				d.log.Error("component stopped with an error", "component", name, "err", err)
+			}
+		})
+	}
+
+	if d.pump != nil {
+		run("camera", d.pump.Run)
+	}
+	if d.cards != nil {
+		run("cardreader", func(ctx context.Context) error {
+			return d.cards.Run(ctx, d.onCardEvent)
+		})
+	}
+	if d.cfg.GPIO.Backend != "none" {
+		run("gpio", d.runGPIO)
+	}
+	if d.hub != nil {
+		run("hub", d.hub.Run)
+		run("hub-commands", d.serveCommands)
+		run("telemetry", d.telemetry)
+	}
+	wg.Go(func() {
+		if err := d.httpSrv.Serve(d.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("status page server failed", "err", err)
+		}
+	})
+
+	d.notify("READY=1")
+	d.notify("STATUS=running")
+	d.log.Info("kioskd running", "device", d.cfg.Device.ID, "mode", d.cfg.Device.Mode, "status_page", "http://"+d.Addr())
+	d.bus.Publish(event.Event{Source: "kioskd", Kind: "kioskd.started"})
+
+	var tick <-chan time.Time
+	if d.opts.WatchdogInterval > 0 {
+		t := time.NewTicker(d.opts.WatchdogInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-tick:
+			d.notify("WATCHDOG=1")
+		}
+	}
+
+	d.notify("STOPPING=1")
+	d.log.Info("kioskd stopping", "timeout", d.cfg.Shutdown.Timeout)
+	deadline := time.Now().Add(d.cfg.Shutdown.Timeout)
+	shutCtx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	stopComponents()
+	d.httpCancel()
+	_ = d.httpSrv.Shutdown(shutCtx)
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+	var err error
+	select {
+	case <-finished:
+	case <-shutCtx.Done():
+		err = fmt.Errorf("shutdown did not finish within %s", d.cfg.Shutdown.Timeout)
+	}
+	d.gpioMu.Lock()
+	if d.gpio != nil {
+		if cerr := d.gpio.Close(); cerr != nil {
+			d.log.Warn("gpio close", "err", cerr)
+		}
+	}
+	d.gpioMu.Unlock()
+	if d.broker != nil {
+		d.broker.Close()
+	}
+	d.bus.Close()
+	if err == nil {
+		d.log.Info("kioskd stopped")
+	}
+	return err
+}
+
+func (d *Daemon) notify(state string) {
+	if d.opts.Notify != nil {
+		d.opts.Notify(state)
+	}
+}
+
+type cameraState struct {
+	State  string `json:"state"`
+	Detail string `json:"detail,omitempty"`
+}
+
+type cardEvent struct {
+	Reader string `json:"reader,omitempty"`
+	ATR    string `json:"atr,omitempty"`
+	Err    string `json:"error,omitempty"`
+}
+
+func (d *Daemon) onCardEvent(e cardreader.Event) {
+	d.bus.Publish(event.Event{
+		Source: "cardreader", Kind: e.Kind.String(), Time: e.Time,
+		Data: cardEvent{Reader: e.Reader, ATR: strings.ToUpper(hex.EncodeToString(e.ATR)), Err: e.Err},
+	})
+}
+
+type gpioEvent struct {
+	Role   string `json:"role"`
+	Active bool   `json:"active"`
+}
+
+// runGPIO opens the GPIO backend, retrying with back-off when the chip is
+// missing (kioskd keeps running, degraded), then watches the inputs.
+func (d *Daemon) runGPIO(ctx context.Context) error {
+	cfg := gpio.Config{Pins: map[gpio.Role]gpio.PinConfig{}, Debounce: d.cfg.GPIO.Debounce}
+	for role, p := range d.cfg.GPIO.Pins {
+		cfg.Pins[gpio.Role(role)] = gpio.PinConfig{Line: p.Line, ActiveLow: p.ActiveLow, Pull: p.Pull}
+	}
+	log := d.log.With("component", "gpio")
+	wait := 500 * time.Millisecond
+	for {
+		var drv gpio.Driver
+		var err error
+		if d.cfg.GPIO.Backend == "sim" {
+			var s *gpio.Sim
+			s, err = gpio.NewSim(cfg, log)
+			if err == nil {
+				d.gpioMu.Lock()
+				d.simGPIO = s
+				d.gpioMu.Unlock()
+				drv = s
+			}
+		} else {
+			drv, err = gpio.OpenHost(cfg, log)
+		}
+		if err == nil {
+			d.gpioMu.Lock()
+			d.gpio, d.gpioErr = drv, ""
+			d.gpioMu.Unlock()
+			return drv.Run(ctx, func(e gpio.InputEvent) {
+				d.bus.Publish(event.Event{Source: "gpio", Kind: "gpio.input", Time: e.Time, Data: gpioEvent{Role: string(e.Role), Active: e.Active}})
+			})
+		}
+		d.gpioMu.Lock()
+		d.gpioErr = err.Error()
+		d.gpioMu.Unlock()
+		log.Warn("gpio unavailable, retrying", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 30*time.Second)
+	}
+}

@@ -1,0 +1,492 @@
+package daemon
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"kiosk/drivers/cardreader/cardtest"
+	"kiosk/drivers/cardreader/pcscdtest"
+	"kiosk/drivers/cardreader/vpcd"
+	"kiosk/firmware/config"
+	"kiosk/firmware/event"
+	"kiosk/firmware/hub/mqtttest"
+	"kiosk/internal/testmedia"
+)
+
+func TestMainExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.toml")
+	os.WriteFile(bad, []byte("[camera]\nbackend = \"sim\"\nfps = \"fast\"\n"), 0o600)
+	good := filepath.Join("..", "..", "provisioning", "config", "sim.toml")
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--config", bad}, ExitConfig, "fps"},
+		{[]string{"--config", filepath.Join(dir, "none.toml")}, ExitConfig, "no such file"},
+		{[]string{"--config", good, "--check-config"}, ExitOK, "is valid"},
+		{[]string{"--bogus"}, ExitConfig, "flag provided but not defined"},
+		{[]string{"--config", good, "extra"}, ExitConfig, "unexpected argument"},
+	}
+	for _, tt := range tests {
+		var stderr bytes.Buffer
+		if code := Main(tt.args, &stderr, "test"); code != tt.code || !strings.Contains(stderr.String(), tt.want) {
+			t.Errorf("Main(%q) = %d, stderr %q; want %d containing %q", tt.args, code, stderr.String(), tt.code, tt.want)
+		}
+	}
+}
+
+// running is a daemon started by a test, stopped at cleanup.
+type running struct {
+	d       *Daemon
+	base    string
+	cancel  context.CancelFunc
+	done    chan error
+	mu      sync.Mutex
+	notices []string
+	events  *event.Subscription
+}
+
+func start(t *testing.T, toml string) *running {
+	t.Helper()
+	cfg, err := config.Parse([]byte(toml))
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	r := &running{done: make(chan error, 1)}
+	d, err := New(cfg, Options{
+		Logger: testLogger(t), Version: "test",
+		Notify: func(s string) { r.mu.Lock(); r.notices = append(r.notices, s); r.mu.Unlock() },
+		// Short so the test sees watchdog pings.
+		WatchdogInterval: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	r.d, r.base = d, "http://"+d.Addr()
+	r.events = d.Bus().Subscribe(context.Background(), 1024)
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go func() { r.done <- d.Run(ctx) }()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	r.cancel = nil
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("daemon did not stop within 15 s")
+	}
+}
+
+func (r *running) notified(state string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Contains(r.notices, state)
+}
+
+// waitEvent waits for an event of kind on the daemon's bus.
+func (r *running) waitEvent(t *testing.T, kind string, match func(event.Event) bool) event.Event {
+	t.Helper()
+	timeout := time.After(15 * time.Second)
+	for {
+		select {
+		case e, ok := <-r.events.C:
+			if !ok {
+				t.Fatalf("bus closed while waiting for %s", kind)
+			}
+			if e.Kind == kind && (match == nil || match(e)) {
+				return e
+			}
+		case <-timeout:
+			t.Fatalf("no %s event within 15 s; health %+v", kind, r.d.Health())
+		}
+	}
+}
+
+func (r *running) waitHealth(t *testing.T, what string, ok func(Health) bool) Health {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var h Health
+		resp, err := http.Get(r.base + "/healthz")
+		if err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&h)
+			resp.Body.Close()
+		}
+		if err == nil && ok(h) {
+			return h
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("health never %s: %+v (err %v)", what, h, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func postJSON(t *testing.T, url, body string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// testLogger collects the daemon's log and prints it only when the test
+// fails (goroutines may still log after the test returns).
+func testLogger(t *testing.T) *slog.Logger {
+	w := &lockedBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("kioskd log:\n%s", w.String())
+		}
+	})
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func simConfig(video string) string {
+	return fmt.Sprintf(`
+[device]
+id = "kiosk-test"
+mode = "simulation"
+[http]
+listen = "127.0.0.1:0"
+[camera]
+backend = "sim"
+path = %q
+[cardreader]
+backend = "sim"
+[gpio]
+backend = "sim"
+[hub]
+telemetry_every = "1s"
+[hub.embedded]
+listen = "127.0.0.1:0"
+[shutdown]
+timeout = "5s"
+`, video)
+}
+
+// The whole simulated kiosk: real video through OpenCV, the in-process
+// card, simulated GPIO and the embedded broker, observed through the HTTP
+// API exactly as the status page uses it.
+func TestSimulationEndToEnd(t *testing.T) {
+	video := testmedia.Path(t, "franck.mp4")
+	r := start(t, simConfig(video))
+
+	h := r.waitHealth(t, "ok", func(h Health) bool { return h.Status == "ok" })
+	for _, c := range []string{"camera", "cardreader", "gpio", "hub"} {
+		if h.Components[c].State != "ok" {
+			t.Fatalf("%s not ok: %+v", c, h.Components[c])
+		}
+	}
+	if !r.notified("READY=1") {
+		t.Fatal("READY=1 not sent")
+	}
+
+	// Server-Sent Events carry the bus to the page.
+	req, _ := http.NewRequest("GET", r.base+"/api/events", nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("events content type %q", ct)
+	}
+	sse := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if l := sc.Text(); strings.HasPrefix(l, "event: ") {
+				sse <- strings.TrimPrefix(l, "event: ")
+			}
+		}
+		close(sse)
+	}()
+
+	if code, body := postJSON(t, r.base+"/api/sim/card", `{"action":"insert"}`); code != 200 {
+		t.Fatalf("insert: %d %s", code, body)
+	}
+	e := r.waitEvent(t, "card.inserted", nil)
+	if ce := e.Data.(cardEvent); ce.ATR != strings.ToUpper(fmt.Sprintf("%X", cardtest.DefaultATR())) {
+		t.Fatalf("ATR %s", ce.ATR)
+	}
+	waitSSE(t, sse, "card.inserted")
+	if code, _ := postJSON(t, r.base+"/api/sim/card", `{"action":"insert"}`); code != http.StatusConflict {
+		t.Fatalf("second insert: %d, want 409", code)
+	}
+	postJSON(t, r.base+"/api/sim/card", `{"action":"remove"}`)
+	r.waitEvent(t, "card.removed", nil)
+
+	if code, body := postJSON(t, r.base+"/api/sim/gpio", `{"role":"tamper","active":true}`); code != 200 {
+		t.Fatalf("gpio: %d %s", code, body)
+	}
+	r.waitEvent(t, "gpio.input", func(e event.Event) bool {
+		g := e.Data.(gpioEvent)
+		return g.Role == "tamper" && g.Active
+	})
+	waitSSE(t, sse, "gpio.input")
+
+	// Bad control requests get clear errors.
+	for _, tc := range []struct{ url, ct, body string }{
+		{"/api/sim/gpio", "application/json", `{"role":"led_red","active":true}`},
+		{"/api/sim/gpio", "application/json", `{"role":"tamper","active":"yes"}`},
+		{"/api/sim/card", "application/json", `{"action":"shred"}`},
+		{"/api/sim/card", "text/plain", `{"action":"insert"}`},
+		{"/api/sim/card", "application/json", `{"action":"insert","extra":1}`},
+	} {
+		resp, err := http.Post(r.base+tc.url, tc.ct, strings.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode < 400 || !strings.Contains(string(b), "error") {
+			t.Errorf("%s %s: %d %s", tc.url, tc.body, resp.StatusCode, b)
+		}
+	}
+
+	// The thumbnail is a real JPEG of the video.
+	resp2, err := http.Get(r.base + "/api/camera/frame.jpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jpg, _ := io.ReadAll(resp2.Body)
+	resp2.Body.Close()
+	if resp2.StatusCode != 200 || len(jpg) < 1000 || !bytes.HasPrefix(jpg, []byte{0xFF, 0xD8}) {
+		t.Fatalf("frame: %d, %d bytes", resp2.StatusCode, len(jpg))
+	}
+	// The status page itself is served.
+	resp3, err := http.Get(r.base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp3.Body)
+	resp3.Body.Close()
+	if !strings.Contains(string(page), "kioskd") || !strings.Contains(string(page), "status.js") {
+		t.Fatalf("status page: %.200s", page)
+	}
+
+	// The fleet sees telemetry and can ping the kiosk over MQTT.
+	obs := mqttObserver(t, r.d.broker.URL(), "kiosk/v1/kiosk-test/#")
+	obs.wait(t, "kiosk/v1/kiosk-test/telemetry/health", 1)
+	obs.publish(t, "kiosk/v1/kiosk-test/cmd/ping", `{"id":"p1"}`)
+	reply := obs.wait(t, "kiosk/v1/kiosk-test/reply/ping", 1)
+	if !strings.Contains(reply, `"id":"p1"`) || !strings.Contains(reply, `"ok":true`) {
+		t.Fatalf("ping reply %s", reply)
+	}
+	obs.publish(t, "kiosk/v1/kiosk-test/cmd/ping", `not json`)
+	if reply := obs.wait(t, "kiosk/v1/kiosk-test/reply/ping", 2); !strings.Contains(reply, `"ok":false`) {
+		t.Fatalf("bad command reply %s", reply)
+	}
+
+	time.Sleep(120 * time.Millisecond)
+	if !r.notified("WATCHDOG=1") {
+		t.Fatal("no watchdog ping")
+	}
+	r.stop(t)
+	if !r.notified("STOPPING=1") {
+		t.Fatal("STOPPING=1 not sent")
+	}
+}
+
+func waitSSE(t *testing.T, sse <-chan string, kind string) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case k, ok := <-sse:
+			if !ok {
+				t.Fatalf("event stream ended before %s", kind)
+			}
+			if k == kind {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no %s on the event stream", kind)
+		}
+	}
+}
+
+// A kiosk whose camera file is missing keeps running, reports degraded
+// health, and recovers when the camera returns, without a restart.
+func TestDegradedCameraRecovers(t *testing.T) {
+	src := testmedia.Path(t, "franck.mp4")
+	video := filepath.Join(t.TempDir(), "camera.mp4")
+	r := start(t, simConfig(video))
+	h := r.waitHealth(t, "degraded", func(h Health) bool {
+		return h.Status == "degraded" && h.Components["camera"].State != "ok"
+	})
+	if h.Components["camera"].Detail == "" {
+		t.Fatal("degraded camera without a reason")
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(video, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.waitHealth(t, "ok again", func(h Health) bool { return h.Components["camera"].State == "ok" })
+}
+
+// The real stack: pcscd with a vpcd reader and a Go card, and a mosquitto
+// broker. pcscd and the broker are restarted under the running kiosk.
+func TestRealPCSCAndMosquitto(t *testing.T) {
+	srv := pcscdtest.Start(t, 1)
+	broker := mqtttest.StartMosquitto(t)
+	r := start(t, fmt.Sprintf(`
+[device]
+id = "kiosk-real"
+mode = "simulation"
+[http]
+listen = "127.0.0.1:0"
+[camera]
+backend = "none"
+[cardreader]
+backend = "pcsc"
+retry_min = "50ms"
+retry_max = "500ms"
+[gpio]
+backend = "sim"
+[hub]
+brokers = [%q]
+retry_max = "1s"
+`, broker.URL()))
+	r.waitHealth(t, "ok", func(h Health) bool { return h.Status == "ok" })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cardDone := make(chan error, 1)
+	go func() { cardDone <- vpcd.Serve(ctx, srv.VPCDAddr(0), cardtest.New(nil), nil) }()
+	r.waitEvent(t, "card.inserted", nil)
+	cancel()
+	<-cardDone
+	r.waitEvent(t, "card.removed", nil)
+
+	// pcscd restarts under the running daemon.
+	srv.Restart(t)
+	r.waitEvent(t, "service.down", nil)
+	r.waitEvent(t, "service.up", nil)
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	go func() { _ = vpcd.Serve(ctx2, srv.VPCDAddr(0), cardtest.New(nil), nil) }()
+	r.waitEvent(t, "card.inserted", nil)
+
+	// The broker dies and comes back.
+	broker.Stop()
+	r.waitHealth(t, "degraded by the hub", func(h Health) bool { return h.Components["hub"].State == "down" && h.Status == "degraded" })
+	broker.Start()
+	r.waitHealth(t, "ok after the broker returned", func(h Health) bool { return h.Status == "ok" })
+}
+
+type observer struct {
+	c    mqtt.Client
+	mu   sync.Mutex
+	msgs map[string][]string
+}
+
+func mqttObserver(t *testing.T, url, filter string) *observer {
+	t.Helper()
+	o := &observer{msgs: map[string][]string{}}
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID("obs-" + t.Name()))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("observer: %v", tok.Error())
+	}
+	tok := c.Subscribe(filter, 1, func(_ mqtt.Client, m mqtt.Message) {
+		o.mu.Lock()
+		o.msgs[m.Topic()] = append(o.msgs[m.Topic()], string(m.Payload()))
+		o.mu.Unlock()
+	})
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("observer subscribe: %v", tok.Error())
+	}
+	o.c = c
+	t.Cleanup(func() { c.Disconnect(100) })
+	return o
+}
+
+func (o *observer) publish(t *testing.T, topic, payload string) {
+	t.Helper()
+	if tok := o.c.Publish(topic, 1, false, payload); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish: %v", tok.Error())
+	}
+}
+
+// wait returns the n-th message on topic.
+func (o *observer) wait(t *testing.T, topic string, n int) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		o.mu.Lock()
+		m := o.msgs[topic]
+		o.mu.Unlock()
+		if len(m) >= n {
+			return m[n-1]
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("fewer than %d messages on %s", n, topic)
+	return ""
+}
+
+func FuzzParseCommand(f *testing.F) {
+	f.Add([]byte(`{"id":"c1"}`))
+	f.Add([]byte(`{"id":""}`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"id":"` + strings.Repeat("x", 200) + `"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := parseCommand(b)
+		if err == nil && (c.ID == "" || len(c.ID) > 128) {
+			t.Fatalf("accepted bad id %q", c.ID)
+		}
+	})
+}

@@ -1,0 +1,342 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"time"
+
+	"kiosk/drivers/camera"
+	"kiosk/drivers/cardreader"
+	"kiosk/drivers/cardreader/cardtest"
+	"kiosk/drivers/gpio"
+	"kiosk/firmware/hub"
+	"kiosk/ui/statuspage"
+)
+
+// Component is one driver's or link's health.
+type Component struct {
+	State  string `json:"state"` // ok, degraded, down, disabled
+	Detail string `json:"detail,omitempty"`
+	Info   any    `json:"info,omitempty"`
+}
+
+// Health is what /healthz and /api/status report.
+type Health struct {
+	Status     string               `json:"status"` // ok or degraded
+	Device     string               `json:"device"`
+	Mode       string               `json:"mode"`
+	Version    string               `json:"version"`
+	UptimeS    float64              `json:"uptime_s"`
+	Components map[string]Component `json:"components"`
+}
+
+// Health collects every component's state. Any component that is not ok
+// (and not disabled) makes the whole kiosk "degraded".
+func (d *Daemon) Health() Health {
+	h := Health{
+		Status: "ok", Device: d.cfg.Device.ID, Mode: d.cfg.Device.Mode, Version: d.opts.Version,
+		Components: map[string]Component{},
+	}
+	if !d.started.IsZero() {
+		h.UptimeS = time.Since(d.started).Seconds()
+	}
+	if d.pump != nil {
+		s := d.pump.Status()
+		h.Components["camera"] = Component{State: s.State, Detail: s.Detail, Info: s}
+	} else {
+		h.Components["camera"] = Component{State: "disabled"}
+	}
+	if d.cards != nil {
+		s := d.cards.Status()
+		h.Components["cardreader"] = Component{State: s.State, Detail: s.Detail, Info: s}
+	} else {
+		h.Components["cardreader"] = Component{State: "disabled"}
+	}
+	d.gpioMu.Lock()
+	switch {
+	case d.gpio != nil:
+		s := d.gpio.Status()
+		h.Components["gpio"] = Component{State: s.State, Detail: s.Detail, Info: s}
+	case d.cfg.GPIO.Backend == "none":
+		h.Components["gpio"] = Component{State: "disabled"}
+	default:
+		detail := d.gpioErr
+		if detail == "" {
+			detail = "opening"
+		}
+		h.Components["gpio"] = Component{State: "down", Detail: detail}
+	}
+	d.gpioMu.Unlock()
+	if d.hub != nil {
+		s := d.hub.Status()
+		h.Components["hub"] = Component{State: s.State, Detail: s.Detail, Info: s}
+	} else {
+		h.Components["hub"] = Component{State: "disabled"}
+	}
+	for _, c := range h.Components {
+		if c.State != "ok" && c.State != "disabled" {
+			h.Status = "degraded"
+		}
+	}
+	return h
+}
+
+func (d *Daemon) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /", statuspage.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		h := d.Health()
+		code := http.StatusOK
+		if h.Status != "ok" {
+			code = http.StatusServiceUnavailable
+		}
+		writeJSON(w, code, h)
+	})
+	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, d.Health())
+	})
+	mux.HandleFunc("GET /api/events", d.serveEvents)
+	mux.HandleFunc("GET /api/camera/frame.jpg", d.serveFrame)
+	mux.HandleFunc("POST /api/sim/card", d.simCardControl)
+	mux.HandleFunc("POST /api/sim/gpio", d.simGPIOControl)
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// serveEvents streams the event bus as Server-Sent Events.
+func (d *Daemon) serveEvents(w http.ResponseWriter, r *http.Request) {
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		writeError(w, http.StatusInternalServerError, "streaming unsupported")
+		return
+	}
+	sub := d.bus.Subscribe(r.Context(), 64)
+	defer sub.Close()
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprint(w, ": kioskd events\n\n")
+	fl.Flush()
+	keepalive := time.NewTicker(15 * time.Second)
+	defer keepalive.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-keepalive.C:
+			fmt.Fprint(w, ": keepalive\n\n")
+			fl.Flush()
+		case e, ok := <-sub.C:
+			if !ok {
+				return
+			}
+			b, err := json.Marshal(e)
+			if err != nil {
+				d.log.Warn("event not encodable", "kind", e.Kind, "err", err)
+				continue
+			}
+			fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Kind, b)
+			fl.Flush()
+		}
+	}
+}
+
+// serveFrame returns a small JPEG of the latest camera frame. Camera
+// images are biometric data: this exists only in simulation mode, where
+// the camera is a test video; production mode refuses it.
+func (d *Daemon) serveFrame(w http.ResponseWriter, r *http.Request) {
+	if d.cfg.Device.Mode != "simulation" {
+		writeError(w, http.StatusForbidden, "camera preview is available in simulation mode only")
+		return
+	}
+	if d.pump == nil {
+		writeError(w, http.StatusNotFound, "no camera configured")
+		return
+	}
+	f, ok := d.pump.Latest()
+	if !ok {
+		writeError(w, http.StatusServiceUnavailable, "no frame yet")
+		return
+	}
+	defer f.Close()
+	b, err := camera.EncodeJPEG(f.Mat, 320, 70)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "image/jpeg")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(b)
+}
+
+// decodeControl reads a small JSON control request. Requiring the JSON
+// content type means a cross-site form post cannot reach these endpoints
+// without a CORS preflight, which this server never approves.
+func decodeControl(w http.ResponseWriter, r *http.Request, v any) bool {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType, "content type must be application/json")
+		return false
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "bad request: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func (d *Daemon) simCardControl(w http.ResponseWriter, r *http.Request) {
+	if d.simCard == nil {
+		writeError(w, http.StatusConflict, "the card reader is not simulated")
+		return
+	}
+	var req struct {
+		Action string `json:"action"`
+	}
+	if !decodeControl(w, r, &req) {
+		return
+	}
+	var err error
+	switch req.Action {
+	case "insert":
+		var card cardreader.CardHandler
+		if d.opts.SimCard != nil {
+			card = d.opts.SimCard()
+		} else {
+			card = cardtest.New(nil)
+		}
+		err = d.simCard.Insert(card)
+	case "remove":
+		err = d.simCard.Remove()
+	default:
+		writeError(w, http.StatusBadRequest, `action must be "insert" or "remove"`)
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"present": d.simCard.Present()})
+}
+
+func (d *Daemon) simGPIOControl(w http.ResponseWriter, r *http.Request) {
+	d.gpioMu.Lock()
+	sim := d.simGPIO
+	d.gpioMu.Unlock()
+	if sim == nil {
+		writeError(w, http.StatusConflict, "GPIO is not simulated")
+		return
+	}
+	var req struct {
+		Role   string `json:"role"`
+		Active bool   `json:"active"`
+	}
+	if !decodeControl(w, r, &req) {
+		return
+	}
+	role := gpio.Role(req.Role)
+	if !role.IsInput() {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%q is not an input role", req.Role))
+		return
+	}
+	if err := sim.SetInput(role, req.Active); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"role": req.Role, "active": req.Active})
+}
+
+// command is the JSON body of a hub command (docs/mqtt.md).
+type command struct {
+	ID string `json:"id"`
+}
+
+// commandReply is published on <prefix>/<device>/reply/<command>.
+type commandReply struct {
+	ID     string  `json:"id"`
+	OK     bool    `json:"ok"`
+	Error  string  `json:"error,omitempty"`
+	Health *Health `json:"health,omitempty"`
+}
+
+// parseCommand validates a hub command payload.
+func parseCommand(payload []byte) (command, error) {
+	var c command
+	if len(payload) > 64<<10 {
+		return c, errors.New("command larger than 64 KiB")
+	}
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return c, fmt.Errorf("command is not a JSON object: %w", err)
+	}
+	if c.ID == "" || len(c.ID) > 128 {
+		return c, errors.New(`command needs an "id" of 1-128 characters`)
+	}
+	return c, nil
+}
+
+// serveCommands answers fleet commands. Later issues add more.
+func (d *Daemon) serveCommands(ctx context.Context) error {
+	for {
+		var m hub.Message
+		select {
+		case <-ctx.Done():
+			return nil
+		case m = <-d.hub.Commands():
+		}
+		c, err := parseCommand(m.Payload)
+		reply := commandReply{ID: c.ID}
+		switch {
+		case err != nil:
+			reply.Error = err.Error()
+		case m.Name == "ping":
+			reply.OK = true
+		case m.Name == "health":
+			h := d.Health()
+			reply.OK, reply.Health = true, &h
+		default:
+			reply.Error = fmt.Sprintf("unknown command %q", m.Name)
+		}
+		d.log.Info("hub command", "command", m.Name, "id", c.ID, "ok", reply.OK, "err", reply.Error)
+		b, _ := json.Marshal(reply)
+		if err := d.hub.Publish(ctx, "reply/"+m.Name, 1, false, b); err != nil {
+			d.log.Warn("command reply not sent", "command", m.Name, "err", err)
+		}
+	}
+}
+
+// telemetry publishes the health snapshot periodically (QoS 0: a lost
+// sample is replaced by the next one).
+func (d *Daemon) telemetry(ctx context.Context) error {
+	t := time.NewTicker(d.cfg.Hub.TelemetryEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		b, err := json.Marshal(d.Health())
+		if err != nil {
+			return err
+		}
+		if err := d.hub.Publish(ctx, "telemetry/health", 0, false, b); err != nil && !errors.Is(err, hub.ErrNotConnected) {
+			d.log.Debug("telemetry not sent", "err", err)
+		}
+	}
+}

@@ -1,0 +1,79 @@
+// Package ctl implements kioskctl's subcommands.
+package ctl
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"kiosk/firmware/config"
+)
+
+// Exit statuses shared by the subcommands.
+const (
+	ExitOK    = 0
+	ExitFail  = 1 // the check or operation failed
+	ExitUsage = 2 // bad usage or input
+)
+
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	version        string
+}
+
+type command struct {
+	usage string
+	run   func(e *env, args []string) int
+}
+
+func commands() map[string]command {
+	return map[string]command{
+		"config check": {"config check FILE  validate a kioskd configuration file", configCheck},
+		"version":      {"version            print the version", func(e *env, _ []string) int { fmt.Fprintln(e.stdout, "kioskctl", e.version); return ExitOK }},
+	}
+}
+
+// Main runs kioskctl with args (without the program name).
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, version string) int {
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, version: version}
+	cmds := commands()
+	// Longest match first: "config check" before "config".
+	for n := min(len(args), 3); n > 0; n-- {
+		if c, ok := cmds[strings.Join(args[:n], " ")]; ok {
+			return c.run(e, args[n:])
+		}
+	}
+	usage(e, cmds)
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		return ExitOK
+	}
+	fmt.Fprintf(stderr, "kioskctl: unknown command %q\n", strings.Join(args, " "))
+	return ExitUsage
+}
+
+func usage(e *env, cmds map[string]command) {
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprintln(e.stderr, "usage: kioskctl COMMAND [ARGS]\n\ncommands:")
+	for _, n := range names {
+		fmt.Fprintln(e.stderr, "  "+cmds[n].usage)
+	}
+}
+
+func configCheck(e *env, args []string) int {
+	if len(args) != 1 {
+		fmt.Fprintln(e.stderr, "usage: kioskctl config check FILE")
+		return ExitUsage
+	}
+	if _, err := config.Load(args[0]); err != nil {
+		fmt.Fprintf(e.stderr, "%s: invalid\n%v\n", args[0], err)
+		return ExitUsage
+	}
+	fmt.Fprintf(e.stdout, "%s: valid\n", args[0])
+	return ExitOK
+}
