@@ -1,0 +1,151 @@
+// Package pa implements passive authentication of an eMRTD (ICAO Doc
+// 9303-11 §5.1, PKI of 9303-12): the SOD's CMS signature by the document
+// signer (DS), the DS certificate's chain to a trusted CSCA, validity
+// periods, and the hash of every data group read. It fails closed: the
+// Result passes only when every check ran and passed.
+package pa
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// MaxTrustFileSize bounds one file of the trust directory.
+const MaxTrustFileSize = 1 << 20
+
+// ErrNoTrustAnchors is returned when a trust directory yields no certificate.
+var ErrNoTrustAnchors = errors.New("no CSCA certificate in trust store")
+
+// LoadProblem is a trust-store file that could not be used. Problems do
+// not fail the load (a missing CSCA can only make verification fail, never
+// pass), but they are reported so an operator sees them.
+type LoadProblem struct {
+	File string
+	Err  error
+}
+
+func (p LoadProblem) String() string { return p.File + ": " + p.Err.Error() }
+
+// TrustStore holds the CSCA certificates trusted as PKI roots (9303-12 §5).
+type TrustStore struct {
+	certs    []*x509.Certificate
+	problems []LoadProblem
+}
+
+// NewTrustStore returns a store holding certs.
+func NewTrustStore(certs ...*x509.Certificate) *TrustStore {
+	s := &TrustStore{}
+	for _, c := range certs {
+		s.Add(c)
+	}
+	return s
+}
+
+// Add trusts c. Duplicates are ignored.
+func (s *TrustStore) Add(c *x509.Certificate) {
+	if c == nil {
+		return
+	}
+	for _, o := range s.certs {
+		if o.Equal(c) {
+			return
+		}
+	}
+	s.certs = append(s.certs, c)
+}
+
+// Certificates returns the trusted CSCA certificates.
+func (s *TrustStore) Certificates() []*x509.Certificate {
+	return append([]*x509.Certificate(nil), s.certs...)
+}
+
+// Problems lists the files that were not loaded and why.
+func (s *TrustStore) Problems() []LoadProblem { return append([]LoadProblem(nil), s.problems...) }
+
+// LoadTrustStore reads every regular file of dir (not descending, dot
+// files ignored) as PEM (one or more CERTIFICATE blocks) or DER. A file
+// that is not a certificate is listed in Problems; an unreadable directory
+// or one without any certificate is an error.
+func LoadTrustStore(dir string) (*TrustStore, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("load trust store: %w", err)
+	}
+	sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
+	s := &TrustStore{}
+	for _, e := range ents {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") || e.IsDir() {
+			continue
+		}
+		path := filepath.Join(dir, name)
+		certs, err := readCertFile(path)
+		if err != nil {
+			s.problems = append(s.problems, LoadProblem{File: path, Err: err})
+			continue
+		}
+		for _, c := range certs {
+			s.Add(c)
+		}
+	}
+	if len(s.certs) == 0 {
+		msg := ""
+		for _, p := range s.problems {
+			msg += "; " + p.String()
+		}
+		return nil, fmt.Errorf("load trust store %s: %w%s", dir, ErrNoTrustAnchors, msg)
+	}
+	return s, nil
+}
+
+func readCertFile(path string) ([]*x509.Certificate, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, errors.New("not a regular file")
+	}
+	b, err := io.ReadAll(io.LimitReader(f, MaxTrustFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxTrustFileSize {
+		return nil, fmt.Errorf("larger than %d bytes", MaxTrustFileSize)
+	}
+	if !strings.Contains(string(b), "-----BEGIN") {
+		c, err := x509.ParseCertificate(b)
+		if err != nil {
+			return nil, fmt.Errorf("neither PEM nor a DER certificate: %w", err)
+		}
+		return []*x509.Certificate{c}, nil
+	}
+	var out []*x509.Certificate
+	for n := 1; ; n++ {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("PEM block %d is %q, not CERTIFICATE", n, blk.Type)
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("PEM block %d: %w", n, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no PEM certificate block")
+	}
+	return out, nil
+}

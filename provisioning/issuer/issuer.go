@@ -1,0 +1,400 @@
+// Package issuer is a test document issuer: it creates a CSCA (self-signed)
+// and a document signer, builds DG1 (MRZ), DG2 (face photo), EF.COM,
+// EF.SOD (CMS SignedData over an LDSSecurityObject, 9303-10 §4.6.2) and
+// EF.CardAccess (PACEInfo, 9303-11 §9.2.1), and returns a virtual card
+// image plus the trust material. It can produce defective documents on
+// purpose so the terminal's passive authentication can be tested.
+//
+// It is for tests and demos only: keys are generated per call and thrown
+// away, and the card image stores CAN and PIN in clear.
+package issuer
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"kiosk/firmware/emrtd/cardimage"
+	"kiosk/firmware/emrtd/lds"
+	"kiosk/firmware/emrtd/pa"
+	"kiosk/firmware/emrtd/tlv"
+)
+
+// DocType selects the MRZ format of DG1.
+type DocType int
+
+// Document types.
+const (
+	TD3 DocType = iota // passport, 2x44 (default)
+	TD1                // identity card, 3x30
+)
+
+// SignatureAlg is the document signer's (and CSCA's) signature scheme.
+type SignatureAlg string
+
+// Signature algorithms.
+const (
+	SigECDSAP256 SignatureAlg = "ECDSA-P256" // default
+	SigRSA2048   SignatureAlg = "RSA-2048"   // PKCS #1 v1.5, SHA-256
+	SigRSAPSS    SignatureAlg = "RSA-PSS"    // RSA-2048, RSASSA-PSS SHA-256, salt 32
+)
+
+// PACE object identifiers (9303-11 §9.2.1 / BSI TR-03110-3 A.1.1).
+const (
+	OIDPACEECDHGM3DES   = "0.4.0.127.0.7.2.2.4.2.1"
+	OIDPACEECDHGMAES128 = "0.4.0.127.0.7.2.2.4.2.2"
+	OIDPACEECDHGMAES192 = "0.4.0.127.0.7.2.2.4.2.3"
+	OIDPACEECDHGMAES256 = "0.4.0.127.0.7.2.2.4.2.4"
+	OIDPACEDHGM3DES     = "0.4.0.127.0.7.2.2.4.1.1"
+	OIDPACEDHGMAES128   = "0.4.0.127.0.7.2.2.4.1.2"
+)
+
+// PACE parameter ids (9303-11 §9.5.1 standardized domain parameters).
+const (
+	ParamNISTP256      = 12
+	ParamBrainpoolP256 = 13
+)
+
+// PACEParams names the PACEInfo written to EF.CardAccess.
+type PACEParams struct {
+	OID         string
+	ParameterID int
+}
+
+// Options describe the document to issue.
+type Options struct {
+	DocType      DocType
+	DocNumber    string // A-Z 0-9; TD1 may exceed 9 characters
+	IssuingState string // default Nationality
+	Surname      string
+	Given        string
+	Nationality  string // 3 letters, e.g. "UTO"
+	Sex          string // M, F, X or empty
+	Birth        string // YYMMDD
+	Expiry       string // YYMMDD
+	CAN          string // 6 digits
+	PIN          string // 4..10 digits
+	PINRetries   int    // default 3
+	Photo        []byte // JPEG or JPEG 2000 (JP2 or J2K)
+	SignatureAlg SignatureAlg
+	// PACE defaults to id-PACE-ECDH-GM-AES-CBC-CMAC-128 on brainpoolP256r1
+	// (parameter id 13); BACOnly writes no EF.CardAccess instead.
+	PACE             *PACEParams
+	BACOnly          bool
+	ShortLengthOnly  bool      // card.json extended_length=false
+	Now              time.Time // issuing time; zero means time.Now()
+	CountryCodeCerts string    // 2-letter C= of the certificates; default from IssuingState
+
+	// Defects for tests.
+	AlterDGAfterSigning int  // change this DG (1 or 2) after the SOD was signed
+	ExpiredDS           bool // DS certificate expired before Now
+	UnknownCSCA         bool // the trust material holds a different CSCA of the same name
+}
+
+// Trust is the PKI material of an issued document.
+type Trust struct {
+	CSCA    *x509.Certificate
+	CSCAKey crypto.Signer
+	DS      *x509.Certificate
+	DSKey   crypto.Signer
+	// Anchors is what a terminal should trust: the CSCA, or for UnknownCSCA
+	// a look-alike CSCA that did not sign the DS.
+	Anchors []*x509.Certificate
+}
+
+// Store returns a trust store holding the anchors.
+func (t *Trust) Store() *pa.TrustStore { return pa.NewTrustStore(t.Anchors...) }
+
+// WriteDir writes the anchors as PEM files csca-N.pem into dir.
+func (t *Trust) WriteDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("write trust dir: %w", err)
+	}
+	for i, c := range t.Anchors {
+		b := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("csca-%d.pem", i+1)), b, 0o644); err != nil {
+			return fmt.Errorf("write trust dir: %w", err)
+		}
+	}
+	return nil
+}
+
+// ErrOptions is wrapped by option validation errors.
+var ErrOptions = errors.New("invalid issuer options")
+
+func optErr(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrOptions, fmt.Sprintf(format, args...))
+}
+
+// Issue creates a document per opts.
+func Issue(opts Options) (*cardimage.Image, *Trust, error) {
+	if opts.Now.IsZero() {
+		opts.Now = time.Now()
+	}
+	if opts.SignatureAlg == "" {
+		opts.SignatureAlg = SigECDSAP256
+	}
+	if opts.PINRetries == 0 {
+		opts.PINRetries = 3
+	}
+	if opts.IssuingState == "" {
+		opts.IssuingState = opts.Nationality
+	}
+	if opts.BACOnly && opts.PACE != nil {
+		return nil, nil, optErr("BACOnly and PACE are exclusive")
+	}
+	if !opts.BACOnly && opts.PACE == nil {
+		opts.PACE = &PACEParams{OID: OIDPACEECDHGMAES128, ParameterID: ParamBrainpoolP256}
+	}
+	if len(opts.Photo) == 0 {
+		return nil, nil, optErr("no photo")
+	}
+	if opts.AlterDGAfterSigning != 0 && opts.AlterDGAfterSigning != 1 && opts.AlterDGAfterSigning != 2 {
+		return nil, nil, optErr("AlterDGAfterSigning must be 1 or 2")
+	}
+
+	mrz := &lds.MRZ{Format: lds.FormatTD3, DocumentCode: "P", IssuingState: opts.IssuingState,
+		Surname: strings.ToUpper(opts.Surname), GivenNames: strings.ToUpper(opts.Given),
+		DocumentNumber: strings.ToUpper(opts.DocNumber), Nationality: opts.Nationality,
+		Birth: opts.Birth, Sex: opts.Sex, Expiry: opts.Expiry}
+	switch opts.DocType {
+	case TD3:
+	case TD1:
+		mrz.Format, mrz.DocumentCode = lds.FormatTD1, "I"
+	default:
+		return nil, nil, optErr("document type %d", opts.DocType)
+	}
+	dg1, err := lds.EncodeDG1(mrz)
+	if err != nil {
+		return nil, nil, fmt.Errorf("issue: %w", errors.Join(ErrOptions, err))
+	}
+	face, err := lds.NewFace(opts.Photo)
+	if err != nil {
+		return nil, nil, fmt.Errorf("issue: photo: %w", errors.Join(ErrOptions, err))
+	}
+	dg2, err := lds.EncodeDG2([]lds.Face{face})
+	if err != nil {
+		return nil, nil, fmt.Errorf("issue: %w", err)
+	}
+	com, err := lds.EncodeCOM(&lds.COM{LDSVersion: "0107", UnicodeVersion: "040000", Tags: []tlv.Tag{lds.TagDG1, lds.TagDG2}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("issue: %w", err)
+	}
+
+	trust, err := newPKI(opts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("issue: %w", err)
+	}
+	hashes := []lds.DataGroupHash{{DataGroupNumber: 1, Hash: sha256Sum(dg1)}, {DataGroupNumber: 2, Hash: sha256Sum(dg2)}}
+	lso, err := lds.EncodeLDSSecurityObject(&lds.LDSSecurityObject{
+		HashAlgorithm: pkix.AlgorithmIdentifier{Algorithm: lds.OIDSHA256}, Hashes: hashes})
+	if err != nil {
+		return nil, nil, fmt.Errorf("issue: %w", err)
+	}
+	// Signed while the DS was valid: for ExpiredDS that is in the past.
+	signingTime := opts.Now
+	if opts.ExpiredDS {
+		signingTime = trust.DS.NotBefore.Add(24 * time.Hour)
+	}
+	sod, err := buildSOD(lso, trust.DS, trust.DSKey, opts.SignatureAlg, signingTime)
+	if err != nil {
+		return nil, nil, fmt.Errorf("issue: %w", err)
+	}
+
+	var profile []string
+	switch opts.AlterDGAfterSigning {
+	case 1:
+		// Another surname: still a well-formed MRZ with valid check digits,
+		// so only passive authentication can notice.
+		m := *mrz
+		m.Surname = alterName(m.Surname)
+		if dg1, err = lds.EncodeDG1(&m); err != nil {
+			return nil, nil, fmt.Errorf("issue: alter DG1: %w", err)
+		}
+		profile = append(profile, "dg1_altered")
+	case 2:
+		// One bit of the image data, far from the JPEG/JP2 headers.
+		dg2 = append([]byte(nil), dg2...)
+		dg2[len(dg2)-len(face.Image)/2] ^= 0x01
+		profile = append(profile, "dg2_altered")
+	}
+	if opts.ExpiredDS {
+		profile = append(profile, "ds_expired")
+	}
+	if opts.UnknownCSCA {
+		profile = append(profile, "unknown_csca")
+	}
+	if len(profile) == 0 {
+		profile = []string{"good"}
+	}
+
+	im := &cardimage.Image{
+		Meta: cardimage.Meta{Version: 1, Profile: strings.Join(profile, ","), CAN: opts.CAN, PIN: opts.PIN,
+			PINRetries: opts.PINRetries, MRZ: cardimage.MRZKey{DocumentNumber: mrz.DocumentNumber, Birth: opts.Birth, Expiry: opts.Expiry},
+			BAC: opts.BACOnly, ExtendedLength: !opts.ShortLengthOnly},
+		Files: map[uint16][]byte{lds.FIDCOM: com, 0x0101: dg1, 0x0102: dg2, lds.FIDSOD: sod},
+	}
+	if !opts.BACOnly {
+		ca, err := cardAccess(opts.PACE)
+		if err != nil {
+			return nil, nil, fmt.Errorf("issue: %w", err)
+		}
+		im.Files[lds.FIDCardAccess] = ca
+		im.Meta.PACE = &cardimage.PACE{OID: opts.PACE.OID, ParameterID: opts.PACE.ParameterID}
+	}
+	if err := im.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("issue: %w", errors.Join(ErrOptions, err))
+	}
+	return im, trust, nil
+}
+
+func sha256Sum(b []byte) []byte {
+	h := crypto.SHA256.New()
+	h.Write(b)
+	return h.Sum(nil)
+}
+
+func alterName(s string) string {
+	if s == "" {
+		return "X"
+	}
+	c := s[0] + 1
+	if c > 'Z' {
+		c = 'A'
+	}
+	return string(c) + s[1:]
+}
+
+// cardAccess encodes EF.CardAccess with one PACEInfo (version 2).
+func cardAccess(p *PACEParams) ([]byte, error) {
+	var oid asn1.ObjectIdentifier
+	for _, part := range strings.Split(p.OID, ".") {
+		n, err := strconv.Atoi(part)
+		if err != nil || n < 0 {
+			return nil, optErr("PACE OID %q", p.OID)
+		}
+		oid = append(oid, n)
+	}
+	if len(oid) < 2 {
+		return nil, optErr("PACE OID %q", p.OID)
+	}
+	return lds.EncodeSecurityInfos([]lds.PACEInfo{{Protocol: oid, Version: 2, ParameterID: p.ParameterID, HasParameterID: true}})
+}
+
+func newKey(alg SignatureAlg) (crypto.Signer, x509.SignatureAlgorithm, error) {
+	switch alg {
+	case SigECDSAP256:
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		return k, x509.ECDSAWithSHA256, err
+	case SigRSA2048, SigRSAPSS:
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if alg == SigRSAPSS {
+			return k, x509.SHA256WithRSAPSS, err
+		}
+		return k, x509.SHA256WithRSA, err
+	}
+	return nil, 0, optErr("signature algorithm %q", alg)
+}
+
+func serial() (*big.Int, error) {
+	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 63))
+}
+
+func newCSCA(opts Options, country string) (*x509.Certificate, crypto.Signer, error) {
+	key, sigAlg, err := newKey(opts.SignatureAlg)
+	if err != nil {
+		return nil, nil, err
+	}
+	sn, err := serial()
+	if err != nil {
+		return nil, nil, err
+	}
+	// 9303-12 §7.1.1: CSCA: basicConstraints cA, keyUsage keyCertSign+cRLSign.
+	tmpl := &x509.Certificate{
+		SerialNumber:          sn,
+		Subject:               pkix.Name{Country: []string{country}, Organization: []string{"Kiosk Test Issuer"}, CommonName: "Test CSCA " + country},
+		NotBefore:             opts.Now.Add(-5 * 365 * 24 * time.Hour),
+		NotAfter:              opts.Now.Add(15 * 365 * 24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+		SignatureAlgorithm:    sigAlg,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create CSCA: %w", err)
+	}
+	c, err := x509.ParseCertificate(der)
+	return c, key, err
+}
+
+func newPKI(opts Options) (*Trust, error) {
+	country := opts.CountryCodeCerts
+	if country == "" {
+		country = strings.TrimRight(opts.IssuingState, "<")
+		if len(country) > 2 {
+			country = country[:2]
+		}
+	}
+	if len(country) != 2 {
+		return nil, optErr("certificate country code %q", country)
+	}
+	csca, cscaKey, err := newCSCA(opts, country)
+	if err != nil {
+		return nil, err
+	}
+	dsKey, sigAlg, err := newKey(opts.SignatureAlg)
+	if err != nil {
+		return nil, err
+	}
+	sn, err := serial()
+	if err != nil {
+		return nil, err
+	}
+	// 9303-12 §7.1.1: DS keyUsage digitalSignature. Validity: the signing
+	// period plus the documents' lifetime.
+	tmpl := &x509.Certificate{
+		SerialNumber:       sn,
+		Subject:            pkix.Name{Country: []string{country}, Organization: []string{"Kiosk Test Issuer"}, CommonName: "Test Document Signer"},
+		NotBefore:          opts.Now.Add(-time.Hour),
+		NotAfter:           opts.Now.Add(10 * 365 * 24 * time.Hour),
+		KeyUsage:           x509.KeyUsageDigitalSignature,
+		SignatureAlgorithm: sigAlg,
+	}
+	if opts.ExpiredDS {
+		tmpl.NotBefore = opts.Now.Add(-3 * 365 * 24 * time.Hour)
+		tmpl.NotAfter = opts.Now.Add(-365 * 24 * time.Hour)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, csca, dsKey.Public(), cscaKey)
+	if err != nil {
+		return nil, fmt.Errorf("create DS: %w", err)
+	}
+	ds, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	t := &Trust{CSCA: csca, CSCAKey: cscaKey, DS: ds, DSKey: dsKey, Anchors: []*x509.Certificate{csca}}
+	if opts.UnknownCSCA {
+		other, _, err := newCSCA(opts, country)
+		if err != nil {
+			return nil, err
+		}
+		t.Anchors = []*x509.Certificate{other}
+	}
+	return t, nil
+}
