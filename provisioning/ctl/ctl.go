@@ -31,6 +31,9 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		"config check": {"config check FILE  validate a kioskd configuration file", configCheck},
+		"eid issue":    {"eid issue --out DIR --photo FACE.jpg [...]  make a virtual test eID card and its trust store", eidIssue},
+		"eid emulate":  {"eid emulate --card DIR --vpcd 127.0.0.1:PORT  run a virtual card against pcscd", eidEmulate},
+		"eid read":     {"eid read (--can N | --pin N | --mrz D,B,E) --trust DIR [--json]  read and verify an eID", eidRead},
 		"version":      {"version            print the version", func(e *env, _ []string) int { fmt.Fprintln(e.stdout, "kioskctl", e.version); return ExitOK }},
 	}
 }
@@ -52,6 +55,8 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, version stri
 	fmt.Fprintf(stderr, "kioskctl: unknown command %q\n", strings.Join(args, " "))
 	return ExitUsage
 }
+
+func sortStrings(s []string) { sort.Strings(s) }
 
 func usage(e *env, cmds map[string]command) {
 	names := make([]string, 0, len(cmds))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"kiosk/firmware/emrtd/tlv"
 	"strings"
 	"testing"
 )
@@ -202,7 +203,7 @@ func (f *fileCard) Transmit(_ context.Context, raw []byte) ([]byte, error) {
 		}
 		n := cmd.Ne
 		if cmd.INS == 0xB1 {
-			n -= 4
+			n = do53Capacity(n)
 		}
 		n = min(n, f.maxOut)
 		if f.overrun {
@@ -214,7 +215,7 @@ func (f *fileCard) Transmit(_ context.Context, raw []byte) ([]byte, error) {
 		end := min(off+n, len(f.cur))
 		data := f.cur[off:end]
 		if cmd.INS == 0xB1 {
-			data = append([]byte{0x53, 0x82, byte(len(data) >> 8), byte(len(data))}, data...)
+			data = tlv.Encode(0x53, data)
 		}
 		sw := SWOK
 		if end-off < n && !f.overrun {
@@ -350,4 +351,13 @@ func FuzzParseCommand(f *testing.F) {
 			t.Fatalf("re-encode %X → %X", b, out)
 		}
 	})
+}
+
+// do53Capacity is the most data bytes a DO'53' of at most ne bytes holds.
+func do53Capacity(ne int) int {
+	n := ne - 2
+	for n > 0 && 1+len(tlv.EncodeLength(n))+n > ne {
+		n--
+	}
+	return max(n, 0)
 }

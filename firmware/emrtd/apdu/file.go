@@ -53,8 +53,9 @@ func (c *Channel) ReadBinary(ctx context.Context, offset, ne int) ([]byte, error
 		if offset > 0xFFFFFF {
 			off = []byte{byte(offset >> 24), byte(offset >> 16), byte(offset >> 8), byte(offset)}
 		}
-		// Ne covers the DO'53' header (tag + up to 3 length bytes).
-		cmd = Command{CLA: 0x00, INS: 0xB1, Data: tlv.Encode(0x54, off), Ne: min(ne+4, MaxExtendedNe)}
+		// Ne covers exactly the DO'53' header for ne data bytes (tag and
+		// length octets): a card may fill Ne, and more would exceed ne.
+		cmd = Command{CLA: 0x00, INS: 0xB1, Data: tlv.Encode(0x54, off), Ne: min(ne+1+len(tlv.EncodeLength(ne)), MaxExtendedNe)}
 		if !c.opts.Extended && cmd.Ne > MaxShortNe {
 			cmd.Ne = MaxShortNe
 		}

@@ -306,8 +306,12 @@ func (c *chip) process(cmd apdu.Command) []byte {
 			r = apdu.Status(apdu.SWWrongP1P2)
 			break
 		}
-		part := c.cur[off:min(off+plain.Ne-4, len(c.cur))]
-		r = apdu.Response{Data: append([]byte{0x53, 0x82, byte(len(part) >> 8), byte(len(part))}, part...), SW: apdu.SWOK}
+		n := plain.Ne - 2 // the largest DO'53' that fits Ne
+		for n > 0 && 1+len(tlv.EncodeLength(n))+n > plain.Ne {
+			n--
+		}
+		part := c.cur[off:min(off+n, len(c.cur))]
+		r = apdu.Response{Data: tlv.Encode(0x53, part), SW: apdu.SWOK}
 	default:
 		r = apdu.Status(apdu.SWINSNotSupported)
 	}

@@ -1,0 +1,359 @@
+// Package emrtd is the kiosk's eMRTD inspection procedure (ICAO Doc 9303-11
+// §4.2 and 9303-11 §5): access control (PACE, or BAC when the chip has no
+// EF.CardAccess), reading the data groups under secure messaging, and
+// passive authentication. It produces a Report with every check's outcome.
+//
+// The packages below it implement the pieces: apdu (ISO/IEC 7816-4), sm
+// (§9.8), bac (§4.3), pace (§4.4), lds (9303-10), pa (§5.1).
+package emrtd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"kiosk/drivers/cardreader"
+	"kiosk/firmware/emrtd/apdu"
+	"kiosk/firmware/emrtd/atr"
+	"kiosk/firmware/emrtd/bac"
+	"kiosk/firmware/emrtd/lds"
+	"kiosk/firmware/emrtd/pa"
+	"kiosk/firmware/emrtd/pace"
+)
+
+// PasswordKind says which secret the holder gave.
+type PasswordKind string
+
+// Password kinds.
+const (
+	CAN PasswordKind = "CAN"
+	PIN PasswordKind = "PIN"
+	MRZ PasswordKind = "MRZ"
+)
+
+// Password is the access secret. It is never logged or reported.
+type Password struct {
+	Kind   PasswordKind
+	Secret string  // CAN or PIN digits
+	MRZ    bac.Key // for Kind MRZ
+}
+
+// String hides the secret (so %v in a log line cannot leak it).
+func (p Password) String() string { return string(p.Kind) + ":***" }
+
+// ExtendedMode chooses extended-length APDUs.
+type ExtendedMode int
+
+// Extended-length modes.
+const (
+	ExtendedAuto   ExtendedMode = iota // from the ATR's card capabilities
+	ExtendedAlways                     // force
+	ExtendedNever                      // short APDUs only
+)
+
+// Options configure one inspection.
+type Options struct {
+	Password Password
+	Trust    *pa.TrustStore
+	// ATR of the card, for the extended-length capability.
+	ATR      []byte
+	Extended ExtendedMode
+	// Now is the verification time (certificate validity); nil = time.Now.
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// ErrDevice marks failures of the reader or the link rather than of the
+// document: the card was pulled, the reader or pcscd went away, a timeout.
+var ErrDevice = errors.New("emrtd: card or reader failure")
+
+func deviceError(err error) bool {
+	return errors.Is(err, cardreader.ErrCardRemoved) || errors.Is(err, cardreader.ErrTimeout) ||
+		errors.Is(err, cardreader.ErrServiceUnavailable) || errors.Is(err, cardreader.ErrClosed) ||
+		errors.Is(err, cardreader.ErrNoCard) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, context.DeadlineExceeded)
+}
+
+// Read runs the inspection on a connected card. It returns an error only
+// for device failures (wrapping ErrDevice); every failure of the document
+// itself — a wrong password, a bad signature, garbage from a hostile chip
+// — is a failed check in the returned report.
+func Read(ctx context.Context, t apdu.Transport, opts Options) (*Report, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	extended := opts.Extended == ExtendedAlways || (opts.Extended == ExtendedAuto && atr.ExtendedLength(opts.ATR))
+	ch := apdu.NewChannel(t, apdu.Options{Extended: extended, Logger: log})
+	r := &Report{ExtendedLength: extended, PhasesMS: map[string]float64{}}
+	started := time.Now()
+	defer func() {
+		s := ch.Stats()
+		r.APDUs, r.BytesOut, r.BytesIn = s.APDUs, int(s.BytesOut), int(s.BytesIn)
+		r.PhasesMS["total"] = ms(time.Since(started))
+	}()
+
+	// Phase 1: access control (9303-11 §4.2: PACE if EF.CardAccess says so).
+	phase := time.Now()
+	err := access(ctx, ch, opts.Password, r, log)
+	r.PhasesMS["access"] = ms(time.Since(phase))
+	if err != nil {
+		if deviceError(err) {
+			return r, fmt.Errorf("%w: access control: %w", ErrDevice, err)
+		}
+		return r, nil
+	}
+
+	// Phase 2: read the data groups under secure messaging.
+	phase = time.Now()
+	files, err := readFiles(ctx, ch, r)
+	r.PhasesMS["read"] = ms(time.Since(phase))
+	if err != nil {
+		if deviceError(err) {
+			return r, fmt.Errorf("%w: reading: %w", ErrDevice, err)
+		}
+		return r, nil
+	}
+	r.dg2 = files.dg2
+
+	// Phase 3: parse and verify.
+	phase = time.Now()
+	verify(files, opts.Trust, now(), r)
+	r.PhasesMS["verify"] = ms(time.Since(phase))
+	return r, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// access establishes secure messaging. PACE failure never falls back to
+// BAC (9303-11 §4.2: a terminal that tried PACE must not downgrade).
+func access(ctx context.Context, ch *apdu.Channel, pw Password, r *Report, log *slog.Logger) error {
+	fail := func(code, reason string, err error) error {
+		r.add(Check{Name: "access_control", Code: code, Reason: reason, Required: true})
+		if err == nil {
+			err = errors.New(reason)
+		}
+		return err
+	}
+	mfErr := ch.SelectMF(ctx)
+	if mfErr != nil && deviceError(mfErr) {
+		return mfErr
+	}
+	cardAccess, err := ch.ReadFile(ctx, lds.FIDCardAccess)
+	switch {
+	case err == nil:
+	case deviceError(err):
+		return err
+	case apdu.IsSW(err, apdu.SWFileNotFound) && mfErr == nil:
+		// Only an absent EF.CardAccess in a selected MF means "no PACE";
+		// a chip in some other state must not push us down to BAC.
+		cardAccess = nil
+	default:
+		return fail("card_access_unreadable", fmt.Sprintf("EF.CardAccess could not be read: %v", err), err)
+	}
+
+	if cardAccess == nil {
+		// No EF.CardAccess: the chip offers BAC only (9303-11 §4.3).
+		r.Access = AccessInfo{Protocol: "BAC", Password: string(MRZ), Cipher: "3DES"}
+		if pw.Kind != MRZ {
+			return fail("bac_needs_mrz", "the chip supports BAC only, which needs the MRZ (document number, birth and expiry dates)", nil)
+		}
+		sess, err := bac.Authenticate(ctx, ch, pw.MRZ, bac.Options{Logger: log})
+		if err != nil {
+			if deviceError(err) {
+				return err
+			}
+			return fail("bac_failed", fmt.Sprintf("BAC failed (wrong MRZ data?): %v", err), err)
+		}
+		ch.SetWrapper(sess)
+		r.add(Check{Name: "access_control", OK: true, Reason: "BAC established 3DES secure messaging", Required: true})
+		return nil
+	}
+
+	infos, err := pace.ParseCardAccess(cardAccess)
+	if err != nil {
+		return fail("card_access_malformed", fmt.Sprintf("EF.CardAccess is malformed: %v", err), err)
+	}
+	info, several, err := infos.Select()
+	if err != nil {
+		return fail("pace_unsupported", fmt.Sprintf("no supported PACE parameters: %v", err), err)
+	}
+	proto, params, err := info.Resolve()
+	if err != nil {
+		return fail("pace_unsupported", fmt.Sprintf("PACE parameters not supported: %v", err), err)
+	}
+	r.Access = AccessInfo{Protocol: "PACE", Password: string(pw.Kind), OID: proto.OID, Mapping: "GM",
+		Cipher: proto.Cipher.String(), Curve: params.Name, ParameterID: params.ID}
+	var ppw pace.Password
+	switch pw.Kind {
+	case CAN:
+		ppw = pace.CANPassword(pw.Secret)
+	case PIN:
+		ppw = pace.PINPassword(pw.Secret)
+	case MRZ:
+		ppw, err = pace.MRZPassword(pw.MRZ)
+		if err != nil {
+			return fail("password_invalid", fmt.Sprintf("MRZ data invalid: %v", err), err)
+		}
+	default:
+		return fail("password_invalid", "no password given", nil)
+	}
+	res, err := pace.Establish(ctx, ch, ppw, info, pace.Options{SendParameterID: several, Logger: log})
+	if err != nil {
+		if deviceError(err) {
+			return err
+		}
+		var wp *pace.WrongPasswordError
+		switch {
+		case errors.Is(err, pace.ErrPINBlocked):
+			r.Access.RetriesLeft = intp(0)
+			return fail("pin_blocked", "the PIN is blocked after too many wrong attempts; the PUK unblocks it", err)
+		case errors.As(err, &wp):
+			if wp.RetriesLeft >= 0 {
+				r.Access.RetriesLeft = intp(wp.RetriesLeft)
+				return fail("wrong_password", fmt.Sprintf("wrong %s (%d attempts left)", pw.Kind, wp.RetriesLeft), err)
+			}
+			return fail("wrong_password", fmt.Sprintf("wrong %s", pw.Kind), err)
+		case errors.Is(err, pace.ErrPasswordDeactivated):
+			return fail("password_deactivated", fmt.Sprintf("the %s is deactivated", pw.Kind), err)
+		case errors.Is(err, pace.ErrUnsupportedParameters):
+			return fail("pace_unsupported", fmt.Sprintf("PACE parameters not supported: %v", err), err)
+		default:
+			return fail("pace_failed", fmt.Sprintf("PACE failed: %v", err), err)
+		}
+	}
+	if res.RetriesLeft >= 0 {
+		r.Access.RetriesLeft = intp(res.RetriesLeft)
+	}
+	ch.SetWrapper(res.Session)
+	r.add(Check{Name: "access_control", OK: true, Required: true,
+		Reason: fmt.Sprintf("PACE-%s established %s secure messaging", pw.Kind, proto.Cipher)})
+	return nil
+}
+
+func intp(v int) *int { return &v }
+
+type files struct {
+	com, dg1, dg2, sod []byte
+}
+
+// readFiles selects the LDS1 application and reads EF.COM, DG1, DG2 and
+// EF.SOD (9303-10 §3.6, §4.6, §4.7).
+func readFiles(ctx context.Context, ch *apdu.Channel, r *Report) (*files, error) {
+	fail := func(name string, err error) (*files, error) {
+		r.add(Check{Name: "read_" + name, Code: "read_failed", Required: true,
+			Reason: fmt.Sprintf("%s could not be read: %v", name, err)})
+		return nil, err
+	}
+	if err := ch.SelectApplication(ctx, []byte(lds.AIDeMRTD)); err != nil {
+		return fail("application", err)
+	}
+	f := &files{}
+	var err error
+	if f.com, err = ch.ReadFile(ctx, lds.FIDCOM); err != nil {
+		return fail("EF.COM", err)
+	}
+	r.DataGroups = append(r.DataGroups, "EF.COM")
+	for _, x := range []struct {
+		name string
+		fid  uint16
+		dst  *[]byte
+	}{{"DG1", fidOf(1), &f.dg1}, {"DG2", fidOf(2), &f.dg2}, {"EF.SOD", lds.FIDSOD, &f.sod}} {
+		if *x.dst, err = ch.ReadFile(ctx, x.fid); err != nil {
+			return fail(x.name, err)
+		}
+		r.DataGroups = append(r.DataGroups, x.name)
+	}
+	return f, nil
+}
+
+func fidOf(dg int) uint16 {
+	f, _ := lds.DGFile(dg)
+	return f.FID
+}
+
+// verify parses the data groups and runs passive authentication (9303-11
+// §5.1). Parsing failures and PA failures are checks; nothing here fails
+// open.
+func verify(f *files, trust *pa.TrustStore, at time.Time, r *Report) {
+	if com, err := lds.ParseCOM(f.com); err != nil {
+		r.add(Check{Name: "ef_com", Code: "com_malformed", Reason: err.Error(), Required: true})
+	} else {
+		r.Document.LDSVersion = com.LDSVersion
+	}
+
+	mrz, err := lds.ParseDG1(f.dg1)
+	if err != nil {
+		r.add(Check{Name: "dg1_mrz", Code: "dg1_malformed", Reason: err.Error(), Required: true})
+	} else {
+		r.Document.fromMRZ(mrz)
+		if mrz.Valid() {
+			r.add(Check{Name: "dg1_mrz", OK: true, Required: true, Reason: "every MRZ check digit is correct"})
+		} else {
+			r.add(Check{Name: "dg1_mrz", Code: "mrz_check_digit", Required: true,
+				Reason: fmt.Sprintf("wrong MRZ check digit in %v", mrz.Failed())})
+		}
+		if exp, ok := expiryDate(mrz.Expiry); ok {
+			if at.After(exp.AddDate(0, 0, 1)) {
+				r.add(Check{Name: "document_not_expired", Code: "document_expired", Reason: "the document expired on " + exp.Format("2006-01-02")})
+			} else {
+				r.add(Check{Name: "document_not_expired", OK: true, Reason: "valid until " + exp.Format("2006-01-02")})
+			}
+		}
+	}
+
+	dg2, err := lds.ParseDG2(f.dg2)
+	if err != nil {
+		r.add(Check{Name: "dg2_face", Code: "dg2_malformed", Reason: err.Error(), Required: true})
+	} else if face, ok := dg2.Primary(); !ok {
+		r.add(Check{Name: "dg2_face", Code: "dg2_no_face", Reason: "DG2 holds no facial image", Required: true})
+	} else {
+		r.Face = &Face{Image: face.Image, Format: face.Format.String(), Width: int(face.Width), Height: int(face.Height)}
+		r.add(Check{Name: "dg2_face", OK: true, Required: true,
+			Reason: fmt.Sprintf("%s face image %dx%d, %d bytes", face.Format, face.Width, face.Height, len(face.Image))})
+	}
+
+	if trust == nil {
+		r.add(Check{Name: "passive_authentication", Code: "trust_store_missing", Reason: "no CSCA trust store configured", Required: true})
+		return
+	}
+	res := pa.Verify(f.sod, map[int][]byte{1: f.dg1, 2: f.dg2}, trust, at)
+	for _, c := range res.Checks {
+		name := "pa_" + c.Name
+		r.add(Check{Name: name, OK: c.OK, Code: c.Code, Reason: c.Reason, Required: true})
+	}
+	summary := Check{Name: "passive_authentication", OK: res.Passed, Required: true}
+	if res.Passed {
+		summary.Reason = fmt.Sprintf("SOD signed (%s) by a document signer chaining to a trusted CSCA; data group hashes match", res.SignatureAlgorithm)
+	} else {
+		summary.Code = "passive_authentication_failed"
+		var codes []string
+		for _, c := range res.Failures() {
+			codes = append(codes, c.Code)
+		}
+		summary.Reason = fmt.Sprintf("passive authentication failed: %v", codes)
+	}
+	r.add(summary)
+	if res.DS != nil {
+		r.Document.Signer = res.DS.Subject.String()
+	}
+}
+
+// expiryDate reads a YYMMDD expiry; expiry years are always in this
+// century or the next few decades, so 00-99 map to 2000-2099.
+func expiryDate(s string) (time.Time, bool) {
+	t, err := time.Parse("060102", s)
+	if err != nil {
+		return time.Time{}, false
+	}
+	if t.Year() < 2000 {
+		t = t.AddDate(100, 0, 0)
+	}
+	return t, true
+}

@@ -1,0 +1,324 @@
+package ctl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"kiosk/drivers/cardreader"
+	"kiosk/drivers/cardreader/pcsc"
+	"kiosk/drivers/cardreader/vpcd"
+	"kiosk/firmware/emrtd"
+	"kiosk/firmware/emrtd/bac"
+	"kiosk/firmware/emrtd/cardimage"
+	"kiosk/firmware/emrtd/pa"
+	"kiosk/firmware/emrtd/vcard"
+	"kiosk/provisioning/issuer"
+)
+
+// profiles are the test cards `eid issue --profile` makes. Each defect
+// profile must fail verification with its own reason.
+func profiles() map[string]func(*issuer.Options) {
+	return map[string]func(*issuer.Options){
+		"good": func(*issuer.Options) {},
+		"p256": func(o *issuer.Options) {
+			o.PACE = &issuer.PACEParams{OID: issuer.OIDPACEECDHGMAES128, ParameterID: issuer.ParamNISTP256}
+		},
+		"3des": func(o *issuer.Options) {
+			o.PACE = &issuer.PACEParams{OID: issuer.OIDPACEECDHGM3DES, ParameterID: issuer.ParamBrainpoolP256}
+		},
+		"bac":          func(o *issuer.Options) { o.BACOnly = true },
+		"short":        func(o *issuer.Options) { o.ShortLengthOnly = true },
+		"rsa":          func(o *issuer.Options) { o.SignatureAlg = issuer.SigRSA2048 },
+		"rsa-pss":      func(o *issuer.Options) { o.SignatureAlg = issuer.SigRSAPSS },
+		"td1":          func(o *issuer.Options) { o.DocType = issuer.TD1 },
+		"dg1-altered":  func(o *issuer.Options) { o.AlterDGAfterSigning = 1 },
+		"dg2-altered":  func(o *issuer.Options) { o.AlterDGAfterSigning = 2 },
+		"ds-expired":   func(o *issuer.Options) { o.ExpiredDS = true },
+		"csca-unknown": func(o *issuer.Options) { o.UnknownCSCA = true },
+	}
+}
+
+func profileNames() string {
+	var names []string
+	for n := range profiles() {
+		names = append(names, n)
+	}
+	sortStrings(names)
+	return strings.Join(names, ", ")
+}
+
+func eidIssue(e *env, args []string) int {
+	fs := flag.NewFlagSet("eid issue", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	out := fs.String("out", "", "directory for the card image and its trust store (DIR/trust)")
+	photo := fs.String("photo", "", "face photo for DG2 (JPEG, JP2 or J2K)")
+	docNo := fs.String("doc-number", "C01X00T47", "document number")
+	surname := fs.String("surname", "MUSTERMANN", "surname")
+	given := fs.String("given", "ERIKA", "given names")
+	nationality := fs.String("nationality", "UTO", "nationality and issuing state (3 letters)")
+	sex := fs.String("sex", "F", "M, F or X")
+	birth := fs.String("birth", "640812", "date of birth YYMMDD")
+	expiry := fs.String("expiry", time.Now().AddDate(5, 0, 0).Format("060102"), "date of expiry YYMMDD")
+	can := fs.String("can", "123456", "card access number (6 digits)")
+	pin := fs.String("pin", "123456", "PIN (4-10 digits)")
+	retries := fs.Int("pin-retries", 3, "PIN retry counter")
+	profile := fs.String("profile", "good", "card profile: "+profileNames())
+	if err := fs.Parse(args); err != nil {
+		return ExitUsage
+	}
+	if *out == "" || *photo == "" || fs.NArg() > 0 {
+		fmt.Fprintln(e.stderr, "usage: kioskctl eid issue --out DIR --photo FACE.jpg [--doc-number X --surname S --given G --birth YYMMDD --expiry YYMMDD --can N --pin N] [--profile NAME]")
+		return ExitUsage
+	}
+	apply, ok := profiles()[*profile]
+	if !ok {
+		fmt.Fprintf(e.stderr, "unknown profile %q (known: %s)\n", *profile, profileNames())
+		return ExitUsage
+	}
+	img, err := os.ReadFile(*photo)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "photo: %v\n", err)
+		return ExitUsage
+	}
+	opts := issuer.Options{
+		DocNumber: *docNo, Surname: *surname, Given: *given, Nationality: *nationality, Sex: *sex,
+		Birth: *birth, Expiry: *expiry, CAN: *can, PIN: *pin, PINRetries: *retries, Photo: img,
+	}
+	apply(&opts)
+	card, trust, err := issuer.Issue(opts)
+	clear(img)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "issue: %v\n", err)
+		return ExitUsage
+	}
+	card.Meta.Profile = *profile
+	if err := card.Save(*out); err != nil {
+		fmt.Fprintf(e.stderr, "save card: %v\n", err)
+		return ExitFail
+	}
+	if err := trust.WriteDir(filepath.Join(*out, cardimage.TrustDirName)); err != nil {
+		fmt.Fprintf(e.stderr, "write trust store: %v\n", err)
+		return ExitFail
+	}
+	fmt.Fprintf(e.stdout, "issued %s card %s in %s (trust store: %s)\n", *profile, *docNo, *out, filepath.Join(*out, cardimage.TrustDirName))
+	return ExitOK
+}
+
+func eidEmulate(e *env, args []string) int {
+	fs := flag.NewFlagSet("eid emulate", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	dir := fs.String("card", "", "card image directory (from eid issue)")
+	addr := fs.String("vpcd", "127.0.0.1:35963", "pcscd's vpcd reader address")
+	if err := fs.Parse(args); err != nil {
+		return ExitUsage
+	}
+	if *dir == "" || fs.NArg() > 0 {
+		fmt.Fprintln(e.stderr, "usage: kioskctl eid emulate --card DIR --vpcd 127.0.0.1:PORT")
+		return ExitUsage
+	}
+	img, err := cardimage.Load(*dir)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "card: %v\n", err)
+		return ExitUsage
+	}
+	log := slog.New(slog.NewTextHandler(e.stderr, nil))
+	// The PIN retry counter survives restarts of the emulator, as on a
+	// chip: card.json holds the maximum, pin-state.json the current value.
+	statePath := filepath.Join(*dir, "pin-state.json")
+	var retries *int
+	if b, err := os.ReadFile(statePath); err == nil {
+		var st struct {
+			Left *int `json:"pin_retries_left"`
+		}
+		if err := json.Unmarshal(b, &st); err != nil || st.Left == nil || *st.Left < 0 || *st.Left > img.Meta.PINRetries {
+			fmt.Fprintf(e.stderr, "%s: invalid PIN state\n", statePath)
+			return ExitUsage
+		}
+		retries = st.Left
+	}
+	card, err := vcard.New(img, vcard.Options{
+		Logger:     log,
+		PINRetries: retries,
+		OnPINRetries: func(left int) {
+			b, _ := json.Marshal(map[string]int{"pin_retries_left": left})
+			tmp := statePath + ".tmp"
+			werr := os.WriteFile(tmp, b, 0o600)
+			if werr == nil {
+				werr = os.Rename(tmp, statePath)
+			}
+			if werr != nil {
+				log.Error("PIN retry counter not saved", "err", werr)
+			}
+		},
+	})
+	if err != nil {
+		fmt.Fprintf(e.stderr, "card: %v\n", err)
+		return ExitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	fmt.Fprintf(e.stderr, "emulating %s card from %s on vpcd %s (Ctrl-C removes it)\n", img.Meta.Profile, *dir, *addr)
+	for {
+		err := vpcd.Serve(ctx, *addr, card, log)
+		if ctx.Err() != nil {
+			return ExitOK
+		}
+		// pcscd closed the connection (restart): insert the card again.
+		log.Warn("vpcd connection ended; reconnecting", "err", err)
+		select {
+		case <-ctx.Done():
+			return ExitOK
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func eidRead(e *env, args []string) int {
+	fs := flag.NewFlagSet("eid read", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	reader := fs.String("reader", "", "reader name (substring); default: the reader holding a card")
+	can := fs.String("can", "", "card access number")
+	pin := fs.String("pin", "", "PIN")
+	mrz := fs.String("mrz", "", "DOCNO,BIRTH,EXPIRY (BAC or PACE-MRZ)")
+	trustDir := fs.String("trust", "", "CSCA trust store directory")
+	faceOut := fs.String("face-out", "", "write the chip photo to this file (staff diagnostics)")
+	asJSON := fs.Bool("json", false, "print the report as one JSON object")
+	wait := fs.Duration("wait", 10*time.Second, "how long to wait for a card")
+	timeout := fs.Duration("timeout", 60*time.Second, "limit for the whole read")
+	ext := fs.String("extended", "auto", "extended-length APDUs: auto (from the ATR), on, off")
+	if err := fs.Parse(args); err != nil {
+		return ExitUsage
+	}
+	usage := func(msg string) int {
+		fmt.Fprintf(e.stderr, "%s\nusage: kioskctl eid read [--reader NAME] (--can N | --pin N | --mrz DOCNO,BIRTH,EXPIRY) --trust DIR [--face-out FILE] --json\n", msg)
+		return ExitUsage
+	}
+	var pw emrtd.Password
+	set := 0
+	if *can != "" {
+		pw, set = emrtd.Password{Kind: emrtd.CAN, Secret: *can}, set+1
+	}
+	if *pin != "" {
+		pw, set = emrtd.Password{Kind: emrtd.PIN, Secret: *pin}, set+1
+	}
+	if *mrz != "" {
+		parts := strings.Split(*mrz, ",")
+		if len(parts) != 3 {
+			return usage("--mrz needs DOCNO,BIRTH,EXPIRY")
+		}
+		pw, set = emrtd.Password{Kind: emrtd.MRZ, MRZ: bac.Key{DocumentNumber: parts[0], DateOfBirth: parts[1], DateOfExpiry: parts[2]}}, set+1
+	}
+	if set != 1 || fs.NArg() > 0 {
+		return usage("give exactly one of --can, --pin, --mrz")
+	}
+	if *trustDir == "" {
+		return usage("--trust is required")
+	}
+	mode := map[string]emrtd.ExtendedMode{"auto": emrtd.ExtendedAuto, "on": emrtd.ExtendedAlways, "off": emrtd.ExtendedNever}
+	em, ok := mode[*ext]
+	if !ok {
+		return usage("--extended must be auto, on or off")
+	}
+	trust, err := pa.LoadTrustStore(*trustDir)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "trust store: %v\n", err)
+		return ExitUsage
+	}
+	for _, p := range trust.Problems() {
+		fmt.Fprintf(e.stderr, "trust store warning: %v\n", p)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	// Reset on close: the next reader of this card starts from a chip
+	// without our secure messaging session.
+	drv := pcsc.New(pcsc.Options{ReaderFilter: *reader, TransmitTimeout: 10 * time.Second, ResetOnClose: true})
+	defer drv.Wait()
+	card, err := connectWaiting(ctx, drv, *wait)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "card reader: %v\n", err)
+		return ExitUsage
+	}
+	defer card.Close()
+
+	report, err := emrtd.Read(ctx, card, emrtd.Options{Password: pw, Trust: trust, ATR: card.ATR(), Extended: em})
+	defer report.Wipe()
+	if err != nil {
+		fmt.Fprintf(e.stderr, "read: %v\n", err)
+		return ExitUsage
+	}
+	if *faceOut != "" && report.Face != nil {
+		if err := os.WriteFile(*faceOut, report.Face.Image, 0o600); err != nil {
+			fmt.Fprintf(e.stderr, "face-out: %v\n", err)
+			return ExitUsage
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		if err := enc.Encode(struct {
+			Reader string `json:"reader"`
+			*emrtd.Report
+		}{card.Reader(), report}); err != nil {
+			return ExitFail
+		}
+	} else {
+		printReport(e.stdout, card.Reader(), report)
+	}
+	if !report.Passed {
+		return ExitFail
+	}
+	return ExitOK
+}
+
+// connectWaiting connects to a card, waiting up to wait for one to be
+// presented.
+func connectWaiting(ctx context.Context, drv cardreader.Driver, wait time.Duration) (cardreader.Card, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		card, err := drv.Connect(ctx, "")
+		if err == nil {
+			return card, nil
+		}
+		if !errors.Is(err, cardreader.ErrNoCard) && !errors.Is(err, cardreader.ErrNoReader) && !errors.Is(err, cardreader.ErrServiceUnavailable) {
+			return nil, err
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("no card within %s: %w", wait, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func printReport(w io.Writer, reader string, r *emrtd.Report) {
+	verdict := "FAILED"
+	if r.Passed {
+		verdict = "PASSED"
+	}
+	fmt.Fprintf(w, "%s  %s %s %s via %s-%s (%s %s)\n", verdict, r.Document.Type, r.Document.IssuingState,
+		r.Document.DocumentNumber, r.Access.Protocol, r.Access.Password, r.Access.Cipher, r.Access.Curve)
+	fmt.Fprintf(w, "reader %s; %d APDUs, %d bytes out, %d in; %.0f ms\n", reader, r.APDUs, r.BytesOut, r.BytesIn, r.PhasesMS["total"])
+	for _, c := range r.Checks {
+		mark := "ok  "
+		if !c.OK {
+			mark = "FAIL"
+		}
+		fmt.Fprintf(w, "  %s %-28s %s\n", mark, c.Name, c.Reason)
+	}
+}

@@ -1,0 +1,205 @@
+package ctl
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"kiosk/drivers/cardreader/pcscdtest"
+	"kiosk/internal/testmedia"
+)
+
+// buildKioskctl builds the real binary once per test run.
+func buildKioskctl(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "kioskctl")
+	cmd := exec.Command("go", "build", "-o", bin, "kiosk/provisioning/cmd/kioskctl")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build kioskctl: %v\n%s", err, out)
+	}
+	return bin
+}
+
+type readResult struct {
+	Passed   bool     `json:"passed"`
+	Failures []string `json:"failures"`
+	Reader   string   `json:"reader"`
+	Access   struct {
+		Protocol string `json:"protocol"`
+		Password string `json:"password"`
+	} `json:"access"`
+	Document struct {
+		DocumentNumber string `json:"document_number"`
+		Surname        string `json:"surname"`
+	} `json:"document"`
+	Checks []struct {
+		Name string `json:"name"`
+		OK   bool   `json:"ok"`
+		Code string `json:"code"`
+	} `json:"checks"`
+	APDUs int                `json:"apdus"`
+	MS    map[string]float64 `json:"ms"`
+}
+
+// The staff commands exactly as documented: issue a card, emulate it
+// behind a real pcscd, read and verify it over PC/SC.
+func TestEIDIssueEmulateRead(t *testing.T) {
+	photo := testmedia.Path(t, "franck_01829.jpg")
+	srv := pcscdtest.Start(t, 1)
+	bin := buildKioskctl(t)
+
+	run := func(args ...string) (int, string, string) {
+		t.Helper()
+		cmd := exec.Command(bin, args...)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return code, out.String(), errb.String()
+	}
+	emulate := func(dir string) func() {
+		t.Helper()
+		cmd := exec.Command(bin, "eid", "emulate", "--card", dir, "--vpcd", srv.VPCDAddr(0))
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("emulate exited: %v\n%s", err, errb.String())
+				}
+			case <-time.After(10 * time.Second):
+				_ = cmd.Process.Kill()
+				t.Error("emulate did not stop on SIGTERM")
+			}
+			time.Sleep(500 * time.Millisecond) // pcscd notices the removal
+		}
+	}
+	read := func(args ...string) (int, readResult, string) {
+		t.Helper()
+		code, out, errs := run(append([]string{"eid", "read", "--json", "--wait", "15s"}, args...)...)
+		var r readResult
+		if code != 2 {
+			if err := json.Unmarshal([]byte(out), &r); err != nil {
+				t.Fatalf("eid read output %q: %v (stderr %s)", out, err, errs)
+			}
+		}
+		return code, r, errs
+	}
+
+	good := filepath.Join(t.TempDir(), "good")
+	if code, out, errs := run("eid", "issue", "--out", good, "--photo", photo, "--doc-number", "T22000129",
+		"--surname", "MUSTERMANN", "--given", "ERIKA", "--birth", "640812", "--expiry", "351031", "--can", "493715", "--pin", "2468"); code != 0 {
+		t.Fatalf("issue: %d %s %s", code, out, errs)
+	}
+	for _, f := range []string{"card.json", "trust"} {
+		if _, err := os.Stat(filepath.Join(good, f)); err != nil {
+			t.Fatalf("issue wrote no %s: %v", f, err)
+		}
+	}
+	stop := emulate(good)
+	trust := filepath.Join(good, "trust")
+	for _, pw := range [][]string{{"--can", "493715"}, {"--pin", "2468"}, {"--mrz", "T22000129,640812,351031"}} {
+		code, r, errs := read(append(pw, "--trust", trust)...)
+		if code != 0 || !r.Passed || r.Access.Protocol != "PACE" || r.Document.DocumentNumber != "T22000129" || r.Document.Surname != "MUSTERMANN" {
+			t.Fatalf("read %v: code %d %+v %s", pw, code, r, errs)
+		}
+		if !strings.HasPrefix(r.Reader, pcscdtest.FriendlyName) || r.APDUs == 0 || r.MS["total"] <= 0 {
+			t.Fatalf("read %v: reader %q, %d APDUs, ms %v", pw, r.Reader, r.APDUs, r.MS)
+		}
+	}
+	face := filepath.Join(t.TempDir(), "face.jpg")
+	if code, _, errs := read("--can", "493715", "--trust", trust, "--face-out", face); code != 0 {
+		t.Fatalf("face-out: %d %s", code, errs)
+	}
+	if b, err := os.ReadFile(face); err != nil || !bytes.HasPrefix(b, []byte{0xFF, 0xD8}) {
+		t.Fatalf("face-out file: %v", err)
+	}
+	// Wrong CAN: verification failed (1) with its reason.
+	if code, r, _ := read("--can", "000000", "--trust", trust); code != 1 || !contains(r.Failures, "wrong_password") {
+		t.Fatalf("wrong CAN: code %d failures %v", code, r.Failures)
+	}
+	// PIN blocked after its retries, and the counter survives an emulator restart.
+	for i := 0; i < 3; i++ {
+		read("--pin", "9999", "--trust", trust)
+	}
+	stop()
+	stop = emulate(good)
+	if code, r, _ := read("--pin", "2468", "--trust", trust); code != 1 || !contains(r.Failures, "pin_blocked") {
+		t.Fatalf("blocked PIN: code %d failures %v", code, r.Failures)
+	}
+	// An unknown CSCA: the trust store of another issuer.
+	other := filepath.Join(t.TempDir(), "other")
+	run("eid", "issue", "--out", other, "--photo", photo)
+	if code, r, _ := read("--can", "493715", "--trust", filepath.Join(other, "trust")); code != 1 || !contains(r.Failures, "csca_unknown") {
+		t.Fatalf("foreign trust store: code %d failures %v", code, r.Failures)
+	}
+	stop()
+
+	// BAC-only card read with the MRZ; defective cards fail with their own reason.
+	for _, tc := range []struct {
+		profile, code string
+		args          []string
+	}{
+		{"bac", "", []string{"--mrz", "C01X00T47,640812,351031"}},
+		{"dg2-altered", "dg_hash_mismatch", []string{"--can", "123456"}},
+		{"ds-expired", "ds_expired", []string{"--can", "123456"}},
+		{"csca-unknown", "csca_unknown", []string{"--can", "123456"}},
+	} {
+		dir := filepath.Join(t.TempDir(), tc.profile)
+		if code, _, errs := run("eid", "issue", "--out", dir, "--photo", photo, "--expiry", "351031", "--profile", tc.profile); code != 0 {
+			t.Fatalf("issue %s: %s", tc.profile, errs)
+		}
+		stop := emulate(dir)
+		code, r, errs := read(append(tc.args, "--trust", filepath.Join(dir, "trust"))...)
+		stop()
+		if tc.code == "" {
+			if code != 0 || !r.Passed || r.Access.Protocol != "BAC" {
+				t.Fatalf("%s: code %d %+v %s", tc.profile, code, r, errs)
+			}
+			continue
+		}
+		if code != 1 || !contains(r.Failures, tc.code) {
+			t.Fatalf("%s: code %d failures %v, want %s", tc.profile, code, r.Failures, tc.code)
+		}
+	}
+
+	// Usage and device errors exit 2.
+	if code, _, _ := run("eid", "read", "--json", "--trust", trust); code != 2 {
+		t.Fatalf("no password: %d", code)
+	}
+	if code, _, _ := read("--can", "1", "--trust", trust, "--wait", "1s"); code != 2 {
+		t.Fatalf("no card: %d", code)
+	}
+	if code, _, _ := run("eid", "issue", "--out", t.TempDir(), "--photo", photo, "--profile", "bogus"); code != 2 {
+		t.Fatalf("bad profile: %d", code)
+	}
+	_ = context.Background
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if strings.HasPrefix(x, v) {
+			return true
+		}
+	}
+	return false
+}
