@@ -15,13 +15,26 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian 12 packages the build, the tests and `make run` need.
 DEB_PACKAGES := build-essential pkg-config libopencv-dev libopencv-contrib-dev opencv-data \
-	pcscd libpcsclite-dev pcsc-tools vsmartcard-vpcd mosquitto mosquitto-clients ffmpeg util-linux
+	pcscd libpcsclite-dev pcsc-tools vsmartcard-vpcd mosquitto mosquitto-clients ffmpeg util-linux chromium
 
 # Packages: `go test ./...` runs these; pcscd-based tests isolate themselves.
 PKGS := ./...
 TEST_TIMEOUT := 20m
 
-.PHONY: all deps testdata build test test-short run bench lint fmt clean
+# Parsers of card and network input, fuzzed briefly by `make test` (FUZZTIME
+# each) on top of their seed corpora; `make fuzz FUZZTIME=10m` digs deeper.
+FUZZ_TARGETS := \
+	./firmware/emrtd/tlv:FuzzParse \
+	./firmware/emrtd/lds:FuzzParseDG1 ./firmware/emrtd/lds:FuzzParseDG2 \
+	./firmware/emrtd/lds:FuzzParseCOM ./firmware/emrtd/lds:FuzzParseSOD \
+	./firmware/emrtd/sm:FuzzUnwrap ./firmware/emrtd/pace:FuzzParseCardAccess \
+	./firmware/emrtd/apdu:FuzzParseCommand ./firmware/emrtd:FuzzRead \
+	./firmware/emrtd/pa:FuzzVerify ./firmware/emrtd/vcard:FuzzProcess \
+	./drivers/cardreader/vpcd:FuzzFrames ./drivers/cardreader:FuzzValidateCommand \
+	./firmware/daemon:FuzzParseCommand ./firmware/config:FuzzParse
+FUZZTIME ?= 4s
+
+.PHONY: all deps testdata build test test-short fuzz run bench lint fmt clean
 
 all: build
 
@@ -50,6 +63,14 @@ build: deps
 test: deps testdata
 	$(GO) vet $(PKGS)
 	KIOSK_TESTDATA=$(abspath $(TESTDATA)) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+	@$(MAKE) --no-print-directory fuzz
+
+fuzz: testdata
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+		KIOSK_TESTDATA=$(abspath $(TESTDATA)) $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg > $(CACHE)/fuzz.log 2>&1 || { cat $(CACHE)/fuzz.log; exit 1; }; \
+	done; echo "fuzz: all targets ran without a failure"
 
 # Unit tests only: skips everything that needs pcscd, mosquitto or media.
 test-short:
