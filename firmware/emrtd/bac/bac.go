@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"kiosk/firmware/emrtd/lds"
 	"log/slog"
 	"strings"
 
@@ -48,24 +49,11 @@ type Key struct {
 // CheckDigit computes the 9303-3 §4.9 check digit: weights 7, 3, 1 over
 // the character values (0–9, A=10 … Z=35, '<'=0), modulo 10.
 func CheckDigit(s string) (byte, error) {
-	w := [3]int{7, 3, 1}
-	sum := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		var v int
-		switch {
-		case c >= '0' && c <= '9':
-			v = int(c - '0')
-		case c >= 'A' && c <= 'Z':
-			v = int(c-'A') + 10
-		case c == '<':
-			v = 0
-		default:
-			return 0, fmt.Errorf("%w: character %q", ErrInvalidKey, c)
-		}
-		sum += v * w[i%3]
+	d, err := lds.CheckDigit(s)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrInvalidKey, err)
 	}
-	return byte('0' + sum%10), nil
+	return d, nil
 }
 
 // MRZInformation returns document number, date of birth and date of
