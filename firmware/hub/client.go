@@ -11,12 +11,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"kiosk/internal/backoff"
 )
 
 // ErrNotConnected is returned by Publish while the link is down.
@@ -190,7 +191,7 @@ func (c *Client) Run(ctx context.Context) error {
 				return nil
 			}
 			attempt++
-			wait := backoff(c.opts.RetryMin, c.opts.RetryMax, attempt)
+			wait := backoff.Exp(c.opts.RetryMin, c.opts.RetryMax, attempt)
 			c.log.Warn("hub connection failed", "err", err, "retry_in", wait.Round(time.Millisecond))
 			c.setStatus(func(s *Status) {
 				if s.Connected || s.State != "down" {
@@ -198,7 +199,7 @@ func (c *Client) Run(ctx context.Context) error {
 				}
 				s.State, s.Connected, s.Detail = "down", false, err.Error()
 			})
-			if !sleepCtx(ctx, wait) {
+			if !backoff.Sleep(ctx, wait) {
 				return nil
 			}
 			continue
@@ -218,7 +219,7 @@ func (c *Client) Run(ctx context.Context) error {
 				s.Reconnects++
 			})
 			conn.Disconnect(0)
-			if !sleepCtx(ctx, backoff(c.opts.RetryMin, c.opts.RetryMax, 1)) {
+			if !backoff.Sleep(ctx, backoff.Exp(c.opts.RetryMin, c.opts.RetryMax, 1)) {
 				return nil
 			}
 		}
@@ -328,28 +329,4 @@ func (c *Client) connect(ctx context.Context, lost chan<- error) (mqtt.Client, e
 	})
 	c.log.Info("hub connected", "broker", broker, "session", session)
 	return conn, nil
-}
-
-// backoff is capped exponential back-off with "equal jitter": half the
-// delay is fixed, half random, so retries spread out but never collapse
-// to zero.
-func backoff(lo, hi time.Duration, attempt int) time.Duration {
-	d := lo
-	for i := 1; i < attempt && d < hi; i++ {
-		d *= 2
-	}
-	d = min(d, hi)
-	half := d / 2
-	return half + rand.N(half+1)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

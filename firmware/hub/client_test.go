@@ -221,18 +221,3 @@ func TestEmbeddedBroker(t *testing.T) {
 		t.Fatal("embedded broker accepted a non-loopback address")
 	}
 }
-
-func TestBackoffBounds(t *testing.T) {
-	for attempt := 1; attempt < 20; attempt++ {
-		for i := 0; i < 50; i++ {
-			d := backoff(100*time.Millisecond, 2*time.Second, attempt)
-			want := min(100*time.Millisecond<<(attempt-1), 2*time.Second)
-			if attempt > 6 {
-				want = 2 * time.Second
-			}
-			if d < want/2 || d > want {
-				t.Fatalf("attempt %d: %s outside [%s, %s]", attempt, d, want/2, want)
-			}
-		}
-	}
-}

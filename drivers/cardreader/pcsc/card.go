@@ -10,6 +10,8 @@ import (
 
 	"github.com/ebfe/scard"
 
+	"kiosk/internal/backoff"
+
 	"kiosk/drivers/cardreader"
 )
 
@@ -256,7 +258,7 @@ func (c *card) cardGone(ctx context.Context) bool {
 		case st.State&scard.Present == 0:
 			return true
 		}
-		if time.Now().After(deadline) || !sleep(ctx, 50*time.Millisecond) {
+		if time.Now().After(deadline) || !backoff.Sleep(ctx, 50*time.Millisecond) {
 			return false
 		}
 	}

@@ -22,13 +22,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/ebfe/scard"
+
+	"kiosk/internal/backoff"
 
 	"kiosk/drivers/cardreader"
 )
@@ -152,7 +153,7 @@ func (d *Driver) Run(ctx context.Context, emit func(cardreader.Event)) error {
 		d.mu.Unlock()
 	}()
 
-	backoff := d.opts.PollBackoffMin
+	wait := d.opts.PollBackoffMin
 	up, everTried := false, false
 	for {
 		sc, err := scard.EstablishContext()
@@ -162,14 +163,14 @@ func (d *Driver) Run(ctx context.Context, emit func(cardreader.Event)) error {
 				up = false
 			}
 			everTried = true
-			if !sleep(ctx, jitter(backoff)) {
+			if !backoff.Sleep(ctx, backoff.Jitter(wait)) {
 				return ctx.Err()
 			}
-			backoff = min(backoff*2, d.opts.PollBackoffMax)
+			wait = min(wait*2, d.opts.PollBackoffMax)
 			continue
 		}
 		everTried, up = true, true
-		backoff = d.opts.PollBackoffMin
+		wait = d.opts.PollBackoffMin
 		d.setService(true, "PC/SC service up")
 		d.log.Info("PC/SC service up")
 		emit(cardreader.Event{Kind: cardreader.ServiceUp, Time: time.Now()})
@@ -184,7 +185,7 @@ func (d *Driver) Run(ctx context.Context, emit func(cardreader.Event)) error {
 		// pcscd went away (or the context broke): report, then re-establish.
 		d.serviceDown(emit, err)
 		up = false
-		if !sleep(ctx, jitter(backoff)) {
+		if !backoff.Sleep(ctx, backoff.Jitter(wait)) {
 			return ctx.Err()
 		}
 	}
@@ -370,21 +371,6 @@ func (d *Driver) update(name string, state scard.StateFlag, atr []byte, emit fun
 	if present && (!wasPresent || swapped) {
 		d.log.Info("card inserted", "reader", name, "atr", fmt.Sprintf("% X", atr))
 		emit(cardreader.Event{Kind: cardreader.CardInserted, Reader: name, ATR: slices.Clone(atr), Time: now})
-	}
-}
-
-func jitter(d time.Duration) time.Duration {
-	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 
