@@ -25,6 +25,7 @@ import (
 	"kiosk/firmware/config"
 	"kiosk/firmware/event"
 	"kiosk/firmware/hub"
+	"kiosk/internal/backoff"
 )
 
 // Options are the parts of a Daemon that do not come from the config file.
@@ -312,8 +313,7 @@ func (d *Daemon) runGPIO(ctx context.Context) error {
 		cfg.Pins[gpio.Role(role)] = gpio.PinConfig{Line: p.Line, ActiveLow: p.ActiveLow, Pull: p.Pull}
 	}
 	log := d.log.With("component", "gpio")
-	wait := 500 * time.Millisecond
-	for {
+	for attempt := 1; ; attempt++ {
 		var drv gpio.Driver
 		var err error
 		if d.cfg.GPIO.Backend == "sim" {
@@ -339,12 +339,10 @@ func (d *Daemon) runGPIO(ctx context.Context) error {
 		d.gpioMu.Lock()
 		d.gpioErr = err.Error()
 		d.gpioMu.Unlock()
+		wait := backoff.Exp(500*time.Millisecond, 30*time.Second, attempt)
 		log.Warn("gpio unavailable, retrying", "err", err, "retry_in", wait)
-		select {
-		case <-ctx.Done():
+		if !backoff.Sleep(ctx, wait) {
 			return nil
-		case <-time.After(wait):
 		}
-		wait = min(wait*2, 30*time.Second)
 	}
 }
