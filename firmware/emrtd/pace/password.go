@@ -4,6 +4,7 @@ import (
 	"crypto/sha1"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"kiosk/firmware/emrtd/bac"
 	"kiosk/firmware/emrtd/smcrypto"
@@ -40,8 +41,18 @@ func (t PasswordType) String() string {
 // the digits for CAN/PIN/PUK.
 type Password struct {
 	Type   PasswordType
-	Secret string
+	Secret string `json:"-"`
 }
+
+// String and LogValue show the type only: a PIN or CAN must never reach a
+// log line, whatever the handler or format verb.
+func (p Password) String() string { return p.Type.String() + ":***" }
+
+// LogValue implements slog.LogValuer.
+func (p Password) LogValue() slog.Value { return slog.StringValue(p.String()) }
+
+// GoString keeps %#v from printing the secret too.
+func (p Password) GoString() string { return p.String() }
 
 // MRZPassword builds the MRZ password from the MRZ fields (9303-11
 // §4.4.3.1: K = SHA-1(MRZ information)).
