@@ -3,8 +3,14 @@
 // EF.CardAccess), reading the data groups under secure messaging, and
 // passive authentication. It produces a Report with every check's outcome.
 //
+// After passive authentication passed it proves the chip genuine (not a
+// clone carrying a copied SOD) with Chip Authentication (§6.2, DG14) and
+// Active Authentication (§6.1, DG15) as Options.RequireChipAuthenticity
+// says.
+//
 // The packages below it implement the pieces: apdu (ISO/IEC 7816-4), sm
-// (§9.8), bac (§4.3), pace (§4.4), lds (9303-10), pa (§5.1).
+// (§9.8), bac (§4.3), pace (§4.4), lds (9303-10), pa (§5.1), ca (§6.2),
+// aa (§6.1).
 package emrtd
 
 import (
@@ -63,6 +69,14 @@ type Options struct {
 	// Now is the verification time (certificate validity); nil = time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
+	// RequireChipAuthenticity is the anti-cloning policy; "" means
+	// PolicyAny.
+	RequireChipAuthenticity Policy
+	// AATransaction, when not nil, binds Active Authentication to a
+	// transaction: the challenge is the first 8 bytes of
+	// SHA-256(AATransaction) (aa.ChallengeFor), so the chip's signature
+	// commits to it. nil means a random challenge.
+	AATransaction []byte
 }
 
 // ErrDevice marks failures of the reader or the link rather than of the
@@ -124,8 +138,14 @@ func Read(ctx context.Context, t apdu.Transport, opts Options) (*Report, error) 
 
 	// Phase 3: parse and verify.
 	phase = time.Now()
-	verify(files, opts.Trust, now(), r)
+	paPassed := verify(files, opts.Trust, now(), r)
 	r.PhasesMS["verify"] = ms(time.Since(phase))
+
+	// Phase 4: is the chip the issuer's (9303-11 §6)? Only after PA: the
+	// keys in DG14/DG15 are worth what the SOD signature makes them.
+	if err := chipAuthenticity(ctx, ch, files, paPassed, opts, r, log); err != nil {
+		return r, fmt.Errorf("%w: chip authenticity: %w", ErrDevice, err)
+	}
 	return r, nil
 }
 
@@ -241,6 +261,11 @@ func intp(v int) *int { return &v }
 
 type files struct {
 	com, dg1, dg2, sod []byte
+	// DG14/DG15 when EF.COM or the SOD lists them; errors when listed but
+	// unreadable (a chip hiding them is reported, never ignored).
+	dg14, dg15       []byte
+	dg14Err, dg15Err error
+	listed           map[int]bool
 }
 
 // readFiles selects the LDS1 application and reads EF.COM, DG1, DG2 and
@@ -270,6 +295,38 @@ func readFiles(ctx context.Context, ch *apdu.Channel, r *Report) (*files, error)
 		}
 		r.DataGroups = append(r.DataGroups, x.name)
 	}
+	// DG14 and DG15 when listed: EF.COM is unauthenticated, the SOD's
+	// list is checked by PA later; either is reason to read.
+	f.listed = map[int]bool{}
+	if com, err := lds.ParseCOM(f.com); err == nil {
+		for _, n := range com.DataGroups() {
+			f.listed[n] = true
+		}
+	}
+	if sod, err := lds.ParseSOD(f.sod); err == nil && sod.LDS != nil {
+		for _, h := range sod.LDS.Hashes {
+			f.listed[h.DataGroupNumber] = true
+		}
+	}
+	for _, x := range []struct {
+		n    int
+		dst  *[]byte
+		errp *error
+	}{{14, &f.dg14, &f.dg14Err}, {15, &f.dg15, &f.dg15Err}} {
+		if !f.listed[x.n] {
+			continue
+		}
+		b, err := ch.ReadFile(ctx, fidOf(x.n))
+		if err != nil {
+			if deviceError(err) {
+				return nil, err
+			}
+			*x.errp = err
+			continue
+		}
+		*x.dst = b
+		r.DataGroups = append(r.DataGroups, fmt.Sprintf("DG%d", x.n))
+	}
 	return f, nil
 }
 
@@ -280,8 +337,8 @@ func fidOf(dg int) uint16 {
 
 // verify parses the data groups and runs passive authentication (9303-11
 // §5.1). Parsing failures and PA failures are checks; nothing here fails
-// open.
-func verify(f *files, trust *pa.TrustStore, at time.Time, r *Report) {
+// open. It reports whether PA passed.
+func verify(f *files, trust *pa.TrustStore, at time.Time, r *Report) bool {
 	if com, err := lds.ParseCOM(f.com); err != nil {
 		r.add(Check{Name: "ef_com", Code: "com_malformed", Reason: err.Error(), Required: true})
 	} else {
@@ -321,9 +378,16 @@ func verify(f *files, trust *pa.TrustStore, at time.Time, r *Report) {
 
 	if trust == nil {
 		r.add(Check{Name: "passive_authentication", Code: "trust_store_missing", Reason: "no CSCA trust store configured", Required: true})
-		return
+		return false
 	}
-	res := pa.Verify(f.sod, map[int][]byte{1: f.dg1, 2: f.dg2}, trust, at)
+	dgs := map[int][]byte{1: f.dg1, 2: f.dg2}
+	if f.dg14 != nil {
+		dgs[14] = f.dg14
+	}
+	if f.dg15 != nil {
+		dgs[15] = f.dg15
+	}
+	res := pa.Verify(f.sod, dgs, trust, at)
 	for _, c := range res.Checks {
 		name := "pa_" + c.Name
 		r.add(Check{Name: name, OK: c.OK, Code: c.Code, Reason: c.Reason, Required: true})
@@ -343,6 +407,7 @@ func verify(f *files, trust *pa.TrustStore, at time.Time, r *Report) {
 	if res.DS != nil {
 		r.Document.Signer = res.DS.Subject.String()
 	}
+	return res.Passed
 }
 
 // expiryDate reads a YYMMDD expiry; expiry years are always in this

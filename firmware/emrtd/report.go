@@ -53,6 +53,30 @@ type Face struct {
 	Height int    `json:"height"`
 }
 
+// ChipAuthenticity reports Chip Authentication (9303-11 §6.2) or Active
+// Authentication (§6.1): whether it ran, its verdict, and why.
+type ChipAuthenticity struct {
+	Ran      bool   `json:"ran"`
+	OK       bool   `json:"ok"`
+	Required bool   `json:"required"`
+	Code     string `json:"code,omitempty"`
+	Reason   string `json:"reason"`
+	// Chip Authentication: protocol (e.g. id-CA-ECDH-AES-CBC-CMAC-128),
+	// its OID, the new secure messaging cipher, the chip key's curve or
+	// group, its keyId.
+	Protocol string `json:"protocol,omitempty"`
+	OID      string `json:"oid,omitempty"`
+	Cipher   string `json:"cipher,omitempty"`
+	Key      string `json:"key,omitempty"`
+	KeyID    *int   `json:"key_id,omitempty"`
+	// Active Authentication: signature algorithm (e.g. ECDSA-SHA256,
+	// RSA-ISO9796-2-SHA1), the challenge (hex) and whether it was bound
+	// to the transaction.
+	Algorithm        string `json:"algorithm,omitempty"`
+	Challenge        string `json:"challenge,omitempty"`
+	TransactionBound bool   `json:"transaction_bound,omitempty"`
+}
+
 // Report is the outcome of one inspection.
 type Report struct {
 	Passed         bool               `json:"passed"`
@@ -67,6 +91,9 @@ type Report struct {
 	BytesOut       int                `json:"bytes_out"`
 	BytesIn        int                `json:"bytes_in"`
 	PhasesMS       map[string]float64 `json:"ms"`
+	// Anti-cloning (9303-11 §6): what ran and why.
+	ChipAuthentication   *ChipAuthenticity `json:"chip_authentication"`
+	ActiveAuthentication *ChipAuthenticity `json:"active_authentication"`
 
 	dg2 []byte // the buffer Face.Image aliases
 }

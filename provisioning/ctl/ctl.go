@@ -34,6 +34,8 @@ func commands() map[string]command {
 		"eid issue":    {"eid issue --out DIR --photo FACE.jpg [...]  make a virtual test eID card and its trust store", eidIssue},
 		"eid emulate":  {"eid emulate --card DIR --vpcd 127.0.0.1:PORT  run a virtual card against pcscd", eidEmulate},
 		"eid read":     {"eid read (--can N | --pin N | --mrz D,B,E) --trust DIR [--json]  read and verify an eID", eidRead},
+		"face compare": {"face compare A.jpg B.jpg [--json] [--models DIR]  compare the faces of two pictures", faceCompare},
+		"face embed":   {"face embed --json [--models DIR] FILE...  print face templates (lab/staff tool)", faceEmbed},
 		"version":      {"version            print the version", func(e *env, _ []string) int { fmt.Fprintln(e.stdout, "kioskctl", e.version); return ExitOK }},
 	}
 }

@@ -2,6 +2,7 @@ package ctl
 
 import (
 	"context"
+	"crypto"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -22,20 +23,31 @@ import (
 	"kiosk/firmware/emrtd/bac"
 	"kiosk/firmware/emrtd/cardimage"
 	"kiosk/firmware/emrtd/pa"
+	"kiosk/firmware/emrtd/smcrypto"
 	"kiosk/firmware/emrtd/vcard"
 	"kiosk/provisioning/issuer"
 )
 
 // profiles are the test cards `eid issue --profile` makes. Each defect
-// profile must fail verification with its own reason.
+// profile must fail verification with its own reason. Every profile but
+// "legacy", "ca", "aa-ecdsa", "aa-rsa" and "aa-rsa-sha256" has the
+// chip protocols of a modern document: Chip Authentication (ECDH on
+// brainpoolP256r1, AES-128, explicit domain parameters in DG14) and
+// Active Authentication (ECDSA P-256 with SHA-256).
 func profiles() map[string]func(*issuer.Options) {
-	return map[string]func(*issuer.Options){
+	modern := func(o *issuer.Options) {
+		o.ChipAuth = &issuer.CAParams{ExplicitParams: true}
+		o.ActiveAuth = issuer.AAECDSAP256
+	}
+	m := map[string]func(*issuer.Options){
 		"good": func(*issuer.Options) {},
 		"p256": func(o *issuer.Options) {
 			o.PACE = &issuer.PACEParams{OID: issuer.OIDPACEECDHGMAES128, ParameterID: issuer.ParamNISTP256}
+			o.ChipAuth.ParameterID = issuer.ParamNISTP256
 		},
 		"3des": func(o *issuer.Options) {
 			o.PACE = &issuer.PACEParams{OID: issuer.OIDPACEECDHGM3DES, ParameterID: issuer.ParamBrainpoolP256}
+			o.ChipAuth.Cipher = smcrypto.TDES
 		},
 		"bac":          func(o *issuer.Options) { o.BACOnly = true },
 		"short":        func(o *issuer.Options) { o.ShortLengthOnly = true },
@@ -46,7 +58,20 @@ func profiles() map[string]func(*issuer.Options) {
 		"dg2-altered":  func(o *issuer.Options) { o.AlterDGAfterSigning = 2 },
 		"ds-expired":   func(o *issuer.Options) { o.ExpiredDS = true },
 		"csca-unknown": func(o *issuer.Options) { o.UnknownCSCA = true },
+		"ca-dh":        func(o *issuer.Options) { o.ChipAuth = &issuer.CAParams{DH: true} },
+		"clone-ca":     func(o *issuer.Options) { o.ClonedCA = true },
+		"clone-aa":     func(o *issuer.Options) { o.ClonedAA = true },
 	}
+	for name, f := range m {
+		m[name] = func(o *issuer.Options) { modern(o); f(o) }
+	}
+	// Documents with one chip protocol or none.
+	m["legacy"] = func(*issuer.Options) {}
+	m["ca"] = func(o *issuer.Options) { o.ChipAuth = &issuer.CAParams{} }
+	m["aa-ecdsa"] = func(o *issuer.Options) { o.ActiveAuth = issuer.AAECDSAP256 }
+	m["aa-rsa"] = func(o *issuer.Options) { o.ActiveAuth = issuer.AARSA2048 }
+	m["aa-rsa-sha256"] = func(o *issuer.Options) { o.ActiveAuth, o.AAHash = issuer.AARSA2048, crypto.SHA256 }
+	return m
 }
 
 func profileNames() string {
@@ -197,6 +222,8 @@ func eidRead(e *env, args []string) int {
 	wait := fs.Duration("wait", 10*time.Second, "how long to wait for a card")
 	timeout := fs.Duration("timeout", 60*time.Second, "limit for the whole read")
 	ext := fs.String("extended", "auto", "extended-length APDUs: auto (from the ATR), on, off")
+	chipAuth := fs.String("chip-auth", "any", "anti-cloning policy: any (every protocol the document supports must pass), ca, aa, none")
+	txn := fs.String("aa-transaction", "", "bind active authentication to this transaction data (challenge = SHA-256(data)[:8])")
 	if err := fs.Parse(args); err != nil {
 		return ExitUsage
 	}
@@ -230,6 +257,14 @@ func eidRead(e *env, args []string) int {
 	if !ok {
 		return usage("--extended must be auto, on or off")
 	}
+	policy, err := emrtd.ParsePolicy(*chipAuth)
+	if err != nil {
+		return usage(err.Error())
+	}
+	var txnData []byte
+	if *txn != "" {
+		txnData = []byte(*txn)
+	}
 	trust, err := pa.LoadTrustStore(*trustDir)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "trust store: %v\n", err)
@@ -254,7 +289,8 @@ func eidRead(e *env, args []string) int {
 	}
 	defer card.Close()
 
-	report, err := emrtd.Read(ctx, card, emrtd.Options{Password: pw, Trust: trust, ATR: card.ATR(), Extended: em})
+	report, err := emrtd.Read(ctx, card, emrtd.Options{Password: pw, Trust: trust, ATR: card.ATR(), Extended: em,
+		RequireChipAuthenticity: policy, AATransaction: txnData})
 	defer report.Wipe()
 	if err != nil {
 		fmt.Fprintf(e.stderr, "read: %v\n", err)

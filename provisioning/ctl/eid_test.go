@@ -46,6 +46,17 @@ type readResult struct {
 	} `json:"checks"`
 	APDUs int                `json:"apdus"`
 	MS    map[string]float64 `json:"ms"`
+	CA    struct {
+		Ran      bool   `json:"ran"`
+		OK       bool   `json:"ok"`
+		Protocol string `json:"protocol"`
+	} `json:"chip_authentication"`
+	AA struct {
+		Ran              bool   `json:"ran"`
+		OK               bool   `json:"ok"`
+		Algorithm        string `json:"algorithm"`
+		TransactionBound bool   `json:"transaction_bound"`
+	} `json:"active_authentication"`
 }
 
 // The staff commands exactly as documented: issue a card, emulate it
@@ -126,6 +137,15 @@ func TestEIDIssueEmulateRead(t *testing.T) {
 			t.Fatalf("read %v: reader %q, %d APDUs, ms %v", pw, r.Reader, r.APDUs, r.MS)
 		}
 	}
+	// The good profile is a modern document: chip and active
+	// authentication both ran and passed; AA bound to a transaction.
+	if code, r, errs := read("--can", "493715", "--trust", trust, "--aa-transaction", "pay 12.50 txn 42"); code != 0 ||
+		!r.CA.Ran || !r.CA.OK || r.CA.Protocol != "id-CA-ECDH-AES-CBC-CMAC-128" || !r.AA.OK || r.AA.Algorithm != "ECDSA-SHA256" || !r.AA.TransactionBound {
+		t.Fatalf("chip protocols: code %d CA %+v AA %+v %s", code, r.CA, r.AA, errs)
+	}
+	if code, _, _ := read("--can", "493715", "--trust", trust, "--chip-auth", "bogus"); code != 2 {
+		t.Fatalf("bad --chip-auth: %d", code)
+	}
 	face := filepath.Join(t.TempDir(), "face.jpg")
 	if code, _, errs := read("--can", "493715", "--trust", trust, "--face-out", face); code != 0 {
 		t.Fatalf("face-out: %d %s", code, errs)
@@ -163,6 +183,10 @@ func TestEIDIssueEmulateRead(t *testing.T) {
 		{"dg2-altered", "dg_hash_mismatch", []string{"--can", "123456"}},
 		{"ds-expired", "ds_expired", []string{"--can", "123456"}},
 		{"csca-unknown", "csca_unknown", []string{"--can", "123456"}},
+		// Cloned chips: a genuine SOD, the wrong private key.
+		{"clone-ca", "chip_authentication_failed", []string{"--can", "123456"}},
+		{"clone-aa", "active_authentication_failed", []string{"--can", "123456"}},
+		{"aa-rsa", "", []string{"--can", "123456"}},
 	} {
 		dir := filepath.Join(t.TempDir(), tc.profile)
 		if code, _, errs := run("eid", "issue", "--out", dir, "--photo", photo, "--expiry", "351031", "--profile", tc.profile); code != 0 {
@@ -172,13 +196,16 @@ func TestEIDIssueEmulateRead(t *testing.T) {
 		code, r, errs := read(append(tc.args, "--trust", filepath.Join(dir, "trust"))...)
 		stop()
 		if tc.code == "" {
-			if code != 0 || !r.Passed || r.Access.Protocol != "BAC" {
+			if code != 0 || !r.Passed || (tc.profile == "bac") != (r.Access.Protocol == "BAC") {
 				t.Fatalf("%s: code %d %+v %s", tc.profile, code, r, errs)
 			}
 			continue
 		}
 		if code != 1 || !contains(r.Failures, tc.code) {
 			t.Fatalf("%s: code %d failures %v, want %s", tc.profile, code, r.Failures, tc.code)
+		}
+		if strings.HasPrefix(tc.profile, "clone-") && !contains(r.Failures, "clone_suspected") {
+			t.Fatalf("%s: no clone_suspected in %v", tc.profile, r.Failures)
 		}
 	}
 

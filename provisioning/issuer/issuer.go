@@ -103,6 +103,18 @@ type Options struct {
 	AlterDGAfterSigning int  // change this DG (1 or 2) after the SOD was signed
 	ExpiredDS           bool // DS certificate expired before Now
 	UnknownCSCA         bool // the trust material holds a different CSCA of the same name
+
+	// Chip protocols: Chip Authentication (DG14) and Active Authentication
+	// (DG15, plus an ActiveAuthenticationInfo in DG14 for ECDSA). Both
+	// data groups are listed in EF.COM and hashed into the SOD.
+	ChipAuth   *CAParams
+	ActiveAuth AAAlg
+	// AAHash is the Active Authentication hash: ECDSA's (default SHA-256)
+	// or the ISO/IEC 9796-2 trailer's for RSA (default SHA-1, trailer BC).
+	AAHash crypto.Hash
+	// Cloned-chip defects: the card holds another private key than the
+	// one DG14 (ClonedCA) or DG15 (ClonedAA) publishes.
+	ClonedCA, ClonedAA bool
 }
 
 // Trust is the PKI material of an issued document.
@@ -190,7 +202,18 @@ func Issue(opts Options) (*cardimage.Image, *Trust, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("issue: %w", err)
 	}
-	com, err := lds.EncodeCOM(&lds.COM{LDSVersion: "0107", UnicodeVersion: "040000", Tags: []tlv.Tag{lds.TagDG1, lds.TagDG2}})
+	chip, err := newChipKeys(opts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("issue: %w", err)
+	}
+	tags := []tlv.Tag{lds.TagDG1, lds.TagDG2}
+	if chip.dg14 != nil {
+		tags = append(tags, lds.TagDG14)
+	}
+	if chip.dg15 != nil {
+		tags = append(tags, lds.TagDG15)
+	}
+	com, err := lds.EncodeCOM(&lds.COM{LDSVersion: "0107", UnicodeVersion: "040000", Tags: tags})
 	if err != nil {
 		return nil, nil, fmt.Errorf("issue: %w", err)
 	}
@@ -200,6 +223,12 @@ func Issue(opts Options) (*cardimage.Image, *Trust, error) {
 		return nil, nil, fmt.Errorf("issue: %w", err)
 	}
 	hashes := []lds.DataGroupHash{{DataGroupNumber: 1, Hash: sha256Sum(dg1)}, {DataGroupNumber: 2, Hash: sha256Sum(dg2)}}
+	if chip.dg14 != nil {
+		hashes = append(hashes, lds.DataGroupHash{DataGroupNumber: 14, Hash: sha256Sum(chip.dg14)})
+	}
+	if chip.dg15 != nil {
+		hashes = append(hashes, lds.DataGroupHash{DataGroupNumber: 15, Hash: sha256Sum(chip.dg15)})
+	}
 	lso, err := lds.EncodeLDSSecurityObject(&lds.LDSSecurityObject{
 		HashAlgorithm: pkix.AlgorithmIdentifier{Algorithm: lds.OIDSHA256}, Hashes: hashes})
 	if err != nil {
@@ -238,6 +267,12 @@ func Issue(opts Options) (*cardimage.Image, *Trust, error) {
 	if opts.UnknownCSCA {
 		profile = append(profile, "unknown_csca")
 	}
+	if opts.ClonedCA {
+		profile = append(profile, "clone_ca")
+	}
+	if opts.ClonedAA {
+		profile = append(profile, "clone_aa")
+	}
 	if len(profile) == 0 {
 		profile = []string{"good"}
 	}
@@ -248,6 +283,13 @@ func Issue(opts Options) (*cardimage.Image, *Trust, error) {
 			BAC: opts.BACOnly, ExtendedLength: !opts.ShortLengthOnly},
 		Files: map[uint16][]byte{lds.FIDCOM: com, 0x0101: dg1, 0x0102: dg2, lds.FIDSOD: sod},
 	}
+	if chip.dg14 != nil {
+		im.Files[0x010E] = chip.dg14
+	}
+	if chip.dg15 != nil {
+		im.Files[0x010F] = chip.dg15
+	}
+	im.CAKey, im.AAKey, im.Meta.AAHash = chip.caPEM, chip.aaPEM, chip.aaHash
 	if !opts.BACOnly {
 		ca, err := cardAccess(opts.PACE)
 		if err != nil {

@@ -4,19 +4,25 @@
 //	DIR/card.json        Meta: passwords, MRZ key, access protocol
 //	DIR/ef/<FID>.bin     file contents, FID as 4 upper-case hex digits
 //	DIR/trust/           CSCA certificates (PEM) trusting this card
+//	DIR/keys/ca.pem      the chip's Chip Authentication private key (optional)
+//	DIR/keys/aa.pem      the chip's Active Authentication private key (optional)
 //
-// It is a TEST card: the CAN and PIN are stored in clear in card.json.
+// It is a TEST card: the CAN, the PIN and the chip's private keys are
+// stored in clear.
 package cardimage
 
 import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,6 +34,7 @@ const (
 	MaxFileSize  = 1 << 20 // one EF; a DG2 with a portrait is ~20-100 KiB
 	MaxFiles     = 64
 	MaxTotalSize = 16 << 20
+	MaxKeySize   = 16 << 10 // one PEM private key (RSA-4096 is ~3.3 KiB)
 )
 
 // Directory and file names of the image.
@@ -35,6 +42,9 @@ const (
 	MetaFile     = "card.json"
 	EFDirName    = "ef"
 	TrustDirName = "trust"
+	KeysDirName  = "keys"
+	CAKeyFile    = "ca.pem"
+	AAKeyFile    = "aa.pem"
 )
 
 // FIDCardAccess is EF.CardAccess (9303-10 §3.11.2), present iff PACE.
@@ -68,12 +78,24 @@ type Meta struct {
 	PACE           *PACE  `json:"pace,omitempty"`
 	ExtendedLength bool   `json:"extended_length"`
 	ATR            string `json:"atr,omitempty"` // hex
+	// AAHash is the hash of the chip's Active Authentication signatures
+	// with an RSA key (the ISO/IEC 9796-2 trailer): "SHA-1" (default,
+	// trailer BC), "SHA-224", "SHA-256", "SHA-384" or "SHA-512". ECDSA
+	// keys sign with the hash of DG14's ActiveAuthenticationInfo.
+	AAHash string `json:"aa_hash,omitempty"`
 }
+
+// AAHashes are the accepted Meta.AAHash values.
+func AAHashes() []string { return []string{"SHA-1", "SHA-224", "SHA-256", "SHA-384", "SHA-512"} }
 
 // Image is a card image in memory.
 type Image struct {
 	Meta  Meta
 	Files map[uint16][]byte
+	// CAKey and AAKey are the chip's private keys (one PEM block each,
+	// package pubkey's format) or nil. A genuine chip holds the keys whose
+	// public halves DG14 and DG15 carry; a cloned one does not.
+	CAKey, AAKey []byte
 }
 
 func invalid(format string, args ...any) error {
@@ -141,6 +163,9 @@ func (m *Meta) Validate() error {
 	case m.PACE != nil && (!validOID(m.PACE.OID) || m.PACE.ParameterID < 0 || m.PACE.ParameterID > 31):
 		return invalid("pace oid %q / parameter_id %d", m.PACE.OID, m.PACE.ParameterID)
 	}
+	if m.AAHash != "" && !slices.Contains(AAHashes(), m.AAHash) {
+		return invalid("aa_hash %q (want one of %v)", m.AAHash, AAHashes())
+	}
 	if m.ATR != "" {
 		atr, err := hex.DecodeString(m.ATR)
 		if err != nil || len(atr) < 2 || len(atr) > 33 {
@@ -176,6 +201,17 @@ func (im *Image) Validate() error {
 	}
 	if total > MaxTotalSize {
 		return invalid("files total %d bytes (max %d)", total, MaxTotalSize)
+	}
+	for name, k := range map[string][]byte{CAKeyFile: im.CAKey, AAKeyFile: im.AAKey} {
+		if k == nil {
+			continue
+		}
+		if len(k) > MaxKeySize {
+			return invalid("key %s of %d bytes (max %d)", name, len(k), MaxKeySize)
+		}
+		if blk, _ := pem.Decode(k); blk == nil || !strings.HasSuffix(blk.Type, "PRIVATE KEY") {
+			return invalid("key %s is not a PEM private key", name)
+		}
 	}
 	_, hasCA := im.Files[FIDCardAccess]
 	if im.Meta.BAC && hasCA {
@@ -230,10 +266,46 @@ func Load(dir string) (*Image, error) {
 		}
 		im.Files[fid] = b
 	}
+	if err := loadKeys(dir, im); err != nil {
+		return nil, fmt.Errorf("load card image: %w", err)
+	}
 	if err := im.Validate(); err != nil {
 		return nil, fmt.Errorf("load card image %s: %w", dir, err)
 	}
 	return im, nil
+}
+
+// loadKeys reads DIR/keys/ when it exists: only ca.pem and aa.pem, regular
+// files, each bounded.
+func loadKeys(dir string, im *Image) error {
+	kdir := filepath.Join(dir, KeysDirName)
+	ents, err := os.ReadDir(kdir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		var dst *[]byte
+		switch e.Name() {
+		case CAKeyFile:
+			dst = &im.CAKey
+		case AAKeyFile:
+			dst = &im.AAKey
+		default:
+			return invalid("unexpected entry %s/%s (want %s, %s)", KeysDirName, e.Name(), CAKeyFile, AAKeyFile)
+		}
+		if !e.Type().IsRegular() {
+			return invalid("%s/%s is not a regular file", KeysDirName, e.Name())
+		}
+		b, err := readBounded(filepath.Join(kdir, e.Name()), MaxKeySize)
+		if err != nil {
+			return err
+		}
+		*dst = b
+	}
+	return nil
 }
 
 // parseEFName accepts exactly four hex digits (either case) + ".bin".
@@ -296,6 +368,9 @@ func (im *Image) Save(dir string) error {
 			return err
 		}
 	}
+	if err := saveKeys(dir, im); err != nil {
+		return err
+	}
 	ents, err := os.ReadDir(efDir)
 	if err != nil {
 		return fmt.Errorf("save card image: %w", err)
@@ -305,6 +380,34 @@ func (im *Image) Save(dir string) error {
 			if err := os.Remove(filepath.Join(efDir, e.Name())); err != nil {
 				return fmt.Errorf("save card image: remove stale file: %w", err)
 			}
+		}
+	}
+	return nil
+}
+
+// saveKeys writes DIR/keys/ (private, 0700/0600) and removes key files
+// the image no longer has.
+func saveKeys(dir string, im *Image) error {
+	kdir := filepath.Join(dir, KeysDirName)
+	if im.CAKey == nil && im.AAKey == nil {
+		if err := os.RemoveAll(kdir); err != nil {
+			return fmt.Errorf("save card image: %w", err)
+		}
+		return nil
+	}
+	if err := os.MkdirAll(kdir, 0o700); err != nil {
+		return fmt.Errorf("save card image: %w", err)
+	}
+	for name, k := range map[string][]byte{CAKeyFile: im.CAKey, AAKeyFile: im.AAKey} {
+		path := filepath.Join(kdir, name)
+		if k == nil {
+			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("save card image: %w", err)
+			}
+			continue
+		}
+		if err := writeFile(path, k); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -18,6 +18,7 @@ const (
 	insGeneralAuthenticate  = 0x86
 	insGetChallenge         = 0x84
 	insExternalAuthenticate = 0x82
+	insInternalAuthenticate = 0x88
 )
 
 // Status words not in package apdu (ISO/IEC 7816-4:2005 §5.1.3).

@@ -33,6 +33,14 @@
 //     protected; a command that fails the check is answered in plain with
 //     6987/6988 and the session is gone, so the terminal must authenticate
 //     again (9303-11 §9.8.4–§9.8.5).
+//   - Chip Authentication (package ca, 9303-11 §6.2) with the image's
+//     keys/ca.pem and the protocols of its DG14: MSE:Set KAT (3DES) or
+//     MSE:Set AT + General Authenticate (AES) inside secure messaging; the
+//     response is protected with the old keys, every later command with
+//     the new ones. A cloned image holds another key than DG14 publishes,
+//     so its new keys differ from the terminal's.
+//   - Active Authentication (package aa, 9303-11 §6.1): INTERNAL
+//     AUTHENTICATE inside secure messaging, signed with keys/aa.pem.
 //   - The PIN retry counter (pace.Card semantics) survives Reset; a session
 //     and the file selection do not.
 //
@@ -41,6 +49,7 @@
 package vcard
 
 import (
+	"crypto"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -51,10 +60,14 @@ import (
 	"sync"
 
 	"kiosk/drivers/cardreader"
+	"kiosk/firmware/emrtd/aa"
 	"kiosk/firmware/emrtd/apdu"
 	"kiosk/firmware/emrtd/bac"
+	"kiosk/firmware/emrtd/ca"
 	"kiosk/firmware/emrtd/cardimage"
+	"kiosk/firmware/emrtd/lds"
 	"kiosk/firmware/emrtd/pace"
+	"kiosk/firmware/emrtd/pubkey"
 	"kiosk/firmware/emrtd/sm"
 )
 
@@ -137,7 +150,10 @@ type Card struct {
 	mu      sync.Mutex
 	pace    *pace.Card // nil: no PACE (BAC-only image)
 	bac     *bac.Card  // nil: no BAC
+	ca      *ca.Card   // nil: no Chip Authentication
+	aa      *aa.Card   // nil: no Active Authentication
 	sess    *sm.Session
+	next    *sm.Session // Chip Authentication's session, installed after the current response
 	auth    Auth
 	pwd     pace.PasswordType
 	df      df     // current DF
@@ -229,7 +245,52 @@ func New(img *cardimage.Image, opts Options) (*Card, error) {
 			return nil, fmt.Errorf("%w: bac: %w", ErrImage, err)
 		}
 	}
+	if err := c.chipKeys(img); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrImage, err)
+	}
 	return c, nil
+}
+
+// chipKeys sets up Chip and Active Authentication from the image's keys
+// and DG14 (9303-11 §9.2.5–§9.2.7).
+func (c *Card) chipKeys(img *cardimage.Image) error {
+	var dg14 *lds.DG14
+	if b, ok := img.Files[0x010E]; ok {
+		var err error
+		if dg14, err = lds.ParseDG14(b); err != nil && (img.CAKey != nil || img.AAKey != nil) {
+			return fmt.Errorf("DG14: %w", err)
+		}
+	}
+	if img.CAKey != nil {
+		if dg14 == nil {
+			return errors.New("a chip authentication key needs DG14")
+		}
+		k, err := pubkey.ParsePrivateKeyPEM(img.CAKey)
+		if err != nil {
+			return fmt.Errorf("ca key: %w", err)
+		}
+		if c.ca, err = ca.NewCard(k, dg14.CA); err != nil {
+			return err
+		}
+	}
+	if img.AAKey != nil {
+		k, err := pubkey.ParsePrivateKeyPEM(img.AAKey)
+		if err != nil {
+			return fmt.Errorf("aa key: %w", err)
+		}
+		var h crypto.Hash
+		switch {
+		case k.RSA != nil:
+			h = map[string]crypto.Hash{"": crypto.SHA1, "SHA-1": crypto.SHA1, "SHA-224": crypto.SHA224, "SHA-256": crypto.SHA256,
+				"SHA-384": crypto.SHA384, "SHA-512": crypto.SHA512}[img.Meta.AAHash]
+		case dg14 != nil && len(dg14.AA) > 0:
+			h, _ = aa.HashForSignatureOID(dg14.AA[0].SignatureAlgorithm)
+		}
+		if c.aa, err = aa.NewCard(k, h, c.rnd); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ATR implements cardreader.CardHandler.
@@ -353,6 +414,12 @@ func (c *Card) process(capdu []byte, hdr apdu.Command) (apdu.Command, []byte) {
 		c.dropSession(err.Error())
 		return plain, status(apdu.SWUnknown)
 	}
+	if c.next != nil {
+		// Chip Authentication: its response went out under the old keys;
+		// from now on the new ones (9303-11 §6.2.4).
+		c.sess, c.next = c.next, nil
+		c.log.Debug("vcard: secure messaging re-keyed by chip authentication")
+	}
 	return plain, c.chain(wrapped, outerNe)
 }
 
@@ -389,6 +456,20 @@ func (c *Card) execute(cmd apdu.Command, secured bool) apdu.Response {
 	case insReadBinary, insReadBinaryOdd:
 		return c.readBinary(cmd, secured)
 	case insMSE:
+		if cmd.P1 == 0x41 { // set for internal authentication: Chip Authentication
+			if c.ca == nil {
+				return apdu.Status(apdu.SWReferencedDataNotFound)
+			}
+			if !secured {
+				return apdu.Status(apdu.SWSecurityNotSatisfied)
+			}
+			if cmd.P2 == 0xA6 {
+				resp, sess := c.ca.SetKAT(cmd)
+				c.next = sess
+				return resp
+			}
+			return c.ca.SetAT(cmd)
+		}
 		if c.pace == nil {
 			return apdu.Status(apdu.SWINSNotSupported)
 		}
@@ -398,6 +479,11 @@ func (c *Card) execute(cmd apdu.Command, secured bool) apdu.Response {
 		}
 		return c.pace.SetAT(cmd)
 	case insGeneralAuthenticate:
+		if secured && c.ca != nil && c.ca.Pending() {
+			resp, sess := c.ca.GeneralAuthenticate(cmd)
+			c.next = sess
+			return resp
+		}
 		if c.pace == nil {
 			return apdu.Status(apdu.SWINSNotSupported)
 		}
@@ -410,6 +496,14 @@ func (c *Card) execute(cmd apdu.Command, secured bool) apdu.Response {
 			c.startSession(sess, AuthPACE, pw)
 		}
 		return resp
+	case insInternalAuthenticate:
+		if c.aa == nil {
+			return apdu.Status(apdu.SWINSNotSupported)
+		}
+		if !secured {
+			return apdu.Status(apdu.SWSecurityNotSatisfied)
+		}
+		return c.aa.InternalAuthenticate(cmd)
 	case insGetChallenge:
 		if c.bac == nil {
 			return apdu.Status(apdu.SWINSNotSupported)
@@ -445,7 +539,10 @@ func (c *Card) dropSession(why string) {
 	if c.sess == nil {
 		return
 	}
-	c.sess, c.auth, c.pwd = nil, AuthNone, 0
+	c.sess, c.next, c.auth, c.pwd = nil, nil, AuthNone, 0
+	if c.ca != nil {
+		c.ca.Reset()
+	}
 	if c.pace != nil {
 		c.pace.Reset()
 	}
