@@ -1,0 +1,159 @@
+package session
+
+import (
+	"slices"
+	"strings"
+	"time"
+
+	"kiosk/firmware/emrtd"
+)
+
+// Policy is the decision policy (config section [policy]).
+type Policy struct {
+	// RequirePassiveAuth: the chip's data must be signed by a trusted CSCA.
+	RequirePassiveAuth bool
+	// RequireChipAuthFor lists document type codes ("P", "I", "ID", or
+	// "*" for all) for which chip or active authentication must pass.
+	RequireChipAuthFor []string
+	// AllowExpired accepts expired documents (never in payment mode).
+	AllowExpired bool
+	// MatchThreshold and LivenessThreshold are the minimum scores.
+	MatchThreshold    float64
+	LivenessThreshold float64
+	// RequireConsent: the holder must smile to confirm.
+	RequireConsent bool
+
+	MaxPasswordAttempts int
+	CardTimeout         time.Duration
+	PasswordTimeout     time.Duration
+	ChipTimeout         time.Duration
+	FaceTimeout         time.Duration
+	AuthorizeTimeout    time.Duration
+	ResultDisplay       time.Duration
+	RemoveTimeout       time.Duration
+}
+
+func (p Policy) withDefaults() Policy {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&p.CardTimeout, 60*time.Second)
+	def(&p.PasswordTimeout, 60*time.Second)
+	def(&p.ChipTimeout, 30*time.Second)
+	def(&p.FaceTimeout, 30*time.Second)
+	def(&p.AuthorizeTimeout, 15*time.Second)
+	def(&p.ResultDisplay, 3*time.Second)
+	def(&p.RemoveTimeout, 30*time.Second)
+	if p.MaxPasswordAttempts <= 0 {
+		p.MaxPasswordAttempts = 3
+	}
+	return p
+}
+
+// shopperMessages maps decline codes to the screen's message keys; the
+// UI catalogues hold the words in each language.
+func shopperMessage(code string) string {
+	switch {
+	case code == "wrong_password":
+		return "msg.wrong_password"
+	case code == "pin_blocked":
+		return "msg.pin_blocked"
+	case code == "document_expired":
+		return "msg.document_expired"
+	case code == "card_removed":
+		return "msg.card_removed"
+	case code == "timeout":
+		return "msg.timeout"
+	case code == "cancelled" || strings.HasPrefix(code, "cancelled_"):
+		return "msg.cancelled"
+	case code == "face_mismatch" || code == "no_face":
+		return "msg.face_mismatch"
+	case code == "not_live":
+		return "msg.not_live"
+	case code == "no_consent":
+		return "msg.no_consent"
+	case code == "chip_read_failed" || code == "bac_needs_mrz" || strings.HasPrefix(code, "card_access") || code == "read_failed":
+		return "msg.card_unreadable"
+	case code == "declined_by_bank" || strings.HasPrefix(code, "limit") || strings.HasPrefix(code, "offline"):
+		return "msg.declined_by_bank"
+	case code == "authorization_unavailable" || code == "record_not_stored" || code == "internal_error" || code == "shutdown" || code == "face_failed":
+		return "msg.technical"
+	default:
+		return "msg.document_not_genuine"
+	}
+}
+
+func reason(code string) Reason { return Reason{Code: code, Message: shopperMessage(code)} }
+
+// chipReasons applies the policy to the eID report.
+func (p Policy) chipReasons(r *emrtd.Report) []Reason {
+	var out []Reason
+	seen := map[string]bool{}
+	add := func(code string) {
+		if code != "" && !seen[code] {
+			seen[code] = true
+			out = append(out, reason(code))
+		}
+	}
+	check := func(name string) (emrtd.Check, bool) {
+		for _, c := range r.Checks {
+			if c.Name == name {
+				return c, true
+			}
+		}
+		return emrtd.Check{}, false
+	}
+	if c, ok := check("access_control"); !ok || !c.OK {
+		add(c.Code)
+		add("access_failed")
+		return out[:1]
+	}
+	for _, f := range r.Failures {
+		if f == "document_expired" {
+			continue
+		}
+		if !p.RequirePassiveAuth && strings.HasPrefix(f, "pa_") {
+			continue
+		}
+		add(f)
+	}
+	if c, ok := check("passive_authentication"); p.RequirePassiveAuth && (!ok || !c.OK) {
+		add("passive_authentication_failed")
+	}
+	if c, ok := check("document_not_expired"); ok && !c.OK && !p.AllowExpired {
+		add("document_expired")
+	}
+	if slices.Contains(p.RequireChipAuthFor, "*") || slices.Contains(p.RequireChipAuthFor, r.Document.Type) {
+		ca, caOK := check("chip_authentication")
+		aa, aaOK := check("active_authentication")
+		if !(caOK && ca.OK) && !(aaOK && aa.OK) {
+			add("chip_not_authenticated")
+		}
+	}
+	if r.Face == nil || len(r.Face.Image) == 0 {
+		add("no_chip_photo")
+	}
+	return out
+}
+
+// faceReasons applies the policy to the face step.
+func (p Policy) faceReasons(f FaceResult) []Reason {
+	var out []Reason
+	if !f.Matched || f.Similarity < p.MatchThreshold {
+		code := "face_mismatch"
+		if f.Reason == "no_face" || f.Reason == "no_reference_face" {
+			code = f.Reason
+		}
+		out = append(out, reason(code))
+		return out
+	}
+	if !f.Live || f.Liveness < p.LivenessThreshold {
+		out = append(out, reason("not_live"))
+	}
+	if p.RequireConsent && !f.Consent {
+		out = append(out, reason("no_consent"))
+	}
+	return out
+}

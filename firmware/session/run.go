@@ -1,0 +1,351 @@
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"time"
+
+	"kiosk/firmware/emrtd"
+)
+
+// Run owns the sessions until ctx ends. One session runs at a time.
+func (m *Machine) Run(ctx context.Context) error {
+	m.mu.Lock()
+	if m.running {
+		m.mu.Unlock()
+		return errors.New("session: Run called twice")
+	}
+	m.running = true
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		m.running = false
+		m.mu.Unlock()
+	}()
+	m.publish("session."+string(Idle), m.Status())
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case req := <-m.start:
+			m.runSession(ctx, req)
+		// Inputs that arrive while idle belong to no session.
+		case <-m.card:
+		case <-m.cancel:
+		case <-m.password:
+		}
+	}
+}
+
+// abort is why a session ended before its result.
+type abort struct {
+	code string
+}
+
+func (a *abort) Error() string { return a.code }
+
+// session is one transaction's working state.
+type session struct {
+	m   *Machine
+	req Request
+	rec Record
+}
+
+func (m *Machine) runSession(ctx context.Context, req Request) {
+	s := &session{m: m, req: req, rec: Record{Request: req, Started: m.opts.Now(), PhasesMS: map[string]float64{}}}
+	m.set(AwaitCard, func(st *Status) { st.Request = &req; st.Outcome = nil; st.PINRetriesLeft = nil })
+	reasons, err := s.steps(ctx)
+	var ab *abort
+	switch {
+	case errors.As(err, &ab):
+		reasons = append(reasons, reason(ab.code))
+	case err != nil:
+		reasons = append(reasons, reason("internal_error"))
+		m.log.Error("session failed", "tx", req.ID, "err", err)
+	}
+	s.finish(ctx, reasons)
+}
+
+// steps runs the session up to the authorization and returns the decline
+// reasons (none = approved).
+func (s *session) steps(ctx context.Context) ([]Reason, error) {
+	m, p := s.m, s.m.opts.Policy
+
+	// Insert or tap the eID.
+	if !m.cardIn() {
+		if err := s.waitCard(ctx, p.CardTimeout); err != nil {
+			return nil, err
+		}
+	}
+
+	// CAN/PIN, then read and verify the chip; a wrong password may be
+	// retried while the chip allows it.
+	var report *emrtd.Report
+	for attempt := 1; ; attempt++ {
+		m.set(AwaitPassword, nil)
+		pw, err := s.waitPassword(ctx, p.PasswordTimeout)
+		if err != nil {
+			return nil, err
+		}
+		m.set(ReadingChip, nil)
+		t0 := time.Now()
+		report, err = runStep(ctx, s, p.ChipTimeout, func(c context.Context) (*emrtd.Report, error) {
+			return m.opts.Chip.Read(c, pw)
+		})
+		s.rec.PhasesMS["chip"] += ms(time.Since(t0))
+		if err != nil {
+			var ab *abort
+			if errors.As(err, &ab) {
+				return nil, err
+			}
+			m.log.Warn("chip read failed", "tx", s.req.ID, "err", err)
+			return nil, &abort{"chip_read_failed"}
+		}
+		if wrongPassword(report) && attempt < p.MaxPasswordAttempts && !hasFailure(report, "pin_blocked") {
+			left := report.Access.RetriesLeft
+			m.mu.Lock()
+			m.status.PINRetriesLeft = left
+			m.mu.Unlock()
+			m.publish("session.wrong_password", map[string]any{"retries_left": left, "attempt": attempt})
+			report.Wipe()
+			continue
+		}
+		break
+	}
+	defer report.Wipe()
+	s.rec.Chip = summarize(report)
+	s.rec.DocNumber = report.Document.DocumentNumber
+	if reasons := p.chipReasons(report); len(reasons) > 0 {
+		return reasons, nil
+	}
+
+	// Face match, liveness and the smile that confirms.
+	m.set(FaceMatch, nil)
+	t0 := time.Now()
+	smiling := false
+	face, err := runStep(ctx, s, p.FaceTimeout, func(c context.Context) (FaceResult, error) {
+		return m.opts.Face.Verify(c, report.Face.Image, func(fp FaceProgress) {
+			if fp.Stage == "smile" && !smiling {
+				smiling = true
+				m.set(Smile, nil)
+			}
+			m.mu.Lock()
+			m.status.Progress = &fp
+			m.mu.Unlock()
+			m.publish("session.progress", fp)
+		})
+	})
+	s.rec.PhasesMS["face"] = ms(time.Since(t0))
+	report.Wipe() // the chip photo is not needed any more
+	if err != nil {
+		var ab *abort
+		if errors.As(err, &ab) {
+			return nil, err
+		}
+		m.log.Warn("face step failed", "tx", s.req.ID, "err", err)
+		return nil, &abort{"face_failed"}
+	}
+	s.rec.Face = &face
+	if reasons := p.faceReasons(face); len(reasons) > 0 {
+		return reasons, nil
+	}
+
+	// Authorize (online, or offline within the floor limits).
+	m.set(Authorizing, nil)
+	t0 = time.Now()
+	auth, err := runStep(ctx, s, p.AuthorizeTimeout, func(c context.Context) (Authorization, error) {
+		return m.opts.Authorizer.Authorize(c, s.req)
+	})
+	s.rec.PhasesMS["authorize"] = ms(time.Since(t0))
+	if err != nil {
+		var ab *abort
+		if errors.As(err, &ab) {
+			return nil, err
+		}
+		m.log.Warn("authorization failed", "tx", s.req.ID, "err", err)
+		return []Reason{reason("authorization_unavailable")}, nil
+	}
+	s.rec.Auth = &auth
+	if !auth.Approved {
+		code := auth.Reason
+		if code == "" {
+			code = "declined_by_bank"
+		}
+		return []Reason{reason(code)}, nil
+	}
+	return nil, nil
+}
+
+// finish commits the record (fsynced) and only then shows the result;
+// it waits for the card to be taken before going idle.
+func (s *session) finish(ctx context.Context, reasons []Reason) {
+	m, p := s.m, s.m.opts.Policy
+	s.rec.Approved = len(reasons) == 0
+	s.rec.Reasons = reasons
+	s.rec.Finished = m.opts.Now()
+	s.rec.PhasesMS["total"] = ms(s.rec.Finished.Sub(s.rec.Started))
+	if err := m.opts.Authorizer.Commit(context.WithoutCancel(ctx), s.rec); err != nil {
+		// Without a durable record there is no approval.
+		m.log.Error("transaction record not stored", "tx", s.req.ID, "err", err)
+		s.rec.Approved = false
+		s.rec.Reasons = append(s.rec.Reasons, reason("record_not_stored"))
+	}
+	out := &Outcome{Approved: s.rec.Approved, Reasons: s.rec.Reasons, Finished: s.rec.Finished}
+	m.set(Result, func(st *Status) { st.Outcome = out })
+	sleep(ctx, p.ResultDisplay)
+	if m.cardIn() {
+		m.set(RemoveCard, nil)
+		s.waitRemoval(ctx, p.RemoveTimeout)
+	}
+	m.mu.Lock()
+	done := m.status
+	m.history.add(done)
+	m.mu.Unlock()
+	m.set(Idle, func(st *Status) { st.Request = nil; st.Outcome = nil; st.PINRetriesLeft = nil })
+}
+
+// runStep runs f with a step timeout; card removal or a cancel aborts it.
+func runStep[T any](ctx context.Context, s *session, timeout time.Duration, f func(context.Context) (T, error)) (T, error) {
+	sctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := f(sctx)
+		done <- result{v, err}
+	}()
+	var zero T
+	var ab error
+	ctxDone := ctx.Done()
+	for {
+		select {
+		case r := <-done:
+			if ab != nil {
+				return zero, ab
+			}
+			if r.err != nil && sctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+				return zero, &abort{"timeout"}
+			}
+			return r.v, r.err
+		case present := <-s.m.card:
+			if !present && !s.m.cardIn() && ab == nil {
+				ab = &abort{"card_removed"}
+				cancel()
+			}
+		case code := <-s.m.cancel:
+			if ab == nil {
+				ab = &abort{cancelCode(code)}
+				cancel()
+			}
+		case <-ctxDone:
+			ctxDone = nil // sctx derives from ctx: f is stopping
+			if ab == nil {
+				ab = &abort{"shutdown"}
+			}
+		}
+	}
+}
+
+func cancelCode(reason string) string {
+	if reason == "" {
+		return "cancelled"
+	}
+	return reason
+}
+
+func (s *session) waitCard(ctx context.Context, timeout time.Duration) error {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		select {
+		case present := <-s.m.card:
+			if present && s.m.cardIn() {
+				return nil
+			}
+		case code := <-s.m.cancel:
+			return &abort{cancelCode(code)}
+		case <-t.C:
+			return &abort{"timeout"}
+		case <-ctx.Done():
+			return &abort{"shutdown"}
+		}
+	}
+}
+
+func (s *session) waitPassword(ctx context.Context, timeout time.Duration) (emrtd.Password, error) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		select {
+		case pw := <-s.m.password:
+			return pw, nil
+		case present := <-s.m.card:
+			if !present && !s.m.cardIn() {
+				return emrtd.Password{}, &abort{"card_removed"}
+			}
+		case code := <-s.m.cancel:
+			return emrtd.Password{}, &abort{cancelCode(code)}
+		case <-t.C:
+			return emrtd.Password{}, &abort{"timeout"}
+		case <-ctx.Done():
+			return emrtd.Password{}, &abort{"shutdown"}
+		}
+	}
+}
+
+func (s *session) waitRemoval(ctx context.Context, timeout time.Duration) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for s.m.cardIn() {
+		select {
+		case <-s.m.card:
+		case <-t.C:
+			// The card stays in the reader; the next session can still
+			// use it. The screen asked; the kiosk moves on.
+			s.m.publish("session.card_left", map[string]any{"tx": s.req.ID})
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func randomID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func wrongPassword(r *emrtd.Report) bool { return hasFailure(r, "wrong_password") }
+
+func hasFailure(r *emrtd.Report, code string) bool {
+	for _, f := range r.Failures {
+		if f == code {
+			return true
+		}
+	}
+	return false
+}
+
+func summarize(r *emrtd.Report) *ChipSummary {
+	return &ChipSummary{
+		Passed: r.Passed, DocType: r.Document.Type, Issuer: r.Document.IssuingState, Expiry: r.Document.Expiry,
+		Protocol: r.Access.Protocol, Checks: r.Checks, Access: r.Access,
+	}
+}

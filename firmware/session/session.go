@@ -1,0 +1,366 @@
+// Package session is the one state machine that owns a kiosk transaction:
+// idle → request → insert card → CAN/PIN → read and verify the chip → face
+// match → smile to confirm → authorize → result → remove card → idle.
+//
+// It talks to the chip, the face pipeline and the hub only through small
+// interfaces, so the same machine runs against the real stack and against
+// fakes in tests. Every transition is published (the screen, the lights and
+// the hub follow the same stream). Only one session runs at a time.
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"kiosk/firmware/emrtd"
+)
+
+// State is a step of the session. Its value is the event kind suffix
+// ("session.insert_card") and the screen's name for the step.
+type State string
+
+// States, in order.
+const (
+	Idle          State = "idle"
+	AwaitCard     State = "insert_card"
+	AwaitPassword State = "enter_password"
+	ReadingChip   State = "reading_chip"
+	FaceMatch     State = "face_match"
+	Smile         State = "smile"
+	Authorizing   State = "authorizing"
+	Result        State = "result"
+	RemoveCard    State = "remove_card"
+)
+
+// Request is what the till (or a branch service) asks for.
+type Request struct {
+	ID          string    `json:"id"`   // assigned by the kiosk
+	Kind        string    `json:"kind"` // "payment" or "service"
+	AmountMinor int64     `json:"amount_minor,omitempty"`
+	Currency    string    `json:"currency,omitempty"`
+	MerchantRef string    `json:"merchant_ref,omitempty"`
+	Service     string    `json:"service,omitempty"`
+	Created     time.Time `json:"created"`
+}
+
+// Chip reads and verifies the inserted eID with the holder's password.
+type Chip interface {
+	Read(ctx context.Context, pw emrtd.Password) (*emrtd.Report, error)
+}
+
+// FaceProgress is guidance while the face step runs.
+type FaceProgress struct {
+	Stage    string `json:"stage"`              // "match" or "smile"
+	Guidance string `json:"guidance,omitempty"` // e.g. "come_closer", "hold_still"
+}
+
+// FaceResult is the outcome of the face step: match, liveness, consent.
+type FaceResult struct {
+	Matched           bool              `json:"matched"`
+	Similarity        float64           `json:"similarity"`
+	MatchThreshold    float64           `json:"match_threshold"`
+	Live              bool              `json:"live"`
+	Liveness          float64           `json:"liveness"`
+	LivenessThreshold float64           `json:"liveness_threshold"`
+	Consent           bool              `json:"consent"`
+	ConsentAt         time.Time         `json:"consent_at,omitzero"`
+	Reason            string            `json:"reason,omitempty"` // why not matched/live/consented
+	Models            map[string]string `json:"models,omitempty"` // file → sha256
+}
+
+// Face runs the face step against the chip photo (reference is wiped by
+// the caller after the step).
+type Face interface {
+	Verify(ctx context.Context, reference []byte, progress func(FaceProgress)) (FaceResult, error)
+}
+
+// Authorization is the hub's (or the offline rules') answer.
+type Authorization struct {
+	Approved bool   `json:"approved"`
+	Online   bool   `json:"online"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// Authorizer authorizes a verified request and commits the outcome durably.
+type Authorizer interface {
+	Authorize(ctx context.Context, req Request) (Authorization, error)
+	// Commit stores the record durably (fsync) before the result is shown.
+	Commit(ctx context.Context, rec Record) error
+}
+
+// Reason is one machine-readable decline reason with its shopper message key.
+type Reason struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Record is the evidence of one finished session. It carries no images,
+// templates, PINs or CANs.
+type Record struct {
+	Request   Request            `json:"request"`
+	Approved  bool               `json:"approved"`
+	Reasons   []Reason           `json:"reasons,omitempty"`
+	Chip      *ChipSummary       `json:"chip,omitempty"`
+	Face      *FaceResult        `json:"face,omitempty"`
+	Auth      *Authorization     `json:"authorization,omitempty"`
+	Started   time.Time          `json:"started"`
+	Finished  time.Time          `json:"finished"`
+	PhasesMS  map[string]float64 `json:"ms"`
+	DocNumber string             `json:"-"` // for the salted hash only; never serialised
+}
+
+// ChipSummary is the part of the eID report that goes into the record.
+type ChipSummary struct {
+	Passed   bool             `json:"passed"`
+	DocType  string           `json:"doc_type"`
+	Issuer   string           `json:"issuer"`
+	Expiry   string           `json:"expiry"`
+	Protocol string           `json:"protocol"`
+	Checks   []emrtd.Check    `json:"checks"`
+	Access   emrtd.AccessInfo `json:"access"`
+}
+
+// Errors returned to the callers of Start, Cancel, EnterPassword.
+var (
+	ErrBusy       = errors.New("session: another transaction is in progress")
+	ErrNoSession  = errors.New("session: no transaction in progress")
+	ErrWrongState = errors.New("session: not expected in this step")
+	ErrInvalid    = errors.New("session: invalid request")
+	ErrNotRunning = errors.New("session: machine not running")
+)
+
+// Options configure a Machine.
+type Options struct {
+	Chip       Chip
+	Face       Face
+	Authorizer Authorizer
+	Policy     Policy
+	// Publish receives every transition and progress update (must not block).
+	Publish func(kind string, data any)
+	Logger  *slog.Logger
+	Now     func() time.Time
+	// NewID makes transaction ids; nil uses a random 128-bit hex id.
+	NewID func() string
+}
+
+// Status is what the screen and the ECR API see.
+type Status struct {
+	State    State         `json:"state"`
+	Request  *Request      `json:"request,omitempty"`
+	Progress *FaceProgress `json:"progress,omitempty"`
+	// Attempts left for the password, when the chip reported a counter.
+	PINRetriesLeft *int      `json:"pin_retries_left,omitempty"`
+	Outcome        *Outcome  `json:"outcome,omitempty"`
+	Since          time.Time `json:"since"`
+}
+
+// Outcome is the end of a session as the screen and the till see it.
+type Outcome struct {
+	Approved bool     `json:"approved"`
+	Reasons  []Reason `json:"reasons,omitempty"`
+	// Final is false while the card is still in the reader.
+	Finished time.Time `json:"finished"`
+}
+
+// Machine is the session state machine. Create with New, run with Run.
+type Machine struct {
+	opts Options
+	log  *slog.Logger
+
+	start    chan Request
+	cancel   chan string
+	password chan emrtd.Password
+	card     chan bool // true inserted, false removed
+
+	mu      sync.Mutex
+	running bool
+	status  Status
+	present bool
+	history *history
+}
+
+// New returns a machine; call Run to start it.
+func New(opts Options) *Machine {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.NewID == nil {
+		opts.NewID = randomID
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	opts.Policy = opts.Policy.withDefaults()
+	return &Machine{
+		opts: opts, log: log,
+		start:    make(chan Request),
+		cancel:   make(chan string, 1),
+		password: make(chan emrtd.Password, 1),
+		card:     make(chan bool, 8),
+		status:   Status{State: Idle, Since: opts.Now()},
+		history:  newHistory(256),
+	}
+}
+
+// Status returns the current step.
+func (m *Machine) Status() Status {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.status
+}
+
+// Lookup returns a recent session by transaction id or merchant reference.
+func (m *Machine) Lookup(id string) (Status, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.status.Request != nil && (m.status.Request.ID == id || m.status.Request.MerchantRef == id) {
+		return m.status, true
+	}
+	return m.history.get(id)
+}
+
+// Start begins a transaction. A request whose merchant reference matches
+// the running or a recent session returns that session (idempotency);
+// anything else while a session runs is ErrBusy.
+func (m *Machine) Start(ctx context.Context, req Request) (Request, error) {
+	if err := validate(req); err != nil {
+		return Request{}, err
+	}
+	m.mu.Lock()
+	if req.MerchantRef != "" {
+		if cur := m.status.Request; cur != nil && cur.MerchantRef == req.MerchantRef {
+			r := *cur
+			m.mu.Unlock()
+			return r, nil
+		}
+		if st, ok := m.history.get(req.MerchantRef); ok {
+			m.mu.Unlock()
+			return *st.Request, nil
+		}
+	}
+	running := m.running
+	busy := m.status.State != Idle
+	m.mu.Unlock()
+	if !running {
+		return Request{}, ErrNotRunning
+	}
+	if busy {
+		return Request{}, ErrBusy
+	}
+	req.ID = m.opts.NewID()
+	req.Created = m.opts.Now()
+	select {
+	case m.start <- req:
+		return req, nil
+	case <-ctx.Done():
+		return Request{}, ctx.Err()
+	case <-time.After(2 * time.Second):
+		return Request{}, ErrBusy
+	}
+}
+
+func validate(req Request) error {
+	switch req.Kind {
+	case "payment":
+		if req.AmountMinor <= 0 || req.AmountMinor > 1e12 {
+			return fmt.Errorf("%w: amount must be positive minor units", ErrInvalid)
+		}
+		if len(req.Currency) != 3 {
+			return fmt.Errorf("%w: currency must be an ISO 4217 code", ErrInvalid)
+		}
+	case "service":
+		if req.Service == "" {
+			return fmt.Errorf("%w: service name required", ErrInvalid)
+		}
+	default:
+		return fmt.Errorf("%w: kind must be payment or service", ErrInvalid)
+	}
+	if len(req.MerchantRef) > 64 {
+		return fmt.Errorf("%w: merchant reference longer than 64", ErrInvalid)
+	}
+	return nil
+}
+
+// Cancel aborts the running session (from the till or the screen). id may
+// be the transaction id, the merchant reference or "" for whatever runs.
+func (m *Machine) Cancel(id, reason string) error {
+	m.mu.Lock()
+	cur := m.status.Request
+	st := m.status.State
+	m.mu.Unlock()
+	if cur == nil || st == Idle || st == Result || st == RemoveCard {
+		return ErrNoSession
+	}
+	if id != "" && id != cur.ID && id != cur.MerchantRef {
+		return ErrNoSession
+	}
+	select {
+	case m.cancel <- reason:
+	default: // a cancel is already pending
+	}
+	return nil
+}
+
+// EnterPassword hands the CAN or PIN typed on the screen to the session;
+// the digits go only to the card.
+func (m *Machine) EnterPassword(pw emrtd.Password) error {
+	if m.Status().State != AwaitPassword {
+		return ErrWrongState
+	}
+	select {
+	case m.password <- pw:
+		return nil
+	default:
+		return ErrWrongState
+	}
+}
+
+// CardPresent feeds card insert/remove events from the reader driver.
+func (m *Machine) CardPresent(present bool) {
+	m.mu.Lock()
+	m.present = present
+	m.mu.Unlock()
+	select {
+	case m.card <- present:
+	default:
+		// The machine re-reads m.present, so a dropped event loses nothing.
+	}
+}
+
+func (m *Machine) cardIn() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.present
+}
+
+func (m *Machine) set(s State, f func(*Status)) {
+	m.mu.Lock()
+	m.status.State = s
+	m.status.Since = m.opts.Now()
+	m.status.Progress = nil
+	if f != nil {
+		f(&m.status)
+	}
+	st := m.status
+	m.mu.Unlock()
+	m.log.Info("session", "state", string(s), "tx", txID(st.Request))
+	m.publish("session."+string(s), st)
+}
+
+func (m *Machine) publish(kind string, data any) {
+	if m.opts.Publish != nil {
+		m.opts.Publish(kind, data)
+	}
+}
+
+func txID(r *Request) string {
+	if r == nil {
+		return ""
+	}
+	return r.ID
+}
