@@ -1,0 +1,197 @@
+// Package ecr is the kiosk's payment API for the till (the electronic cash
+// register): create a payment, read its status, cancel it. Local HTTP with
+// JSON bodies, authenticated by a bearer token or by a TLS client
+// certificate, idempotent on the merchant reference. docs/ecr.md is the
+// reference for integrators.
+package ecr
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"kiosk/firmware/session"
+)
+
+// Sessions is what the API needs from the session state machine.
+type Sessions interface {
+	Start(ctx context.Context, req session.Request) (session.Request, error)
+	Lookup(id string) (session.Status, bool)
+	Cancel(id, reason string) error
+}
+
+// Options configure the API.
+type Options struct {
+	Sessions Sessions
+	// Token is the bearer token the till must send. Empty means requests
+	// must come with a verified TLS client certificate (mTLS) instead.
+	Token  string
+	Logger *slog.Logger
+}
+
+// Handler returns the API's HTTP handler.
+func Handler(opts Options) http.Handler {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	a := &api{opts: opts, log: log}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/payments", a.create)
+	mux.HandleFunc("GET /v1/payments/{id}", a.get)
+	mux.HandleFunc("POST /v1/payments/{id}/cancel", a.cancel)
+	return a.auth(mux)
+}
+
+type api struct {
+	opts Options
+	log  *slog.Logger
+}
+
+// auth admits a request with the right bearer token (compared in constant
+// time) or, when no token is configured, with a client certificate that
+// the TLS layer verified.
+func (a *api) auth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ok := false
+		if a.opts.Token != "" {
+			got, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			ok = found && subtle.ConstantTimeCompare([]byte(got), []byte(a.opts.Token)) == 1
+		} else {
+			ok = r.TLS != nil && len(r.TLS.VerifiedChains) > 0
+		}
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="kiosk-ecr"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "a valid bearer token or client certificate is required")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// PaymentRequest is the body of POST /v1/payments.
+type PaymentRequest struct {
+	AmountMinor int64  `json:"amount_minor"`
+	Currency    string `json:"currency"`
+	MerchantRef string `json:"merchant_ref"`
+}
+
+// Payment is the API's view of a payment.
+type Payment struct {
+	ID          string           `json:"id"`
+	MerchantRef string           `json:"merchant_ref,omitempty"`
+	AmountMinor int64            `json:"amount_minor"`
+	Currency    string           `json:"currency"`
+	Created     time.Time        `json:"created"`
+	State       string           `json:"state"`  // the session step, e.g. "insert_card", "result"
+	Status      string           `json:"status"` // pending, approved, declined
+	Reasons     []session.Reason `json:"reasons,omitempty"`
+	Finished    *time.Time       `json:"finished,omitempty"`
+}
+
+func view(st session.Status) Payment {
+	r := st.Request
+	p := Payment{ID: r.ID, MerchantRef: r.MerchantRef, AmountMinor: r.AmountMinor, Currency: r.Currency,
+		Created: r.Created, State: string(st.State), Status: "pending"}
+	if o := st.Outcome; o != nil {
+		p.Status = "declined"
+		if o.Approved {
+			p.Status = "approved"
+		}
+		p.Reasons = o.Reasons
+		f := o.Finished
+		p.Finished = &f
+	}
+	return p
+}
+
+func (a *api) create(w http.ResponseWriter, r *http.Request) {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType, "bad_content_type", "content type must be application/json")
+		return
+	}
+	var req PaymentRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "body: "+err.Error())
+		return
+	}
+	if req.MerchantRef == "" {
+		writeError(w, http.StatusBadRequest, "bad_request", "merchant_ref is required (it makes retries safe)")
+		return
+	}
+	// A retry with a known merchant reference returns that payment.
+	if st, ok := a.opts.Sessions.Lookup(req.MerchantRef); ok && st.Request != nil {
+		if st.Request.AmountMinor != req.AmountMinor || st.Request.Currency != strings.ToUpper(req.Currency) {
+			writeError(w, http.StatusConflict, "merchant_ref_reused", "merchant_ref already used for a different amount")
+			return
+		}
+		writeJSON(w, http.StatusOK, view(st))
+		return
+	}
+	sreq, err := a.opts.Sessions.Start(r.Context(), session.Request{
+		Kind: "payment", AmountMinor: req.AmountMinor, Currency: strings.ToUpper(req.Currency), MerchantRef: req.MerchantRef,
+	})
+	switch {
+	case errors.Is(err, session.ErrInvalid):
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	case errors.Is(err, session.ErrBusy):
+		writeError(w, http.StatusConflict, "busy", "the kiosk is serving another transaction")
+		return
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+		return
+	}
+	a.log.Info("ecr payment created", "tx", sreq.ID, "merchant_ref", sreq.MerchantRef, "amount_minor", sreq.AmountMinor, "currency", sreq.Currency)
+	st, ok := a.opts.Sessions.Lookup(sreq.ID)
+	if !ok {
+		st = session.Status{State: session.AwaitCard, Request: &sreq}
+	}
+	w.Header().Set("Location", "/v1/payments/"+sreq.ID)
+	writeJSON(w, http.StatusCreated, view(st))
+}
+
+func (a *api) get(w http.ResponseWriter, r *http.Request) {
+	st, ok := a.opts.Sessions.Lookup(r.PathValue("id"))
+	if !ok || st.Request == nil {
+		writeError(w, http.StatusNotFound, "not_found", "no such payment")
+		return
+	}
+	writeJSON(w, http.StatusOK, view(st))
+}
+
+func (a *api) cancel(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	st, ok := a.opts.Sessions.Lookup(id)
+	if !ok || st.Request == nil {
+		writeError(w, http.StatusNotFound, "not_found", "no such payment")
+		return
+	}
+	if err := a.opts.Sessions.Cancel(id, "cancelled_by_till"); err != nil {
+		writeError(w, http.StatusConflict, "not_cancellable", fmt.Sprintf("payment is %s", view(st).Status))
+		return
+	}
+	a.log.Info("ecr payment cancelled", "tx", st.Request.ID)
+	writeJSON(w, http.StatusAccepted, map[string]string{"id": st.Request.ID, "status": "cancelling"})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, errCode, msg string) {
+	writeJSON(w, code, map[string]string{"error": errCode, "message": msg})
+}
