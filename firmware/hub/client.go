@@ -77,10 +77,13 @@ type Client struct {
 	log      *slog.Logger
 	commands chan Message
 
-	mu      sync.Mutex
-	status  Status
-	conn    mqtt.Client // current connected client, nil when down
-	session uint64
+	mu          sync.Mutex
+	status      Status
+	conn        mqtt.Client // current connected client, nil when down
+	session     uint64
+	changed     chan struct{} // closed and replaced on every state change
+	routes      map[string]chan Message
+	pendingAuth map[string]chan AuthResponse
 }
 
 // New checks options and returns a client that is not yet connected.
@@ -119,7 +122,10 @@ func New(opts Options) (*Client, error) {
 		commands: make(chan Message, 64),
 		// Session numbers grow across restarts without storage: the first
 		// is the start time in milliseconds.
-		session: uint64(opts.Now().UnixMilli()),
+		session:     uint64(opts.Now().UnixMilli()),
+		changed:     make(chan struct{}),
+		routes:      map[string]chan Message{},
+		pendingAuth: map[string]chan AuthResponse{},
 	}
 	c.status = Status{State: "down", Detail: "not connected yet", Since: opts.Now()}
 	return c, nil
@@ -142,10 +148,35 @@ func (c *Client) Status() Status {
 	return c.status
 }
 
+// Changed returns a channel that is closed at the next state change
+// (connect, loss, stop): a way to wait for the link without polling.
+func (c *Client) Changed() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.changed
+}
+
+// Route delivers messages on <prefix>/<device>/<subtopic> (subscribed at
+// QoS 1 on every connection) to the returned channel, which buffers
+// buffer messages; when it is full, messages are dropped and counted, as
+// paho's handlers must never block. Call before Run.
+func (c *Client) Route(subtopic string, buffer int) <-chan Message {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch, ok := c.routes[subtopic]
+	if !ok {
+		ch = make(chan Message, max(buffer, 1))
+		c.routes[subtopic] = ch
+	}
+	return ch
+}
+
 func (c *Client) setStatus(f func(*Status)) {
 	c.mu.Lock()
 	f(&c.status)
 	s := c.status
+	close(c.changed)
+	c.changed = make(chan struct{})
 	c.mu.Unlock()
 	if c.opts.OnState != nil {
 		c.opts.OnState(s)
@@ -274,6 +305,9 @@ func (c *Client) connect(ctx context.Context, lost chan<- error) (mqtt.Client, e
 	o.SetConnectRetry(false)
 	o.SetOrderMatters(false)
 	o.SetBinaryWill(c.Topic("presence"), will, 1, true)
+	// A persistent session delivers queued messages right after CONNACK,
+	// before Subscribe has registered a handler: route those too.
+	o.SetDefaultPublishHandler(c.dispatch)
 	o.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 		select {
 		case lost <- err:
@@ -296,22 +330,19 @@ func (c *Client) connect(ctx context.Context, lost chan<- error) (mqtt.Client, e
 		conn.Disconnect(0)
 		return nil, fmt.Errorf("connect to %s: %w", strings.Join(c.opts.Brokers, ", "), err)
 	}
-	handler := func(_ mqtt.Client, m mqtt.Message) {
-		msg := Message{Topic: m.Topic(), Payload: append([]byte(nil), m.Payload()...)}
-		if i := strings.LastIndexByte(msg.Topic, '/'); i >= 0 {
-			msg.Name = msg.Topic[i+1:]
-		}
-		select {
-		case c.commands <- msg:
-		default:
-			c.mu.Lock()
-			c.status.Dropped++
-			c.mu.Unlock()
-		}
+	// Subscribe on every connection (the session may be new on another
+	// broker): commands, authorization responses and routed topics.
+	filters := []string{c.Topic("cmd", "+"), c.Topic(TopicAuthRsp)}
+	c.mu.Lock()
+	for sub := range c.routes {
+		filters = append(filters, c.Topic(sub))
 	}
-	if err := waitToken(ctx, conn.Subscribe(c.Topic("cmd", "+"), 1, handler), c.opts.ConnectTimeout); err != nil {
-		conn.Disconnect(0)
-		return nil, fmt.Errorf("subscribe to commands: %w", err)
+	c.mu.Unlock()
+	for _, f := range filters {
+		if err := waitToken(ctx, conn.Subscribe(f, 1, c.dispatch), c.opts.ConnectTimeout); err != nil {
+			conn.Disconnect(0)
+			return nil, fmt.Errorf("subscribe to %s: %w", f, err)
+		}
 	}
 	online, _ := json.Marshal(Presence{State: "online", Session: session, Time: c.opts.Now().UTC()})
 	if err := waitToken(ctx, conn.Publish(c.Topic("presence"), 1, true, online), c.opts.ConnectTimeout); err != nil {
@@ -329,4 +360,38 @@ func (c *Client) connect(ctx context.Context, lost chan<- error) (mqtt.Client, e
 	})
 	c.log.Info("hub connected", "broker", broker, "session", session)
 	return conn, nil
+}
+
+// dispatch runs on paho's router for every incoming message. It never
+// blocks: messages go to buffered channels, and are dropped (counted)
+// when a consumer lags; QoS 1 senders retry what is not answered.
+func (c *Client) dispatch(_ mqtt.Client, m mqtt.Message) {
+	sub, ok := strings.CutPrefix(m.Topic(), c.Topic(""))
+	if !ok {
+		return
+	}
+	if sub == TopicAuthRsp {
+		c.onAuthResponse(m.Payload())
+		return
+	}
+	msg := Message{Topic: m.Topic(), Payload: append([]byte(nil), m.Payload()...)}
+	var ch chan Message
+	if name, ok := strings.CutPrefix(sub, "cmd/"); ok && !strings.Contains(name, "/") {
+		msg.Name, ch = name, c.commands
+	} else {
+		c.mu.Lock()
+		ch = c.routes[sub]
+		c.mu.Unlock()
+		msg.Name = sub
+	}
+	if ch == nil {
+		return
+	}
+	select {
+	case ch <- msg:
+	default:
+		c.mu.Lock()
+		c.status.Dropped++
+		c.mu.Unlock()
+	}
 }

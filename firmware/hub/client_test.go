@@ -84,10 +84,17 @@ func startClient(t *testing.T, brokers ...string) (*Client, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c, runClient(t, c)
+}
+
+// runClient runs c until the returned stop is called, and checks that
+// Run returns.
+func runClient(t *testing.T, c *Client) func() {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
-	stop := func() {
+	return func() {
 		cancel()
 		select {
 		case err := <-done:
@@ -98,7 +105,6 @@ func startClient(t *testing.T, brokers ...string) (*Client, func()) {
 			t.Fatal("Run did not return after cancel")
 		}
 	}
-	return c, stop
 }
 
 func TestMosquittoPresenceCommandsAndShutdown(t *testing.T) {

@@ -30,13 +30,16 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"config check": {"config check FILE  validate a kioskd configuration file", configCheck},
-		"eid issue":    {"eid issue --out DIR --photo FACE.jpg [...]  make a virtual test eID card and its trust store", eidIssue},
-		"eid emulate":  {"eid emulate --card DIR --vpcd 127.0.0.1:PORT  run a virtual card against pcscd", eidEmulate},
-		"eid read":     {"eid read (--can N | --pin N | --mrz D,B,E) --trust DIR [--json]  read and verify an eID", eidRead},
-		"face compare": {"face compare A.jpg B.jpg [--json] [--models DIR]  compare the faces of two pictures", faceCompare},
-		"face embed":   {"face embed --json [--models DIR] FILE...  print face templates (lab/staff tool)", faceEmbed},
-		"version":      {"version            print the version", func(e *env, _ []string) int { fmt.Fprintln(e.stdout, "kioskctl", e.version); return ExitOK }},
+		"config check":   {"config check FILE  validate a kioskd configuration file", configCheck},
+		"eid issue":      {"eid issue --out DIR --photo FACE.jpg [...]  make a virtual test eID card and its trust store", eidIssue},
+		"eid emulate":    {"eid emulate --card DIR --vpcd 127.0.0.1:PORT  run a virtual card against pcscd", eidEmulate},
+		"eid read":       {"eid read (--can N | --pin N | --mrz D,B,E) --trust DIR [--json]  read and verify an eID", eidRead},
+		"face compare":   {"face compare A.jpg B.jpg [--json] [--models DIR]  compare the faces of two pictures", faceCompare},
+		"face embed":     {"face embed --json [--models DIR] FILE...  print face templates (lab/staff tool)", faceEmbed},
+		"hub serve":      {"hub serve --broker URL [--broker URL2] --devices DIR --db FILE [--max-tx MINOR --max-daily MINOR] [--group NAME]  run the reference bank hub", hubServe},
+		"hub tx list":    {"hub tx list --db FILE [--json]  list the transactions a reference hub holds", hubTxList},
+		"dev-key create": {"dev-key create --out DIR --device ID [--devices HUBDIR]  make a development device key and certificate", devKeyCreate},
+		"version":        {"version            print the version", func(e *env, _ []string) int { fmt.Fprintln(e.stdout, "kioskctl", e.version); return ExitOK }},
 	}
 }
 

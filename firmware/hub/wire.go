@@ -1,0 +1,126 @@
+package hub
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Transaction topics below <prefix>/<device>/ (docs/mqtt.md).
+const (
+	TopicTx      = "tx"        // kiosk → hub: signed report envelope (txreport.Envelope), QoS 1
+	TopicTxAck   = "tx-ack"    // hub → kiosk: TxAck, QoS 1
+	TopicAuthReq = "auth/req"  // kiosk → hub: AuthRequest, QoS 1
+	TopicAuthRsp = "auth/resp" // hub → kiosk: AuthResponse, QoS 1
+)
+
+// TxAck is the hub's acknowledgement of a transaction report. The kiosk
+// deletes the report from its outbox only on this.
+type TxAck struct {
+	TxID   string `json:"tx_id"`
+	Status string `json:"status"` // applied (first time) or duplicate (already held)
+}
+
+// AuthRequest asks the hub to authorize a payment. ID correlates the
+// response; the hub ignores requests received after Expires.
+type AuthRequest struct {
+	ID       string    `json:"id"`
+	TxID     string    `json:"tx_id"`
+	Terminal string    `json:"terminal_id"`
+	Merchant string    `json:"merchant"`
+	Amount   int64     `json:"amount"`
+	Currency string    `json:"currency"`
+	Expires  time.Time `json:"expires"`
+}
+
+// AuthResponse answers an AuthRequest with the same ID.
+type AuthResponse struct {
+	ID       string `json:"id"`
+	TxID     string `json:"tx_id"`
+	Approved bool   `json:"approved"`
+	Reason   string `json:"reason,omitempty"` // machine code when declined
+	Ref      string `json:"ref,omitempty"`    // hub authorization reference
+}
+
+// ErrAuthTimeout is returned by Authorize when no response came in time.
+var ErrAuthTimeout = errors.New("hub: authorization timed out")
+
+// NewID returns a random 128-bit hex id for correlation and transaction ids.
+func NewID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Authorize sends req (filling ID, Terminal and Expires when empty) and
+// waits for the matching response until ctx ends or req.Expires passes.
+// ErrNotConnected when the link is down, ErrAuthTimeout when the hub did
+// not answer: both mean "decide offline".
+func (c *Client) Authorize(ctx context.Context, req AuthRequest) (AuthResponse, error) {
+	if req.ID == "" {
+		req.ID = NewID()
+	}
+	if req.Terminal == "" {
+		req.Terminal = c.opts.DeviceID
+	}
+	if req.Expires.IsZero() {
+		dl, ok := ctx.Deadline()
+		if !ok {
+			dl = c.opts.Now().Add(10 * time.Second)
+		}
+		req.Expires = dl.UTC()
+	}
+	ctx, cancel := context.WithDeadline(ctx, req.Expires)
+	defer cancel()
+	ch := make(chan AuthResponse, 1)
+	c.mu.Lock()
+	c.pendingAuth[req.ID] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.pendingAuth, req.ID)
+		c.mu.Unlock()
+	}()
+	b, err := json.Marshal(req)
+	if err != nil {
+		return AuthResponse{}, fmt.Errorf("hub: auth request: %w", err)
+	}
+	if err := c.Publish(ctx, TopicAuthReq, 1, false, b); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return AuthResponse{}, ErrAuthTimeout
+		}
+		return AuthResponse{}, fmt.Errorf("hub: send auth request: %w", err)
+	}
+	select {
+	case r := <-ch:
+		return r, nil
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return AuthResponse{}, ErrAuthTimeout
+		}
+		return AuthResponse{}, ctx.Err()
+	}
+}
+
+// onAuthResponse runs in paho's router: it must not block. Responses for
+// unknown ids (late, duplicate) are dropped.
+func (c *Client) onAuthResponse(payload []byte) {
+	var r AuthResponse
+	if err := json.Unmarshal(payload, &r); err != nil || r.ID == "" {
+		c.log.Warn("hub: malformed auth response", "err", err)
+		return
+	}
+	c.mu.Lock()
+	ch := c.pendingAuth[r.ID]
+	c.mu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- r:
+		default:
+		}
+	}
+}

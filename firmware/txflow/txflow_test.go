@@ -1,0 +1,491 @@
+package txflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"kiosk/firmware/hub"
+	"kiosk/firmware/hub/mqtttest"
+	"kiosk/firmware/offline"
+	"kiosk/firmware/outbox"
+	"kiosk/firmware/txreport"
+	"kiosk/provisioning/devkey"
+	"kiosk/provisioning/refhub"
+)
+
+const device = "kiosk-t1"
+
+type kiosk struct {
+	flow   *Flow
+	hub    *hub.Client
+	outbox *outbox.Outbox
+	ledger *offline.Ledger
+	signer *txreport.Signer
+
+	mu        sync.Mutex
+	delivered map[string]time.Time
+}
+
+type kioskOpts struct {
+	maxRecords  int
+	limits      offline.Limits
+	authTimeout time.Duration
+}
+
+func startKiosk(t testing.TB, brokers []string, ko kioskOpts) *kiosk {
+	t.Helper()
+	dir := t.TempDir()
+	key, cert, err := devkey.Generate(device, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := txreport.NewSigner(key, cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := hub.New(hub.Options{
+		Brokers: brokers, DeviceID: device, TopicPrefix: "kiosk/v1",
+		ConnectTimeout: 2 * time.Second, RetryMin: 50 * time.Millisecond, RetryMax: 300 * time.Millisecond, KeepAlive: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ob, err := outbox.Open(filepath.Join(dir, "outbox.db"), outbox.Options{MaxRecords: ko.maxRecords})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ko.limits == (offline.Limits{}) {
+		ko.limits = offline.Limits{Floor: 5000, Cap: 8000, Currency: "CHF"}
+	}
+	lg, err := offline.Open(filepath.Join(dir, "offline.db"), ko.limits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &kiosk{hub: h, outbox: ob, ledger: lg, signer: signer, delivered: map[string]time.Time{}}
+	if ko.authTimeout == 0 {
+		ko.authTimeout = 2 * time.Second
+	}
+	k.flow, err = New(Options{
+		Hub: h, Outbox: ob, Offline: lg, Signer: signer, AuthTimeout: ko.authTimeout, ResendAfter: time.Second,
+		OnDelivered: func(id string) {
+			k.mu.Lock()
+			k.delivered[id] = time.Now()
+			k.mu.Unlock()
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = h.Run(ctx) })
+	wg.Go(func() { _ = k.flow.Run(ctx) })
+	t.Cleanup(func() {
+		cancel()
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Error("hub client or sender did not stop after cancel")
+		}
+		ob.Close()
+		lg.Close()
+	})
+	return k
+}
+
+func (k *kiosk) waitConnected(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !k.hub.Status().Connected {
+		if time.Now().After(deadline) {
+			t.Fatalf("kiosk not connected: %+v", k.hub.Status())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (k *kiosk) waitDrained(t testing.TB, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for k.outbox.Stats().Depth > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("outbox not drained: %+v", k.flow.Status())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type hubSide struct {
+	store *refhub.Store
+	ring  *txreport.Keyring
+	hubs  []*refhub.Hub
+}
+
+func startHubs(t testing.TB, brokers []string, n int, limits refhub.Limits, trust ...*txreport.Signer) *hubSide {
+	t.Helper()
+	store, err := refhub.OpenStore(filepath.Join(t.TempDir(), "hub.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &hubSide{store: store, ring: txreport.NewKeyring()}
+	for _, s := range trust {
+		if err := hs.ring.Add(s.Certificate()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := range n {
+		h, err := refhub.New(refhub.Options{Brokers: brokers, ClientID: "refhub-" + strconv.Itoa(i), Keyring: hs.ring, Store: store, Limits: limits})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs.hubs = append(hs.hubs, h)
+		wg.Go(func() { _ = h.Run(ctx) })
+		select {
+		case <-h.Connected():
+		case <-time.After(10 * time.Second):
+			t.Fatal("reference hub did not connect")
+		}
+	}
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return hs
+}
+
+func (hs *hubSide) stats() refhub.Stats {
+	var s refhub.Stats
+	for _, h := range hs.hubs {
+		x := h.Stats()
+		s.Applied += x.Applied
+		s.Duplicates += x.Duplicates
+		s.Rejected += x.Rejected
+	}
+	return s
+}
+
+func report(txID string, amount int64, auth Authorization) *txreport.Report {
+	now := time.Now()
+	r := &txreport.Report{
+		V: txreport.Version, TxID: txID, Terminal: device, Merchant: "Test Shop", Kind: "payment",
+		Amount: amount, Currency: "CHF", Started: txreport.Timestamp(now.Add(-10 * time.Second)), Decided: txreport.Timestamp(now),
+		DocHash:  txreport.DocumentHash([]byte("test-salt-123456"), "D", "T22000129"),
+		Checks:   []txreport.Check{{Name: "passive_authentication", OK: true}},
+		Scores:   []txreport.Score{txreport.NewScore("match", 0.8, 0.6), txreport.NewScore("liveness", 0.9, 0.7), txreport.NewScore("consent", 1, 1)},
+		Decision: txreport.Approved, Auth: txreport.Auth{Mode: txreport.AuthOnline, Ref: auth.Ref},
+	}
+	if !auth.Online {
+		r.Auth.Mode = txreport.AuthOffline
+	}
+	if !auth.Approved {
+		r.Decision, r.Reasons = txreport.Declined, []string{auth.Reason}
+	}
+	return r
+}
+
+func commit(t testing.TB, k *kiosk, txID string, amount int64) {
+	t.Helper()
+	if err := k.flow.Commit(context.Background(), report(txID, amount, Authorization{Approved: true, Online: true, Ref: "A-x"})); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Reports committed while the broker restarts and while the line is cut
+// all reach the hub exactly once; redeliveries are recognised as
+// duplicates, acknowledged again and not applied twice.
+func TestDeliveryExactlyOnceAcrossRestartAndCut(t *testing.T) {
+	b := mqtttest.StartMosquitto(t)
+	px := mqtttest.StartProxy(t, "127.0.0.1:"+strconv.Itoa(b.Port))
+	k := startKiosk(t, []string{px.URL()}, kioskOpts{})
+	hs := startHubs(t, []string{b.URL()}, 1, refhub.Limits{}, k.signer)
+	k.waitConnected(t)
+
+	var ids []string
+	add := func(n int) {
+		for range n {
+			id := fmt.Sprintf("tx-%03d", len(ids))
+			ids = append(ids, id)
+			commit(t, k, id, 100)
+		}
+	}
+	add(10)
+	b.Stop() // hub and kiosk both lose the broker
+	add(10)  // committed while the broker is down
+	b.Start()
+	add(5)
+	px.Cut(true) // the kiosk's line is cut (no clean disconnect)
+	add(10)
+	time.Sleep(300 * time.Millisecond)
+	px.Restore()
+	add(5)
+	k.waitDrained(t, 30*time.Second)
+
+	txs, err := hs.store.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, tx := range txs {
+		got = append(got, tx.TxID)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, ids) {
+		t.Fatalf("hub holds %d transactions %v, want %d", len(got), got, len(ids))
+	}
+	st := hs.stats()
+	if st.Applied != uint64(len(ids)) {
+		t.Fatalf("applied %d, want %d", st.Applied, len(ids))
+	}
+
+	// A redelivery of an applied report (as QoS 1 allows): re-acked as a
+	// duplicate, not applied again.
+	env, err := k.signer.Sign(report("tx-000", 100, Authorization{Approved: true, Online: true, Ref: "A-x"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.hub.Publish(context.Background(), hub.TopicTx, 1, false, env); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for hs.stats().Duplicates <= st.Duplicates {
+		if time.Now().After(deadline) {
+			t.Fatal("duplicate not detected")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	txs, _ = hs.store.List()
+	if len(txs) != len(ids) || hs.stats().Applied != uint64(len(ids)) {
+		t.Fatalf("duplicate applied: %d held, %d applied", len(txs), hs.stats().Applied)
+	}
+	t.Logf("delivered %d, hub duplicates %d, kiosk published %d", len(ids), hs.stats().Duplicates, k.flow.Status().Published)
+}
+
+func TestOnlineAuthorizationLimits(t *testing.T) {
+	b := mqtttest.StartMosquitto(t)
+	k := startKiosk(t, []string{b.URL()}, kioskOpts{})
+	startHubs(t, []string{b.URL()}, 1, refhub.Limits{MaxTx: 10000, MaxDaily: 15000}, k.signer)
+	k.waitConnected(t)
+	for _, s := range []struct {
+		tx     string
+		amount int64
+		want   string
+	}{
+		{"p1", 8000, ""},
+		{"p2", 12000, refhub.ReasonOverTxLimit},
+		{"p3", 7000, ""},
+		{"p1", 8000, ""}, // asked again: same answer, not counted twice
+		{"p4", 1, refhub.ReasonOverDailyLimit},
+	} {
+		a, err := k.flow.Authorize(context.Background(), Payment{TxID: s.tx, Merchant: "Shop", Amount: s.amount, Currency: "CHF"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !a.Online || a.Approved != (s.want == "") || a.Reason != s.want || (a.Approved && a.Ref == "") {
+			t.Fatalf("%s %d: %+v, want reason %q", s.tx, s.amount, a, s.want)
+		}
+	}
+}
+
+// The hub does not answer (no hub process) → timeout → offline floor
+// limit and cap; the broker gone entirely → offline at once. Offline
+// approvals are delivered when the hub is back, and the cap frees up.
+func TestOfflineFallback(t *testing.T) {
+	b := mqtttest.StartMosquitto(t)
+	k := startKiosk(t, []string{b.URL()}, kioskOpts{authTimeout: 300 * time.Millisecond})
+	k.waitConnected(t)
+	ctx := context.Background()
+	start := time.Now()
+	a, err := k.flow.Authorize(ctx, Payment{TxID: "o1", Amount: 4000, Currency: "CHF"})
+	if err != nil || !a.Approved || a.Online {
+		t.Fatalf("silent hub, under floor: %+v %v", a, err)
+	}
+	if el := time.Since(start); el < 300*time.Millisecond || el > 2*time.Second {
+		t.Fatalf("timeout took %s", el)
+	}
+	if a, _ := k.flow.Authorize(ctx, Payment{TxID: "o2", Amount: 5001, Currency: "CHF"}); a.Approved || a.Reason != offline.ReasonOverFloor {
+		t.Fatalf("over floor: %+v", a)
+	}
+	b.Stop()
+	deadline := time.Now().Add(5 * time.Second)
+	for k.hub.Status().Connected && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	start = time.Now()
+	a, _ = k.flow.Authorize(ctx, Payment{TxID: "o3", Amount: 4000, Currency: "CHF"})
+	if !a.Approved || a.Online || time.Since(start) > 200*time.Millisecond {
+		t.Fatalf("broker down, within cap: %+v after %s", a, time.Since(start))
+	}
+	if a, _ := k.flow.Authorize(ctx, Payment{TxID: "o4", Amount: 1, Currency: "CHF"}); a.Approved || a.Reason != offline.ReasonCapReached {
+		t.Fatalf("broker down, over cap: %+v", a)
+	}
+	for _, id := range []string{"o1", "o3"} {
+		if err := k.flow.Commit(ctx, report(id, 4000, Authorization{Approved: true})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := k.flow.Status(); st.Offline.Exposure != 8000 || st.Outbox.Depth != 2 {
+		t.Fatalf("status while offline: %+v", st)
+	}
+	b.Start()
+	hs := startHubs(t, []string{b.URL()}, 1, refhub.Limits{}, k.signer)
+	k.waitDrained(t, 15*time.Second)
+	if st := k.flow.Status(); st.Offline.Exposure != 0 || st.Delivered != 2 {
+		t.Fatalf("after delivery: %+v", st)
+	}
+	txs, _ := hs.store.List()
+	if len(txs) != 2 || txs[0].AuthMode != txreport.AuthOffline {
+		t.Fatalf("hub holds %+v", txs)
+	}
+}
+
+func TestOutboxFullAlarm(t *testing.T) {
+	b := mqtttest.StartMosquitto(t)
+	b.Stop()
+	k := startKiosk(t, []string{b.URL()}, kioskOpts{maxRecords: 5})
+	ctx := context.Background()
+	for i := range 4 {
+		commit(t, k, "f"+strconv.Itoa(i), 10)
+	}
+	if st := k.flow.Status(); st.Alarm != "outbox_high" {
+		t.Fatalf("at 80%%: %+v", st)
+	}
+	if a, _ := k.flow.Authorize(ctx, Payment{TxID: "x1", Amount: 10, Currency: "CHF"}); a.Approved || a.Reason != offline.ReasonOutboxFull {
+		t.Fatalf("offline approval at 80%%: %+v", a)
+	}
+	commit(t, k, "f4", 10)
+	if a, _ := k.flow.Authorize(ctx, Payment{TxID: "x2", Amount: 10, Currency: "CHF"}); a.Approved || a.Reason != ReasonOutboxFull {
+		t.Fatalf("authorization when full: %+v", a)
+	}
+	if err := k.flow.Commit(ctx, report("f5", 10, Authorization{Approved: true, Online: true})); !errors.Is(err, outbox.ErrFull) {
+		t.Fatalf("commit when full: %v", err)
+	}
+	if st := k.flow.Status(); st.Alarm != "outbox_full" || st.OldestAgeS <= 0 {
+		t.Fatalf("status when full: %+v", st)
+	}
+}
+
+// Two hub instances share the load through $share/refhub/...: each
+// report is applied once, and both instances take part.
+func TestSharedSubscriptionTwoHubs(t *testing.T) {
+	b := mqtttest.StartMosquitto(t)
+	k := startKiosk(t, []string{b.URL()}, kioskOpts{})
+	hs := startHubs(t, []string{b.URL()}, 2, refhub.Limits{}, k.signer)
+	k.waitConnected(t)
+	const n = 40
+	for i := range n {
+		commit(t, k, fmt.Sprintf("s-%02d", i), 100)
+	}
+	k.waitDrained(t, 20*time.Second)
+	a, c := hs.hubs[0].Stats(), hs.hubs[1].Stats()
+	if a.Applied+c.Applied != n || a.Applied == 0 || c.Applied == 0 {
+		t.Fatalf("applied %d + %d, want %d shared between both", a.Applied, c.Applied, n)
+	}
+	txs, _ := hs.store.List()
+	if len(txs) != n {
+		t.Fatalf("hub holds %d", len(txs))
+	}
+	t.Logf("instance 0 applied %d, instance 1 applied %d", a.Applied, c.Applied)
+}
+
+// A report from a device the hub does not know is rejected and not
+// acknowledged: it stays in the outbox until the hub trusts the device.
+func TestUnknownDeviceNotAcked(t *testing.T) {
+	b := mqtttest.StartMosquitto(t)
+	k := startKiosk(t, []string{b.URL()}, kioskOpts{})
+	hs := startHubs(t, []string{b.URL()}, 1, refhub.Limits{}) // trusts nobody
+	k.waitConnected(t)
+	commit(t, k, "u1", 100)
+	deadline := time.Now().Add(5 * time.Second)
+	for hs.stats().Rejected == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("report not rejected")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if d := k.outbox.Stats().Depth; d != 1 {
+		t.Fatalf("rejected report left the outbox (depth %d)", d)
+	}
+	if err := hs.ring.Add(k.signer.Certificate()); err != nil {
+		t.Fatal(err)
+	}
+	k.waitDrained(t, 10*time.Second) // resent after ResendAfter, now accepted
+	if txs, _ := hs.store.List(); len(txs) != 1 {
+		t.Fatalf("hub holds %d", len(txs))
+	}
+}
+
+// Decision-to-hub-ack latency over loopback mosquitto: from Commit
+// (signed, fsynced) to the hub's ack removing the record.
+func BenchmarkDecisionToHubAck(b *testing.B) {
+	br := mqtttest.StartMosquitto(b)
+	k := startKiosk(b, []string{br.URL()}, kioskOpts{maxRecords: 1 << 20})
+	startHubs(b, []string{br.URL()}, 1, refhub.Limits{}, k.signer)
+	k.waitConnected(b)
+	var lat []time.Duration
+	i := 0
+	for b.Loop() {
+		id := "b-" + strconv.Itoa(i)
+		i++
+		start := time.Now()
+		commit(b, k, id, 100)
+		for {
+			k.mu.Lock()
+			at, ok := k.delivered[id]
+			k.mu.Unlock()
+			if ok {
+				lat = append(lat, at.Sub(start))
+				break
+			}
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
+	slices.Sort(lat)
+	if len(lat) > 0 {
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	}
+}
+
+// A genuine report replayed on another kiosk's topic is rejected.
+func TestReportOnForeignTopicRejected(t *testing.T) {
+	b := mqtttest.StartMosquitto(t)
+	k := startKiosk(t, []string{b.URL()}, kioskOpts{})
+	hs := startHubs(t, []string{b.URL()}, 1, refhub.Limits{}, k.signer)
+	other, err := hub.New(hub.Options{Brokers: []string{b.URL()}, DeviceID: "kiosk-t2", TopicPrefix: "kiosk/v1", ConnectTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = other.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(5 * time.Second); !other.Status().Connected; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("second client not connected")
+		}
+	}
+	env, err := k.signer.Sign(report("r1", 100, Authorization{Approved: true, Online: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Publish(ctx, hub.TopicTx, 1, false, env); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); hs.stats().Rejected == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("foreign-topic report not rejected")
+		}
+	}
+	if txs, _ := hs.store.List(); len(txs) != 0 {
+		t.Fatalf("applied: %+v", txs)
+	}
+}

@@ -1,0 +1,202 @@
+// Package txreport is the transaction report kioskd sends to the bank hub:
+// what was decided and on which evidence, without personal data beyond a
+// salted hash of the document number, signed by the device key (ECDSA
+// P-256 over the canonical JSON encoding, see Canonical and docs/mqtt.md).
+package txreport
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Version is the report schema version ("v").
+const Version = 1
+
+// Decisions.
+const (
+	Approved = "approved"
+	Declined = "declined"
+)
+
+// Authorization modes.
+const (
+	AuthOnline  = "online"  // the hub authorized the payment
+	AuthOffline = "offline" // approved under the offline floor limit
+	AuthNone    = "none"    // no authorization (declined before, or identity only)
+)
+
+// Report is one decided transaction. Field order does not matter: the
+// signature covers the canonical encoding (sorted keys).
+type Report struct {
+	V           int    `json:"v"`
+	TxID        string `json:"tx_id"`
+	Terminal    string `json:"terminal_id"`
+	Merchant    string `json:"merchant"`
+	MerchantRef string `json:"merchant_ref,omitempty"`
+	Kind        string `json:"kind"`   // payment or identity
+	Amount      int64  `json:"amount"` // minor units of Currency (ISO 4217)
+	Currency    string `json:"currency"`
+	Started     string `json:"started"` // RFC 3339 UTC, millisecond precision
+	Decided     string `json:"decided"`
+	// DocHash is DocumentHash(salt, issuing state, number): it lets the
+	// bank link transactions of one document without learning its number.
+	DocHash  string   `json:"doc_hash,omitempty"`
+	Checks   []Check  `json:"checks"`
+	Scores   []Score  `json:"scores"`
+	Models   []Model  `json:"models"`
+	Decision string   `json:"decision"` // approved or declined
+	Reasons  []string `json:"reasons"`  // machine codes; empty when approved
+	Auth     Auth     `json:"auth"`
+}
+
+// Check is one verification step (eID report checks, face checks).
+type Check struct {
+	Name string `json:"name"`
+	OK   bool   `json:"ok"`
+	Code string `json:"code,omitempty"`
+}
+
+// Score is a measured value against its threshold, in units of 1e-4 so
+// the canonical form has integers only (0.7342 → 7342).
+type Score struct {
+	Name        string `json:"name"` // match, liveness, consent
+	ValueE4     int64  `json:"value_e4"`
+	ThresholdE4 int64  `json:"threshold_e4"`
+	OK          bool   `json:"ok"`
+}
+
+// NewScore converts float scores (ok = value ≥ threshold).
+func NewScore(name string, value, threshold float64) Score {
+	return Score{Name: name, ValueE4: e4(value), ThresholdE4: e4(threshold), OK: value >= threshold}
+}
+
+func e4(f float64) int64 {
+	if math.IsNaN(f) {
+		return 0
+	}
+	return int64(math.Round(math.Max(-1e9, math.Min(1e9, f)) * 1e4))
+}
+
+// Model identifies a model file by its SHA-256.
+type Model struct {
+	Name   string `json:"name"`
+	SHA256 string `json:"sha256"`
+}
+
+// Auth says how the payment was authorized.
+type Auth struct {
+	Mode string `json:"mode"`          // online, offline, none
+	Ref  string `json:"ref,omitempty"` // the hub's authorization reference (online)
+}
+
+// Timestamp formats t the way reports carry times.
+func Timestamp(t time.Time) string {
+	return t.UTC().Truncate(time.Millisecond).Format("2006-01-02T15:04:05.000Z")
+}
+
+// DocumentHash is hex(HMAC-SHA256(salt, issuingState + "|" + number)),
+// the number without filler '<'. The salt is per deployment (the bank's
+// secret), so the hash is useless outside it.
+func DocumentHash(salt []byte, issuingState, number string) string {
+	m := hmac.New(sha256.New, salt)
+	m.Write([]byte(strings.ToUpper(issuingState) + "|" + strings.TrimRight(strings.ToUpper(number), "<")))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// ErrInvalid wraps every validation failure.
+var ErrInvalid = errors.New("txreport: invalid report")
+
+var (
+	idRe       = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+	terminalRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+	currencyRe = regexp.MustCompile(`^[A-Z]{3}$`)
+	hexRe      = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+// Validate checks what the hub relies on. Strings must also be in the
+// canonical subset (no control characters).
+func (r *Report) Validate() error {
+	bad := func(f string, a ...any) error { return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(f, a...)) }
+	if r.V != Version {
+		return bad("version %d, want %d", r.V, Version)
+	}
+	if !idRe.MatchString(r.TxID) {
+		return bad("tx_id %q", r.TxID)
+	}
+	if !terminalRe.MatchString(r.Terminal) {
+		return bad("terminal_id %q", r.Terminal)
+	}
+	if r.Kind != "payment" && r.Kind != "identity" {
+		return bad("kind %q", r.Kind)
+	}
+	if r.Amount < 0 || r.Amount > maxSafeInt {
+		return bad("amount %d", r.Amount)
+	}
+	if r.Kind == "payment" && !currencyRe.MatchString(r.Currency) {
+		return bad("currency %q is not an ISO 4217 code", r.Currency)
+	}
+	for _, ts := range []string{r.Started, r.Decided} {
+		if _, err := time.Parse(time.RFC3339Nano, ts); err != nil {
+			return bad("time %q", ts)
+		}
+	}
+	if r.DocHash != "" && !hexRe.MatchString(r.DocHash) {
+		return bad("doc_hash is not 64 lowercase hex digits")
+	}
+	if r.Decision != Approved && r.Decision != Declined {
+		return bad("decision %q", r.Decision)
+	}
+	if r.Decision == Approved && len(r.Reasons) != 0 {
+		return bad("approved with reasons %v", r.Reasons)
+	}
+	if r.Decision == Declined && len(r.Reasons) == 0 {
+		return bad("declined without a reason")
+	}
+	switch r.Auth.Mode {
+	case AuthOnline, AuthOffline, AuthNone:
+	default:
+		return bad("auth.mode %q", r.Auth.Mode)
+	}
+	for _, m := range r.Models {
+		if !hexRe.MatchString(m.SHA256) {
+			return bad("model %q sha256", m.Name)
+		}
+	}
+	return nil
+}
+
+// Encode validates r and returns its canonical encoding.
+func (r *Report) Encode() ([]byte, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	// Nil slices would be null; the schema has arrays.
+	c := *r
+	for _, p := range []*[]string{&c.Reasons} {
+		if *p == nil {
+			*p = []string{}
+		}
+	}
+	if c.Checks == nil {
+		c.Checks = []Check{}
+	}
+	if c.Scores == nil {
+		c.Scores = []Score{}
+	}
+	if c.Models == nil {
+		c.Models = []Model{}
+	}
+	b, err := json.Marshal(&c)
+	if err != nil {
+		return nil, fmt.Errorf("txreport: encode: %w", err)
+	}
+	return Canonical(b)
+}

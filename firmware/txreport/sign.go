@@ -1,0 +1,289 @@
+package txreport
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// Alg is the only signature algorithm: ECDSA P-256 with SHA-256, the
+// signature ASN.1 DER encoded (RFC 5480 / SEC 1 §4.1), as JWS names it.
+const Alg = "ES256"
+
+// MaxEnvelope bounds what a hub reads from the network.
+const MaxEnvelope = 64 << 10
+
+// Envelope is what travels on <p>/<d>/tx. Report is the canonical
+// encoding of the report (a JSON object); Sig signs SHA-256 of exactly
+// Canonical(Report); Cert is the lowercase hex SHA-256 of the signing
+// certificate's DER, so the hub finds the key without trusting anything
+// else in the message.
+type Envelope struct {
+	Report json.RawMessage `json:"report"`
+	Alg    string          `json:"alg"`
+	Sig    string          `json:"sig"`  // base64 (standard, padded) of the DER signature
+	Cert   string          `json:"cert"` // certificate fingerprint
+}
+
+// Fingerprint is the lowercase hex SHA-256 of a certificate's DER.
+func Fingerprint(c *x509.Certificate) string {
+	s := sha256.Sum256(c.Raw)
+	return hex.EncodeToString(s[:])
+}
+
+// Signer signs reports with the device key.
+type Signer struct {
+	key  *ecdsa.PrivateKey
+	cert *x509.Certificate
+	fp   string
+}
+
+// NewSigner pairs a P-256 key with its certificate (which must hold the
+// matching public key).
+func NewSigner(key *ecdsa.PrivateKey, cert *x509.Certificate) (*Signer, error) {
+	if key == nil || cert == nil {
+		return nil, errors.New("txreport: signer needs a key and a certificate")
+	}
+	if key.Curve != elliptic.P256() {
+		return nil, errors.New("txreport: device key must be ECDSA P-256")
+	}
+	pub, ok := cert.PublicKey.(*ecdsa.PublicKey)
+	if !ok || !pub.Equal(&key.PublicKey) {
+		return nil, errors.New("txreport: certificate does not match the device key")
+	}
+	return &Signer{key: key, cert: cert, fp: Fingerprint(cert)}, nil
+}
+
+// LoadSigner reads a PEM private key (PKCS#8 or SEC 1) and a PEM
+// certificate.
+func LoadSigner(keyFile, certFile string) (*Signer, error) {
+	kb, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("device key: %w", err)
+	}
+	blk, _ := pem.Decode(kb)
+	if blk == nil {
+		return nil, fmt.Errorf("device key %s: no PEM block", keyFile)
+	}
+	var key *ecdsa.PrivateKey
+	if k, err := x509.ParsePKCS8PrivateKey(blk.Bytes); err == nil {
+		ek, ok := k.(*ecdsa.PrivateKey)
+		if !ok {
+			return nil, fmt.Errorf("device key %s: not an ECDSA key", keyFile)
+		}
+		key = ek
+	} else if key, err = x509.ParseECPrivateKey(blk.Bytes); err != nil {
+		return nil, fmt.Errorf("device key %s: %w", keyFile, err)
+	}
+	certs, err := readCerts(certFile)
+	if err != nil {
+		return nil, err
+	}
+	s, err := NewSigner(key, certs[0])
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", certFile, err)
+	}
+	return s, nil
+}
+
+// Fingerprint is the signing certificate's fingerprint.
+func (s *Signer) Fingerprint() string { return s.fp }
+
+// DeviceID is the certificate's subject common name.
+func (s *Signer) DeviceID() string { return s.cert.Subject.CommonName }
+
+// Sign validates and signs r, returning the envelope bytes.
+func (s *Signer) Sign(r *Report) ([]byte, error) {
+	body, err := r.Encode()
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.Sum256(body)
+	sig, err := ecdsa.SignASN1(rand.Reader, s.key, h[:])
+	if err != nil {
+		return nil, fmt.Errorf("txreport: sign: %w", err)
+	}
+	return json.Marshal(Envelope{Report: body, Alg: Alg, Sig: base64.StdEncoding.EncodeToString(sig), Cert: s.fp})
+}
+
+// Errors a verifier returns; the hub does not acknowledge such messages.
+var (
+	ErrMalformed     = errors.New("txreport: malformed envelope")
+	ErrUnknownDevice = errors.New("txreport: unknown device certificate")
+	ErrBadSignature  = errors.New("txreport: signature does not verify")
+	ErrWrongDevice   = errors.New("txreport: report terminal does not match its certificate")
+)
+
+// ParseEnvelope decodes an envelope without verifying it. It is the
+// first thing a hub does with network input.
+func ParseEnvelope(b []byte) (*Envelope, error) {
+	if len(b) > MaxEnvelope {
+		return nil, fmt.Errorf("%w: %d bytes", ErrMalformed, len(b))
+	}
+	var env Envelope
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&env); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if env.Alg != Alg {
+		return nil, fmt.Errorf("%w: alg %q", ErrMalformed, env.Alg)
+	}
+	if len(env.Report) == 0 || env.Report[0] != '{' {
+		return nil, fmt.Errorf("%w: report is not an object", ErrMalformed)
+	}
+	if len(env.Cert) != 64 {
+		return nil, fmt.Errorf("%w: cert fingerprint", ErrMalformed)
+	}
+	return &env, nil
+}
+
+// Device is one known kiosk: its certificate and id (the subject CN).
+type Device struct {
+	ID   string
+	Cert *x509.Certificate
+	Key  *ecdsa.PublicKey
+}
+
+// Keyring maps certificate fingerprints to devices. Safe for concurrent use.
+type Keyring struct {
+	mu   sync.RWMutex
+	byFP map[string]Device
+}
+
+// NewKeyring returns an empty keyring.
+func NewKeyring() *Keyring { return &Keyring{byFP: map[string]Device{}} }
+
+// Add registers a device certificate (ECDSA P-256, CN = device id).
+func (k *Keyring) Add(c *x509.Certificate) error {
+	pub, ok := c.PublicKey.(*ecdsa.PublicKey)
+	if !ok || pub.Curve != elliptic.P256() {
+		return fmt.Errorf("certificate %q: not an ECDSA P-256 key", c.Subject.CommonName)
+	}
+	if !terminalRe.MatchString(c.Subject.CommonName) {
+		return fmt.Errorf("certificate subject CN %q is not a device id", c.Subject.CommonName)
+	}
+	k.mu.Lock()
+	k.byFP[Fingerprint(c)] = Device{ID: c.Subject.CommonName, Cert: c, Key: pub}
+	k.mu.Unlock()
+	return nil
+}
+
+// Devices lists the device ids, sorted.
+func (k *Keyring) Devices() []string {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	var ids []string
+	for _, d := range k.byFP {
+		ids = append(ids, d.ID)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// LoadKeyring reads every *.pem and *.crt file in dir.
+func LoadKeyring(dir string) (*Keyring, error) {
+	k := NewKeyring()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("devices dir: %w", err)
+	}
+	for _, e := range ents {
+		if e.IsDir() || !(strings.HasSuffix(e.Name(), ".pem") || strings.HasSuffix(e.Name(), ".crt")) {
+			continue
+		}
+		certs, err := readCerts(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range certs {
+			if err := k.Add(c); err != nil {
+				return nil, fmt.Errorf("%s: %w", e.Name(), err)
+			}
+		}
+	}
+	return k, nil
+}
+
+func readCerts(path string) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("certificate: %w", err)
+	}
+	var out []*x509.Certificate
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no PEM certificate", path)
+	}
+	return out, nil
+}
+
+// Verify parses an envelope from the network, checks its signature
+// against the keyring and that the report's terminal is the certificate's
+// device, and returns the report and the device.
+func (k *Keyring) Verify(b []byte) (*Report, Device, error) {
+	env, err := ParseEnvelope(b)
+	if err != nil {
+		return nil, Device{}, err
+	}
+	k.mu.RLock()
+	dev, ok := k.byFP[strings.ToLower(env.Cert)]
+	k.mu.RUnlock()
+	if !ok {
+		return nil, Device{}, fmt.Errorf("%w: %s", ErrUnknownDevice, env.Cert)
+	}
+	body, err := Canonical(env.Report)
+	if err != nil {
+		return nil, dev, fmt.Errorf("%w: report: %v", ErrMalformed, err)
+	}
+	sig, err := base64.StdEncoding.DecodeString(env.Sig)
+	if err != nil {
+		return nil, dev, fmt.Errorf("%w: sig: %v", ErrMalformed, err)
+	}
+	h := sha256.Sum256(body)
+	if !ecdsa.VerifyASN1(dev.Key, h[:], sig) {
+		return nil, dev, fmt.Errorf("%w (device %s)", ErrBadSignature, dev.ID)
+	}
+	var r Report
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, dev, fmt.Errorf("%w: report: %v", ErrMalformed, err)
+	}
+	if err := r.Validate(); err != nil {
+		return nil, dev, err
+	}
+	if r.Terminal != dev.ID {
+		return nil, dev, fmt.Errorf("%w: report says %q, certificate %q", ErrWrongDevice, r.Terminal, dev.ID)
+	}
+	return &r, dev, nil
+}
+
+// Certificate is the signing certificate.
+func (s *Signer) Certificate() *x509.Certificate { return s.cert }

@@ -1,0 +1,233 @@
+package txreport
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"kiosk/provisioning/devkey"
+)
+
+func signer(t testing.TB, id string) *Signer {
+	t.Helper()
+	k, c, err := devkey.Generate(id, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSigner(k, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func sample() *Report {
+	now := time.Date(2026, 11, 28, 17, 0, 0, 123456789, time.UTC)
+	return &Report{
+		V: Version, TxID: "01JDX3-tx-0001", Terminal: "kiosk-0001", Merchant: "Café <Zürich> & Co",
+		Kind: "payment", Amount: 1250, Currency: "CHF",
+		Started: Timestamp(now.Add(-20 * time.Second)), Decided: Timestamp(now),
+		DocHash:  DocumentHash([]byte("0123456789abcdef"), "D", "T22000129<"),
+		Checks:   []Check{{Name: "passive_authentication", OK: true}, {Name: "chip_authentication", OK: true}},
+		Scores:   []Score{NewScore("match", 0.7342, 0.6), NewScore("liveness", 0.91, 0.8), NewScore("consent", 1, 1)},
+		Models:   []Model{{Name: "sface", SHA256: strings.Repeat("ab", 32)}},
+		Decision: Approved, Auth: Auth{Mode: AuthOnline, Ref: "A-1"},
+	}
+}
+
+func TestCanonical(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`{"b":1, "a":[true,false,null], "c":{"z":"x","y":-3}}`, `{"a":[true,false,null],"b":1,"c":{"y":-3,"z":"x"}}`},
+		{`"a\"b\\c\u00e9\u003c"`, `"a\"b\\cé<"`},
+		{` 9007199254740991 `, `9007199254740991`},
+		{`[]`, `[]`},
+	} {
+		got, err := Canonical([]byte(tc.in))
+		if err != nil || string(got) != tc.want {
+			t.Errorf("Canonical(%s) = %s, %v; want %s", tc.in, got, err, tc.want)
+		}
+	}
+	for _, in := range []string{`{"a":1,"a":2}`, `1.5`, `1e3`, `9007199254740992`, `"a\nb"`, `"\u2028"`, `{} {}`, `{"a":`, "\"\xff\"", strings.Repeat("[", 40) + strings.Repeat("]", 40)} {
+		if _, err := Canonical([]byte(in)); !errors.Is(err, ErrNotCanonicalizable) {
+			t.Errorf("Canonical(%q) = %v, want ErrNotCanonicalizable", in, err)
+		}
+	}
+}
+
+func TestEncodeIsCanonicalAndStable(t *testing.T) {
+	r := sample()
+	a, err := r.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := Canonical(a)
+	if !bytes.Equal(a, b) {
+		t.Fatalf("Encode is not canonical:\n%s\n%s", a, b)
+	}
+	if !bytes.Contains(a, []byte(`"merchant":"Café <Zürich> & Co"`)) || !bytes.HasPrefix(a, []byte(`{"amount":1250,"auth":{"mode":"online","ref":"A-1"},"checks":[`)) {
+		t.Fatalf("unexpected encoding %s", a)
+	}
+	if !bytes.Contains(a, []byte(`{"name":"match","ok":true,"threshold_e4":6000,"value_e4":7342}`)) {
+		t.Fatalf("scores: %s", a)
+	}
+}
+
+func TestDocumentHash(t *testing.T) {
+	salt := []byte("salt-1")
+	h := DocumentHash(salt, "d", "T22000129<<")
+	if h != DocumentHash(salt, "D", "T22000129") || len(h) != 64 {
+		t.Fatal("hash not normalised")
+	}
+	if h == DocumentHash([]byte("salt-2"), "D", "T22000129") {
+		t.Fatal("salt ignored")
+	}
+	if strings.Contains(h, "T22000129") {
+		t.Fatal("raw number in hash")
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for name, f := range map[string]func(*Report){
+		"version":            func(r *Report) { r.V = 2 },
+		"tx id":              func(r *Report) { r.TxID = "a/b" },
+		"currency":           func(r *Report) { r.Currency = "chf" },
+		"negative":           func(r *Report) { r.Amount = -1 },
+		"time":               func(r *Report) { r.Decided = "yesterday" },
+		"approved w/ reason": func(r *Report) { r.Reasons = []string{"x"} },
+		"declined no reason": func(r *Report) { r.Decision = Declined },
+		"auth mode":          func(r *Report) { r.Auth.Mode = "maybe" },
+		"doc hash":           func(r *Report) { r.DocHash = "T22000129" },
+		"control char":       func(r *Report) { r.Merchant = "a\x00b" },
+	} {
+		r := sample()
+		f(r)
+		if _, err := r.Encode(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestSignVerify(t *testing.T) {
+	s := signer(t, "kiosk-0001")
+	other := signer(t, "kiosk-0002")
+	ring := NewKeyring()
+	if err := ring.Add(s.cert); err != nil {
+		t.Fatal(err)
+	}
+	env, err := s.Sign(sample())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, dev, err := ring.Verify(env)
+	if err != nil || dev.ID != "kiosk-0001" || r.Amount != 1250 || r.Merchant != "Café <Zürich> & Co" {
+		t.Fatalf("verify: %+v %v %v", r, dev, err)
+	}
+
+	// Re-indented in transit: still verifies (signature covers the canonical form).
+	var pretty bytes.Buffer
+	_ = json.Indent(&pretty, env, "", "  ")
+	if _, _, err := ring.Verify(pretty.Bytes()); err != nil {
+		t.Fatalf("indented envelope: %v", err)
+	}
+
+	tamper := func(f func(e *Envelope)) []byte {
+		var e Envelope
+		if err := json.Unmarshal(env, &e); err != nil {
+			t.Fatal(err)
+		}
+		f(&e)
+		b, _ := json.Marshal(e)
+		return b
+	}
+	cases := map[string]struct {
+		env  []byte
+		want error
+	}{
+		"amount changed": {tamper(func(e *Envelope) {
+			e.Report = bytes.Replace(e.Report, []byte(`"amount":1250`), []byte(`"amount":125`), 1)
+		}), ErrBadSignature},
+		"field added": {tamper(func(e *Envelope) {
+			e.Report = bytes.Replace(e.Report, []byte(`{"amount"`), []byte(`{"extra":1,"amount"`), 1)
+		}), ErrBadSignature},
+		"unknown device": {mustSign(t, other, sample()), ErrUnknownDevice},
+		"other key, claims known cert": {tamper(func(e *Envelope) {
+			o, _ := other.Sign(sample())
+			var oe Envelope
+			_ = json.Unmarshal(o, &oe)
+			e.Sig = oe.Sig
+		}), ErrBadSignature},
+		"sig garbage": {tamper(func(e *Envelope) { e.Sig = base64.StdEncoding.EncodeToString([]byte("nope")) }), ErrBadSignature},
+		"alg":         {tamper(func(e *Envelope) { e.Alg = "none" }), ErrMalformed},
+		"not json":    {[]byte("hello"), ErrMalformed},
+		"huge":        {make([]byte, MaxEnvelope+1), ErrMalformed},
+		"dup key": {tamper(func(e *Envelope) {
+			e.Report = bytes.Replace(e.Report, []byte(`{"amount":1250`), []byte(`{"amount":1,"amount":1250`), 1)
+		}), ErrMalformed},
+		"float amount": {tamper(func(e *Envelope) {
+			e.Report = bytes.Replace(e.Report, []byte(`"amount":1250`), []byte(`"amount":1250.0`), 1)
+		}), ErrMalformed},
+	}
+	for name, tc := range cases {
+		if _, _, err := ring.Verify(tc.env); !errors.Is(err, tc.want) {
+			t.Errorf("%s: err %v, want %v", name, err, tc.want)
+		}
+	}
+
+	// A known device signing a report for another terminal.
+	_ = ring.Add(other.cert)
+	r2 := sample()
+	r2.Terminal = "kiosk-0001"
+	if _, _, err := ring.Verify(mustSign(t, other, r2)); !errors.Is(err, ErrWrongDevice) {
+		t.Fatalf("report for another terminal: %v", err)
+	}
+}
+
+func mustSign(t *testing.T, s *Signer, r *Report) []byte {
+	t.Helper()
+	b, err := s.Sign(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// The hub parses envelopes from the network: nothing may panic, and
+// whatever verifies must be a valid report of the known device.
+func FuzzVerify(f *testing.F) {
+	s := signer(f, "kiosk-0001")
+	ring := NewKeyring()
+	_ = ring.Add(s.cert)
+	good, _ := s.Sign(sample())
+	f.Add(good)
+	f.Add([]byte(`{"report":{},"alg":"ES256","sig":"","cert":"` + strings.Repeat("0", 64) + `"}`))
+	f.Add([]byte(`{"report":[1,2],"alg":"ES256"}`))
+	f.Add([]byte(`{"report":{"a":{"b":{"c":[1e999]}}}}`))
+	f.Add([]byte("\xff\xfe"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, dev, err := ring.Verify(b)
+		if err == nil {
+			if dev.ID != "kiosk-0001" || r.Validate() != nil {
+				t.Fatalf("accepted %q", b)
+			}
+		}
+		if c, err := Canonical(b); err == nil {
+			if c2, err := Canonical(c); err != nil || !bytes.Equal(c, c2) {
+				t.Fatalf("canonical form not idempotent: %q → %q (%v)", c, c2, err)
+			}
+		}
+	})
+}
+
+func BenchmarkSign(b *testing.B) {
+	s := signer(b, "kiosk-0001")
+	r := sample()
+	for b.Loop() {
+		if _, err := s.Sign(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,153 @@
+package ctl
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"kiosk/firmware/hub"
+	"kiosk/firmware/txreport"
+	"kiosk/provisioning/devkey"
+	"kiosk/provisioning/refhub"
+)
+
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// hubServe runs the reference bank hub until SIGINT/SIGTERM.
+func hubServe(e *env, args []string) int {
+	fs := flag.NewFlagSet("hub serve", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	var brokers stringList
+	fs.Var(&brokers, "broker", "MQTT broker URL (repeat for failover)")
+	devices := fs.String("devices", "", "directory of device certificates (PEM, CN = device id)")
+	db := fs.String("db", "", "bbolt file for transactions")
+	maxTx := fs.Int64("max-tx", 0, "per-transaction limit in minor units (0 = none)")
+	maxDaily := fs.Int64("max-daily", 0, "per-terminal daily limit in minor units (0 = none)")
+	group := fs.String("group", "refhub", "shared subscription group")
+	prefix := fs.String("prefix", "kiosk/v1", "topic prefix")
+	clientID := fs.String("client-id", "", "MQTT client id (default refhub-<random>; unique per instance)")
+	ca := fs.String("ca", "", "CA bundle for the broker (TLS)")
+	cert := fs.String("cert", "", "client certificate (mutual TLS)")
+	key := fs.String("key", "", "client key (mutual TLS)")
+	verbose := fs.Bool("v", false, "debug logging")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || len(brokers) == 0 || *devices == "" || *db == "" {
+		fmt.Fprintln(e.stderr, "usage: kioskctl hub serve --broker URL [--broker URL2] --devices DIR --db FILE [--max-tx MINOR --max-daily MINOR] [--group NAME]")
+		return ExitUsage
+	}
+	ring, err := txreport.LoadKeyring(*devices)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "kioskctl hub serve:", err)
+		return ExitUsage
+	}
+	store, err := refhub.OpenStore(*db)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "kioskctl hub serve:", err)
+		return ExitFail
+	}
+	tlsCfg, err := hub.TLSConfig(*ca, *cert, *key)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "kioskctl hub serve:", err)
+		return ExitUsage
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	h, err := refhub.New(refhub.Options{
+		Brokers: brokers, ClientID: *clientID, Group: *group, Prefix: *prefix, TLS: tlsCfg,
+		Keyring: ring, Store: store, Limits: refhub.Limits{MaxTx: *maxTx, MaxDaily: *maxDaily},
+		Logger: slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level})),
+	})
+	if err != nil {
+		fmt.Fprintln(e.stderr, "kioskctl hub serve:", err)
+		return ExitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		select {
+		case <-h.Connected():
+			fmt.Fprintf(e.stdout, "hub serving %d devices on %s\n", len(ring.Devices()), strings.Join(h.Filters(), " "))
+		case <-ctx.Done():
+		}
+	}()
+	if err := h.Run(ctx); err != nil {
+		fmt.Fprintln(e.stderr, "kioskctl hub serve:", err)
+		return ExitFail
+	}
+	st, _ := json.Marshal(h.Stats())
+	fmt.Fprintf(e.stdout, "hub stopped: %s\n", st)
+	return ExitOK
+}
+
+// hubTxList prints the transactions a hub store holds.
+func hubTxList(e *env, args []string) int {
+	fs := flag.NewFlagSet("hub tx list", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	db := fs.String("db", "", "the hub's bbolt file")
+	asJSON := fs.Bool("json", false, "one JSON array of transaction objects")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *db == "" {
+		fmt.Fprintln(e.stderr, "usage: kioskctl hub tx list --db FILE [--json]")
+		return ExitUsage
+	}
+	if _, err := os.Stat(*db); err != nil {
+		fmt.Fprintln(e.stderr, "kioskctl hub tx list:", err)
+		return ExitFail
+	}
+	txs, err := refhub.ListFile(*db)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "kioskctl hub tx list:", err)
+		return ExitFail
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(txs); err != nil {
+			return ExitFail
+		}
+		return ExitOK
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TX\tTERMINAL\tAMOUNT\tDECISION\tAUTH\tRECEIVED\tDUPLICATES")
+	for _, t := range txs {
+		fmt.Fprintf(tw, "%s\t%s\t%d %s\t%s\t%s\t%s\t%d\n", t.TxID, t.Terminal, t.Amount, t.Currency, t.Decision, t.AuthMode, t.Received.Format(time.RFC3339), t.Duplicates)
+	}
+	tw.Flush()
+	return ExitOK
+}
+
+// devKeyCreate writes a development device key and certificate.
+func devKeyCreate(e *env, args []string) int {
+	fs := flag.NewFlagSet("dev-key create", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	out := fs.String("out", "", "directory for <device>.key and <device>.crt")
+	device := fs.String("device", "", "device id (the certificate's CN)")
+	devices := fs.String("devices", "", "hub devices directory for the certificate copy (default OUT/devices)")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *out == "" || *device == "" {
+		fmt.Fprintln(e.stderr, "usage: kioskctl dev-key create --out DIR --device ID [--devices HUBDIR]")
+		return ExitUsage
+	}
+	f, err := devkey.Create(*out, *devices, *device)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "kioskctl dev-key create:", err)
+		return ExitFail
+	}
+	signer, err := txreport.LoadSigner(f.Key, f.Cert)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "kioskctl dev-key create: written key does not load:", err)
+		return ExitFail
+	}
+	fmt.Fprintf(e.stdout, "key %s\ncertificate %s\nhub entry %s\nfingerprint %s\n", f.Key, f.Cert, f.HubEntry, signer.Fingerprint())
+	return ExitOK
+}
