@@ -31,6 +31,10 @@ FUZZ_TARGETS := \
 	./firmware/emrtd/sm:FuzzUnwrap ./firmware/emrtd/pace:FuzzParseCardAccess \
 	./firmware/emrtd/apdu:FuzzParseCommand ./firmware/emrtd:FuzzRead \
 	./firmware/emrtd/pa:FuzzVerify ./firmware/emrtd/vcard:FuzzProcess \
+	./firmware/emrtd/pa:FuzzParseMasterList ./firmware/emrtd/pa:FuzzCRL \
+	./firmware/emrtd/lds:FuzzParseDG11DG12 ./firmware/emrtd/lds:FuzzParseDG14 \
+	./firmware/emrtd/lds:FuzzParseDG15 ./firmware/emrtd/pubkey:FuzzParseSPKI \
+	./firmware/emrtd/aa:FuzzVerify ./firmware/txreport:FuzzVerify \
 	./drivers/cardreader/vpcd:FuzzFrames ./drivers/cardreader:FuzzValidateCommand \
 	./firmware/daemon:FuzzParseCommand ./firmware/config:FuzzParse
 FUZZTIME ?= 4s

@@ -27,6 +27,8 @@ import (
 	"kiosk/firmware/emrtd/lds"
 	"kiosk/firmware/emrtd/pa"
 	"kiosk/firmware/emrtd/pace"
+	"kiosk/firmware/emrtd/sm"
+	"kiosk/firmware/emrtd/tlv"
 )
 
 // PasswordKind says which secret the holder gave.
@@ -77,6 +79,9 @@ type Options struct {
 	// SHA-256(AATransaction) (aa.ChallengeFor), so the chip's signature
 	// commits to it. nil means a random challenge.
 	AATransaction []byte
+	// StaleCRL and MissingCRL are the revocation policy (pa.Options):
+	// by default a stale CRL declines, a missing one warns.
+	StaleCRL, MissingCRL pa.CRLPolicy
 }
 
 // ErrDevice marks failures of the reader or the link rather than of the
@@ -138,7 +143,7 @@ func Read(ctx context.Context, t apdu.Transport, opts Options) (*Report, error) 
 
 	// Phase 3: parse and verify.
 	phase = time.Now()
-	paPassed := verify(files, opts.Trust, now(), r)
+	paPassed := verify(files, opts.Trust, pa.Options{At: now(), StaleCRL: opts.StaleCRL, MissingCRL: opts.MissingCRL}, r)
 	r.PhasesMS["verify"] = ms(time.Since(phase))
 
 	// Phase 4: is the chip the issuer's (9303-11 §6)? Only after PA: the
@@ -265,14 +270,16 @@ type files struct {
 	// unreadable (a chip hiding them is reported, never ignored).
 	dg14, dg15       []byte
 	dg14Err, dg15Err error
-	listed           map[int]bool
+	// DG11/DG12 (additional personal and document details) when listed.
+	dg11, dg12 []byte
+	listed     map[int]bool
 }
 
 // readFiles selects the LDS1 application and reads EF.COM, DG1, DG2 and
 // EF.SOD (9303-10 §3.6, §4.6, §4.7).
 func readFiles(ctx context.Context, ch *apdu.Channel, r *Report) (*files, error) {
 	fail := func(name string, err error) (*files, error) {
-		r.add(Check{Name: "read_" + name, Code: "read_failed", Required: true,
+		r.add(Check{Name: "read_" + name, Code: readFailureCode(err), Required: true,
 			Reason: fmt.Sprintf("%s could not be read: %v", name, err)})
 		return nil, err
 	}
@@ -284,6 +291,9 @@ func readFiles(ctx context.Context, ch *apdu.Channel, r *Report) (*files, error)
 	if f.com, err = ch.ReadFile(ctx, lds.FIDCOM); err != nil {
 		return fail("EF.COM", err)
 	}
+	if err := expectTag(lds.FIDCOM, f.com); err != nil {
+		return fail("EF.COM", err)
+	}
 	r.DataGroups = append(r.DataGroups, "EF.COM")
 	for _, x := range []struct {
 		name string
@@ -291,6 +301,9 @@ func readFiles(ctx context.Context, ch *apdu.Channel, r *Report) (*files, error)
 		dst  *[]byte
 	}{{"DG1", fidOf(1), &f.dg1}, {"DG2", fidOf(2), &f.dg2}, {"EF.SOD", lds.FIDSOD, &f.sod}} {
 		if *x.dst, err = ch.ReadFile(ctx, x.fid); err != nil {
+			return fail(x.name, err)
+		}
+		if err := expectTag(x.fid, *x.dst); err != nil {
 			return fail(x.name, err)
 		}
 		r.DataGroups = append(r.DataGroups, x.name)
@@ -312,7 +325,7 @@ func readFiles(ctx context.Context, ch *apdu.Channel, r *Report) (*files, error)
 		n    int
 		dst  *[]byte
 		errp *error
-	}{{14, &f.dg14, &f.dg14Err}, {15, &f.dg15, &f.dg15Err}} {
+	}{{11, &f.dg11, new(error)}, {12, &f.dg12, new(error)}, {14, &f.dg14, &f.dg14Err}, {15, &f.dg15, &f.dg15Err}} {
 		if !f.listed[x.n] {
 			continue
 		}
@@ -330,6 +343,54 @@ func readFiles(ctx context.Context, ch *apdu.Channel, r *Report) (*files, error)
 	return f, nil
 }
 
+// errUnexpectedContent: a file read starts with another file's tag — the
+// chip answered a different command than the one sent.
+var errUnexpectedContent = errors.New("file content does not belong to the file asked for")
+
+// expectTag checks the first tag of a file against the one 9303-10 §4.6
+// and §4.7 assign to its file identifier.
+func expectTag(fid uint16, b []byte) error {
+	want := lds.TagCOM
+	switch {
+	case fid == lds.FIDSOD:
+		want = lds.TagSOD
+	case fid > 0x0100 && fid <= 0x0110:
+		f, _ := lds.DGFile(int(fid - 0x0100))
+		want = f.Tag
+	case fid != lds.FIDCOM:
+		return nil
+	}
+	o, _, err := tlv.Read(b)
+	if err != nil {
+		return fmt.Errorf("%w: %w", apdu.ErrBadFileHeader, err)
+	}
+	if o.Tag != want {
+		return fmt.Errorf("%w: file %04X starts with tag %s, want %s", errUnexpectedContent, fid, o.Tag, want)
+	}
+	return nil
+}
+
+// readFailureCode names why a file could not be read, so each defect of
+// a hostile chip has its own reason.
+func readFailureCode(err error) string {
+	switch {
+	case errors.Is(err, sm.ErrBadMAC):
+		return "sm_mac_invalid"
+	case errors.Is(err, sm.ErrMissingDO), errors.Is(err, sm.ErrMalformed), errors.Is(err, sm.ErrBadPadding):
+		return "sm_response_malformed"
+	case errors.Is(err, apdu.ErrTooManyChained), errors.Is(err, apdu.ErrResponseTooLong):
+		return "response_chaining_endless"
+	case errors.Is(err, errUnexpectedContent):
+		return "unexpected_file_content"
+	case errors.Is(err, apdu.ErrBadFileHeader), errors.Is(err, tlv.ErrMalformed):
+		return "file_malformed"
+	case errors.Is(err, apdu.ErrShortRead), errors.Is(err, apdu.ErrTooMuchData), errors.Is(err, apdu.ErrFileTooLarge),
+		apdu.IsSW(err, 0x6B00), apdu.IsSW(err, 0x6282):
+		return "file_length_mismatch"
+	}
+	return "read_failed"
+}
+
 func fidOf(dg int) uint16 {
 	f, _ := lds.DGFile(dg)
 	return f.FID
@@ -338,7 +399,8 @@ func fidOf(dg int) uint16 {
 // verify parses the data groups and runs passive authentication (9303-11
 // §5.1). Parsing failures and PA failures are checks; nothing here fails
 // open. It reports whether PA passed.
-func verify(f *files, trust *pa.TrustStore, at time.Time, r *Report) bool {
+func verify(f *files, trust *pa.TrustStore, opts pa.Options, r *Report) bool {
+	at := opts.At
 	if com, err := lds.ParseCOM(f.com); err != nil {
 		r.add(Check{Name: "ef_com", Code: "com_malformed", Reason: err.Error(), Required: true})
 	} else {
@@ -376,22 +438,42 @@ func verify(f *files, trust *pa.TrustStore, at time.Time, r *Report) bool {
 			Reason: fmt.Sprintf("%s face image %dx%d, %d bytes", face.Format, face.Width, face.Height, len(face.Image))})
 	}
 
+	// 9303-10 §4.7.11/§4.7.12: optional; a malformed one is reported but
+	// only its hash (PA) decides about the document.
+	if f.dg11 != nil {
+		if d, err := lds.ParseDG11(f.dg11); err != nil {
+			r.add(Check{Name: "dg11_details", Code: "dg11_malformed", Reason: err.Error()})
+		} else {
+			r.Document.Details = d
+		}
+	}
+	if f.dg12 != nil {
+		if d, err := lds.ParseDG12(f.dg12); err != nil {
+			r.add(Check{Name: "dg12_details", Code: "dg12_malformed", Reason: err.Error()})
+		} else {
+			r.Document.DocumentDetails = d
+		}
+	}
+
 	if trust == nil {
 		r.add(Check{Name: "passive_authentication", Code: "trust_store_missing", Reason: "no CSCA trust store configured", Required: true})
 		return false
 	}
 	dgs := map[int][]byte{1: f.dg1, 2: f.dg2}
-	if f.dg14 != nil {
-		dgs[14] = f.dg14
+	for n, b := range map[int][]byte{11: f.dg11, 12: f.dg12, 14: f.dg14} {
+		if b != nil {
+			dgs[n] = b
+		}
 	}
 	if f.dg15 != nil {
 		dgs[15] = f.dg15
 	}
-	res := pa.Verify(f.sod, dgs, trust, at)
+	res := pa.VerifyWith(f.sod, dgs, trust, opts)
 	for _, c := range res.Checks {
 		name := "pa_" + c.Name
-		r.add(Check{Name: name, OK: c.OK, Code: c.Code, Reason: c.Reason, Required: true})
+		r.add(Check{Name: name, OK: c.OK, Code: c.Code, Reason: c.Reason, Required: true, Warning: c.Warn})
 	}
+	r.Revocation = res.Revocation
 	summary := Check{Name: "passive_authentication", OK: res.Passed, Required: true}
 	if res.Passed {
 		summary.Reason = fmt.Sprintf("SOD signed (%s) by a document signer chaining to a trusted CSCA; data group hashes match", res.SignatureAlgorithm)

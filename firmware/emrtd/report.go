@@ -1,6 +1,9 @@
 package emrtd
 
-import "kiosk/firmware/emrtd/lds"
+import (
+	"kiosk/firmware/emrtd/lds"
+	"kiosk/firmware/emrtd/pa"
+)
 
 // Check is one verification step's outcome.
 type Check struct {
@@ -9,6 +12,9 @@ type Check struct {
 	Code     string `json:"code,omitempty"` // stable machine code when not OK
 	Reason   string `json:"reason"`
 	Required bool   `json:"required"`
+	// Warning: passed by policy with a reservation named by Code (e.g.
+	// crl_missing).
+	Warning bool `json:"warning,omitempty"`
 }
 
 // AccessInfo says how the chip was opened.
@@ -37,6 +43,9 @@ type Document struct {
 	Expiry         string `json:"expiry,omitempty"` // YYMMDD
 	LDSVersion     string `json:"lds_version,omitempty"`
 	Signer         string `json:"document_signer,omitempty"`
+	// DG11 and DG12 when the chip has them (9303-10 §4.7.11, §4.7.12).
+	Details         *lds.DG11 `json:"personal_details,omitempty"`
+	DocumentDetails *lds.DG12 `json:"document_details,omitempty"`
 }
 
 func (d *Document) fromMRZ(m *lds.MRZ) {
@@ -94,6 +103,9 @@ type Report struct {
 	// Anti-cloning (9303-11 §6): what ran and why.
 	ChipAuthentication   *ChipAuthenticity `json:"chip_authentication"`
 	ActiveAuthentication *ChipAuthenticity `json:"active_authentication"`
+	// Revocation is the CRL status of the document signer and CSCA;
+	// nil when passive authentication did not get as far as the CSCA.
+	Revocation *pa.Revocation `json:"revocation"`
 
 	dg2 []byte // the buffer Face.Image aliases
 }

@@ -22,7 +22,9 @@ import (
 	"kiosk/firmware/emrtd"
 	"kiosk/firmware/emrtd/bac"
 	"kiosk/firmware/emrtd/cardimage"
+	"kiosk/firmware/emrtd/lds"
 	"kiosk/firmware/emrtd/pa"
+	"kiosk/firmware/emrtd/pace"
 	"kiosk/firmware/emrtd/smcrypto"
 	"kiosk/firmware/emrtd/vcard"
 	"kiosk/provisioning/issuer"
@@ -61,6 +63,41 @@ func profiles() map[string]func(*issuer.Options) {
 		"ca-dh":        func(o *issuer.Options) { o.ChipAuth = &issuer.CAParams{DH: true} },
 		"clone-ca":     func(o *issuer.Options) { o.ClonedCA = true },
 		"clone-aa":     func(o *issuer.Options) { o.ClonedAA = true },
+		// Revocation and master lists (9303-12 §7.1.4, §9).
+		"ds-revoked":       func(o *issuer.Options) { o.RevokeDS = true },
+		"csca-revoked":     func(o *issuer.Options) { o.RevokeCSCA = true },
+		"crl-stale":        func(o *issuer.Options) { o.StaleCRL = true },
+		"crl-missing":      func(o *issuer.Options) { o.NoCRL = true },
+		"ml":               func(o *issuer.Options) { o.MasterList = issuer.MasterListGood },
+		"ml-bad-signature": func(o *issuer.Options) { o.MasterList = issuer.MasterListBadSignature },
+		// DG11 and DG12 (9303-10 §4.7.11, §4.7.12).
+		"details": func(o *issuer.Options) {
+			o.DG11 = &lds.DG11{FullName: o.Surname + "<<" + o.Given, PlaceOfBirth: "BERLIN", Profession: "ENGINEER",
+				FullDateOfBirth: "19" + o.Birth, Address: "HEIDESTRASSE 17<KOELN"}
+			o.DG12 = &lds.DG12{IssuingAuthority: "CITY OF KOELN", DateOfIssue: time.Now().Format("20060102")}
+		},
+	}
+	// Every PACE Generic Mapping parameter set of 9303-11 §9.5.1 the
+	// terminal implements: pace-<cipher>-<parameter id>.
+	for _, c := range []struct {
+		name   string
+		ec, dh string
+	}{{"3des", pace.OIDECDHGM3DES, pace.OIDDHGM3DES}, {"aes128", pace.OIDECDHGMAES128, pace.OIDDHGMAES128},
+		{"aes192", pace.OIDECDHGMAES192, pace.OIDDHGMAES192}, {"aes256", pace.OIDECDHGMAES256, pace.OIDDHGMAES256}} {
+		for _, id := range []int{0, 1, 2, 12, 13, 15, 16, 17, 18} {
+			oid := c.ec
+			if id <= 2 {
+				oid = c.dh
+			}
+			m[fmt.Sprintf("pace-%s-%d", c.name, id)] = func(o *issuer.Options) {
+				o.PACE = &issuer.PACEParams{OID: oid, ParameterID: id}
+			}
+		}
+	}
+	// Hostile chips (package vcard): the document is genuine, the chip
+	// misbehaves.
+	for _, h := range vcard.HostileProfiles() {
+		m[h] = func(*issuer.Options) {}
 	}
 	for name, f := range m {
 		m[name] = func(o *issuer.Options) { modern(o); f(o) }
@@ -195,9 +232,20 @@ func eidEmulate(e *env, args []string) int {
 	defer stop()
 	fmt.Fprintf(e.stderr, "emulating %s card from %s on vpcd %s (Ctrl-C removes it)\n", img.Meta.Profile, *dir, *addr)
 	for {
-		err := vpcd.Serve(ctx, *addr, card, log)
+		// A "pulled" card leaves mid-read: closing the vpcd connection is
+		// what pcscd sees when a card is removed.
+		serveCtx, cancelServe := context.WithCancel(ctx)
+		err := vpcd.Serve(serveCtx, *addr, &pullable{Card: card, pull: cancelServe}, log)
+		cancelServe()
 		if ctx.Err() != nil {
 			return ExitOK
+		}
+		select {
+		case <-card.Removed():
+			log.Info("card pulled out mid-read (profile pulled); it stays out until stopped")
+			<-ctx.Done()
+			return ExitOK
+		default:
 		}
 		// pcscd closed the connection (restart): insert the card again.
 		log.Warn("vpcd connection ended; reconnecting", "err", err)
@@ -224,6 +272,8 @@ func eidRead(e *env, args []string) int {
 	ext := fs.String("extended", "auto", "extended-length APDUs: auto (from the ATR), on, off")
 	chipAuth := fs.String("chip-auth", "any", "anti-cloning policy: any (every protocol the document supports must pass), ca, aa, none")
 	txn := fs.String("aa-transaction", "", "bind active authentication to this transaction data (challenge = SHA-256(data)[:8])")
+	staleCRL := fs.String("stale-crl", "decline", "a CRL past its next update: decline or warn")
+	missingCRL := fs.String("missing-crl", "warn", "no CRL for the CSCA: warn or decline")
 	if err := fs.Parse(args); err != nil {
 		return ExitUsage
 	}
@@ -261,6 +311,14 @@ func eidRead(e *env, args []string) int {
 	if err != nil {
 		return usage(err.Error())
 	}
+	stale, err := pa.ParseCRLPolicy(*staleCRL)
+	if err != nil {
+		return usage("--stale-crl: " + err.Error())
+	}
+	missing, err := pa.ParseCRLPolicy(*missingCRL)
+	if err != nil {
+		return usage("--missing-crl: " + err.Error())
+	}
 	var txnData []byte
 	if *txn != "" {
 		txnData = []byte(*txn)
@@ -290,7 +348,7 @@ func eidRead(e *env, args []string) int {
 	defer card.Close()
 
 	report, err := emrtd.Read(ctx, card, emrtd.Options{Password: pw, Trust: trust, ATR: card.ATR(), Extended: em,
-		RequireChipAuthenticity: policy, AATransaction: txnData})
+		RequireChipAuthenticity: policy, AATransaction: txnData, StaleCRL: stale, MissingCRL: missing})
 	defer report.Wipe()
 	if err != nil {
 		fmt.Fprintf(e.stderr, "read: %v\n", err)
@@ -357,4 +415,24 @@ func printReport(w io.Writer, reader string, r *emrtd.Report) {
 		}
 		fmt.Fprintf(w, "  %s %-28s %s\n", mark, c.Name, c.Reason)
 	}
+}
+
+// pullable drops the vpcd connection as soon as a "pulled" card says it
+// has been removed, before the answer in progress reaches the reader.
+type pullable struct {
+	*vcard.Card
+	pull context.CancelFunc
+}
+
+func (p *pullable) Process(capdu []byte) []byte {
+	out := p.Card.Process(capdu)
+	select {
+	case <-p.Removed():
+		p.pull()
+		// Serve closes the socket when its context ends; let that happen
+		// before returning so the answer is never written.
+		time.Sleep(200 * time.Millisecond)
+	default:
+	}
+	return out
 }

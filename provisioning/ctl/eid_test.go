@@ -44,9 +44,14 @@ type readResult struct {
 		OK   bool   `json:"ok"`
 		Code string `json:"code"`
 	} `json:"checks"`
-	APDUs int                `json:"apdus"`
-	MS    map[string]float64 `json:"ms"`
-	CA    struct {
+	APDUs      int `json:"apdus"`
+	Revocation *struct {
+		DS       string `json:"ds"`
+		CSCA     string `json:"csca"`
+		CRLFresh *bool  `json:"crl_fresh"`
+	} `json:"revocation"`
+	MS map[string]float64 `json:"ms"`
+	CA struct {
 		Ran      bool   `json:"ran"`
 		OK       bool   `json:"ok"`
 		Protocol string `json:"protocol"`
@@ -136,6 +141,9 @@ func TestEIDIssueEmulateRead(t *testing.T) {
 		if !strings.HasPrefix(r.Reader, pcscdtest.FriendlyName) || r.APDUs == 0 || r.MS["total"] <= 0 {
 			t.Fatalf("read %v: reader %q, %d APDUs, ms %v", pw, r.Reader, r.APDUs, r.MS)
 		}
+		if r.Revocation == nil || r.Revocation.DS != "good" || r.Revocation.CSCA != "good" || r.Revocation.CRLFresh == nil || !*r.Revocation.CRLFresh {
+			t.Fatalf("read %v: revocation %+v", pw, r.Revocation)
+		}
 	}
 	// The good profile is a modern document: chip and active
 	// authentication both ran and passed; AA bound to a transaction.
@@ -187,6 +195,19 @@ func TestEIDIssueEmulateRead(t *testing.T) {
 		{"clone-ca", "chip_authentication_failed", []string{"--can", "123456"}},
 		{"clone-aa", "active_authentication_failed", []string{"--can", "123456"}},
 		{"aa-rsa", "", []string{"--can", "123456"}},
+		// Revocation and master lists (issue 4).
+		{"ds-revoked", "ds_revoked", []string{"--can", "123456"}},
+		{"crl-stale", "crl_stale", []string{"--can", "123456"}},
+		{"ml", "", []string{"--can", "123456"}},
+		{"ml-bad-signature", "master_list_signature_invalid", []string{"--can", "123456"}},
+		// A DH Generic Mapping card (RFC 5114 group 2, AES-256) and a
+		// NIST P-521 one.
+		{"pace-aes256-2", "", []string{"--can", "123456"}},
+		{"pace-aes192-18", "", []string{"--can", "123456"}},
+		// Hostile chips.
+		{"wrong-mac", "sm_mac_invalid", []string{"--can", "123456"}},
+		{"endless-61xx", "response_chaining_endless", []string{"--can", "123456"}},
+		{"pulled", "device", []string{"--can", "123456"}},
 	} {
 		dir := filepath.Join(t.TempDir(), tc.profile)
 		if code, _, errs := run("eid", "issue", "--out", dir, "--photo", photo, "--expiry", "351031", "--profile", tc.profile); code != 0 {
@@ -195,6 +216,14 @@ func TestEIDIssueEmulateRead(t *testing.T) {
 		stop := emulate(dir)
 		code, r, errs := read(append(tc.args, "--trust", filepath.Join(dir, "trust"))...)
 		stop()
+		if tc.code == "device" {
+			// Pulled mid-read: a device error (exit 2) with a clear
+			// message, not a verdict.
+			if code != 2 || !strings.Contains(errs, "card or reader failure") {
+				t.Fatalf("%s: code %d stderr %s", tc.profile, code, errs)
+			}
+			continue
+		}
 		if tc.code == "" {
 			if code != 0 || !r.Passed || (tc.profile == "bac") != (r.Access.Protocol == "BAC") {
 				t.Fatalf("%s: code %d %+v %s", tc.profile, code, r, errs)

@@ -76,6 +76,17 @@ func attribute(oid asn1.ObjectIdentifier, value any) ([]byte, error) {
 // attributes content-type, message-digest and signing-time, the DS
 // certificate embedded, and wraps it in the EF.SOD tag 77.
 func buildSOD(content []byte, ds *x509.Certificate, key crypto.Signer, alg SignatureAlg, signingTime time.Time) ([]byte, error) {
+	ci, err := buildSignedData(lds.OIDLDSSecurityObject, content, ds, key, alg, signingTime)
+	if err != nil {
+		return nil, err
+	}
+	return tlv.Encode(lds.TagSOD, ci), nil
+}
+
+// buildSignedData signs content of type contentType as a CMS
+// ContentInfo(SignedData) with the profile above (also used for master
+// lists, 9303-12 §9).
+func buildSignedData(contentType asn1.ObjectIdentifier, content []byte, ds *x509.Certificate, key crypto.Signer, alg SignatureAlg, signingTime time.Time) ([]byte, error) {
 	digestAlg := pkix.AlgorithmIdentifier{Algorithm: lds.OIDSHA256}
 	sigAlg, err := signatureAlgorithm(alg)
 	if err != nil {
@@ -88,7 +99,7 @@ func buildSOD(content []byte, ds *x509.Certificate, key crypto.Signer, alg Signa
 		oid asn1.ObjectIdentifier
 		v   any
 	}{
-		{lds.OIDContentType, lds.OIDLDSSecurityObject},
+		{lds.OIDContentType, contentType},
 		{lds.OIDMessageDigest, md.Sum(nil)},
 		{lds.OIDSigningTime, signingTime.UTC()},
 	} {
@@ -139,7 +150,7 @@ func buildSOD(content []byte, ds *x509.Certificate, key crypto.Signer, alg Signa
 	implicitAttrs := append([]byte{0xA0}, signedAttrs[1:]...)
 	signerInfo := tlv.Encode(0x30, tlv.Concat(version, sid, da, implicitAttrs, sa, sigOct))
 
-	eContentType, _ := asn1.Marshal(lds.OIDLDSSecurityObject)
+	eContentType, _ := asn1.Marshal(contentType)
 	eContent, _ := asn1.Marshal(content)
 	encap := tlv.Encode(0x30, tlv.Concat(eContentType, tlv.Encode(0xA0, eContent)))
 	sdVersion, _ := asn1.Marshal(3) // RFC 5652 §5.1: v3 when eContentType is not id-data
@@ -151,6 +162,5 @@ func buildSOD(content []byte, ds *x509.Certificate, key crypto.Signer, alg Signa
 		tlv.Encode(0x31, signerInfo),
 	))
 	ct, _ := asn1.Marshal(lds.OIDSignedData)
-	contentInfo := tlv.Encode(0x30, tlv.Concat(ct, tlv.Encode(0xA0, signedData)))
-	return tlv.Encode(lds.TagSOD, contentInfo), nil
+	return tlv.Encode(0x30, tlv.Concat(ct, tlv.Encode(0xA0, signedData))), nil
 }

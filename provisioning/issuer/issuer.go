@@ -115,7 +115,31 @@ type Options struct {
 	// Cloned-chip defects: the card holds another private key than the
 	// one DG14 (ClonedCA) or DG15 (ClonedAA) publishes.
 	ClonedCA, ClonedAA bool
+
+	// Revocation material (9303-12 §7.1.4): by default the trust
+	// material holds a fresh CRL of the CSCA revoking nothing.
+	NoCRL      bool // no CRL at all
+	StaleCRL   bool // the CRL's nextUpdate has passed
+	RevokeDS   bool // the CRL revokes the document signer
+	RevokeCSCA bool // the CRL revokes the CSCA certificate itself
+	// MasterList delivers the CSCA through a master list (9303-12 §9)
+	// signed by a signer of another ("home") CSCA, which is what the
+	// trust material then anchors directly.
+	MasterList MasterListMode
+	// DG11 and DG12 (9303-10 §4.7.11, §4.7.12), written when not nil.
+	DG11 *lds.DG11
+	DG12 *lds.DG12
 }
+
+// MasterListMode selects how the CSCA reaches the terminal.
+type MasterListMode string
+
+// Master list modes.
+const (
+	MasterListNone         MasterListMode = ""              // the CSCA certificate itself
+	MasterListGood         MasterListMode = "good"          // in a valid master list
+	MasterListBadSignature MasterListMode = "bad-signature" // in a master list whose signature is broken
+)
 
 // Trust is the PKI material of an issued document.
 type Trust struct {
@@ -124,17 +148,50 @@ type Trust struct {
 	DS      *x509.Certificate
 	DSKey   crypto.Signer
 	// Anchors is what a terminal should trust: the CSCA, or for UnknownCSCA
-	// a look-alike CSCA that did not sign the DS.
+	// a look-alike CSCA that did not sign the DS, or for master list
+	// modes the home CSCA that issued the master list signer.
 	Anchors []*x509.Certificate
+	// CRL is the CSCA's CRL (DER), nil for NoCRL.
+	CRL []byte
+	// MasterList is the master list (DER CMS) holding the CSCA, or nil.
+	MasterList []byte
 }
 
-// Store returns a trust store holding the anchors.
+// Store returns a trust store holding the anchors only.
 func (t *Trust) Store() *pa.TrustStore { return pa.NewTrustStore(t.Anchors...) }
 
-// WriteDir writes the anchors as PEM files csca-N.pem into dir.
+// StoreAt returns a trust store as LoadTrustStoreAt would build it from
+// WriteDir's files at time at: the anchors, the master list's CSCAs when
+// it verifies, the CRL when its CSCA is trusted.
+func (t *Trust) StoreAt(at time.Time) *pa.TrustStore {
+	s := pa.NewTrustStore(t.Anchors...)
+	if t.MasterList != nil {
+		_, _ = s.LoadMasterList("masterlist.ml", t.MasterList, at)
+	}
+	if t.CRL != nil {
+		if crl, err := pa.ParseCRL(t.CRL); err == nil {
+			_ = s.AddCRL(crl)
+		}
+	}
+	return s
+}
+
+// WriteDir writes the anchors as PEM files csca-N.pem into dir, the CRL
+// as csca.crl (PEM) and the master list as masterlist.ml (DER).
 func (t *Trust) WriteDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("write trust dir: %w", err)
+	}
+	if t.CRL != nil {
+		b := pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: t.CRL})
+		if err := os.WriteFile(filepath.Join(dir, "csca.crl"), b, 0o644); err != nil {
+			return fmt.Errorf("write trust dir: %w", err)
+		}
+	}
+	if t.MasterList != nil {
+		if err := os.WriteFile(filepath.Join(dir, "masterlist.ml"), t.MasterList, 0o644); err != nil {
+			return fmt.Errorf("write trust dir: %w", err)
+		}
 	}
 	for i, c := range t.Anchors {
 		b := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
@@ -207,6 +264,15 @@ func Issue(opts Options) (*cardimage.Image, *Trust, error) {
 		return nil, nil, fmt.Errorf("issue: %w", err)
 	}
 	tags := []tlv.Tag{lds.TagDG1, lds.TagDG2}
+	var dg11, dg12 []byte
+	if opts.DG11 != nil {
+		dg11 = lds.EncodeDG11(opts.DG11)
+		tags = append(tags, lds.TagDG11)
+	}
+	if opts.DG12 != nil {
+		dg12 = lds.EncodeDG12(opts.DG12)
+		tags = append(tags, lds.TagDG12)
+	}
 	if chip.dg14 != nil {
 		tags = append(tags, lds.TagDG14)
 	}
@@ -223,6 +289,12 @@ func Issue(opts Options) (*cardimage.Image, *Trust, error) {
 		return nil, nil, fmt.Errorf("issue: %w", err)
 	}
 	hashes := []lds.DataGroupHash{{DataGroupNumber: 1, Hash: sha256Sum(dg1)}, {DataGroupNumber: 2, Hash: sha256Sum(dg2)}}
+	if dg11 != nil {
+		hashes = append(hashes, lds.DataGroupHash{DataGroupNumber: 11, Hash: sha256Sum(dg11)})
+	}
+	if dg12 != nil {
+		hashes = append(hashes, lds.DataGroupHash{DataGroupNumber: 12, Hash: sha256Sum(dg12)})
+	}
 	if chip.dg14 != nil {
 		hashes = append(hashes, lds.DataGroupHash{DataGroupNumber: 14, Hash: sha256Sum(chip.dg14)})
 	}
@@ -273,6 +345,18 @@ func Issue(opts Options) (*cardimage.Image, *Trust, error) {
 	if opts.ClonedAA {
 		profile = append(profile, "clone_aa")
 	}
+	if opts.RevokeDS {
+		profile = append(profile, "ds_revoked")
+	}
+	if opts.RevokeCSCA {
+		profile = append(profile, "csca_revoked")
+	}
+	if opts.StaleCRL {
+		profile = append(profile, "crl_stale")
+	}
+	if opts.MasterList == MasterListBadSignature {
+		profile = append(profile, "master_list_bad_signature")
+	}
 	if len(profile) == 0 {
 		profile = []string{"good"}
 	}
@@ -282,6 +366,12 @@ func Issue(opts Options) (*cardimage.Image, *Trust, error) {
 			PINRetries: opts.PINRetries, MRZ: cardimage.MRZKey{DocumentNumber: mrz.DocumentNumber, Birth: opts.Birth, Expiry: opts.Expiry},
 			BAC: opts.BACOnly, ExtendedLength: !opts.ShortLengthOnly},
 		Files: map[uint16][]byte{lds.FIDCOM: com, 0x0101: dg1, 0x0102: dg2, lds.FIDSOD: sod},
+	}
+	if dg11 != nil {
+		im.Files[0x010B] = dg11
+	}
+	if dg12 != nil {
+		im.Files[0x010C] = dg12
 	}
 	if chip.dg14 != nil {
 		im.Files[0x010E] = chip.dg14
@@ -357,6 +447,10 @@ func serial() (*big.Int, error) {
 }
 
 func newCSCA(opts Options, country string) (*x509.Certificate, crypto.Signer, error) {
+	return newCSCANamed(opts, country, "Test CSCA "+country)
+}
+
+func newCSCANamed(opts Options, country, cn string) (*x509.Certificate, crypto.Signer, error) {
 	key, sigAlg, err := newKey(opts.SignatureAlg)
 	if err != nil {
 		return nil, nil, err
@@ -368,7 +462,7 @@ func newCSCA(opts Options, country string) (*x509.Certificate, crypto.Signer, er
 	// 9303-12 §7.1.1: CSCA: basicConstraints cA, keyUsage keyCertSign+cRLSign.
 	tmpl := &x509.Certificate{
 		SerialNumber:          sn,
-		Subject:               pkix.Name{Country: []string{country}, Organization: []string{"Kiosk Test Issuer"}, CommonName: "Test CSCA " + country},
+		Subject:               pkix.Name{Country: []string{country}, Organization: []string{"Kiosk Test Issuer"}, CommonName: cn},
 		NotBefore:             opts.Now.Add(-5 * 365 * 24 * time.Hour),
 		NotAfter:              opts.Now.Add(15 * 365 * 24 * time.Hour),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
@@ -437,6 +531,40 @@ func newPKI(opts Options) (*Trust, error) {
 			return nil, err
 		}
 		t.Anchors = []*x509.Certificate{other}
+	}
+	if !opts.NoCRL {
+		co := CRLOptions{ThisUpdate: opts.Now.Add(-24 * time.Hour), NextUpdate: opts.Now.Add(90 * 24 * time.Hour)}
+		if opts.StaleCRL {
+			co = CRLOptions{ThisUpdate: opts.Now.Add(-120 * 24 * time.Hour), NextUpdate: opts.Now.Add(-30 * 24 * time.Hour)}
+		}
+		if opts.RevokeDS {
+			co.Revoked = append(co.Revoked, ds.SerialNumber)
+		}
+		if opts.RevokeCSCA {
+			co.Revoked = append(co.Revoked, csca.SerialNumber)
+		}
+		if t.CRL, err = NewCRL(csca, cscaKey, co); err != nil {
+			return nil, err
+		}
+	}
+	switch opts.MasterList {
+	case MasterListNone:
+	case MasterListGood, MasterListBadSignature:
+		home, homeKey, err := newCSCANamed(opts, country, "Test Home CSCA "+country)
+		if err != nil {
+			return nil, err
+		}
+		signer, signerKey, err := NewMasterListSigner(home, homeKey, opts.SignatureAlg, opts.Now)
+		if err != nil {
+			return nil, err
+		}
+		if t.MasterList, err = NewMasterList(signer, signerKey, opts.SignatureAlg, []*x509.Certificate{csca}, opts.Now,
+			opts.MasterList == MasterListBadSignature); err != nil {
+			return nil, err
+		}
+		t.Anchors = []*x509.Certificate{home}
+	default:
+		return nil, optErr("master list mode %q", opts.MasterList)
 	}
 	return t, nil
 }

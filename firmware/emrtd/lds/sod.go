@@ -252,6 +252,23 @@ func ParseSOD(b []byte) (*SOD, error) {
 	if err != nil {
 		return nil, malformed("EF.SOD: %v", err)
 	}
+	s, err := ParseSignedData(ci)
+	if err != nil {
+		return nil, err
+	}
+	if !s.ContentType.Equal(OIDLDSSecurityObject) {
+		return nil, malformed("eContentType %v is not id-icao-mrtd-security-ldsSecurityObject", s.ContentType)
+	}
+	if s.LDS, err = ParseLDSSecurityObject(s.Content); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// ParseSignedData parses a CMS ContentInfo holding SignedData (RFC 5652
+// §5) with any eContentType: the SOD's LDSSecurityObject or an ICAO
+// master list (9303-12 §9). LDS stays nil; the caller interprets Content.
+func ParseSignedData(ci []byte) (*SOD, error) {
 	s := &SOD{CMS: ci}
 	seq, err := tlv.Unwrap(ci, 0x30)
 	if err != nil {
@@ -373,11 +390,7 @@ func parseEncap(s *SOD, v []byte) error {
 		return malformed("eContent: %v", err)
 	}
 	s.Content = oct
-	if !s.ContentType.Equal(OIDLDSSecurityObject) {
-		return malformed("eContentType %v is not id-icao-mrtd-security-ldsSecurityObject", s.ContentType)
-	}
-	s.LDS, err = ParseLDSSecurityObject(oct)
-	return err
+	return nil
 }
 
 func parseSignerInfo(v []byte) (SignerInfo, error) {

@@ -15,10 +15,15 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 )
 
 // MaxTrustFileSize bounds one file of the trust directory.
 const MaxTrustFileSize = 1 << 20
+
+// MaxMasterListSize bounds a master list file (the ICAO PKD list is a
+// few MiB).
+const MaxMasterListSize = 16 << 20
 
 // ErrNoTrustAnchors is returned when a trust directory yields no certificate.
 var ErrNoTrustAnchors = errors.New("no CSCA certificate in trust store")
@@ -35,8 +40,10 @@ func (p LoadProblem) String() string { return p.File + ": " + p.Err.Error() }
 
 // TrustStore holds the CSCA certificates trusted as PKI roots (9303-12 §5).
 type TrustStore struct {
-	certs    []*x509.Certificate
-	problems []LoadProblem
+	certs      []*x509.Certificate
+	crls       []*x509.RevocationList
+	rejectedML []RejectedMasterList
+	problems   []LoadProblem
 }
 
 // NewTrustStore returns a store holding certs.
@@ -69,23 +76,39 @@ func (s *TrustStore) Certificates() []*x509.Certificate {
 // Problems lists the files that were not loaded and why.
 func (s *TrustStore) Problems() []LoadProblem { return append([]LoadProblem(nil), s.problems...) }
 
-// LoadTrustStore reads every regular file of dir (not descending, dot
-// files ignored) as PEM (one or more CERTIFICATE blocks) or DER. A file
-// that is not a certificate is listed in Problems; an unreadable directory
-// or one without any certificate is an error.
-func LoadTrustStore(dir string) (*TrustStore, error) {
+// LoadTrustStore is LoadTrustStoreAt(dir, time.Now()).
+func LoadTrustStore(dir string) (*TrustStore, error) { return LoadTrustStoreAt(dir, time.Now()) }
+
+// LoadTrustStoreAt reads every regular file of dir (not descending, dot
+// files ignored): "*.ml" files are ICAO master lists (9303-12 §9),
+// verified at time at against the CSCAs of the directory's certificate
+// files and then trusted; "*.crl" files are CRLs (PEM or DER), kept when
+// signed by a trusted CSCA; every other file is PEM (one or more
+// CERTIFICATE blocks) or DER certificates. A file that cannot be used is
+// listed in Problems (a refused master list also in RejectedMasterLists);
+// an unreadable directory or one without any certificate is an error.
+func LoadTrustStoreAt(dir string, at time.Time) (*TrustStore, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("load trust store: %w", err)
 	}
 	sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
 	s := &TrustStore{}
+	var mls, crls []string
 	for _, e := range ents {
 		name := e.Name()
 		if strings.HasPrefix(name, ".") || e.IsDir() {
 			continue
 		}
 		path := filepath.Join(dir, name)
+		switch strings.ToLower(filepath.Ext(name)) {
+		case ".ml":
+			mls = append(mls, path)
+			continue
+		case ".crl":
+			crls = append(crls, path)
+			continue
+		}
 		certs, err := readCertFile(path)
 		if err != nil {
 			s.problems = append(s.problems, LoadProblem{File: path, Err: err})
@@ -93,6 +116,30 @@ func LoadTrustStore(dir string) (*TrustStore, error) {
 		}
 		for _, c := range certs {
 			s.Add(c)
+		}
+	}
+	// Master lists need the CSCAs that issued their signers; CRLs need
+	// every CSCA, including those from master lists.
+	for _, path := range mls {
+		b, err := readFile(path, MaxMasterListSize)
+		if err == nil {
+			_, err = s.LoadMasterList(filepath.Base(path), b, at)
+		}
+		if err != nil {
+			s.problems = append(s.problems, LoadProblem{File: path, Err: err})
+		}
+	}
+	for _, path := range crls {
+		b, err := readFile(path, MaxTrustFileSize)
+		var crl *x509.RevocationList
+		if err == nil {
+			crl, err = ParseCRL(b)
+		}
+		if err == nil {
+			err = s.AddCRL(crl)
+		}
+		if err != nil {
+			s.problems = append(s.problems, LoadProblem{File: path, Err: err})
 		}
 	}
 	if len(s.certs) == 0 {
@@ -106,6 +153,15 @@ func LoadTrustStore(dir string) (*TrustStore, error) {
 }
 
 func readCertFile(path string) ([]*x509.Certificate, error) {
+	b, err := readFile(path, MaxTrustFileSize)
+	if err != nil {
+		return nil, err
+	}
+	return parseCerts(b)
+}
+
+// readFile reads a regular file of at most limit bytes.
+func readFile(path string, limit int) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -114,13 +170,17 @@ func readCertFile(path string) ([]*x509.Certificate, error) {
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
 		return nil, errors.New("not a regular file")
 	}
-	b, err := io.ReadAll(io.LimitReader(f, MaxTrustFileSize+1))
+	b, err := io.ReadAll(io.LimitReader(f, int64(limit)+1))
 	if err != nil {
 		return nil, err
 	}
-	if len(b) > MaxTrustFileSize {
-		return nil, fmt.Errorf("larger than %d bytes", MaxTrustFileSize)
+	if len(b) > limit {
+		return nil, fmt.Errorf("larger than %d bytes", limit)
 	}
+	return b, nil
+}
+
+func parseCerts(b []byte) ([]*x509.Certificate, error) {
 	if !strings.Contains(string(b), "-----BEGIN") {
 		c, err := x509.ParseCertificate(b)
 		if err != nil {

@@ -60,14 +60,20 @@ type Check struct {
 	Name   string
 	DG     int // data group, for dg_hash checks
 	OK     bool
-	Code   string // empty when OK
+	Code   string // empty when OK, except for a warning
 	Reason string // human readable, also when OK
+	// Warn marks a check that passed by policy with a reservation (Code
+	// says which, e.g. crl_missing under the default policy).
+	Warn bool
 }
 
 func (c Check) String() string {
 	n := c.Name
 	if c.DG != 0 {
 		n = fmt.Sprintf("%s:DG%d", n, c.DG)
+	}
+	if c.OK && c.Warn {
+		return n + ": warning: " + c.Code + ": " + c.Reason
 	}
 	if c.OK {
 		return n + ": ok (" + c.Reason + ")"
@@ -92,6 +98,9 @@ type Result struct {
 	Verifier string
 	DS       *x509.Certificate
 	CSCA     *x509.Certificate
+	// Revocation is the CRL status of DS and CSCA; nil when the chain
+	// was not established.
+	Revocation *Revocation
 }
 
 // Failures returns the failed checks.
@@ -163,6 +172,10 @@ func (r *Result) fail(name, code, format string, args ...any) {
 	r.Checks = append(r.Checks, Check{Name: name, Code: code, Reason: fmt.Sprintf(format, args...)})
 }
 
+func (r *Result) warn(name, code, format string, args ...any) {
+	r.Checks = append(r.Checks, Check{Name: name, OK: true, Warn: true, Code: code, Reason: fmt.Sprintf(format, args...)})
+}
+
 func (r *Result) ok(name string) bool {
 	for _, c := range r.Checks {
 		if c.Name == name {
@@ -174,7 +187,7 @@ func (r *Result) ok(name string) bool {
 
 func (r *Result) finish() *Result {
 	required := []string{CheckSODStructure, CheckHashAlgorithm, CheckDSCertificate, CheckContentType,
-		CheckMessageDigest, CheckSignature, CheckDSValidity, CheckDSKeyUsage, CheckCSCA, CheckCSCAValidity, CheckCSCAIsCA}
+		CheckMessageDigest, CheckSignature, CheckDSValidity, CheckDSKeyUsage, CheckCSCA, CheckCSCAValidity, CheckCSCAIsCA, CheckRevocation}
 	passed := len(r.Failures()) == 0
 	for _, n := range required {
 		passed = passed && r.ok(n)
@@ -187,11 +200,34 @@ func (r *Result) finish() *Result {
 	return r
 }
 
-// Verify runs passive authentication (9303-11 §5.1) at time at: sod is
-// EF.SOD as read (tag 77), dgs the data group files read from the chip
-// (number → whole file including tag and length). A DG listed in the SOD
-// but not read is fine; a DG read but not listed fails.
+// Options are the verification policy.
+type Options struct {
+	// At is the verification time (validity periods, CRL freshness).
+	At time.Time
+	// StaleCRL is what a CRL past its nextUpdate does: "" or CRLDecline
+	// fails the revocation check (crl_stale), CRLWarn passes it with a
+	// warning. A revoked entry always fails.
+	StaleCRL CRLPolicy
+	// MissingCRL is what the absence of the CSCA's CRL does: "" or
+	// CRLWarn passes with a warning (crl_missing) — many terminals have
+	// no CRL distribution for every country, and declining every such
+	// document would make the terminal unusable; CRLDecline fails.
+	MissingCRL CRLPolicy
+}
+
+// Verify runs passive authentication (9303-11 §5.1) at time at with the
+// default revocation policy (see Options).
 func Verify(sod []byte, dgs map[int][]byte, store *TrustStore, at time.Time) *Result {
+	return VerifyWith(sod, dgs, store, Options{At: at})
+}
+
+// VerifyWith runs passive authentication (9303-11 §5.1): sod is EF.SOD as
+// read (tag 77), dgs the data group files read from the chip (number →
+// whole file including tag and length). A DG listed in the SOD but not
+// read is fine; a DG read but not listed fails. The DS and its CSCA are
+// looked up in the store's CRLs (9303-12 §7.1.4).
+func VerifyWith(sod []byte, dgs map[int][]byte, store *TrustStore, opts Options) *Result {
+	at := opts.At
 	r := &Result{At: at}
 	s, err := lds.ParseSOD(sod)
 	if err != nil {
@@ -241,6 +277,15 @@ func Verify(sod []byte, dgs map[int][]byte, store *TrustStore, at time.Time) *Re
 			r.pass(CheckDSKeyUsage, "digitalSignature")
 		}
 		checkChain(r, ds, store, at)
+		if r.CSCA != nil {
+			checkRevocation(r, ds, r.CSCA, store, at, opts)
+		} else if store != nil {
+			// The CSCA may have been meant to come from a master list
+			// that was refused: name it.
+			for _, ml := range store.rejectedML {
+				r.fail("master_list", ml.Code, "master list %s was rejected: %s", ml.Name, ml.Reason)
+			}
+		}
 	}
 	if ok1 {
 		checkDGs(r, s.LDS, ldsHash, dgs)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/big"
 	"strings"
 	"testing"
 
@@ -366,11 +367,15 @@ func TestRoundTrip(t *testing.T) {
 		cases = append(cases, tc{OIDECDHGMAES128, param, CANPassword("123456")})
 	}
 	cases = append(cases, tc{OIDECDHGMAES192, 12, CANPassword("123456")}, tc{OIDECDHGMAES256, 13, PUKPassword("1234567890")})
+	// DH Generic Mapping on the three RFC 5114 groups (ids 0–2).
+	cases = append(cases, tc{OIDDHGM3DES, 0, CANPassword("123456")}, tc{OIDDHGMAES128, 1, PINPassword("654321")},
+		tc{OIDDHGMAES256, 2, mrz}, tc{OIDDHGMAES192, 0, CANPassword("123456")})
 	for _, c := range cases {
 		p, _ := ProtocolByOID(c.oid)
 		t.Run(fmt.Sprintf("%d/%s/%s", c.param, p.Cipher, c.pw.Type), func(t *testing.T) {
 			chip := newChip(t, c.oid, c.param, testSecrets, 3, nil)
-			ch := apdu.NewChannel(chip, apdu.Options{})
+			// 2048-bit DH public keys (256 bytes) need extended length.
+			ch := apdu.NewChannel(chip, apdu.Options{Extended: c.param == 1 || c.param == 2})
 			res, err := Establish(context.Background(), ch, c.pw, chip.pace.opts.Infos[0], Options{})
 			if err != nil {
 				t.Fatal(err)
@@ -384,6 +389,30 @@ func TestRoundTrip(t *testing.T) {
 				t.Errorf("session cipher %s", res.Session.Cipher())
 			}
 		})
+	}
+}
+
+// The RFC 5114 constants as transcribed: p and q prime, q | p−1, g of
+// order q — a typo in any digit breaks one of these.
+func TestRFC5114Groups(t *testing.T) {
+	for id, bits := range map[int][2]int{0: {1024, 160}, 1: {2048, 224}, 2: {2048, 256}} {
+		d, err := StandardizedDomainParameters(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := d.group.(*dhGroup)
+		one := big.NewInt(1)
+		pm1 := new(big.Int).Sub(g.p, one)
+		if g.p.BitLen() != bits[0] || g.q.BitLen() != bits[1] || !g.p.ProbablyPrime(20) || !g.q.ProbablyPrime(20) ||
+			new(big.Int).Mod(pm1, g.q).Sign() != 0 || new(big.Int).Exp(g.g, g.q, g.p).Cmp(one) != 0 || g.g.Cmp(one) == 0 {
+			t.Errorf("group %d (%s) is not as RFC 5114 defines it", id, d.Name)
+		}
+		// Keys outside the subgroup are refused.
+		for _, bad := range [][]byte{{1}, pm1.Bytes(), g.p.Bytes(), {}} {
+			if err := g.checkPublic(bad); !errors.Is(err, ErrInvalidPublicKey) {
+				t.Errorf("group %d accepted %X...", id, bad[:min(len(bad), 4)])
+			}
+		}
 	}
 }
 
@@ -621,10 +650,15 @@ func TestParseCardAccess(t *testing.T) {
 	if enc1, _ := EncodeCardAccess([]PACEInfo{info}, nil); !bytes.Equal(enc1, h(gCardAccess)) {
 		t.Errorf("encode Appendix G: %X", enc1)
 	}
-	// Nothing supported.
-	none, _ := ParseCardAccess(h("3114" + "3012060A04007F00070202040101020102020100"))
+	// DH Generic Mapping alone is supported now.
+	dhOnly, _ := ParseCardAccess(h("3114" + "3012060A04007F00070202040101020102020100"))
+	if sel, _, err := dhOnly.Select(); err != nil || sel.Protocol != OIDDHGM3DES {
+		t.Errorf("DH only: %+v %v", sel, err)
+	}
+	// Nothing supported: Integrated Mapping only.
+	none, _ := ParseCardAccess(h("3114" + "3012060A04007F0007020204040102010202010D"))
 	if _, _, err := none.Select(); !errors.Is(err, ErrUnsupportedParameters) {
-		t.Errorf("DH only: %v", err)
+		t.Errorf("IM only: %v", err)
 	}
 	for _, bad := range []string{
 		"", "00", "3100" + "00", "3003020102", "31043002" + "0500", "3105300306012A",
@@ -655,7 +689,8 @@ func TestResolve(t *testing.T) {
 		{PACEInfo{OIDECDHGMAES128, 2, 2, true}, false},   // DH parameters for ECDH
 		{PACEInfo{OIDECDHGMAES128, 2, 8, true}, false},   // P-192 not implemented
 		{PACEInfo{OIDECDHGMAES128, 2, 31, true}, false},  // unknown id
-		{PACEInfo{OIDDHGMAES128, 2, 1, true}, false},     // DH
+		{PACEInfo{OIDDHGMAES128, 2, 1, true}, true},      // DH
+		{PACEInfo{OIDDHGMAES128, 2, 13, true}, false},    // ECDH parameters for DH
 		{PACEInfo{OIDECDHIM3DES, 2, 13, true}, false},    // IM
 		{PACEInfo{OIDECDHCAMAES128, 2, 13, true}, false}, // CAM
 		{PACEInfo{"0.4.0.127.0.7.2.2.4.2.9", 2, 13, true}, false},

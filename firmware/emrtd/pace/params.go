@@ -29,7 +29,7 @@ func (d DomainParameters) Supported() bool { return d.group != nil }
 
 // StandardizedDomainParameters returns the parameters for a
 // standardized domain parameter id (9303-11 §9.5.1, Table 6). Ids 0–2 are
-// the RFC 5114 MODP groups (DH, not implemented yet), 8–18 the curves;
+// the RFC 5114 MODP groups (DH, dh.go), 8–18 the curves;
 // NIST P-192 (id 8) has no implementation in Go's library and is listed as
 // unsupported. Unknown ids and unsupported entries return
 // ErrUnsupportedParameters (the entry is still returned when known).
@@ -37,11 +37,14 @@ func StandardizedDomainParameters(id int) (DomainParameters, error) {
 	var d DomainParameters
 	switch id {
 	case 0:
-		d = DomainParameters{ID: 0, Name: "1024-bit MODP Group with 160-bit Prime Order Subgroup", KeyAgreement: DH}
+		d = DomainParameters{ID: 0, Name: "1024-bit MODP Group with 160-bit Prime Order Subgroup", KeyAgreement: DH,
+			group: newDHGroup(rfc5114P1024, rfc5114G1024, rfc5114Q160)}
 	case 1:
-		d = DomainParameters{ID: 1, Name: "2048-bit MODP Group with 224-bit Prime Order Subgroup", KeyAgreement: DH}
+		d = DomainParameters{ID: 1, Name: "2048-bit MODP Group with 224-bit Prime Order Subgroup", KeyAgreement: DH,
+			group: newDHGroup(rfc5114P2048a, rfc5114G2048a, rfc5114Q224)}
 	case 2:
-		d = DomainParameters{ID: 2, Name: "2048-bit MODP Group with 256-bit Prime Order Subgroup", KeyAgreement: DH}
+		d = DomainParameters{ID: 2, Name: "2048-bit MODP Group with 256-bit Prime Order Subgroup", KeyAgreement: DH,
+			group: newDHGroup(rfc5114P2048b, rfc5114G2048b, rfc5114Q256)}
 	case 8:
 		d = DomainParameters{ID: 8, Name: "NIST P-192 (secp192r1)", KeyAgreement: ECDH}
 	case 9:

@@ -132,10 +132,10 @@ func ProtocolByOID(oid string) (Protocol, error) {
 	return p, nil
 }
 
-// Supported reports whether this package can run the protocol: ECDH with
-// the Generic Mapping, any cipher.
+// Supported reports whether this package can run the protocol: DH or
+// ECDH with the Generic Mapping, any cipher.
 func (p Protocol) Supported() bool {
-	return p.KeyAgreement == ECDH && p.Mapping == GenericMapping && p.Cipher.Valid()
+	return (p.KeyAgreement == ECDH || p.KeyAgreement == DH) && p.Mapping == GenericMapping && p.Cipher.Valid()
 }
 
 func (p Protocol) String() string {

@@ -198,7 +198,13 @@ func generalAuthenticate(ctx context.Context, ch *apdu.Channel, pw PasswordType,
 		cla = 0x00
 	}
 	name := fmt.Sprintf("pace: general authenticate step %d", step)
-	resp, err := ch.Transmit(ctx, apdu.Command{CLA: cla, INS: 0x86, Data: tlv.Encode(0x7C, do), Ne: apdu.MaxShortNe})
+	ne := apdu.MaxShortNe
+	if ch.Extended() && len(do) > apdu.MaxShortNe-8 {
+		// A 2048-bit DH public key (steps 2 and 3) makes the chip's
+		// answer as long as ours: more than 256 bytes.
+		ne = apdu.MaxExtendedNe
+	}
+	resp, err := ch.Transmit(ctx, apdu.Command{CLA: cla, INS: 0x86, Data: tlv.Encode(0x7C, do), Ne: ne})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}

@@ -146,6 +146,7 @@ type Card struct {
 	app      map[uint16][]byte // EFs of the eMRTD application
 	appSFI   map[byte]uint16   // short EF identifiers of the application
 	mfSFI    map[byte]uint16   // short EF identifiers of the master file
+	hostile  *hostile          // behaviours of a hostile profile (profiles.go)
 
 	mu      sync.Mutex
 	pace    *pace.Card // nil: no PACE (BAC-only image)
@@ -184,6 +185,7 @@ func New(img *cardimage.Image, opts Options) (*Card, error) {
 		appSFI:   map[byte]uint16{},
 		mfSFI:    map[byte]uint16{},
 		ef:       -1,
+		hostile:  newHostile(m.Profile),
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -209,6 +211,9 @@ func New(img *cardimage.Image, opts Options) (*Card, error) {
 		if sfi, ok := appSFI(fid); ok {
 			c.appSFI[sfi] = fid
 		}
+	}
+	if err := c.hostile.mutateFiles(c.app); err != nil {
+		return nil, fmt.Errorf("%w: profile %q: %w", ErrImage, m.Profile, err)
 	}
 	if _, ok := c.mf[fidCardAccess]; ok {
 		c.mfSFI[sfiCardAccess] = fidCardAccess
@@ -350,6 +355,7 @@ func (c *Card) Process(capdu []byte) (out []byte) {
 		}
 	}()
 	cmd, out := c.process(capdu, hdr)
+	out = c.afterHostile(cmd, out)
 	if c.hooks.Mutate != nil {
 		out = c.hooks.Mutate(cmd, out)
 	}
