@@ -86,7 +86,11 @@ fuzz: testdata
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
 
+# The demo: a virtual eID with a face photo from the test media (CAN 123456,
+# PIN 2468), the simulated camera playing the same person, the embedded hub.
 run: build testdata models
+	@test -f $(CACHE)/run/card/card.json || $(BIN)/kioskctl eid issue --out $(CACHE)/run/card \
+		--photo $(TESTDATA)/media/franck_01829.jpg --can 123456 --pin 2468 >/dev/null
 	$(BIN)/kioskd --config provisioning/config/sim.toml
 
 # Benchmarks: 6 runs each, summarised by benchstat (medians).

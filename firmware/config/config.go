@@ -30,7 +30,71 @@ type Config struct {
 	CardReader CardReader `toml:"cardreader"`
 	GPIO       GPIO       `toml:"gpio"`
 	Hub        Hub        `toml:"hub"`
+	EID        EID        `toml:"eid"`
+	Face       Face       `toml:"face"`
+	Policy     Policy     `toml:"policy"`
+	ECR        ECR        `toml:"ecr"`
+	Tx         Tx         `toml:"transactions"`
 	Shutdown   Shutdown   `toml:"shutdown"`
+}
+
+// EID configures the chip inspection.
+type EID struct {
+	TrustDir       string `toml:"trust_dir"`       // CSCA certificates (PEM/DER)
+	ChipAuth       string `toml:"chip_auth"`       // any, ca, aa, none
+	ExtendedLength string `toml:"extended_length"` // auto, on, off
+	// SimCard is the card image the simulated reader inserts (simulation).
+	SimCard string `toml:"sim_card"`
+}
+
+// Face configures the face pipeline.
+type Face struct {
+	ModelsDir string `toml:"models_dir"`
+}
+
+// Policy is the decision policy.
+type Policy struct {
+	RequirePassiveAuth  bool          `toml:"require_passive_auth"`
+	RequireChipAuthFor  []string      `toml:"require_chip_auth_for"`
+	AllowExpired        bool          `toml:"allow_expired"`
+	MatchThreshold      float64       `toml:"match_threshold"`
+	LivenessThreshold   float64       `toml:"liveness_threshold"`
+	RequireConsent      bool          `toml:"require_consent"`
+	MaxPasswordAttempts int           `toml:"max_password_attempts"`
+	CardTimeout         time.Duration `toml:"card_timeout"`
+	PasswordTimeout     time.Duration `toml:"password_timeout"`
+	ChipTimeout         time.Duration `toml:"chip_timeout"`
+	FaceTimeout         time.Duration `toml:"face_timeout"`
+	AuthorizeTimeout    time.Duration `toml:"authorize_timeout"`
+	ResultDisplay       time.Duration `toml:"result_display"`
+	RemoveTimeout       time.Duration `toml:"remove_timeout"`
+}
+
+// ECR configures the till's payment API.
+type ECR struct {
+	Listen    string `toml:"listen"`     // "" disables the API
+	TokenFile string `toml:"token_file"` // bearer token; or mTLS with the three below
+	TLSCert   string `toml:"tls_cert"`
+	TLSKey    string `toml:"tls_key"`
+	ClientCA  string `toml:"client_ca"`
+}
+
+// Tx configures transaction evidence, delivery and offline limits.
+type Tx struct {
+	StateDir         string        `toml:"state_dir"` // outbox.db, offline.db
+	Merchant         string        `toml:"merchant"`
+	DeviceKey        string        `toml:"device_key"`
+	DeviceCert       string        `toml:"device_cert"`
+	DocSaltFile      string        `toml:"doc_salt_file"`
+	FloorLimitMinor  int64         `toml:"floor_limit_minor"`
+	OfflineCapMinor  int64         `toml:"offline_cap_minor"`
+	OfflineCurrency  string        `toml:"offline_currency"`
+	OutboxMaxRecords int           `toml:"outbox_max_records"`
+	OutboxMaxBytes   int64         `toml:"outbox_max_bytes"`
+	AuthTimeout      time.Duration `toml:"auth_timeout"`
+	// EmbeddedHub runs the reference hub inside kioskd (simulation only),
+	// so `make run` shows a whole payment.
+	EmbeddedHub bool `toml:"embedded_hub"`
 }
 
 // Device identifies the kiosk and its operating mode.
@@ -139,6 +203,20 @@ func Default() Config {
 			ConnectTimeout: 10 * time.Second, RetryMax: 60 * time.Second,
 			TelemetryEvery: 60 * time.Second,
 			Embedded:       EmbeddedBroker{Listen: "127.0.0.1:1883"},
+		},
+		EID:  EID{TrustDir: "/etc/kioskd/csca", ChipAuth: "any", ExtendedLength: "auto"},
+		Face: Face{ModelsDir: "/usr/share/kioskd/models"},
+		Policy: Policy{
+			RequirePassiveAuth: true, MatchThreshold: 0.45, LivenessThreshold: 0.5, RequireConsent: true,
+			MaxPasswordAttempts: 3, CardTimeout: 60 * time.Second, PasswordTimeout: 60 * time.Second,
+			ChipTimeout: 30 * time.Second, FaceTimeout: 30 * time.Second, AuthorizeTimeout: 15 * time.Second,
+			ResultDisplay: 4 * time.Second, RemoveTimeout: 30 * time.Second,
+		},
+		ECR: ECR{Listen: "127.0.0.1:8081", TokenFile: "/etc/kioskd/ecr-token"},
+		Tx: Tx{
+			StateDir: "/var/lib/kioskd", Merchant: "MERCHANT-0001",
+			DeviceKey: "/etc/kioskd/device.key", DeviceCert: "/etc/kioskd/device.crt", DocSaltFile: "/etc/kioskd/doc-salt",
+			OfflineCurrency: "CNY", OutboxMaxRecords: 10000, OutboxMaxBytes: 64 << 20, AuthTimeout: 5 * time.Second,
 		},
 		Shutdown: Shutdown{Timeout: 10 * time.Second},
 	}
@@ -333,6 +411,73 @@ func (c *Config) Validate() error {
 		}
 	}
 	durIn("shutdown.timeout", c.Shutdown.Timeout, 100*time.Millisecond, 5*time.Minute)
+
+	oneOf("eid.chip_auth", c.EID.ChipAuth, "any", "ca", "aa", "none")
+	oneOf("eid.extended_length", c.EID.ExtendedLength, "auto", "on", "off")
+	if c.EID.TrustDir == "" {
+		bad("eid.trust_dir", "required: passive authentication needs CSCA certificates")
+	}
+	if c.Face.ModelsDir == "" {
+		bad("face.models_dir", "required")
+	}
+	pol := c.Policy
+	if pol.MatchThreshold <= 0 || pol.MatchThreshold >= 1 {
+		bad("policy.match_threshold", "%g out of range (0, 1)", pol.MatchThreshold)
+	}
+	if pol.LivenessThreshold < 0 || pol.LivenessThreshold >= 1 {
+		bad("policy.liveness_threshold", "%g out of range [0, 1)", pol.LivenessThreshold)
+	}
+	if pol.MaxPasswordAttempts < 1 || pol.MaxPasswordAttempts > 10 {
+		bad("policy.max_password_attempts", "%d out of range 1..10", pol.MaxPasswordAttempts)
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"card_timeout", pol.CardTimeout}, {"password_timeout", pol.PasswordTimeout}, {"chip_timeout", pol.ChipTimeout},
+		{"face_timeout", pol.FaceTimeout}, {"authorize_timeout", pol.AuthorizeTimeout}, {"remove_timeout", pol.RemoveTimeout}} {
+		durIn("policy."+d.key, d.v, time.Second, 10*time.Minute)
+	}
+	durIn("policy.result_display", pol.ResultDisplay, 0, time.Minute)
+	if c.Device.Mode == "production" && !pol.RequirePassiveAuth {
+		bad("policy.require_passive_auth", "cannot be false in production mode")
+	}
+	if c.ECR.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.ECR.Listen); err != nil {
+			bad("ecr.listen", "%q is not host:port: %v", c.ECR.Listen, err)
+		}
+		if c.ECR.TokenFile == "" && c.ECR.ClientCA == "" {
+			bad("ecr.token_file", "the till API needs a bearer token file or client_ca (mutual TLS)")
+		}
+		if (c.ECR.TLSCert == "") != (c.ECR.TLSKey == "") {
+			bad("ecr.tls_cert", "tls_cert and tls_key must be set together")
+		}
+		if c.ECR.ClientCA != "" && c.ECR.TLSCert == "" {
+			bad("ecr.client_ca", "mutual TLS needs tls_cert and tls_key")
+		}
+	}
+	tx := c.Tx
+	if tx.StateDir == "" {
+		bad("transactions.state_dir", "required")
+	}
+	if tx.Merchant == "" || len(tx.Merchant) > 64 {
+		bad("transactions.merchant", "1-64 characters required")
+	}
+	if tx.FloorLimitMinor < 0 || tx.OfflineCapMinor < 0 || (tx.FloorLimitMinor > 0 && tx.OfflineCapMinor < tx.FloorLimitMinor) {
+		bad("transactions.offline_cap_minor", "must be ≥ floor_limit_minor ≥ 0")
+	}
+	if len(tx.OfflineCurrency) != 3 {
+		bad("transactions.offline_currency", "%q is not an ISO 4217 code", tx.OfflineCurrency)
+	}
+	if tx.OutboxMaxRecords < 10 || tx.OutboxMaxRecords > 10_000_000 {
+		bad("transactions.outbox_max_records", "%d out of range 10..10000000", tx.OutboxMaxRecords)
+	}
+	if tx.OutboxMaxBytes < 1<<20 {
+		bad("transactions.outbox_max_bytes", "at least 1 MiB")
+	}
+	durIn("transactions.auth_timeout", tx.AuthTimeout, 100*time.Millisecond, 2*time.Minute)
+	if tx.EmbeddedHub && (c.Device.Mode != "simulation" || len(h.Brokers) != 0) {
+		bad("transactions.embedded_hub", "only with the embedded broker in simulation mode")
+	}
 
 	if c.Device.Mode == "production" {
 		if cam.Backend == "sim" {

@@ -26,7 +26,7 @@ func TestBinaryUnderSystemd(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	cfg := filepath.Join(dir, "kioskd.toml")
-	if err := os.WriteFile(cfg, []byte(simConfig(video)), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(simConfig(t, video)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "notify.sock")
@@ -105,7 +105,7 @@ func TestBinaryUnderSystemd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	busy := strings.Replace(simConfig(video), `listen = "127.0.0.1:0"`, fmt.Sprintf("listen = %q", ln.Addr().String()), 1)
+	busy := strings.Replace(simConfig(t, video), `listen = "127.0.0.1:0"`, fmt.Sprintf("listen = %q", ln.Addr().String()), 1)
 	os.WriteFile(cfg, []byte(busy), 0o600)
 	out, err = exec.Command(bin, "--config", cfg).CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {

@@ -16,7 +16,7 @@ import (
 // thumbnail, and the simulated-device controls clicked like a person would.
 func TestStatusPageInChromium(t *testing.T) {
 	video := testmedia.Path(t, "franck.mp4")
-	r := start(t, simConfig(video))
+	r := start(t, simConfig(t, video))
 	r.waitHealth(t, "ok", func(h Health) bool { return h.Status == "ok" })
 	b := browsertest.Start(t)
 

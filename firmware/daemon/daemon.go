@@ -23,8 +23,12 @@ import (
 	simreader "kiosk/drivers/cardreader/sim"
 	"kiosk/drivers/gpio"
 	"kiosk/firmware/config"
+	"kiosk/firmware/emrtd/cardimage"
+	"kiosk/firmware/emrtd/pa"
+	"kiosk/firmware/emrtd/vcard"
 	"kiosk/firmware/event"
 	"kiosk/firmware/hub"
+	"kiosk/firmware/session"
 	"kiosk/internal/backoff"
 )
 
@@ -61,6 +65,17 @@ type Daemon struct {
 
 	hub    *hub.Client
 	broker *hub.EmbeddedBroker
+
+	trust      *pa.TrustStore
+	trustErr   string
+	tx         *txStack
+	session    *session.Machine
+	face       session.Face
+	faceClose  func()
+	faceErr    string
+	faceModels map[string]string
+	ecrLn      net.Listener
+	ecrSrv     *http.Server
 
 	httpLn     net.Listener
 	httpSrv    *http.Server
@@ -106,6 +121,19 @@ func New(cfg config.Config, opts Options) (*Daemon, error) {
 	case "sim":
 		d.simCard = simreader.New("Simulated Reader 00", log.With("component", "cardreader"))
 		d.cards = d.simCard
+		if cfg.EID.SimCard != "" && opts.SimCard == nil {
+			// The demo's eID: one virtual chip, re-inserted each time, so
+			// its PIN counter behaves like a real card's.
+			img, err := cardimage.Load(cfg.EID.SimCard)
+			if err != nil {
+				return nil, &config.Error{Key: "eid.sim_card", Msg: err.Error()}
+			}
+			chip, err := vcard.New(img, vcard.Options{Logger: log.With("component", "vcard")})
+			if err != nil {
+				return nil, &config.Error{Key: "eid.sim_card", Msg: err.Error()}
+			}
+			d.opts.SimCard = func() cardreader.CardHandler { return chip }
+		}
 	}
 
 	if cfg.Hub.Brokers != nil || cfg.Hub.Embedded.Listen != "" {
@@ -135,6 +163,11 @@ func New(cfg config.Config, opts Options) (*Daemon, error) {
 		d.hub = h
 	}
 
+	if err := d.buildSession(); err != nil {
+		d.closeEarly()
+		return nil, err
+	}
+
 	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
 		d.closeEarly()
@@ -153,6 +186,15 @@ func New(cfg config.Config, opts Options) (*Daemon, error) {
 }
 
 func (d *Daemon) closeEarly() {
+	if d.ecrLn != nil {
+		d.ecrLn.Close()
+	}
+	if d.faceClose != nil {
+		d.faceClose()
+	}
+	if d.tx != nil {
+		d.tx.close()
+	}
 	if d.broker != nil {
 		d.broker.Close()
 	}
@@ -217,6 +259,28 @@ func (d *Daemon) Run(ctx context.Context) error {
 		run("hub-commands", d.serveCommands)
 		run("telemetry", d.telemetry)
 	}
+	if d.tx != nil {
+		run("delivery", d.tx.flow.Run)
+		if d.tx.refhub != nil {
+			run("embedded-hub", d.tx.refhub.Run)
+		}
+	}
+	if d.session != nil {
+		run("session", d.session.Run)
+	}
+	if d.ecrSrv != nil {
+		wg.Go(func() {
+			var err error
+			if d.ecrSrv.TLSConfig != nil {
+				err = d.ecrSrv.ServeTLS(d.ecrLn, "", "")
+			} else {
+				err = d.ecrSrv.Serve(d.ecrLn)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
+				d.log.Error("ECR API server failed", "err", err)
+			}
+		})
+	}
 	wg.Go(func() {
 		if err := d.httpSrv.Serve(d.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.log.Error("status page server failed", "err", err)
@@ -251,6 +315,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	stopComponents()
 	d.httpCancel()
 	_ = d.httpSrv.Shutdown(shutCtx)
+	if d.ecrSrv != nil {
+		_ = d.ecrSrv.Shutdown(shutCtx)
+	}
 	finished := make(chan struct{})
 	go func() { wg.Wait(); close(finished) }()
 	var err error
@@ -266,6 +333,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}
 	d.gpioMu.Unlock()
+	if d.faceClose != nil {
+		d.faceClose()
+	}
+	if d.tx != nil {
+		d.tx.close()
+	}
 	if d.broker != nil {
 		d.broker.Close()
 	}
@@ -294,6 +367,7 @@ type cardEvent struct {
 }
 
 func (d *Daemon) onCardEvent(e cardreader.Event) {
+	d.forwardCard(e)
 	d.bus.Publish(event.Event{
 		Source: "cardreader", Kind: e.Kind.String(), Time: e.Time,
 		Data: cardEvent{Reader: e.Reader, ATR: strings.ToUpper(hex.EncodeToString(e.ATR)), Err: e.Err},

@@ -23,9 +23,11 @@ import (
 	"kiosk/drivers/cardreader/pcscdtest"
 	"kiosk/drivers/cardreader/vpcd"
 	"kiosk/firmware/config"
+	"kiosk/firmware/emrtd/vcard"
 	"kiosk/firmware/event"
 	"kiosk/firmware/hub/mqtttest"
 	"kiosk/internal/testmedia"
+	"kiosk/provisioning/issuer"
 )
 
 func TestMainExitCodes(t *testing.T) {
@@ -114,7 +116,12 @@ func (r *running) notified(state string) bool {
 // waitEvent waits for an event of kind on the daemon's bus.
 func (r *running) waitEvent(t *testing.T, kind string, match func(event.Event) bool) event.Event {
 	t.Helper()
-	timeout := time.After(15 * time.Second)
+	return r.waitEventWithin(t, 15*time.Second, kind, match)
+}
+
+func (r *running) waitEventWithin(t *testing.T, d time.Duration, kind string, match func(event.Event) bool) event.Event {
+	t.Helper()
+	timeout := time.After(d)
 	for {
 		select {
 		case e, ok := <-r.events.C:
@@ -125,7 +132,7 @@ func (r *running) waitEvent(t *testing.T, kind string, match func(event.Event) b
 				return e
 			}
 		case <-timeout:
-			t.Fatalf("no %s event within 15 s; health %+v", kind, r.d.Health())
+			t.Fatalf("no %s event within %s; health %+v", kind, d, r.d.Health())
 		}
 	}
 }
@@ -190,8 +197,42 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-func simConfig(video string) string {
+// simConfig is a simulated kiosk with a virtual eID (photo franck_01829)
+// issued for the test, its trust store and the real face models.
+func simConfig(t testing.TB, video string) string {
+	dir := t.TempDir()
+	photo, err := os.ReadFile(testmedia.Path(t, "franck_01829.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, trust, err := issuer.Issue(issuer.Options{
+		DocNumber: "C01X00T47", Surname: "MUSTERMANN", Given: "ERIKA", Nationality: "UTO", Sex: "F",
+		Birth: "640812", Expiry: time.Now().AddDate(5, 0, 0).Format("060102"), CAN: "123456", PIN: "2468", Photo: photo,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	card := filepath.Join(dir, "card")
+	if err := img.Save(card); err != nil {
+		t.Fatal(err)
+	}
+	if err := trust.WriteDir(filepath.Join(card, "trust")); err != nil {
+		t.Fatal(err)
+	}
 	return fmt.Sprintf(`
+[eid]
+trust_dir = %q
+sim_card = %q
+[face]
+models_dir = %q
+[transactions]
+state_dir = %q
+floor_limit_minor = 5000
+offline_cap_minor = 20000
+embedded_hub = true
+[ecr]
+listen = "127.0.0.1:0"
+token_file = %q
 [device]
 id = "kiosk-test"
 mode = "simulation"
@@ -210,7 +251,7 @@ telemetry_every = "1s"
 listen = "127.0.0.1:0"
 [shutdown]
 timeout = "5s"
-`, video)
+`, filepath.Join(card, "trust"), card, testmedia.Models(t), filepath.Join(dir, "state"), filepath.Join(dir, "ecr-token"), video)
 }
 
 // The whole simulated kiosk: real video through OpenCV, the in-process
@@ -218,7 +259,7 @@ timeout = "5s"
 // API exactly as the status page uses it.
 func TestSimulationEndToEnd(t *testing.T) {
 	video := testmedia.Path(t, "franck.mp4")
-	r := start(t, simConfig(video))
+	r := start(t, simConfig(t, video))
 
 	h := r.waitHealth(t, "ok", func(h Health) bool { return h.Status == "ok" })
 	for _, c := range []string{"camera", "cardreader", "gpio", "hub"} {
@@ -257,7 +298,7 @@ func TestSimulationEndToEnd(t *testing.T) {
 		t.Fatalf("insert: %d %s", code, body)
 	}
 	e := r.waitEvent(t, "card.inserted", nil)
-	if ce := e.Data.(cardEvent); ce.ATR != strings.ToUpper(fmt.Sprintf("%X", cardtest.DefaultATR())) {
+	if ce := e.Data.(cardEvent); ce.ATR != fmt.Sprintf("%X", vcard.DefaultATR(true)) {
 		t.Fatalf("ATR %s", ce.ATR)
 	}
 	waitSSE(t, sse, "card.inserted")
@@ -362,7 +403,7 @@ func waitSSE(t *testing.T, sse <-chan string, kind string) {
 func TestDegradedCameraRecovers(t *testing.T) {
 	src := testmedia.Path(t, "franck.mp4")
 	video := filepath.Join(t.TempDir(), "camera.mp4")
-	r := start(t, simConfig(video))
+	r := start(t, simConfig(t, video))
 	h := r.waitHealth(t, "degraded", func(h Health) bool {
 		return h.Status == "degraded" && h.Components["camera"].State != "ok"
 	})
@@ -401,8 +442,14 @@ backend = "sim"
 [hub]
 brokers = [%q]
 retry_max = "1s"
-`, broker.URL()))
-	r.waitHealth(t, "ok", func(h Health) bool { return h.Status == "ok" })
+[ecr]
+listen = ""
+[transactions]
+state_dir = %q
+`, broker.URL(), t.TempDir()))
+	r.waitHealth(t, "reader and hub ok", func(h Health) bool {
+		return h.Components["cardreader"].State == "ok" && h.Components["hub"].State == "ok"
+	})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cardDone := make(chan error, 1)
@@ -425,7 +472,7 @@ retry_max = "1s"
 	broker.Stop()
 	r.waitHealth(t, "degraded by the hub", func(h Health) bool { return h.Components["hub"].State == "down" && h.Status == "degraded" })
 	broker.Start()
-	r.waitHealth(t, "ok after the broker returned", func(h Health) bool { return h.Status == "ok" })
+	r.waitHealth(t, "hub ok after the broker returned", func(h Health) bool { return h.Components["hub"].State == "ok" })
 }
 
 type observer struct {

@@ -7,13 +7,16 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"strings"
 	"time"
 
 	"kiosk/drivers/camera"
 	"kiosk/drivers/cardreader"
 	"kiosk/drivers/cardreader/cardtest"
 	"kiosk/drivers/gpio"
+	"kiosk/firmware/emrtd"
 	"kiosk/firmware/hub"
+	"kiosk/firmware/session"
 	"kiosk/ui/statuspage"
 )
 
@@ -77,6 +80,23 @@ func (d *Daemon) Health() Health {
 	} else {
 		h.Components["hub"] = Component{State: "disabled"}
 	}
+	if d.session != nil {
+		st := d.session.Status()
+		h.Components["session"] = Component{State: "ok", Detail: string(st.State)}
+		eid := Component{State: "ok", Info: map[string]int{"cscas": len(d.trust.Certificates())}}
+		if d.trustErr != "" {
+			eid = Component{State: "degraded", Detail: d.trustErr}
+		}
+		h.Components["eid"] = eid
+		fs := d.faceStatus()
+		h.Components["face"] = fs
+		ts := d.tx.flow.Status()
+		tc := Component{State: "ok", Info: ts}
+		if ts.Alarm != "" {
+			tc.State, tc.Detail = "degraded", ts.Alarm
+		}
+		h.Components["transactions"] = tc
+	}
 	for _, c := range h.Components {
 		if c.State != "ok" && c.State != "disabled" {
 			h.Status = "degraded"
@@ -103,6 +123,10 @@ func (d *Daemon) routes() http.Handler {
 	mux.HandleFunc("GET /api/camera/frame.jpg", d.serveFrame)
 	mux.HandleFunc("POST /api/sim/card", d.simCardControl)
 	mux.HandleFunc("POST /api/sim/gpio", d.simGPIOControl)
+	mux.HandleFunc("GET /api/session", d.sessionStatus)
+	mux.HandleFunc("POST /api/session/password", d.sessionPassword)
+	mux.HandleFunc("POST /api/session/cancel", d.sessionCancel)
+	mux.HandleFunc("POST /api/sim/pay", d.simPay)
 	return mux
 }
 
@@ -339,4 +363,77 @@ func (d *Daemon) telemetry(ctx context.Context) error {
 			d.log.Debug("telemetry not sent", "err", err)
 		}
 	}
+}
+
+func (d *Daemon) sessionStatus(w http.ResponseWriter, r *http.Request) {
+	if d.session == nil {
+		writeError(w, http.StatusNotFound, "no sessions on this kiosk (no card reader or hub)")
+		return
+	}
+	writeJSON(w, http.StatusOK, d.session.Status())
+}
+
+// sessionPassword takes the CAN or PIN from the screen's PIN pad. The
+// digits go to the card only: never logged, never echoed.
+func (d *Daemon) sessionPassword(w http.ResponseWriter, r *http.Request) {
+	if d.session == nil {
+		writeError(w, http.StatusNotFound, "no sessions on this kiosk")
+		return
+	}
+	var req struct {
+		Kind   string `json:"kind"` // can or pin
+		Digits string `json:"digits"`
+	}
+	if !decodeControl(w, r, &req) {
+		return
+	}
+	defer func() { req.Digits = "" }()
+	kind := map[string]emrtd.PasswordKind{"can": emrtd.CAN, "pin": emrtd.PIN}[req.Kind]
+	if kind == "" || len(req.Digits) < 4 || len(req.Digits) > 12 || strings.Trim(req.Digits, "0123456789") != "" {
+		writeError(w, http.StatusBadRequest, `kind must be "can" or "pin" and digits 4-12 numbers`)
+		return
+	}
+	if err := d.session.EnterPassword(emrtd.Password{Kind: kind, Secret: req.Digits}); err != nil {
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"status": "accepted"})
+}
+
+func (d *Daemon) sessionCancel(w http.ResponseWriter, r *http.Request) {
+	if d.session == nil {
+		writeError(w, http.StatusNotFound, "no sessions on this kiosk")
+		return
+	}
+	var req struct{}
+	if !decodeControl(w, r, &req) {
+		return
+	}
+	if err := d.session.Cancel("", "cancelled_by_shopper"); err != nil {
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"status": "cancelling"})
+}
+
+// simPay is the demo till of the status page (simulation only).
+func (d *Daemon) simPay(w http.ResponseWriter, r *http.Request) {
+	if d.cfg.Device.Mode != "simulation" || d.session == nil {
+		writeError(w, http.StatusForbidden, "the demo till exists in simulation mode only")
+		return
+	}
+	var req struct {
+		AmountMinor int64  `json:"amount_minor"`
+		Currency    string `json:"currency"`
+	}
+	if !decodeControl(w, r, &req) {
+		return
+	}
+	sr, err := d.session.Start(r.Context(), session.Request{Kind: "payment", AmountMinor: req.AmountMinor, Currency: req.Currency,
+		MerchantRef: fmt.Sprintf("demo-%d", time.Now().UnixNano())})
+	if err != nil {
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusCreated, sr)
 }

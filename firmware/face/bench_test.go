@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"gocv.io/x/gocv"
+	"kiosk/internal/testmedia"
 )
 
 // frame640 is a franck still resized to the kiosk camera's 640×480.
@@ -91,4 +92,106 @@ func BenchmarkPipeline(b *testing.B) {
 		}
 		return err
 	})
+}
+
+// videoFrames640 is 40 frames of franck.mp4 (every 5th), resized to the
+// kiosk camera's 640×480.
+func videoFrames640(b *testing.B) []gocv.Mat {
+	b.Helper()
+	frames, err := LoadBenchFrames(b.Context(), testmedia.Path(b, "franck.mp4"), 40, 5, 640, 480)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		for i := range frames {
+			frames[i].Close()
+		}
+	})
+	return frames
+}
+
+// BenchmarkSustainedWithSmile runs the Verifier over live-like frames (as
+// fast as it takes them) through the match and then 3 s of the smile
+// phase, the expression model beside the frame loop; it reports the smile
+// phase's frame rate (target ≥ 20 fps) and the expression model's rate.
+func BenchmarkSustainedWithSmile(b *testing.B) {
+	m := fullModels(b)
+	frames := videoFrames640(b)
+	ref := media(b, "franck_01829.jpg")
+	cfg := DefaultConfig()
+	cfg.SmileThreshold = 2 // never consent: measure the whole smile timeout
+	cfg.SmileTimeout = 3 * time.Second
+	var fps, hz []float64
+	for b.Loop() {
+		v, err := NewVerifier(m, &memFrames{frames: frames}, cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		d, err := v.VerifyDecision(b.Context(), ref, nil)
+		if err != nil || !d.Result.Matched {
+			b.Fatalf("%+v, %v", d.Result, err)
+		}
+		s := d.Finished.Sub(d.MatchedAt).Seconds()
+		fps = append(fps, float64(d.Quality.Frames-d.FramesToMatch)/s)
+		hz = append(hz, float64(d.Smile.Evaluations)/s)
+	}
+	b.ReportMetric(median(fps), "fps")
+	b.ReportMetric(median(hz), "expr-Hz")
+}
+
+// BenchmarkTimeToMatch is the Verifier's wall time from receiving the
+// first good frame to the match and liveness decision (target ≤ 300 ms),
+// frames coming as fast as it takes them.
+func BenchmarkTimeToMatch(b *testing.B) {
+	m := fullModels(b)
+	frames := videoFrames640(b)
+	ref := media(b, "franck_01829.jpg")
+	cfg := DefaultConfig()
+	cfg.SmileTimeout = time.Nanosecond // end right after the match
+	var ms []float64
+	for b.Loop() {
+		v, err := NewVerifier(m, &memFrames{frames: frames}, cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		d, err := v.VerifyDecision(b.Context(), ref, nil)
+		if err != nil || !d.Result.Matched {
+			b.Fatalf("%+v, %v", d.Result, err)
+		}
+		ms = append(ms, d.MatchLatencyMS)
+	}
+	b.ReportMetric(median(ms), "median-ms")
+}
+
+func BenchmarkLiveness(b *testing.B) {
+	m := fullModels(b)
+	img := frame640(b)
+	defer img.Close()
+	faces, err := m.Detect(img)
+	if err != nil || len(faces) == 0 {
+		b.Fatalf("detect: %v", err)
+	}
+	benchMedian(b, func() error { _, err := m.Liveness(img, faces[0].Raw); return err })
+}
+
+func BenchmarkExpression(b *testing.B) {
+	m := fullModels(b)
+	img := frame640(b)
+	defer img.Close()
+	faces, err := m.Detect(img)
+	if err != nil || len(faces) == 0 {
+		b.Fatalf("detect: %v", err)
+	}
+	benchMedian(b, func() error { _, err := m.Expression(img, faces[0].Raw); return err })
+}
+
+func BenchmarkPose(b *testing.B) {
+	m := fullModels(b)
+	img := frame640(b)
+	defer img.Close()
+	faces, err := m.Detect(img)
+	if err != nil || len(faces) == 0 {
+		b.Fatalf("detect: %v", err)
+	}
+	benchMedian(b, func() error { _, err := m.HeadPose(img, faces[0].Raw); return err })
 }

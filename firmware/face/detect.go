@@ -66,31 +66,11 @@ func (m *Models) Detect(img gocv.Mat) ([]Detection, error) {
 	blob := gocv.BlobFromImage(src, 1.0/128, image.Pt(detectW, detectH), gocv.NewScalar(127, 127, 127, 0), true, false)
 	defer blob.Close()
 
-	m.mu.Lock()
-	net, err := m.net(ModelDetect)
+	vals, err := m.forward(ModelDetect, blob, "scores", "boxes")
 	if err != nil {
-		m.mu.Unlock()
-		return nil, err
+		return nil, fmt.Errorf("detect: %w", err)
 	}
-	net.SetInput(blob, "input")
-	outs := net.ForwardLayers([]string{"scores", "boxes"})
-	m.mu.Unlock()
-	defer func() {
-		for i := range outs {
-			outs[i].Close()
-		}
-	}()
-	if len(outs) != 2 {
-		return nil, fmt.Errorf("detect: %d outputs, want 2", len(outs))
-	}
-	scores, err := outs[0].DataPtrFloat32()
-	if err != nil {
-		return nil, fmt.Errorf("detect scores: %w", err)
-	}
-	boxes, err := outs[1].DataPtrFloat32()
-	if err != nil {
-		return nil, fmt.Errorf("detect boxes: %w", err)
-	}
+	scores, boxes := vals[0], vals[1]
 	n := len(scores) / 2
 	if len(boxes) != 4*n {
 		return nil, fmt.Errorf("detect: %d scores but %d box values", n, len(boxes))

@@ -3,6 +3,14 @@
 // five-point least-squares similarity transform and embeds it as an
 // L2-normalised 512-d template compared by cosine similarity.
 //
+// On top of that, Verifier runs the face step of a session (session.Face):
+// it tracks the one primary face across camera frames, gates each frame on
+// quality (size, centring, pose, sharpness, exposure, open eyes) with a
+// guidance code for the screen, matches good frames against the chip
+// photo, checks passive liveness, and takes the person's consent from a
+// smile measured against their own neutral baseline. Thresholds are in
+// Config (DefaultConfig holds the calibrated values).
+//
 // The ONNX models come from `make models` and are checked against the
 // SHA-256 manifest compiled into this package (models.sha256) before OpenCV
 // reads them. Images, crops and templates are biometric data: this package

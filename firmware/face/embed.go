@@ -18,20 +18,11 @@ func (m *Models) EmbedAligned(aligned gocv.Mat) (*Template, error) {
 	// fr_feature: RGB, (p−127)/128.
 	blob := gocv.BlobFromImage(aligned, 1.0/128, image.Pt(AlignedSize, AlignedSize), gocv.NewScalar(127, 127, 127, 0), true, false)
 	defer blob.Close()
-	m.mu.Lock()
-	net, err := m.net(ModelFeature)
-	if err != nil {
-		m.mu.Unlock()
-		return nil, err
-	}
-	net.SetInput(blob, "input")
-	out := net.Forward("output")
-	m.mu.Unlock()
-	defer out.Close()
-	v, err := out.DataPtrFloat32()
+	vals, err := m.forward(ModelFeature, blob, "output")
 	if err != nil {
 		return nil, fmt.Errorf("embed: %w", err)
 	}
+	v := vals[0]
 	t, err := NewTemplate(v) // copies out of the Mat before it closes
 	if err != nil {
 		return nil, fmt.Errorf("embed: %w", err)

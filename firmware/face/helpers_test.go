@@ -71,6 +71,9 @@ func TestMain(m *testing.M) {
 	if sharedModels != nil {
 		sharedModels.Close()
 	}
+	if allShared != nil {
+		allShared.Close()
+	}
 	// Under -tags matprofile every Mat of the whole run must be closed.
 	if n := liveMats(); matprofile && n != 0 {
 		fmt.Fprintf(os.Stderr, "Mat leak: %d live Mats at the end of the tests\n%s", n, liveMatStacks())

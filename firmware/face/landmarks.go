@@ -66,20 +66,11 @@ func (m *Models) Landmarks(img gocv.Mat, box image.Rectangle) (*Landmarks, error
 	blob := gocv.BlobFromImage(grey, 1.0/256, image.Pt(64, 64), gocv.NewScalar(0, 0, 0, 0), false, false)
 	defer blob.Close()
 
-	m.mu.Lock()
-	net, err := m.net(ModelLandmark)
-	if err != nil {
-		m.mu.Unlock()
-		return nil, err
-	}
-	net.SetInput(blob, "input")
-	out := net.Forward("output")
-	m.mu.Unlock()
-	defer out.Close()
-	v, err := out.DataPtrFloat32()
+	vals, err := m.forward(ModelLandmark, blob, "output")
 	if err != nil {
 		return nil, fmt.Errorf("landmarks: %w", err)
 	}
+	v := vals[0]
 	if len(v) != 136 {
 		return nil, fmt.Errorf("landmarks: %d values, want 136", len(v))
 	}

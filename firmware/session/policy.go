@@ -68,8 +68,12 @@ func shopperMessage(code string) string {
 		return "msg.timeout"
 	case code == "cancelled" || strings.HasPrefix(code, "cancelled_"):
 		return "msg.cancelled"
-	case code == "face_mismatch" || code == "no_face":
+	case code == "face_mismatch":
 		return "msg.face_mismatch"
+	case code == "no_face" || code == "face_timeout":
+		return "msg.face_not_seen"
+	case code == "no_reference_face" || code == "no_chip_photo":
+		return "msg.chip_photo_unusable"
 	case code == "not_live":
 		return "msg.not_live"
 	case code == "no_consent":
@@ -143,8 +147,12 @@ func (p Policy) faceReasons(f FaceResult) []Reason {
 	var out []Reason
 	if !f.Matched || f.Similarity < p.MatchThreshold {
 		code := "face_mismatch"
-		if f.Reason == "no_face" || f.Reason == "no_reference_face" {
+		switch f.Reason {
+		case "no_face", "no_reference_face", "timeout":
 			code = f.Reason
+			if code == "timeout" {
+				code = "face_timeout"
+			}
 		}
 		out = append(out, reason(code))
 		return out

@@ -45,3 +45,42 @@ func Path(tb testing.TB, name string) string {
 	}
 	return p
 }
+
+// Models returns the face models directory ($KIOSK_MODELS, or .cache/models
+// under the module root), skipping under -short and failing when the
+// models have not been fetched.
+func Models(tb testing.TB) string {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("-short: skipping test that needs the face models")
+	}
+	dir := os.Getenv("KIOSK_MODELS")
+	if dir == "" {
+		media, err := Dir()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		// media is <root>/.cache/testdata/media unless KIOSK_TESTDATA moved it.
+		root := filepath.Dir(filepath.Dir(filepath.Dir(media)))
+		if os.Getenv("KIOSK_TESTDATA") != "" {
+			wd, _ := os.Getwd()
+			root = moduleRoot(wd)
+		}
+		dir = filepath.Join(root, ".cache", "models")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "fr_detect.onnx")); err != nil {
+		tb.Fatalf("face models missing in %s (%v): run `make models`", dir, err)
+	}
+	return dir
+}
+
+func moduleRoot(wd string) string {
+	for d := wd; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+		if filepath.Dir(d) == d {
+			return wd
+		}
+	}
+}

@@ -82,6 +82,18 @@ async function refresh() {
   renderPins(h.components.gpio || {});
 }
 
+async function refreshSession() {
+  const r = await fetch("/api/session");
+  if (!r.ok) return;
+  const st = await r.json();
+  badge($("session-state"), st.state);
+  const q = st.request;
+  $("session-request").textContent = q ? `${q.kind} ${(q.amount_minor / 100).toFixed(2)} ${q.currency} (${q.id.substring(0, 8)})` : "";
+  const o = st.outcome;
+  $("session-outcome").textContent = o ? (o.approved ? "APPROVED" : "DECLINED: " + (o.reasons || []).map((x) => x.code).join(", ")) : "";
+  $("session-outcome").className = o ? (o.approved ? "approved" : "declined") : "";
+}
+
 function refreshThumb() {
   if (!simulation) return;
   $("thumb").src = "/api/camera/frame.jpg?t=" + Date.now();
@@ -98,13 +110,25 @@ function follow() {
     list.insertBefore(li, list.firstChild);
     while (list.children.length > 200) list.removeChild(list.lastChild);
     refresh();
+    refreshSession();
   };
   for (const k of ["card.inserted", "card.removed", "reader.added", "reader.removed", "service.down", "service.up",
-    "gpio.input", "camera.state", "hub.state", "kioskd.started"]) {
+    "gpio.input", "camera.state", "hub.state", "kioskd.started", "tx.delivered", "outbox.alarm",
+    "session.idle", "session.insert_card", "session.enter_password", "session.reading_chip", "session.face_match",
+    "session.smile", "session.authorizing", "session.result", "session.remove_card", "session.wrong_password"]) {
     es.addEventListener(k, add);
   }
 }
 
+$("demo-pay").onclick = () => post("/api/sim/pay", { amount_minor: 2350, currency: "CNY" });
+$("pw-send").onclick = () => {
+  const digits = $("pw-digits").value;
+  $("pw-digits").value = "";
+  post("/api/session/password", { kind: $("pw-kind").value, digits });
+};
+$("session-cancel").onclick = () => post("/api/session/cancel", {});
+setInterval(refreshSession, 1000);
+refreshSession();
 $("card-insert").onclick = () => post("/api/sim/card", { action: "insert" });
 $("card-remove").onclick = () => post("/api/sim/card", { action: "remove" });
 refresh().then(refreshThumb);

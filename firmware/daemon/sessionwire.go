@@ -1,0 +1,171 @@
+package daemon
+
+import (
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"kiosk/firmware/config"
+	"kiosk/firmware/ecr"
+	"kiosk/firmware/emrtd/pa"
+	"kiosk/firmware/event"
+	"kiosk/firmware/session"
+	"kiosk/firmware/txflow"
+	"kiosk/firmware/txreport"
+	"kiosk/provisioning/refhub"
+)
+
+// buildSession assembles the transaction path: trust store, evidence and
+// delivery, the face step, the session machine and the till's API. A kiosk
+// without a card reader or hub link runs no sessions.
+func (d *Daemon) buildSession() error {
+	cfg := d.cfg
+	if d.cards == nil || d.hub == nil {
+		return nil
+	}
+	trust, err := pa.LoadTrustStore(cfg.EID.TrustDir)
+	if err != nil {
+		// Keep running: every document then fails passive authentication
+		// with its reason, and health says why.
+		d.trustErr = fmt.Sprintf("trust store %s: %v", cfg.EID.TrustDir, err)
+		d.log.Error("CSCA trust store unusable", "dir", cfg.EID.TrustDir, "err", err)
+		trust = pa.NewTrustStore()
+	}
+	for _, p := range trust.Problems() {
+		d.log.Warn("trust store", "problem", fmt.Sprint(p))
+	}
+	d.trust = trust
+
+	tx, err := d.openTx()
+	if err != nil {
+		return err
+	}
+	d.tx = tx
+	tx.flow, err = txflow.New(txflow.Options{
+		Hub: d.hub, Outbox: tx.outbox, Offline: tx.offline, Signer: tx.signer,
+		AuthTimeout: cfg.Tx.AuthTimeout, Logger: d.log.With("component", "txflow"),
+		OnDelivered: func(id string) {
+			d.bus.Publish(event.Event{Source: "txflow", Kind: "tx.delivered", Data: map[string]string{"tx": id}})
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("transaction flow: %w", err)
+	}
+	if cfg.Tx.EmbeddedHub && d.broker != nil {
+		keys := txreport.NewKeyring()
+		if err := keys.Add(tx.signer.Certificate()); err != nil {
+			return fmt.Errorf("embedded hub keyring: %w", err)
+		}
+		store, err := refhub.OpenStore(filepath.Join(cfg.Tx.StateDir, "hub.db"))
+		if err != nil {
+			return fmt.Errorf("embedded hub store: %w", err)
+		}
+		tx.store = store
+		tx.refhub, err = refhub.New(refhub.Options{
+			Brokers: []string{d.broker.URL()}, Prefix: cfg.Hub.TopicPrefix, Keyring: keys, Store: store,
+			Limits: refhub.Limits{MaxTx: 500_00, MaxDaily: 5000_00}, Logger: d.log.With("component", "embedded-hub"),
+		})
+		if err != nil {
+			return fmt.Errorf("embedded hub: %w", err)
+		}
+	}
+
+	d.face, d.faceClose = d.newFace()
+
+	p := cfg.Policy
+	d.session = session.New(session.Options{
+		Chip: &chipReader{d: d, trust: trust}, Face: d.face, Authorizer: &authorizer{d: d, tx: tx},
+		Policy: session.Policy{
+			RequirePassiveAuth: p.RequirePassiveAuth, RequireChipAuthFor: p.RequireChipAuthFor, AllowExpired: p.AllowExpired,
+			MatchThreshold: p.MatchThreshold, LivenessThreshold: p.LivenessThreshold, RequireConsent: p.RequireConsent,
+			MaxPasswordAttempts: p.MaxPasswordAttempts, CardTimeout: p.CardTimeout, PasswordTimeout: p.PasswordTimeout,
+			ChipTimeout: p.ChipTimeout, FaceTimeout: p.FaceTimeout, AuthorizeTimeout: p.AuthorizeTimeout,
+			ResultDisplay: p.ResultDisplay, RemoveTimeout: p.RemoveTimeout,
+		},
+		Publish: func(kind string, data any) {
+			d.bus.Publish(event.Event{Source: "session", Kind: kind, Data: data})
+		},
+		Logger: d.log.With("component", "session"),
+	})
+	return d.buildECR()
+}
+
+// buildECR opens the till's payment API listener.
+func (d *Daemon) buildECR() error {
+	c := d.cfg.ECR
+	if c.Listen == "" {
+		return nil
+	}
+	token := ""
+	if c.TokenFile != "" {
+		b, err := os.ReadFile(c.TokenFile)
+		switch {
+		case err == nil:
+			token = strings.TrimSpace(string(b))
+		case errors.Is(err, os.ErrNotExist) && d.cfg.Device.Mode == "simulation":
+			// The demo makes its own token and tells where it is.
+			buf := make([]byte, 24)
+			_, _ = rand.Read(buf)
+			token = hex.EncodeToString(buf)
+			if err := os.MkdirAll(filepath.Dir(c.TokenFile), 0o700); err == nil {
+				err = os.WriteFile(c.TokenFile, []byte(token+"\n"), 0o600)
+				if err != nil {
+					return &config.Error{Key: "ecr.token_file", Msg: err.Error()}
+				}
+			}
+			d.log.Info("ECR token created (simulation)", "token_file", c.TokenFile)
+		default:
+			return &config.Error{Key: "ecr.token_file", Msg: err.Error()}
+		}
+		if len(token) < 16 {
+			return &config.Error{Key: "ecr.token_file", Msg: "token shorter than 16 characters"}
+		}
+	}
+	var tlsCfg *tls.Config
+	if c.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return &config.Error{Key: "ecr.tls_cert", Msg: err.Error()}
+		}
+		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		if c.ClientCA != "" {
+			pem, err := os.ReadFile(c.ClientCA)
+			if err != nil {
+				return &config.Error{Key: "ecr.client_ca", Msg: err.Error()}
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return &config.Error{Key: "ecr.client_ca", Msg: "no PEM certificate"}
+			}
+			tlsCfg.ClientCAs, tlsCfg.ClientAuth = pool, tls.VerifyClientCertIfGiven
+		}
+	}
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("ECR API: listen on %s: %w", c.Listen, err)
+	}
+	d.ecrLn = ln
+	d.ecrSrv = &http.Server{
+		Handler:           ecr.Handler(ecr.Options{Sessions: d.session, Token: token, Logger: d.log.With("component", "ecr")}),
+		TLSConfig:         tlsCfg,
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+	return nil
+}
+
+// ECRAddr is the till API's address ("" when disabled).
+func (d *Daemon) ECRAddr() string {
+	if d.ecrLn == nil {
+		return ""
+	}
+	return d.ecrLn.Addr().String()
+}

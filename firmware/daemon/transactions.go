@@ -1,0 +1,248 @@
+package daemon
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"kiosk/drivers/cardreader"
+	"kiosk/firmware/config"
+	"kiosk/firmware/emrtd"
+	"kiosk/firmware/emrtd/pa"
+	"kiosk/firmware/event"
+	"kiosk/firmware/offline"
+	"kiosk/firmware/outbox"
+	"kiosk/firmware/session"
+	"kiosk/firmware/txflow"
+	"kiosk/firmware/txreport"
+	"kiosk/provisioning/refhub"
+)
+
+// txStack is the transaction half of kioskd: evidence, delivery, limits.
+type txStack struct {
+	signer  *txreport.Signer
+	salt    []byte
+	outbox  *outbox.Outbox
+	offline *offline.Ledger
+	flow    *txflow.Flow
+	refhub  *refhub.Hub // simulation only
+	store   *refhub.Store
+}
+
+func (t *txStack) close() {
+	if t.outbox != nil {
+		t.outbox.Close()
+	}
+	if t.offline != nil {
+		t.offline.Close()
+	}
+}
+
+// openTx opens the outbox, the offline ledger and the device signer. In
+// simulation a missing device key or salt is generated in memory (and
+// said so in the log); in production they are configuration errors.
+func (d *Daemon) openTx() (*txStack, error) {
+	cfg := d.cfg.Tx
+	sim := d.cfg.Device.Mode == "simulation"
+	t := &txStack{}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, &config.Error{Key: "transactions.state_dir", Msg: err.Error()}
+	}
+	signer, err := txreport.LoadSigner(cfg.DeviceKey, cfg.DeviceCert)
+	switch {
+	case err == nil:
+	case sim && errors.Is(err, os.ErrNotExist):
+		d.log.Warn("no device key: using an ephemeral development key (simulation)", "device_key", cfg.DeviceKey)
+		if signer, err = ephemeralSigner(d.cfg.Device.ID); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, &config.Error{Key: "transactions.device_key", Msg: err.Error()}
+	}
+	if signer.DeviceID() != d.cfg.Device.ID {
+		return nil, &config.Error{Key: "transactions.device_cert", Msg: fmt.Sprintf("certificate is for %q, this kiosk is %q", signer.DeviceID(), d.cfg.Device.ID)}
+	}
+	t.signer = signer
+	salt, err := os.ReadFile(cfg.DocSaltFile)
+	switch {
+	case err == nil && len(strings.TrimSpace(string(salt))) >= 16:
+		t.salt = []byte(strings.TrimSpace(string(salt)))
+	case sim:
+		d.log.Warn("no document salt file: using a random salt for this run (simulation)", "doc_salt_file", cfg.DocSaltFile)
+		t.salt = make([]byte, 32)
+		_, _ = rand.Read(t.salt)
+	case err != nil:
+		return nil, &config.Error{Key: "transactions.doc_salt_file", Msg: err.Error()}
+	default:
+		return nil, &config.Error{Key: "transactions.doc_salt_file", Msg: "salt shorter than 16 characters"}
+	}
+	t.outbox, err = outbox.Open(filepath.Join(cfg.StateDir, "outbox.db"), outbox.Options{
+		MaxRecords: cfg.OutboxMaxRecords, MaxBytes: cfg.OutboxMaxBytes, Logger: d.log.With("component", "outbox"),
+		OnAlarm: func(l outbox.Level, s outbox.Stats) {
+			d.bus.Publish(event.Event{Source: "outbox", Kind: "outbox.alarm", Data: map[string]any{"level": l.String(), "stats": s}})
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open outbox: %w", err)
+	}
+	t.offline, err = offline.Open(filepath.Join(cfg.StateDir, "offline.db"), offline.Limits{
+		Floor: cfg.FloorLimitMinor, Cap: cfg.OfflineCapMinor, Currency: cfg.OfflineCurrency,
+	})
+	if err != nil {
+		t.close()
+		return nil, fmt.Errorf("open offline ledger: %w", err)
+	}
+	return t, nil
+}
+
+// ephemeralSigner makes a throw-away P-256 key and self-signed certificate.
+func ephemeralSigner(device string) (*txreport.Signer, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: device, Organization: []string{"kiosk development"}},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(1, 0, 0),
+		KeyUsage: x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	return txreport.NewSigner(key, cert)
+}
+
+// chipReader reads the eID in the reader for the session.
+type chipReader struct {
+	d     *Daemon
+	trust *pa.TrustStore
+}
+
+func (c *chipReader) Read(ctx context.Context, pw emrtd.Password) (*emrtd.Report, error) {
+	card, err := c.d.cards.Connect(ctx, "")
+	if err != nil {
+		return nil, fmt.Errorf("connect card: %w", err)
+	}
+	defer card.Close()
+	policy, err := emrtd.ParsePolicy(c.d.cfg.EID.ChipAuth)
+	if err != nil {
+		return nil, err
+	}
+	ext := map[string]emrtd.ExtendedMode{"auto": emrtd.ExtendedAuto, "on": emrtd.ExtendedAlways, "off": emrtd.ExtendedNever}[c.d.cfg.EID.ExtendedLength]
+	opts := emrtd.Options{
+		Password: pw, Trust: c.trust, ATR: card.ATR(), Extended: ext,
+		RequireChipAuthenticity: policy, Logger: c.d.log.With("component", "emrtd"),
+	}
+	// Active authentication signs a challenge derived from this
+	// transaction, so the chip's signature also says which one.
+	if st := c.d.session.Status(); st.Request != nil {
+		r := st.Request
+		opts.AATransaction = fmt.Appendf(nil, "%s|%s|%s|%d|%s", r.ID, c.d.cfg.Tx.Merchant, r.MerchantRef, r.AmountMinor, r.Currency)
+	}
+	return emrtd.Read(ctx, card, opts)
+}
+
+// authorizer joins the session to the transaction flow.
+type authorizer struct {
+	d  *Daemon
+	tx *txStack
+}
+
+func (a *authorizer) Authorize(ctx context.Context, req session.Request) (session.Authorization, error) {
+	if req.Kind != "payment" {
+		// A branch service proves identity; nothing to authorize.
+		return session.Authorization{Approved: true}, nil
+	}
+	au, err := a.tx.flow.Authorize(ctx, txflow.Payment{TxID: req.ID, Merchant: a.d.cfg.Tx.Merchant, Amount: req.AmountMinor, Currency: req.Currency})
+	if err != nil {
+		return session.Authorization{}, err
+	}
+	return session.Authorization{Approved: au.Approved, Online: au.Online, Reason: au.Reason}, nil
+}
+
+func (a *authorizer) Commit(ctx context.Context, rec session.Record) error {
+	r := toReport(a.d.cfg, a.tx, rec)
+	if err := a.tx.flow.Commit(ctx, r); err != nil {
+		if rec.Auth != nil && rec.Auth.Approved && !rec.Auth.Online {
+			_ = a.tx.flow.Release(rec.Request.ID)
+		}
+		return err
+	}
+	return nil
+}
+
+// toReport turns the session's record into the signed report's content:
+// outcomes, scores and model hashes; never images, templates or the
+// document number itself.
+func toReport(cfg config.Config, tx *txStack, rec session.Record) *txreport.Report {
+	r := &txreport.Report{
+		V: 1, TxID: rec.Request.ID, Terminal: cfg.Device.ID, Merchant: cfg.Tx.Merchant, MerchantRef: rec.Request.MerchantRef,
+		Kind: "identity", Started: txreport.Timestamp(rec.Started), Decided: txreport.Timestamp(rec.Finished),
+		Checks: []txreport.Check{}, Scores: []txreport.Score{}, Models: []txreport.Model{}, Reasons: []string{},
+		Decision: "declined", Auth: txreport.Auth{Mode: "none"},
+	}
+	if rec.Request.Kind == "payment" {
+		r.Kind, r.Amount, r.Currency = "payment", rec.Request.AmountMinor, rec.Request.Currency
+	}
+	if rec.Approved {
+		r.Decision = "approved"
+	}
+	for _, reason := range rec.Reasons {
+		r.Reasons = append(r.Reasons, reason.Code)
+	}
+	if rec.DocNumber != "" && rec.Chip != nil {
+		r.DocHash = txreport.DocumentHash(tx.salt, rec.Chip.Issuer, rec.DocNumber)
+	}
+	if rec.Chip != nil {
+		for _, c := range rec.Chip.Checks {
+			r.Checks = append(r.Checks, txreport.Check{Name: "eid." + c.Name, OK: c.OK, Code: c.Code})
+		}
+	}
+	if f := rec.Face; f != nil {
+		r.Scores = append(r.Scores, txreport.NewScore("match", f.Similarity, f.MatchThreshold),
+			txreport.NewScore("liveness", f.Liveness, f.LivenessThreshold))
+		consent := 0.0
+		if f.Consent {
+			consent = 1
+		}
+		r.Scores = append(r.Scores, txreport.NewScore("consent", consent, 1))
+		for name, sum := range f.Models {
+			r.Models = append(r.Models, txreport.Model{Name: name, SHA256: sum})
+		}
+	}
+	if a := rec.Auth; a != nil && rec.Request.Kind == "payment" {
+		r.Auth.Mode = "offline"
+		if a.Online {
+			r.Auth.Mode = "online"
+		}
+	}
+	return r
+}
+
+// forwardCards feeds card presence to the session.
+func (d *Daemon) forwardCard(e cardreader.Event) {
+	if d.session == nil {
+		return
+	}
+	switch e.Kind {
+	case cardreader.CardInserted:
+		d.session.CardPresent(true)
+	case cardreader.CardRemoved, cardreader.ServiceDown, cardreader.ReaderRemoved:
+		d.session.CardPresent(false)
+	}
+}

@@ -1,0 +1,695 @@
+package face
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"gocv.io/x/gocv"
+	"kiosk/drivers/camera"
+	"kiosk/firmware/session"
+)
+
+// FrameSource delivers camera frames; *camera.Pump satisfies it. Next
+// returns a frame with Seq > afterSeq, owned by the caller.
+type FrameSource interface {
+	Next(ctx context.Context, afterSeq uint64) (*camera.Frame, error)
+}
+
+// Reason codes of a FaceResult that did not end in consent.
+const (
+	ReasonNoReferenceFace = "no_reference_face" // the chip photo has no usable face
+	ReasonNoFace          = "no_face"           // no face came into view before the timeout
+	ReasonTimeout         = "timeout"           // faces came, but never a usable one in time
+	ReasonMismatch        = "face_mismatch"     // usable faces that are not the chip photo's holder
+	ReasonNotLive         = "not_live"          // the matched face failed passive liveness
+	ReasonNoConsent       = "no_consent"        // no smile on the matched face in time
+)
+
+// ErrDebugCaptureInProduction is returned by NewVerifier when a debug
+// capture directory is configured in production mode.
+var ErrDebugCaptureInProduction = errors.New("face: debug capture is refused in production mode")
+
+// Config holds the Verifier's thresholds and timeouts. Zero fields take the
+// DefaultConfig values.
+type Config struct {
+	// MatchThreshold is the cosine similarity a frame needs to match the
+	// chip photo; MatchFrames good frames of one track must match.
+	// MismatchFrames good frames without MatchFrames matches end the step
+	// as a mismatch.
+	MatchThreshold float64
+	MatchFrames    int
+	MismatchFrames int
+	// LivenessThreshold is the least median p(live) over LivenessFrames
+	// good frames of the matched track.
+	LivenessThreshold float64
+	LivenessFrames    int
+	// SmileThreshold is the least p(happy) and MouthRise the least relative
+	// rise of mouth width / inter-ocular distance over the person's own
+	// neutral baseline (median of BaselineFrames frames at the match); both
+	// must hold on SmileFrames consecutive expression evaluations.
+	SmileThreshold float64
+	MouthRise      float64
+	SmileFrames    int
+	BaselineFrames int
+	// ExpressionHz caps how often (per second of frame time) the expression
+	// model runs; it runs beside the frame loop on its own goroutine.
+	ExpressionHz float64
+	// SyncExpression makes the frame loop wait for each expression result,
+	// so a run over a file (SourceFrames, which is not paced) samples the
+	// smile at exactly ExpressionHz of media time and is reproducible. A
+	// live camera leaves it off: the model then runs beside the loop.
+	SyncExpression bool
+	// MatchTimeout bounds the match and liveness phase, SmileTimeout the
+	// smile phase, both in frame time (the camera's clock).
+	MatchTimeout time.Duration
+	SmileTimeout time.Duration
+	// Gates are the per-frame quality limits.
+	Gates Gates
+	// Track configures the face tracker.
+	TrackMinIoU    float64
+	TrackMaxMissed int
+
+	// DebugCaptureDir, for the lab only, receives the frames at the match
+	// and consent decisions as JPEG. Empty (the default) writes nothing;
+	// NewVerifier refuses it when Production is set.
+	DebugCaptureDir string
+	Production      bool
+	// Logger receives outcome codes and timings, never images, templates
+	// or scores; nil discards.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the calibrated defaults (README, "Face verification
+// thresholds").
+func DefaultConfig() Config {
+	return Config{
+		MatchThreshold: DefaultThreshold, MatchFrames: 2, MismatchFrames: 12,
+		LivenessThreshold: 0.5, LivenessFrames: 3,
+		SmileThreshold: 0.8, MouthRise: 0.10, SmileFrames: 4, BaselineFrames: 5,
+		ExpressionHz: 8,
+		MatchTimeout: 10 * time.Second, SmileTimeout: 10 * time.Second,
+		Gates:       DefaultGates(),
+		TrackMinIoU: 0.3, TrackMaxMissed: 5,
+	}
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	f := func(v *float64, def float64) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	i := func(v *int, def int) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	t := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	f(&c.MatchThreshold, d.MatchThreshold)
+	i(&c.MatchFrames, d.MatchFrames)
+	i(&c.MismatchFrames, d.MismatchFrames)
+	f(&c.LivenessThreshold, d.LivenessThreshold)
+	i(&c.LivenessFrames, d.LivenessFrames)
+	f(&c.SmileThreshold, d.SmileThreshold)
+	f(&c.MouthRise, d.MouthRise)
+	i(&c.SmileFrames, d.SmileFrames)
+	i(&c.BaselineFrames, d.BaselineFrames)
+	f(&c.ExpressionHz, d.ExpressionHz)
+	t(&c.MatchTimeout, d.MatchTimeout)
+	t(&c.SmileTimeout, d.SmileTimeout)
+	if c.Gates == (Gates{}) {
+		c.Gates = d.Gates
+	}
+	f(&c.TrackMinIoU, d.TrackMinIoU)
+	i(&c.TrackMaxMissed, d.TrackMaxMissed)
+	if c.MismatchFrames < c.MatchFrames {
+		c.MismatchFrames = c.MatchFrames
+	}
+	return c
+}
+
+// Verifier runs the face step of a session: it matches the live face to
+// the chip photo, checks passive liveness and waits for the smile that
+// confirms. It implements session.Face. One Verify runs at a time per
+// Verifier (the frames come from one camera).
+type Verifier struct {
+	m   *Models
+	src FrameSource
+	cfg Config
+	log *slog.Logger
+	mu  sync.Mutex
+}
+
+var (
+	_ session.Face = (*Verifier)(nil)
+	_ FrameSource  = (*camera.Pump)(nil)
+)
+
+// NewVerifier checks that every model in AllModels is loaded and that the
+// configuration is allowed, and returns a Verifier reading frames from src.
+func NewVerifier(m *Models, src FrameSource, cfg Config) (*Verifier, error) {
+	if m == nil || src == nil {
+		return nil, errors.New("face: NewVerifier needs models and a frame source")
+	}
+	for _, name := range AllModels() {
+		if !m.Has(name) {
+			return nil, &ModelError{File: string(name), Reason: "not loaded (load face.AllModels())"}
+		}
+	}
+	if cfg.DebugCaptureDir != "" && cfg.Production {
+		return nil, ErrDebugCaptureInProduction
+	}
+	cfg = cfg.withDefaults()
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Verifier{m: m, src: src, cfg: cfg, log: log}, nil
+}
+
+// Config returns the effective configuration.
+func (v *Verifier) Config() Config { return v.cfg }
+
+// QualitySummary says how the frames of a Verify fared at the gates.
+type QualitySummary struct {
+	Frames   int            `json:"frames"`             // frames read
+	NoFace   int            `json:"no_face"`            // frames without the tracked face
+	Good     int            `json:"good"`               // frames that passed every gate
+	Rejected map[string]int `json:"rejected,omitempty"` // guidance code → frames
+	// Medians over the good frames.
+	InterEye  float64 `json:"inter_eye"`
+	Sharpness float64 `json:"sharpness"`
+	Mean      float64 `json:"mean"`
+}
+
+// Decision is the full evidence of one Verify: the session's FaceResult
+// plus timings and the quality summary. It holds no image or template.
+type Decision struct {
+	Result    session.FaceResult `json:"result"`
+	Started   time.Time          `json:"started"`
+	FaceAt    time.Time          `json:"face_at,omitzero"`    // first frame with a face
+	GoodAt    time.Time          `json:"good_at,omitzero"`    // first good frame
+	MatchedAt time.Time          `json:"matched_at,omitzero"` // match and liveness decided
+	Finished  time.Time          `json:"finished"`
+	Tracks    int                `json:"tracks"` // face tracks started
+	// MatchLatencyMS is wall time from receiving the first good frame to
+	// the match decision (MatchMS is the same span in frame time, without
+	// the processing of the deciding frame).
+	MatchLatencyMS float64 `json:"match_latency_ms"`
+	// FramesToMatch is how many frames had been read at the match decision.
+	FramesToMatch int            `json:"frames_to_match"`
+	Quality       QualitySummary `json:"quality"`    // gate results
+	Smile         SmileSummary   `json:"smile"`      // consent evidence
+	Config        Config         `json:"-"`          // thresholds used
+	WallMS        float64        `json:"wall_ms"`    // processing time
+	Guidance      string         `json:"guidance"`   // last guidance shown
+	MatchMS       float64        `json:"match_ms"`   // first good frame → match decision, frame time
+	ConsentMS     float64        `json:"consent_ms"` // smile phase start → consent, frame time
+}
+
+// SmileSummary is the evidence of the smile phase.
+type SmileSummary struct {
+	Evaluations int     `json:"evaluations"`    // expression model runs
+	MaxHappy    float64 `json:"max_happy"`      // highest p(happy)
+	MaxRise     float64 `json:"max_mouth_rise"` // highest relative mouth rise over the baseline
+	Consecutive int     `json:"consecutive"`    // best run of evaluations meeting both conditions
+}
+
+// Verify implements session.Face.
+func (v *Verifier) Verify(ctx context.Context, reference []byte, progress func(session.FaceProgress)) (session.FaceResult, error) {
+	d, err := v.VerifyDecision(ctx, reference, progress)
+	return d.Result, err
+}
+
+type phase int
+
+const (
+	phaseMatch phase = iota
+	phaseSmile
+)
+
+type exprJob struct {
+	blob  gocv.Mat
+	ratio float64
+	at    time.Time
+	track int
+}
+
+type exprResult struct {
+	happy float64
+	ratio float64
+	at    time.Time
+	track int
+	err   error
+}
+
+// run is the state of one Verify.
+type run struct {
+	v        *Verifier
+	cfg      Config
+	ref      *Template
+	progress func(session.FaceProgress)
+	d        Decision
+
+	tracker    Tracker
+	phase      phase
+	phaseStart time.Time
+	lastStage  string
+	lastGuide  string
+	seenFace   bool
+	bestSim    float64
+	goodWall   time.Time // when the first good frame was received
+	recv       time.Time // when the current frame was received
+
+	// per track
+	track      int
+	sims       []float64 // good-frame similarities
+	matchSims  []float64
+	live       []float64
+	ratios     []float64
+	baseline   float64
+	consec     int
+	lastSubmit time.Time
+	inflight   bool
+
+	interEye, sharp, mean []float64
+
+	jobs    chan exprJob
+	results chan exprResult
+}
+
+// VerifyDecision runs the face step and returns its full Decision. It
+// returns an error only when the frames stop for a reason other than the
+// end of a file (ctx done, camera closed) or a model fails; declines are
+// Decision.Result.Reason.
+func (v *Verifier) VerifyDecision(ctx context.Context, reference []byte, progress func(session.FaceProgress)) (Decision, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	cfg := v.cfg
+	r := &run{v: v, cfg: cfg, progress: progress}
+	r.d.Started = time.Now()
+	r.d.Config = cfg
+	r.d.Quality.Rejected = map[string]int{}
+	r.d.Result = session.FaceResult{MatchThreshold: cfg.MatchThreshold, LivenessThreshold: cfg.LivenessThreshold, Models: v.m.Hashes()}
+	r.tracker = Tracker{MinIoU: cfg.TrackMinIoU, MaxMissed: cfg.TrackMaxMissed}
+	err := r.verify(ctx, reference)
+	r.d.Finished = time.Now()
+	r.d.WallMS = ms(r.d.Finished.Sub(r.d.Started))
+	r.d.Quality.InterEye, r.d.Quality.Sharpness, r.d.Quality.Mean = median(r.interEye), median(r.sharp), median(r.mean)
+	if err != nil {
+		v.log.Warn("face step failed", "err", err, "frames", r.d.Quality.Frames, "wall_ms", r.d.WallMS)
+	} else {
+		v.log.Info("face step done", "matched", r.d.Result.Matched, "live", r.d.Result.Live,
+			"consent", r.d.Result.Consent, "reason", r.d.Result.Reason, "frames", r.d.Quality.Frames, "wall_ms", r.d.WallMS)
+	}
+	return r.d, err
+}
+
+func (r *run) verify(ctx context.Context, reference []byte) error {
+	v, cfg := r.v, r.cfg
+	ref, err := v.m.TemplateFromImage(reference)
+	if err != nil {
+		if errors.Is(err, ErrNoFace) || errors.Is(err, ErrDecode) {
+			r.d.Result.Reason = ReasonNoReferenceFace
+			return nil
+		}
+		return fmt.Errorf("face: reference: %w", err)
+	}
+	r.ref = ref
+	defer ref.Wipe()
+
+	// The expression worker: one model run at a time, beside the frame loop.
+	r.jobs = make(chan exprJob, 1)
+	r.results = make(chan exprResult, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for j := range r.jobs {
+			p, err := v.m.ExpressionFromBlob(j.blob)
+			j.blob.Close()
+			res := exprResult{ratio: j.ratio, at: j.at, track: j.track, err: err}
+			if err == nil {
+				res.happy = p[ExprHappy]
+			}
+			r.results <- res
+		}
+	})
+	defer func() {
+		close(r.jobs)
+		wg.Wait()
+		// A result still in the channel is dropped: the step is over.
+		select {
+		case <-r.results:
+		default:
+		}
+	}()
+
+	// Frame time bounds the phases; this wall-clock guard covers a camera
+	// that stops delivering.
+	guard, cancel := context.WithTimeout(ctx, cfg.MatchTimeout+cfg.SmileTimeout+5*time.Second)
+	defer cancel()
+	r.emit("match", GuideLookAtCamera)
+	var seq uint64
+	for {
+		f, err := v.src.Next(guard, seq)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if errors.Is(err, camera.ErrEndOfStream) || guard.Err() != nil {
+				if err := r.collect(true); err != nil {
+					return err
+				}
+				if !r.d.Result.Consent {
+					r.timeout()
+				}
+				return nil
+			}
+			return fmt.Errorf("face: camera: %w", err)
+		}
+		seq = f.Seq
+		done, err := r.frame(f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if n := len(s); n%2 == 0 {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+	return s[len(s)/2]
+}
+
+func (r *run) emit(stage, guide string) {
+	r.d.Guidance = guide
+	if stage == r.lastStage && guide == r.lastGuide {
+		return
+	}
+	r.lastStage, r.lastGuide = stage, guide
+	if r.progress != nil {
+		r.progress(session.FaceProgress{Stage: stage, Guidance: guide})
+	}
+}
+
+func (r *run) stage() string {
+	if r.phase == phaseSmile {
+		return "smile"
+	}
+	return "match"
+}
+
+// timeout ends the step when the frames or the time ran out.
+func (r *run) timeout() {
+	res := &r.d.Result
+	switch {
+	case r.phase == phaseSmile:
+		res.Reason = ReasonNoConsent
+	case !r.seenFace:
+		res.Reason = ReasonNoFace
+	case r.d.Quality.Good > 0 && r.bestSim < r.cfg.MatchThreshold:
+		res.Reason = ReasonMismatch
+		res.Similarity = r.bestSim
+	default:
+		res.Reason = ReasonTimeout
+		res.Similarity = r.bestSim
+	}
+}
+
+// newTrack forgets everything learnt about the previous face.
+func (r *run) newTrack(id int, at time.Time) {
+	r.track = id
+	r.d.Tracks++
+	r.sims, r.matchSims, r.live, r.ratios = nil, nil, nil, nil
+	r.consec = 0
+	if r.phase == phaseSmile {
+		// A face that was lost must match again before it may consent.
+		r.phase = phaseMatch
+		r.phaseStart = at
+		r.d.Result.Matched, r.d.Result.Live = false, false
+	}
+}
+
+// frame processes one camera frame and reports whether the step is over.
+func (r *run) frame(f *camera.Frame) (bool, error) {
+	cfg := r.cfg
+	m := r.v.m
+	r.recv = time.Now()
+	r.d.Quality.Frames++
+	if r.phaseStart.IsZero() {
+		r.phaseStart = f.Time
+	}
+	if err := r.collect(false); err != nil {
+		return false, err
+	}
+	if r.d.Result.Consent {
+		r.capture(f.Mat, "consent")
+		return true, nil
+	}
+	limit := cfg.MatchTimeout
+	if r.phase == phaseSmile {
+		limit = cfg.SmileTimeout
+	}
+	if f.Time.Sub(r.phaseStart) > limit {
+		r.timeout()
+		return true, nil
+	}
+	img := f.Mat
+	if err := checkImage(img); err != nil {
+		return false, fmt.Errorf("face: camera frame: %w", err)
+	}
+	size := image.Pt(img.Cols(), img.Rows())
+	faces, err := m.Detect(img)
+	if err != nil {
+		return false, err
+	}
+	idx, id, st := r.tracker.Update(faces, size)
+	if st == TrackNew {
+		r.newTrack(id, f.Time)
+	}
+	if idx < 0 {
+		r.d.Quality.NoFace++
+		r.emit(r.stage(), GuideLookAtCamera)
+		return false, nil
+	}
+	if !r.seenFace {
+		r.seenFace, r.d.FaceAt = true, f.Time
+	}
+	det := faces[idx]
+	l, err := m.Landmarks(img, det.Box)
+	if err != nil {
+		return false, err
+	}
+	reject := func(g string) (bool, error) {
+		r.d.Quality.Rejected[g]++
+		r.emit(r.stage(), g)
+		return false, nil
+	}
+	g := cfg.Gates
+	if code := g.geometry(det.Box, l, size); code != "" {
+		return reject(code)
+	}
+	crop := img.Region(det.Box)
+	grey := gocv.NewMat()
+	gocv.CvtColor(crop, &grey, gocv.ColorBGRToGray)
+	crop.Close()
+	defer grey.Close()
+	st2, err := Stats(grey, image.Rect(0, 0, grey.Cols(), grey.Rows()))
+	if err != nil {
+		return false, err
+	}
+	if code := g.pixels(st2); code != "" {
+		return reject(code)
+	}
+	if r.phase == phaseSmile {
+		return r.smileFrame(f, det, l)
+	}
+	le, re, err := m.EyesOpen(grey, det.Box.Min, l)
+	if err != nil {
+		return false, err
+	}
+	if code := g.eyes(le, re, l.EyeAspect()); code != "" {
+		return reject(code)
+	}
+	pose, err := m.HeadPose(img, det.Raw)
+	if err != nil {
+		return false, err
+	}
+	if code := g.pose(pose); code != "" {
+		return reject(code)
+	}
+	// A good frame.
+	r.d.Quality.Good++
+	if r.d.GoodAt.IsZero() {
+		r.d.GoodAt, r.goodWall = f.Time, r.recv
+	}
+	r.interEye = append(r.interEye, l.InterEye())
+	r.sharp = append(r.sharp, st2.Sharpness)
+	r.mean = append(r.mean, st2.Mean)
+	r.emit("match", GuideHoldStill)
+	tpl, err := m.Embed(img, l)
+	if err != nil {
+		return false, err
+	}
+	sim := Cosine(r.ref, tpl)
+	tpl.Wipe()
+	r.bestSim = max(r.bestSim, sim)
+	r.sims = append(r.sims, sim)
+	r.ratios = append(r.ratios, l.MouthRatio())
+	if sim >= cfg.MatchThreshold {
+		r.matchSims = append(r.matchSims, sim)
+		if len(r.live) < cfg.LivenessFrames {
+			p, err := m.Liveness(img, det.Raw)
+			if err != nil {
+				return false, err
+			}
+			r.live = append(r.live, p)
+		}
+	}
+	res := &r.d.Result
+	if len(r.matchSims) < cfg.MatchFrames || len(r.live) < cfg.LivenessFrames {
+		if len(r.sims) >= cfg.MismatchFrames && len(r.matchSims) < cfg.MatchFrames {
+			res.Reason = ReasonMismatch
+			res.Similarity = median(r.sims)
+			return true, nil
+		}
+		return false, nil
+	}
+	// Match and liveness decided on this track.
+	res.Matched = true
+	res.Similarity = median(r.matchSims)
+	res.Liveness = median(r.live)
+	res.Live = res.Liveness >= cfg.LivenessThreshold
+	r.d.MatchedAt = f.Time
+	r.d.FramesToMatch = r.d.Quality.Frames
+	r.d.MatchLatencyMS = ms(time.Since(r.goodWall))
+	r.d.MatchMS = ms(f.Time.Sub(r.d.GoodAt))
+	r.capture(img, "match")
+	if !res.Live {
+		res.Reason = ReasonNotLive
+		return true, nil
+	}
+	// The neutral baseline: this person's mouth ratio over the last good
+	// frames up to the match.
+	b := r.ratios[max(0, len(r.ratios)-cfg.BaselineFrames):]
+	r.baseline = median(b)
+	r.phase, r.phaseStart = phaseSmile, f.Time
+	r.consec = 0
+	r.emit("smile", GuideSmile)
+	return false, nil
+}
+
+// smileFrame handles a good frame of the matched track in the smile phase:
+// it hands it to the expression worker when the worker is free and the
+// rate allows.
+func (r *run) smileFrame(f *camera.Frame, det Detection, l *Landmarks) (bool, error) {
+	r.emit("smile", GuideSmile)
+	if r.inflight || (!r.lastSubmit.IsZero() && f.Time.Sub(r.lastSubmit).Seconds() < 1/r.cfg.ExpressionHz) {
+		return false, nil
+	}
+	blob, err := ExpressionBlob(f.Mat, det.Raw)
+	if err != nil {
+		return false, err
+	}
+	r.inflight, r.lastSubmit = true, f.Time
+	r.jobs <- exprJob{blob: blob, ratio: l.MouthRatio(), at: f.Time, track: r.track}
+	if r.cfg.SyncExpression || r.d.Smile.Evaluations == 0 {
+		// The first evaluation waits for its result, so that a short clip
+		// (or a quick smile) is not cut off before any verdict.
+		if err := r.collect(true); err != nil {
+			return false, err
+		}
+	}
+	if r.d.Result.Consent {
+		r.capture(f.Mat, "consent")
+		return true, nil
+	}
+	return false, nil
+}
+
+// collect takes the expression worker's result, if any (waiting for it
+// when wait is set), and applies the consent rule.
+func (r *run) collect(wait bool) error {
+	if !r.inflight {
+		return nil
+	}
+	var res exprResult
+	if wait {
+		res = <-r.results
+	} else {
+		select {
+		case res = <-r.results:
+		default:
+			return nil
+		}
+	}
+	r.inflight = false
+	if res.err != nil {
+		return res.err
+	}
+	if res.track != r.track || r.phase != phaseSmile {
+		return nil // from a face since lost
+	}
+	s := &r.d.Smile
+	s.Evaluations++
+	s.MaxHappy = max(s.MaxHappy, res.happy)
+	rise := 0.0
+	if r.baseline > 0 {
+		rise = res.ratio/r.baseline - 1
+	}
+	s.MaxRise = max(s.MaxRise, rise)
+	if res.happy >= r.cfg.SmileThreshold && rise >= r.cfg.MouthRise {
+		r.consec++
+	} else {
+		r.consec = 0
+	}
+	s.Consecutive = max(s.Consecutive, r.consec)
+	if r.consec >= r.cfg.SmileFrames {
+		r.d.Result.Consent = true
+		r.d.Result.ConsentAt = res.at
+		r.d.ConsentMS = ms(res.at.Sub(r.phaseStart))
+		r.d.Result.Reason = ""
+	}
+	return nil
+}
+
+// capture writes a lab debug frame when DebugCaptureDir is set (never in
+// production: NewVerifier refuses that).
+func (r *run) capture(img gocv.Mat, what string) {
+	dir := r.cfg.DebugCaptureDir
+	if dir == "" || r.cfg.Production {
+		return
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		r.v.log.Warn("face debug capture", "err", err)
+		return
+	}
+	name := filepath.Join(dir, fmt.Sprintf("%d-%s.jpg", r.d.Started.UnixNano(), what))
+	if !gocv.IMWrite(name, img) {
+		r.v.log.Warn("face debug capture failed", "file", name)
+	}
+}
