@@ -17,7 +17,6 @@ import (
 	"kiosk/firmware/emrtd"
 	"kiosk/firmware/hub"
 	"kiosk/firmware/session"
-	"kiosk/ui/statuspage"
 )
 
 // Component is one driver's or link's health.
@@ -107,7 +106,7 @@ func (d *Daemon) Health() Health {
 
 func (d *Daemon) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /", statuspage.Handler())
+	d.registerUI(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		h := d.Health()
 		code := http.StatusOK
@@ -120,7 +119,6 @@ func (d *Daemon) routes() http.Handler {
 		writeJSON(w, http.StatusOK, d.Health())
 	})
 	mux.HandleFunc("GET /api/events", d.serveEvents)
-	mux.HandleFunc("GET /api/camera/frame.jpg", d.serveFrame)
 	mux.HandleFunc("POST /api/sim/card", d.simCardControl)
 	mux.HandleFunc("POST /api/sim/gpio", d.simGPIOControl)
 	mux.HandleFunc("GET /api/session", d.sessionStatus)
