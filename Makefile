@@ -39,7 +39,7 @@ FUZZ_TARGETS := \
 	./firmware/daemon:FuzzParseCommand ./firmware/config:FuzzParse
 FUZZTIME ?= 4s
 
-.PHONY: all deps testdata models build test test-short fuzz run bench lint fmt clean
+.PHONY: all deps testdata models build test test-short fuzz chaos run bench lint fmt clean
 
 all: build
 
@@ -74,6 +74,13 @@ test: deps testdata models
 	$(GO) vet $(PKGS)
 	KIOSK_TESTDATA=$(abspath $(TESTDATA)) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 	@$(MAKE) --no-print-directory fuzz
+	@$(MAKE) --no-print-directory chaos
+
+# 1,000 transactions while mosquitto and the kiosk process are killed at
+# random; fails unless every committed transaction is at the hub once.
+chaos: deps
+	$(GO) build -o $(CACHE)/chaos ./internal/chaos
+	$(CACHE)/chaos -n 1000
 
 fuzz: testdata
 	@set -e; for t in $(FUZZ_TARGETS); do \
