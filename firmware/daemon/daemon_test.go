@@ -27,6 +27,7 @@ import (
 	"kiosk/firmware/event"
 	"kiosk/firmware/hub/mqtttest"
 	"kiosk/internal/testmedia"
+	"kiosk/provisioning/devkey"
 	"kiosk/provisioning/issuer"
 )
 
@@ -200,15 +201,32 @@ func (b *lockedBuffer) String() string {
 // simConfig is a simulated kiosk with a virtual eID (photo franck_01829)
 // issued for the test, its trust store and the real face models.
 func simConfig(t testing.TB, video string) string {
-	dir := t.TempDir()
+	cfg, _ := simConfigWith(t, video, nil, "")
+	return cfg
+}
+
+// simConfigWith issues the card with mod applied and, with a broker URL,
+// connects to that broker instead of the embedded one and its hub.
+func simConfigWith(t testing.TB, video string, mod func(*issuer.Options), broker string) (cfg, dir string) {
+	dir = t.TempDir()
+	if broker != "" {
+		// A real hub needs the device certificate: make a development key.
+		if _, err := devkey.Create(dir, filepath.Join(dir, "devices"), "kiosk-test"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	photo, err := os.ReadFile(testmedia.Path(t, "franck_01829.jpg"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, trust, err := issuer.Issue(issuer.Options{
+	o := issuer.Options{
 		DocNumber: "C01X00T47", Surname: "MUSTERMANN", Given: "ERIKA", Nationality: "UTO", Sex: "F",
 		Birth: "640812", Expiry: time.Now().AddDate(5, 0, 0).Format("060102"), CAN: "123456", PIN: "2468", Photo: photo,
-	})
+	}
+	if mod != nil {
+		mod(&o)
+	}
+	img, trust, err := issuer.Issue(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +247,10 @@ models_dir = %q
 state_dir = %q
 floor_limit_minor = 5000
 offline_cap_minor = 20000
-embedded_hub = true
+embedded_hub = %v
+auth_timeout = "1s"
+device_key = %q
+device_cert = %q
 [ecr]
 listen = "127.0.0.1:0"
 token_file = %q
@@ -247,11 +268,22 @@ backend = "sim"
 backend = "sim"
 [hub]
 telemetry_every = "1s"
+retry_max = "1s"
+brokers = [%s]
 [hub.embedded]
 listen = "127.0.0.1:0"
 [shutdown]
 timeout = "5s"
-`, filepath.Join(card, "trust"), card, testmedia.Models(t), filepath.Join(dir, "state"), filepath.Join(dir, "ecr-token"), video)
+`, filepath.Join(card, "trust"), card, testmedia.Models(t), filepath.Join(dir, "state"), broker == "",
+		filepath.Join(dir, "kiosk-test.key"), filepath.Join(dir, "kiosk-test.crt"),
+		filepath.Join(dir, "ecr-token"), video, quoteIf(broker)), dir
+}
+
+func quoteIf(s string) string {
+	if s == "" {
+		return ""
+	}
+	return fmt.Sprintf("%q", s)
 }
 
 // The whole simulated kiosk: real video through OpenCV, the in-process

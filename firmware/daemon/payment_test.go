@@ -2,18 +2,23 @@ package daemon
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
-	"io"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"kiosk/firmware/hub/mqtttest"
 	"kiosk/firmware/session"
+	"kiosk/firmware/txreport"
 	"kiosk/internal/testmedia"
+	"kiosk/provisioning/issuer"
 	"kiosk/provisioning/refhub"
 )
 
@@ -22,23 +27,12 @@ import (
 // sees the face; it returns the session's final status.
 func payThroughTill(t *testing.T, r *running, ref string) session.Status {
 	t.Helper()
-	token, err := os.ReadFile(r.d.cfg.ECR.TokenFile)
-	if err != nil {
-		t.Fatalf("ECR token: %v", err)
-	}
-	req, _ := http.NewRequest("POST", "http://"+r.d.ECRAddr()+"/v1/payments",
-		strings.NewReader(`{"amount_minor":2350,"currency":"CNY","merchant_ref":"`+ref+`"}`))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 201 {
-		t.Fatalf("create payment: %d %s", resp.StatusCode, b)
-	}
+	return payAmount(t, r, ref, 2350)
+}
+
+func payAmount(t *testing.T, r *running, ref string, amount int) session.Status {
+	t.Helper()
+	createPayment(t, r, ref, amount)
 	r.waitEvent(t, "session.insert_card", nil)
 	if code, body := postJSON(t, r.base+"/api/sim/card", `{"action":"insert"}`); code != 200 {
 		t.Fatalf("insert: %d %s", code, body)
@@ -105,4 +99,165 @@ func TestPaymentDeclinedForAnotherPerson(t *testing.T) {
 		t.Fatalf("another person approved: %+v", st.Outcome)
 	}
 	t.Logf("declined: %+v", st.Outcome.Reasons)
+}
+
+// startPayment creates a payment through the till API and brings the
+// session to the face step (card inserted, CAN typed).
+func createPayment(t *testing.T, r *running, ref string, amount int) string {
+	t.Helper()
+	token, err := os.ReadFile(r.d.cfg.ECR.TokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", "http://"+r.d.ECRAddr()+"/v1/payments",
+		strings.NewReader(fmt.Sprintf(`{"amount_minor":%d,"currency":"CNY","merchant_ref":%q}`, amount, ref)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p struct{ ID string }
+	_ = json.NewDecoder(resp.Body).Decode(&p)
+	resp.Body.Close()
+	if resp.StatusCode != 201 {
+		t.Fatalf("create payment: %d", resp.StatusCode)
+	}
+	return p.ID
+}
+
+func reasonsOf(st session.Status) []string {
+	var c []string
+	if st.Outcome != nil {
+		for _, r := range st.Outcome.Reasons {
+			c = append(c, r.Code)
+		}
+	}
+	return c
+}
+
+// A still photo held to the camera matches but cannot smile: no consent.
+func TestPaymentDeclinedWithoutSmile(t *testing.T) {
+	still, err := os.ReadFile(testmedia.Path(t, "franck_02045.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for i := 0; i < 30; i++ {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%02d.jpg", i)), still, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := start(t, simConfig(t, dir)+"\n[policy]\nface_timeout = \"60s\"\n")
+	r.waitHealth(t, "ok", func(h Health) bool { return h.Status == "ok" })
+	st := payThroughTill(t, r, "till-still")
+	if st.Outcome == nil || st.Outcome.Approved || !slices.Contains(reasonsOf(st), "no_consent") {
+		t.Fatalf("still photo: %+v", st.Outcome)
+	}
+}
+
+// A chip whose DG2 was altered after signing never reaches the camera.
+func TestPaymentDeclinedForAlteredChip(t *testing.T) {
+	video := testmedia.Path(t, "franck.mp4")
+	cfg, _ := simConfigWith(t, video, func(o *issuer.Options) { o.AlterDGAfterSigning = 2 }, "")
+	r := start(t, cfg)
+	r.waitHealth(t, "ok", func(h Health) bool { return h.Status == "ok" })
+	st := payThroughTill(t, r, "till-altered")
+	if st.Outcome == nil || st.Outcome.Approved || !slices.Contains(reasonsOf(st), "dg_hash_mismatch") {
+		t.Fatalf("altered chip: %+v", st.Outcome)
+	}
+}
+
+// The till cancels while the shopper is at the camera.
+func TestPaymentCancelledByTill(t *testing.T) {
+	still, _ := os.ReadFile(testmedia.Path(t, "franck_02045.jpg"))
+	dir := t.TempDir()
+	for i := 0; i < 10; i++ {
+		os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%02d.jpg", i)), still, 0o600)
+	}
+	r := start(t, simConfig(t, dir)+"\n[policy]\nface_timeout = \"60s\"\n")
+	r.waitHealth(t, "ok", func(h Health) bool { return h.Status == "ok" })
+	id := createPayment(t, r, "till-cancel", 2350)
+	postJSON(t, r.base+"/api/sim/card", `{"action":"insert"}`)
+	r.waitEvent(t, "session.enter_password", nil)
+	postJSON(t, r.base+"/api/session/password", `{"kind":"can","digits":"123456"}`)
+	r.waitEventWithin(t, 30*time.Second, "session.face_match", nil)
+	token, _ := os.ReadFile(r.d.cfg.ECR.TokenFile)
+	req, _ := http.NewRequest("POST", "http://"+r.d.ECRAddr()+"/v1/payments/"+id+"/cancel", nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 202 {
+		t.Fatalf("cancel: %v %v", err, resp.StatusCode)
+	}
+	resp.Body.Close()
+	e := r.waitEventWithin(t, 30*time.Second, "session.result", nil)
+	if st := e.Data.(session.Status); st.Outcome.Approved || !slices.Contains(reasonsOf(st), "cancelled_by_till") {
+		t.Fatalf("cancelled: %+v", st.Outcome)
+	}
+}
+
+// The broker is down: a payment under the floor limit is approved offline
+// and reaches the hub when the broker returns; one over the limit is
+// declined with its reason.
+func TestOfflinePayments(t *testing.T) {
+	video := testmedia.Path(t, "franck.mp4")
+	broker := mqtttest.StartMosquitto(t)
+	cfg, dir := simConfigWith(t, video, nil, broker.URL())
+	keys, err := txreport.LoadKeyring(filepath.Join(dir, "devices"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := refhub.OpenStore(filepath.Join(t.TempDir(), "hub.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hubCtx, stopHub := context.WithCancel(context.Background())
+	defer stopHub()
+	rh, err := refhub.New(refhub.Options{Brokers: []string{broker.URL()}, Keyring: keys, Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = rh.Run(hubCtx) }()
+
+	r := start(t, cfg+"\n[policy]\nface_timeout = \"60s\"\n")
+	r.waitHealth(t, "ok", func(h Health) bool { return h.Status == "ok" })
+	broker.Stop()
+	r.waitHealth(t, "hub down", func(h Health) bool { return h.Components["hub"].State == "down" })
+
+	st := payThroughTill(t, r, "offline-1") // 23.50 ≤ floor 50.00
+	if st.Outcome == nil || !st.Outcome.Approved {
+		t.Fatalf("offline under the floor: %+v", st.Outcome)
+	}
+	id := st.Request.ID
+
+	// Over the floor while offline: declined before the shopper is asked
+	// for the card.
+	createPayment(t, r, "offline-2", 6000)
+	e := r.waitEventWithin(t, 10*time.Second, "session.result", nil)
+	if over := e.Data.(session.Status); over.Outcome.Approved || !slices.Contains(reasonsOf(over), "offline_over_floor_limit") {
+		t.Fatalf("offline over the floor: %+v", over.Outcome)
+	}
+	r.waitEvent(t, "session.idle", nil)
+
+	broker.Start()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		txs, err := store.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, tx := range txs {
+			if tx.TxID == id {
+				found = tx.AuthMode == "offline" && tx.Decision == "approved"
+			}
+		}
+		if found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("offline approval %s never reached the hub (%d held)", id, len(txs))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

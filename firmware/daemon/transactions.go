@@ -175,6 +175,26 @@ func (a *authorizer) Authorize(ctx context.Context, req session.Request) (sessio
 	return session.Authorization{Approved: au.Approved, Online: au.Online, Reason: au.Reason}, nil
 }
 
+// Precheck declines at once what offline rules would decline anyway when
+// the hub is unreachable: the floor limit, the cap and the currency.
+func (a *authorizer) Precheck(_ context.Context, req session.Request) (bool, string) {
+	if req.Kind != "payment" || a.d.hub.Status().Connected {
+		return true, ""
+	}
+	st := a.tx.offline.Status()
+	switch {
+	case st.Floor == 0:
+		return false, offline.ReasonDisabled
+	case req.Currency != st.Currency:
+		return false, offline.ReasonCurrency
+	case req.AmountMinor > st.Floor:
+		return false, offline.ReasonOverFloor
+	case st.Exposure+req.AmountMinor > st.Cap:
+		return false, offline.ReasonCapReached
+	}
+	return true, ""
+}
+
 func (a *authorizer) Commit(ctx context.Context, rec session.Record) error {
 	r := toReport(a.d.cfg, a.tx, rec)
 	if err := a.tx.flow.Commit(ctx, r); err != nil {

@@ -73,6 +73,12 @@ func (m *Machine) runSession(ctx context.Context, req Request) {
 func (s *session) steps(ctx context.Context) ([]Reason, error) {
 	m, p := s.m, s.m.opts.Policy
 
+	if pc, ok := m.opts.Authorizer.(Prechecker); ok {
+		if ok, code := pc.Precheck(ctx, s.req); !ok {
+			return []Reason{reason(code)}, nil
+		}
+	}
+
 	// Insert or tap the eID.
 	if !m.cardIn() {
 		if err := s.waitCard(ctx, p.CardTimeout); err != nil {
