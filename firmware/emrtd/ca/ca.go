@@ -30,6 +30,7 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"kiosk/firmware/emrtd/pace"
 	"math/big"
 
 	"kiosk/firmware/emrtd/lds"
@@ -46,24 +47,15 @@ var (
 	ErrNoSession   = errors.New("ca: chip authentication needs a secure messaging session")
 )
 
-// KeyAgreement is DH or ECDH.
-type KeyAgreement int
+// KeyAgreement is DH or ECDH; the arcs after id-CA and id-PACE agree
+// (9303-11 §9.2.5, §9.2.1), so the type is PACE's.
+type KeyAgreement = pace.KeyAgreement
 
-// Key agreements (the arc after id-CA).
+// Key agreements.
 const (
-	DH   KeyAgreement = 1
-	ECDH KeyAgreement = 2
+	DH   = pace.DH
+	ECDH = pace.ECDH
 )
-
-func (k KeyAgreement) String() string {
-	switch k {
-	case DH:
-		return "DH"
-	case ECDH:
-		return "ECDH"
-	}
-	return fmt.Sprintf("KeyAgreement(%d)", int(k))
-}
 
 // Protocol is a decoded id-CA-… OID (9303-11 §9.2.5).
 type Protocol struct {

@@ -181,23 +181,15 @@ func DecryptCBC(c Cipher, key, iv, data []byte) ([]byte, error) {
 
 // EncryptCBCBlock is EncryptCBC with a ready block cipher.
 func EncryptCBCBlock(b cipher.Block, iv, data []byte) ([]byte, error) {
-	bs := b.BlockSize()
-	if len(data)%bs != 0 {
-		return nil, ErrNotBlockSize
-	}
-	if iv == nil {
-		iv = make([]byte, bs)
-	}
-	if len(iv) != bs {
-		return nil, fmt.Errorf("smcrypto: IV of %d bytes, want %d", len(iv), bs)
-	}
-	out := make([]byte, len(data))
-	cipher.NewCBCEncrypter(b, iv).CryptBlocks(out, data)
-	return out, nil
+	return cbcBlock(b, iv, data, true)
 }
 
 // DecryptCBCBlock is DecryptCBC with a ready block cipher.
 func DecryptCBCBlock(b cipher.Block, iv, data []byte) ([]byte, error) {
+	return cbcBlock(b, iv, data, false)
+}
+
+func cbcBlock(b cipher.Block, iv, data []byte, encrypt bool) ([]byte, error) {
 	bs := b.BlockSize()
 	if len(data)%bs != 0 {
 		return nil, ErrNotBlockSize
@@ -209,7 +201,11 @@ func DecryptCBCBlock(b cipher.Block, iv, data []byte) ([]byte, error) {
 		return nil, fmt.Errorf("smcrypto: IV of %d bytes, want %d", len(iv), bs)
 	}
 	out := make([]byte, len(data))
-	cipher.NewCBCDecrypter(b, iv).CryptBlocks(out, data)
+	if encrypt {
+		cipher.NewCBCEncrypter(b, iv).CryptBlocks(out, data)
+	} else {
+		cipher.NewCBCDecrypter(b, iv).CryptBlocks(out, data)
+	}
 	return out, nil
 }
 
