@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -115,6 +116,9 @@ type Log struct {
 // HTTP is the local status/health server. It must stay on loopback.
 type HTTP struct {
 	Listen string `toml:"listen"`
+	// StaffPINFile holds the staff PIN (4-12 digits) that opens the
+	// maintenance screen; "" disables it. Read at start, never logged.
+	StaffPINFile string `toml:"staff_pin_file"`
 }
 
 // Camera configures drivers/camera.
@@ -311,6 +315,9 @@ func (c *Config) Validate() error {
 		bad("http.listen", "%q is not host:port: %v", c.HTTP.Listen, err)
 	} else if !isLoopback(host) {
 		bad("http.listen", "%q must be a loopback address: the status page has no authentication", c.HTTP.Listen)
+	}
+	if f := c.HTTP.StaffPINFile; f != "" && !filepath.IsAbs(f) {
+		bad("http.staff_pin_file", "%q must be an absolute path", f)
 	}
 
 	cam := c.Camera

@@ -268,6 +268,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.session != nil {
 		run("session", d.session.Run)
 	}
+	run("feedback", d.runFeedback)
 	if d.ecrSrv != nil {
 		wg.Go(func() {
 			var err error

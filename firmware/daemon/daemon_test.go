@@ -379,7 +379,7 @@ func TestSimulationEndToEnd(t *testing.T) {
 		t.Fatalf("frame: %d, %d bytes", resp2.StatusCode, len(jpg))
 	}
 	// The status page itself is served.
-	resp3, err := http.Get(r.base + "/")
+	resp3, err := http.Get(r.base + "/status/")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,6 +82,9 @@ func (d *Daemon) Health() Health {
 	if d.session != nil {
 		st := d.session.Status()
 		h.Components["session"] = Component{State: "ok", Detail: string(st.State)}
+		if r := d.session.OutOfService(); r != "" {
+			h.Components["session"] = Component{State: "degraded", Detail: "out of service: " + r}
+		}
 		eid := Component{State: "ok", Info: map[string]int{"cscas": len(d.trust.Certificates())}}
 		if d.trustErr != "" {
 			eid = Component{State: "degraded", Detail: d.trustErr}

@@ -1,13 +1,430 @@
 package daemon
 
 import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"mime/multipart"
 	"net/http"
+	"net/textproto"
+	"os"
+	"strings"
+	"sync"
+	"time"
 
+	"kiosk/drivers/camera"
+	"kiosk/drivers/gpio"
+	"kiosk/firmware/event"
+	"kiosk/firmware/feedback"
+	"kiosk/firmware/session"
+	"kiosk/ui/shopper"
 	"kiosk/ui/statuspage"
 )
 
-// registerUI mounts the screens kioskd serves on loopback.
+// Preview stream parameters: 480 px wide is enough for a face guide on
+// the kiosk's screen; 15 fps keeps encoding well under a fifth of a core.
+const (
+	previewWidth    = 480
+	previewQuality  = 70
+	previewInterval = time.Second / 15
+)
+
+// Staff login limits.
+const (
+	staffMaxFailures = 5
+	staffLockout     = time.Minute
+	staffSessionTTL  = 15 * time.Minute
+	lastErrorsKept   = 50
+)
+
+// uiState is what the shopper and staff screens share: the staff PIN and
+// logins, and the recent errors shown to staff. It serves /api/staff/ and
+// is found through the router by runFeedback (feedback.go), which feeds
+// it, so the Daemon needs no field for it.
+type uiState struct {
+	d      *Daemon
+	pinSum [32]byte // SHA-256 of the PIN; compared in constant time
+	pinSet bool
+	pinErr string
+	mux    *http.ServeMux
+
+	mu       sync.Mutex
+	tokens   map[string]time.Time // login token → expiry
+	failures int
+	lockedTo time.Time
+	errors   []staffError
+	service  feedback.Service
+}
+
+type staffError struct {
+	Time   time.Time `json:"time"`
+	Kind   string    `json:"kind"`
+	Detail string    `json:"detail"`
+}
+
+// registerUI mounts the screens kioskd serves on loopback: the shopper
+// screen at "/", the developer status page at "/status/", and their APIs.
 func (d *Daemon) registerUI(mux *http.ServeMux) {
-	mux.Handle("GET /", statuspage.Handler())
+	u := &uiState{d: d, tokens: map[string]time.Time{}}
+	u.loadPIN()
+	mux.Handle("GET /", shopper.Handler())
+	mux.Handle("GET /status", http.RedirectHandler("/status/", http.StatusFound))
+	mux.Handle("GET /status/", http.StripPrefix("/status", statuspage.Handler()))
 	mux.HandleFunc("GET /api/camera/frame.jpg", d.serveFrame)
+	mux.HandleFunc("GET /api/camera/preview.mjpg", d.servePreview)
+	mux.HandleFunc("GET /api/ui/state", u.serveState)
+
+	u.mux = http.NewServeMux()
+	u.mux.HandleFunc("POST /api/staff/login", u.login)
+	u.mux.HandleFunc("POST /api/staff/logout", u.staffOnly(u.logout))
+	u.mux.HandleFunc("GET /api/staff/status", u.staffOnly(u.status))
+	u.mux.HandleFunc("POST /api/staff/maintenance", u.staffOnly(u.maintenance))
+	u.mux.HandleFunc("POST /api/staff/reset-tamper", u.staffOnly(u.resetTamper))
+	mux.Handle("GET /api/staff/", u)
+	mux.Handle("POST /api/staff/", u)
+}
+
+func (u *uiState) ServeHTTP(w http.ResponseWriter, r *http.Request) { u.mux.ServeHTTP(w, r) }
+
+// loadPIN reads the staff PIN file. A missing or malformed file disables
+// the staff screen (reported in its login answer), it does not stop the
+// kiosk. The PIN itself is never logged.
+func (u *uiState) loadPIN() {
+	f := u.d.cfg.HTTP.StaffPINFile
+	if f == "" {
+		u.pinErr = "no staff PIN configured (http.staff_pin_file)"
+		return
+	}
+	b, err := os.ReadFile(f)
+	if err != nil {
+		u.pinErr = fmt.Sprintf("staff PIN file: %v", err)
+		u.d.log.Error("staff screen disabled", "err", u.pinErr)
+		return
+	}
+	pin := strings.TrimSpace(string(b))
+	clear(b)
+	if len(pin) < 4 || len(pin) > 12 || strings.Trim(pin, "0123456789") != "" {
+		u.pinErr = "staff PIN file must hold 4-12 digits"
+		u.d.log.Error("staff screen disabled", "file", f, "err", u.pinErr)
+		return
+	}
+	u.pinSum, u.pinSet = sha256.Sum256([]byte(pin)), true
+}
+
+// uiScreenState is the screen's starting point before the event stream.
+type uiScreenState struct {
+	Session       *session.Status      `json:"session"`
+	Service       feedback.Service     `json:"service"`
+	Components    map[string]Component `json:"components"`
+	FaceTimeoutMS int64                `json:"face_timeout_ms"`
+	Languages     []string             `json:"languages"`
+	StaffEnabled  bool                 `json:"staff_enabled"`
+}
+
+func (u *uiState) serveState(w http.ResponseWriter, r *http.Request) {
+	d := u.d
+	s := uiScreenState{Languages: shopper.Languages(), StaffEnabled: u.pinSet, Components: map[string]Component{}}
+	if d.session != nil {
+		st := d.session.Status()
+		s.Session = &st
+		s.Service.Reason = d.session.OutOfService()
+		s.Service.OutOfService = s.Service.Reason != ""
+	}
+	u.mu.Lock()
+	s.Service.Tamper = u.service.Tamper
+	u.mu.Unlock()
+	// Only the state of each part: details are for staff.
+	for name, c := range d.Health().Components {
+		s.Components[name] = Component{State: c.State}
+	}
+	ft := d.cfg.Policy.FaceTimeout
+	if ft <= 0 {
+		ft = 30 * time.Second // session.Policy's default
+	}
+	s.FaceTimeoutMS = ft.Milliseconds()
+	writeJSON(w, http.StatusOK, s)
+}
+
+// servePreview streams the camera to the kiosk's own screen as MJPEG
+// (multipart/x-mixed-replace) while a session is in its face steps, and
+// only then: camera images are biometric data, so there is no stream when
+// nobody is being verified, and frames are never stored or logged.
+func (d *Daemon) servePreview(w http.ResponseWriter, r *http.Request) {
+	if d.pump == nil {
+		writeError(w, http.StatusNotFound, "no camera configured")
+		return
+	}
+	// Only the kiosk's own page may embed it, never another site.
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		writeError(w, http.StatusForbidden, "camera preview is for the kiosk's own screen")
+		return
+	}
+	inFace := func() bool {
+		if d.session == nil {
+			return false
+		}
+		st := d.session.Status().State
+		return st == session.FaceMatch || st == session.Smile
+	}
+	if !inFace() {
+		writeError(w, http.StatusConflict, "camera preview only during the face steps of a session")
+		return
+	}
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		writeError(w, http.StatusInternalServerError, "streaming unsupported")
+		return
+	}
+	mw := multipart.NewWriter(w)
+	w.Header().Set("Content-Type", "multipart/x-mixed-replace; boundary="+mw.Boundary())
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	ctx := r.Context()
+	var seq uint64
+	next := time.Now()
+	for inFace() {
+		if wait := time.Until(next); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		next = time.Now().Add(previewInterval)
+		f, err := d.pump.Next(ctx, seq)
+		if err != nil {
+			return
+		}
+		seq = f.Seq
+		b, err := camera.EncodeJPEG(f.Mat, previewWidth, previewQuality)
+		f.Close()
+		if err != nil {
+			d.log.Warn("preview frame not encoded", "err", err)
+			continue
+		}
+		pw, err := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"image/jpeg"}, "Content-Length": {fmt.Sprint(len(b))}})
+		if err != nil {
+			return
+		}
+		if _, err := pw.Write(b); err != nil {
+			return
+		}
+		clear(b)
+		fl.Flush()
+	}
+	_ = mw.Close()
+}
+
+// ---- staff ----
+
+func (u *uiState) login(w http.ResponseWriter, r *http.Request) {
+	if !u.pinSet {
+		writeError(w, http.StatusServiceUnavailable, u.pinErr)
+		return
+	}
+	var req struct {
+		PIN string `json:"pin"`
+	}
+	if !decodeControl(w, r, &req) {
+		return
+	}
+	sum := sha256.Sum256([]byte(req.PIN))
+	req.PIN = ""
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	now := time.Now()
+	if now.Before(u.lockedTo) {
+		w.Header().Set("Retry-After", fmt.Sprint(int(time.Until(u.lockedTo).Seconds())+1))
+		writeError(w, http.StatusTooManyRequests, "too many wrong PINs; try later")
+		return
+	}
+	if subtle.ConstantTimeCompare(sum[:], u.pinSum[:]) != 1 {
+		u.failures++
+		if u.failures >= staffMaxFailures {
+			u.failures, u.lockedTo = 0, now.Add(staffLockout)
+		}
+		u.d.log.Warn("staff login refused", "failures", u.failures)
+		writeError(w, http.StatusUnauthorized, "wrong PIN")
+		return
+	}
+	u.failures = 0
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	tok := hex.EncodeToString(b[:])
+	for k, exp := range u.tokens {
+		if now.After(exp) {
+			delete(u.tokens, k)
+		}
+	}
+	u.tokens[tok] = now.Add(staffSessionTTL)
+	u.d.log.Info("staff logged in")
+	u.d.bus.Publish(event.Event{Source: "ui", Kind: "staff.login"})
+	writeJSON(w, http.StatusOK, map[string]any{"token": tok, "expires": now.Add(staffSessionTTL)})
+}
+
+func (u *uiState) staffOnly(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok := r.Header.Get("X-Staff-Token")
+		u.mu.Lock()
+		exp, ok := u.tokens[tok]
+		if ok && time.Now().After(exp) {
+			delete(u.tokens, tok)
+			ok = false
+		}
+		u.mu.Unlock()
+		if tok == "" || !ok {
+			writeError(w, http.StatusUnauthorized, "staff login required")
+			return
+		}
+		h(w, r)
+	}
+}
+
+func (u *uiState) logout(w http.ResponseWriter, r *http.Request) {
+	u.mu.Lock()
+	delete(u.tokens, r.Header.Get("X-Staff-Token"))
+	u.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]string{"status": "logged out"})
+}
+
+func (u *uiState) status(w http.ResponseWriter, r *http.Request) {
+	h := u.d.Health()
+	u.mu.Lock()
+	errs := append([]staffError(nil), u.errors...)
+	svc := u.service
+	u.mu.Unlock()
+	// Newest first.
+	for i, j := 0, len(errs)-1; i < j; i, j = i+1, j-1 {
+		errs[i], errs[j] = errs[j], errs[i]
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"health": h, "errors": errs, "service": svc})
+}
+
+// Staff actions go over the bus to the feedback controller, the one owner
+// of the service state; the answer waits briefly for it to apply them.
+type staffAction struct {
+	Action string `json:"action"` // "maintenance" or "reset_tamper"
+	On     bool   `json:"on,omitempty"`
+}
+
+func (u *uiState) maintenance(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		On bool `json:"on"`
+	}
+	if !decodeControl(w, r, &req) {
+		return
+	}
+	u.act(w, staffAction{Action: "maintenance", On: req.On}, func(s feedback.Service) bool {
+		return (s.Reason == feedback.ReasonMaintenance) == req.On || s.Reason == feedback.ReasonTamper
+	})
+}
+
+func (u *uiState) resetTamper(w http.ResponseWriter, r *http.Request) {
+	var req struct{}
+	if !decodeControl(w, r, &req) {
+		return
+	}
+	if on, err := u.d.gpioActive(gpio.Tamper); err == nil && on {
+		writeError(w, http.StatusConflict, "the enclosure is still open (tamper input active)")
+		return
+	}
+	u.act(w, staffAction{Action: "reset_tamper"}, func(s feedback.Service) bool { return s.Reason != feedback.ReasonTamper })
+}
+
+func (u *uiState) act(w http.ResponseWriter, a staffAction, done func(feedback.Service) bool) {
+	u.d.log.Info("staff action", "action", a.Action, "on", a.On)
+	u.d.bus.Publish(event.Event{Source: "ui", Kind: "staff.action", Data: a})
+	deadline := time.Now().Add(time.Second)
+	for {
+		u.mu.Lock()
+		s := u.service
+		u.mu.Unlock()
+		if done(s) {
+			writeJSON(w, http.StatusOK, s)
+			return
+		}
+		if time.Now().After(deadline) {
+			writeJSON(w, http.StatusAccepted, s)
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// record keeps the events staff want to see under "last errors".
+func (u *uiState) record(e event.Event) {
+	detail := ""
+	switch v := e.Data.(type) {
+	case cameraState:
+		if v.State != "ok" {
+			detail = v.State + ": " + v.Detail
+		}
+	case cardEvent:
+		detail = v.Err
+	case session.Status:
+		if e.Kind == "session.result" && v.Outcome != nil && !v.Outcome.Approved {
+			var codes []string
+			for _, r := range v.Outcome.Reasons {
+				codes = append(codes, r.Code)
+			}
+			detail = "declined: " + strings.Join(codes, ", ")
+		}
+	default:
+		switch e.Kind {
+		case "alarm.tamper":
+			detail = fmt.Sprint(v)
+		case "hub.state":
+			if s := fmt.Sprintf("%+v", v); strings.Contains(s, "State:down") || strings.Contains(s, "State:degraded") {
+				detail = s
+			}
+		}
+	}
+	if detail == "" {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.errors = append(u.errors, staffError{Time: e.Time, Kind: e.Kind, Detail: detail})
+	if n := len(u.errors); n > lastErrorsKept {
+		u.errors = append(u.errors[:0:0], u.errors[n-lastErrorsKept:]...)
+	}
+}
+
+func (u *uiState) setService(s feedback.Service) {
+	u.mu.Lock()
+	u.service = s
+	u.mu.Unlock()
+}
+
+// findUI returns the uiState registered on the router (nil if the router
+// was replaced).
+func (d *Daemon) findUI() *uiState {
+	mux, ok := d.httpSrv.Handler.(*http.ServeMux)
+	if !ok {
+		return nil
+	}
+	req, err := http.NewRequest("GET", "/api/staff/status", nil)
+	if err != nil {
+		return nil
+	}
+	h, _ := mux.Handler(req)
+	u, _ := h.(*uiState)
+	return u
+}
+
+var errNoGPIO = errors.New("gpio not open")
+
+func (d *Daemon) gpioActive(role gpio.Role) (bool, error) {
+	d.gpioMu.Lock()
+	g := d.gpio
+	d.gpioMu.Unlock()
+	if g == nil {
+		return false, errNoGPIO
+	}
+	return g.Active(role)
 }

@@ -181,6 +181,9 @@ type Machine struct {
 	status  Status
 	present bool
 	history *history
+	// outOfService is why the kiosk refuses new sessions ("" = in service);
+	// see service.go.
+	outOfService string
 }
 
 // New returns a machine; call Run to start it.
@@ -245,9 +248,13 @@ func (m *Machine) Start(ctx context.Context, req Request) (Request, error) {
 	}
 	running := m.running
 	busy := m.status.State != Idle
+	oos := m.outOfService
 	m.mu.Unlock()
 	if !running {
 		return Request{}, ErrNotRunning
+	}
+	if oos != "" {
+		return Request{}, fmt.Errorf("%w (%s)", ErrOutOfService, oos)
 	}
 	if busy {
 		return Request{}, ErrBusy

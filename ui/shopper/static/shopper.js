@@ -1,0 +1,429 @@
+// Shopper screen. The session is the one owner of state: this page only
+// shows it (GET /api/ui/state once, then the event stream) and sends the
+// shopper's input (PIN pad, cancel). Digits typed live only in `digits`
+// until they are posted to /api/session/password and are then cleared.
+"use strict";
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const ui = {
+    lang: "zh-CN", defaultLang: "zh-CN",
+    cat: {}, status: null, service: { out_of_service: false, reason: "" },
+    components: {}, faceTimeoutMs: 30000, faceSince: 0, guidance: "",
+    retriesLeft: null, wrong: false, kind: "can", digits: "", sending: false,
+    staff: { open: false, token: "", digits: "" }, awakeUntil: 0, screen: "",
+    // Bus event time → DOM updated, and → next frame painted (ms).
+    latencies: [], paints: [], handled: 0,
+  };
+  window.kioskUI = ui; // read by the browser tests and benchmarks
+
+  // ---- strings ----
+  const t = (key, vars) => {
+    let s = ui.cat[key];
+    if (s === undefined) { return key; }
+    for (const [k, v] of Object.entries(vars || {})) { s = s.replace("{" + k + "}", v); }
+    return s;
+  };
+  async function loadLang(lang) {
+    const r = await fetch("i18n/" + lang + ".json");
+    if (!r.ok) { throw new Error("catalogue " + lang + ": " + r.status); }
+    ui.cat = await r.json();
+    ui.lang = lang;
+    document.documentElement.lang = lang;
+    for (const el of document.querySelectorAll("[data-i18n]")) { el.textContent = t(el.dataset.i18n); }
+    $("lang").textContent = t("lang.other");
+    render();
+  }
+  function money(req) {
+    if (!req || !req.currency) { return ""; }
+    try {
+      const f = new Intl.NumberFormat(ui.lang, { style: "currency", currency: req.currency, currencyDisplay: "narrowSymbol" });
+      const digits = f.resolvedOptions().maximumFractionDigits;
+      return f.format(req.amount_minor / Math.pow(10, digits));
+    } catch (e) {
+      return (req.amount_minor / 100).toFixed(2) + " " + req.currency;
+    }
+  }
+
+  // ---- sound (Web Audio; created on the first touch, as browsers ask) ----
+  let audio = null;
+  document.addEventListener("pointerdown", () => {
+    if (!audio && window.AudioContext) { audio = new AudioContext(); }
+    ui.awakeUntil = Date.now() + 30000;
+    render();
+  }, { capture: true });
+  function beep(freqs, dur) {
+    if (!audio || audio.state !== "running") { return; }
+    let at = audio.currentTime;
+    for (const f of freqs) {
+      const o = audio.createOscillator(), g = audio.createGain();
+      o.frequency.value = f; g.gain.setValueAtTime(0.25, at); g.gain.exponentialRampToValueAtTime(0.001, at + dur);
+      o.connect(g).connect(audio.destination); o.start(at); o.stop(at + dur);
+      at += dur + 0.06;
+    }
+  }
+  const sounds = {
+    attention: () => beep([880, 880, 880], 0.12),
+    success: () => beep([660, 990], 0.18),
+    failure: () => beep([220], 0.6),
+    tick: () => beep([1320], 0.05),
+    key: () => beep([1000], 0.03),
+  };
+
+  // ---- which screen ----
+  const stepOf = { insert_card: "card", enter_password: "code", reading_chip: "chip", face_match: "face", smile: "face", authorizing: "pay", result: "pay", remove_card: "pay" };
+  const stepOrder = ["card", "code", "chip", "face", "pay"];
+  function componentDown() {
+    for (const name of ["cardreader", "camera", "face"]) {
+      const c = ui.components[name];
+      if (c && c.state === "down") { return name; }
+    }
+    return "";
+  }
+  function screenFor() {
+    if (ui.staff.open) { return "staff"; }
+    const st = ui.status ? ui.status.state : "idle";
+    if (st === "idle") {
+      if (ui.service.out_of_service) { return ui.service.reason === "maintenance" ? "maintenance" : "out_of_service"; }
+      if (componentDown()) { return "out_of_service"; }
+      return "attract";
+    }
+    if (st === "face_match" || st === "smile") { return "face"; }
+    return st;
+  }
+
+  // ---- rendering ----
+  function render() {
+    if (!ui.cat["brand"]) { return; }
+    const st = ui.status || { state: "idle" };
+    const screen = screenFor();
+    const changed = screen !== ui.screen;
+    ui.screen = screen;
+    document.body.dataset.screen = screen;
+    document.body.dataset.state = st.state;
+    document.body.classList.toggle("landscape", innerWidth > innerHeight);
+
+    const req = st.request;
+    $("amount-box").hidden = !req || screen === "staff";
+    if (req) { $("amount").textContent = money(req); $("ref").textContent = req.merchant_ref || req.id.slice(0, 8); }
+
+    const step = stepOf[st.state];
+    const at = stepOrder.indexOf(step);
+    for (const li of document.querySelectorAll("#steps li")) {
+      const i = stepOrder.indexOf(li.dataset.step);
+      li.classList.toggle("now", i === at);
+      li.classList.toggle("done", at >= 0 && i < at);
+    }
+    $("cancel").hidden = !["insert_card", "enter_password", "face"].includes(screen);
+    $("staff-open").hidden = screen !== "attract" && screen !== "out_of_service" && screen !== "maintenance";
+
+    switch (screen) {
+      case "attract":
+        $("attract-sub").textContent = Date.now() < ui.awakeUntil ? t("idle.awake") : t("attract.sub");
+        break;
+      case "enter_password": renderPad(); break;
+      case "face": renderFace(st); break;
+      case "result": renderResult(st); break;
+      case "remove_card": {
+        const o = st.outcome;
+        $("remove-result").textContent = o ? (o.approved ? "✓ " + t("result.approved") : "✗ " + t("result.declined")) : "";
+        break;
+      }
+      case "out_of_service": {
+        const down = componentDown();
+        $("oos-text").textContent = ui.service.out_of_service || !down ? t("oos.tamper") : t("oos.component") + " (" + down + ")";
+        break;
+      }
+      case "staff": renderStaff(); break;
+    }
+    preview(screen === "face");
+    if (changed) { onScreenChange(screen, st); }
+  }
+
+  function onScreenChange(screen, st) {
+    if (screen !== "enter_password") { ui.digits = ""; ui.sending = false; }
+    if (screen === "insert_card" || screen === "remove_card") { sounds.attention(); }
+    if (screen === "result") { (st.outcome && st.outcome.approved ? sounds.success : sounds.failure)(); }
+  }
+
+  function renderPad() {
+    const can = ui.kind === "can";
+    $("kind-can").classList.toggle("on", can);
+    $("kind-pin").classList.toggle("on", !can);
+    $("kind-can").setAttribute("aria-pressed", can);
+    $("kind-pin").setAttribute("aria-pressed", !can);
+    $("code-title").textContent = t(can ? "code.title_can" : "code.title_pin");
+    $("code-hint").textContent = ui.sending ? t("code.sent") : t(can ? "code.hint_can" : "code.hint_pin");
+    const left = ui.retriesLeft;
+    $("code-error").hidden = !ui.wrong && left == null;
+    $("code-error-text").textContent = (ui.wrong ? t("code.wrong") + " " : "") + (left != null ? t("code.retries", { n: left }) : "");
+    dots($("pin-dots"), ui.digits.length, can ? 6 : 6);
+    const n = ui.digits.length;
+    $("key-ok").disabled = ui.sending || (can ? n !== 6 : n < 4);
+  }
+  function dots(el, n, min) {
+    el.replaceChildren();
+    for (let i = 0; i < Math.max(n, min); i++) {
+      const d = document.createElement("i");
+      if (i >= n) { d.className = "empty"; }
+      el.appendChild(d);
+    }
+  }
+
+  const guideIcons = { come_closer: "⬆", move_back: "⬇", center_face: "✥", look_at_camera: "◉", hold_still: "◎", more_light: "☀", less_light: "☁", open_eyes: "◐", smile: "☺" };
+  function renderFace(st) {
+    const smiling = st.state === "smile";
+    const p = st.progress || {};
+    const g = p.guidance || (smiling ? "smile" : "look_at_camera");
+    $("face-title").textContent = smiling ? t("smile.title", { amount: money(st.request) }) : t("face.title");
+    $("guide-icon").textContent = guideIcons[g] || "ℹ";
+    $("guide-text").textContent = t("guide." + g);
+    $("oval").classList.toggle("good", g === "hold_still" || g === "smile");
+    $("countdown").hidden = !smiling;
+    if (g !== ui.guidance) { ui.guidance = g; sounds.tick(); }
+    tickCountdown();
+  }
+  function tickCountdown() {
+    if (ui.screen !== "face" || !ui.status || ui.status.state !== "smile") { return; }
+    const left = Math.max(0, Math.ceil((ui.faceSince + ui.faceTimeoutMs - Date.now()) / 1000));
+    $("countdown").textContent = "◷ " + t("smile.countdown", { s: left });
+  }
+  setInterval(() => { tickCountdown(); chipProgress(); }, 250);
+
+  function chipProgress() {
+    if (ui.screen !== "reading_chip" || !ui.status) { return; }
+    // Reading takes a few seconds; the bar eases towards full without
+    // claiming to know the end.
+    const s = (Date.now() - Date.parse(ui.status.since)) / 1000;
+    $("chip-bar").style.width = (100 * (1 - Math.exp(-s / 3))).toFixed(1) + "%";
+  }
+
+  function renderResult(st) {
+    const o = st.outcome || { approved: false, reasons: [] };
+    $("result-icon").textContent = o.approved ? "✓" : "✗";
+    $("result-icon").className = "icon big " + (o.approved ? "ok" : "bad");
+    $("result-title").textContent = t(o.approved ? "result.approved" : "result.declined");
+    $("result-sub").textContent = o.approved ? t("result.approved_sub") : t("result.why");
+    const ul = $("reasons");
+    ul.replaceChildren();
+    if (!o.approved) {
+      const seen = new Set();
+      for (const r of o.reasons || []) {
+        const text = ui.cat[r.message] ? t(r.message) : t("msg.technical");
+        if (seen.has(text)) { continue; }
+        seen.add(text);
+        const li = document.createElement("li");
+        li.textContent = text;
+        ul.appendChild(li);
+      }
+    }
+  }
+
+  // The preview streams only while this screen is on the face steps (the
+  // server refuses it otherwise); leaving the steps drops the stream.
+  let previewOn = false;
+  function preview(on) {
+    const img = $("preview");
+    if (on === previewOn) { return; }
+    previewOn = on;
+    if (on) {
+      img.onload = () => { $("no-preview").hidden = true; img.classList.remove("off"); };
+      img.src = "/api/camera/preview.mjpg?t=" + Date.now();
+    } else {
+      img.onload = null;
+      img.removeAttribute("src");
+      img.classList.add("off");
+      $("no-preview").hidden = false;
+    }
+  }
+
+  // ---- input ----
+  async function post(path, body, headers) {
+    const r = await fetch(path, { method: "POST", headers: Object.assign({ "Content-Type": "application/json" }, headers || {}), body: JSON.stringify(body) });
+    let j = {};
+    try { j = await r.json(); } catch (e) { /* empty body */ }
+    return { ok: r.ok, status: r.status, body: j };
+  }
+  $("pad").addEventListener("click", (e) => {
+    const k = e.target.closest("button.key[data-d]");
+    if (!k || ui.sending || ui.digits.length >= 12) { return; }
+    ui.digits += k.dataset.d;
+    sounds.key();
+    renderPad();
+  });
+  $("key-back").addEventListener("click", () => { ui.digits = ui.digits.slice(0, -1); renderPad(); });
+  $("kind-can").addEventListener("click", () => { ui.kind = "can"; ui.digits = ""; renderPad(); });
+  $("kind-pin").addEventListener("click", () => { ui.kind = "pin"; ui.digits = ""; renderPad(); });
+  $("key-ok").addEventListener("click", async () => {
+    const digits = ui.digits;
+    ui.digits = ""; ui.sending = true; ui.wrong = false;
+    renderPad();
+    const r = await post("/api/session/password", { kind: ui.kind, digits: digits });
+    if (!r.ok) { ui.sending = false; renderPad(); }
+  });
+  $("cancel").addEventListener("click", () => { post("/api/session/cancel", {}); });
+  $("lang").addEventListener("click", () => {
+    const langs = ["zh-CN", "en"];
+    loadLang(langs[(langs.indexOf(ui.lang) + 1) % langs.length]);
+  });
+
+  // ---- staff ----
+  $("staff-open").addEventListener("click", () => {
+    ui.staff = { open: true, token: "", digits: "" };
+    $("staff-error").hidden = true;
+    render();
+  });
+  $("staff-close").addEventListener("click", async () => {
+    if (ui.staff.token) { await post("/api/staff/logout", {}, { "X-Staff-Token": ui.staff.token }); }
+    ui.staff = { open: false, token: "", digits: "" };
+    render();
+  });
+  $("staff-pad").addEventListener("click", (e) => {
+    const k = e.target.closest("button.key[data-d]");
+    if (!k || ui.staff.digits.length >= 12) { return; }
+    ui.staff.digits += k.dataset.d;
+    renderStaff();
+  });
+  $("staff-back").addEventListener("click", () => { ui.staff.digits = ui.staff.digits.slice(0, -1); renderStaff(); });
+  $("staff-ok").addEventListener("click", async () => {
+    const pin = ui.staff.digits;
+    ui.staff.digits = "";
+    const r = await post("/api/staff/login", { pin: pin });
+    if (r.ok) {
+      ui.staff.token = r.body.token;
+      $("staff-error").hidden = true;
+      await loadStaff();
+    } else {
+      $("staff-error").hidden = false;
+      $("staff-error-text").textContent = t(r.status === 429 ? "staff.locked" : r.status === 503 ? "staff.disabled" : "staff.wrong");
+    }
+    renderStaff();
+  });
+  $("staff-maint").addEventListener("click", async () => {
+    const on = ui.service.reason !== "maintenance";
+    await post("/api/staff/maintenance", { on: on }, { "X-Staff-Token": ui.staff.token });
+    await loadStaff();
+  });
+  $("staff-reset").addEventListener("click", async () => {
+    await post("/api/staff/reset-tamper", {}, { "X-Staff-Token": ui.staff.token });
+    await loadStaff();
+  });
+  async function loadStaff() {
+    const r = await fetch("/api/staff/status", { headers: { "X-Staff-Token": ui.staff.token } });
+    if (!r.ok) { ui.staff.token = ""; ui.staff.data = null; renderStaff(); return; }
+    ui.staff.data = await r.json();
+    ui.service = ui.staff.data.service;
+    renderStaff();
+  }
+  function renderStaff() {
+    const s = ui.staff;
+    $("staff-login").hidden = !!s.token;
+    $("staff-panel").hidden = !s.token || !s.data;
+    dots($("staff-dots"), s.digits.length, 4);
+    if (!s.token || !s.data) { return; }
+    const h = s.data.health;
+    $("st-device").textContent = h.device + " (" + h.mode + ")";
+    $("st-version").textContent = h.version;
+    $("st-uptime").textContent = Math.round(h.uptime_s) + " s";
+    const tx = h.components.transactions;
+    $("st-outbox").textContent = tx && tx.info && tx.info.outbox ? String(tx.info.outbox.depth) : "–";
+    $("st-service").textContent = s.data.service.out_of_service ? "⊘ " + s.data.service.reason : "✓ " + t("staff.in_service");
+    const tb = $("st-components");
+    tb.replaceChildren();
+    for (const name of Object.keys(h.components).sort()) {
+      const c = h.components[name];
+      const tr = document.createElement("tr");
+      const th = document.createElement("th"); th.textContent = name;
+      const td = document.createElement("td");
+      td.className = c.state === "ok" ? "st-ok" : c.state === "disabled" ? "st-off" : "st-bad";
+      td.textContent = t("state." + c.state) + (c.detail ? " — " + c.detail : "");
+      tr.append(th, td); tb.appendChild(tr);
+    }
+    const ul = $("st-errors");
+    ul.replaceChildren();
+    for (const e of s.data.errors || []) {
+      const li = document.createElement("li");
+      li.textContent = new Date(e.time).toLocaleTimeString(ui.lang) + " " + e.kind + ": " + e.detail;
+      ul.appendChild(li);
+    }
+    if (!ul.children.length) { const li = document.createElement("li"); li.textContent = t("staff.none"); ul.appendChild(li); }
+    $("staff-maint").textContent = t(s.data.service.reason === "maintenance" ? "staff.maint_off" : "staff.maint_on");
+    $("staff-reset").hidden = s.data.service.reason !== "tamper";
+  }
+
+  // ---- state from the kiosk ----
+  function measured(ev) {
+    const sent = Date.parse(ev.time);
+    if (isNaN(sent)) { return; }
+    const now = performance.timeOrigin + performance.now();
+    push(ui.latencies, now - sent);
+    requestAnimationFrame(() => push(ui.paints, performance.timeOrigin + performance.now() - sent));
+  }
+  function push(a, v) { a.push(v); if (a.length > 500) { a.shift(); } }
+
+  function onSession(ev) {
+    const st = ev.data;
+    const prev = ui.status ? ui.status.state : "idle";
+    if (st.state === "insert_card" && prev !== "insert_card") { ui.retriesLeft = null; ui.wrong = false; ui.kind = "can"; }
+    if (st.state === "face_match" || (st.state === "smile" && !ui.faceSince)) { ui.faceSince = Date.parse(st.since); }
+    if (st.state === "idle") {
+      ui.faceSince = 0; ui.guidance = "";
+      // The next shopper starts in the kiosk's default language.
+      if (prev !== "idle" && ui.lang !== ui.defaultLang) { loadLang(ui.defaultLang); }
+    }
+    if (st.state === "reading_chip" || st.state === "face_match") { ui.wrong = false; }
+    if (st.pin_retries_left != null) { ui.retriesLeft = st.pin_retries_left; }
+    ui.sending = false;
+    ui.status = st;
+  }
+  const handlers = {
+    "session.progress": (ev) => { if (ui.status) { ui.status.progress = ev.data; } },
+    "session.wrong_password": (ev) => {
+      ui.wrong = true; ui.sending = false;
+      if (ev.data.retries_left != null) { ui.retriesLeft = ev.data.retries_left; }
+      sounds.attention();
+    },
+    "kiosk.service": (ev) => { ui.service = ev.data; if (ui.staff.token) { loadStaff(); } },
+    "kiosk.wake": () => { ui.awakeUntil = Date.now() + 30000; sounds.tick(); },
+    "camera.state": (ev) => { ui.components.camera = { state: ev.data.state }; },
+  };
+  for (const s of ["idle", "insert_card", "enter_password", "reading_chip", "face_match", "smile", "authorizing", "result", "remove_card"]) {
+    handlers["session." + s] = onSession;
+  }
+
+  function connect() {
+    const es = new EventSource("/api/events");
+    for (const [kind, f] of Object.entries(handlers)) {
+      es.addEventListener(kind, (m) => {
+        const ev = JSON.parse(m.data);
+        f(ev);
+        render();
+        ui.handled++;
+        measured(ev);
+      });
+    }
+    // EventSource reconnects by itself; on reopen, resync the state.
+    es.addEventListener("open", () => { refresh(); });
+  }
+  async function refresh() {
+    try {
+      const r = await fetch("/api/ui/state");
+      if (!r.ok) { return; }
+      const s = await r.json();
+      // A snapshot older than the last event seen is stale: keep the event's.
+      const cur = ui.status ? Date.parse(ui.status.since) : 0;
+      if (s.session && Date.parse(s.session.since) >= cur) { onSession({ data: s.session }); }
+      ui.service = s.service;
+      ui.components = s.components || {};
+      ui.faceTimeoutMs = s.face_timeout_ms || ui.faceTimeoutMs;
+      if (s.languages && s.languages.length) { ui.defaultLang = s.languages[0]; }
+      render();
+    } catch (e) {
+      // kioskd restarting: the event stream's reconnect will retry.
+    }
+  }
+  // Component health changes slowly and has no single event: poll it.
+  setInterval(refresh, 5000);
+  addEventListener("resize", render);
+
+  loadLang(ui.lang).then(() => { connect(); refresh(); });
+})();
