@@ -51,6 +51,10 @@ type EID struct {
 // Face configures the face pipeline.
 type Face struct {
 	ModelsDir string `toml:"models_dir"`
+	// MatchTimeout and SmileTimeout bound the two halves of the face step
+	// (on the camera's clock); policy.face_timeout bounds the whole step.
+	MatchTimeout time.Duration `toml:"match_timeout"`
+	SmileTimeout time.Duration `toml:"smile_timeout"`
 }
 
 // Policy is the decision policy.
@@ -209,7 +213,7 @@ func Default() Config {
 			Embedded:       EmbeddedBroker{Listen: "127.0.0.1:1883"},
 		},
 		EID:  EID{TrustDir: "/etc/kioskd/csca", ChipAuth: "any", ExtendedLength: "auto"},
-		Face: Face{ModelsDir: "/usr/share/kioskd/models"},
+		Face: Face{ModelsDir: "/usr/share/kioskd/models", MatchTimeout: 10 * time.Second, SmileTimeout: 10 * time.Second},
 		Policy: Policy{
 			RequirePassiveAuth: true, MatchThreshold: 0.45, LivenessThreshold: 0.5, RequireConsent: true,
 			MaxPasswordAttempts: 3, CardTimeout: 60 * time.Second, PasswordTimeout: 60 * time.Second,
@@ -427,6 +431,8 @@ func (c *Config) Validate() error {
 	if c.Face.ModelsDir == "" {
 		bad("face.models_dir", "required")
 	}
+	durIn("face.match_timeout", c.Face.MatchTimeout, time.Second, 5*time.Minute)
+	durIn("face.smile_timeout", c.Face.SmileTimeout, time.Second, 5*time.Minute)
 	pol := c.Policy
 	if pol.MatchThreshold <= 0 || pol.MatchThreshold >= 1 {
 		bad("policy.match_threshold", "%g out of range (0, 1)", pol.MatchThreshold)

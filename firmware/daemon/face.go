@@ -35,6 +35,8 @@ func (d *Daemon) newFace() (session.Face, func()) {
 	cfg := face.DefaultConfig()
 	cfg.MatchThreshold = d.cfg.Policy.MatchThreshold
 	cfg.LivenessThreshold = d.cfg.Policy.LivenessThreshold
+	cfg.MatchTimeout = d.cfg.Face.MatchTimeout
+	cfg.SmileTimeout = d.cfg.Face.SmileTimeout
 	cfg.Production = d.cfg.Device.Mode == "production"
 	cfg.Logger = d.log.With("component", "face")
 	v, err := face.NewVerifier(models, d.pump, cfg)
