@@ -23,10 +23,18 @@
     for (const [k, v] of Object.entries(vars || {})) { s = s.replace("{" + k + "}", v); }
     return s;
   };
+  // kioskd may restart under the screen: a failed request keeps the page as
+  // it is (the event stream reconnects and resyncs), it never throws.
   async function loadLang(lang) {
-    const r = await fetch("i18n/" + lang + ".json");
-    if (!r.ok) { throw new Error("catalogue " + lang + ": " + r.status); }
-    ui.cat = await r.json();
+    let cat;
+    try {
+      const r = await fetch("i18n/" + lang + ".json");
+      if (!r.ok) { return; }
+      cat = await r.json();
+    } catch (e) {
+      return;
+    }
+    ui.cat = cat;
     ui.lang = lang;
     document.documentElement.lang = lang;
     for (const el of document.querySelectorAll("[data-i18n]")) { el.textContent = t(el.dataset.i18n); }
@@ -238,7 +246,12 @@
 
   // ---- input ----
   async function post(path, body, headers) {
-    const r = await fetch(path, { method: "POST", headers: Object.assign({ "Content-Type": "application/json" }, headers || {}), body: JSON.stringify(body) });
+    let r;
+    try {
+      r = await fetch(path, { method: "POST", headers: Object.assign({ "Content-Type": "application/json" }, headers || {}), body: JSON.stringify(body) });
+    } catch (e) {
+      return { ok: false, status: 0, body: { error: "network" } };
+    }
     let j = {};
     try { j = await r.json(); } catch (e) { /* empty body */ }
     return { ok: r.ok, status: r.status, body: j };
@@ -308,9 +321,15 @@
     await loadStaff();
   });
   async function loadStaff() {
-    const r = await fetch("/api/staff/status", { headers: { "X-Staff-Token": ui.staff.token } });
-    if (!r.ok) { ui.staff.token = ""; ui.staff.data = null; renderStaff(); return; }
-    ui.staff.data = await r.json();
+    let data;
+    try {
+      const r = await fetch("/api/staff/status", { headers: { "X-Staff-Token": ui.staff.token } });
+      if (!r.ok) { ui.staff.token = ""; ui.staff.data = null; renderStaff(); return; }
+      data = await r.json();
+    } catch (e) {
+      return;
+    }
+    ui.staff.data = data;
     ui.service = ui.staff.data.service;
     renderStaff();
   }
