@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"kiosk/drivers/gpio"
 )
 
 // Config is the whole kioskd configuration. The reference file with every
@@ -370,8 +372,8 @@ func (c *Config) Validate() error {
 	for _, r := range roles {
 		p := g.Pins[r]
 		key := "gpio.pins." + r
-		if !slices.Contains(GPIORoles(), r) {
-			bad(key, "unknown role (known: %s)", strings.Join(GPIORoles(), ", "))
+		if !slices.Contains(gpioRoles(), r) {
+			bad(key, "unknown role (known: %s)", strings.Join(gpioRoles(), ", "))
 			continue
 		}
 		if p.Line == "" {
@@ -509,9 +511,12 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// GPIORoles returns the pin roles the firmware knows (drivers/gpio roles).
-func GPIORoles() []string {
-	return []string{"led_green", "led_red", "led_amber", "buzzer", "ir_illuminator", "lock", "presence", "tamper", "service_button"}
+func gpioRoles() []string {
+	var out []string
+	for _, r := range gpio.Roles() {
+		out = append(out, string(r))
+	}
+	return out
 }
 
 func isLoopback(host string) bool {

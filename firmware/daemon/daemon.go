@@ -6,7 +6,6 @@ package daemon
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -115,6 +114,9 @@ func New(cfg config.Config, opts Options) (*Daemon, error) {
 	case "pcsc":
 		d.cards = pcsc.New(pcsc.Options{
 			Logger: log.With("component", "cardreader"), ReaderFilter: cfg.CardReader.Reader,
+			// The next session must find the chip without our secure
+			// messaging state, even if the shopper left the card in.
+			ResetOnClose:    true,
 			TransmitTimeout: cfg.CardReader.TransmitTimeout,
 			PollBackoffMin:  cfg.CardReader.RetryMin, PollBackoffMax: cfg.CardReader.RetryMax,
 		})
@@ -136,7 +138,7 @@ func New(cfg config.Config, opts Options) (*Daemon, error) {
 		}
 	}
 
-	if cfg.Hub.Brokers != nil || cfg.Hub.Embedded.Listen != "" {
+	{ // the hub link: configured brokers, or the embedded one
 		brokers := cfg.Hub.Brokers
 		if len(brokers) == 0 {
 			b, err := hub.StartEmbeddedBroker(cfg.Hub.Embedded.Listen, log.With("component", "broker"))
@@ -362,16 +364,16 @@ type cameraState struct {
 }
 
 type cardEvent struct {
-	Reader string `json:"reader,omitempty"`
-	ATR    string `json:"atr,omitempty"`
-	Err    string `json:"error,omitempty"`
+	Reader string              `json:"reader,omitempty"`
+	ATR    cardreader.HexBytes `json:"atr,omitempty"`
+	Err    string              `json:"error,omitempty"`
 }
 
 func (d *Daemon) onCardEvent(e cardreader.Event) {
 	d.forwardCard(e)
 	d.bus.Publish(event.Event{
 		Source: "cardreader", Kind: e.Kind.String(), Time: e.Time,
-		Data: cardEvent{Reader: e.Reader, ATR: strings.ToUpper(hex.EncodeToString(e.ATR)), Err: e.Err},
+		Data: cardEvent{Reader: e.Reader, ATR: e.ATR, Err: e.Err},
 	})
 }
 

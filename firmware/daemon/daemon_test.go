@@ -333,7 +333,7 @@ func TestSimulationEndToEnd(t *testing.T) {
 		t.Fatalf("insert: %d %s", code, body)
 	}
 	e := r.waitEvent(t, "card.inserted", nil)
-	if ce := e.Data.(cardEvent); ce.ATR != fmt.Sprintf("%X", vcard.DefaultATR(true)) {
+	if ce := e.Data.(cardEvent); !bytes.Equal(ce.ATR, vcard.DefaultATR(true)) {
 		t.Fatalf("ATR %s", ce.ATR)
 	}
 	waitSSE(t, sse, "card.inserted")

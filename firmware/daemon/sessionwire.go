@@ -16,6 +16,7 @@ import (
 
 	"kiosk/firmware/config"
 	"kiosk/firmware/ecr"
+	"kiosk/firmware/emrtd"
 	"kiosk/firmware/emrtd/pa"
 	"kiosk/firmware/event"
 	"kiosk/firmware/session"
@@ -79,11 +80,19 @@ func (d *Daemon) buildSession() error {
 		}
 	}
 
+	chip := &chipReader{d: d, trust: trust}
+	if chip.policy, err = emrtd.ParsePolicy(cfg.EID.ChipAuth); err != nil {
+		return &config.Error{Key: "eid.chip_auth", Msg: err.Error()}
+	}
+	if chip.extended, err = emrtd.ParseExtendedMode(cfg.EID.ExtendedLength); err != nil {
+		return &config.Error{Key: "eid.extended_length", Msg: err.Error()}
+	}
+
 	d.face, d.faceClose = d.newFace()
 
 	p := cfg.Policy
 	d.session = session.New(session.Options{
-		Chip: &chipReader{d: d, trust: trust}, Face: d.face, Authorizer: &authorizer{d: d, tx: tx},
+		Chip: chip, Face: d.face, Authorizer: &authorizer{d: d, tx: tx},
 		Policy: session.Policy{
 			RequirePassiveAuth: p.RequirePassiveAuth, RequireChipAuthFor: p.RequireChipAuthFor, AllowExpired: p.AllowExpired,
 			MatchThreshold: p.MatchThreshold, LivenessThreshold: p.LivenessThreshold, RequireConsent: p.RequireConsent,

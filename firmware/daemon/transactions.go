@@ -129,8 +129,10 @@ func ephemeralSigner(device string) (*txreport.Signer, error) {
 
 // chipReader reads the eID in the reader for the session.
 type chipReader struct {
-	d     *Daemon
-	trust *pa.TrustStore
+	d        *Daemon
+	trust    *pa.TrustStore
+	policy   emrtd.Policy
+	extended emrtd.ExtendedMode
 }
 
 func (c *chipReader) Read(ctx context.Context, pw emrtd.Password) (*emrtd.Report, error) {
@@ -139,14 +141,9 @@ func (c *chipReader) Read(ctx context.Context, pw emrtd.Password) (*emrtd.Report
 		return nil, fmt.Errorf("connect card: %w", err)
 	}
 	defer card.Close()
-	policy, err := emrtd.ParsePolicy(c.d.cfg.EID.ChipAuth)
-	if err != nil {
-		return nil, err
-	}
-	ext := map[string]emrtd.ExtendedMode{"auto": emrtd.ExtendedAuto, "on": emrtd.ExtendedAlways, "off": emrtd.ExtendedNever}[c.d.cfg.EID.ExtendedLength]
 	opts := emrtd.Options{
-		Password: pw, Trust: c.trust, ATR: card.ATR(), Extended: ext,
-		RequireChipAuthenticity: policy, Logger: c.d.log.With("component", "emrtd"),
+		Password: pw, Trust: c.trust, ATR: card.ATR(), Extended: c.extended,
+		RequireChipAuthenticity: c.policy, Logger: c.d.log.With("component", "emrtd"),
 	}
 	// Active authentication signs a challenge derived from this
 	// transaction, so the chip's signature also says which one.

@@ -61,6 +61,19 @@ const (
 	ExtendedNever                      // short APDUs only
 )
 
+// ParseExtendedMode reads "auto", "on" or "off" (config and kioskctl).
+func ParseExtendedMode(s string) (ExtendedMode, error) {
+	switch s {
+	case "auto", "":
+		return ExtendedAuto, nil
+	case "on":
+		return ExtendedAlways, nil
+	case "off":
+		return ExtendedNever, nil
+	}
+	return 0, fmt.Errorf("extended length %q: want auto, on or off", s)
+}
+
 // Options configure one inspection.
 type Options struct {
 	Password Password

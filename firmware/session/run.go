@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"kiosk/firmware/emrtd"
+	"kiosk/internal/backoff"
 )
 
 // Run owns the sessions until ctx ends. One session runs at a time.
@@ -200,7 +201,7 @@ func (s *session) finish(ctx context.Context, reasons []Reason) {
 	}
 	out := &Outcome{Approved: s.rec.Approved, Reasons: s.rec.Reasons, Finished: s.rec.Finished}
 	m.set(Result, func(st *Status) { st.Outcome = out })
-	sleep(ctx, p.ResultDisplay)
+	backoff.Sleep(ctx, p.ResultDisplay)
 	if m.cardIn() {
 		m.set(RemoveCard, nil)
 		s.waitRemoval(ctx, p.RemoveTimeout)
@@ -318,15 +319,6 @@ func (s *session) waitRemoval(ctx context.Context, timeout time.Duration) {
 		case <-ctx.Done():
 			return
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
 	}
 }
 

@@ -302,9 +302,8 @@ func eidRead(e *env, args []string) int {
 	if *trustDir == "" {
 		return usage("--trust is required")
 	}
-	mode := map[string]emrtd.ExtendedMode{"auto": emrtd.ExtendedAuto, "on": emrtd.ExtendedAlways, "off": emrtd.ExtendedNever}
-	em, ok := mode[*ext]
-	if !ok {
+	em, err := emrtd.ParseExtendedMode(*ext)
+	if err != nil {
 		return usage("--extended must be auto, on or off")
 	}
 	policy, err := emrtd.ParsePolicy(*chipAuth)

@@ -2,7 +2,6 @@ package ctl
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -248,7 +247,6 @@ func TestEIDIssueEmulateRead(t *testing.T) {
 	if code, _, _ := run("eid", "issue", "--out", t.TempDir(), "--photo", photo, "--profile", "bogus"); code != 2 {
 		t.Fatalf("bad profile: %d", code)
 	}
-	_ = context.Background
 }
 
 func contains(s []string, v string) bool {

@@ -117,7 +117,7 @@ func TestServeDialRetryAndClose(t *testing.T) {
 	time.Sleep(150 * time.Millisecond)
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		t.Skipf("port %s taken meanwhile: %v", addr, err)
+		t.Fatalf("port %s taken meanwhile: %v", addr, err)
 	}
 	defer l.Close()
 	conn, err := l.Accept()

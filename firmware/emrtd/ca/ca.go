@@ -66,16 +66,7 @@ type Protocol struct {
 
 // String is the protocol name, e.g. id-CA-ECDH-AES-CBC-CMAC-128.
 func (p Protocol) String() string {
-	c := "3DES-CBC-CBC"
-	switch p.Cipher {
-	case smcrypto.AES128:
-		c = "AES-CBC-CMAC-128"
-	case smcrypto.AES192:
-		c = "AES-CBC-CMAC-192"
-	case smcrypto.AES256:
-		c = "AES-CBC-CMAC-256"
-	}
-	return fmt.Sprintf("id-CA-%s-%s", p.KeyAgreement, c)
+	return fmt.Sprintf("id-CA-%s-%s", p.KeyAgreement, p.Cipher.OIDName())
 }
 
 // ProtocolOID returns the id-CA OID for a key agreement and cipher.

@@ -139,16 +139,7 @@ func (p Protocol) Supported() bool {
 }
 
 func (p Protocol) String() string {
-	c := "3DES-CBC-CBC"
-	switch p.Cipher {
-	case smcrypto.AES128:
-		c = "AES-CBC-CMAC-128"
-	case smcrypto.AES192:
-		c = "AES-CBC-CMAC-192"
-	case smcrypto.AES256:
-		c = "AES-CBC-CMAC-256"
-	}
-	return fmt.Sprintf("id-PACE-%s-%s-%s", p.KeyAgreement, p.Mapping, c)
+	return fmt.Sprintf("id-PACE-%s-%s-%s", p.KeyAgreement, p.Mapping, p.Cipher.OIDName())
 }
 
 // oidValue is the DER content octets of the protocol OID (the value of

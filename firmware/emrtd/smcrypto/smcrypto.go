@@ -46,6 +46,20 @@ func (c Cipher) String() string {
 	return fmt.Sprintf("Cipher(%d)", int(c))
 }
 
+// OIDName is the cipher part of the PACE and CA protocol names
+// (9303-11 §9.2.1, §9.2.5), e.g. "AES-CBC-CMAC-128" or "3DES-CBC-CBC".
+func (c Cipher) OIDName() string {
+	switch c {
+	case AES128:
+		return "AES-CBC-CMAC-128"
+	case AES192:
+		return "AES-CBC-CMAC-192"
+	case AES256:
+		return "AES-CBC-CMAC-256"
+	}
+	return "3DES-CBC-CBC"
+}
+
 // Valid reports whether c is one of the defined ciphers.
 func (c Cipher) Valid() bool { return c >= TDES && c <= AES256 }
 
