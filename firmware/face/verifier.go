@@ -53,8 +53,12 @@ type Config struct {
 	LivenessFrames    int
 	// SmileThreshold is the least p(happy) and MouthRise the least relative
 	// rise of mouth width / inter-ocular distance over the person's own
-	// neutral baseline (median of BaselineFrames frames at the match); both
-	// must hold on SmileFrames consecutive expression evaluations.
+	// neutral baseline; both must hold on SmileFrames consecutive expression
+	// evaluations. The baseline is the median of the BaselineFrames frames
+	// up to the match, lowered whenever the median of the latest
+	// BaselineFrames frames of the smile phase is lower: a shopper who was
+	// already smiling at the match relaxes before smiling again, and that
+	// relaxed face is their neutral.
 	SmileThreshold float64
 	MouthRise      float64
 	SmileFrames    int
@@ -608,6 +612,13 @@ func (r *run) frame(f *camera.Frame) (bool, error) {
 // rate allows.
 func (r *run) smileFrame(f *camera.Frame, det Detection, l *Landmarks) (bool, error) {
 	r.emit("smile", GuideSmile)
+	r.ratios = append(r.ratios, l.MouthRatio())
+	if n := r.cfg.BaselineFrames; len(r.ratios) >= n {
+		r.baseline = min(r.baseline, median(r.ratios[len(r.ratios)-n:]))
+		if len(r.ratios) > 4*n {
+			r.ratios = slices.Delete(r.ratios, 0, len(r.ratios)-n) // keep the window, not the history
+		}
+	}
 	if r.inflight || (!r.lastSubmit.IsZero() && f.Time.Sub(r.lastSubmit).Seconds() < 1/r.cfg.ExpressionHz) {
 		return false, nil
 	}

