@@ -26,6 +26,7 @@ import (
 	"kiosk/firmware/emrtd/pa"
 	"kiosk/firmware/emrtd/vcard"
 	"kiosk/firmware/event"
+	"kiosk/firmware/face"
 	"kiosk/firmware/hub"
 	"kiosk/firmware/session"
 	"kiosk/internal/backoff"
@@ -73,8 +74,11 @@ type Daemon struct {
 	faceClose  func()
 	faceErr    string
 	faceModels map[string]string
-	ecrLn      net.Listener
-	ecrSrv     *http.Server
+	// facePos reports the face step's tracked face for the preview's
+	// guide; nil without a working verifier.
+	facePos func() (face.Position, bool)
+	ecrLn   net.Listener
+	ecrSrv  *http.Server
 
 	httpLn     net.Listener
 	httpSrv    *http.Server

@@ -46,6 +46,7 @@ func (d *Daemon) newFace() (session.Face, func()) {
 		return unavailableFace{err}, nil
 	}
 	d.faceModels = models.Hashes()
+	d.facePos = v.Position
 	return v, func() { models.Close() }
 }
 

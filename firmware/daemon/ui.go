@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"kiosk/drivers/camera"
 	"kiosk/drivers/gpio"
 	"kiosk/firmware/event"
 	"kiosk/firmware/feedback"
@@ -201,7 +200,7 @@ func (d *Daemon) servePreview(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		seq = f.Seq
-		b, err := camera.EncodeJPEG(f.Mat, previewWidth, previewQuality)
+		b, err := d.previewJPEG(f)
 		f.Close()
 		if err != nil {
 			d.log.Warn("preview frame not encoded", "err", err)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gocv.io/x/gocv"
@@ -155,6 +156,25 @@ type Verifier struct {
 	cfg Config
 	log *slog.Logger
 	mu  sync.Mutex
+	pos atomic.Pointer[Position] // the running step's tracked face, nil between steps
+}
+
+// Position is where the tracked face was in a camera frame, for the
+// screen's face guide. It is frame geometry only: no pixels, no landmarks.
+type Position struct {
+	Seq   uint64          // the frame's sequence number (camera.Frame.Seq)
+	Frame image.Point     // the frame's size
+	Box   image.Rectangle // the tracked face, in the frame's pixels
+	Good  bool            // the frame passed every quality gate
+}
+
+// Position returns where the tracked face is while a face step runs; ok is
+// false between steps and while no face is tracked.
+func (v *Verifier) Position() (p Position, ok bool) {
+	if q := v.pos.Load(); q != nil {
+		return *q, true
+	}
+	return Position{}, false
 }
 
 var (
@@ -310,6 +330,7 @@ func (v *Verifier) VerifyDecision(ctx context.Context, reference []byte, progres
 	r.d.Result = session.FaceResult{MatchThreshold: cfg.MatchThreshold, LivenessThreshold: cfg.LivenessThreshold, Models: v.m.Hashes()}
 	r.tracker = Tracker{MinIoU: cfg.TrackMinIoU, MaxMissed: cfg.TrackMaxMissed}
 	err := r.verify(ctx, reference)
+	v.pos.Store(nil)
 	r.d.Finished = time.Now()
 	r.d.WallMS = ms(r.d.Finished.Sub(r.d.Started))
 	r.d.Quality.InterEye, r.d.Quality.Sharpness, r.d.Quality.Mean = median(r.interEye), median(r.sharp), median(r.mean)
@@ -496,6 +517,7 @@ func (r *run) frame(f *camera.Frame) (bool, error) {
 		r.newTrack(id, f.Time)
 	}
 	if idx < 0 {
+		r.v.pos.Store(nil)
 		r.d.Quality.NoFace++
 		r.emit(r.stage(), GuideLookAtCamera)
 		return false, nil
@@ -504,6 +526,8 @@ func (r *run) frame(f *camera.Frame) (bool, error) {
 		r.seenFace, r.d.FaceAt = true, f.Time
 	}
 	det := faces[idx]
+	pos := &Position{Seq: f.Seq, Frame: size, Box: det.Box}
+	r.v.pos.Store(pos)
 	l, err := m.Landmarks(img, det.Box)
 	if err != nil {
 		return false, err
@@ -530,6 +554,7 @@ func (r *run) frame(f *camera.Frame) (bool, error) {
 		return reject(code)
 	}
 	if r.phase == phaseSmile {
+		r.v.pos.Store(&Position{Seq: pos.Seq, Frame: size, Box: det.Box, Good: true})
 		return r.smileFrame(f, det, l)
 	}
 	le, re, err := m.EyesOpen(grey, det.Box.Min, l)
@@ -547,6 +572,7 @@ func (r *run) frame(f *camera.Frame) (bool, error) {
 		return reject(code)
 	}
 	// A good frame.
+	r.v.pos.Store(&Position{Seq: pos.Seq, Frame: size, Box: det.Box, Good: true})
 	r.d.Quality.Good++
 	if r.d.GoodAt.IsZero() {
 		r.d.GoodAt, r.goodWall = f.Time, r.recv

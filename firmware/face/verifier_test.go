@@ -517,3 +517,67 @@ func TestVerifierWithPump(t *testing.T) {
 		t.Errorf("%d goroutines after, %d before", n, before)
 	}
 }
+
+// positionProbe records the Verifier's tracked-face position each time the
+// frame loop asks for the next frame, as the preview does between frames.
+type positionProbe struct {
+	FrameSource
+	v    *Verifier
+	seen []Position
+	none int
+}
+
+func (p *positionProbe) Next(ctx context.Context, after uint64) (*camera.Frame, error) {
+	if pos, ok := p.v.Position(); ok {
+		p.seen = append(p.seen, pos)
+	} else {
+		p.none++
+	}
+	return p.FrameSource.Next(ctx, after)
+}
+
+// The screen's face guide follows the tracker: during the step the
+// Verifier reports the tracked face's box in the frame it was found in,
+// marked good once the frame passes the gates, and nothing after.
+func TestVerifierPosition(t *testing.T) {
+	checkMats(t)
+	probe := &positionProbe{FrameSource: fileFrames(t, testmedia.Path(t, "franck.mp4"), 24, false)}
+	cfg := DefaultConfig()
+	cfg.SyncExpression = true
+	v, err := NewVerifier(fullModels(t), probe, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe.v = v
+	d, err := v.VerifyDecision(context.Background(), media(t, "franck_01829.jpg"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Result.Consent {
+		t.Fatalf("%+v: want consent", d.Result)
+	}
+	if len(probe.seen) == 0 {
+		t.Fatal("no position reported during the step")
+	}
+	var good int
+	var last uint64
+	for _, p := range probe.seen {
+		if !p.Box.In(image.Rectangle{Max: p.Frame}) || p.Box.Dx() < 40 || p.Frame != image.Pt(360, 288) {
+			t.Errorf("position %+v: want a face-sized box inside the 360×288 frame", p)
+		}
+		if p.Seq <= last {
+			t.Errorf("position seq %d after %d", p.Seq, last)
+		}
+		last = p.Seq
+		if p.Good {
+			good++
+		}
+	}
+	if good == 0 {
+		t.Error("no position marked good, though the face matched")
+	}
+	if _, ok := v.Position(); ok {
+		t.Error("a position is still reported after the step")
+	}
+	t.Logf("%d positions (%d good), %d frames without", len(probe.seen), good, probe.none)
+}

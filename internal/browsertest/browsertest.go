@@ -135,6 +135,18 @@ func (b *Browser) Screenshot(t testing.TB, name string) string {
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
+	p := filepath.Join(ArtifactDir(t), name+".png")
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// ArtifactDir returns (creating it) $KIOSK_ARTIFACTS, by default
+// test-artifacts/ at the module root, where tests leave what a person
+// should look at.
+func ArtifactDir(t testing.TB) string {
+	t.Helper()
 	dir := os.Getenv("KIOSK_ARTIFACTS")
 	if dir == "" {
 		dir = filepath.Join(moduleRoot(), "test-artifacts")
@@ -142,11 +154,7 @@ func (b *Browser) Screenshot(t testing.TB, name string) string {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	p := filepath.Join(dir, name+".png")
-	if err := os.WriteFile(p, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return dir
 }
 
 func moduleRoot() string {
