@@ -46,6 +46,10 @@ type EID struct {
 	TrustDir       string `toml:"trust_dir"`       // CSCA certificates (PEM/DER)
 	ChipAuth       string `toml:"chip_auth"`       // any, ca, aa, none
 	ExtendedLength string `toml:"extended_length"` // auto, on, off
+	// StaleCRL and MissingCRL say what a CSCA's CRL past its next update,
+	// or no CRL at all, does to passive authentication: decline or warn.
+	StaleCRL   string `toml:"stale_crl"`
+	MissingCRL string `toml:"missing_crl"`
 	// SimCard is the card image the simulated reader inserts (simulation).
 	SimCard string `toml:"sim_card"`
 }
@@ -214,7 +218,7 @@ func Default() Config {
 			TelemetryEvery: 60 * time.Second,
 			Embedded:       EmbeddedBroker{Listen: "127.0.0.1:1883"},
 		},
-		EID:  EID{TrustDir: "/etc/kioskd/csca", ChipAuth: "any", ExtendedLength: "auto"},
+		EID:  EID{TrustDir: "/etc/kioskd/csca", ChipAuth: "any", ExtendedLength: "auto", StaleCRL: "decline", MissingCRL: "warn"},
 		Face: Face{ModelsDir: "/usr/share/kioskd/models", MatchTimeout: 10 * time.Second, SmileTimeout: 10 * time.Second},
 		Policy: Policy{
 			RequirePassiveAuth: true, MatchThreshold: 0.45, LivenessThreshold: 0.5, RequireConsent: true,
@@ -427,6 +431,8 @@ func (c *Config) Validate() error {
 
 	oneOf("eid.chip_auth", c.EID.ChipAuth, "any", "ca", "aa", "none")
 	oneOf("eid.extended_length", c.EID.ExtendedLength, "auto", "on", "off")
+	oneOf("eid.stale_crl", c.EID.StaleCRL, "decline", "warn")
+	oneOf("eid.missing_crl", c.EID.MissingCRL, "decline", "warn")
 	if c.EID.TrustDir == "" {
 		bad("eid.trust_dir", "required: passive authentication needs CSCA certificates")
 	}

@@ -72,6 +72,12 @@ func TestBinaryUnderSystemd(t *testing.T) {
 	}
 	wait("READY=1")
 	wait("WATCHDOG=1")
+	// systemctl reload: SIGHUP re-reads the trust store and says so.
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	wait("RELOADING=1")
+	wait("READY=1")
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +91,9 @@ func TestBinaryUnderSystemd(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("kioskd did not exit within 10 s of SIGTERM")
+	}
+	if !strings.Contains(stderr.String(), `"msg":"trust store reloaded"`) {
+		t.Errorf("no reload logged after SIGHUP:\n%s", stderr.String())
 	}
 	first := strings.SplitN(stderr.String(), "\n", 2)[0]
 	if !strings.HasPrefix(first, "{") {

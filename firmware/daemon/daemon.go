@@ -23,7 +23,6 @@ import (
 	"kiosk/drivers/gpio"
 	"kiosk/firmware/config"
 	"kiosk/firmware/emrtd/cardimage"
-	"kiosk/firmware/emrtd/pa"
 	"kiosk/firmware/emrtd/vcard"
 	"kiosk/firmware/event"
 	"kiosk/firmware/face"
@@ -66,8 +65,7 @@ type Daemon struct {
 	hub    *hub.Client
 	broker *hub.EmbeddedBroker
 
-	trust      *pa.TrustStore
-	trustErr   string
+	trust      *trustStore
 	tx         *txStack
 	session    *session.Machine
 	face       session.Face

@@ -208,6 +208,13 @@ func simConfig(t testing.TB, video string) string {
 // simConfigWith issues the card with mod applied and, with a broker URL,
 // connects to that broker instead of the embedded one and its hub.
 func simConfigWith(t testing.TB, video string, mod func(*issuer.Options), broker string) (cfg, dir string) {
+	cfg, dir, _ = simKiosk(t, video, mod, broker)
+	return cfg, dir
+}
+
+// simKiosk is simConfigWith that also returns the card's PKI; the trust
+// directory is dir/card/trust.
+func simKiosk(t testing.TB, video string, mod func(*issuer.Options), broker string) (cfg, dir string, trust *issuer.Trust) {
 	dir = t.TempDir()
 	if broker != "" {
 		// A real hub needs the device certificate: make a development key.
@@ -279,7 +286,7 @@ listen = "127.0.0.1:0"
 timeout = "5s"
 `, filepath.Join(card, "trust"), card, testmedia.Models(t), filepath.Join(dir, "state"), broker == "",
 		filepath.Join(dir, "kiosk-test.key"), filepath.Join(dir, "kiosk-test.crt"),
-		filepath.Join(dir, "ecr-token"), video, quoteIf(broker)), dir
+		filepath.Join(dir, "ecr-token"), video, quoteIf(broker)), dir, trust
 }
 
 func quoteIf(s string) string {

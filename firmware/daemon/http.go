@@ -85,11 +85,7 @@ func (d *Daemon) Health() Health {
 		if r := d.session.OutOfService(); r != "" {
 			h.Components["session"] = Component{State: "degraded", Detail: "out of service: " + r}
 		}
-		eid := Component{State: "ok", Info: map[string]int{"cscas": len(d.trust.Certificates())}}
-		if d.trustErr != "" {
-			eid = Component{State: "degraded", Detail: d.trustErr}
-		}
-		h.Components["eid"] = eid
+		h.Components["eid"] = d.trust.Component(time.Now())
 		fs := d.faceStatus()
 		h.Components["face"] = fs
 		ts := d.tx.flow.Status()
@@ -294,10 +290,11 @@ type command struct {
 
 // commandReply is published on <prefix>/<device>/reply/<command>.
 type commandReply struct {
-	ID     string  `json:"id"`
-	OK     bool    `json:"ok"`
-	Error  string  `json:"error,omitempty"`
-	Health *Health `json:"health,omitempty"`
+	ID     string     `json:"id"`
+	OK     bool       `json:"ok"`
+	Error  string     `json:"error,omitempty"`
+	Health *Health    `json:"health,omitempty"`
+	Trust  *TrustInfo `json:"trust,omitempty"`
 }
 
 // parseCommand validates a hub command payload.
@@ -334,6 +331,12 @@ func (d *Daemon) serveCommands(ctx context.Context) error {
 		case m.Name == "health":
 			h := d.Health()
 			reply.OK, reply.Health = true, &h
+		case m.Name == "reload_trust":
+			in, err := d.ReloadTrust()
+			reply.OK, reply.Trust = err == nil, &in
+			if err != nil {
+				reply.Error = err.Error()
+			}
 		default:
 			reply.Error = fmt.Sprintf("unknown command %q", m.Name)
 		}

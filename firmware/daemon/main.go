@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 
 	sd "github.com/coreos/go-systemd/v22/daemon"
@@ -75,6 +76,25 @@ func Main(args []string, stderr io.Writer, version string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// SIGHUP (systemctl reload) re-reads the trust store: new CRLs and
+	// CSCAs without dropping a session.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reloads, stopReloads := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stopReloads()
+	wg.Go(func() {
+		for {
+			select {
+			case <-reloads.Done():
+				return
+			case <-hup:
+				_, _ = d.ReloadTrust() // logs its outcome
+			}
+		}
+	})
 	if err := d.Run(ctx); err != nil {
 		log.Error("kioskd shutdown", "err", err)
 		return ExitFailure

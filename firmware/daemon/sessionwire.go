@@ -33,18 +33,13 @@ func (d *Daemon) buildSession() error {
 	if d.cards == nil || d.hub == nil {
 		return nil
 	}
-	trust, err := pa.LoadTrustStore(cfg.EID.TrustDir)
-	if err != nil {
-		// Keep running: every document then fails passive authentication
-		// with its reason, and health says why.
-		d.trustErr = fmt.Sprintf("trust store %s: %v", cfg.EID.TrustDir, err)
-		d.log.Error("CSCA trust store unusable", "dir", cfg.EID.TrustDir, "err", err)
-		trust = pa.NewTrustStore()
+	d.trust = openTrust(cfg.EID.TrustDir)
+	if c := d.trust.Component(time.Now()); c.State != "ok" {
+		d.log.Error("CSCA trust store", "dir", cfg.EID.TrustDir, "problem", c.Detail)
 	}
-	for _, p := range trust.Problems() {
-		d.log.Warn("trust store", "problem", fmt.Sprint(p))
+	for _, p := range d.trust.Info(time.Now()).Problems {
+		d.log.Warn("trust store", "problem", p)
 	}
-	d.trust = trust
 
 	tx, err := d.openTx()
 	if err != nil {
@@ -80,7 +75,13 @@ func (d *Daemon) buildSession() error {
 		}
 	}
 
-	chip := &chipReader{d: d, trust: trust}
+	chip := &chipReader{d: d, trust: d.trust}
+	if chip.staleCRL, err = pa.ParseCRLPolicy(cfg.EID.StaleCRL); err != nil {
+		return &config.Error{Key: "eid.stale_crl", Msg: err.Error()}
+	}
+	if chip.missingCRL, err = pa.ParseCRLPolicy(cfg.EID.MissingCRL); err != nil {
+		return &config.Error{Key: "eid.missing_crl", Msg: err.Error()}
+	}
 	if chip.policy, err = emrtd.ParsePolicy(cfg.EID.ChipAuth); err != nil {
 		return &config.Error{Key: "eid.chip_auth", Msg: err.Error()}
 	}

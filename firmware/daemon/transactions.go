@@ -130,9 +130,11 @@ func ephemeralSigner(device string) (*txreport.Signer, error) {
 // chipReader reads the eID in the reader for the session.
 type chipReader struct {
 	d        *Daemon
-	trust    *pa.TrustStore
+	trust    *trustStore
 	policy   emrtd.Policy
 	extended emrtd.ExtendedMode
+	// staleCRL and missingCRL are eid.stale_crl and eid.missing_crl.
+	staleCRL, missingCRL pa.CRLPolicy
 }
 
 func (c *chipReader) Read(ctx context.Context, pw emrtd.Password) (*emrtd.Report, error) {
@@ -142,7 +144,8 @@ func (c *chipReader) Read(ctx context.Context, pw emrtd.Password) (*emrtd.Report
 	}
 	defer card.Close()
 	opts := emrtd.Options{
-		Password: pw, Trust: c.trust, ATR: card.ATR(), Extended: c.extended,
+		Password: pw, Trust: c.trust.Store(), ATR: card.ATR(), Extended: c.extended,
+		StaleCRL: c.staleCRL, MissingCRL: c.missingCRL,
 		RequireChipAuthenticity: c.policy, Logger: c.d.log.With("component", "emrtd"),
 	}
 	// Active authentication signs a challenge derived from this

