@@ -46,6 +46,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad duration", base + "[shutdown]\ntimeout = \"soon\"\n", []string{"timeout"}},
 		{"out of range", "[device]\nmode = \"simulation\"\n[camera]\nbackend = \"sim\"\npath = \"x.mp4\"\nfps = 500.0\n[cardreader]\nbackend = \"sim\"\n[gpio]\nbackend = \"sim\"\n", []string{"camera.fps"}},
 		{"bad enum", base + "[log]\nlevel = \"loud\"\n", []string{"log.level"}},
+		{"bad CRL policy", base + "[eid]\nstale_crl = \"ignore\"\nmissing_crl = \"maybe\"\n", []string{"eid.stale_crl", "eid.missing_crl"}},
 		{"http not loopback", base + "[http]\nlisten = \"0.0.0.0:8080\"\n", []string{"http.listen"}},
 		{"bad broker", base + "[hub]\nbrokers = [\"http://x\"]\n", []string{"hub.brokers[0]"}},
 		{"bad gpio role", base + "[gpio.pins.lazer]\nline = \"GPIO1\"\n", []string{"gpio.pins.lazer"}},
