@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
 	"kiosk/firmware/hub"
 	"kiosk/firmware/hub/mqtttest"
 	"kiosk/firmware/offline"
@@ -136,6 +138,12 @@ func startHubs(t testing.TB, brokers []string, n int, limits refhub.Limits, trus
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startHubsOn(t, store, brokers, n, limits, trust...)
+}
+
+// startHubsOn is startHubs on an existing hub store.
+func startHubsOn(t testing.TB, store *refhub.Store, brokers []string, n int, limits refhub.Limits, trust ...*txreport.Signer) *hubSide {
+	t.Helper()
 	hs := &hubSide{store: store, ring: txreport.NewKeyring()}
 	for _, s := range trust {
 		if err := hs.ring.Add(s.Certificate()); err != nil {
@@ -487,5 +495,72 @@ func TestReportOnForeignTopicRejected(t *testing.T) {
 	}
 	if txs, _ := hs.store.List(); len(txs) != 0 {
 		t.Fatalf("applied: %+v", txs)
+	}
+}
+
+// The hub stores a report but its acknowledgement never reaches the kiosk
+// (the hub dies between storing and acking). The kiosk keeps the record
+// and publishes it again; a hub on the same store recognises the
+// duplicate and acknowledges it, and only then does the record leave the
+// outbox: applied once, lost never.
+func TestLostAckRedelivered(t *testing.T) {
+	b := mqtttest.StartMosquitto(t)
+	k := startKiosk(t, []string{b.URL()}, kioskOpts{})
+	k.waitConnected(t)
+	store, err := refhub.OpenStore(filepath.Join(t.TempDir(), "hub.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring := txreport.NewKeyring()
+	if err := ring.Add(k.signer.Certificate()); err != nil {
+		t.Fatal(err)
+	}
+
+	// The dying hub: stores what it receives and never acknowledges.
+	got := make(chan []byte, 16)
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("dying-hub"))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("dying hub connect: %v", tok.Error())
+	}
+	if tok := c.Subscribe("kiosk/v1/+/tx", 1, func(_ mqtt.Client, m mqtt.Message) { got <- m.Payload() }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("dying hub subscribe: %v", tok.Error())
+	}
+	commit(t, k, "tx-lost-ack", 100)
+	var env []byte
+	select {
+	case env = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("report never published")
+	}
+	rep, dev, err := ring.Verify(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dup, err := store.Apply(rep, env, txreport.Fingerprint(dev.Cert), "dying-hub", time.Now()); err != nil || dup {
+		t.Fatalf("apply: dup %v, %v", dup, err)
+	}
+	c.Disconnect(0)
+
+	// No ack: the record stays, and is published again after ResendAfter.
+	time.Sleep(1500 * time.Millisecond)
+	if d := k.outbox.Stats().Depth; d != 1 {
+		t.Fatalf("unacknowledged record left the outbox (depth %d)", d)
+	}
+	if p := k.flow.Status().Published; p < 2 {
+		t.Fatalf("published %d times, want a resend", p)
+	}
+
+	hs := startHubsOn(t, store, []string{b.URL()}, 1, refhub.Limits{}, k.signer)
+	k.waitDrained(t, 10*time.Second)
+	st := hs.stats()
+	if st.Applied != 0 || st.Duplicates == 0 {
+		t.Fatalf("second hub: applied %d, duplicates %d; want the resend recognised as a duplicate", st.Applied, st.Duplicates)
+	}
+	txs, err := store.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(txs) != 1 || txs[0].TxID != "tx-lost-ack" {
+		t.Fatalf("hub holds %+v, want tx-lost-ack once", txs)
 	}
 }
