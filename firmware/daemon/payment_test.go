@@ -81,6 +81,10 @@ func TestPaymentApprovedEndToEnd(t *testing.T) {
 			if bytes.Contains(b, []byte("C01X00T47")) || regexp.MustCompile(`/9j/|FFD8FF`).Match(b) {
 				t.Fatalf("hub record leaks personal data: %s", b)
 			}
+			// The face step's record: frame counts and the consent time.
+			if f := tx.Report.Face; f == nil || f.Frames == 0 || f.Good == 0 || f.ConsentAt == "" {
+				t.Errorf("report's face summary %+v: want frame counts and the consent time", f)
+			}
 		}
 	}
 	if !found {

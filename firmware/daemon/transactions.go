@@ -244,6 +244,19 @@ func toReport(cfg config.Config, tx *txStack, rec session.Record) *txreport.Repo
 		for name, sum := range f.Models {
 			r.Models = append(r.Models, txreport.Model{Name: name, SHA256: sum})
 		}
+		if q := f.Quality; q != nil {
+			fs := &txreport.FaceSummary{Frames: int64(q.Frames), Good: int64(q.Good), NoFace: int64(q.NoFace)}
+			if len(q.Rejected) > 0 {
+				fs.Rejected = make(map[string]int64, len(q.Rejected))
+				for code, n := range q.Rejected {
+					fs.Rejected[code] = int64(n)
+				}
+			}
+			if f.Consent {
+				fs.ConsentAt = txreport.Timestamp(f.ConsentAt)
+			}
+			r.Face = fs
+		}
 	}
 	if a := rec.Auth; a != nil && rec.Request.Kind == "payment" {
 		r.Auth.Mode = "offline"

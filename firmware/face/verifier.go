@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"image"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -334,6 +335,8 @@ func (v *Verifier) VerifyDecision(ctx context.Context, reference []byte, progres
 	r.d.Finished = time.Now()
 	r.d.WallMS = ms(r.d.Finished.Sub(r.d.Started))
 	r.d.Quality.InterEye, r.d.Quality.Sharpness, r.d.Quality.Mean = median(r.interEye), median(r.sharp), median(r.mean)
+	q := r.d.Quality
+	r.d.Result.Quality = &session.FaceQuality{Frames: q.Frames, Good: q.Good, NoFace: q.NoFace, Rejected: maps.Clone(q.Rejected)}
 	if err != nil {
 		v.log.Warn("face step failed", "err", err, "frames", r.d.Quality.Frames, "wall_ms", r.d.WallMS)
 	} else {

@@ -70,6 +70,16 @@ type FaceResult struct {
 	ConsentAt         time.Time         `json:"consent_at,omitzero"`
 	Reason            string            `json:"reason,omitempty"` // why not matched/live/consented
 	Models            map[string]string `json:"models,omitempty"` // file → sha256
+	Quality           *FaceQuality      `json:"quality,omitempty"`
+}
+
+// FaceQuality summarises the camera frames of a face step: counts only,
+// nothing of the face itself.
+type FaceQuality struct {
+	Frames   int            `json:"frames"`             // frames examined
+	Good     int            `json:"good"`               // frames that passed every quality gate
+	NoFace   int            `json:"no_face"`            // frames without the tracked face
+	Rejected map[string]int `json:"rejected,omitempty"` // failed gate (guidance code) → frames
 }
 
 // Face runs the face step against the chip photo (reference is wiped by

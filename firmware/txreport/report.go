@@ -55,6 +55,20 @@ type Report struct {
 	Decision string   `json:"decision"` // approved or declined
 	Reasons  []string `json:"reasons"`  // machine codes; empty when approved
 	Auth     Auth     `json:"auth"`
+	// Face summarises the face step when it ran: frame counts and when
+	// the holder consented; nothing biometric.
+	Face *FaceSummary `json:"face,omitempty"`
+}
+
+// FaceSummary is the quality and consent record of the face step.
+type FaceSummary struct {
+	Frames   int64            `json:"frames"`             // camera frames examined
+	Good     int64            `json:"good_frames"`        // frames that passed every quality gate
+	NoFace   int64            `json:"no_face_frames"`     // frames without the tracked face
+	Rejected map[string]int64 `json:"rejected,omitempty"` // failed gate (guidance code) → frames
+	// ConsentAt is when the smile consent was recognised (RFC 3339 UTC,
+	// milliseconds), empty without consent.
+	ConsentAt string `json:"consent_at,omitempty"`
 }
 
 // Check is one verification step (eID report checks, face checks).
@@ -119,6 +133,7 @@ var (
 	terminalRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 	currencyRe = regexp.MustCompile(`^[A-Z]{3}$`)
 	hexRe      = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	codeRe     = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
 )
 
 // Validate checks what the hub relies on. Strings must also be in the
@@ -168,6 +183,21 @@ func (r *Report) Validate() error {
 	for _, m := range r.Models {
 		if !hexRe.MatchString(m.SHA256) {
 			return bad("model %q sha256", m.Name)
+		}
+	}
+	if f := r.Face; f != nil {
+		if f.Frames < 0 || f.Good < 0 || f.NoFace < 0 || f.Good+f.NoFace > f.Frames || f.Frames > maxSafeInt {
+			return bad("face frame counts %d/%d/%d", f.Frames, f.Good, f.NoFace)
+		}
+		for code, n := range f.Rejected {
+			if !codeRe.MatchString(code) || n < 0 || n > f.Frames {
+				return bad("face rejected %q: %d", code, n)
+			}
+		}
+		if f.ConsentAt != "" {
+			if _, err := time.Parse(time.RFC3339Nano, f.ConsentAt); err != nil {
+				return bad("face consent_at %q", f.ConsentAt)
+			}
 		}
 	}
 	return nil

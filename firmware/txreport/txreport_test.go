@@ -36,6 +36,8 @@ func sample() *Report {
 		Scores:   []Score{NewScore("match", 0.7342, 0.6), NewScore("liveness", 0.91, 0.8), NewScore("consent", 1, 1)},
 		Models:   []Model{{Name: "sface", SHA256: strings.Repeat("ab", 32)}},
 		Decision: Approved, Auth: Auth{Mode: AuthOnline, Ref: "A-1"},
+		Face: &FaceSummary{Frames: 41, Good: 3, NoFace: 2, Rejected: map[string]int64{"come_closer": 4, "hold_still": 1},
+			ConsentAt: Timestamp(now.Add(-2 * time.Second))},
 	}
 }
 
@@ -102,6 +104,10 @@ func TestValidate(t *testing.T) {
 		"auth mode":          func(r *Report) { r.Auth.Mode = "maybe" },
 		"doc hash":           func(r *Report) { r.DocHash = "T22000129" },
 		"control char":       func(r *Report) { r.Merchant = "a\x00b" },
+		"face counts":        func(r *Report) { r.Face.Good = 50 },
+		"face negative":      func(r *Report) { r.Face.NoFace = -1 },
+		"face gate code":     func(r *Report) { r.Face.Rejected["Come closer\n"] = 1 },
+		"face consent time":  func(r *Report) { r.Face.ConsentAt = "when he smiled" },
 	} {
 		r := sample()
 		f(r)
