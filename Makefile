@@ -98,6 +98,8 @@ test-short:
 run: build testdata models
 	@test -f $(CACHE)/run/card/card.json || $(BIN)/kioskctl eid issue --out $(CACHE)/run/card \
 		--photo $(TESTDATA)/media/franck_01829.jpg --can 123456 --pin 2468 >/dev/null
+	@mkdir -p $(CACHE)/run; test -f $(CACHE)/run/staff-pin || (umask 077; shuf -i 100000-999999 -n 1 > $(CACHE)/run/staff-pin)
+	@echo "kiosk screen: http://127.0.0.1:8080/  status: http://127.0.0.1:8080/status/  staff PIN (⚙ Staff): $$(cat $(CACHE)/run/staff-pin)"
 	$(BIN)/kioskd --config provisioning/config/sim.toml
 
 # Benchmarks: 6 runs each, summarised by benchstat (medians).

@@ -326,7 +326,9 @@ func (c *Config) Validate() error {
 	} else if !isLoopback(host) {
 		bad("http.listen", "%q must be a loopback address: the status page has no authentication", c.HTTP.Listen)
 	}
-	if f := c.HTTP.StaffPINFile; f != "" && !filepath.IsAbs(f) {
+	// A relative path would depend on the working directory; simulation
+	// (make run, from the repository) allows it like its other paths.
+	if f := c.HTTP.StaffPINFile; f != "" && !filepath.IsAbs(f) && c.Device.Mode != "simulation" {
 		bad("http.staff_pin_file", "%q must be an absolute path", f)
 	}
 
