@@ -452,6 +452,16 @@ func TestDegradedCameraRecovers(t *testing.T) {
 	if h.Components["camera"].Detail == "" {
 		t.Fatal("degraded camera without a reason")
 	}
+	// No camera, no session: the till hears why at once, the screen too.
+	r.waitHealth(t, "camera down", func(h Health) bool { return h.Components["camera"].State == "down" })
+	if code, body := ecrCreate(t, r, "till-no-camera", 2350); code != http.StatusServiceUnavailable || !strings.Contains(body, "camera_down") {
+		t.Fatalf("payment with the camera down: %d %s", code, body)
+	}
+	var ui uiScreenState
+	getJSON(t, r.base+"/api/ui/state", &ui)
+	if ui.NotReady != "camera_down" {
+		t.Fatalf("screen state not_ready %q, want camera_down", ui.NotReady)
+	}
 	b, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)
@@ -460,6 +470,22 @@ func TestDegradedCameraRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.waitHealth(t, "ok again", func(h Health) bool { return h.Components["camera"].State == "ok" })
+	if code, body := ecrCreate(t, r, "till-camera-back", 2350); code != http.StatusCreated {
+		t.Fatalf("payment with the camera back: %d %s", code, body)
+	}
+	r.waitEvent(t, "session.insert_card", nil)
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("%s: %v", url, err)
+	}
 }
 
 // The real stack: pcscd with a vpcd reader and a Go card, and a mosquitto

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -109,6 +110,21 @@ func TestPaymentDeclinedForAnotherPerson(t *testing.T) {
 // session to the face step (card inserted, CAN typed).
 func createPayment(t *testing.T, r *running, ref string, amount int) string {
 	t.Helper()
+	code, body := ecrCreate(t, r, ref, amount)
+	if code != http.StatusCreated {
+		t.Fatalf("create payment: %d %s", code, body)
+	}
+	var p struct{ ID string }
+	if err := json.Unmarshal([]byte(body), &p); err != nil || p.ID == "" {
+		t.Fatalf("create payment: %s (%v)", body, err)
+	}
+	return p.ID
+}
+
+// ecrCreate is the till's create-payment call; it returns the HTTP status
+// and body.
+func ecrCreate(t *testing.T, r *running, ref string, amount int) (int, string) {
+	t.Helper()
 	token, err := os.ReadFile(r.d.cfg.ECR.TokenFile)
 	if err != nil {
 		t.Fatal(err)
@@ -121,13 +137,9 @@ func createPayment(t *testing.T, r *running, ref string, amount int) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var p struct{ ID string }
-	_ = json.NewDecoder(resp.Body).Decode(&p)
-	resp.Body.Close()
-	if resp.StatusCode != 201 {
-		t.Fatalf("create payment: %d", resp.StatusCode)
-	}
-	return p.ID
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 func reasonsOf(st session.Status) []string {

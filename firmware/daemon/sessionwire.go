@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"kiosk/drivers/camera"
+	"kiosk/drivers/cardreader"
 	"kiosk/firmware/config"
 	"kiosk/firmware/ecr"
 	"kiosk/firmware/emrtd"
@@ -105,8 +107,25 @@ func (d *Daemon) buildSession() error {
 			d.bus.Publish(event.Event{Source: "session", Kind: kind, Data: data})
 		},
 		Logger: d.log.With("component", "session"),
+		Ready:  d.sessionReady,
 	})
 	return d.buildECR()
+}
+
+// sessionReady names, as a reason code, the part a session needs that is
+// not working ("" when all are): the card reader (no service, or no
+// reader), the camera, the face models. The hub is not needed: the
+// offline rules decide without it. The shopper screen shows the same.
+func (d *Daemon) sessionReady() string {
+	switch {
+	case d.cards == nil || d.cards.Status().State != cardreader.StateOK:
+		return "cardreader_down"
+	case d.pump == nil || d.pump.Status().State == camera.StateDown:
+		return "camera_down"
+	case d.faceErr != "":
+		return "face_down"
+	}
+	return ""
 }
 
 // buildECR opens the till's payment API listener.

@@ -121,6 +121,9 @@ type uiScreenState struct {
 	FaceTimeoutMS int64                `json:"face_timeout_ms"`
 	Languages     []string             `json:"languages"`
 	StaffEnabled  bool                 `json:"staff_enabled"`
+	// NotReady is why a session could not start now ("camera_down", …),
+	// empty when it could: the till's API refuses with the same reason.
+	NotReady string `json:"not_ready,omitempty"`
 }
 
 func (u *uiState) serveState(w http.ResponseWriter, r *http.Request) {
@@ -131,6 +134,7 @@ func (u *uiState) serveState(w http.ResponseWriter, r *http.Request) {
 		s.Session = &st
 		s.Service.Reason = d.session.OutOfService()
 		s.Service.OutOfService = s.Service.Reason != ""
+		s.NotReady = d.sessionReady()
 	}
 	u.mu.Lock()
 	s.Service.Tamper = u.service.Tamper

@@ -155,6 +155,11 @@ type Options struct {
 	Now     func() time.Time
 	// NewID makes transaction ids; nil uses a random 128-bit hex id.
 	NewID func() string
+	// Ready, when set, is asked before a session starts: a non-empty
+	// answer (a reason code such as "camera_down") refuses the session
+	// with ErrOutOfService, so the till hears at once what the screen
+	// shows rather than a shopper finding out at the camera.
+	Ready func() string
 }
 
 // Status is what the screen and the ECR API see.
@@ -268,6 +273,11 @@ func (m *Machine) Start(ctx context.Context, req Request) (Request, error) {
 	}
 	if busy {
 		return Request{}, ErrBusy
+	}
+	if m.opts.Ready != nil {
+		if why := m.opts.Ready(); why != "" {
+			return Request{}, fmt.Errorf("%w (%s)", ErrOutOfService, why)
+		}
 	}
 	req.ID = m.opts.NewID()
 	req.Created = m.opts.Now()

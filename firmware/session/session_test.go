@@ -100,9 +100,15 @@ type harness struct {
 
 func newHarness(t *testing.T, chip *fakeChip, face *fakeFace, auth Authorization) *harness {
 	t.Helper()
+	return newHarnessWith(t, chip, face, auth, nil)
+}
+
+// newHarnessWith is newHarness with the machine's options changed by mod.
+func newHarnessWith(t *testing.T, chip *fakeChip, face *fakeFace, auth Authorization, mod func(*Options)) *harness {
+	t.Helper()
 	h := &harness{chip: chip, face: face, states: make(chan State, 64)}
 	h.auth = &fakeAuth{decision: auth, events: &h.events}
-	h.m = New(Options{
+	opts := Options{
 		Chip: chip, Face: face, Authorizer: h.auth,
 		Policy: Policy{RequirePassiveAuth: true, MatchThreshold: 0.45, LivenessThreshold: 0.5, RequireConsent: true,
 			CardTimeout: 2 * time.Second, PasswordTimeout: 2 * time.Second, ResultDisplay: 10 * time.Millisecond,
@@ -115,7 +121,11 @@ func newHarness(t *testing.T, chip *fakeChip, face *fakeFace, auth Authorization
 				h.states <- st.State
 			}
 		},
-	})
+	}
+	if mod != nil {
+		mod(&opts)
+	}
+	h.m = New(opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.m.Run(ctx) }()

@@ -8,7 +8,7 @@
   const ui = {
     lang: "zh-CN", defaultLang: "zh-CN",
     cat: {}, status: null, service: { out_of_service: false, reason: "" },
-    components: {}, faceTimeoutMs: 30000, faceSince: 0, guidance: "",
+    components: {}, notReady: "", faceTimeoutMs: 30000, faceSince: 0, guidance: "",
     retriesLeft: null, wrong: false, kind: "can", digits: "", sending: false,
     staff: { open: false, token: "", digits: "" }, awakeUntil: 0, screen: "",
     // Bus event time → DOM updated, and → next frame painted (ms).
@@ -81,6 +81,8 @@
   const stepOf = { insert_card: "card", enter_password: "code", reading_chip: "chip", face_match: "face", smile: "face", authorizing: "pay", result: "pay", remove_card: "pay" };
   const stepOrder = ["card", "code", "chip", "face", "pay"];
   function componentDown() {
+    // The server's answer is the till's: a session would be refused now.
+    if (ui.notReady) { return ui.notReady.replace(/_down$/, ""); }
     for (const name of ["cardreader", "camera", "face"]) {
       const c = ui.components[name];
       if (c && c.state === "down") { return name; }
@@ -403,7 +405,7 @@
     },
     "kiosk.service": (ev) => { ui.service = ev.data; if (ui.staff.token) { loadStaff(); } },
     "kiosk.wake": () => { ui.awakeUntil = Date.now() + 30000; sounds.tick(); },
-    "camera.state": (ev) => { ui.components.camera = { state: ev.data.state }; },
+    "camera.state": (ev) => { ui.components.camera = { state: ev.data.state }; refresh(); },
   };
   for (const s of ["idle", "insert_card", "enter_password", "reading_chip", "face_match", "smile", "authorizing", "result", "remove_card"]) {
     handlers["session." + s] = onSession;
@@ -433,6 +435,7 @@
       if (s.session && Date.parse(s.session.since) >= cur) { onSession({ data: s.session }); }
       ui.service = s.service;
       ui.components = s.components || {};
+      ui.notReady = s.not_ready || "";
       ui.faceTimeoutMs = s.face_timeout_ms || ui.faceTimeoutMs;
       if (s.languages && s.languages.length) { ui.defaultLang = s.languages[0]; }
       render();
