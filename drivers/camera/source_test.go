@@ -389,7 +389,9 @@ func TestSimPacing(t *testing.T) {
 			}
 		}
 		got := n / time.Since(start).Seconds()
-		if got < tt.fps*0.85 || got > tt.fps*1.1 {
+		// Never faster than the rate; slower only by what a loaded machine
+		// costs (an unpaced file reads at hundreds of fps).
+		if got < tt.fps*0.6 || got > tt.fps*1.1 {
 			t.Errorf("%s: paced at %.1f fps, want %.0f", src.Describe(), got, tt.fps)
 		}
 		_ = m.Close()

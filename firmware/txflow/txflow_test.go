@@ -307,7 +307,7 @@ func TestOnlineAuthorizationLimits(t *testing.T) {
 // approvals are delivered when the hub is back, and the cap frees up.
 func TestOfflineFallback(t *testing.T) {
 	b := mqtttest.StartMosquitto(t)
-	k := startKiosk(t, []string{b.URL()}, kioskOpts{authTimeout: 300 * time.Millisecond})
+	k := startKiosk(t, []string{b.URL()}, kioskOpts{authTimeout: time.Second})
 	k.waitConnected(t)
 	ctx := context.Background()
 	start := time.Now()
@@ -315,7 +315,7 @@ func TestOfflineFallback(t *testing.T) {
 	if err != nil || !a.Approved || a.Online {
 		t.Fatalf("silent hub, under floor: %+v %v", a, err)
 	}
-	if el := time.Since(start); el < 300*time.Millisecond || el > 2*time.Second {
+	if el := time.Since(start); el < time.Second || el > 5*time.Second {
 		t.Fatalf("timeout took %s", el)
 	}
 	if a, _ := k.flow.Authorize(ctx, Payment{TxID: "o2", Amount: 5001, Currency: "CHF"}); a.Approved || a.Reason != offline.ReasonOverFloor {
@@ -328,7 +328,8 @@ func TestOfflineFallback(t *testing.T) {
 	}
 	start = time.Now()
 	a, _ = k.flow.Authorize(ctx, Payment{TxID: "o3", Amount: 4000, Currency: "CHF"})
-	if !a.Approved || a.Online || time.Since(start) > 200*time.Millisecond {
+	// At once: well under the hub timeout it would otherwise wait.
+	if !a.Approved || a.Online || time.Since(start) > 500*time.Millisecond {
 		t.Fatalf("broker down, within cap: %+v after %s", a, time.Since(start))
 	}
 	if a, _ := k.flow.Authorize(ctx, Payment{TxID: "o4", Amount: 1, Currency: "CHF"}); a.Approved || a.Reason != offline.ReasonCapReached {
