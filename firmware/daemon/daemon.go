@@ -52,6 +52,10 @@ type Daemon struct {
 	log     *slog.Logger
 	bus     *event.Bus
 	started time.Time
+	// lifeMu orders sd_notify states: once stopping is set (with
+	// STOPPING=1), no READY=1 follows.
+	lifeMu   sync.Mutex
+	stopping bool
 
 	pump    *camera.Pump
 	cards   cardreader.Driver
@@ -312,7 +316,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}
 
+	d.lifeMu.Lock()
+	d.stopping = true
 	d.notify("STOPPING=1")
+	d.lifeMu.Unlock()
 	d.log.Info("kioskd stopping", "timeout", d.cfg.Shutdown.Timeout)
 	deadline := time.Now().Add(d.cfg.Shutdown.Timeout)
 	shutCtx, cancel := context.WithDeadline(context.Background(), deadline)

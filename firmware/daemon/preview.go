@@ -11,9 +11,9 @@ import (
 )
 
 // maxGuideLag is how many frames the tracker's box may lag the previewed
-// frame and still be drawn (a third of a second at 30 fps): an older box
-// would trail a moving face.
-const maxGuideLag = 10
+// frame and still be drawn (half a second at 30 fps): an older box would
+// trail a moving face.
+const maxGuideLag = 15
 
 // Face guide colours, the screen's --ok and --warn.
 var (

@@ -441,6 +441,25 @@ func TestStaffAPI(t *testing.T) {
 	}
 }
 
+// A staff PIN file that others may read disables the staff screen, saying
+// why.
+func TestStaffPINFileMode(t *testing.T) {
+	pin := filepath.Join(t.TempDir(), "staff-pin")
+	if err := os.WriteFile(pin, []byte(testStaffPIN+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(pin, 0o644); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(simConfig(t, testmedia.Path(t, "franck.mp4")), "[http]\nlisten = \"127.0.0.1:0\"\n",
+		fmt.Sprintf("[http]\nlisten = \"127.0.0.1:0\"\nstaff_pin_file = %q\n", pin), 1)
+	r := start(t, cfg)
+	code, body := postJSON(t, r.base+"/api/staff/login", `{"pin":"`+testStaffPIN+`"}`)
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "chmod 600") {
+		t.Fatalf("login with a world-readable PIN file: %d %s", code, body)
+	}
+}
+
 // Measured: a session event on the bus to the screen's DOM update
 // (median, ms) through /api/events and the page's handler.
 func BenchmarkSessionEventToScreen(b *testing.B) {

@@ -1,8 +1,10 @@
 package daemon
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,8 +19,8 @@ type trustStore struct {
 	dir string
 	cur atomic.Pointer[trustLoad]
 
-	mu        sync.Mutex // serialises reloads and guards reloadErr
-	reloadErr string     // the last reload's failure, "" after a good one
+	reloadMu  sync.Mutex             // serialises reloads
+	reloadErr atomic.Pointer[string] // the last reload's failure; nil after a good one
 }
 
 // trustLoad is one load of the directory.
@@ -31,17 +33,17 @@ type trustLoad struct {
 // TrustInfo summarises the loaded trust store for health and replies.
 type TrustInfo struct {
 	CSCAs    int       `json:"cscas"`
-	CRLs     int       `json:"crls"`
+	CRLs     int       `json:"crls"` // CSCAs with a CRL
 	LoadedAt time.Time `json:"loaded_at"`
 	// Problems are files of the directory that could not be used.
 	Problems []string `json:"problems,omitempty"`
-	// StaleCRLs name the CSCAs whose CRL is past its next update: by
-	// eid.stale_crl their documents are declined (or warned about) until
-	// a fresh CRL is installed and the store reloaded.
+	// StaleCRLs name the CSCAs whose newest CRL is past its next update:
+	// by eid.stale_crl their documents are declined (or warned about)
+	// until a fresh CRL is installed and the store reloaded.
 	StaleCRLs []string `json:"stale_crls,omitempty"`
 }
 
-// openTrust loads dir. An unusable directory still yields a (empty)
+// openTrust loads dir. An unusable directory still yields an (empty)
 // store: every document then fails passive authentication with its
 // reason, and health says why.
 func openTrust(dir string) *trustStore {
@@ -58,33 +60,71 @@ func openTrust(dir string) *trustStore {
 // Store returns the store for a chip read about to start.
 func (t *trustStore) Store() *pa.TrustStore { return t.cur.Load().store }
 
-// Reload re-reads the directory. A directory that cannot be used leaves
-// the loaded store in place, so a botched update never disables the
-// kiosk's checks or trusts nothing; the error says why.
+// Reload re-reads the directory and swaps the store in only when the new
+// one is whole: a directory that cannot be read, a file that cannot be
+// used (a CRL copied in half-written, a master list that does not
+// verify), or a CSCA that kept its certificate but lost its CRL all leave
+// the loaded store in place, so a botched update never weakens the checks.
+// The error says why.
 func (t *trustStore) Reload() (TrustInfo, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.reloadMu.Lock()
+	defer t.reloadMu.Unlock()
+	old := t.cur.Load()
+	fail := func(err error) (TrustInfo, error) {
+		msg := err.Error()
+		t.reloadErr.Store(&msg)
+		return t.info(old, time.Now()), fmt.Errorf("reload trust store %s (keeping the store loaded at %s): %w",
+			t.dir, old.loaded.UTC().Format(time.RFC3339), err)
+	}
 	s, err := pa.LoadTrustStore(t.dir)
 	if err != nil {
-		t.reloadErr = err.Error()
-		return t.info(t.cur.Load(), time.Now()), fmt.Errorf("reload trust store %s (keeping the store loaded at %s): %w",
-			t.dir, t.cur.Load().loaded.UTC().Format(time.RFC3339), err)
+		return fail(err)
+	}
+	if ps := s.Problems(); len(ps) > 0 {
+		var names []string
+		for _, p := range ps {
+			names = append(names, p.String())
+		}
+		return fail(fmt.Errorf("unusable files: %s", strings.Join(names, "; ")))
+	}
+	if lost := lostCRLs(old.store, s); len(lost) > 0 {
+		return fail(fmt.Errorf("the CRL of %s is gone while its CSCA stays", strings.Join(lost, ", ")))
 	}
 	l := &trustLoad{store: s, loaded: time.Now()}
 	t.cur.Store(l)
-	t.reloadErr = ""
+	t.reloadErr.Store(nil)
 	return t.info(l, time.Now()), nil
+}
+
+// lostCRLs names the CSCAs of next that old had a CRL for and next has
+// not.
+func lostCRLs(old, next *pa.TrustStore) []string {
+	var lost []string
+	for _, c := range old.CurrentCRLs() {
+		hasCA, hasCRL := false, false
+		for _, ca := range next.Certificates() {
+			hasCA = hasCA || bytes.Equal(ca.RawSubject, c.RawIssuer)
+		}
+		for _, n := range next.CurrentCRLs() {
+			hasCRL = hasCRL || bytes.Equal(n.RawIssuer, c.RawIssuer)
+		}
+		if hasCA && !hasCRL {
+			lost = append(lost, fmt.Sprintf("%q", c.Issuer.String()))
+		}
+	}
+	return lost
 }
 
 // Info describes the loaded store at time now.
 func (t *trustStore) Info(now time.Time) TrustInfo { return t.info(t.cur.Load(), now) }
 
 func (t *trustStore) info(l *trustLoad, now time.Time) TrustInfo {
-	in := TrustInfo{CSCAs: len(l.store.Certificates()), CRLs: len(l.store.CRLs()), LoadedAt: l.loaded.UTC()}
+	cur := l.store.CurrentCRLs()
+	in := TrustInfo{CSCAs: len(l.store.Certificates()), CRLs: len(cur), LoadedAt: l.loaded.UTC()}
 	for _, p := range l.store.Problems() {
 		in.Problems = append(in.Problems, p.String())
 	}
-	for _, c := range l.store.CRLs() {
+	for _, c := range cur {
 		if !c.NextUpdate.IsZero() && now.After(c.NextUpdate) {
 			in.StaleCRLs = append(in.StaleCRLs, c.Issuer.String())
 		}
@@ -93,42 +133,56 @@ func (t *trustStore) info(l *trustLoad, now time.Time) TrustInfo {
 }
 
 // Component is the trust store's health: degraded when the directory was
-// unusable, the last reload failed, or a CRL is stale.
+// unusable or had unusable files, the last reload failed, or a CRL is
+// stale.
 func (t *trustStore) Component(now time.Time) Component {
 	l := t.cur.Load()
 	in := t.info(l, now)
 	c := Component{State: "ok", Info: in}
-	t.mu.Lock()
-	reloadErr := t.reloadErr
-	t.mu.Unlock()
-	switch {
+	switch reloadErr := t.reloadErr.Load(); {
 	case l.err != "":
 		c.State, c.Detail = "degraded", l.err
-	case reloadErr != "":
-		c.State, c.Detail = "degraded", "last reload failed: "+reloadErr
+	case reloadErr != nil:
+		c.State, c.Detail = "degraded", "last reload failed: "+*reloadErr
+	case len(in.Problems) > 0:
+		c.State, c.Detail = "degraded", fmt.Sprintf("%d unusable file(s) in the trust directory", len(in.Problems))
 	case len(in.StaleCRLs) > 0:
 		c.State, c.Detail = "degraded", fmt.Sprintf("stale CRL of %d CSCA(s): install fresh CRLs and reload", len(in.StaleCRLs))
 	}
 	return c
 }
 
+// errStopping refuses work that would outlive the shutdown under way.
+var errStopping = errors.New("kioskd is stopping")
+
 // ReloadTrust re-reads eid.trust_dir (CSCA certificates, master lists,
 // CRLs) without a restart: on SIGHUP (systemctl reload kioskd) and on the
 // hub's reload_trust command. Chip reads under way finish with the store
-// they started with.
+// they started with. It logs its outcome.
 func (d *Daemon) ReloadTrust() (TrustInfo, error) {
 	if d.trust == nil {
-		return TrustInfo{}, errors.New("no trust store: this kiosk runs no sessions")
+		err := errors.New("no trust store: this kiosk runs no sessions")
+		d.log.Warn("trust store not reloaded", "err", err)
+		return TrustInfo{}, err
+	}
+	// systemd hears RELOADING=1 … READY=1, never READY=1 after STOPPING=1.
+	d.lifeMu.Lock()
+	if d.stopping {
+		d.lifeMu.Unlock()
+		d.log.Warn("trust store not reloaded", "err", errStopping)
+		return TrustInfo{}, errStopping
 	}
 	d.notify("RELOADING=1")
-	defer d.notify("READY=1")
+	d.lifeMu.Unlock()
 	in, err := d.trust.Reload()
+	d.lifeMu.Lock()
+	if !d.stopping {
+		d.notify("READY=1")
+	}
+	d.lifeMu.Unlock()
 	if err != nil {
 		d.log.Error("trust store not reloaded", "err", err)
 		return in, err
-	}
-	for _, p := range in.Problems {
-		d.log.Warn("trust store", "problem", p)
 	}
 	d.log.Info("trust store reloaded", "dir", d.trust.dir, "cscas", in.CSCAs, "crls", in.CRLs, "stale_crls", len(in.StaleCRLs))
 	return in, nil

@@ -84,6 +84,35 @@ func TestTrustReload(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A half-written file, or a CRL removed while its CSCA stays: refused
+	// too, the loaded store (with the revocation) stays.
+	junk := filepath.Join(trustDir, "new.crl")
+	if err := os.WriteFile(junk, []byte("-----BEGIN X509 CRL-----\nMIIB"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.d.ReloadTrust(); err == nil || !strings.Contains(err.Error(), "unusable files") {
+		t.Fatalf("reload with a half-written CRL: %v", err)
+	}
+	os.Remove(junk)
+	crlFile := filepath.Join(trustDir, "csca.crl")
+	crlPEM, err := os.ReadFile(crlFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(crlFile)
+	if _, err := r.d.ReloadTrust(); err == nil || !strings.Contains(err.Error(), "CRL of") {
+		t.Fatalf("reload without the CSCA's CRL: %v", err)
+	}
+	if err := os.WriteFile(crlFile, crlPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if in, err := r.d.ReloadTrust(); err != nil || in.CRLs != 1 {
+		t.Fatalf("reload of the repaired directory: %+v %v", in, err)
+	}
+	if c := eidHealth(t, r); c.State != "ok" {
+		t.Fatalf("eid after a good reload: %+v", c)
+	}
+
 	// The CRL runs past its next update: eid.stale_crl's default declines.
 	writeCRL(t, trust, trustDir, issuer.CRLOptions{ThisUpdate: now.Add(-48 * time.Hour), NextUpdate: now.Add(-time.Hour), Number: 3})
 	if _, err := r.d.ReloadTrust(); err != nil {
@@ -105,7 +134,9 @@ func TestStaleCRLWarnPolicy(t *testing.T) {
 	cfg, _, _ := simKiosk(t, video, func(o *issuer.Options) { o.StaleCRL = true }, "")
 	cfg = strings.Replace(cfg, "[eid]\n", "[eid]\nstale_crl = \"warn\"\n", 1)
 	r := start(t, cfg)
-	r.waitHealth(t, "eid degraded by the stale CRL", func(h Health) bool { return h.Components["eid"].State == "degraded" })
+	r.waitHealth(t, "camera up, eid degraded by the stale CRL", func(h Health) bool {
+		return h.Components["eid"].State == "degraded" && h.Components["camera"].State == "ok" && h.Components["cardreader"].State == "ok"
+	})
 	st := payThroughTill(t, r, "till-stale-warn")
 	reasons := reasonsOf(st)
 	if st.Outcome == nil || st.Outcome.Approved || slices.Contains(reasons, "crl_stale") || !slices.Contains(reasons, "face_mismatch") {

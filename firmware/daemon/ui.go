@@ -97,6 +97,12 @@ func (u *uiState) loadPIN() {
 		u.pinErr = "no staff PIN configured (http.staff_pin_file)"
 		return
 	}
+	// Like ssh with its keys: a PIN others may read is no secret.
+	if fi, err := os.Stat(f); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		u.pinErr = fmt.Sprintf("staff PIN file %s is readable by group or others (mode %v): chmod 600", f, fi.Mode().Perm())
+		u.d.log.Error("staff screen disabled", "err", u.pinErr)
+		return
+	}
 	b, err := os.ReadFile(f)
 	if err != nil {
 		u.pinErr = fmt.Sprintf("staff PIN file: %v", err)

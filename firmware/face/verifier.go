@@ -166,7 +166,10 @@ type Position struct {
 	Seq   uint64          // the frame's sequence number (camera.Frame.Seq)
 	Frame image.Point     // the frame's size
 	Box   image.Rectangle // the tracked face, in the frame's pixels
-	Good  bool            // the frame passed every quality gate
+	// Good is whether the frame passed the step's quality gates: all of
+	// them while matching; size, centring, sharpness and exposure in the
+	// smile phase (a smile may narrow the eyes).
+	Good bool
 }
 
 // Position returns where the tracked face is while a face step runs; ok is
@@ -300,15 +303,17 @@ type run struct {
 	recv       time.Time // when the current frame was received
 
 	// per track
-	track      int
-	sims       []float64 // good-frame similarities
-	matchSims  []float64
-	live       []float64
-	ratios     []float64
-	baseline   float64
-	consec     int
-	lastSubmit time.Time
-	inflight   bool
+	track     int
+	sims      []float64 // good-frame similarities
+	matchSims []float64
+	live      []float64
+	ratios    []float64
+	baseline  float64
+	// matchBaseline is the baseline taken at the match, the floor's reference.
+	matchBaseline float64
+	consec        int
+	lastSubmit    time.Time
+	inflight      bool
 
 	interEye, sharp, mean []float64
 
@@ -529,13 +534,15 @@ func (r *run) frame(f *camera.Frame) (bool, error) {
 		r.seenFace, r.d.FaceAt = true, f.Time
 	}
 	det := faces[idx]
-	pos := &Position{Seq: f.Seq, Frame: size, Box: det.Box}
-	r.v.pos.Store(pos)
+	// The guide's position is published once the gates have decided, so
+	// a steady good face does not flicker between good and not.
+	place := func(good bool) { r.v.pos.Store(&Position{Seq: f.Seq, Frame: size, Box: det.Box, Good: good}) }
 	l, err := m.Landmarks(img, det.Box)
 	if err != nil {
 		return false, err
 	}
 	reject := func(g string) (bool, error) {
+		place(false)
 		r.d.Quality.Rejected[g]++
 		r.emit(r.stage(), g)
 		return false, nil
@@ -557,7 +564,7 @@ func (r *run) frame(f *camera.Frame) (bool, error) {
 		return reject(code)
 	}
 	if r.phase == phaseSmile {
-		r.v.pos.Store(&Position{Seq: pos.Seq, Frame: size, Box: det.Box, Good: true})
+		place(true)
 		return r.smileFrame(f, det, l)
 	}
 	le, re, err := m.EyesOpen(grey, det.Box.Min, l)
@@ -575,7 +582,7 @@ func (r *run) frame(f *camera.Frame) (bool, error) {
 		return reject(code)
 	}
 	// A good frame.
-	r.v.pos.Store(&Position{Seq: pos.Seq, Frame: size, Box: det.Box, Good: true})
+	place(true)
 	r.d.Quality.Good++
 	if r.d.GoodAt.IsZero() {
 		r.d.GoodAt, r.goodWall = f.Time, r.recv
@@ -630,11 +637,21 @@ func (r *run) frame(f *camera.Frame) (bool, error) {
 	// frames up to the match.
 	b := r.ratios[max(0, len(r.ratios)-cfg.BaselineFrames):]
 	r.baseline = median(b)
+	r.matchBaseline = r.baseline
 	r.phase, r.phaseStart = phaseSmile, f.Time
 	r.consec = 0
 	r.emit("smile", GuideSmile)
 	return false, nil
 }
+
+// The smile-phase baseline may fall to a steadier, lower mouth ratio: a
+// window counts as steady when its spread is within baselineSteady of its
+// median, and the baseline never falls more than baselineMaxDrop below
+// the one taken at the match (a smile widens the mouth by about 10-25 %).
+const (
+	baselineSteady  = 0.06
+	baselineMaxDrop = 0.25
+)
 
 // smileFrame handles a good frame of the matched track in the smile phase:
 // it hands it to the expression worker when the worker is free and the
@@ -643,7 +660,13 @@ func (r *run) smileFrame(f *camera.Frame, det Detection, l *Landmarks) (bool, er
 	r.emit("smile", GuideSmile)
 	r.ratios = append(r.ratios, l.MouthRatio())
 	if n := r.cfg.BaselineFrames; len(r.ratios) >= n {
-		r.baseline = min(r.baseline, median(r.ratios[len(r.ratios)-n:]))
+		// Only a face at rest lowers the baseline (a talking mouth is not
+		// steady), and never by more than a smile widens one: otherwise
+		// pursed lips would make an ordinary mouth count as a smile.
+		w := r.ratios[len(r.ratios)-n:]
+		if med := median(w); med > 0 && (slices.Max(w)-slices.Min(w))/med <= baselineSteady {
+			r.baseline = max(min(r.baseline, med), r.matchBaseline*(1-baselineMaxDrop))
+		}
 		if len(r.ratios) > 4*n {
 			r.ratios = slices.Delete(r.ratios, 0, len(r.ratios)-n) // keep the window, not the history
 		}

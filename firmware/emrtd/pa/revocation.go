@@ -123,6 +123,19 @@ func (s *TrustStore) CRLs() []*x509.RevocationList {
 	return append([]*x509.RevocationList(nil), s.crls...)
 }
 
+// CurrentCRLs returns, for each issuer, the CRL the revocation check uses:
+// the newest accepted one (by thisUpdate). Older CRLs of the same issuer
+// stay loaded but decide nothing.
+func (s *TrustStore) CurrentCRLs() []*x509.RevocationList {
+	var out []*x509.RevocationList
+	for _, c := range s.crls {
+		if s.crlFor(c.RawIssuer) == c {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // crlFor returns the newest accepted CRL issued under name (by
 // thisUpdate).
 func (s *TrustStore) crlFor(rawName []byte) *x509.RevocationList {

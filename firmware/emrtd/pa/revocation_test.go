@@ -201,3 +201,37 @@ func FuzzCRL(f *testing.F) {
 		}
 	})
 }
+
+// An older CRL left beside a newer one of the same CSCA decides nothing:
+// CurrentCRLs names the newest, which the check uses.
+func TestCurrentCRLs(t *testing.T) {
+	d := issue(t, nil)
+	store := d.trust.Store()
+	var newest []byte
+	for i, age := range []time.Duration{72 * time.Hour, time.Hour, 24 * time.Hour} {
+		der, err := issuer.NewCRL(d.trust.CSCA, d.trust.CSCAKey, issuer.CRLOptions{
+			ThisUpdate: now.Add(-age), NextUpdate: now.Add(-age + 48*time.Hour), Number: int64(i + 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		crl, err := pa.ParseCRL(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := store.AddCRL(crl); err != nil {
+			t.Fatal(err)
+		}
+		if age == time.Hour {
+			newest = der
+		}
+	}
+	cur := store.CurrentCRLs()
+	if len(store.CRLs()) != 3 || len(cur) != 1 || string(cur[0].Raw) != string(newest) {
+		t.Fatalf("%d CRLs, current %d (want the one issued an hour ago)", len(store.CRLs()), len(cur))
+	}
+	// The 72-hour-old CRL is past its next update, the current one is not.
+	r := pa.VerifyWith(d.sod(), d.dgs(), store, pa.Options{At: now})
+	if !r.Passed || r.Revocation == nil || r.Revocation.CRLFresh == nil || !*r.Revocation.CRLFresh {
+		t.Fatalf("checked against a stale CRL: %v %+v", r.Codes(), r.Revocation)
+	}
+}
