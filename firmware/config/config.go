@@ -171,14 +171,17 @@ type Pin struct {
 type Hub struct {
 	// Brokers are tried in order (tcp://, ssl://, ws://). Empty means an
 	// embedded broker on Embedded.Listen, for demos and development only.
-	Brokers        []string       `toml:"brokers"`
-	ClientID       string         `toml:"client_id"` // default: device id
-	TopicPrefix    string         `toml:"topic_prefix"`
-	Username       string         `toml:"username"`
-	PasswordFile   string         `toml:"password_file"`
-	CAFile         string         `toml:"ca_file"`
-	CertFile       string         `toml:"cert_file"`
-	KeyFile        string         `toml:"key_file"`
+	Brokers      []string `toml:"brokers"`
+	ClientID     string   `toml:"client_id"` // default: device id
+	TopicPrefix  string   `toml:"topic_prefix"`
+	Username     string   `toml:"username"`
+	PasswordFile string   `toml:"password_file"`
+	CAFile       string   `toml:"ca_file"`
+	CertFile     string   `toml:"cert_file"`
+	KeyFile      string   `toml:"key_file"`
+	// AuthCert is a PEM file of the certificates whose signatures on
+	// authorization responses the kiosk accepts (docs/mqtt.md).
+	AuthCert       string         `toml:"auth_cert"`
 	KeepAlive      time.Duration  `toml:"keepalive"`
 	ConnectTimeout time.Duration  `toml:"connect_timeout"`
 	RetryMax       time.Duration  `toml:"retry_max"`
@@ -514,6 +517,9 @@ func (c *Config) Validate() error {
 		}
 		if len(h.Brokers) == 0 {
 			bad("hub.brokers", "required in production mode (the embedded broker is for simulation)")
+		}
+		if h.AuthCert == "" {
+			bad("hub.auth_cert", "required in production mode: an unsigned approval would be taken on trust")
 		}
 	}
 	return errors.Join(errs...)

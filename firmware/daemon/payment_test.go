@@ -82,6 +82,10 @@ func TestPaymentApprovedEndToEnd(t *testing.T) {
 			if bytes.Contains(b, []byte("C01X00T47")) || regexp.MustCompile(`/9j/|FFD8FF`).Match(b) {
 				t.Fatalf("hub record leaks personal data: %s", b)
 			}
+			// Approved online: the embedded hub's signed answer was taken.
+			if tx.AuthMode != "online" || tx.Report.Auth.Ref == "" {
+				t.Errorf("auth %q ref %q: want an online approval with the hub's reference", tx.AuthMode, tx.Report.Auth.Ref)
+			}
 			// The face step's record: frame counts and the consent time.
 			if f := tx.Report.Face; f == nil || f.Frames == 0 || f.Good == 0 || f.ConsentAt == "" {
 				t.Errorf("report's face summary %+v: want frame counts and the consent time", f)

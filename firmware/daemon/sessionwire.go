@@ -48,8 +48,32 @@ func (d *Daemon) buildSession() error {
 		return err
 	}
 	d.tx = tx
+	// Whose signature on an authorization response counts: the bank
+	// hub's certificates (hub.auth_cert) and, in simulation, the embedded
+	// hub's key made for this run.
+	var hubKeys *txreport.Keyring
+	if cfg.Hub.AuthCert != "" {
+		if hubKeys, err = txreport.LoadKeyringFile(cfg.Hub.AuthCert); err != nil {
+			return &config.Error{Key: "hub.auth_cert", Msg: err.Error()}
+		}
+	}
+	var hubSigner *txreport.Signer
+	if cfg.Tx.EmbeddedHub && d.broker != nil {
+		if hubSigner, err = ephemeralSigner("embedded-hub"); err != nil {
+			return fmt.Errorf("embedded hub key: %w", err)
+		}
+		if hubKeys == nil {
+			hubKeys = txreport.NewKeyring()
+		}
+		if err := hubKeys.Add(hubSigner.Certificate()); err != nil {
+			return fmt.Errorf("embedded hub key: %w", err)
+		}
+	}
+	if hubKeys == nil {
+		d.log.Warn("authorization responses are not verified (simulation without hub.auth_cert)")
+	}
 	tx.flow, err = txflow.New(txflow.Options{
-		Hub: d.hub, Outbox: tx.outbox, Offline: tx.offline, Signer: tx.signer,
+		Hub: d.hub, Outbox: tx.outbox, Offline: tx.offline, Signer: tx.signer, HubKeys: hubKeys,
 		AuthTimeout: cfg.Tx.AuthTimeout, Logger: d.log.With("component", "txflow"),
 		OnDelivered: func(id string) {
 			d.bus.Publish(event.Event{Source: "txflow", Kind: "tx.delivered", Data: map[string]string{"tx": id}})
@@ -69,7 +93,7 @@ func (d *Daemon) buildSession() error {
 		}
 		tx.store = store
 		tx.refhub, err = refhub.New(refhub.Options{
-			Brokers: []string{d.broker.URL()}, Prefix: cfg.Hub.TopicPrefix, Keyring: keys, Store: store,
+			Brokers: []string{d.broker.URL()}, Prefix: cfg.Hub.TopicPrefix, Keyring: keys, Signer: hubSigner, Store: store,
 			Limits: refhub.Limits{MaxTx: 500_00, MaxDaily: 5000_00}, Logger: d.log.With("component", "embedded-hub"),
 		})
 		if err != nil {

@@ -172,7 +172,7 @@ func (a *authorizer) Authorize(ctx context.Context, req session.Request) (sessio
 	if err != nil {
 		return session.Authorization{}, err
 	}
-	return session.Authorization{Approved: au.Approved, Online: au.Online, Reason: au.Reason}, nil
+	return session.Authorization{Approved: au.Approved, Online: au.Online, Reason: au.Reason, Ref: au.Ref}, nil
 }
 
 // Precheck declines at once what offline rules would decline anyway when
@@ -261,7 +261,7 @@ func toReport(cfg config.Config, tx *txStack, rec session.Record) *txreport.Repo
 	if a := rec.Auth; a != nil && rec.Request.Kind == "payment" {
 		r.Auth.Mode = "offline"
 		if a.Online {
-			r.Auth.Mode = "online"
+			r.Auth.Mode, r.Auth.Ref = "online", a.Ref
 		}
 	}
 	return r

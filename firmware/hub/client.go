@@ -83,7 +83,7 @@ type Client struct {
 	session     uint64
 	changed     chan struct{} // closed and replaced on every state change
 	routes      map[string]chan Message
-	pendingAuth map[string]chan AuthResponse
+	pendingAuth map[string]chan []byte
 }
 
 // New checks options and returns a client that is not yet connected.
@@ -125,7 +125,7 @@ func New(opts Options) (*Client, error) {
 		session:     uint64(opts.Now().UnixMilli()),
 		changed:     make(chan struct{}),
 		routes:      map[string]chan Message{},
-		pendingAuth: map[string]chan AuthResponse{},
+		pendingAuth: map[string]chan []byte{},
 	}
 	c.status = Status{State: "down", Detail: "not connected yet", Since: opts.Now()}
 	return c, nil

@@ -56,11 +56,22 @@ func NewID() string {
 	return hex.EncodeToString(b[:])
 }
 
+// AuthCodec encodes authorization requests and decodes responses. nil
+// means plain JSON; txflow's signs each request with the device key and
+// accepts only responses the hub signed (docs/mqtt.md, "Signed
+// authorization").
+type AuthCodec interface {
+	EncodeRequest(AuthRequest) ([]byte, error)
+	DecodeResponse([]byte) (AuthResponse, error)
+}
+
 // Authorize sends req (filling ID, Terminal and Expires when empty) and
-// waits for the matching response until ctx ends or req.Expires passes.
-// ErrNotConnected when the link is down, ErrAuthTimeout when the hub did
-// not answer: both mean "decide offline".
-func (c *Client) Authorize(ctx context.Context, req AuthRequest) (AuthResponse, error) {
+// waits for a matching response that codec accepts until ctx ends or
+// req.Expires passes; a response codec refuses (unsigned, forged) is
+// logged and the wait goes on. ErrNotConnected when the link is down,
+// ErrAuthTimeout when no acceptable answer came: both mean "decide
+// offline".
+func (c *Client) Authorize(ctx context.Context, req AuthRequest, codec AuthCodec) (AuthResponse, error) {
 	if req.ID == "" {
 		req.ID = NewID()
 	}
@@ -76,7 +87,7 @@ func (c *Client) Authorize(ctx context.Context, req AuthRequest) (AuthResponse, 
 	}
 	ctx, cancel := context.WithDeadline(ctx, req.Expires)
 	defer cancel()
-	ch := make(chan AuthResponse, 1)
+	ch := make(chan []byte, 4)
 	c.mu.Lock()
 	c.pendingAuth[req.ID] = ch
 	c.mu.Unlock()
@@ -85,7 +96,13 @@ func (c *Client) Authorize(ctx context.Context, req AuthRequest) (AuthResponse, 
 		delete(c.pendingAuth, req.ID)
 		c.mu.Unlock()
 	}()
-	b, err := json.Marshal(req)
+	var b []byte
+	var err error
+	if codec != nil {
+		b, err = codec.EncodeRequest(req)
+	} else {
+		b, err = json.Marshal(req)
+	}
 	if err != nil {
 		return AuthResponse{}, fmt.Errorf("hub: auth request: %w", err)
 	}
@@ -95,32 +112,56 @@ func (c *Client) Authorize(ctx context.Context, req AuthRequest) (AuthResponse, 
 		}
 		return AuthResponse{}, fmt.Errorf("hub: send auth request: %w", err)
 	}
-	select {
-	case r := <-ch:
-		return r, nil
-	case <-ctx.Done():
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return AuthResponse{}, ErrAuthTimeout
+	for {
+		select {
+		case raw := <-ch:
+			var r AuthResponse
+			if codec != nil {
+				r, err = codec.DecodeResponse(raw)
+			} else {
+				err = json.Unmarshal(raw, &r)
+			}
+			if err == nil && r.ID != req.ID {
+				err = fmt.Errorf("response for %q", r.ID)
+			}
+			if err != nil {
+				c.log.Warn("hub: auth response refused", "tx", req.TxID, "err", err)
+				continue
+			}
+			return r, nil
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return AuthResponse{}, ErrAuthTimeout
+			}
+			return AuthResponse{}, ctx.Err()
 		}
-		return AuthResponse{}, ctx.Err()
 	}
 }
 
-// onAuthResponse runs in paho's router: it must not block. Responses for
-// unknown ids (late, duplicate) are dropped.
+// onAuthResponse runs in paho's router: it must not block. It only finds
+// the waiting request by the response's id (in a signed response, the
+// body's) and hands the payload over; the waiter decodes and verifies it.
+// Responses for unknown ids (late, duplicate) are dropped.
 func (c *Client) onAuthResponse(payload []byte) {
-	var r AuthResponse
-	if err := json.Unmarshal(payload, &r); err != nil || r.ID == "" {
+	var probe struct {
+		ID   string          `json:"id"`
+		Body json.RawMessage `json:"body"`
+	}
+	err := json.Unmarshal(payload, &probe)
+	if err == nil && len(probe.Body) > 0 {
+		err = json.Unmarshal(probe.Body, &probe)
+	}
+	if err != nil || probe.ID == "" {
 		c.log.Warn("hub: malformed auth response", "err", err)
 		return
 	}
 	c.mu.Lock()
-	ch := c.pendingAuth[r.ID]
+	ch := c.pendingAuth[probe.ID]
 	c.mu.Unlock()
 	if ch != nil {
 		select {
-		case ch <- r:
-		default:
+		case ch <- payload:
+		default: // a flood of answers for one id: the first few suffice
 		}
 	}
 }

@@ -93,6 +93,7 @@ type Authorization struct {
 	Approved bool   `json:"approved"`
 	Online   bool   `json:"online"`
 	Reason   string `json:"reason,omitempty"`
+	Ref      string `json:"ref,omitempty"` // the hub's authorization reference (online)
 }
 
 // Authorizer authorizes a verified request and commits the outcome durably.

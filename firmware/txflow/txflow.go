@@ -36,6 +36,11 @@ type Options struct {
 	Outbox  *outbox.Outbox
 	Offline *offline.Ledger
 	Signer  *txreport.Signer
+	// HubKeys holds the certificates whose signatures on authorization
+	// responses the kiosk accepts. Requests are always signed with
+	// Signer; with HubKeys nil responses are taken unverified, which only
+	// simulation allows (config: hub.auth_cert).
+	HubKeys *txreport.Keyring
 	// AuthTimeout bounds an online authorization (default 5s); after it
 	// the payment is decided offline.
 	AuthTimeout time.Duration
@@ -130,7 +135,8 @@ func (f *Flow) Authorize(ctx context.Context, p Payment) (Authorization, error) 
 	}
 	if f.opts.Hub.Status().Connected {
 		actx, cancel := context.WithTimeout(ctx, f.opts.AuthTimeout)
-		resp, err := f.opts.Hub.Authorize(actx, hub.AuthRequest{TxID: p.TxID, Merchant: p.Merchant, Amount: p.Amount, Currency: p.Currency})
+		resp, err := f.opts.Hub.Authorize(actx, hub.AuthRequest{TxID: p.TxID, Merchant: p.Merchant, Amount: p.Amount, Currency: p.Currency},
+			authCodec{signer: f.opts.Signer, hubs: f.opts.HubKeys})
 		cancel()
 		if err == nil {
 			return Authorization{Approved: resp.Approved, Reason: resp.Reason, Online: true, Ref: resp.Ref}, nil
@@ -331,4 +337,29 @@ func (f *Flow) handleAck(m hub.Message, sent map[string]time.Time) {
 	if f.opts.OnDelivered != nil {
 		f.opts.OnDelivered(a.TxID)
 	}
+}
+
+// authCodec signs authorization requests with the device key and checks
+// the hub's signature on responses (docs/mqtt.md, "Signed authorization").
+type authCodec struct {
+	signer *txreport.Signer
+	hubs   *txreport.Keyring
+}
+
+func (a authCodec) EncodeRequest(r hub.AuthRequest) ([]byte, error) { return a.signer.Seal(r) }
+
+func (a authCodec) DecodeResponse(b []byte) (hub.AuthResponse, error) {
+	var r hub.AuthResponse
+	if a.hubs != nil {
+		_, err := a.hubs.Open(b, &r)
+		return r, err
+	}
+	// Unverified (simulation without hub.auth_cert): a signed response's
+	// body or a plain one.
+	var env txreport.Sealed
+	if err := json.Unmarshal(b, &env); err == nil && len(env.Body) > 0 {
+		b = env.Body
+	}
+	err := json.Unmarshal(b, &r)
+	return r, err
 }

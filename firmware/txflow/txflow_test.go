@@ -2,6 +2,7 @@ package txflow
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -41,6 +42,25 @@ type kioskOpts struct {
 	authTimeout time.Duration
 }
 
+// hubSigner is the reference hubs' authorization-signing key, which every
+// test kiosk trusts (hub.auth_cert in kioskd).
+var hubSigner = sync.OnceValues(func() (*txreport.Signer, error) {
+	key, cert, err := devkey.Generate("test-hub", time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	return txreport.NewSigner(key, cert)
+})
+
+func testHubSigner(t testing.TB) *txreport.Signer {
+	t.Helper()
+	s, err := hubSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func startKiosk(t testing.TB, brokers []string, ko kioskOpts) *kiosk {
 	t.Helper()
 	dir := t.TempDir()
@@ -74,8 +94,12 @@ func startKiosk(t testing.TB, brokers []string, ko kioskOpts) *kiosk {
 	if ko.authTimeout == 0 {
 		ko.authTimeout = 2 * time.Second
 	}
+	hubKeys := txreport.NewKeyring()
+	if err := hubKeys.Add(testHubSigner(t).Certificate()); err != nil {
+		t.Fatal(err)
+	}
 	k.flow, err = New(Options{
-		Hub: h, Outbox: ob, Offline: lg, Signer: signer, AuthTimeout: ko.authTimeout, ResendAfter: time.Second,
+		Hub: h, Outbox: ob, Offline: lg, Signer: signer, HubKeys: hubKeys, AuthTimeout: ko.authTimeout, ResendAfter: time.Second,
 		OnDelivered: func(id string) {
 			k.mu.Lock()
 			k.delivered[id] = time.Now()
@@ -130,6 +154,7 @@ type hubSide struct {
 	store *refhub.Store
 	ring  *txreport.Keyring
 	hubs  []*refhub.Hub
+	stop  func() // stops the hub instances (idempotent)
 }
 
 func startHubs(t testing.TB, brokers []string, n int, limits refhub.Limits, trust ...*txreport.Signer) *hubSide {
@@ -153,7 +178,7 @@ func startHubsOn(t testing.TB, store *refhub.Store, brokers []string, n int, lim
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for i := range n {
-		h, err := refhub.New(refhub.Options{Brokers: brokers, ClientID: "refhub-" + strconv.Itoa(i), Keyring: hs.ring, Store: store, Limits: limits})
+		h, err := refhub.New(refhub.Options{Brokers: brokers, ClientID: "refhub-" + strconv.Itoa(i), Keyring: hs.ring, Signer: testHubSigner(t), Store: store, Limits: limits})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -165,7 +190,8 @@ func startHubsOn(t testing.TB, store *refhub.Store, brokers []string, n int, lim
 			t.Fatal("reference hub did not connect")
 		}
 	}
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	hs.stop = sync.OnceFunc(func() { cancel(); wg.Wait() })
+	t.Cleanup(hs.stop)
 	return hs
 }
 
@@ -567,4 +593,95 @@ func TestLostAckRedelivered(t *testing.T) {
 	if len(txs) != 1 || txs[0].TxID != "tx-lost-ack" {
 		t.Fatalf("hub holds %+v, want tx-lost-ack once", txs)
 	}
+}
+
+// Authorization is signed both ways. The hub refuses a request the device
+// did not sign; the kiosk ignores an approval the hub did not sign (a
+// rogue publisher on its response topic), waits for the real answer, and
+// without one decides offline.
+func TestSignedAuthorization(t *testing.T) {
+	b := mqtttest.StartMosquitto(t)
+	k := startKiosk(t, []string{b.URL()}, kioskOpts{authTimeout: time.Second})
+	hs := startHubs(t, []string{b.URL()}, 1, refhub.Limits{MaxTx: 3000}, k.signer)
+	k.waitConnected(t)
+
+	// A real answer, signed: a decline over the hub's limit proves it came
+	// from the hub and not from the offline rules (which would approve).
+	if a, err := k.flow.Authorize(context.Background(), Payment{TxID: "s1", Merchant: "Shop", Amount: 4000, Currency: "CHF"}); err != nil ||
+		!a.Online || a.Approved || a.Reason != refhub.ReasonOverTxLimit {
+		t.Fatalf("signed round trip: %+v %v", a, err)
+	}
+
+	// The hub ignores an unsigned request, and one signed by another key
+	// under the device's name.
+	rogue := mqttClient(t, b.URL(), "rogue")
+	req := hub.AuthRequest{ID: "rogue-1", TxID: "r1", Terminal: device, Merchant: "Shop", Amount: 100, Currency: "CHF", Expires: time.Now().Add(time.Minute)}
+	plain, _ := json.Marshal(req)
+	key, cert, err := devkey.Generate(device, time.Hour) // right name, wrong key
+	if err != nil {
+		t.Fatal(err)
+	}
+	impostor, err := txreport.NewSigner(key, cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := impostor.Seal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := hs.stats()
+	for _, p := range [][]byte{plain, forged} {
+		if tok := rogue.Publish("kiosk/v1/"+device+"/auth/req", 1, false, p); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for hs.stats().Rejected < before.Rejected+2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("hub did not reject both requests: %+v", hs.stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := hs.stats(); st.AuthApproved != before.AuthApproved || st.AuthDeclined != before.AuthDeclined {
+		t.Fatalf("hub answered a request the device did not sign: %+v", st)
+	}
+
+	// The hub is gone; a rogue answers every request at once with an
+	// approval, unsigned and signed by a stranger. The kiosk takes
+	// neither: the request times out and the offline rules decide (this
+	// amount is over the offline floor, so: declined).
+	hs.stop()
+	if tok := rogue.Subscribe("kiosk/v1/+/auth/req", 1, func(c mqtt.Client, m mqtt.Message) {
+		var env txreport.Sealed
+		var r hub.AuthRequest
+		if json.Unmarshal(m.Payload(), &env) != nil || json.Unmarshal(env.Body, &r) != nil {
+			return
+		}
+		resp := hub.AuthResponse{ID: r.ID, TxID: r.TxID, Approved: true, Ref: "ROGUE"}
+		unsigned, _ := json.Marshal(resp)
+		stranger, _ := impostor.Seal(resp)
+		for _, p := range [][]byte{unsigned, stranger} {
+			c.Publish("kiosk/v1/"+device+"/auth/resp", 1, false, p)
+		}
+	}); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	start := time.Now()
+	a, err := k.flow.Authorize(context.Background(), Payment{TxID: "s2", Merchant: "Shop", Amount: 6000, Currency: "CHF"})
+	if err != nil || a.Online || a.Approved || a.Reason != offline.ReasonOverFloor || a.Ref == "ROGUE" {
+		t.Fatalf("with only rogue answers: %+v %v", a, err)
+	}
+	if el := time.Since(start); el < time.Second {
+		t.Fatalf("decided after %s, before the 1 s timeout: a rogue answer was taken", el)
+	}
+}
+
+func mqttClient(t *testing.T, url, id string) mqtt.Client {
+	t.Helper()
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID(id))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("%s connect: %v", id, tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(0) })
+	return c
 }

@@ -219,6 +219,21 @@ func LoadKeyring(dir string) (*Keyring, error) {
 	return k, nil
 }
 
+// LoadKeyringFile reads the certificates of one PEM file (a bundle).
+func LoadKeyringFile(path string) (*Keyring, error) {
+	certs, err := readCerts(path)
+	if err != nil {
+		return nil, err
+	}
+	k := NewKeyring()
+	for _, c := range certs {
+		if err := k.Add(c); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	return k, nil
+}
+
 func readCerts(path string) ([]*x509.Certificate, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -228,6 +228,83 @@ func FuzzVerify(f *testing.F) {
 	})
 }
 
+type sealedMsg struct {
+	ID       string `json:"id"`
+	Approved bool   `json:"approved"`
+	Amount   int64  `json:"amount"`
+	Merchant string `json:"merchant"`
+}
+
+func TestSealOpen(t *testing.T) {
+	s := signer(t, "hub-1")
+	ring := NewKeyring()
+	if err := ring.Add(s.cert); err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Seal(sealedMsg{ID: "a1", Approved: true, Amount: 2350, Merchant: "Café"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m sealedMsg
+	dev, err := ring.Open(b, &m)
+	if err != nil || dev.ID != "hub-1" || m != (sealedMsg{ID: "a1", Approved: true, Amount: 2350, Merchant: "Café"}) {
+		t.Fatalf("open: %+v %+v %v", m, dev, err)
+	}
+	var env Sealed
+	if err := json.Unmarshal(b, &env); err != nil {
+		t.Fatal(err)
+	}
+	forge := func(f func(*Sealed)) []byte {
+		e := env
+		f(&e)
+		out, _ := json.Marshal(e)
+		return out
+	}
+	other := signer(t, "hub-2")
+	otherSealed, _ := other.Seal(sealedMsg{ID: "a1", Approved: true})
+	for name, c := range map[string]struct {
+		b    []byte
+		want error
+	}{
+		"approval flipped": {forge(func(e *Sealed) {
+			e.Body = []byte(strings.Replace(string(e.Body), `"approved":true`, `"approved":false`, 1))
+		}), ErrBadSignature},
+		"unknown signer":    {otherSealed, ErrUnknownDevice},
+		"unknown field":     {forge(func(e *Sealed) { e.Body = []byte(`{"id":"a1","extra":1}`) }), ErrBadSignature},
+		"not an object":     {forge(func(e *Sealed) { e.Body = []byte(`[1]`) }), ErrMalformed},
+		"other algorithm":   {forge(func(e *Sealed) { e.Alg = "none" }), ErrMalformed},
+		"garbage signature": {forge(func(e *Sealed) { e.Sig = "!!" }), ErrMalformed},
+		"unsigned plain":    {[]byte(`{"id":"a1","approved":true}`), ErrMalformed},
+	} {
+		var m sealedMsg
+		if _, err := ring.Open(c.b, &m); !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want %v", name, err, c.want)
+		}
+	}
+	// A correctly signed body with a field the receiver does not know is
+	// refused too.
+	extra, _ := s.Seal(map[string]any{"id": "a1", "approved": true, "bonus": 1})
+	if _, err := ring.Open(extra, &m); !errors.Is(err, ErrMalformed) {
+		t.Errorf("signed body with an unknown field: %v", err)
+	}
+}
+
+func FuzzOpen(f *testing.F) {
+	s := signer(f, "hub-1")
+	ring := NewKeyring()
+	_ = ring.Add(s.cert)
+	good, _ := s.Seal(sealedMsg{ID: "a1", Approved: true, Amount: 1})
+	f.Add(good)
+	f.Add([]byte(`{"body":{},"alg":"ES256","sig":"","cert":"` + strings.Repeat("0", 64) + `"}`))
+	f.Add([]byte(`{"id":"a1","approved":true}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var m sealedMsg
+		if dev, err := ring.Open(b, &m); err == nil && dev.ID != "hub-1" {
+			t.Fatalf("opened %q from %q", b, dev.ID)
+		}
+	})
+}
+
 func BenchmarkSign(b *testing.B) {
 	s := signer(b, "kiosk-0001")
 	r := sample()

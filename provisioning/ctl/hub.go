@@ -40,6 +40,8 @@ func hubServe(e *env, args []string) int {
 	ca := fs.String("ca", "", "CA bundle for the broker (TLS)")
 	cert := fs.String("cert", "", "client certificate (mutual TLS)")
 	key := fs.String("key", "", "client key (mutual TLS)")
+	authKey := fs.String("auth-key", "", "key that signs authorization responses (PEM; with --auth-cert)")
+	authCert := fs.String("auth-cert", "", "its certificate: the kiosks' hub.auth_cert")
 	verbose := fs.Bool("v", false, "debug logging")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || len(brokers) == 0 || *devices == "" || *db == "" {
 		fmt.Fprintln(e.stderr, "usage: kioskctl hub serve --broker URL [--broker URL2] --devices DIR --db FILE [--max-tx MINOR --max-daily MINOR] [--group NAME]")
@@ -64,9 +66,22 @@ func hubServe(e *env, args []string) int {
 	if *verbose {
 		level = slog.LevelDebug
 	}
+	var authSigner *txreport.Signer
+	switch {
+	case *authKey != "" && *authCert != "":
+		if authSigner, err = txreport.LoadSigner(*authKey, *authCert); err != nil {
+			fmt.Fprintln(e.stderr, "kioskctl hub serve: --auth-key/--auth-cert:", err)
+			return ExitUsage
+		}
+	case *authKey != "" || *authCert != "":
+		fmt.Fprintln(e.stderr, "kioskctl hub serve: --auth-key and --auth-cert go together")
+		return ExitUsage
+	default:
+		fmt.Fprintln(e.stderr, "kioskctl hub serve: warning: no --auth-key: authorization responses go unsigned, and kiosks with hub.auth_cert ignore them")
+	}
 	h, err := refhub.New(refhub.Options{
 		Brokers: brokers, ClientID: *clientID, Group: *group, Prefix: *prefix, TLS: tlsCfg,
-		Keyring: ring, Store: store, Limits: refhub.Limits{MaxTx: *maxTx, MaxDaily: *maxDaily},
+		Keyring: ring, Signer: authSigner, Store: store, Limits: refhub.Limits{MaxTx: *maxTx, MaxDaily: *maxDaily},
 		Logger: slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level})),
 	})
 	if err != nil {

@@ -33,11 +33,17 @@ func TestHubServeDevKeyTxList(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "fingerprint ") {
 		t.Fatalf("dev-key create: %v\n%s", err, out)
 	}
+	// The hub's authorization-signing key, made the same way.
+	hubDir := filepath.Join(dir, "hub")
+	if out, err := exec.Command(bin, "dev-key", "create", "--out", hubDir, "--device", "hub-auth").CombinedOutput(); err != nil {
+		t.Fatalf("dev-key create (hub): %v\n%s", err, out)
+	}
 	db := filepath.Join(dir, "hub.db")
 	var serves []*exec.Cmd
 	for i := range 2 {
 		cmd := exec.Command(bin, "hub", "serve", "--broker", b.URL(), "--devices", filepath.Join(dir, "devices"),
-			"--db", db, "--max-tx", "10000", "--max-daily", "50000", "--group", "bank", "--client-id", fmt.Sprintf("hub-%d", i))
+			"--db", db, "--max-tx", "10000", "--max-daily", "50000", "--group", "bank", "--client-id", fmt.Sprintf("hub-%d", i),
+			"--auth-key", filepath.Join(hubDir, "hub-auth.key"), "--auth-cert", filepath.Join(hubDir, "hub-auth.crt"))
 		stdout, _ := cmd.StdoutPipe()
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
@@ -85,7 +91,12 @@ func TestHubServeDevKeyTxList(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lg.Close()
-	flow, err := txflow.New(txflow.Options{Hub: h, Outbox: ob, Offline: lg, Signer: signer, ResendAfter: time.Second})
+	// hub.auth_cert: only the hub's signed answers count.
+	hubKeys, err := txreport.LoadKeyringFile(filepath.Join(hubDir, "hub-auth.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flow, err := txflow.New(txflow.Options{Hub: h, Outbox: ob, Offline: lg, Signer: signer, HubKeys: hubKeys, ResendAfter: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,11 +35,15 @@ type Options struct {
 	Password string
 	TLS      *tls.Config
 	Keyring  *txreport.Keyring
-	Store    *Store
-	Limits   Limits
-	Workers  int // default 2
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// Signer signs authorization responses (docs/mqtt.md, "Signed
+	// authorization"); nil sends them unsigned, which kiosks that were
+	// given hub.auth_cert ignore.
+	Signer  *txreport.Signer
+	Store   *Store
+	Limits  Limits
+	Workers int // default 2
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Stats count what the hub did.
@@ -239,9 +243,18 @@ func (h *Hub) handleTx(ctx context.Context, device string, payload []byte) {
 }
 
 func (h *Hub) handleAuth(ctx context.Context, device string, payload []byte) {
+	// Only a request the device signed may spend its limits.
 	var req hub.AuthRequest
-	if len(payload) > 4096 || json.Unmarshal(payload, &req) != nil || req.ID == "" || len(req.ID) > 128 {
-		h.log.Warn("refhub: malformed auth request", "device", device)
+	dev, err := h.opts.Keyring.Open(payload, &req)
+	if err == nil && (dev.ID != device || req.Terminal != device) {
+		err = fmt.Errorf("%w: topic device %q, request %q, certificate %q", txreport.ErrWrongDevice, device, req.Terminal, dev.ID)
+	}
+	if err == nil && (req.ID == "" || len(req.ID) > 128) {
+		err = errors.New("request id missing or longer than 128 characters")
+	}
+	if err != nil {
+		h.stats.rejected.Add(1)
+		h.log.Warn("refhub: auth request rejected", "device", device, "err", err)
 		return
 	}
 	if !req.Expires.IsZero() && h.opts.Now().After(req.Expires) {
@@ -261,9 +274,19 @@ func (h *Hub) handleAuth(ctx context.Context, device string, payload []byte) {
 	h.reply(ctx, device, hub.TopicAuthRsp, resp)
 }
 
+// encode is a reply's payload: authorization responses sealed with the
+// hub's key when it has one, everything else plain JSON.
+func (h *Hub) encode(sub string, v any) ([]byte, error) {
+	if sub == hub.TopicAuthRsp && h.opts.Signer != nil {
+		return h.opts.Signer.Seal(v)
+	}
+	return json.Marshal(v)
+}
+
 func (h *Hub) reply(ctx context.Context, device, sub string, v any) {
-	b, err := json.Marshal(v)
+	b, err := h.encode(sub, v)
 	if err != nil {
+		h.log.Error("refhub: reply not encoded", "topic", sub, "err", err)
 		return
 	}
 	tok := h.conn.Publish(h.opts.Prefix+"/"+device+"/"+sub, 1, false, b)

@@ -1,0 +1,84 @@
+package txreport
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// Sealed is a signed JSON object other than a transaction report: the
+// authorization request a kiosk sends and the response a hub returns
+// (docs/mqtt.md, "Signed authorization"). Body is the object's canonical
+// encoding; Alg, Sig and Cert are as in Envelope.
+type Sealed struct {
+	Body json.RawMessage `json:"body"`
+	Alg  string          `json:"alg"`
+	Sig  string          `json:"sig"`
+	Cert string          `json:"cert"`
+}
+
+// Seal signs the JSON encoding of v (which must fall in the canonical
+// subset: integers only, no control characters) and returns the Sealed
+// bytes.
+func (s *Signer) Seal(v any) ([]byte, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("txreport: seal: %w", err)
+	}
+	body, err := Canonical(raw)
+	if err != nil {
+		return nil, fmt.Errorf("txreport: seal: %w", err)
+	}
+	h := sha256.Sum256(body)
+	sig, err := ecdsa.SignASN1(rand.Reader, s.key, h[:])
+	if err != nil {
+		return nil, fmt.Errorf("txreport: seal: %w", err)
+	}
+	return json.Marshal(Sealed{Body: body, Alg: Alg, Sig: base64.StdEncoding.EncodeToString(sig), Cert: s.fp})
+}
+
+// Open verifies Sealed bytes from the network against the keyring and
+// decodes the body into v, refusing unknown fields. It returns the signer.
+func (k *Keyring) Open(b []byte, v any) (Device, error) {
+	if len(b) > MaxEnvelope {
+		return Device{}, fmt.Errorf("%w: %d bytes", ErrMalformed, len(b))
+	}
+	var env Sealed
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&env); err != nil {
+		return Device{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if env.Alg != Alg || len(env.Body) == 0 || env.Body[0] != '{' {
+		return Device{}, fmt.Errorf("%w: alg %q or body", ErrMalformed, env.Alg)
+	}
+	k.mu.RLock()
+	dev, ok := k.byFP[strings.ToLower(env.Cert)]
+	k.mu.RUnlock()
+	if !ok {
+		return Device{}, fmt.Errorf("%w: %s", ErrUnknownDevice, env.Cert)
+	}
+	body, err := Canonical(env.Body)
+	if err != nil {
+		return dev, fmt.Errorf("%w: body: %v", ErrMalformed, err)
+	}
+	sig, err := base64.StdEncoding.DecodeString(env.Sig)
+	if err != nil {
+		return dev, fmt.Errorf("%w: sig: %v", ErrMalformed, err)
+	}
+	h := sha256.Sum256(body)
+	if !ecdsa.VerifyASN1(dev.Key, h[:], sig) {
+		return dev, fmt.Errorf("%w (%s)", ErrBadSignature, dev.ID)
+	}
+	dec = json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return dev, fmt.Errorf("%w: body: %v", ErrMalformed, err)
+	}
+	return dev, nil
+}
