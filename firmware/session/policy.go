@@ -91,6 +91,17 @@ func shopperMessage(code string) string {
 
 func reason(code string) Reason { return Reason{Code: code, Message: shopperMessage(code)} }
 
+// authReason is the reason for a payment the authorization step declined
+// (the bank hub's codes, the offline rules', the kiosk's own outbox):
+// whatever the code, it is never a verdict on the document.
+func authReason(code string) Reason {
+	msg := "msg.declined_by_bank"
+	if code == "outbox_full" || code == "offline_outbox_full" {
+		msg = "msg.technical" // the kiosk cannot keep the record: nothing to do with the shopper
+	}
+	return Reason{Code: code, Message: msg}
+}
+
 // chipReasons applies the policy to the eID report.
 func (p Policy) chipReasons(r *emrtd.Report) []Reason {
 	var out []Reason

@@ -76,7 +76,7 @@ func (s *session) steps(ctx context.Context) ([]Reason, error) {
 
 	if pc, ok := m.opts.Authorizer.(Prechecker); ok {
 		if ok, code := pc.Precheck(ctx, s.req); !ok {
-			return []Reason{reason(code)}, nil
+			return []Reason{authReason(code)}, nil
 		}
 	}
 
@@ -180,7 +180,7 @@ func (s *session) steps(ctx context.Context) ([]Reason, error) {
 		if code == "" {
 			code = "declined_by_bank"
 		}
-		return []Reason{reason(code)}, nil
+		return []Reason{authReason(code)}, nil
 	}
 	return nil, nil
 }

@@ -250,13 +250,21 @@ func TestDeclines(t *testing.T) {
 		face   FaceResult
 		auth   Authorization
 		want   string
+		msg    string
 	}{
-		{"different person", goodReport(), other, Authorization{Approved: true}, "face_mismatch"},
-		{"no smile", goodReport(), noSmile, Authorization{Approved: true}, "no_consent"},
-		{"photo not live", goodReport(), spoof, Authorization{Approved: true}, "not_live"},
-		{"altered chip", altered, goodFace(), Authorization{Approved: true}, "dg_hash_mismatch"},
-		{"expired document", expired, goodFace(), Authorization{Approved: true}, "document_expired"},
-		{"bank declines", goodReport(), goodFace(), Authorization{Approved: false, Reason: "limit_exceeded"}, "limit_exceeded"},
+		{"different person", goodReport(), other, Authorization{Approved: true}, "face_mismatch", "msg.face_mismatch"},
+		{"no smile", goodReport(), noSmile, Authorization{Approved: true}, "no_consent", "msg.no_consent"},
+		{"photo not live", goodReport(), spoof, Authorization{Approved: true}, "not_live", "msg.not_live"},
+		{"altered chip", altered, goodFace(), Authorization{Approved: true}, "dg_hash_mismatch", "msg.document_not_genuine"},
+		{"expired document", expired, goodFace(), Authorization{Approved: true}, "document_expired", "msg.document_expired"},
+		// The codes the reference hub, the offline rules and the outbox
+		// really send: a bank decline is never "document not genuine".
+		{"hub transaction limit", goodReport(), goodFace(), Authorization{Reason: "hub_over_transaction_limit"}, "hub_over_transaction_limit", "msg.declined_by_bank"},
+		{"hub daily limit", goodReport(), goodFace(), Authorization{Reason: "hub_over_daily_limit"}, "hub_over_daily_limit", "msg.declined_by_bank"},
+		{"hub invalid request", goodReport(), goodFace(), Authorization{Reason: "hub_invalid_request"}, "hub_invalid_request", "msg.declined_by_bank"},
+		{"offline floor", goodReport(), goodFace(), Authorization{Reason: "offline_over_floor_limit"}, "offline_over_floor_limit", "msg.declined_by_bank"},
+		{"outbox full", goodReport(), goodFace(), Authorization{Reason: "outbox_full"}, "outbox_full", "msg.technical"},
+		{"bank declines without a code", goodReport(), goodFace(), Authorization{}, "declined_by_bank", "msg.declined_by_bank"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -268,6 +276,9 @@ func TestDeclines(t *testing.T) {
 			o := h.outcome(t)
 			if o.Approved || !slices.Contains(codes(o), tt.want) {
 				t.Fatalf("outcome %+v, want decline %s", o, tt.want)
+			}
+			if o.Reasons[0].Message != tt.msg {
+				t.Errorf("%s shown as %s, want %s", tt.want, o.Reasons[0].Message, tt.msg)
 			}
 			for _, r := range o.Reasons {
 				if r.Message == "" {
