@@ -103,6 +103,10 @@ run: build testdata models
 	@test -f $(CACHE)/run/card/card.json || $(BIN)/kioskctl eid issue --out $(CACHE)/run/card \
 		--photo $(TESTDATA)/media/franck_01829.jpg --can 123456 --pin 2468 >/dev/null
 	@mkdir -p $(CACHE)/run; test -f $(CACHE)/run/staff-pin || (umask 077; shuf -i 100000-999999 -n 1 > $(CACHE)/run/staff-pin)
+	@# One device key and document salt across runs, so reports left in the
+	@# outbox by an earlier run still verify at the embedded hub.
+	@test -f $(CACHE)/run/devkey/kiosk-sim-0001.key || $(BIN)/kioskctl dev-key create --out $(CACHE)/run/devkey --device kiosk-sim-0001 >/dev/null
+	@test -f $(CACHE)/run/doc-salt || (umask 077; head -c 32 /dev/urandom | base64 > $(CACHE)/run/doc-salt)
 	@echo "kiosk screen: http://127.0.0.1:8080/  status: http://127.0.0.1:8080/status/  staff PIN (⚙ Staff): $$(cat $(CACHE)/run/staff-pin)"
 	$(BIN)/kioskd --config provisioning/config/sim.toml
 
