@@ -76,6 +76,11 @@ build: deps
 test: deps testdata models
 	$(GO) vet $(PKGS)
 	KIOSK_TESTDATA=$(abspath $(TESTDATA)) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+	@# The face pipeline again with gocv's Mat profiler: it fails on any Mat
+	@# left open at the end of the run.
+	@KIOSK_TESTDATA=$(abspath $(TESTDATA)) $(GO) test -tags matprofile -count=1 -v ./firmware/face > $(CACHE)/matprofile.log 2>&1 || \
+		{ grep -E -B2 -A40 '^(--- FAIL|Mat leak)' $(CACHE)/matprofile.log; exit 1; }
+	@grep -E '^matprofile: 0 live Mats' $(CACHE)/matprofile.log
 	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory chaos
 

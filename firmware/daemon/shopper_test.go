@@ -11,7 +11,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -338,6 +340,25 @@ func TestShopperScreensInChromium(t *testing.T) {
 					t.Fatal(err)
 				}
 				texts[lang][s.name] = txt
+				if s.name == "insert_card" {
+					ctx, cancel := context.WithTimeout(b.Ctx, 5*time.Second)
+					head, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("amount-box").innerText`))
+					cancel()
+					if err != nil || !strings.Contains(head, r.d.cfg.Tx.Merchant) || !strings.Contains(head, "23.50") {
+						t.Errorf("amount box %q (%v): want the merchant %q and the amount", head, err, r.d.cfg.Tx.Merchant)
+					}
+				}
+				if s.name == "smile" {
+					// The countdown is the smile step's own (face.smile_timeout,
+					// 45 s here), not what is left of the whole face step (60 s).
+					ctx, cancel := context.WithTimeout(b.Ctx, 5*time.Second)
+					cd, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("countdown").textContent`))
+					cancel()
+					n, serr := strconv.Atoi(regexp.MustCompile(`\d+`).FindString(cd))
+					if err != nil || serr != nil || n > 45 || n < 40 {
+						t.Errorf("smile countdown %q (%v %v): want 40-45 s left", cd, err, serr)
+					}
+				}
 				if strings.Contains(txt, "msg.") || strings.Contains(txt, "guide.") || strings.Contains(txt, "{") {
 					t.Errorf("%s/%s shows an untranslated key: %q", s.name, lang, txt)
 				}

@@ -125,8 +125,12 @@ type uiScreenState struct {
 	Service       feedback.Service     `json:"service"`
 	Components    map[string]Component `json:"components"`
 	FaceTimeoutMS int64                `json:"face_timeout_ms"`
-	Languages     []string             `json:"languages"`
-	StaffEnabled  bool                 `json:"staff_enabled"`
+	// Merchant is the shop's name (transactions.merchant), shown with the amount.
+	Merchant string `json:"merchant,omitempty"`
+	// SmileTimeoutMS bounds the smile step from its start (the countdown).
+	SmileTimeoutMS int64    `json:"smile_timeout_ms"`
+	Languages      []string `json:"languages"`
+	StaffEnabled   bool     `json:"staff_enabled"`
 	// NotReady is why a session could not start now ("camera_down", …),
 	// empty when it could: the till's API refuses with the same reason.
 	NotReady string `json:"not_ready,omitempty"`
@@ -154,6 +158,8 @@ func (u *uiState) serveState(w http.ResponseWriter, r *http.Request) {
 		ft = 30 * time.Second // session.Policy's default
 	}
 	s.FaceTimeoutMS = ft.Milliseconds()
+	s.SmileTimeoutMS = d.cfg.Face.SmileTimeout.Milliseconds()
+	s.Merchant = d.cfg.Tx.Merchant
 	writeJSON(w, http.StatusOK, s)
 }
 

@@ -8,7 +8,7 @@
   const ui = {
     lang: "zh-CN", defaultLang: "zh-CN",
     cat: {}, status: null, service: { out_of_service: false, reason: "" },
-    components: {}, notReady: "", faceTimeoutMs: 30000, faceSince: 0, guidance: "",
+    components: {}, notReady: "", faceTimeoutMs: 30000, faceSince: 0, smileTimeoutMs: 10000, smileSince: 0, merchant: "", guidance: "",
     retriesLeft: null, wrong: false, kind: "can", digits: "", sending: false,
     staff: { open: false, token: "", digits: "" }, awakeUntil: 0, screen: "",
     // Bus event time → DOM updated, and → next frame painted (ms).
@@ -115,6 +115,7 @@
     const req = st.request;
     $("amount-box").hidden = !req || screen === "staff";
     if (req) { $("amount").textContent = money(req); $("ref").textContent = req.merchant_ref || req.id.slice(0, 8); }
+    $("merchant").textContent = ui.merchant ? ui.merchant + " ·" : "";
 
     const step = stepOf[st.state];
     const at = stepOrder.indexOf(step);
@@ -194,7 +195,10 @@
   }
   function tickCountdown() {
     if (ui.screen !== "face" || !ui.status || ui.status.state !== "smile") { return; }
-    const left = Math.max(0, Math.ceil((ui.faceSince + ui.faceTimeoutMs - Date.now()) / 1000));
+    // The smile step ends at its own timeout or the face step's, whichever
+    // comes first.
+    const end = Math.min(ui.faceSince + ui.faceTimeoutMs, (ui.smileSince || ui.faceSince) + ui.smileTimeoutMs);
+    const left = Math.max(0, Math.ceil((end - Date.now()) / 1000));
     $("countdown").textContent = "◷ " + t("smile.countdown", { s: left });
   }
   setInterval(() => { tickCountdown(); chipProgress(); }, 250);
@@ -386,8 +390,9 @@
     const prev = ui.status ? ui.status.state : "idle";
     if (st.state === "insert_card" && prev !== "insert_card") { ui.retriesLeft = null; ui.wrong = false; ui.kind = "can"; }
     if (st.state === "face_match" || (st.state === "smile" && !ui.faceSince)) { ui.faceSince = Date.parse(st.since); }
+    if (st.state === "smile" && prev !== "smile") { ui.smileSince = Date.parse(st.since); }
     if (st.state === "idle") {
-      ui.faceSince = 0; ui.guidance = "";
+      ui.faceSince = 0; ui.smileSince = 0; ui.guidance = "";
       // The next shopper starts in the kiosk's default language.
       if (prev !== "idle" && ui.lang !== ui.defaultLang) { loadLang(ui.defaultLang); }
     }
@@ -437,6 +442,8 @@
       ui.components = s.components || {};
       ui.notReady = s.not_ready || "";
       ui.faceTimeoutMs = s.face_timeout_ms || ui.faceTimeoutMs;
+      ui.smileTimeoutMs = s.smile_timeout_ms || ui.smileTimeoutMs;
+      ui.merchant = s.merchant || "";
       if (s.languages && s.languages.length) { ui.defaultLang = s.languages[0]; }
       render();
     } catch (e) {
