@@ -61,6 +61,17 @@ type Face struct {
 	// (on the camera's clock); policy.face_timeout bounds the whole step.
 	MatchTimeout time.Duration `toml:"match_timeout"`
 	SmileTimeout time.Duration `toml:"smile_timeout"`
+	// The smile that consents: p(happy) of at least SmileThreshold and the
+	// mouth widened by MouthRise over the person's own neutral, on
+	// SmileFrames expression evaluations in a row, the model run at most
+	// ExpressionHz times a second (README, "Face verification thresholds").
+	SmileThreshold float64 `toml:"smile_threshold"`
+	MouthRise      float64 `toml:"mouth_rise"`
+	SmileFrames    int     `toml:"smile_frames"`
+	ExpressionHz   float64 `toml:"expression_hz"`
+	// DebugCaptureDir, for the lab only, receives the frames at the match
+	// and consent decisions as JPEG; refused in production.
+	DebugCaptureDir string `toml:"debug_capture_dir"`
 }
 
 // Policy is the decision policy.
@@ -221,8 +232,9 @@ func Default() Config {
 			TelemetryEvery: 60 * time.Second,
 			Embedded:       EmbeddedBroker{Listen: "127.0.0.1:1883"},
 		},
-		EID:  EID{TrustDir: "/etc/kioskd/csca", ChipAuth: "any", ExtendedLength: "auto", StaleCRL: "decline", MissingCRL: "warn"},
-		Face: Face{ModelsDir: "/usr/share/kioskd/models", MatchTimeout: 10 * time.Second, SmileTimeout: 10 * time.Second},
+		EID: EID{TrustDir: "/etc/kioskd/csca", ChipAuth: "any", ExtendedLength: "auto", StaleCRL: "decline", MissingCRL: "warn"},
+		Face: Face{ModelsDir: "/usr/share/kioskd/models", MatchTimeout: 10 * time.Second, SmileTimeout: 10 * time.Second,
+			SmileThreshold: 0.8, MouthRise: 0.10, SmileFrames: 4, ExpressionHz: 8},
 		Policy: Policy{
 			RequirePassiveAuth: true, MatchThreshold: 0.45, LivenessThreshold: 0.5, RequireConsent: true,
 			MaxPasswordAttempts: 3, CardTimeout: 60 * time.Second, PasswordTimeout: 60 * time.Second,
@@ -446,12 +458,27 @@ func (c *Config) Validate() error {
 	}
 	durIn("face.match_timeout", c.Face.MatchTimeout, time.Second, 5*time.Minute)
 	durIn("face.smile_timeout", c.Face.SmileTimeout, time.Second, 5*time.Minute)
+	if f := c.Face.SmileThreshold; f <= 0 || f >= 1 {
+		bad("face.smile_threshold", "%g out of range (0, 1)", f)
+	}
+	if f := c.Face.MouthRise; f <= 0 || f >= 1 {
+		bad("face.mouth_rise", "%g out of range (0, 1)", f)
+	}
+	if n := c.Face.SmileFrames; n < 1 || n > 30 {
+		bad("face.smile_frames", "%d out of range 1..30", n)
+	}
+	if f := c.Face.ExpressionHz; f < 1 || f > 30 {
+		bad("face.expression_hz", "%g out of range 1..30", f)
+	}
+	if c.Face.DebugCaptureDir != "" && c.Device.Mode != "simulation" {
+		bad("face.debug_capture_dir", "lab only: refused in production mode (it writes face images to disk)")
+	}
 	pol := c.Policy
 	if pol.MatchThreshold <= 0 || pol.MatchThreshold >= 1 {
 		bad("policy.match_threshold", "%g out of range (0, 1)", pol.MatchThreshold)
 	}
-	if pol.LivenessThreshold < 0 || pol.LivenessThreshold >= 1 {
-		bad("policy.liveness_threshold", "%g out of range [0, 1)", pol.LivenessThreshold)
+	if pol.LivenessThreshold <= 0 || pol.LivenessThreshold >= 1 {
+		bad("policy.liveness_threshold", "%g out of range (0, 1)", pol.LivenessThreshold)
 	}
 	if pol.MaxPasswordAttempts < 1 || pol.MaxPasswordAttempts > 10 {
 		bad("policy.max_password_attempts", "%d out of range 1..10", pol.MaxPasswordAttempts)

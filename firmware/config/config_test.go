@@ -28,7 +28,7 @@ func TestReferenceFileMatchesDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := Default()
-	if c.Camera != d.Camera || c.CardReader != d.CardReader || c.Log != d.Log || c.HTTP != d.HTTP || c.Shutdown != d.Shutdown {
+	if c.Camera != d.Camera || c.CardReader != d.CardReader || c.Log != d.Log || c.HTTP != d.HTTP || c.Shutdown != d.Shutdown || c.Face != d.Face {
 		t.Fatalf("reference file and Default() disagree:\nfile %+v\ndefault %+v", c, d)
 	}
 }
@@ -46,6 +46,9 @@ func TestParseErrors(t *testing.T) {
 		{"bad duration", base + "[shutdown]\ntimeout = \"soon\"\n", []string{"timeout"}},
 		{"out of range", "[device]\nmode = \"simulation\"\n[camera]\nbackend = \"sim\"\npath = \"x.mp4\"\nfps = 500.0\n[cardreader]\nbackend = \"sim\"\n[gpio]\nbackend = \"sim\"\n", []string{"camera.fps"}},
 		{"bad enum", base + "[log]\nlevel = \"loud\"\n", []string{"log.level"}},
+		{"face thresholds", base + "[face]\nsmile_threshold = 1.5\nmouth_rise = 0.0\nsmile_frames = 0\nexpression_hz = 100.0\n", []string{"face.smile_threshold", "face.mouth_rise", "face.smile_frames", "face.expression_hz"}},
+		{"liveness off", base + "[policy]\nliveness_threshold = 0.0\n", []string{"policy.liveness_threshold"}},
+		{"debug capture in production", "[device]\nmode = \"production\"\n[face]\ndebug_capture_dir = \"/tmp/faces\"\n", []string{"face.debug_capture_dir"}},
 		{"bad CRL policy", base + "[eid]\nstale_crl = \"ignore\"\nmissing_crl = \"maybe\"\n", []string{"eid.stale_crl", "eid.missing_crl"}},
 		{"http not loopback", base + "[http]\nlisten = \"0.0.0.0:8080\"\n", []string{"http.listen"}},
 		{"bad broker", base + "[hub]\nbrokers = [\"http://x\"]\n", []string{"hub.brokers[0]"}},

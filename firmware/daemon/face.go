@@ -37,6 +37,11 @@ func (d *Daemon) newFace() (session.Face, func()) {
 	cfg.LivenessThreshold = d.cfg.Policy.LivenessThreshold
 	cfg.MatchTimeout = d.cfg.Face.MatchTimeout
 	cfg.SmileTimeout = d.cfg.Face.SmileTimeout
+	cfg.SmileThreshold = d.cfg.Face.SmileThreshold
+	cfg.MouthRise = d.cfg.Face.MouthRise
+	cfg.SmileFrames = d.cfg.Face.SmileFrames
+	cfg.ExpressionHz = d.cfg.Face.ExpressionHz
+	cfg.DebugCaptureDir = d.cfg.Face.DebugCaptureDir
 	cfg.Production = d.cfg.Device.Mode == "production"
 	cfg.Logger = d.log.With("component", "face")
 	v, err := face.NewVerifier(models, d.pump, cfg)

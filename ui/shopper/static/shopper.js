@@ -141,7 +141,7 @@
       }
       case "out_of_service": {
         const down = componentDown();
-        $("oos-text").textContent = ui.service.out_of_service || !down ? t("oos.tamper") : t("oos.component") + " (" + down + ")";
+        $("oos-text").textContent = ui.service.out_of_service || !down ? t("oos.tamper") : t("oos.component") + " (" + t("component." + down) + ")";
         break;
       }
       case "staff": renderStaff(); break;
