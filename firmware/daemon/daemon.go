@@ -266,6 +266,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		run("hub", d.hub.Run)
 		run("hub-commands", d.serveCommands)
 		run("telemetry", d.telemetry)
+		run("hub-events", d.forwardEvents)
 	}
 	if d.tx != nil {
 		run("delivery", d.tx.flow.Run)
