@@ -61,6 +61,10 @@ func TestPaymentApprovedEndToEnd(t *testing.T) {
 		t.Fatalf("payment not approved: %+v", st.Outcome)
 	}
 	id := st.Request.ID
+	// Kept for the till across restarts.
+	if h, ok := r.d.tx.history.Lookup("till-e2e-1"); !ok || h.Request.ID != id || !h.Outcome.Approved {
+		t.Errorf("payment history: %+v %v", h, ok)
+	}
 	// Delivered: the hub acknowledged the report and it left the outbox.
 	deadline := time.Now().Add(20 * time.Second)
 	for st := r.d.tx.flow.Status(); st.Delivered < 1 || st.Outbox.Depth > 0; st = r.d.tx.flow.Status() {

@@ -208,7 +208,7 @@ func (d *Daemon) buildECR() error {
 	}
 	d.ecrLn = ln
 	d.ecrSrv = &http.Server{
-		Handler:           ecr.Handler(ecr.Options{Sessions: d.session, Token: token, Logger: d.log.With("component", "ecr")}),
+		Handler:           ecr.Handler(ecr.Options{Sessions: d.session, Token: token, History: d.tx.history, Logger: d.log.With("component", "ecr")}),
 		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 5 * time.Second,
 	}

@@ -17,6 +17,7 @@ import (
 
 	"kiosk/drivers/cardreader"
 	"kiosk/firmware/config"
+	"kiosk/firmware/ecr"
 	"kiosk/firmware/emrtd"
 	"kiosk/firmware/emrtd/pa"
 	"kiosk/firmware/event"
@@ -37,6 +38,7 @@ type txStack struct {
 	flow    *txflow.Flow
 	refhub  *refhub.Hub // simulation only
 	store   *refhub.Store
+	history *ecr.History // what the till was told, across restarts
 }
 
 func (t *txStack) close() {
@@ -45,6 +47,9 @@ func (t *txStack) close() {
 	}
 	if t.offline != nil {
 		t.offline.Close()
+	}
+	if t.history != nil {
+		t.history.Close()
 	}
 }
 
@@ -101,6 +106,10 @@ func (d *Daemon) openTx() (*txStack, error) {
 	if err != nil {
 		t.close()
 		return nil, fmt.Errorf("open offline ledger: %w", err)
+	}
+	if t.history, err = ecr.OpenHistory(filepath.Join(cfg.StateDir, "payments.db"), 0); err != nil {
+		t.close()
+		return nil, err
 	}
 	return t, nil
 }
@@ -202,6 +211,13 @@ func (a *authorizer) Commit(ctx context.Context, rec session.Record) error {
 			_ = a.tx.flow.Release(rec.Request.ID)
 		}
 		return err
+	}
+	// Kept before the result is shown, like the report: a till that
+	// retries after a restart hears this result, not a new payment.
+	st := session.Status{State: session.Result, Request: &rec.Request, Since: rec.Finished,
+		Outcome: &session.Outcome{Approved: rec.Approved, Reasons: rec.Reasons, Finished: rec.Finished}}
+	if err := a.tx.history.Put(st); err != nil {
+		a.d.log.Error("payment history not kept", "tx", rec.Request.ID, "err", err)
 	}
 	return nil
 }

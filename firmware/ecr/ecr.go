@@ -32,8 +32,12 @@ type Options struct {
 	Sessions Sessions
 	// Token is the bearer token the till must send. Empty means requests
 	// must come with a verified TLS client certificate (mTLS) instead.
-	Token  string
-	Logger *slog.Logger
+	Token string
+	// History, when set, answers for finished payments the session no
+	// longer remembers (after a restart): a till's retry then gets the
+	// recorded result, never a second payment.
+	History *History
+	Logger  *slog.Logger
 }
 
 // Handler returns the API's HTTP handler.
@@ -130,7 +134,7 @@ func (a *api) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// A retry with a known merchant reference returns that payment.
-	if st, ok := a.opts.Sessions.Lookup(req.MerchantRef); ok && st.Request != nil {
+	if st, ok := a.lookup(req.MerchantRef); ok {
 		if st.Request.AmountMinor != req.AmountMinor || st.Request.Currency != strings.ToUpper(req.Currency) {
 			writeError(w, http.StatusConflict, "merchant_ref_reused", "merchant_ref already used for a different amount")
 			return
@@ -161,8 +165,20 @@ func (a *api) create(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, view(st))
 }
 
+// lookup finds a payment by id or merchant reference: the running or a
+// recent session, else the durable history.
+func (a *api) lookup(idOrRef string) (session.Status, bool) {
+	if st, ok := a.opts.Sessions.Lookup(idOrRef); ok && st.Request != nil {
+		return st, true
+	}
+	if a.opts.History != nil {
+		return a.opts.History.Lookup(idOrRef)
+	}
+	return session.Status{}, false
+}
+
 func (a *api) get(w http.ResponseWriter, r *http.Request) {
-	st, ok := a.opts.Sessions.Lookup(r.PathValue("id"))
+	st, ok := a.lookup(r.PathValue("id"))
 	if !ok || st.Request == nil {
 		writeError(w, http.StatusNotFound, "not_found", "no such payment")
 		return
@@ -172,7 +188,7 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) cancel(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	st, ok := a.opts.Sessions.Lookup(id)
+	st, ok := a.lookup(id)
 	if !ok || st.Request == nil {
 		writeError(w, http.StatusNotFound, "not_found", "no such payment")
 		return

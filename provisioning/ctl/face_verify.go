@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"gocv.io/x/gocv"
 
 	"kiosk/drivers/camera"
 	"kiosk/firmware/face"
@@ -281,7 +284,7 @@ func faceBench(e *env, args []string) int {
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	dir := faceModelsFlag(fs)
 	cam := fs.String("camera", "", "video of one person's face (default: the test media's franck.mp4)")
-	refPath := fs.String("reference", "", "a photo of that person (default: the test media's franck_01829.jpg)")
+	refPath := fs.String("reference", "", "a photo of that person (default: with --camera, the video's first frame with a face; else the test media's franck_01829.jpg)")
 	sustain := fs.Duration("sustain", 5*time.Second, "how long to run the smile phase for the sustained frame rate")
 	fs.Usage = func() {
 		fmt.Fprintln(e.stderr, "usage: kioskctl face bench [--camera VIDEO --reference IMG] [--json] [--models DIR]\n"+
@@ -292,22 +295,26 @@ func faceBench(e *env, args []string) int {
 	if _, err := parseInterleaved(fs, args); err != nil {
 		return ExitUsage
 	}
-	if *cam == "" || *refPath == "" {
+	// Any video of one face works alone: its own first face is then the
+	// reference, as a chip photo would be.
+	refFromVideo := *cam != "" && *refPath == ""
+	if *cam == "" {
 		media := filepath.Join(".cache", "testdata", "media")
 		if d := os.Getenv("KIOSK_TESTDATA"); d != "" {
 			media = filepath.Join(d, "media")
 		}
-		if *cam == "" {
-			*cam = filepath.Join(media, "franck.mp4")
-		}
+		*cam = filepath.Join(media, "franck.mp4")
 		if *refPath == "" {
 			*refPath = filepath.Join(media, "franck_01829.jpg")
 		}
 	}
-	ref, err := os.ReadFile(*refPath)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "kioskctl: %v (run `make testdata` or pass --camera and --reference)\n", err)
-		return ExitUsage
+	var ref []byte
+	if !refFromVideo {
+		var err error
+		if ref, err = os.ReadFile(*refPath); err != nil {
+			fmt.Fprintf(e.stderr, "kioskctl: %v (run `make testdata` or pass --camera)\n", err)
+			return ExitUsage
+		}
 	}
 	if _, err := os.Stat(*cam); err != nil {
 		fmt.Fprintf(e.stderr, "kioskctl: %v (run `make testdata` or pass --camera)\n", err)
@@ -331,6 +338,12 @@ func faceBench(e *env, args []string) int {
 			frames[i].Close()
 		}
 	}()
+	if refFromVideo {
+		if ref, err = firstFace(m, frames); err != nil {
+			fmt.Fprintf(e.stderr, "kioskctl: %s: %v\n", *cam, err)
+			return ExitUsage
+		}
+	}
 	res, err := face.RunBench(ctx, m, frames, ref, *sustain)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "kioskctl: %v\n", err)
@@ -352,4 +365,21 @@ func faceBench(e *env, args []string) int {
 	fmt.Fprintf(e.stdout, "sustained %.1f fps (expression %.1f Hz), match in %.0f ms, RSS %.0f MiB with models, peak %.0f MiB\n",
 		res.SustainedFPS, res.ExpressionHz, res.MatchMS, res.ModelsRSSMiB, res.PeakRSSMiB)
 	return ExitOK
+}
+
+// firstFace encodes the first frame with a face as JPEG, the reference
+// when face bench gets a video alone.
+func firstFace(m *face.Models, frames []gocv.Mat) ([]byte, error) {
+	for _, f := range frames {
+		if _, err := m.Analyze(f); err != nil {
+			continue
+		}
+		buf, err := gocv.IMEncode(gocv.JPEGFileExt, f)
+		if err != nil {
+			return nil, err
+		}
+		defer buf.Close()
+		return bytes.Clone(buf.GetBytes()), nil
+	}
+	return nil, errors.New("no frame shows a face")
 }

