@@ -132,12 +132,17 @@ func createPayment(t *testing.T, r *running, ref string, amount int) string {
 // and body.
 func ecrCreate(t *testing.T, r *running, ref string, amount int) (int, string) {
 	t.Helper()
+	return ecrPost(t, r, "/v1/payments", fmt.Sprintf(`{"amount_minor":%d,"currency":"CNY","merchant_ref":%q}`, amount, ref))
+}
+
+// ecrPost is a call to the till's API with its token.
+func ecrPost(t *testing.T, r *running, path, body string) (int, string) {
+	t.Helper()
 	token, err := os.ReadFile(r.d.cfg.ECR.TokenFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequest("POST", "http://"+r.d.ECRAddr()+"/v1/payments",
-		strings.NewReader(fmt.Sprintf(`{"amount_minor":%d,"currency":"CNY","merchant_ref":%q}`, amount, ref)))
+	req, _ := http.NewRequest("POST", "http://"+r.d.ECRAddr()+path, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
 	resp, err := http.DefaultClient.Do(req)
@@ -280,6 +285,54 @@ func TestOfflinePayments(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("offline approval %s never reached the hub (%d held)", id, len(txs))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Branch mode: the branch system asks the kiosk to confirm a customer's
+// identity for a service; chip, face and smile as for a payment, nothing
+// to authorize, and the hub receives a signed identity report.
+func TestBranchServiceIdentity(t *testing.T) {
+	video := testmedia.Path(t, "franck.mp4")
+	r := start(t, simConfig(t, video)+"\n[policy]\nface_timeout = \"60s\"\n")
+	r.waitHealth(t, "ok", func(h Health) bool { return h.Status == "ok" })
+	code, body := ecrPost(t, r, "/v1/services", `{"service":"open_account","merchant_ref":"branch-1"}`)
+	if code != http.StatusCreated || !strings.Contains(body, `"kind":"service"`) || !strings.Contains(body, `"service":"open_account"`) {
+		t.Fatalf("create service: %d %s", code, body)
+	}
+	if code, body := ecrPost(t, r, "/v1/services", `{"service":"Open Account!","merchant_ref":"branch-2"}`); code != http.StatusBadRequest {
+		t.Fatalf("bad service name: %d %s", code, body)
+	}
+	r.waitEvent(t, "session.insert_card", nil)
+	postJSON(t, r.base+"/api/sim/card", `{"action":"insert"}`)
+	r.waitEvent(t, "session.enter_password", nil)
+	postJSON(t, r.base+"/api/session/password", `{"kind":"can","digits":"123456"}`)
+	e := r.waitEventWithin(t, 60*time.Second, "session.result", nil)
+	st := e.Data.(session.Status)
+	if st.Outcome == nil || !st.Outcome.Approved {
+		t.Fatalf("identity not confirmed: %+v", st.Outcome)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		txs, err := refhub.ListFile(filepath.Join(r.d.cfg.Tx.StateDir, "hub.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var found bool
+		for _, tx := range txs {
+			if tx.TxID == st.Request.ID {
+				found = true
+				if tx.Report.Kind != "identity" || tx.Report.Service != "open_account" || tx.Report.Amount != 0 || tx.Report.Auth.Mode != "none" {
+					t.Fatalf("identity report %+v", tx.Report)
+				}
+			}
+		}
+		if found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("identity report never reached the hub")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

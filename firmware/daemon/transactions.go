@@ -234,6 +234,8 @@ func toReport(cfg config.Config, tx *txStack, rec session.Record) *txreport.Repo
 	}
 	if rec.Request.Kind == "payment" {
 		r.Kind, r.Amount, r.Currency = "payment", rec.Request.AmountMinor, rec.Request.Currency
+	} else {
+		r.Service = rec.Request.Service
 	}
 	if rec.Approved {
 		r.Decision = "approved"

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 
@@ -49,6 +50,7 @@ func Handler(opts Options) http.Handler {
 	a := &api{opts: opts, log: log}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/payments", a.create)
+	mux.HandleFunc("POST /v1/services", a.createService)
 	mux.HandleFunc("GET /v1/payments/{id}", a.get)
 	mux.HandleFunc("POST /v1/payments/{id}/cancel", a.cancel)
 	return a.auth(mux)
@@ -87,9 +89,17 @@ type PaymentRequest struct {
 	MerchantRef string `json:"merchant_ref"`
 }
 
-// Payment is the API's view of a payment.
+// ServiceRequest is the body of POST /v1/services (branch mode).
+type ServiceRequest struct {
+	Service     string `json:"service"` // e.g. "open_account"
+	MerchantRef string `json:"merchant_ref"`
+}
+
+// Payment is the API's view of a payment or a branch service.
 type Payment struct {
 	ID          string           `json:"id"`
+	Kind        string           `json:"kind"`              // payment or service
+	Service     string           `json:"service,omitempty"` // branch mode
 	MerchantRef string           `json:"merchant_ref,omitempty"`
 	AmountMinor int64            `json:"amount_minor"`
 	Currency    string           `json:"currency"`
@@ -102,7 +112,7 @@ type Payment struct {
 
 func view(st session.Status) Payment {
 	r := st.Request
-	p := Payment{ID: r.ID, MerchantRef: r.MerchantRef, AmountMinor: r.AmountMinor, Currency: r.Currency,
+	p := Payment{ID: r.ID, Kind: r.Kind, Service: r.Service, MerchantRef: r.MerchantRef, AmountMinor: r.AmountMinor, Currency: r.Currency,
 		Created: r.Created, State: string(st.State), Status: "pending"}
 	if o := st.Outcome; o != nil {
 		p.Status = "declined"
@@ -117,34 +127,62 @@ func view(st session.Status) Payment {
 }
 
 func (a *api) create(w http.ResponseWriter, r *http.Request) {
+	var req PaymentRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	a.begin(w, r, session.Request{
+		Kind: "payment", AmountMinor: req.AmountMinor, Currency: strings.ToUpper(req.Currency), MerchantRef: req.MerchantRef,
+	})
+}
+
+// createService starts a branch service: the customer proves who they are
+// (chip, face, smile to confirm); nothing is paid.
+func (a *api) createService(w http.ResponseWriter, r *http.Request) {
+	var req ServiceRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if !serviceRe.MatchString(req.Service) {
+		writeError(w, http.StatusBadRequest, "bad_request", "service must be 1-32 of a-z, 0-9 and _")
+		return
+	}
+	a.begin(w, r, session.Request{Kind: "service", Service: req.Service, MerchantRef: req.MerchantRef})
+}
+
+var serviceRe = regexp.MustCompile(`^[a-z0-9_]{1,32}$`)
+
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mt != "application/json" {
 		writeError(w, http.StatusUnsupportedMediaType, "bad_content_type", "content type must be application/json")
-		return
+		return false
 	}
-	var req PaymentRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
+	if err := dec.Decode(v); err != nil {
 		writeError(w, http.StatusBadRequest, "bad_request", "body: "+err.Error())
-		return
+		return false
 	}
+	return true
+}
+
+// begin starts req, or answers a retry (same merchant reference) with the
+// transaction it started before.
+func (a *api) begin(w http.ResponseWriter, r *http.Request, req session.Request) {
 	if req.MerchantRef == "" {
 		writeError(w, http.StatusBadRequest, "bad_request", "merchant_ref is required (it makes retries safe)")
 		return
 	}
-	// A retry with a known merchant reference returns that payment.
 	if st, ok := a.lookup(req.MerchantRef); ok {
-		if st.Request.AmountMinor != req.AmountMinor || st.Request.Currency != strings.ToUpper(req.Currency) {
-			writeError(w, http.StatusConflict, "merchant_ref_reused", "merchant_ref already used for a different amount")
+		if p := st.Request; p.Kind != req.Kind || p.AmountMinor != req.AmountMinor || p.Currency != req.Currency || p.Service != req.Service {
+			writeError(w, http.StatusConflict, "merchant_ref_reused", "merchant_ref already used for a different request")
 			return
 		}
 		writeJSON(w, http.StatusOK, view(st))
 		return
 	}
-	sreq, err := a.opts.Sessions.Start(r.Context(), session.Request{
-		Kind: "payment", AmountMinor: req.AmountMinor, Currency: strings.ToUpper(req.Currency), MerchantRef: req.MerchantRef,
-	})
+	sreq, err := a.opts.Sessions.Start(r.Context(), req)
 	switch {
 	case errors.Is(err, session.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
@@ -156,7 +194,8 @@ func (a *api) create(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 		return
 	}
-	a.log.Info("ecr payment created", "tx", sreq.ID, "merchant_ref", sreq.MerchantRef, "amount_minor", sreq.AmountMinor, "currency", sreq.Currency)
+	a.log.Info("ecr request created", "tx", sreq.ID, "kind", sreq.Kind, "service", sreq.Service, "merchant_ref", sreq.MerchantRef,
+		"amount_minor", sreq.AmountMinor, "currency", sreq.Currency)
 	st, ok := a.opts.Sessions.Lookup(sreq.ID)
 	if !ok {
 		st = session.Status{State: session.AwaitCard, Request: &sreq}

@@ -41,11 +41,13 @@ type Report struct {
 	Terminal    string `json:"terminal_id"`
 	Merchant    string `json:"merchant"`
 	MerchantRef string `json:"merchant_ref,omitempty"`
-	Kind        string `json:"kind"`   // payment or identity
-	Amount      int64  `json:"amount"` // minor units of Currency (ISO 4217)
-	Currency    string `json:"currency"`
-	Started     string `json:"started"` // RFC 3339 UTC, millisecond precision
-	Decided     string `json:"decided"`
+	Kind        string `json:"kind"` // payment or identity
+	// Service names the branch service an identity check was for.
+	Service  string `json:"service,omitempty"`
+	Amount   int64  `json:"amount"` // minor units of Currency (ISO 4217)
+	Currency string `json:"currency"`
+	Started  string `json:"started"` // RFC 3339 UTC, millisecond precision
+	Decided  string `json:"decided"`
 	// DocHash is DocumentHash(salt, issuing state, number): it lets the
 	// bank link transactions of one document without learning its number.
 	DocHash  string   `json:"doc_hash,omitempty"`

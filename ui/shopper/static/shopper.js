@@ -114,7 +114,11 @@
 
     const req = st.request;
     $("amount-box").hidden = !req || screen === "staff";
-    if (req) { $("amount").textContent = money(req); $("ref").textContent = req.merchant_ref || req.id.slice(0, 8); }
+    if (req) {
+      // A branch service has no amount: its name stands in the amount's place.
+      $("amount").textContent = req.kind === "service" ? t("service.name", { service: req.service }) : money(req);
+      $("ref").textContent = req.merchant_ref || req.id.slice(0, 8);
+    }
     $("merchant").textContent = ui.merchant ? ui.merchant + " ·" : "";
 
     const step = stepOf[st.state];
@@ -185,7 +189,8 @@
     const smiling = st.state === "smile";
     const p = st.progress || {};
     const g = p.guidance || (smiling ? "smile" : "look_at_camera");
-    $("face-title").textContent = smiling ? t("smile.title", { amount: money(st.request) }) : t("face.title");
+    const service = st.request && st.request.kind === "service";
+    $("face-title").textContent = !smiling ? t("face.title") : service ? t("smile.title_service") : t("smile.title", { amount: money(st.request) });
     $("guide-icon").textContent = guideIcons[g] || "ℹ";
     $("guide-text").textContent = t("guide." + g);
     $("oval").classList.toggle("good", g === "hold_still" || g === "smile");
