@@ -15,7 +15,8 @@ type Policy struct {
 	// RequireChipAuthFor lists document type codes ("P", "I", "ID", or
 	// "*" for all) for which chip or active authentication must pass.
 	RequireChipAuthFor []string
-	// AllowExpired accepts expired documents (never in payment mode).
+	// AllowExpired accepts expired documents for branch services (a bank
+	// may renew an expired ID at the branch); payments never take one.
 	AllowExpired bool
 	// MatchThreshold and LivenessThreshold are the minimum scores.
 	MatchThreshold    float64
@@ -102,8 +103,9 @@ func authReason(code string) Reason {
 	return Reason{Code: code, Message: msg}
 }
 
-// chipReasons applies the policy to the eID report.
-func (p Policy) chipReasons(r *emrtd.Report) []Reason {
+// chipReasons applies the policy to the eID report for a request of
+// kind ("payment" or "service").
+func (p Policy) chipReasons(r *emrtd.Report, kind string) []Reason {
 	var out []Reason
 	seen := map[string]bool{}
 	add := func(code string) {
@@ -137,7 +139,7 @@ func (p Policy) chipReasons(r *emrtd.Report) []Reason {
 	if c, ok := check("passive_authentication"); p.RequirePassiveAuth && (!ok || !c.OK) {
 		add("passive_authentication_failed")
 	}
-	if c, ok := check("document_not_expired"); ok && !c.OK && !p.AllowExpired {
+	if c, ok := check("document_not_expired"); ok && !c.OK && !(p.AllowExpired && kind == "service") {
 		add("document_expired")
 	}
 	if slices.Contains(p.RequireChipAuthFor, "*") || slices.Contains(p.RequireChipAuthFor, r.Document.Type) {

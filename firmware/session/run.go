@@ -124,7 +124,7 @@ func (s *session) steps(ctx context.Context) ([]Reason, error) {
 	defer report.Wipe()
 	s.rec.Chip = summarize(report)
 	s.rec.DocNumber = report.Document.DocumentNumber
-	if reasons := p.chipReasons(report); len(reasons) > 0 {
+	if reasons := p.chipReasons(report, s.req.Kind); len(reasons) > 0 {
 		return reasons, nil
 	}
 

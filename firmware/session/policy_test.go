@@ -1,0 +1,97 @@
+package session
+
+import (
+	"slices"
+	"testing"
+
+	"kiosk/firmware/emrtd"
+)
+
+func reasonCodes(rs []Reason) []string {
+	var c []string
+	for _, r := range rs {
+		c = append(c, r.Code)
+	}
+	return c
+}
+
+// Chip/active authentication is required per document type: a passport
+// ("P") without either is declined when "P" is listed, passes when only
+// other types are, and passes with either protocol.
+func TestRequireChipAuthFor(t *testing.T) {
+	passport := goodReport()
+	passport.Document.Type = "P"
+	withCA := goodReport()
+	withCA.Document.Type = "P"
+	withCA.Checks = append(withCA.Checks, emrtd.Check{Name: "chip_authentication", OK: true})
+	withAA := goodReport()
+	withAA.Document.Type = "P"
+	withAA.Checks = append(withAA.Checks, emrtd.Check{Name: "active_authentication", OK: true})
+	failedCA := goodReport()
+	failedCA.Document.Type = "P"
+	failedCA.Checks = append(failedCA.Checks, emrtd.Check{Name: "chip_authentication", OK: false, Code: "chip_authentication_failed"})
+	for _, tt := range []struct {
+		name    string
+		require []string
+		r       *emrtd.Report
+		decline bool
+	}{
+		{"P required, neither ran", []string{"P"}, passport, true},
+		{"all required, neither ran", []string{"*"}, passport, true},
+		{"only ID cards required", []string{"ID"}, passport, false},
+		{"P required, CA passed", []string{"P"}, withCA, false},
+		{"P required, AA passed", []string{"P"}, withAA, false},
+		{"P required, CA failed", []string{"P"}, failedCA, true},
+	} {
+		p := Policy{RequirePassiveAuth: true, RequireChipAuthFor: tt.require}
+		got := reasonCodes(p.chipReasons(tt.r, "payment"))
+		if slices.Contains(got, "chip_not_authenticated") != tt.decline {
+			t.Errorf("%s: reasons %v, want decline %v", tt.name, got, tt.decline)
+		}
+	}
+}
+
+// The thresholds decide, not the face step's own verdict: a "matched" face
+// under the kiosk's match threshold, or "live" under its liveness
+// threshold, is declined.
+func TestFaceThresholdsDecide(t *testing.T) {
+	p := Policy{MatchThreshold: 0.45, LivenessThreshold: 0.5, RequireConsent: true}
+	low := goodFace()
+	low.Similarity = 0.40
+	weak := goodFace()
+	weak.Liveness = 0.3
+	for _, tt := range []struct {
+		name string
+		f    FaceResult
+		want []string
+	}{
+		{"good", goodFace(), nil},
+		{"matched under the threshold", low, []string{"face_mismatch"}},
+		{"live under the threshold", weak, []string{"not_live"}},
+	} {
+		if got := reasonCodes(p.faceReasons(tt.f)); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// allow_expired serves branch services only: a payment is never made with
+// an expired document.
+func TestAllowExpiredOnlyForServices(t *testing.T) {
+	expired := goodReport()
+	expired.Checks[2] = emrtd.Check{Name: "document_not_expired", Code: "document_expired"}
+	for _, tt := range []struct {
+		allow   bool
+		kind    string
+		decline bool
+	}{
+		{false, "payment", true}, {false, "service", true},
+		{true, "payment", true}, {true, "service", false},
+	} {
+		p := Policy{RequirePassiveAuth: true, AllowExpired: tt.allow}
+		got := reasonCodes(p.chipReasons(expired, tt.kind))
+		if slices.Contains(got, "document_expired") != tt.decline {
+			t.Errorf("allow_expired=%v %s: %v, want decline %v", tt.allow, tt.kind, got, tt.decline)
+		}
+	}
+}
