@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
@@ -62,6 +64,16 @@ func Start(t testing.TB) *Browser {
 		switch e := ev.(type) {
 		case *network.EventRequestWillBeSent:
 			b.requests = append(b.requests, e.Request.URL)
+		case *cdplog.EventEntryAdded:
+			// The browser's own errors: failed loads, 4xx/5xx answers,
+			// blocked content, which never reach console.error.
+			if e.Entry.Level == cdplog.EntryLevelError {
+				b.console = append(b.console, fmt.Sprintf("%s: %s %s", e.Entry.Source, e.Entry.Text, e.Entry.URL))
+			}
+		case *network.EventLoadingFailed:
+			if !e.Canceled { // a stream the page closes on purpose is cancelled, not failed
+				b.console = append(b.console, fmt.Sprintf("network: %s %s", e.Type, e.ErrorText))
+			}
 		case *runtime.EventExceptionThrown:
 			b.console = append(b.console, "exception: "+e.ExceptionDetails.Text)
 		case *runtime.EventConsoleAPICalled:
@@ -82,6 +94,11 @@ func Start(t testing.TB) *Browser {
 		cancelA()
 		t.Fatalf("start chromium: %v", err)
 	}
+	if _, err := chromedp.Call(ctx, cdplog.Enable, cdp.Empty{}); err != nil {
+		cancelC()
+		cancelA()
+		t.Fatalf("chromium log domain: %v", err)
+	}
 	t.Cleanup(func() { cancelC(); cancelA() })
 	return b
 }
@@ -96,7 +113,9 @@ func (b *Browser) Run(t testing.TB, timeout time.Duration, actions ...chromedp.A
 	}
 }
 
-// Console returns JavaScript errors and exceptions seen so far.
+// Console returns what went wrong in the page so far: JavaScript errors
+// and exceptions, and the browser's own error log (failed loads, 4xx and
+// 5xx answers).
 func (b *Browser) Console() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
