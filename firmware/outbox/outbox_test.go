@@ -191,3 +191,17 @@ func BenchmarkPutFsync(b *testing.B) {
 	}
 	b.ReportMetric(float64(time.Since(start).Microseconds())/float64(i), "µs/put")
 }
+
+// A killed process cannot tell fsync on from off; power loss can. The
+// outbox kioskd opens (default options) syncs every commit to disk, and
+// keeps bbolt's freelist syncing as well.
+func TestFsyncOn(t *testing.T) {
+	ob, err := Open(filepath.Join(t.TempDir(), "outbox.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Close()
+	if ob.db.NoSync || ob.db.NoFreelistSync {
+		t.Fatalf("outbox opened with NoSync %v, NoFreelistSync %v: a power cut could lose committed reports", ob.db.NoSync, ob.db.NoFreelistSync)
+	}
+}
