@@ -150,6 +150,8 @@ func TestShopperPaymentInChromium(t *testing.T) {
 			chromedp.Poll[chromedp.Void](`document.querySelector("#result-icon.ok") !== null`),
 		)
 		b.Screenshot(t, fmt.Sprintf("shopper-live-result-%s-%s", vp.name, lang))
+		// The chip's read reached the page step by step, to the last.
+		b.Run(t, 10*time.Second, chromedp.Poll[chromedp.Void](`window.kioskUI.chip.step === 7 && window.kioskUI.chip.total === 7 && window.kioskUI.chip.name === "chip_authenticity"`))
 		waitPin(t, r, "led_green", true)
 		waitPin(t, r, "ir_illuminator", false)
 		select {

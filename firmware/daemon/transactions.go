@@ -156,6 +156,9 @@ func (c *chipReader) Read(ctx context.Context, pw emrtd.Password) (*emrtd.Report
 		Password: pw, Trust: c.trust.Store(), ATR: card.ATR(), Extended: c.extended,
 		StaleCRL: c.staleCRL, MissingCRL: c.missingCRL,
 		RequireChipAuthenticity: c.policy, Logger: c.d.log.With("component", "emrtd"),
+		Progress: func(p emrtd.Progress) {
+			c.d.bus.Publish(event.Event{Source: "emrtd", Kind: "chip.progress", Data: p})
+		},
 	}
 	// Active authentication signs a challenge derived from this
 	// transaction, so the chip's signature also says which one.

@@ -84,6 +84,9 @@ type Options struct {
 	// Now is the verification time (certificate validity); nil = time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
+	// Progress, when set, hears each step of the read as it starts (for
+	// the shopper's progress bar); it must not block.
+	Progress func(Progress)
 	// RequireChipAuthenticity is the anti-cloning policy; "" means
 	// PolicyAny.
 	RequireChipAuthenticity Policy
@@ -108,6 +111,18 @@ func deviceError(err error) bool {
 		errors.Is(err, context.DeadlineExceeded)
 }
 
+// Progress is a step of Read: Step of Total, named (access, EF.COM, DG1,
+// DG2, EF.SOD, verify, chip_authenticity).
+type Progress struct {
+	Step  int    `json:"step"`
+	Total int    `json:"total"`
+	Name  string `json:"name"`
+}
+
+// readSteps is Progress.Total: access, EF.COM, DG1, DG2, EF.SOD, verify,
+// chip authenticity.
+const readSteps = 7
+
 // Read runs the inspection on a connected card. It returns an error only
 // for device failures (wrapping ErrDevice); every failure of the document
 // itself — a wrong password, a bad signature, garbage from a hostile chip
@@ -121,6 +136,13 @@ func Read(ctx context.Context, t apdu.Transport, opts Options) (*Report, error) 
 	if opts.Now != nil {
 		now = opts.Now
 	}
+	step := 0
+	progress := func(name string) {
+		step++
+		if opts.Progress != nil {
+			opts.Progress(Progress{Step: step, Total: readSteps, Name: name})
+		}
+	}
 	extended := opts.Extended == ExtendedAlways || (opts.Extended == ExtendedAuto && atr.ExtendedLength(opts.ATR))
 	ch := apdu.NewChannel(t, apdu.Options{Extended: extended, Logger: log})
 	r := &Report{ExtendedLength: extended, PhasesMS: map[string]float64{}}
@@ -133,6 +155,7 @@ func Read(ctx context.Context, t apdu.Transport, opts Options) (*Report, error) 
 
 	// Phase 1: access control (9303-11 §4.2: PACE if EF.CardAccess says so).
 	phase := time.Now()
+	progress("access")
 	err := access(ctx, ch, opts.Password, r, log)
 	r.PhasesMS["access"] = ms(time.Since(phase))
 	if err != nil {
@@ -144,7 +167,7 @@ func Read(ctx context.Context, t apdu.Transport, opts Options) (*Report, error) 
 
 	// Phase 2: read the data groups under secure messaging.
 	phase = time.Now()
-	files, err := readFiles(ctx, ch, r)
+	files, err := readFiles(ctx, ch, r, progress)
 	r.PhasesMS["read"] = ms(time.Since(phase))
 	if err != nil {
 		if deviceError(err) {
@@ -156,11 +179,13 @@ func Read(ctx context.Context, t apdu.Transport, opts Options) (*Report, error) 
 
 	// Phase 3: parse and verify.
 	phase = time.Now()
+	progress("verify")
 	paPassed := verify(files, opts.Trust, pa.Options{At: now(), StaleCRL: opts.StaleCRL, MissingCRL: opts.MissingCRL}, r)
 	r.PhasesMS["verify"] = ms(time.Since(phase))
 
 	// Phase 4: is the chip the issuer's (9303-11 §6)? Only after PA: the
 	// keys in DG14/DG15 are worth what the SOD signature makes them.
+	progress("chip_authenticity")
 	if err := chipAuthenticity(ctx, ch, files, paPassed, opts, r, log); err != nil {
 		return r, fmt.Errorf("%w: chip authenticity: %w", ErrDevice, err)
 	}
@@ -290,7 +315,7 @@ type files struct {
 
 // readFiles selects the LDS1 application and reads EF.COM, DG1, DG2 and
 // EF.SOD (9303-10 §3.6, §4.6, §4.7).
-func readFiles(ctx context.Context, ch *apdu.Channel, r *Report) (*files, error) {
+func readFiles(ctx context.Context, ch *apdu.Channel, r *Report, progress func(string)) (*files, error) {
 	fail := func(name string, err error) (*files, error) {
 		r.add(Check{Name: "read_" + name, Code: readFailureCode(err), Required: true,
 			Reason: fmt.Sprintf("%s could not be read: %v", name, err)})
@@ -301,6 +326,7 @@ func readFiles(ctx context.Context, ch *apdu.Channel, r *Report) (*files, error)
 	}
 	f := &files{}
 	var err error
+	progress("EF.COM")
 	if f.com, err = ch.ReadFile(ctx, lds.FIDCOM); err != nil {
 		return fail("EF.COM", err)
 	}
@@ -313,6 +339,7 @@ func readFiles(ctx context.Context, ch *apdu.Channel, r *Report) (*files, error)
 		fid  uint16
 		dst  *[]byte
 	}{{"DG1", fidOf(1), &f.dg1}, {"DG2", fidOf(2), &f.dg2}, {"EF.SOD", lds.FIDSOD, &f.sod}} {
+		progress(x.name)
 		if *x.dst, err = ch.ReadFile(ctx, x.fid); err != nil {
 			return fail(x.name, err)
 		}

@@ -382,3 +382,35 @@ func BenchmarkReadVerifyPCSC(b *testing.B) {
 	b.ReportMetric(float64(apdus), "apdus/read")
 	b.ReportMetric(float64(bytesIn), "bytes-in/read")
 }
+
+// The read reports its steps in order, for the shopper's progress bar; a
+// read that stops early (wrong CAN) stops reporting there.
+func TestReadProgress(t *testing.T) {
+	img, trust := issue(t, nil)
+	for _, tt := range []struct {
+		can  string
+		want []string
+	}{
+		{"123456", []string{"access", "EF.COM", "DG1", "DG2", "EF.SOD", "verify", "chip_authenticity"}},
+		{"000000", []string{"access"}},
+	} {
+		card, err := vcard.New(img, vcard.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		_, err = Read(context.Background(), &handlerTransport{h: card}, Options{Password: Password{Kind: CAN, Secret: tt.can}, Trust: trust,
+			ATR: card.ATR(), Progress: func(p Progress) {
+				if p.Step != len(got)+1 || p.Total != readSteps {
+					t.Errorf("progress %+v after %v", p, got)
+				}
+				got = append(got, p.Name)
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("CAN %s: steps %v, want %v", tt.can, got, tt.want)
+		}
+	}
+}

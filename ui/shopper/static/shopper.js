@@ -8,7 +8,7 @@
   const ui = {
     lang: "zh-CN", defaultLang: "zh-CN",
     cat: {}, status: null, service: { out_of_service: false, reason: "" },
-    components: {}, notReady: "", faceTimeoutMs: 30000, faceSince: 0, smileTimeoutMs: 10000, smileSince: 0, merchant: "", guidance: "",
+    components: {}, notReady: "", faceTimeoutMs: 30000, faceSince: 0, smileTimeoutMs: 10000, smileSince: 0, merchant: "", chip: {}, guidance: "",
     retriesLeft: null, wrong: false, kind: "can", digits: "", sending: false,
     staff: { open: false, token: "", digits: "" }, awakeUntil: 0, screen: "",
     // Bus event time → DOM updated, and → next frame painted (ms).
@@ -210,10 +210,13 @@
 
   function chipProgress() {
     if (ui.screen !== "reading_chip" || !ui.status) { return; }
-    // Reading takes a few seconds; the bar eases towards full without
-    // claiming to know the end.
+    // The chip reports each step of the read; between steps the bar eases
+    // on a little, never past the next step.
     const s = (Date.now() - Date.parse(ui.status.since)) / 1000;
-    $("chip-bar").style.width = (100 * (1 - Math.exp(-s / 3))).toFixed(1) + "%";
+    const done = ui.chip.total ? (ui.chip.step - 1) / ui.chip.total : 0;
+    const next = ui.chip.total ? ui.chip.step / ui.chip.total : 1;
+    const f = done + (next - done) * (1 - Math.exp(-s / 3));
+    $("chip-bar").style.width = (100 * f).toFixed(1) + "%";
   }
 
   function renderResult(st) {
@@ -402,6 +405,7 @@
       if (prev !== "idle" && ui.lang !== ui.defaultLang) { loadLang(ui.defaultLang); }
     }
     if (st.state === "reading_chip" || st.state === "face_match") { ui.wrong = false; }
+    if (st.state === "enter_password") { ui.chip = {}; }
     if (st.pin_retries_left != null) { ui.retriesLeft = st.pin_retries_left; }
     ui.sending = false;
     ui.status = st;
@@ -415,6 +419,7 @@
     },
     "kiosk.service": (ev) => { ui.service = ev.data; if (ui.staff.token) { loadStaff(); } },
     "kiosk.wake": () => { ui.awakeUntil = Date.now() + 30000; sounds.tick(); },
+    "chip.progress": (ev) => { ui.chip = ev.data; chipProgress(); },
     "camera.state": (ev) => { ui.components.camera = { state: ev.data.state }; refresh(); },
   };
   for (const s of ["idle", "insert_card", "enter_password", "reading_chip", "face_match", "smile", "authorizing", "result", "remove_card"]) {
