@@ -68,16 +68,7 @@ func kioskdPayment(b *testing.B, bin, cfg string) float64 {
 	case <-time.After(30 * time.Second):
 		b.Fatal("kioskd did not start")
 	}
-	post := func(path, body string) {
-		resp, err := http.Post(base+path, "application/json", strings.NewReader(body))
-		if err != nil {
-			b.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode >= 300 {
-			b.Fatalf("%s: %d", path, resp.StatusCode)
-		}
-	}
+	post := func(path, body string) { postOK(b, base+path, body) }
 	state := func() session.Status {
 		var st session.Status
 		resp, err := http.Get(base + "/api/session")
@@ -139,4 +130,17 @@ func vmHWM(b *testing.B, pid int) float64 {
 	}
 	b.Fatal("no VmHWM")
 	return 0
+}
+
+// postOK posts JSON and fails the benchmark on any answer but 2xx.
+func postOK(b *testing.B, url, body string) {
+	b.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		b.Fatalf("%s: %d", url, resp.StatusCode)
+	}
 }

@@ -578,16 +578,7 @@ func BenchmarkPreviewStream(b *testing.B) {
 	sub := d.Bus().Subscribe(b.Context(), 256)
 	defer sub.Close()
 	base := "http://" + d.Addr()
-	post := func(path, body string) {
-		resp, err := http.Post(base+path, "application/json", strings.NewReader(body))
-		if err != nil {
-			b.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode >= 300 {
-			b.Fatalf("%s: %d", path, resp.StatusCode)
-		}
-	}
+	post := func(path, body string) { postOK(b, base+path, body) }
 	waitKind := func(kind string) {
 		timeout := time.After(30 * time.Second)
 		for {
