@@ -463,6 +463,24 @@ func TestStaffAPI(t *testing.T) {
 	if resp, err := http.Get(r.base + "/api/staff/status"); err != nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("status without login: %v %v", resp, err)
 	}
+	// Logged in, staff see what the kiosk runs.
+	code, body := postJSON(t, r.base+"/api/staff/login", `{"pin":"`+testStaffPIN+`"}`)
+	var login struct{ Token string }
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &login) != nil || login.Token == "" {
+		t.Fatalf("login: %d %s", code, body)
+	}
+	req, _ := http.NewRequest("GET", r.base+"/api/staff/status", nil)
+	req.Header.Set("X-Staff-Token", login.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct{ Versions map[string]string }
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if err != nil || !strings.HasPrefix(st.Versions["opencv"], "4.") || st.Versions["kioskd"] != "test" || st.Versions["fr_feature.onnx"] == "" {
+		t.Fatalf("staff versions %v (%v)", st.Versions, err)
+	}
 	for i := range staffMaxFailures {
 		if code, _ := postJSON(t, r.base+"/api/staff/login", `{"pin":"1111"}`); code != http.StatusUnauthorized {
 			t.Fatalf("wrong PIN %d: %d", i, code)

@@ -11,9 +11,12 @@ import (
 	"net/http"
 	"net/textproto"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
+
+	"gocv.io/x/gocv"
 
 	"kiosk/drivers/gpio"
 	"kiosk/firmware/event"
@@ -317,7 +320,17 @@ func (u *uiState) status(w http.ResponseWriter, r *http.Request) {
 	for i, j := 0, len(errs)-1; i < j; i, j = i+1, j-1 {
 		errs[i], errs[j] = errs[j], errs[i]
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"health": h, "errors": errs, "service": svc})
+	writeJSON(w, http.StatusOK, map[string]any{"health": h, "errors": errs, "service": svc, "versions": u.d.versions()})
+}
+
+// versions names what this kiosk runs, for staff and support: kioskd,
+// Go, OpenCV (through gocv), the face models by hash.
+func (d *Daemon) versions() map[string]string {
+	v := map[string]string{"kioskd": d.opts.Version, "go": runtime.Version(), "opencv": gocv.OpenCVVersion(), "gocv": gocv.Version()}
+	for name, sum := range d.faceModels {
+		v[name] = sum[:12]
+	}
+	return v
 }
 
 // Staff actions go over the bus to the feedback controller, the one owner

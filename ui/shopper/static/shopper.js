@@ -355,7 +355,9 @@
     if (!s.token || !s.data) { return; }
     const h = s.data.health;
     $("st-device").textContent = h.device + " (" + h.mode + ")";
-    $("st-version").textContent = h.version;
+    // kioskd first, then OpenCV, Go, gocv and the face models (hash prefixes).
+    const vs = s.data.versions || {};
+    $("st-version").textContent = [h.version].concat(Object.keys(vs).filter((k) => k !== "kioskd").sort().map((k) => k + " " + vs[k])).join(" · ");
     $("st-uptime").textContent = Math.round(h.uptime_s) + " s";
     const tx = h.components.transactions;
     $("st-outbox").textContent = tx && tx.info && tx.info.outbox ? String(tx.info.outbox.depth) : "–";
