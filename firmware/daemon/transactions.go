@@ -157,7 +157,7 @@ func (c *chipReader) Read(ctx context.Context, pw emrtd.Password) (*emrtd.Report
 		StaleCRL: c.staleCRL, MissingCRL: c.missingCRL,
 		RequireChipAuthenticity: c.policy, Logger: c.d.log.With("component", "emrtd"),
 		Progress: func(p emrtd.Progress) {
-			c.d.bus.Publish(event.Event{Source: "emrtd", Kind: "chip.progress", Data: p})
+			c.d.bus.Publish(event.Event{Source: "emrtd", Kind: "emrtd.progress", Data: p})
 		},
 	}
 	// Active authentication signs a challenge derived from this

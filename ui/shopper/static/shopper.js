@@ -421,7 +421,7 @@
     },
     "kiosk.service": (ev) => { ui.service = ev.data; if (ui.staff.token) { loadStaff(); } },
     "kiosk.wake": () => { ui.awakeUntil = Date.now() + 30000; sounds.tick(); },
-    "chip.progress": (ev) => { ui.chip = ev.data; chipProgress(); },
+    "emrtd.progress": (ev) => { ui.chip = ev.data; chipProgress(); },
     "camera.state": (ev) => { ui.components.camera = { state: ev.data.state }; refresh(); },
   };
   for (const s of ["idle", "insert_card", "enter_password", "reading_chip", "face_match", "smile", "authorizing", "result", "remove_card"]) {
