@@ -69,7 +69,7 @@ func (m *Models) AnalyzeImage(data []byte) (*Analysis, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrDecode, err)
 	}
-	defer img.Close()
+	defer wipe(&img) // the chip photo, decoded
 	if img.Empty() {
 		return nil, fmt.Errorf("%w: not a supported picture format", ErrDecode)
 	}

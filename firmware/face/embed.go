@@ -17,7 +17,7 @@ func (m *Models) EmbedAligned(aligned gocv.Mat) (*Template, error) {
 	}
 	// fr_feature: RGB, (p−127)/128.
 	blob := gocv.BlobFromImage(aligned, 1.0/128, image.Pt(AlignedSize, AlignedSize), gocv.NewScalar(127, 127, 127, 0), true, false)
-	defer blob.Close()
+	defer wipe(&blob)
 	vals, err := m.forward(ModelFeature, blob, "output")
 	if err != nil {
 		return nil, fmt.Errorf("embed: %w", err)
@@ -33,7 +33,7 @@ func (m *Models) EmbedAligned(aligned gocv.Mat) (*Template, error) {
 // Embed aligns the face with landmarks l in a BGR image and embeds it.
 func (m *Models) Embed(img gocv.Mat, l *Landmarks) (*Template, error) {
 	aligned := gocv.NewMat()
-	defer aligned.Close()
+	defer wipe(&aligned)
 	if err := Align(img, l.Five(), &aligned); err != nil {
 		return nil, err
 	}

@@ -371,7 +371,7 @@ func (r *run) verify(ctx context.Context, reference []byte) error {
 	wg.Go(func() {
 		for j := range r.jobs {
 			p, err := v.m.ExpressionFromBlob(j.blob)
-			j.blob.Close()
+			wipe(&j.blob)
 			res := exprResult{ratio: j.ratio, at: j.at, track: j.track, err: err}
 			if err == nil {
 				res.happy = p[ExprHappy]
@@ -555,7 +555,7 @@ func (r *run) frame(f *camera.Frame) (bool, error) {
 	grey := gocv.NewMat()
 	gocv.CvtColor(crop, &grey, gocv.ColorBGRToGray)
 	crop.Close()
-	defer grey.Close()
+	defer wipe(&grey)
 	st2, err := Stats(grey, image.Rect(0, 0, grey.Cols(), grey.Rows()))
 	if err != nil {
 		return false, err
