@@ -116,9 +116,22 @@ func (s *Store) Apply(r *txreport.Report, env []byte, cert, instance string, now
 			return err
 		}
 		// Offline approvals count against the daily limit once they
-		// arrive (online ones were counted when authorized).
-		if r.Decision == txreport.Approved && r.Auth.Mode == txreport.AuthOffline {
+		// arrive (online ones were counted when authorized). An online
+		// approval the payment did not use (the till cancelled, the card
+		// was pulled) gives its share back.
+		switch {
+		case r.Decision == txreport.Approved && r.Auth.Mode == txreport.AuthOffline:
 			return putDaily(tx, r.Terminal, now, r.TxID, r.Amount)
+		case r.Decision == txreport.Declined:
+			days := []time.Time{now}
+			if started, err := time.Parse(time.RFC3339Nano, r.Started); err == nil {
+				days = append(days, started)
+			}
+			for _, d := range days {
+				if err := tx.Bucket(bucketDaily).Delete(append(dailyPrefix(r.Terminal, d), r.TxID...)); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})

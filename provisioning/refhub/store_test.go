@@ -57,6 +57,24 @@ func TestStoreApplyAndAuthorize(t *testing.T) {
 	if r := ask("bad", 0, now); r.Reason != ReasonInvalid {
 		t.Fatalf("invalid: %+v", r)
 	}
+	// The next day's 400 was approved online, then the payment was
+	// cancelled: its report is declined, and the 400 is free again.
+	next := now.Add(24 * time.Hour)
+	if r := ask("a5", 500, next); !r.Approved { // 900 of 1000 used
+		t.Fatalf("a5: %+v", r)
+	}
+	if r := ask("a6", 200, next); r.Approved {
+		t.Fatalf("over the next day's limit before the release: %+v", r)
+	}
+	cancelled := &txreport.Report{V: 1, TxID: "a4", Terminal: "k1", Kind: "payment", Amount: 400, Currency: "EUR",
+		Started: txreport.Timestamp(next), Decided: txreport.Timestamp(next),
+		Decision: txreport.Declined, Reasons: []string{"cancelled_by_till"}, Auth: txreport.Auth{Mode: txreport.AuthOnline}}
+	if _, err := s.Apply(cancelled, []byte(`{}`), "fp", "h0", next); err != nil {
+		t.Fatal(err)
+	}
+	if r := ask("a7", 200, next); !r.Approved {
+		t.Fatalf("after the cancelled approval was released: %+v", r)
+	}
 	if _, err := ListFile(filepath.Join(t.TempDir(), "missing.db")); err == nil {
 		t.Fatal("ListFile of a missing file")
 	}
