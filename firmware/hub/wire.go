@@ -37,10 +37,15 @@ type AuthRequest struct {
 	Expires  time.Time `json:"expires"`
 }
 
-// AuthResponse answers an AuthRequest with the same ID.
+// AuthResponse answers an AuthRequest with the same ID. It repeats the
+// terminal, amount and currency it decided on, so a signed answer cannot
+// be carried over to another kiosk or another amount.
 type AuthResponse struct {
 	ID       string `json:"id"`
 	TxID     string `json:"tx_id"`
+	Terminal string `json:"terminal_id"`
+	Amount   int64  `json:"amount"`
+	Currency string `json:"currency"`
 	Approved bool   `json:"approved"`
 	Reason   string `json:"reason,omitempty"` // machine code when declined
 	Ref      string `json:"ref,omitempty"`    // hub authorization reference
@@ -121,8 +126,8 @@ func (c *Client) Authorize(ctx context.Context, req AuthRequest, codec AuthCodec
 			} else {
 				err = json.Unmarshal(raw, &r)
 			}
-			if err == nil && r.ID != req.ID {
-				err = fmt.Errorf("response for %q", r.ID)
+			if err == nil && (r.ID != req.ID || r.TxID != req.TxID || r.Terminal != req.Terminal || r.Amount != req.Amount || r.Currency != req.Currency) {
+				err = fmt.Errorf("response for another request (id %q, tx %q, terminal %q, %d %s)", r.ID, r.TxID, r.Terminal, r.Amount, r.Currency)
 			}
 			if err != nil {
 				c.log.Warn("hub: auth response refused", "tx", req.TxID, "err", err)

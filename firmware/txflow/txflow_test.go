@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -647,9 +648,12 @@ func TestSignedAuthorization(t *testing.T) {
 	}
 
 	// The hub is gone; a rogue answers every request at once with an
-	// approval, unsigned and signed by a stranger. The kiosk takes
-	// neither: the request times out and the offline rules decide (this
-	// amount is over the offline floor, so: declined).
+	// approval: unsigned, signed by a stranger, and a genuine hub-signed
+	// approval of another amount (as if carried over from a small
+	// payment). The kiosk takes none: the request times out and the
+	// offline rules decide (this amount is over the offline floor, so:
+	// declined).
+	var rogueAnswers atomic.Int32
 	hs.stop()
 	if tok := rogue.Subscribe("kiosk/v1/+/auth/req", 1, func(c mqtt.Client, m mqtt.Message) {
 		var env txreport.Sealed
@@ -657,11 +661,15 @@ func TestSignedAuthorization(t *testing.T) {
 		if json.Unmarshal(m.Payload(), &env) != nil || json.Unmarshal(env.Body, &r) != nil {
 			return
 		}
-		resp := hub.AuthResponse{ID: r.ID, TxID: r.TxID, Approved: true, Ref: "ROGUE"}
+		resp := hub.AuthResponse{ID: r.ID, TxID: r.TxID, Terminal: r.Terminal, Amount: r.Amount, Currency: r.Currency, Approved: true, Ref: "ROGUE"}
 		unsigned, _ := json.Marshal(resp)
 		stranger, _ := impostor.Seal(resp)
-		for _, p := range [][]byte{unsigned, stranger} {
+		small := resp
+		small.Amount = 1
+		carried, _ := testHubSigner(t).Seal(small)
+		for _, p := range [][]byte{unsigned, stranger, carried} {
 			c.Publish("kiosk/v1/"+device+"/auth/resp", 1, false, p)
+			rogueAnswers.Add(1)
 		}
 	}); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatal(tok.Error())
@@ -673,6 +681,9 @@ func TestSignedAuthorization(t *testing.T) {
 	}
 	if el := time.Since(start); el < time.Second {
 		t.Fatalf("decided after %s, before the 1 s timeout: a rogue answer was taken", el)
+	}
+	if n := rogueAnswers.Load(); n < 3 {
+		t.Fatalf("the rogue answered %d times: the test did not test", n)
 	}
 }
 

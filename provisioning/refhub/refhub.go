@@ -25,6 +25,10 @@ import (
 	"kiosk/firmware/txreport"
 )
 
+// maxAuthLifetime bounds how far ahead an authorization request may
+// expire (kiosks wait seconds, not minutes).
+const maxAuthLifetime = 5 * time.Minute
+
 // Options configure a Hub.
 type Options struct {
 	Brokers  []string
@@ -257,7 +261,13 @@ func (h *Hub) handleAuth(ctx context.Context, device string, payload []byte) {
 		h.log.Warn("refhub: auth request rejected", "device", device, "err", err)
 		return
 	}
-	if !req.Expires.IsZero() && h.opts.Now().After(req.Expires) {
+	// A request lives until its expiry, which must be near: without one a
+	// captured request could be answered at any later time.
+	if now := h.opts.Now(); req.Expires.IsZero() || req.Expires.After(now.Add(maxAuthLifetime)) {
+		h.stats.rejected.Add(1)
+		h.log.Warn("refhub: auth request without a near expiry", "device", device, "expires", req.Expires)
+		return
+	} else if now.After(req.Expires) {
 		h.stats.authExpired.Add(1) // the kiosk has decided offline already
 		return
 	}

@@ -17,7 +17,7 @@ import (
 
 var (
 	bucketTx    = []byte("tx")    // tx id → Transaction JSON
-	bucketAuth  = []byte("auth")  // tx id → hub.AuthResponse JSON (idempotent answers)
+	bucketAuth  = []byte("auth")  // terminal|tx id → authRecord JSON (idempotent answers)
 	bucketDaily = []byte("daily") // terminal|YYYY-MM-DD|tx id → amount (8 bytes)
 )
 
@@ -123,14 +123,10 @@ func (s *Store) Apply(r *txreport.Report, env []byte, cert, instance string, now
 		case r.Decision == txreport.Approved && r.Auth.Mode == txreport.AuthOffline:
 			return putDaily(tx, r.Terminal, now, r.TxID, r.Amount)
 		case r.Decision == txreport.Declined:
-			days := []time.Time{now}
-			if started, err := time.Parse(time.RFC3339Nano, r.Started); err == nil {
-				days = append(days, started)
-			}
-			for _, d := range days {
-				if err := tx.Bucket(bucketDaily).Delete(append(dailyPrefix(r.Terminal, d), r.TxID...)); err != nil {
-					return err
-				}
+			old := tx.Bucket(bucketAuth).Get(authKey(r.Terminal, r.TxID))
+			var rec authRecord
+			if old != nil && json.Unmarshal(old, &rec) == nil && rec.DailyKey != "" {
+				return tx.Bucket(bucketDaily).Delete([]byte(rec.DailyKey))
 			}
 		}
 		return nil
@@ -161,26 +157,42 @@ const (
 	ReasonInvalid        = "hub_invalid_request"
 )
 
-// Authorize decides a payment request. The answer for a tx id is stored,
-// so a repeated request (QoS 1 redelivery, kiosk retry) gets the same
-// answer and is counted once.
+// authRecord is a stored authorization answer: the request it decided
+// and, for an approval, the key of its share of the daily limit.
+type authRecord struct {
+	Resp     hub.AuthResponse `json:"resp"`
+	Merchant string           `json:"merchant"`
+	DailyKey string           `json:"daily_key,omitempty"`
+}
+
+func authKey(terminal, txID string) []byte { return []byte(terminal + "|" + txID) }
+
+// Authorize decides a payment request. The answer for a terminal's tx id
+// is stored, so a repeated request (QoS 1 redelivery, kiosk retry) gets
+// the same answer and is counted once; a "repeat" for another amount,
+// currency or merchant is refused, never answered with the old approval.
 func (s *Store) Authorize(req hub.AuthRequest, terminal string, l Limits, now time.Time) (hub.AuthResponse, error) {
-	resp := hub.AuthResponse{ID: req.ID, TxID: req.TxID}
+	resp := hub.AuthResponse{ID: req.ID, TxID: req.TxID, Terminal: terminal, Amount: req.Amount, Currency: req.Currency}
 	if req.TxID == "" || req.Amount <= 0 || len(req.Currency) != 3 {
 		resp.Reason = ReasonInvalid
 		return resp, nil
 	}
 	err := s.update(func(tx *bolt.Tx) error {
 		ab := tx.Bucket(bucketAuth)
-		if old := ab.Get([]byte(req.TxID)); old != nil {
-			var prev hub.AuthResponse
+		if old := ab.Get(authKey(terminal, req.TxID)); old != nil {
+			var prev authRecord
 			if err := json.Unmarshal(old, &prev); err != nil {
 				return err
 			}
-			prev.ID = req.ID
-			resp = prev
+			if prev.Resp.Amount != req.Amount || prev.Resp.Currency != req.Currency || prev.Merchant != req.Merchant {
+				resp.Reason = ReasonInvalid // the same transaction, other terms
+				return nil
+			}
+			resp = prev.Resp
+			resp.ID = req.ID
 			return nil
 		}
+		rec := authRecord{Merchant: req.Merchant}
 		switch {
 		case l.MaxTx > 0 && req.Amount > l.MaxTx:
 			resp.Reason = ReasonOverTxLimit
@@ -199,12 +211,14 @@ func (s *Store) Authorize(req hub.AuthRequest, terminal string, l Limits, now ti
 			if err := putDaily(tx, terminal, now, req.TxID, req.Amount); err != nil {
 				return err
 			}
+			rec.DailyKey = string(append(dailyPrefix(terminal, now), req.TxID...))
 		}
-		v, err := json.Marshal(resp)
+		rec.Resp = resp
+		v, err := json.Marshal(rec)
 		if err != nil {
 			return err
 		}
-		return ab.Put([]byte(req.TxID), v)
+		return ab.Put(authKey(terminal, req.TxID), v)
 	})
 	return resp, err
 }

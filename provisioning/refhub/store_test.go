@@ -51,8 +51,13 @@ func TestStoreApplyAndAuthorize(t *testing.T) {
 	if r := ask("a4", 400, now.Add(24*time.Hour)); !r.Approved {
 		t.Fatalf("next day: %+v", r)
 	}
-	if r := ask("a1", 300, now); !r.Approved {
+	if r := ask("a1", 300, now); !r.Approved || r.Amount != 300 || r.Terminal != "k1" {
 		t.Fatalf("repeat a1: %+v", r)
+	}
+	// The same transaction id for another amount is refused, never
+	// answered with the old approval.
+	if r := ask("a1", 499, now); r.Approved || r.Reason != ReasonInvalid {
+		t.Fatalf("a1 again for another amount: %+v", r)
 	}
 	if r := ask("bad", 0, now); r.Reason != ReasonInvalid {
 		t.Fatalf("invalid: %+v", r)
