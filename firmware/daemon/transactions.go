@@ -111,6 +111,11 @@ func (d *Daemon) openTx() (*txStack, error) {
 		t.close()
 		return nil, err
 	}
+	if n, err := reconcileHistory(t.outbox, t.history); err != nil {
+		d.log.Error("payment history", "err", err)
+	} else if n > 0 {
+		d.log.Warn("payment history restored from the outbox after an interrupted commit", "transactions", n)
+	}
 	return t, nil
 }
 

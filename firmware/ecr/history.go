@@ -3,6 +3,7 @@ package ecr
 import (
 	"encoding/json"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -13,11 +14,16 @@ import (
 // History keeps what the till was told about finished payments on disk
 // (bbolt, fsynced), by transaction id and merchant reference, so a retry
 // after a kioskd restart gets the same answer instead of a second
-// payment. Entries older than the retention go at the next Open.
+// payment. Entries older than the retention go at Open and every
+// pruneEvery Puts.
 type History struct {
 	db        *bolt.DB
 	retention time.Duration
+	puts      atomic.Uint64
 }
+
+// pruneEvery is how many Puts pass between prunes while kioskd runs.
+const pruneEvery = 256
 
 var (
 	histByID  = []byte("by_id")
@@ -57,6 +63,11 @@ func (h *History) Put(st session.Status) error {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return fmt.Errorf("payment history: %w", err)
+	}
+	if h.puts.Add(1)%pruneEvery == 0 {
+		if err := h.prune(time.Now()); err != nil {
+			return err
+		}
 	}
 	return h.db.Update(func(tx *bolt.Tx) error {
 		ids, err := tx.CreateBucketIfNotExists(histByID)
