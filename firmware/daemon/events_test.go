@@ -32,11 +32,27 @@ func TestEventsReachTheHub(t *testing.T) {
 		t.Fatalf("service event %s", ev)
 	}
 	obs.wait(t, "kiosk/v1/kiosk-test/events/session.result", 1)
+	// The tamper switch was a GPIO input edge on the bus; raw input
+	// levels stay on the kiosk (forwardedEvent's unit test covers the
+	// face-progress stream, which this session never reached).
 	obs.mu.Lock()
 	defer obs.mu.Unlock()
 	for topic := range obs.msgs {
-		if strings.HasSuffix(topic, "/session.progress") || strings.HasSuffix(topic, "/gpio.input") {
-			t.Errorf("forwarded %s: high-rate or raw events stay on the kiosk", topic)
+		if strings.HasSuffix(topic, "/gpio.input") {
+			t.Errorf("forwarded %s: raw input levels stay on the kiosk", topic)
+		}
+	}
+}
+
+func TestForwardedEventKinds(t *testing.T) {
+	for kind, want := range map[string]int{
+		"alarm.tamper": 1, "outbox.alarm": 1, "kiosk.service": 1,
+		"session.insert_card": 0, "session.result": 0, "camera.state": 0, "staff.login": 0,
+		"session.progress": -1, "gpio.input": -1, "emrtd.progress": -1, "card.inserted": -1, "hub.state": -1,
+	} {
+		qos, ok := forwardedEvent(kind)
+		if got := map[bool]int{true: int(qos), false: -1}[ok]; got != want {
+			t.Errorf("%s: qos %d forwarded %v, want %d (-1: not forwarded)", kind, qos, ok, want)
 		}
 	}
 }

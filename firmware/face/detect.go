@@ -64,7 +64,7 @@ func (m *Models) Detect(img gocv.Mat) ([]Detection, error) {
 	}
 	// fr_detect: RGB, (p−127)/128. BlobFromImage subtracts the mean, then scales.
 	blob := gocv.BlobFromImage(src, 1.0/128, image.Pt(detectW, detectH), gocv.NewScalar(127, 127, 127, 0), true, false)
-	defer blob.Close()
+	defer wipe(&blob)
 
 	vals, err := m.forward(ModelDetect, blob, "scores", "boxes")
 	if err != nil {

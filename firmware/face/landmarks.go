@@ -64,7 +64,7 @@ func (m *Models) Landmarks(img gocv.Mat, box image.Rectangle) (*Landmarks, error
 	gocv.CvtColor(crop, &grey, gocv.ColorBGRToGray)
 	// fr_landmark: 64×64 grey, p/256.
 	blob := gocv.BlobFromImage(grey, 1.0/256, image.Pt(64, 64), gocv.NewScalar(0, 0, 0, 0), false, false)
-	defer blob.Close()
+	defer wipe(&blob)
 
 	vals, err := m.forward(ModelLandmark, blob, "output")
 	if err != nil {

@@ -67,7 +67,7 @@ func (m *Models) Liveness(img gocv.Mat, raw image.Rectangle) (float64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("liveness: %w", err)
 	}
-	defer blob.Close()
+	defer wipe(&blob)
 	vals, err := m.forward(ModelLiveness, blob, "")
 	if err != nil {
 		return 0, fmt.Errorf("liveness: %w", err)
@@ -128,7 +128,7 @@ func (m *Models) Expression(img gocv.Mat, raw image.Rectangle) ([]float64, error
 	if err != nil {
 		return nil, err
 	}
-	defer blob.Close()
+	defer wipe(&blob)
 	return m.ExpressionFromBlob(blob)
 }
 
@@ -149,7 +149,7 @@ func (m *Models) HeadPose(img gocv.Mat, raw image.Rectangle) (Pose, error) {
 	if err != nil {
 		return Pose{}, fmt.Errorf("pose: %w", err)
 	}
-	defer blob.Close()
+	defer wipe(&blob)
 	// BlobFromImage computes (p − mean)·scale, so the mean above is in
 	// pixel units; now divide each RGB plane by its std.
 	data, err := blob.DataPtrFloat32()
@@ -213,7 +213,7 @@ func (m *Models) EyesOpen(grey gocv.Mat, origin image.Point, l *Landmarks) (left
 		blob := gocv.BlobFromImage(crop, 1.0/255, image.Pt(24, 24), gocv.NewScalar(0, 0, 0, 0), false, false)
 		crop.Close()
 		vals, err := m.forward(ModelEye, blob, "")
-		blob.Close()
+		wipe(&blob)
 		if err != nil {
 			return 0, 0, fmt.Errorf("eyes: %w", err)
 		}
