@@ -35,6 +35,7 @@ FUZZ_TARGETS := \
 	./firmware/emrtd/apdu:FuzzParseCommand:100000 ./firmware/emrtd:FuzzRead:20000 \
 	./firmware/emrtd/pa:FuzzVerify:30 ./firmware/emrtd/vcard:FuzzProcess:3000 \
 	./firmware/emrtd/pa:FuzzParseMasterList:20000 ./firmware/emrtd/pa:FuzzCRL:60000 \
+	./firmware/emrtd/pa:FuzzCRLContents:1500 \
 	./firmware/emrtd/lds:FuzzParseDG11DG12:60000 ./firmware/emrtd/lds:FuzzParseDG14:60000 \
 	./firmware/emrtd/lds:FuzzParseDG15:60000 ./firmware/emrtd/pubkey:FuzzParseSPKI:100000 \
 	./firmware/emrtd/aa:FuzzVerify:60000 ./firmware/txreport:FuzzVerify:30000 \

@@ -5,6 +5,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -234,4 +235,55 @@ func TestCurrentCRLs(t *testing.T) {
 	if !r.Passed || r.Revocation == nil || r.Revocation.CRLFresh == nil || !*r.Revocation.CRLFresh {
 		t.Fatalf("checked against a stale CRL: %v %+v", r.Codes(), r.Revocation)
 	}
+}
+
+// FuzzCRLContents reaches what FuzzCRL's mutated bytes cannot: CRLs the
+// CSCA really signed, with fuzzed revoked serials and update times. The
+// verdict must follow the CRL: the document signer is revoked exactly when
+// its serial is listed (from thisUpdate on), and a stale CRL declines.
+func FuzzCRLContents(f *testing.F) {
+	d := issue(f, nil)
+	f.Add(true, int64(-3600), uint32(48), []byte{1, 2, 3})
+	f.Add(false, int64(-100000), uint32(1), []byte{})
+	f.Add(true, int64(3600), uint32(2), []byte{0xff, 0})
+	f.Fuzz(func(t *testing.T, revokeDS bool, thisOffset int64, lifeHours uint32, serials []byte) {
+		this := now.Add(time.Duration(thisOffset%(400*24*3600)) * time.Second).Truncate(time.Second)
+		next := this.Add(time.Duration(1+lifeHours%2000) * time.Hour)
+		var revoked []*big.Int
+		for i := 0; i+2 <= len(serials) && len(revoked) < 64; i += 2 {
+			sn := new(big.Int).SetBytes(serials[i : i+2])
+			if sn.Sign() > 0 && sn.Cmp(d.trust.DS.SerialNumber) != 0 {
+				revoked = append(revoked, sn)
+			}
+		}
+		if revokeDS {
+			revoked = append(revoked, d.trust.DS.SerialNumber)
+		}
+		der, err := issuer.NewCRL(d.trust.CSCA, d.trust.CSCAKey, issuer.CRLOptions{ThisUpdate: this, NextUpdate: next, Revoked: revoked})
+		if err != nil {
+			t.Skip(err) // a CRL x509 will not create is not one a CSCA issues
+		}
+		crl, err := pa.ParseCRL(der)
+		if err != nil {
+			t.Fatalf("CSCA-signed CRL does not parse: %v", err)
+		}
+		store := d.trust.Store()
+		if err := store.AddCRL(crl); err != nil {
+			t.Fatalf("CSCA-signed CRL refused: %v", err)
+		}
+		r := pa.VerifyWith(d.sod(), d.dgs(), store, pa.Options{At: now})
+		if r.Revocation == nil {
+			t.Fatal("no revocation status")
+		}
+		wantRevoked := revokeDS && !this.After(now)
+		if (r.Revocation.DS == pa.StatusRevoked) != wantRevoked {
+			t.Fatalf("DS %s, want revoked %v (listed %v, thisUpdate %v)", r.Revocation.DS, wantRevoked, revokeDS, this)
+		}
+		if wantRevoked && r.Passed {
+			t.Fatal("a revoked document signer passed")
+		}
+		if !wantRevoked && now.After(next) && !slices.Contains(r.Codes(), pa.CodeCRLStale) {
+			t.Fatalf("stale CRL (next update %v) without crl_stale: %v", next, r.Codes())
+		}
+	})
 }
