@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Sealed is a signed JSON object other than a transaction report: the
@@ -62,6 +63,12 @@ func (k *Keyring) Open(b []byte, v any) (Device, error) {
 	k.mu.RUnlock()
 	if !ok {
 		return Device{}, fmt.Errorf("%w: %s", ErrUnknownDevice, env.Cert)
+	}
+	// An authorization is live traffic: a signer whose certificate has
+	// expired (or is not yet valid) signs nothing that counts.
+	if now := time.Now(); now.Before(dev.Cert.NotBefore) || now.After(dev.Cert.NotAfter) {
+		return dev, fmt.Errorf("%w: certificate of %s valid %s to %s", ErrUnknownDevice, dev.ID,
+			dev.Cert.NotBefore.UTC().Format(time.RFC3339), dev.Cert.NotAfter.UTC().Format(time.RFC3339))
 	}
 	body, err := Canonical(env.Body)
 	if err != nil {

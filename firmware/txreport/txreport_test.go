@@ -281,6 +281,23 @@ func TestSealOpen(t *testing.T) {
 			t.Errorf("%s: %v, want %v", name, err, c.want)
 		}
 	}
+	// A signer whose certificate has expired signs nothing that counts.
+	k, c, err := devkey.Generate("hub-old", -30*time.Minute) // valid from 1 h ago to 30 min ago
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := NewSigner(k, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldRing := NewKeyring()
+	if err := oldRing.Add(c); err != nil {
+		t.Fatal(err)
+	}
+	expired, _ := old.Seal(sealedMsg{ID: "a1", Approved: true})
+	if _, err := oldRing.Open(expired, &m); !errors.Is(err, ErrUnknownDevice) {
+		t.Errorf("expired signer: %v", err)
+	}
 	// A correctly signed body with a field the receiver does not know is
 	// refused too.
 	extra, _ := s.Seal(map[string]any{"id": "a1", "approved": true, "bonus": 1})
