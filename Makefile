@@ -39,6 +39,7 @@ FUZZ_TARGETS := \
 	./firmware/emrtd/lds:FuzzParseDG11DG12:60000 ./firmware/emrtd/lds:FuzzParseDG14:60000 \
 	./firmware/emrtd/lds:FuzzParseDG15:60000 ./firmware/emrtd/pubkey:FuzzParseSPKI:100000 \
 	./firmware/emrtd/aa:FuzzVerify:60000 ./firmware/txreport:FuzzVerify:30000 \
+	./firmware/txreport:FuzzOpen:30000 \
 	./drivers/cardreader/vpcd:FuzzFrames:30000 ./drivers/cardreader:FuzzValidateCommand:150000 \
 	./firmware/daemon:FuzzParseCommand:10000 ./firmware/config:FuzzParse:10000
 FUZZTIME ?=
