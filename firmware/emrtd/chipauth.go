@@ -77,25 +77,20 @@ func chipAuthenticity(ctx context.Context, ch *apdu.Channel, f *files, paPassed 
 	r.ChipAuthentication, r.ActiveAuthentication = caRep, aaRep
 	hasCA, hasAA := f.listed[14], f.listed[15]
 
-	skip := func(rep *ChipAuthenticity, why string) {
-		rep.Reason = why
-	}
 	switch {
 	case policy == PolicyNone:
-		skip(caRep, "not run: disabled by policy")
-		skip(aaRep, "not run: disabled by policy")
+		caRep.Reason = "not run: disabled by policy"
+		aaRep.Reason = caRep.Reason
 		return nil
 	case !paPassed:
 		// 9303-11 §6: the DG14/DG15 keys are trusted only through the SOD.
-		why := "not run: passive authentication did not pass, so the chip's DG14/DG15 keys are not trusted"
-		skip(caRep, why)
-		skip(aaRep, why)
+		caRep.Reason = "not run: passive authentication did not pass, so the chip's DG14/DG15 keys are not trusted"
+		aaRep.Reason = caRep.Reason
 		return nil
 	}
 	if !hasCA && !hasAA {
 		why := "the document supports neither chip nor active authentication (no DG14/DG15); a cloned chip cannot be detected"
-		skip(caRep, why)
-		skip(aaRep, why)
+		caRep.Reason, aaRep.Reason = why, why
 		c := Check{Name: "chip_authenticity", OK: true, Reason: why}
 		switch policy {
 		case PolicyCA:

@@ -390,22 +390,16 @@ var errUnexpectedContent = errors.New("file content does not belong to the file 
 // expectTag checks the first tag of a file against the one 9303-10 §4.6
 // and §4.7 assign to its file identifier.
 func expectTag(fid uint16, b []byte) error {
-	want := lds.TagCOM
-	switch {
-	case fid == lds.FIDSOD:
-		want = lds.TagSOD
-	case fid > 0x0100 && fid <= 0x0110:
-		f, _ := lds.DGFile(int(fid - 0x0100))
-		want = f.Tag
-	case fid != lds.FIDCOM:
+	f, ok := lds.FileForFID(fid)
+	if !ok {
 		return nil
 	}
 	o, _, err := tlv.Read(b)
 	if err != nil {
 		return fmt.Errorf("%w: %w", apdu.ErrBadFileHeader, err)
 	}
-	if o.Tag != want {
-		return fmt.Errorf("%w: file %04X starts with tag %s, want %s", errUnexpectedContent, fid, o.Tag, want)
+	if o.Tag != f.Tag {
+		return fmt.Errorf("%w: file %04X starts with tag %s, want %s", errUnexpectedContent, fid, o.Tag, f.Tag)
 	}
 	return nil
 }
@@ -425,7 +419,7 @@ func readFailureCode(err error) string {
 	case errors.Is(err, apdu.ErrBadFileHeader), errors.Is(err, tlv.ErrMalformed):
 		return "file_malformed"
 	case errors.Is(err, apdu.ErrShortRead), errors.Is(err, apdu.ErrTooMuchData), errors.Is(err, apdu.ErrFileTooLarge),
-		apdu.IsSW(err, 0x6B00), apdu.IsSW(err, 0x6282):
+		apdu.IsSW(err, apdu.SWWrongP1P2), apdu.IsSW(err, apdu.SWEndOfFile):
 		return "file_length_mismatch"
 	}
 	return "read_failed"
@@ -500,13 +494,10 @@ func verify(f *files, trust *pa.TrustStore, opts pa.Options, r *Report) bool {
 		return false
 	}
 	dgs := map[int][]byte{1: f.dg1, 2: f.dg2}
-	for n, b := range map[int][]byte{11: f.dg11, 12: f.dg12, 14: f.dg14} {
+	for n, b := range map[int][]byte{11: f.dg11, 12: f.dg12, 14: f.dg14, 15: f.dg15} {
 		if b != nil {
 			dgs[n] = b
 		}
-	}
-	if f.dg15 != nil {
-		dgs[15] = f.dg15
 	}
 	res := pa.VerifyWith(f.sod, dgs, trust, opts)
 	for _, c := range res.Checks {

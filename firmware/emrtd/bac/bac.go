@@ -63,22 +63,17 @@ func (k Key) MRZInformation() (string, error) {
 	if doc == "" || len(doc) > 22 {
 		return "", fmt.Errorf("%w: document number %q", ErrInvalidKey, k.DocumentNumber)
 	}
-	for len(doc) < 9 {
-		doc += "<"
-	}
-	var b strings.Builder
-	for _, f := range []struct{ name, v string }{{"document number", doc}, {"date of birth", k.DateOfBirth}, {"date of expiry", k.DateOfExpiry}} {
-		if f.name != "document number" && !isDate(f.v) {
+	for _, f := range []struct{ name, v string }{{"date of birth", k.DateOfBirth}, {"date of expiry", k.DateOfExpiry}} {
+		if !isDate(f.v) {
 			return "", fmt.Errorf("%w: %s %q is not YYMMDD", ErrInvalidKey, f.name, f.v)
 		}
-		cd, err := CheckDigit(f.v)
-		if err != nil {
-			return "", fmt.Errorf("%s: %w", f.name, err)
-		}
-		b.WriteString(f.v)
-		b.WriteByte(cd)
 	}
-	return b.String(), nil
+	// The dates are valid: only the document number's characters can fail.
+	info, err := lds.MRZInformation(doc, k.DateOfBirth, k.DateOfExpiry)
+	if err != nil {
+		return "", fmt.Errorf("document number: %w: %w", ErrInvalidKey, err)
+	}
+	return info, nil
 }
 
 func isDate(s string) bool {
@@ -111,13 +106,7 @@ func (k Key) Keys() (kEnc, kMac []byte, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if kEnc, err = smcrypto.KDF(smcrypto.TDES, seed, smcrypto.KDFEnc); err != nil {
-		return nil, nil, err
-	}
-	if kMac, err = smcrypto.KDF(smcrypto.TDES, seed, smcrypto.KDFMAC); err != nil {
-		return nil, nil, err
-	}
-	return kEnc, kMac, nil
+	return smcrypto.SessionKeys(smcrypto.TDES, seed)
 }
 
 // Options for Authenticate.
@@ -229,11 +218,7 @@ func openCryptogram(kEnc, kMac, data []byte) ([]byte, error) {
 func session(kIFD, kIC, rndIC, rndIFD []byte) (*sm.Session, error) {
 	seed := make([]byte, 16)
 	subtle.XORBytes(seed, kIFD, kIC)
-	ksEnc, err := smcrypto.KDF(smcrypto.TDES, seed, smcrypto.KDFEnc)
-	if err != nil {
-		return nil, err
-	}
-	ksMac, err := smcrypto.KDF(smcrypto.TDES, seed, smcrypto.KDFMAC)
+	ksEnc, ksMac, err := smcrypto.SessionKeys(smcrypto.TDES, seed)
 	if err != nil {
 		return nil, err
 	}

@@ -71,8 +71,7 @@ func (p Protocol) String() string {
 
 // ProtocolOID returns the id-CA OID for a key agreement and cipher.
 func ProtocolOID(ka KeyAgreement, c smcrypto.Cipher) asn1.ObjectIdentifier {
-	arc := map[smcrypto.Cipher]int{smcrypto.TDES: 1, smcrypto.AES128: 2, smcrypto.AES192: 3, smcrypto.AES256: 4}[c]
-	return append(append(asn1.ObjectIdentifier{}, lds.OIDCA...), int(ka), arc)
+	return append(append(asn1.ObjectIdentifier{}, lds.OIDCA...), int(ka), c.OIDArc())
 }
 
 // ProtocolByOID decodes id-CA-{DH,ECDH}-{3DES-CBC-CBC,AES-CBC-CMAC-128,
@@ -90,18 +89,11 @@ func ProtocolByOID(oid asn1.ObjectIdentifier) (Protocol, error) {
 	default:
 		return Protocol{}, fmt.Errorf("%w: %s", ErrUnsupported, oid)
 	}
-	switch oid[len(lds.OIDCA)+1] {
-	case 1:
-		p.Cipher = smcrypto.TDES
-	case 2:
-		p.Cipher = smcrypto.AES128
-	case 3:
-		p.Cipher = smcrypto.AES192
-	case 4:
-		p.Cipher = smcrypto.AES256
-	default:
+	c, ok := smcrypto.CipherByOIDArc(oid[len(lds.OIDCA)+1])
+	if !ok {
 		return Protocol{}, fmt.Errorf("%w: %s", ErrUnsupported, oid)
 	}
+	p.Cipher = c
 	return p, nil
 }
 
@@ -126,11 +118,7 @@ func keyRef(id int) []byte {
 // sessionFor derives the secure messaging session from K (9303-11 §9.7.1
 // and §9.8.2: SSC starts at zero for both ciphers after CA).
 func sessionFor(c smcrypto.Cipher, k []byte) (*sm.Session, error) {
-	enc, err := smcrypto.KDF(c, k, smcrypto.KDFEnc)
-	if err != nil {
-		return nil, err
-	}
-	mac, err := smcrypto.KDF(c, k, smcrypto.KDFMAC)
+	enc, mac, err := smcrypto.SessionKeys(c, k)
 	if err != nil {
 		return nil, err
 	}

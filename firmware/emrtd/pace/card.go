@@ -315,7 +315,7 @@ func (c *Card) stepAgree(objs []tlv.Object) (apdu.Response, error) {
 		return apdu.Response{}, err
 	}
 	clear(sk)
-	if c.ksEnc, c.ksMac, err = sessionKeys(c.proto.Cipher, k); err != nil {
+	if c.ksEnc, c.ksMac, err = smcrypto.SessionKeys(c.proto.Cipher, k); err != nil {
 		return apdu.Response{}, err
 	}
 	c.pkIFD, c.pkIC, c.state = append([]byte(nil), o.Value...), pk, 4

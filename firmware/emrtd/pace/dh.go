@@ -5,6 +5,7 @@ import (
 	"io"
 	"math/big"
 
+	"kiosk/firmware/emrtd/pubkey"
 	"kiosk/firmware/emrtd/tlv"
 )
 
@@ -53,24 +54,6 @@ func (d *dhGroup) checkPublic(pub []byte) error {
 	return err
 }
 
-// scalar draws a private key in [1, q−1] by rejection sampling.
-func (d *dhGroup) scalar(rnd io.Reader) (*big.Int, error) {
-	qLen := (d.q.BitLen() + 7) / 8
-	excess := uint(qLen*8 - d.q.BitLen())
-	buf := make([]byte, qLen)
-	for range 128 {
-		if _, err := io.ReadFull(rnd, buf); err != nil {
-			return nil, fmt.Errorf("pace: random: %w", err)
-		}
-		buf[0] &= 0xFF >> excess
-		k := new(big.Int).SetBytes(buf)
-		if k.Sign() > 0 && k.Cmp(d.q) < 0 {
-			return k, nil
-		}
-	}
-	return nil, fmt.Errorf("pace: random source yields no valid exponent")
-}
-
 func (d *dhGroup) publicKey(priv, gen []byte) ([]byte, error) {
 	base := d.g
 	if gen != nil {
@@ -87,11 +70,10 @@ func (d *dhGroup) publicKey(priv, gen []byte) ([]byte, error) {
 }
 
 func (d *dhGroup) generateKey(rnd io.Reader, gen []byte) (priv, pub []byte, err error) {
-	k, err := d.scalar(rnd)
-	if err != nil {
+	// A private key in [1, q−1], as many bytes as q.
+	if priv, err = pubkey.Scalar(rnd, d.q); err != nil {
 		return nil, nil, err
 	}
-	priv = k.FillBytes(make([]byte, (d.q.BitLen()+7)/8))
 	if pub, err = d.publicKey(priv, gen); err != nil {
 		return nil, nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/big"
 
+	"kiosk/firmware/emrtd/pubkey"
 	"kiosk/firmware/emrtd/tlv"
 )
 
@@ -53,25 +54,6 @@ func (g *ecGroup) checkPublic(pub []byte) error {
 
 func isInfinity(x, y *big.Int) bool { return x.Sign() == 0 && y.Sign() == 0 }
 
-// scalar reads a private key: byteLen(n) random bytes, excess high bits
-// masked, retried until 1 ≤ k < n (rejection sampling, no bias).
-func (g *ecGroup) scalar(rnd io.Reader) ([]byte, error) {
-	nLen := (g.n.BitLen() + 7) / 8
-	excess := uint(nLen*8 - g.n.BitLen())
-	buf := make([]byte, nLen)
-	for range 128 {
-		if _, err := io.ReadFull(rnd, buf); err != nil {
-			return nil, fmt.Errorf("pace: random: %w", err)
-		}
-		buf[0] &= 0xFF >> excess
-		k := new(big.Int).SetBytes(buf)
-		if k.Sign() > 0 && k.Cmp(g.n) < 0 {
-			return append([]byte(nil), buf...), nil
-		}
-	}
-	return nil, fmt.Errorf("pace: random source yields no valid scalar")
-}
-
 func (g *ecGroup) publicKey(priv, gen []byte) ([]byte, error) {
 	var x, y *big.Int
 	if gen == nil {
@@ -90,7 +72,7 @@ func (g *ecGroup) publicKey(priv, gen []byte) ([]byte, error) {
 }
 
 func (g *ecGroup) generateKey(rnd io.Reader, gen []byte) (priv, pub []byte, err error) {
-	if priv, err = g.scalar(rnd); err != nil {
+	if priv, err = pubkey.Scalar(rnd, g.n); err != nil {
 		return nil, nil, err
 	}
 	if pub, err = g.publicKey(priv, gen); err != nil {

@@ -122,7 +122,7 @@ func TestAppendixGPrimitives(t *testing.T) {
 	check("PK_DH_IC", pk, err, gPKDHIC)
 	k, err := g.sharedSecret(h(gSKDHIFD), h(gPKDHIC))
 	check("K", k, err, gSecret)
-	enc, mac, err := sessionKeys(smcrypto.AES128, k)
+	enc, mac, err := smcrypto.SessionKeys(smcrypto.AES128, k)
 	check("KSenc", enc, err, gKSenc)
 	check("KSmac", mac, err, gKSmac)
 	oid, _ := Protocol{OID: OIDECDHGMAES128}.oidValue()

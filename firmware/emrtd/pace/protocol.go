@@ -114,18 +114,11 @@ func ProtocolByOID(oid string) (Protocol, error) {
 	default:
 		return Protocol{}, fmt.Errorf("%w: %s", ErrUnknownProtocol, oid)
 	}
-	switch arcs[10] {
-	case 1:
-		p.Cipher = smcrypto.TDES
-	case 2:
-		p.Cipher = smcrypto.AES128
-	case 3:
-		p.Cipher = smcrypto.AES192
-	case 4:
-		p.Cipher = smcrypto.AES256
-	default:
+	c, ok := smcrypto.CipherByOIDArc(arcs[10])
+	if !ok {
 		return Protocol{}, fmt.Errorf("%w: %s", ErrUnknownProtocol, oid)
 	}
+	p.Cipher = c
 	if p.Mapping == ChipAuthenticationMapping && p.Cipher == smcrypto.TDES {
 		return Protocol{}, fmt.Errorf("%w: %s (CAM has no 3DES variant)", ErrUnknownProtocol, oid)
 	}

@@ -133,7 +133,7 @@ func Establish(ctx context.Context, ch *apdu.Channel, pw Password, info PACEInfo
 	if err != nil {
 		return nil, fmt.Errorf("pace: key agreement: %w: %w", ErrAuthenticationFailed, err)
 	}
-	ksEnc, ksMac, err := sessionKeys(proto.Cipher, k)
+	ksEnc, ksMac, err := smcrypto.SessionKeys(proto.Cipher, k)
 	if err != nil {
 		return nil, err
 	}
@@ -177,16 +177,6 @@ func authToken(c smcrypto.Cipher, ksMac, input []byte) ([]byte, error) {
 		return nil, err
 	}
 	return smcrypto.CMAC(b, input)[:8], nil
-}
-
-func sessionKeys(c smcrypto.Cipher, k []byte) (ksEnc, ksMac []byte, err error) {
-	if ksEnc, err = smcrypto.KDF(c, k, smcrypto.KDFEnc); err != nil {
-		return nil, nil, err
-	}
-	if ksMac, err = smcrypto.KDF(c, k, smcrypto.KDFMAC); err != nil {
-		return nil, nil, err
-	}
-	return ksEnc, ksMac, nil
 }
 
 // generalAuthenticate sends one General Authenticate (§4.4.4.2):

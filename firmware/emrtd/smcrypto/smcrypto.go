@@ -60,6 +60,22 @@ func (c Cipher) OIDName() string {
 	return "3DES-CBC-CBC"
 }
 
+// OIDArc is the last arc of the PACE and CA protocol OIDs that names c
+// (9303-11 §9.2.1, §9.2.5): 1 for 3DES-CBC-CBC, 2/3/4 for
+// AES-CBC-CMAC-128/-192/-256; 0 for an invalid cipher.
+func (c Cipher) OIDArc() int {
+	if !c.Valid() {
+		return 0
+	}
+	return int(c-TDES) + 1
+}
+
+// CipherByOIDArc is the inverse of OIDArc.
+func CipherByOIDArc(arc int) (Cipher, bool) {
+	c := TDES + Cipher(arc-1)
+	return c, c.Valid()
+}
+
 // Valid reports whether c is one of the defined ciphers.
 func (c Cipher) Valid() bool { return c >= TDES && c <= AES256 }
 
@@ -280,6 +296,19 @@ const (
 	KDFMAC      uint32 = 2 // MAC key
 	KDFPassword uint32 = 3 // PACE password key Kπ
 )
+
+// SessionKeys derives the encryption and MAC keys KDF(K, 1) and KDF(K, 2)
+// from K (9303-11 §9.7.1): BAC's document basic access keys and the
+// secure messaging keys after BAC, PACE and Chip Authentication.
+func SessionKeys(c Cipher, secret []byte) (kEnc, kMac []byte, err error) {
+	if kEnc, err = KDF(c, secret, KDFEnc); err != nil {
+		return nil, nil, err
+	}
+	if kMac, err = KDF(c, secret, KDFMAC); err != nil {
+		return nil, nil, err
+	}
+	return kEnc, kMac, nil
+}
 
 // KDF derives a key from the shared secret K and counter c (9303-11 §9.7.1):
 // keydata = H(K || c) with c a 32-bit big-endian counter; 3DES and AES-128

@@ -155,3 +155,21 @@ func TestAdjustParity(t *testing.T) {
 		t.Fatalf("parity = %X", k)
 	}
 }
+
+// The cipher arc of the PACE and CA OIDs (9303-11 §9.2.1, §9.2.5).
+func TestOIDArc(t *testing.T) {
+	for arc, want := range map[int]Cipher{1: TDES, 2: AES128, 3: AES192, 4: AES256} {
+		c, ok := CipherByOIDArc(arc)
+		if !ok || c != want || c.OIDArc() != arc {
+			t.Errorf("arc %d: %v %v, OIDArc %d; want %v", arc, c, ok, c.OIDArc(), want)
+		}
+	}
+	for _, arc := range []int{0, 5, -1} {
+		if c, ok := CipherByOIDArc(arc); ok {
+			t.Errorf("arc %d accepted as %v", arc, c)
+		}
+	}
+	if a := Cipher(0).OIDArc(); a != 0 {
+		t.Errorf("invalid cipher has arc %d", a)
+	}
+}

@@ -94,7 +94,10 @@ func TestChildrenAndFind(t *testing.T) {
 // Appending to a parsed value must not overwrite the input after it.
 func TestValueCapacityIsClipped(t *testing.T) {
 	in := []byte{0x04, 0x01, 0xAA, 0xBB}
-	o, _, _ := Read(in)
+	o, _, err := Read(in)
+	if err != nil || !bytes.Equal(o.Value, []byte{0xAA}) {
+		t.Fatalf("Read = %X, %v", o.Value, err)
+	}
 	_ = append(o.Value, 0xCC)
 	if in[3] != 0xBB {
 		t.Fatal("append through Value overwrote the input")
