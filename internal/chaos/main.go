@@ -18,17 +18,12 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
-	"math/big"
 	mrand "math/rand/v2"
 	"net"
 	"os"
@@ -44,6 +39,7 @@ import (
 	"kiosk/firmware/outbox"
 	"kiosk/firmware/txflow"
 	"kiosk/firmware/txreport"
+	"kiosk/provisioning/devkey"
 	"kiosk/provisioning/refhub"
 )
 
@@ -350,13 +346,7 @@ func freePort() (int, error) {
 
 // devKey writes a development device key and certificate.
 func devKey(dir string) (*x509.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: device},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	key, cert, err := devkey.Generate(device, 24*time.Hour)
 	if err != nil {
 		return nil, err
 	}
@@ -367,10 +357,10 @@ func devKey(dir string) (*x509.Certificate, error) {
 	if err := os.WriteFile(filepath.Join(dir, "device.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}), 0o600); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "device.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "device.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o644); err != nil {
 		return nil, err
 	}
-	return x509.ParseCertificate(der)
+	return cert, nil
 }
 
 // mosquitto is the real broker as a child process, with persistence so

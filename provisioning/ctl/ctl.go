@@ -64,8 +64,6 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, version stri
 	return ExitUsage
 }
 
-func sortStrings(s []string) { sort.Strings(s) }
-
 func usage(e *env, cmds map[string]command) {
 	names := make([]string, 0, len(cmds))
 	for n := range cmds {

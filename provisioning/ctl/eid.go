@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -27,6 +28,7 @@ import (
 	"kiosk/firmware/emrtd/pace"
 	"kiosk/firmware/emrtd/smcrypto"
 	"kiosk/firmware/emrtd/vcard"
+	"kiosk/internal/backoff"
 	"kiosk/provisioning/issuer"
 )
 
@@ -116,7 +118,7 @@ func profileNames() string {
 	for n := range profiles() {
 		names = append(names, n)
 	}
-	sortStrings(names)
+	sort.Strings(names)
 	return strings.Join(names, ", ")
 }
 
@@ -249,10 +251,8 @@ func eidEmulate(e *env, args []string) int {
 		}
 		// pcscd closed the connection (restart): insert the card again.
 		log.Warn("vpcd connection ended; reconnecting", "err", err)
-		select {
-		case <-ctx.Done():
+		if !backoff.Sleep(ctx, 500*time.Millisecond) {
 			return ExitOK
-		case <-time.After(500 * time.Millisecond):
 		}
 	}
 }
@@ -391,10 +391,8 @@ func connectWaiting(ctx context.Context, drv cardreader.Driver, wait time.Durati
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("no card within %s: %w", wait, err)
 		}
-		select {
-		case <-ctx.Done():
+		if !backoff.Sleep(ctx, 200*time.Millisecond) {
 			return nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }

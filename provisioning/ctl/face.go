@@ -35,7 +35,16 @@ func faceModelsFlag(fs *flag.FlagSet) *string {
 // loadFaceModels loads the verification models, printing which file is
 // wrong when one is missing or altered.
 func loadFaceModels(e *env, dir string) (*face.Models, bool) {
-	m, err := face.LoadModels(dir, face.Options{})
+	return loadModels(e, dir, face.Options{})
+}
+
+// loadAllFaceModels loads every model the Verifier uses.
+func loadAllFaceModels(e *env, dir string) (*face.Models, bool) {
+	return loadModels(e, dir, face.Options{Models: face.AllModels()})
+}
+
+func loadModels(e *env, dir string, opts face.Options) (*face.Models, bool) {
+	m, err := face.LoadModels(dir, opts)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "kioskctl: %v\n", err)
 		var me *face.ModelError
@@ -94,8 +103,7 @@ func faceCompare(e *env, args []string) int {
 	report := func(code int) int {
 		res.MS = float64(time.Since(start).Microseconds()) / 1000
 		if *asJSON {
-			b, _ := json.Marshal(res)
-			fmt.Fprintln(e.stdout, string(b))
+			printJSON(e, res)
 		} else if res.Error == "" {
 			verdict := "no match"
 			if res.Match {

@@ -22,20 +22,6 @@ import (
 	"kiosk/firmware/session"
 )
 
-// loadAllFaceModels loads every model the Verifier uses.
-func loadAllFaceModels(e *env, dir string) (*face.Models, bool) {
-	m, err := face.LoadModels(dir, face.Options{Models: face.AllModels()})
-	if err != nil {
-		fmt.Fprintf(e.stderr, "kioskctl: %v\n", err)
-		var me *face.ModelError
-		if errors.As(err, &me) {
-			fmt.Fprintf(e.stderr, "kioskctl: models directory %s: run `make models` or pass --models\n", dir)
-		}
-		return nil, false
-	}
-	return m, true
-}
-
 func printJSON(e *env, v any) {
 	b, _ := json.Marshal(v)
 	fmt.Fprintln(e.stdout, string(b))

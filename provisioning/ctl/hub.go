@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"os"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -116,10 +115,7 @@ func hubTxList(e *env, args []string) int {
 		fmt.Fprintln(e.stderr, "usage: kioskctl hub tx list --db FILE [--json]")
 		return ExitUsage
 	}
-	if _, err := os.Stat(*db); err != nil {
-		fmt.Fprintln(e.stderr, "kioskctl hub tx list:", err)
-		return ExitFail
-	}
+	// ListFile opens read-only: a missing file is an error, never created.
 	txs, err := refhub.ListFile(*db)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "kioskctl hub tx list:", err)

@@ -10,7 +10,6 @@ import (
 	"encoding/asn1"
 	"fmt"
 	"math/big"
-	"sort"
 	"time"
 
 	"kiosk/firmware/emrtd/lds"
@@ -110,8 +109,7 @@ func buildSignedData(contentType asn1.ObjectIdentifier, content []byte, ds *x509
 		attrs = append(attrs, enc)
 	}
 	// DER SET OF: elements in ascending order of their encodings.
-	sort.Slice(attrs, func(i, j int) bool { return string(attrs[i]) < string(attrs[j]) })
-	signedAttrs := tlv.Encode(0x31, tlv.Concat(attrs...))
+	signedAttrs := tlv.Encode(0x31, tlv.Concat(sortDER(attrs)...))
 
 	h := crypto.SHA256.New()
 	h.Write(signedAttrs)

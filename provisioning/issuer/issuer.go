@@ -333,29 +333,22 @@ func Issue(opts Options) (*cardimage.Image, *Trust, error) {
 		dg2[len(dg2)-len(face.Image)/2] ^= 0x01
 		profile = append(profile, "dg2_altered")
 	}
-	if opts.ExpiredDS {
-		profile = append(profile, "ds_expired")
-	}
-	if opts.UnknownCSCA {
-		profile = append(profile, "unknown_csca")
-	}
-	if opts.ClonedCA {
-		profile = append(profile, "clone_ca")
-	}
-	if opts.ClonedAA {
-		profile = append(profile, "clone_aa")
-	}
-	if opts.RevokeDS {
-		profile = append(profile, "ds_revoked")
-	}
-	if opts.RevokeCSCA {
-		profile = append(profile, "csca_revoked")
-	}
-	if opts.StaleCRL {
-		profile = append(profile, "crl_stale")
-	}
-	if opts.MasterList == MasterListBadSignature {
-		profile = append(profile, "master_list_bad_signature")
+	for _, d := range []struct {
+		on   bool
+		name string
+	}{
+		{opts.ExpiredDS, "ds_expired"},
+		{opts.UnknownCSCA, "unknown_csca"},
+		{opts.ClonedCA, "clone_ca"},
+		{opts.ClonedAA, "clone_aa"},
+		{opts.RevokeDS, "ds_revoked"},
+		{opts.RevokeCSCA, "csca_revoked"},
+		{opts.StaleCRL, "crl_stale"},
+		{opts.MasterList == MasterListBadSignature, "master_list_bad_signature"},
+	} {
+		if d.on {
+			profile = append(profile, d.name)
+		}
 	}
 	if len(profile) == 0 {
 		profile = []string{"good"}
@@ -451,17 +444,8 @@ func newCSCA(opts Options, country string) (*x509.Certificate, crypto.Signer, er
 }
 
 func newCSCANamed(opts Options, country, cn string) (*x509.Certificate, crypto.Signer, error) {
-	key, sigAlg, err := newKey(opts.SignatureAlg)
-	if err != nil {
-		return nil, nil, err
-	}
-	sn, err := serial()
-	if err != nil {
-		return nil, nil, err
-	}
 	// 9303-12 §7.1.1: CSCA: basicConstraints cA, keyUsage keyCertSign+cRLSign.
-	tmpl := &x509.Certificate{
-		SerialNumber:          sn,
+	return newCert("CSCA", opts.SignatureAlg, &x509.Certificate{
 		Subject:               pkix.Name{Country: []string{country}, Organization: []string{"Kiosk Test Issuer"}, CommonName: cn},
 		NotBefore:             opts.Now.Add(-5 * 365 * 24 * time.Hour),
 		NotAfter:              opts.Now.Add(15 * 365 * 24 * time.Hour),
@@ -469,11 +453,28 @@ func newCSCANamed(opts Options, country, cn string) (*x509.Certificate, crypto.S
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		MaxPathLenZero:        true,
-		SignatureAlgorithm:    sigAlg,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	}, nil, nil)
+}
+
+// newCert generates a key for alg and certifies it with tmpl, given a
+// fresh serial number and alg's signature algorithm. parent and its key
+// sign it; a nil parent makes it self-signed.
+func newCert(what string, alg SignatureAlg, tmpl, parent *x509.Certificate, parentKey crypto.Signer) (*x509.Certificate, crypto.Signer, error) {
+	key, sigAlg, err := newKey(alg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("create CSCA: %w", err)
+		return nil, nil, err
+	}
+	sn, err := serial()
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl.SerialNumber, tmpl.SignatureAlgorithm = sn, sigAlg
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), parentKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create %s: %w", what, err)
 	}
 	c, err := x509.ParseCertificate(der)
 	return c, key, err
@@ -494,33 +495,19 @@ func newPKI(opts Options) (*Trust, error) {
 	if err != nil {
 		return nil, err
 	}
-	dsKey, sigAlg, err := newKey(opts.SignatureAlg)
-	if err != nil {
-		return nil, err
-	}
-	sn, err := serial()
-	if err != nil {
-		return nil, err
-	}
 	// 9303-12 §7.1.1: DS keyUsage digitalSignature. Validity: the signing
 	// period plus the documents' lifetime.
 	tmpl := &x509.Certificate{
-		SerialNumber:       sn,
-		Subject:            pkix.Name{Country: []string{country}, Organization: []string{"Kiosk Test Issuer"}, CommonName: "Test Document Signer"},
-		NotBefore:          opts.Now.Add(-time.Hour),
-		NotAfter:           opts.Now.Add(10 * 365 * 24 * time.Hour),
-		KeyUsage:           x509.KeyUsageDigitalSignature,
-		SignatureAlgorithm: sigAlg,
+		Subject:   pkix.Name{Country: []string{country}, Organization: []string{"Kiosk Test Issuer"}, CommonName: "Test Document Signer"},
+		NotBefore: opts.Now.Add(-time.Hour),
+		NotAfter:  opts.Now.Add(10 * 365 * 24 * time.Hour),
+		KeyUsage:  x509.KeyUsageDigitalSignature,
 	}
 	if opts.ExpiredDS {
 		tmpl.NotBefore = opts.Now.Add(-3 * 365 * 24 * time.Hour)
 		tmpl.NotAfter = opts.Now.Add(-365 * 24 * time.Hour)
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, csca, dsKey.Public(), cscaKey)
-	if err != nil {
-		return nil, fmt.Errorf("create DS: %w", err)
-	}
-	ds, err := x509.ParseCertificate(der)
+	ds, dsKey, err := newCert("DS", opts.SignatureAlg, tmpl, csca, cscaKey)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package issuer
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/rand"
 	"crypto/x509"
@@ -8,6 +9,7 @@ import (
 	"encoding/asn1"
 	"fmt"
 	"math/big"
+	"slices"
 	"time"
 
 	"kiosk/firmware/emrtd/pa"
@@ -46,28 +48,12 @@ func NewCRL(csca *x509.Certificate, key crypto.Signer, o CRLOptions) ([]byte, er
 // §7.1.1: keyUsage digitalSignature, extended key usage for master list
 // signing is optional and left out) from the CSCA.
 func NewMasterListSigner(csca *x509.Certificate, cscaKey crypto.Signer, alg SignatureAlg, now time.Time) (*x509.Certificate, crypto.Signer, error) {
-	key, sigAlg, err := newKey(alg)
-	if err != nil {
-		return nil, nil, err
-	}
-	sn, err := serial()
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:       sn,
-		Subject:            pkix.Name{Country: csca.Subject.Country, Organization: []string{"Kiosk Test Issuer"}, CommonName: "Test Master List Signer"},
-		NotBefore:          now.Add(-time.Hour),
-		NotAfter:           now.Add(2 * 365 * 24 * time.Hour),
-		KeyUsage:           x509.KeyUsageDigitalSignature,
-		SignatureAlgorithm: sigAlg,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, csca, key.Public(), cscaKey)
-	if err != nil {
-		return nil, nil, fmt.Errorf("create master list signer: %w", err)
-	}
-	c, err := x509.ParseCertificate(der)
-	return c, key, err
+	return newCert("master list signer", alg, &x509.Certificate{
+		Subject:   pkix.Name{Country: csca.Subject.Country, Organization: []string{"Kiosk Test Issuer"}, CommonName: "Test Master List Signer"},
+		NotBefore: now.Add(-time.Hour),
+		NotAfter:  now.Add(2 * 365 * 24 * time.Hour),
+		KeyUsage:  x509.KeyUsageDigitalSignature,
+	}, csca, cscaKey)
 }
 
 // NewMasterList builds a CSCA master list (9303-12 §9): CMS SignedData of
@@ -95,11 +81,7 @@ func NewMasterList(signer *x509.Certificate, key crypto.Signer, alg SignatureAlg
 
 // sortDER orders a DER SET OF's elements.
 func sortDER(els [][]byte) [][]byte {
-	out := append([][]byte(nil), els...)
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && string(out[j]) < string(out[j-1]); j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
+	out := slices.Clone(els)
+	slices.SortFunc(out, bytes.Compare)
 	return out
 }

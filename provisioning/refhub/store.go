@@ -1,11 +1,13 @@
 package refhub
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -227,7 +229,7 @@ func dailyUsed(tx *bolt.Tx, terminal string, now time.Time) (int64, error) {
 	p := dailyPrefix(terminal, now)
 	var sum int64
 	c := tx.Bucket(bucketDaily).Cursor()
-	for k, v := c.Seek(p); k != nil && len(k) >= len(p) && string(k[:len(p)]) == string(p); k, v = c.Next() {
+	for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
 		if len(v) != 8 {
 			return 0, errors.New("corrupt daily amount")
 		}
@@ -267,19 +269,9 @@ func (s *Store) List() ([]Transaction, error) {
 		if c := a.Received.Compare(b.Received); c != 0 {
 			return c
 		}
-		return compareStrings(a.TxID, b.TxID)
+		return strings.Compare(a.TxID, b.TxID)
 	})
 	return out, nil
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // ListFile reads the transactions of an existing store file without
