@@ -2,7 +2,6 @@ package face
 
 import (
 	"image"
-	"slices"
 	"testing"
 	"time"
 
@@ -23,18 +22,48 @@ func frame640(b *testing.B) gocv.Mat {
 // benchMedian runs f b.N times and reports the median wall time per call.
 func benchMedian(b *testing.B, f func() error) {
 	b.Helper()
-	times := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
-	for range b.N {
-		t0 := time.Now()
-		if err := f(); err != nil {
+	ms, err := medianTime(b.N, f)
+	b.StopTimer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(ms, "median-ms")
+}
+
+// benchFaceModel reports the median time of f on the face detected in a
+// 640×480 frame, with all models loaded.
+func benchFaceModel(b *testing.B, f func(m *Models, img gocv.Mat, raw image.Rectangle) error) {
+	b.Helper()
+	m := fullModels(b)
+	img := frame640(b)
+	defer img.Close()
+	faces, err := m.Detect(img)
+	if err != nil || len(faces) == 0 {
+		b.Fatalf("detect: %v", err)
+	}
+	benchMedian(b, func() error { return f(m, img, faces[0].Raw) })
+}
+
+// benchVerify runs a Verifier with cfg over the franck video frames, as
+// fast as it takes them, once per benchmark iteration; each decision must
+// be a match.
+func benchVerify(b *testing.B, cfg Config, each func(Decision)) {
+	b.Helper()
+	m := fullModels(b)
+	frames := videoFrames640(b)
+	ref := media(b, "franck_01829.jpg")
+	for b.Loop() {
+		v, err := NewVerifier(m, &memFrames{frames: frames}, cfg)
+		if err != nil {
 			b.Fatal(err)
 		}
-		times = append(times, time.Since(t0))
+		d, err := v.VerifyDecision(b.Context(), ref, nil)
+		if err != nil || !d.Result.Matched {
+			b.Fatalf("%+v, %v", d.Result, err)
+		}
+		each(d)
 	}
-	b.StopTimer()
-	slices.Sort(times)
-	b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "median-ms")
 }
 
 func BenchmarkDetect(b *testing.B) {
@@ -115,26 +144,15 @@ func videoFrames640(b *testing.B) []gocv.Mat {
 // phase, the expression model beside the frame loop; it reports the smile
 // phase's frame rate (target ≥ 20 fps) and the expression model's rate.
 func BenchmarkSustainedWithSmile(b *testing.B) {
-	m := fullModels(b)
-	frames := videoFrames640(b)
-	ref := media(b, "franck_01829.jpg")
 	cfg := DefaultConfig()
 	cfg.SmileThreshold = 2 // never consent: measure the whole smile timeout
 	cfg.SmileTimeout = 3 * time.Second
 	var fps, hz []float64
-	for b.Loop() {
-		v, err := NewVerifier(m, &memFrames{frames: frames}, cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		d, err := v.VerifyDecision(b.Context(), ref, nil)
-		if err != nil || !d.Result.Matched {
-			b.Fatalf("%+v, %v", d.Result, err)
-		}
+	benchVerify(b, cfg, func(d Decision) {
 		s := d.Finished.Sub(d.MatchedAt).Seconds()
 		fps = append(fps, float64(d.Quality.Frames-d.FramesToMatch)/s)
 		hz = append(hz, float64(d.Smile.Evaluations)/s)
-	}
+	})
 	b.ReportMetric(median(fps), "fps")
 	b.ReportMetric(median(hz), "expr-Hz")
 }
@@ -143,55 +161,21 @@ func BenchmarkSustainedWithSmile(b *testing.B) {
 // first good frame to the match and liveness decision (target ≤ 300 ms),
 // frames coming as fast as it takes them.
 func BenchmarkTimeToMatch(b *testing.B) {
-	m := fullModels(b)
-	frames := videoFrames640(b)
-	ref := media(b, "franck_01829.jpg")
 	cfg := DefaultConfig()
 	cfg.SmileTimeout = time.Nanosecond // end right after the match
 	var ms []float64
-	for b.Loop() {
-		v, err := NewVerifier(m, &memFrames{frames: frames}, cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		d, err := v.VerifyDecision(b.Context(), ref, nil)
-		if err != nil || !d.Result.Matched {
-			b.Fatalf("%+v, %v", d.Result, err)
-		}
-		ms = append(ms, d.MatchLatencyMS)
-	}
+	benchVerify(b, cfg, func(d Decision) { ms = append(ms, d.MatchLatencyMS) })
 	b.ReportMetric(median(ms), "median-ms")
 }
 
 func BenchmarkLiveness(b *testing.B) {
-	m := fullModels(b)
-	img := frame640(b)
-	defer img.Close()
-	faces, err := m.Detect(img)
-	if err != nil || len(faces) == 0 {
-		b.Fatalf("detect: %v", err)
-	}
-	benchMedian(b, func() error { _, err := m.Liveness(img, faces[0].Raw); return err })
+	benchFaceModel(b, func(m *Models, img gocv.Mat, raw image.Rectangle) error { _, err := m.Liveness(img, raw); return err })
 }
 
 func BenchmarkExpression(b *testing.B) {
-	m := fullModels(b)
-	img := frame640(b)
-	defer img.Close()
-	faces, err := m.Detect(img)
-	if err != nil || len(faces) == 0 {
-		b.Fatalf("detect: %v", err)
-	}
-	benchMedian(b, func() error { _, err := m.Expression(img, faces[0].Raw); return err })
+	benchFaceModel(b, func(m *Models, img gocv.Mat, raw image.Rectangle) error { _, err := m.Expression(img, raw); return err })
 }
 
 func BenchmarkPose(b *testing.B) {
-	m := fullModels(b)
-	img := frame640(b)
-	defer img.Close()
-	faces, err := m.Detect(img)
-	if err != nil || len(faces) == 0 {
-		b.Fatalf("detect: %v", err)
-	}
-	benchMedian(b, func() error { _, err := m.HeadPose(img, faces[0].Raw); return err })
+	benchFaceModel(b, func(m *Models, img gocv.Mat, raw image.Rectangle) error { _, err := m.HeadPose(img, raw); return err })
 }

@@ -55,9 +55,6 @@ func (s *SourceFrames) Next(ctx context.Context, _ uint64) (*camera.Frame, error
 	return &camera.Frame{Seq: s.seq, Time: at, Mat: m}, nil
 }
 
-// Frames returns how many frames were read.
-func (s *SourceFrames) Frames() uint64 { return s.seq }
-
 // Close closes the source.
 func (s *SourceFrames) Close() error {
 	s.open = false

@@ -19,13 +19,7 @@ import (
 // missing model fails the test and names `make models`.
 func modelsDir(tb testing.TB) string {
 	tb.Helper()
-	if testing.Short() {
-		tb.Skip("-short: skipping test that needs the face models")
-	}
-	dir := os.Getenv(EnvModelsDir)
-	if dir == "" {
-		dir = filepath.Join(moduleRoot(tb), DefaultModelsDir)
-	}
+	dir := testmedia.Models(tb)
 	for _, f := range VerifyModels() {
 		if _, err := os.Stat(filepath.Join(dir, string(f))); err != nil {
 			tb.Fatalf("face model %s missing in %s: run `make models`", f, dir)
@@ -34,46 +28,51 @@ func modelsDir(tb testing.TB) string {
 	return dir
 }
 
-func moduleRoot(tb testing.TB) string {
-	tb.Helper()
-	wd, err := os.Getwd()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for d := wd; filepath.Dir(d) != d; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d
-		}
-	}
-	tb.Fatal("go.mod not found above " + wd)
-	return ""
+// sharedSet is a model set loaded once and shared by the tests.
+type sharedSet struct {
+	models []Model // nil: VerifyModels
+	once   sync.Once
+	m      *Models
+	err    error
 }
 
-// Loading the three networks takes ~0.3 s; tests share one set.
+func (s *sharedSet) load(tb testing.TB) *Models {
+	tb.Helper()
+	dir := modelsDir(tb)
+	s.once.Do(func() { s.m, s.err = LoadModels(dir, Options{Models: s.models, Threads: benchThreads()}) })
+	if s.err != nil {
+		tb.Fatalf("load models: %v", s.err)
+	}
+	return s.m
+}
+
+func (s *sharedSet) close() {
+	if s.m != nil {
+		s.m.Close()
+	}
+}
+
 var (
-	sharedOnce   sync.Once
-	sharedModels *Models
-	sharedErr    error
+	// Loading the three networks takes ~0.3 s; tests share one set.
+	verifySet = &sharedSet{}
+	// All seven models take ~1 s to load; the verifier tests share one set.
+	allSet = &sharedSet{models: AllModels()}
 )
 
 func models(tb testing.TB) *Models {
 	tb.Helper()
-	dir := modelsDir(tb)
-	sharedOnce.Do(func() { sharedModels, sharedErr = LoadModels(dir, Options{Threads: benchThreads()}) })
-	if sharedErr != nil {
-		tb.Fatalf("load models: %v", sharedErr)
-	}
-	return sharedModels
+	return verifySet.load(tb)
+}
+
+func fullModels(tb testing.TB) *Models {
+	tb.Helper()
+	return allSet.load(tb)
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if sharedModels != nil {
-		sharedModels.Close()
-	}
-	if allShared != nil {
-		allShared.Close()
-	}
+	verifySet.close()
+	allSet.close()
 	// Under -tags matprofile every Mat of the whole run must be closed.
 	if n := liveMats(); matprofile && n != 0 {
 		fmt.Fprintf(os.Stderr, "Mat leak: %d live Mats at the end of the tests\n%s", n, liveMatStacks())

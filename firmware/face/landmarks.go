@@ -50,18 +50,34 @@ func (l *Landmarks) InterEye() float64 {
 
 // Landmarks runs the 68-point model on the square face box of a BGR image.
 func (m *Models) Landmarks(img gocv.Mat, box image.Rectangle) (*Landmarks, error) {
-	if err := checkImage(img); err != nil {
+	grey, box, err := faceGrey(img, box)
+	if err != nil {
 		return nil, err
+	}
+	defer wipe(&grey)
+	return m.landmarksGrey(grey, box)
+}
+
+// faceGrey converts the face box of a BGR image (clipped to the image) to
+// grey; it returns the clipped box. The caller wipes the grey face.
+func faceGrey(img gocv.Mat, box image.Rectangle) (gocv.Mat, image.Rectangle, error) {
+	if err := checkImage(img); err != nil {
+		return gocv.Mat{}, box, err
 	}
 	box = box.Intersect(image.Rect(0, 0, img.Cols(), img.Rows()))
 	if box.Dx() < 4 || box.Dy() < 4 {
-		return nil, fmt.Errorf("%w: face box %v too small", ErrImage, box)
+		return gocv.Mat{}, box, fmt.Errorf("%w: face box %v too small", ErrImage, box)
 	}
 	crop := img.Region(box)
 	defer crop.Close()
 	grey := gocv.NewMat()
-	defer wipe(&grey)
 	gocv.CvtColor(crop, &grey, gocv.ColorBGRToGray)
+	return grey, box, nil
+}
+
+// landmarksGrey runs the 68-point model on grey, the face box of the
+// frame as faceGrey makes it.
+func (m *Models) landmarksGrey(grey gocv.Mat, box image.Rectangle) (*Landmarks, error) {
 	// fr_landmark: 64×64 grey, p/256.
 	blob := gocv.BlobFromImage(grey, 1.0/256, image.Pt(64, 64), gocv.NewScalar(0, 0, 0, 0), false, false)
 	defer wipe(&blob)

@@ -105,10 +105,7 @@ type Options struct {
 // Models holds loaded networks. Its methods are safe for concurrent use; a
 // network runs one inference at a time.
 type Models struct {
-	dir      string
 	hashes   map[string]string
-	opts     Options
-	log      *slog.Logger
 	mu       sync.RWMutex // guards nets and closed; inference holds it for reading
 	nets     map[Model]*loadedNet
 	closed   bool
@@ -130,7 +127,6 @@ func LoadModels(dir string, opts Options) (*Models, error) {
 	}
 	manifest := Manifest()
 	m := &Models{
-		dir: dir, opts: opts, log: log,
 		hashes:   make(map[string]string),
 		nets:     make(map[Model]*loadedNet),
 		minScore: opts.MinScore, nmsIoU: opts.NMSIoU,
@@ -204,9 +200,6 @@ func loadOne(dir string, name Model, manifest map[string]string) (*gocv.Net, str
 // Hashes returns the SHA-256 of every loaded model file, keyed by file name,
 // for decision records.
 func (m *Models) Hashes() map[string]string { return maps.Clone(m.hashes) }
-
-// Dir returns the directory the models were loaded from.
-func (m *Models) Dir() string { return m.dir }
 
 // Has reports whether model name is loaded.
 func (m *Models) Has(name Model) bool {

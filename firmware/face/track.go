@@ -86,9 +86,3 @@ func (t *Tracker) Update(faces []Detection, frame image.Point) (idx, id int, st 
 	}
 	return -1, t.id, TrackMissing
 }
-
-// Reset drops the current track; the next face seen starts a new one.
-func (t *Tracker) Reset() { t.active, t.missed = false, 0 }
-
-// ID returns the current track's ID (0 before the first track).
-func (t *Tracker) ID() int { return t.id }

@@ -537,7 +537,14 @@ func (r *run) frame(f *camera.Frame) (bool, error) {
 	// The guide's position is published once the gates have decided, so
 	// a steady good face does not flicker between good and not.
 	place := func(good bool) { r.v.pos.Store(&Position{Seq: f.Seq, Frame: size, Box: det.Box, Good: good}) }
-	l, err := m.Landmarks(img, det.Box)
+	// One grey copy of the face serves the landmarks, the pixel gates and
+	// the eye model.
+	grey, box, err := faceGrey(img, det.Box)
+	if err != nil {
+		return false, err
+	}
+	defer wipe(&grey)
+	l, err := m.landmarksGrey(grey, box)
 	if err != nil {
 		return false, err
 	}
@@ -551,11 +558,6 @@ func (r *run) frame(f *camera.Frame) (bool, error) {
 	if code := g.geometry(det.Box, l, size); code != "" {
 		return reject(code)
 	}
-	crop := img.Region(det.Box)
-	grey := gocv.NewMat()
-	gocv.CvtColor(crop, &grey, gocv.ColorBGRToGray)
-	crop.Close()
-	defer wipe(&grey)
 	st2, err := Stats(grey, image.Rect(0, 0, grey.Cols(), grey.Rows()))
 	if err != nil {
 		return false, err
@@ -567,7 +569,7 @@ func (r *run) frame(f *camera.Frame) (bool, error) {
 		place(true)
 		return r.smileFrame(f, det, l)
 	}
-	le, re, err := m.EyesOpen(grey, det.Box.Min, l)
+	le, re, err := m.EyesOpen(grey, box.Min, l)
 	if err != nil {
 		return false, err
 	}

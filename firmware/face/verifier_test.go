@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,23 +17,6 @@ import (
 	"kiosk/firmware/session"
 	"kiosk/internal/testmedia"
 )
-
-// All seven models take ~1 s to load; the verifier tests share one set.
-var (
-	allOnce   sync.Once
-	allShared *Models
-	allErr    error
-)
-
-func fullModels(tb testing.TB) *Models {
-	tb.Helper()
-	dir := modelsDir(tb)
-	allOnce.Do(func() { allShared, allErr = LoadModels(dir, Options{Models: AllModels(), Threads: benchThreads()}) })
-	if allErr != nil {
-		tb.Fatalf("load models: %v", allErr)
-	}
-	return allShared
-}
 
 // fileFrames plays a video file or image folder, every frame, unpaced.
 func fileFrames(tb testing.TB, path string, fps float64, loop bool) *SourceFrames {

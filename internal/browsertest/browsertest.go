@@ -20,6 +20,8 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"kiosk/internal/testmedia"
 )
 
 // Browser is one headless Chromium tab.
@@ -168,22 +170,11 @@ func ArtifactDir(t testing.TB) string {
 	t.Helper()
 	dir := os.Getenv("KIOSK_ARTIFACTS")
 	if dir == "" {
-		dir = filepath.Join(moduleRoot(), "test-artifacts")
+		root, _ := testmedia.ModuleRoot()
+		dir = filepath.Join(root, "test-artifacts")
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return dir
-}
-
-func moduleRoot() string {
-	wd, _ := os.Getwd()
-	for d := wd; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d
-		}
-		if filepath.Dir(d) == d {
-			return wd
-		}
-	}
 }

@@ -14,18 +14,11 @@ func Dir() (string, error) {
 	if d := os.Getenv("KIOSK_TESTDATA"); d != "" {
 		return filepath.Join(d, "media"), nil
 	}
-	wd, err := os.Getwd()
+	root, err := ModuleRoot()
 	if err != nil {
 		return "", err
 	}
-	for d := wd; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return filepath.Join(d, ".cache", "testdata", "media"), nil
-		}
-		if filepath.Dir(d) == d {
-			return filepath.Join(wd, ".cache", "testdata", "media"), nil
-		}
-	}
+	return filepath.Join(root, ".cache", "testdata", "media"), nil
 }
 
 // Path returns the path of a media file, skipping under -short and failing
@@ -56,15 +49,9 @@ func Models(tb testing.TB) string {
 	}
 	dir := os.Getenv("KIOSK_MODELS")
 	if dir == "" {
-		media, err := Dir()
+		root, err := ModuleRoot()
 		if err != nil {
 			tb.Fatal(err)
-		}
-		// media is <root>/.cache/testdata/media unless KIOSK_TESTDATA moved it.
-		root := filepath.Dir(filepath.Dir(filepath.Dir(media)))
-		if os.Getenv("KIOSK_TESTDATA") != "" {
-			wd, _ := os.Getwd()
-			root = moduleRoot(wd)
 		}
 		dir = filepath.Join(root, ".cache", "models")
 	}
@@ -74,13 +61,19 @@ func Models(tb testing.TB) string {
 	return dir
 }
 
-func moduleRoot(wd string) string {
+// ModuleRoot returns the nearest directory at or above the working
+// directory that holds go.mod, or the working directory when none does.
+func ModuleRoot() (string, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
 	for d := wd; ; d = filepath.Dir(d) {
 		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d
+			return d, nil
 		}
 		if filepath.Dir(d) == d {
-			return wd
+			return wd, nil
 		}
 	}
 }

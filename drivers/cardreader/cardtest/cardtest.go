@@ -75,14 +75,6 @@ func New(files map[uint16][]byte) *Card {
 	return &Card{atr: DefaultATR(), files: maps.Clone(files), current: -1}
 }
 
-// WithATR replaces the ATR and returns c.
-func (c *Card) WithATR(atr []byte) *Card {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.atr = append([]byte(nil), atr...)
-	return c
-}
-
 // ATR implements cardreader.CardHandler.
 func (c *Card) ATR() []byte {
 	c.mu.Lock()

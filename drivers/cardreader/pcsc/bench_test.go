@@ -10,7 +10,6 @@ import (
 	"kiosk/drivers/cardreader/cardtest"
 	"kiosk/drivers/cardreader/pcsc"
 	"kiosk/drivers/cardreader/pcscdtest"
-	"kiosk/drivers/cardreader/vpcd"
 )
 
 // BenchmarkCardInsertToEvent measures the time from a Go card dialling the
@@ -25,15 +24,12 @@ func BenchmarkCardInsertToEvent(b *testing.B) {
 	var lat []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
 		start := time.Now()
-		go func() { defer close(done); _ = vpcd.Serve(ctx, srv.VPCDAddr(0), h, nil) }()
+		c := insert(b, srv.VPCDAddr(0), h, false)
 		ev.wait(b, cardreader.CardInserted, srv.ReaderName(0), eventTimeout)
 		lat = append(lat, time.Since(start))
 		b.StopTimer()
-		cancel()
-		<-done
+		c.stop()
 		ev.wait(b, cardreader.CardRemoved, srv.ReaderName(0), eventTimeout)
 		b.StartTimer()
 	}
