@@ -197,6 +197,12 @@ func (d *Daemon) closeEarly() {
 	if d.ecrLn != nil {
 		d.ecrLn.Close()
 	}
+	d.closeStores()
+}
+
+// closeStores closes the face models, the transaction files and the
+// embedded broker: the last step of a start that failed and of shutdown.
+func (d *Daemon) closeStores() {
 	if d.faceClose != nil {
 		d.faceClose()
 	}
@@ -346,15 +352,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}
 	d.gpioMu.Unlock()
-	if d.faceClose != nil {
-		d.faceClose()
-	}
-	if d.tx != nil {
-		d.tx.close()
-	}
-	if d.broker != nil {
-		d.broker.Close()
-	}
+	d.closeStores()
 	d.bus.Close()
 	if err == nil {
 		d.log.Info("kioskd stopped")

@@ -36,10 +36,11 @@ func (d *Daemon) buildSession() error {
 		return nil
 	}
 	d.trust = openTrust(cfg.EID.TrustDir)
-	if c := d.trust.Component(time.Now()); c.State != "ok" {
+	c := d.trust.Component(time.Now())
+	if c.State != "ok" {
 		d.log.Error("CSCA trust store", "dir", cfg.EID.TrustDir, "problem", c.Detail)
 	}
-	for _, p := range d.trust.Info(time.Now()).Problems {
+	for _, p := range c.Info.(TrustInfo).Problems {
 		d.log.Warn("trust store", "problem", p)
 	}
 

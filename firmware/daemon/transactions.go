@@ -2,14 +2,9 @@ package daemon
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,6 +21,7 @@ import (
 	"kiosk/firmware/session"
 	"kiosk/firmware/txflow"
 	"kiosk/firmware/txreport"
+	"kiosk/provisioning/devkey"
 	"kiosk/provisioning/refhub"
 )
 
@@ -119,22 +115,10 @@ func (d *Daemon) openTx() (*txStack, error) {
 	return t, nil
 }
 
-// ephemeralSigner makes a throw-away P-256 key and self-signed certificate.
+// ephemeralSigner makes a throw-away key and self-signed certificate, as
+// kioskctl dev-key create does, valid for a year.
 func ephemeralSigner(device string) (*txreport.Signer, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: device, Organization: []string{"kiosk development"}},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(1, 0, 0),
-		KeyUsage: x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
-	cert, err := x509.ParseCertificate(der)
+	key, cert, err := devkey.Generate(device, 365*24*time.Hour)
 	if err != nil {
 		return nil, err
 	}
@@ -198,18 +182,8 @@ func (a *authorizer) Precheck(_ context.Context, req session.Request) (bool, str
 	if req.Kind != "payment" || a.d.hub.Status().Connected {
 		return true, ""
 	}
-	st := a.tx.offline.Status()
-	switch {
-	case st.Floor == 0:
-		return false, offline.ReasonDisabled
-	case req.Currency != st.Currency:
-		return false, offline.ReasonCurrency
-	case req.AmountMinor > st.Floor:
-		return false, offline.ReasonOverFloor
-	case st.Exposure+req.AmountMinor > st.Cap:
-		return false, offline.ReasonCapReached
-	}
-	return true, ""
+	reason := a.tx.offline.Check(req.AmountMinor, req.Currency)
+	return reason == "", reason
 }
 
 func (a *authorizer) Commit(ctx context.Context, rec session.Record) error {

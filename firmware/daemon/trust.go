@@ -115,9 +115,6 @@ func lostCRLs(old, next *pa.TrustStore) []string {
 	return lost
 }
 
-// Info describes the loaded store at time now.
-func (t *trustStore) Info(now time.Time) TrustInfo { return t.info(t.cur.Load(), now) }
-
 func (t *trustStore) info(l *trustLoad, now time.Time) TrustInfo {
 	cur := l.store.CurrentCRLs()
 	in := TrustInfo{CSCAs: len(l.store.Certificates()), CRLs: len(cur), LoadedAt: l.loaded.UTC()}

@@ -49,7 +49,6 @@ type Ledger struct {
 	mu       sync.Mutex
 	exposure int64
 	count    int
-	blocked  bool // set by Block (outbox full)
 }
 
 // Open opens (creating) the ledger file.
@@ -86,13 +85,30 @@ func Open(path string, l Limits) (*Ledger, error) {
 // Close closes the file.
 func (l *Ledger) Close() error { return l.db.Close() }
 
-// Block refuses (or, with false, allows again) offline approvals, e.g.
-// while the outbox is full: an approval that cannot be queued must not
-// happen.
-func (l *Ledger) Block(b bool) {
+// Check says whether an offline approval of amount would be refused now,
+// and why ("" when it would be given), without recording anything: the
+// session asks before the shopper inserts a card.
+func (l *Ledger) Check(amount int64, currency string) string {
 	l.mu.Lock()
-	l.blocked = b
-	l.mu.Unlock()
+	defer l.mu.Unlock()
+	return l.refusal(amount, currency)
+}
+
+// refusal is the offline rules' reason to refuse amount; l.mu is held.
+func (l *Ledger) refusal(amount int64, currency string) string {
+	switch {
+	case amount <= 0:
+		return ReasonInvalidAmnt
+	case l.limits.Floor == 0:
+		return ReasonDisabled
+	case currency != l.limits.Currency:
+		return ReasonCurrency
+	case amount > l.limits.Floor:
+		return ReasonOverFloor
+	case l.exposure+amount > l.limits.Cap:
+		return ReasonCapReached
+	}
+	return ""
 }
 
 // Approve decides txID offline and, when approved, records the exposure
@@ -101,17 +117,8 @@ func (l *Ledger) Block(b bool) {
 func (l *Ledger) Approve(txID string, amount int64, currency string) (Decision, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	switch {
-	case amount <= 0:
-		return Decision{Reason: ReasonInvalidAmnt}, nil
-	case l.limits.Floor == 0:
-		return Decision{Reason: ReasonDisabled}, nil
-	case l.blocked:
-		return Decision{Reason: ReasonOutboxFull}, nil
-	case currency != l.limits.Currency:
-		return Decision{Reason: ReasonCurrency}, nil
-	case amount > l.limits.Floor:
-		return Decision{Reason: ReasonOverFloor}, nil
+	if reason := l.refusal(amount, currency); reason != "" && reason != ReasonCapReached {
+		return Decision{Reason: reason}, nil
 	}
 	dup := false
 	err := l.db.Update(func(tx *bolt.Tx) error {
@@ -147,6 +154,18 @@ func (l *Ledger) Approve(txID string, amount int64, currency string) (Decision, 
 func (l *Ledger) Settle(txID string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	// Most acks are of online payments: look before taking a write
+	// transaction, whose commit costs an fsync even when nothing changed.
+	var open bool
+	if err := l.db.View(func(tx *bolt.Tx) error {
+		open = tx.Bucket(bucketOpen).Get([]byte(txID)) != nil
+		return nil
+	}); err != nil {
+		return fmt.Errorf("offline settle %s: %w", txID, err)
+	}
+	if !open {
+		return nil
+	}
 	var amount int64
 	found := false
 	err := l.db.Update(func(tx *bolt.Tx) error {
@@ -175,12 +194,11 @@ type Status struct {
 	Cap      int64  `json:"cap"`
 	Floor    int64  `json:"floor"`
 	Currency string `json:"currency"`
-	Blocked  bool   `json:"blocked"`
 }
 
 // Status returns the current exposure and limits.
 func (l *Ledger) Status() Status {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return Status{Exposure: l.exposure, Count: l.count, Cap: l.limits.Cap, Floor: l.limits.Floor, Currency: l.limits.Currency, Blocked: l.blocked}
+	return Status{Exposure: l.exposure, Count: l.count, Cap: l.limits.Cap, Floor: l.limits.Floor, Currency: l.limits.Currency}
 }

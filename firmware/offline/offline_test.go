@@ -28,6 +28,13 @@ func TestLedger(t *testing.T) {
 		{"h", 1, "CHF", ReasonCapReached},
 	}
 	for i, s := range steps {
+		// Check, asked first, foresees the verdict of a new transaction
+		// (a repeat of an approved one is approved again regardless).
+		if c := lg.Check(s.amount, s.cur); s.tx != "a" || i == 0 {
+			if c != s.want {
+				t.Fatalf("step %d %+v: Check says %q", i, s, c)
+			}
+		}
 		d, err := lg.Approve(s.tx, s.amount, s.cur)
 		if err != nil {
 			t.Fatal(err)
@@ -54,15 +61,15 @@ func TestLedger(t *testing.T) {
 	if err := lg.Settle("a"); err != nil {
 		t.Fatal(err)
 	}
-	_ = lg.Settle("unknown")
+	if err := lg.Settle("unknown"); err != nil {
+		t.Fatalf("settle of an unknown id: %v", err)
+	}
+	if st := lg.Status(); st.Exposure != 7000 || st.Count != 2 {
+		t.Fatalf("status after settles %+v", st)
+	}
 	if d, _ := lg.Approve("h", 5000, "CHF"); !d.Approved {
 		t.Fatalf("after settle: %+v", d)
 	}
-	lg.Block(true)
-	if d, _ := lg.Approve("i", 1, "CHF"); d.Reason != ReasonOutboxFull {
-		t.Fatalf("blocked: %+v", d)
-	}
-	lg.Block(false)
 
 	off, err := Open(filepath.Join(t.TempDir(), "x.db"), Limits{})
 	if err != nil {

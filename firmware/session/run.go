@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"time"
 
 	"kiosk/firmware/emrtd"
@@ -332,14 +333,7 @@ func randomID() string {
 
 func wrongPassword(r *emrtd.Report) bool { return hasFailure(r, "wrong_password") }
 
-func hasFailure(r *emrtd.Report, code string) bool {
-	for _, f := range r.Failures {
-		if f == code {
-			return true
-		}
-	}
-	return false
-}
+func hasFailure(r *emrtd.Report, code string) bool { return slices.Contains(r.Failures, code) }
 
 func summarize(r *emrtd.Report) *ChipSummary {
 	return &ChipSummary{

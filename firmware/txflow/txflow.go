@@ -241,7 +241,7 @@ func (f *Flow) Run(ctx context.Context) error {
 			t.Stop()
 			return nil
 		case m := <-f.acks:
-			f.handleAck(m, sent)
+			f.handleAck(m, sent, nil)
 		case <-f.wake:
 		case <-changed:
 		case <-t.C:
@@ -265,6 +265,9 @@ func (f *Flow) setErr(err error) {
 func (f *Flow) publishPending(ctx context.Context, sent map[string]time.Time) (time.Duration, error) {
 	next := f.opts.ResendAfter
 	var after uint64
+	// Acks taken during the walk: their records, read before, are gone.
+	// Only this goroutine acks, so no other record leaves meanwhile.
+	acked := map[string]bool{}
 	for {
 		recs, err := f.opts.Outbox.Pending(after, 64)
 		if err != nil {
@@ -277,8 +280,8 @@ func (f *Flow) publishPending(ctx context.Context, sent map[string]time.Time) (t
 			after = r.Seq
 			// Take acks as they come, so a long backlog is not resent
 			// needlessly.
-			f.drainAcks(sent)
-			if ok, _ := f.opts.Outbox.Has(r.TxID); !ok {
+			f.drainAcks(sent, acked)
+			if acked[r.TxID] {
 				continue
 			}
 			now := f.opts.Now()
@@ -299,18 +302,20 @@ func (f *Flow) publishPending(ctx context.Context, sent map[string]time.Time) (t
 	}
 }
 
-func (f *Flow) drainAcks(sent map[string]time.Time) {
+func (f *Flow) drainAcks(sent map[string]time.Time, acked map[string]bool) {
 	for {
 		select {
 		case m := <-f.acks:
-			f.handleAck(m, sent)
+			f.handleAck(m, sent, acked)
 		default:
 			return
 		}
 	}
 }
 
-func (f *Flow) handleAck(m hub.Message, sent map[string]time.Time) {
+// handleAck removes an acknowledged report from the outbox and notes its
+// id in acked (when not nil) once it is gone.
+func (f *Flow) handleAck(m hub.Message, sent map[string]time.Time, acked map[string]bool) {
 	var a hub.TxAck
 	if err := json.Unmarshal(m.Payload, &a); err != nil || a.TxID == "" {
 		f.log.Warn("sender: malformed ack", "err", err)
@@ -322,6 +327,9 @@ func (f *Flow) handleAck(m hub.Message, sent map[string]time.Time) {
 		return // the report stays; a later ack removes it
 	}
 	delete(sent, a.TxID)
+	if acked != nil {
+		acked[a.TxID] = true
+	}
 	if f.opts.Offline != nil {
 		if err := f.opts.Offline.Settle(a.TxID); err != nil {
 			f.log.Error("sender: offline settle", "tx", a.TxID, "err", err)

@@ -696,3 +696,34 @@ func mqttClient(t *testing.T, url, id string) mqtt.Client {
 	t.Cleanup(func() { c.Disconnect(0) })
 	return c
 }
+
+// The codec's two response paths: with hub keys only a response a trusted
+// hub signed decodes; without (simulation) a sealed response's body and a
+// plain one both do.
+func TestAuthCodecDecodeResponse(t *testing.T) {
+	want := hub.AuthResponse{ID: "c1", TxID: "t1", Terminal: device, Amount: 100, Currency: "CHF", Approved: true, Ref: "A-1"}
+	sealed, err := testHubSigner(t).Seal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := json.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := txreport.NewKeyring()
+	if err := keys.Add(testHubSigner(t).Certificate()); err != nil {
+		t.Fatal(err)
+	}
+	verifying := authCodec{hubs: keys}
+	if got, err := verifying.DecodeResponse(sealed); err != nil || got != want {
+		t.Fatalf("verified, signed: %+v %v", got, err)
+	}
+	if got, err := verifying.DecodeResponse(plain); err == nil {
+		t.Fatalf("verified, unsigned: accepted %+v", got)
+	}
+	for name, b := range map[string][]byte{"sealed": sealed, "plain": plain} {
+		if got, err := (authCodec{}).DecodeResponse(b); err != nil || got != want {
+			t.Fatalf("unverified, %s: %+v %v", name, got, err)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -126,7 +127,7 @@ func canonObject(dec *json.Decoder, out *bytes.Buffer, depth int) error {
 	if _, err := dec.Token(); err != nil { // '}'
 		return fmt.Errorf("%w: %v", ErrNotCanonicalizable, err)
 	}
-	slices.SortFunc(members, func(a, b member) int { return bytesCompare(a.key, b.key) })
+	slices.SortFunc(members, func(a, b member) int { return strings.Compare(a.key, b.key) })
 	out.WriteByte('{')
 	for i, m := range members {
 		if i > 0 {
@@ -144,16 +145,6 @@ func canonObject(dec *json.Decoder, out *bytes.Buffer, depth int) error {
 	}
 	out.WriteByte('}')
 	return nil
-}
-
-func bytesCompare(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // checkString enforces the canonical string subset.

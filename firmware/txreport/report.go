@@ -212,10 +212,8 @@ func (r *Report) Encode() ([]byte, error) {
 	}
 	// Nil slices would be null; the schema has arrays.
 	c := *r
-	for _, p := range []*[]string{&c.Reasons} {
-		if *p == nil {
-			*p = []string{}
-		}
+	if c.Reasons == nil {
+		c.Reasons = []string{}
 	}
 	if c.Checks == nil {
 		c.Checks = []Check{}

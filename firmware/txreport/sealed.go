@@ -2,13 +2,8 @@ package txreport
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -35,12 +30,11 @@ func (s *Signer) Seal(v any) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("txreport: seal: %w", err)
 	}
-	h := sha256.Sum256(body)
-	sig, err := ecdsa.SignASN1(rand.Reader, s.key, h[:])
+	sig, err := s.sign(body)
 	if err != nil {
 		return nil, fmt.Errorf("txreport: seal: %w", err)
 	}
-	return json.Marshal(Sealed{Body: body, Alg: Alg, Sig: base64.StdEncoding.EncodeToString(sig), Cert: s.fp})
+	return json.Marshal(Sealed{Body: body, Alg: Alg, Sig: sig, Cert: s.fp})
 }
 
 // Open verifies Sealed bytes from the network against the keyring and
@@ -58,9 +52,7 @@ func (k *Keyring) Open(b []byte, v any) (Device, error) {
 	if env.Alg != Alg || len(env.Body) == 0 || env.Body[0] != '{' {
 		return Device{}, fmt.Errorf("%w: alg %q or body", ErrMalformed, env.Alg)
 	}
-	k.mu.RLock()
-	dev, ok := k.byFP[strings.ToLower(env.Cert)]
-	k.mu.RUnlock()
+	dev, ok := k.device(env.Cert)
 	if !ok {
 		return Device{}, fmt.Errorf("%w: %s", ErrUnknownDevice, env.Cert)
 	}
@@ -70,17 +62,9 @@ func (k *Keyring) Open(b []byte, v any) (Device, error) {
 		return dev, fmt.Errorf("%w: certificate of %s valid %s to %s", ErrUnknownDevice, dev.ID,
 			dev.Cert.NotBefore.UTC().Format(time.RFC3339), dev.Cert.NotAfter.UTC().Format(time.RFC3339))
 	}
-	body, err := Canonical(env.Body)
+	body, err := verified(dev, env.Body, env.Sig, "body")
 	if err != nil {
-		return dev, fmt.Errorf("%w: body: %v", ErrMalformed, err)
-	}
-	sig, err := base64.StdEncoding.DecodeString(env.Sig)
-	if err != nil {
-		return dev, fmt.Errorf("%w: sig: %v", ErrMalformed, err)
-	}
-	h := sha256.Sum256(body)
-	if !ecdsa.VerifyASN1(dev.Key, h[:], sig) {
-		return dev, fmt.Errorf("%w (%s)", ErrBadSignature, dev.ID)
+		return dev, err
 	}
 	dec = json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()

@@ -112,12 +112,21 @@ func (s *Signer) Sign(r *Report) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := sha256.Sum256(body)
-	sig, err := ecdsa.SignASN1(rand.Reader, s.key, h[:])
+	sig, err := s.sign(body)
 	if err != nil {
 		return nil, fmt.Errorf("txreport: sign: %w", err)
 	}
-	return json.Marshal(Envelope{Report: body, Alg: Alg, Sig: base64.StdEncoding.EncodeToString(sig), Cert: s.fp})
+	return json.Marshal(Envelope{Report: body, Alg: Alg, Sig: sig, Cert: s.fp})
+}
+
+// sign returns the base64 DER signature of SHA-256(body).
+func (s *Signer) sign(body []byte) (string, error) {
+	h := sha256.Sum256(body)
+	sig, err := ecdsa.SignASN1(rand.Reader, s.key, h[:])
+	if err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(sig), nil
 }
 
 // Errors a verifier returns; the hub does not acknowledge such messages.
@@ -269,23 +278,13 @@ func (k *Keyring) Verify(b []byte) (*Report, Device, error) {
 	if err != nil {
 		return nil, Device{}, err
 	}
-	k.mu.RLock()
-	dev, ok := k.byFP[strings.ToLower(env.Cert)]
-	k.mu.RUnlock()
+	dev, ok := k.device(env.Cert)
 	if !ok {
 		return nil, Device{}, fmt.Errorf("%w: %s", ErrUnknownDevice, env.Cert)
 	}
-	body, err := Canonical(env.Report)
+	body, err := verified(dev, env.Report, env.Sig, "report")
 	if err != nil {
-		return nil, dev, fmt.Errorf("%w: report: %v", ErrMalformed, err)
-	}
-	sig, err := base64.StdEncoding.DecodeString(env.Sig)
-	if err != nil {
-		return nil, dev, fmt.Errorf("%w: sig: %v", ErrMalformed, err)
-	}
-	h := sha256.Sum256(body)
-	if !ecdsa.VerifyASN1(dev.Key, h[:], sig) {
-		return nil, dev, fmt.Errorf("%w (device %s)", ErrBadSignature, dev.ID)
+		return nil, dev, err
 	}
 	var r Report
 	if err := json.Unmarshal(body, &r); err != nil {
@@ -302,3 +301,29 @@ func (k *Keyring) Verify(b []byte) (*Report, Device, error) {
 
 // Certificate is the signing certificate.
 func (s *Signer) Certificate() *x509.Certificate { return s.cert }
+
+// device finds a signer by its certificate fingerprint.
+func (k *Keyring) device(fp string) (Device, bool) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	dev, ok := k.byFP[strings.ToLower(fp)]
+	return dev, ok
+}
+
+// verified checks sig (base64 DER) over the canonical form of raw with
+// dev's key and returns that canonical form; what names raw in errors.
+func verified(dev Device, raw json.RawMessage, sig, what string) ([]byte, error) {
+	body, err := Canonical(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, what, err)
+	}
+	der, err := base64.StdEncoding.DecodeString(sig)
+	if err != nil {
+		return nil, fmt.Errorf("%w: sig: %v", ErrMalformed, err)
+	}
+	h := sha256.Sum256(body)
+	if !ecdsa.VerifyASN1(dev.Key, h[:], der) {
+		return nil, fmt.Errorf("%w (device %s)", ErrBadSignature, dev.ID)
+	}
+	return body, nil
+}
