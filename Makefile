@@ -16,7 +16,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian 12 packages the build, the tests and `make run` need.
 DEB_PACKAGES := build-essential pkg-config libopencv-dev libopencv-contrib-dev opencv-data \
-	pcscd libpcsclite-dev pcsc-tools vsmartcard-vpcd mosquitto mosquitto-clients ffmpeg util-linux chromium fonts-wqy-microhei
+	pcscd libpcsclite-dev pcsc-tools vsmartcard-vpcd mosquitto mosquitto-clients ffmpeg gstreamer1.0-plugins-base util-linux chromium fonts-wqy-microhei
 
 # Packages: `go test ./...` runs these; pcscd-based tests isolate themselves.
 PKGS := ./...
@@ -44,7 +44,7 @@ FUZZ_TARGETS := \
 	./firmware/daemon:FuzzParseCommand:10000 ./firmware/config:FuzzParse:10000
 FUZZTIME ?=
 
-.PHONY: all deps testdata models build test test-short fuzz chaos run bench lint fmt clean
+.PHONY: all deps testdata models build test test-short fuzz chaos run bench lint fmt clean cleanroom
 
 all: build
 
@@ -129,6 +129,12 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(TOOLS)/staticcheck $(PKGS)
+
+# Both README commands on a fresh Debian 12 root (mmdebstrap) holding only
+# git, make, ca-certificates and Go: `make run` until the screen answers,
+# then `make test`. Needs root; see internal/cleanroom/cleanroom.sh.
+cleanroom:
+	@bash internal/cleanroom/cleanroom.sh
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
