@@ -128,6 +128,13 @@ cp -a "$goroot" "$root/usr/local/go"
 git clone -q --no-local "$repo" "$root/root/kiosk" || fail "git clone"
 git -C "$root/root/kiosk" checkout -q --detach "$commit" || fail "git checkout $commit"
 mkdir -p "$root/root/logs"
+# This workplace lays shared/ (public trust lists, a face calibration set)
+# beside every checkout; tests read it from there. It is data, not a cache.
+if [ -d "$repo/../shared/data" ]; then
+	mkdir -p "$root/root/shared"
+	cp -a "$repo/../shared/data" "$root/root/shared/data"
+	chmod -R a-w "$root/root/shared"
+fi
 
 # The environment a new user's shell would have, plus where the machine
 # reaches its registries (read from the host's Go and npm configuration).
@@ -206,6 +213,9 @@ say "inside the root: make run, then make test (logs in $logs)"
 unshare --mount --pid --fork --kill-child --propagation private -- /bin/bash -c '
 	set -e
 	r=$1
+	# The root is a mount point, as / is on a machine: a process that makes
+	# its own mounts private (pcscd in the tests, systemd units) needs that.
+	mount --bind "$r" "$r"
 	mount -t proc proc "$r/proc"
 	mount -t sysfs -o ro sysfs "$r/sys"
 	mount -t tmpfs -o mode=755,nosuid dev "$r/dev"
