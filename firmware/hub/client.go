@@ -136,6 +136,9 @@ func (c *Client) Topic(parts ...string) string {
 	return c.opts.TopicPrefix + "/" + c.opts.DeviceID + "/" + strings.Join(parts, "/")
 }
 
+// DeviceID is the kiosk's id, the <device> of its topics.
+func (c *Client) DeviceID() string { return c.opts.DeviceID }
+
 // Commands delivers hub commands. Handlers of paho must never block, so
 // messages are queued here; when the queue is full they are dropped and
 // counted (the hub retries commands that are not answered).

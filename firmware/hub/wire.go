@@ -18,11 +18,16 @@ const (
 	TopicAuthRsp = "auth/resp" // hub → kiosk: AuthResponse, QoS 1
 )
 
-// TxAck is the hub's acknowledgement of a transaction report. The kiosk
-// deletes the report from its outbox only on this.
+// TxAck is the hub's acknowledgement of a transaction report, sealed with
+// the hub's key (docs/mqtt.md, "Acknowledgement"). It names the terminal
+// and the SHA-256 of the report it stored, so it cannot be carried over to
+// another kiosk or another report; the kiosk deletes a report from its
+// outbox only on an ack that verifies and names exactly that report.
 type TxAck struct {
-	TxID   string `json:"tx_id"`
-	Status string `json:"status"` // applied (first time) or duplicate (already held)
+	TxID         string `json:"tx_id"`
+	Terminal     string `json:"terminal_id"`
+	ReportSHA256 string `json:"report_sha256"` // txreport.ReportHash of the envelope
+	Status       string `json:"status"`        // applied (first time) or duplicate (already held)
 }
 
 // AuthRequest asks the hub to authorize a payment. ID correlates the

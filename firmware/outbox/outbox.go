@@ -288,6 +288,29 @@ func (o *Outbox) Pending(after uint64, n int) ([]Record, error) {
 	return out, nil
 }
 
+// Get returns the record queued for txID; ok is false when there is none.
+func (o *Outbox) Get(txID string) (r Record, ok bool, err error) {
+	err = o.db.View(func(tx *bolt.Tx) error {
+		k := tx.Bucket(bucketIndex).Get([]byte(txID))
+		if k == nil {
+			return nil
+		}
+		v := tx.Bucket(bucketRecords).Get(k)
+		if v == nil {
+			return nil
+		}
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("record %x: %w", k, err)
+		}
+		ok = true
+		return nil
+	})
+	if err != nil {
+		return Record{}, false, fmt.Errorf("outbox get %s: %w", txID, err)
+	}
+	return r, ok, nil
+}
+
 // Has reports whether txID is queued.
 func (o *Outbox) Has(txID string) (bool, error) {
 	var ok bool

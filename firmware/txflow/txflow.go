@@ -37,9 +37,9 @@ type Options struct {
 	Offline *offline.Ledger
 	Signer  *txreport.Signer
 	// HubKeys holds the certificates whose signatures on authorization
-	// responses the kiosk accepts. Requests are always signed with
-	// Signer; with HubKeys nil responses are taken unverified, which only
-	// simulation allows (config: hub.auth_cert).
+	// responses and report acks the kiosk accepts. Requests are always
+	// signed with Signer; with HubKeys nil responses and acks are taken
+	// unverified, which only simulation allows (config: hub.auth_cert).
 	HubKeys *txreport.Keyring
 	// AuthTimeout bounds an online authorization (default 5s); after it
 	// the payment is decided offline.
@@ -78,15 +78,23 @@ const (
 
 // Status is the health view.
 type Status struct {
-	Connected   bool           `json:"connected"`
-	Outbox      outbox.Stats   `json:"outbox"`
-	OldestAgeS  float64        `json:"oldest_age_s"`
-	Offline     offline.Status `json:"offline,omitzero"`
-	Published   uint64         `json:"published"`
-	Delivered   uint64         `json:"delivered"`
-	LastAck     time.Time      `json:"last_ack,omitzero"`
-	Alarm       string         `json:"alarm,omitempty"` // outbox_high, outbox_full
-	SenderError string         `json:"sender_error,omitempty"`
+	Connected  bool           `json:"connected"`
+	Outbox     outbox.Stats   `json:"outbox"`
+	OldestAgeS float64        `json:"oldest_age_s"`
+	Offline    offline.Status `json:"offline,omitzero"`
+	Published  uint64         `json:"published"`
+	Delivered  uint64         `json:"delivered"`
+	LastAck    time.Time      `json:"last_ack,omitzero"`
+	// AcksRefused counts acks that changed nothing because they did not
+	// verify or named another terminal or another report (forged,
+	// replayed from elsewhere, mismatched); AckRefusal is the last reason.
+	AcksRefused uint64 `json:"acks_refused"`
+	AckRefusal  string `json:"ack_refusal,omitempty"`
+	// AcksStale counts valid acks for reports no longer queued: the hub
+	// acknowledging a resend twice, or an old ack replayed.
+	AcksStale   uint64 `json:"acks_stale"`
+	Alarm       string `json:"alarm,omitempty"` // outbox_high, outbox_full
+	SenderError string `json:"sender_error,omitempty"`
 }
 
 // Flow is safe for concurrent use.
@@ -101,6 +109,9 @@ type Flow struct {
 	delivered uint64
 	lastAck   time.Time
 	senderErr string
+	refused   uint64
+	refusal   string
+	stale     uint64
 }
 
 // New checks options and registers the ack route on the hub client (so
@@ -207,6 +218,7 @@ func (f *Flow) Status() Status {
 	}
 	f.mu.Lock()
 	st.Published, st.Delivered, st.LastAck, st.SenderError = f.published, f.delivered, f.lastAck, f.senderErr
+	st.AcksRefused, st.AckRefusal, st.AcksStale = f.refused, f.refusal, f.stale
 	f.mu.Unlock()
 	return st
 }
@@ -314,11 +326,37 @@ func (f *Flow) drainAcks(sent map[string]time.Time, acked map[string]bool) {
 }
 
 // handleAck removes an acknowledged report from the outbox and notes its
-// id in acked (when not nil) once it is gone.
+// id in acked (when not nil) once it is gone. Only an ack the hub sealed
+// (when HubKeys is set), for this terminal and for the exact report in
+// the outbox, removes anything: whoever else can publish on the ack topic
+// must not make the kiosk forget an undelivered report or release its
+// offline exposure (docs/mqtt.md, "Acknowledgement").
 func (f *Flow) handleAck(m hub.Message, sent map[string]time.Time, acked map[string]bool) {
-	var a hub.TxAck
-	if err := json.Unmarshal(m.Payload, &a); err != nil || a.TxID == "" {
-		f.log.Warn("sender: malformed ack", "err", err)
+	a, err := f.decodeAck(m.Payload)
+	if err == nil && a.Terminal != f.opts.Hub.DeviceID() {
+		err = fmt.Errorf("ack for terminal %q", a.Terminal)
+	}
+	if err != nil {
+		f.refuseAck(a.TxID, err)
+		return
+	}
+	rec, queued, err := f.opts.Outbox.Get(a.TxID)
+	if err != nil {
+		f.log.Error("sender: outbox read", "tx", a.TxID, "err", err)
+		return // the report stays; a later ack removes it
+	}
+	if !queued {
+		// Already delivered: a second ack for a resend, or a replay. The
+		// offline settle is idempotent and covers a crash between the
+		// outbox ack and the settle of an earlier run.
+		f.settle(a.TxID)
+		f.mu.Lock()
+		f.stale++
+		f.mu.Unlock()
+		return
+	}
+	if h, err := txreport.ReportHash(rec.Payload); err != nil || h != a.ReportSHA256 {
+		f.refuseAck(a.TxID, fmt.Errorf("ack names report %.16s…, the outbox holds %.16s… (%v)", a.ReportSHA256, h, err))
 		return
 	}
 	found, err := f.opts.Outbox.Ack(a.TxID)
@@ -330,13 +368,9 @@ func (f *Flow) handleAck(m hub.Message, sent map[string]time.Time, acked map[str
 	if acked != nil {
 		acked[a.TxID] = true
 	}
-	if f.opts.Offline != nil {
-		if err := f.opts.Offline.Settle(a.TxID); err != nil {
-			f.log.Error("sender: offline settle", "tx", a.TxID, "err", err)
-		}
-	}
+	f.settle(a.TxID)
 	if !found {
-		return // a duplicate ack
+		return // acked meanwhile (only this goroutine acks: cannot happen)
 	}
 	f.mu.Lock()
 	f.delivered++
@@ -344,6 +378,46 @@ func (f *Flow) handleAck(m hub.Message, sent map[string]time.Time, acked map[str
 	f.mu.Unlock()
 	if f.opts.OnDelivered != nil {
 		f.opts.OnDelivered(a.TxID)
+	}
+}
+
+// decodeAck opens a sealed ack with the hub keys; without them
+// (simulation) it takes a sealed ack's body or a plain one unverified.
+func (f *Flow) decodeAck(b []byte) (hub.TxAck, error) {
+	var a hub.TxAck
+	if f.opts.HubKeys != nil {
+		if _, err := f.opts.HubKeys.Open(b, &a); err != nil {
+			return a, fmt.Errorf("ack not sealed by a trusted hub: %w", err)
+		}
+	} else {
+		var env txreport.Sealed
+		if err := json.Unmarshal(b, &env); err == nil && len(env.Body) > 0 {
+			b = env.Body
+		}
+		if err := json.Unmarshal(b, &a); err != nil {
+			return a, fmt.Errorf("malformed ack: %w", err)
+		}
+	}
+	if a.TxID == "" || a.ReportSHA256 == "" {
+		return a, errors.New("ack without tx_id or report_sha256")
+	}
+	return a, nil
+}
+
+func (f *Flow) refuseAck(txID string, err error) {
+	f.log.Warn("sender: ack refused; nothing removed", "tx", txID, "err", err)
+	f.mu.Lock()
+	f.refused++
+	f.refusal = err.Error()
+	f.mu.Unlock()
+}
+
+func (f *Flow) settle(txID string) {
+	if f.opts.Offline == nil {
+		return
+	}
+	if err := f.opts.Offline.Settle(txID); err != nil {
+		f.log.Error("sender: offline settle", "tx", txID, "err", err)
 	}
 }
 

@@ -727,3 +727,128 @@ func TestAuthCodecDecodeResponse(t *testing.T) {
 		}
 	}
 }
+
+// Acks are sealed by the hub and name the terminal and the report. A rogue
+// publisher on the kiosk's ack topic changes nothing: an unsigned ack, one
+// sealed by a stranger, a hub-sealed ack for another terminal or naming
+// another report, and garbage are each refused and counted, the report
+// stays queued and its offline exposure stays held. The hub's own ack then
+// removes it; the same ack replayed afterwards is only counted as stale.
+func TestForgedAcksChangeNothing(t *testing.T) {
+	b := mqtttest.StartMosquitto(t)
+	k := startKiosk(t, []string{b.URL()}, kioskOpts{authTimeout: 300 * time.Millisecond})
+	k.waitConnected(t)
+
+	// No hub yet: the payment is approved offline and its report waits.
+	a, err := k.flow.Authorize(context.Background(), Payment{TxID: "ack-1", Merchant: "Shop", Amount: 1200, Currency: "CHF"})
+	if err != nil || !a.Approved || a.Online {
+		t.Fatalf("offline approval: %+v %v", a, err)
+	}
+	if err := k.flow.Commit(context.Background(), report("ack-1", 1200, a)); err != nil {
+		t.Fatal(err)
+	}
+	rec, ok, err := k.outbox.Get("ack-1")
+	if err != nil || !ok {
+		t.Fatalf("outbox get: %v %v", ok, err)
+	}
+	hash, err := txreport.ReportHash(rec.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := k.signer.Sign(report("ack-2", 1200, a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherHash, err := txreport.ReportHash(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if otherHash == hash {
+		t.Fatal("two reports hash alike")
+	}
+	key, cert, err := devkey.Generate("test-hub", time.Hour) // the hub's name, another key
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger, err := txreport.NewSigner(key, cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := hub.TxAck{TxID: "ack-1", Terminal: device, ReportSHA256: hash, Status: "applied"}
+	plain, _ := json.Marshal(good)
+	byStranger, _ := stranger.Seal(good)
+	elsewhere := good
+	elsewhere.Terminal = "kiosk-other"
+	forOther, _ := testHubSigner(t).Seal(elsewhere)
+	mismatched := good
+	mismatched.ReportSHA256 = otherHash
+	wrongReport, _ := testHubSigner(t).Seal(mismatched)
+	forged := [][]byte{plain, byStranger, forOther, wrongReport, []byte(`{"tx_id":"ack-1"`)}
+
+	exposure := k.ledger.Status().Exposure
+	if exposure != 1200 {
+		t.Fatalf("offline exposure %d, want 1200", exposure)
+	}
+	rogue := mqttClient(t, b.URL(), "rogue")
+	for _, p := range forged {
+		if tok := rogue.Publish("kiosk/v1/"+device+"/tx-ack", 1, false, p); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for k.flow.Status().AcksRefused < uint64(len(forged)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("forged acks not all refused: %+v", k.flow.Status())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	st := k.flow.Status()
+	if st.AcksRefused != uint64(len(forged)) || st.Delivered != 0 || st.Outbox.Depth != 1 || st.AckRefusal == "" {
+		t.Fatalf("after forged acks: %+v", st)
+	}
+	if has, _ := k.outbox.Has("ack-1"); !has {
+		t.Fatal("a forged ack removed the report")
+	}
+	if e := k.ledger.Status().Exposure; e != exposure {
+		t.Fatalf("a forged ack released offline exposure: %d → %d", exposure, e)
+	}
+
+	// The real hub: its ack (captured on the way) removes the report.
+	acks := make(chan []byte, 4)
+	if tok := rogue.Subscribe("kiosk/v1/"+device+"/tx-ack", 1, func(_ mqtt.Client, m mqtt.Message) { acks <- m.Payload() }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	startHubs(t, []string{b.URL()}, 1, refhub.Limits{}, k.signer)
+	k.waitDrained(t, 10*time.Second)
+	if e := k.ledger.Status().Exposure; e != 0 {
+		t.Fatalf("offline exposure %d after the hub's ack, want 0", e)
+	}
+	var genuine []byte
+	select {
+	case genuine = <-acks:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the hub's ack was not seen")
+	}
+	var got hub.TxAck
+	ring := txreport.NewKeyring()
+	if err := ring.Add(testHubSigner(t).Certificate()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ring.Open(genuine, &got); err != nil || got != good {
+		t.Fatalf("hub ack %+v (%v), want %+v", got, err, good)
+	}
+	before := k.flow.Status()
+	if tok := rogue.Publish("kiosk/v1/"+device+"/tx-ack", 1, false, genuine); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for k.flow.Status().AcksStale == before.AcksStale {
+		if time.Now().After(deadline) {
+			t.Fatalf("replayed ack not counted: %+v", k.flow.Status())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := k.flow.Status(); st.AcksRefused != before.AcksRefused || st.Delivered != 1 {
+		t.Fatalf("after the replay: %+v", st)
+	}
+}

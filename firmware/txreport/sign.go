@@ -161,6 +161,22 @@ func ParseEnvelope(b []byte) (*Envelope, error) {
 	return &env, nil
 }
 
+// ReportHash is the lowercase hex SHA-256 of an envelope's canonical
+// report: what a hub's signed ack names (hub.TxAck.ReportSHA256). It does
+// not verify the signature.
+func ReportHash(envelope []byte) (string, error) {
+	env, err := ParseEnvelope(envelope)
+	if err != nil {
+		return "", err
+	}
+	body, err := Canonical(env.Report)
+	if err != nil {
+		return "", fmt.Errorf("%w: report: %v", ErrMalformed, err)
+	}
+	s := sha256.Sum256(body)
+	return hex.EncodeToString(s[:]), nil
+}
+
 // Device is one known kiosk: its certificate and id (the subject CN).
 type Device struct {
 	ID   string

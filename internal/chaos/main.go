@@ -72,6 +72,11 @@ func runKiosk(dir, broker string, n, rate int) int {
 		log.Error("signer", "err", err)
 		return 2
 	}
+	hubKeys, err := txreport.LoadKeyringFile(filepath.Join(dir, "hub.crt"))
+	if err != nil {
+		log.Error("hub certificate", "err", err)
+		return 2
+	}
 	ob, err := outbox.Open(filepath.Join(dir, "outbox.db"), outbox.Options{MaxRecords: 100000, MaxBytes: 1 << 30})
 	if err != nil {
 		log.Error("outbox", "err", err)
@@ -84,7 +89,7 @@ func runKiosk(dir, broker string, n, rate int) int {
 		log.Error("hub", "err", err)
 		return 2
 	}
-	flow, err := txflow.New(txflow.Options{Hub: h, Outbox: ob, Signer: signer, ResendAfter: 2 * time.Second, Logger: log})
+	flow, err := txflow.New(txflow.Options{Hub: h, Outbox: ob, Signer: signer, HubKeys: hubKeys, ResendAfter: 2 * time.Second, Logger: log})
 	if err != nil {
 		log.Error("txflow", "err", err)
 		return 2
@@ -175,9 +180,19 @@ func orchestrate(dir string, n int, limit time.Duration, verbose bool) int {
 		defer os.RemoveAll(d)
 		dir = d
 	}
-	cert, err := devKey(dir)
+	cert, err := devKey(dir, "device", device)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "device key:", err)
+		return 2
+	}
+	// The hub seals its acks; the kiosk takes only those.
+	if _, err := devKey(dir, "hub", "chaos-hub"); err != nil {
+		fmt.Fprintln(os.Stderr, "hub key:", err)
+		return 2
+	}
+	hubSigner, err := txreport.LoadSigner(filepath.Join(dir, "hub.key"), filepath.Join(dir, "hub.crt"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hub key:", err)
 		return 2
 	}
 	port, err := freePort()
@@ -203,7 +218,7 @@ func orchestrate(dir string, n int, limit time.Duration, verbose bool) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	rh, err := refhub.New(refhub.Options{Brokers: []string{url}, ClientID: "chaos-hub", Keyring: keys, Store: store})
+	rh, err := refhub.New(refhub.Options{Brokers: []string{url}, ClientID: "chaos-hub", Keyring: keys, Signer: hubSigner, Store: store})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -345,8 +360,9 @@ func freePort() (int, error) {
 }
 
 // devKey writes a development device key and certificate.
-func devKey(dir string) (*x509.Certificate, error) {
-	key, cert, err := devkey.Generate(device, 24*time.Hour)
+// devKey writes name.key and name.crt (CN id) into dir.
+func devKey(dir, name, id string) (*x509.Certificate, error) {
+	key, cert, err := devkey.Generate(id, 24*time.Hour)
 	if err != nil {
 		return nil, err
 	}
@@ -354,10 +370,10 @@ func devKey(dir string) (*x509.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "device.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, name+".key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}), 0o600); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "device.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, name+".crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o644); err != nil {
 		return nil, err
 	}
 	return cert, nil

@@ -39,9 +39,9 @@ type Options struct {
 	Password string
 	TLS      *tls.Config
 	Keyring  *txreport.Keyring
-	// Signer signs authorization responses (docs/mqtt.md, "Signed
-	// authorization"); nil sends them unsigned, which kiosks that were
-	// given hub.auth_cert ignore.
+	// Signer seals authorization responses and report acks (docs/mqtt.md,
+	// "Signed authorization", "Acknowledgement"); nil sends them
+	// unsigned, which kiosks that were given hub.auth_cert ignore.
 	Signer  *txreport.Signer
 	Store   *Store
 	Limits  Limits
@@ -236,7 +236,12 @@ func (h *Hub) handleTx(ctx context.Context, device string, payload []byte) {
 		h.log.Error("refhub: store", "tx", r.TxID, "err", err)
 		return // no ack: the kiosk resends
 	}
-	ack := hub.TxAck{TxID: r.TxID, Status: "applied"}
+	hash, err := txreport.ReportHash(payload)
+	if err != nil { // cannot happen after Verify; never ack what is not named
+		h.log.Error("refhub: report hash", "tx", r.TxID, "err", err)
+		return
+	}
+	ack := hub.TxAck{TxID: r.TxID, Terminal: device, ReportSHA256: hash, Status: "applied"}
 	if dup {
 		ack.Status = "duplicate"
 		h.stats.dups.Add(1)
@@ -284,17 +289,18 @@ func (h *Hub) handleAuth(ctx context.Context, device string, payload []byte) {
 	h.reply(ctx, device, hub.TopicAuthRsp, resp)
 }
 
-// encode is a reply's payload: authorization responses sealed with the
-// hub's key when it has one, everything else plain JSON.
-func (h *Hub) encode(sub string, v any) ([]byte, error) {
-	if sub == hub.TopicAuthRsp && h.opts.Signer != nil {
+// encode is a reply's payload (an authorization response or a report
+// ack): sealed with the hub's key when it has one, plain JSON otherwise,
+// which kiosks given hub.auth_cert ignore.
+func (h *Hub) encode(v any) ([]byte, error) {
+	if h.opts.Signer != nil {
 		return h.opts.Signer.Seal(v)
 	}
 	return json.Marshal(v)
 }
 
 func (h *Hub) reply(ctx context.Context, device, sub string, v any) {
-	b, err := h.encode(sub, v)
+	b, err := h.encode(v)
 	if err != nil {
 		h.log.Error("refhub: reply not encoded", "topic", sub, "err", err)
 		return
