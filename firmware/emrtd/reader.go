@@ -41,15 +41,23 @@ const (
 	MRZ PasswordKind = "MRZ"
 )
 
-// Password is the access secret. It is never logged or reported.
+// Password is the access secret. It is never logged or reported: String,
+// LogValue and GoString show the kind only, and JSON leaves the secret out.
 type Password struct {
 	Kind   PasswordKind
-	Secret string  // CAN or PIN digits
-	MRZ    bac.Key // for Kind MRZ
+	Secret string  `json:"-"` // CAN or PIN digits
+	MRZ    bac.Key `json:"-"` // for Kind MRZ
 }
 
 // String hides the secret (so %v in a log line cannot leak it).
 func (p Password) String() string { return string(p.Kind) + ":***" }
+
+// LogValue implements slog.LogValuer: any handler, text or JSON, sees the
+// kind only.
+func (p Password) LogValue() slog.Value { return slog.StringValue(p.String()) }
+
+// GoString keeps %#v from printing the secret.
+func (p Password) GoString() string { return p.String() }
 
 // ExtendedMode chooses extended-length APDUs.
 type ExtendedMode int
