@@ -354,8 +354,9 @@ func connect(t testing.TB, drv cardreader.Driver) cardreader.Card {
 }
 
 // BenchmarkReadVerifyPCSC is the whole inspection (PACE-CAN on
-// brainpoolP256r1, EF.COM, DG1, a real-photo DG2, EF.SOD, passive
-// authentication) through pcscd and vpcd, as the kiosk does it.
+// brainpoolP256r1, EF.COM, EF.SOD, DG14, PA of the security objects,
+// EF.CardAccess ⊆ DG14, Chip Authentication, DG1, a real-photo DG2,
+// passive authentication) through pcscd and vpcd, as the kiosk does it.
 func BenchmarkReadVerifyPCSC(b *testing.B) {
 	srv := pcscdtest.Start(b, 1)
 	img, trust := issue(b, nil)
