@@ -43,9 +43,15 @@ type Config struct {
 
 // EID configures the chip inspection.
 type EID struct {
-	TrustDir       string `toml:"trust_dir"`       // CSCA certificates (PEM/DER)
-	ChipAuth       string `toml:"chip_auth"`       // any, ca, aa, none
-	ExtendedLength string `toml:"extended_length"` // auto, on, off
+	TrustDir string `toml:"trust_dir"` // CSCA certificates (PEM/DER)
+	ChipAuth string `toml:"chip_auth"` // any, ca, aa, none (lab only)
+	// ChipAuthExemptTypes are the legacy document types (DG1 document
+	// code, e.g. "P", "I", "ID"; "*" for all) accepted without chip
+	// authenticity when their chip supports neither Chip nor Active
+	// Authentication. Empty (the default): every document must prove its
+	// chip. kioskd logs the list at start and each exemption it uses.
+	ChipAuthExemptTypes []string `toml:"chip_auth_exempt_types"`
+	ExtendedLength      string   `toml:"extended_length"` // auto, on, off
 	// StaleCRL and MissingCRL say what a CSCA's CRL past its next update,
 	// or no CRL at all, does to passive authentication: decline or warn.
 	StaleCRL   string `toml:"stale_crl"`
@@ -76,7 +82,11 @@ type Face struct {
 
 // Policy is the decision policy.
 type Policy struct {
-	RequirePassiveAuth  bool          `toml:"require_passive_auth"`
+	RequirePassiveAuth bool `toml:"require_passive_auth"`
+	// RequireChipAuthFor is obsolete and ignored: chip authenticity is
+	// required for every document type; eid.chip_auth_exempt_types names
+	// the exceptions. Kept so older configuration files still load
+	// (kioskd warns when it is set).
 	RequireChipAuthFor  []string      `toml:"require_chip_auth_for"`
 	AllowExpired        bool          `toml:"allow_expired"`
 	MatchThreshold      float64       `toml:"match_threshold"`
@@ -312,6 +322,10 @@ func Parse(b []byte) (Config, error) {
 
 var deviceIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 
+// docTypeRe is a document code of the MRZ (9303-3 §4.2.2: one or two
+// letters) or "*".
+var docTypeRe = regexp.MustCompile(`^([A-Z]{1,2}|\*)$`)
+
 // Validate checks values and cross-field rules.
 func (c *Config) Validate() error {
 	var errs []error
@@ -447,6 +461,14 @@ func (c *Config) Validate() error {
 	durIn("shutdown.timeout", c.Shutdown.Timeout, 100*time.Millisecond, 5*time.Minute)
 
 	oneOf("eid.chip_auth", c.EID.ChipAuth, "any", "ca", "aa", "none")
+	if c.EID.ChipAuth == "none" && c.Device.Mode == "production" {
+		bad("eid.chip_auth", "\"none\" is refused in production mode: clone detection cannot be switched off (exempt legacy document types with eid.chip_auth_exempt_types)")
+	}
+	for _, t := range c.EID.ChipAuthExemptTypes {
+		if !docTypeRe.MatchString(t) {
+			bad("eid.chip_auth_exempt_types", "%q is not a document type (one or two letters A-Z, as in DG1, or \"*\")", t)
+		}
+	}
 	oneOf("eid.extended_length", c.EID.ExtendedLength, "auto", "on", "off")
 	oneOf("eid.stale_crl", c.EID.StaleCRL, "decline", "warn")
 	oneOf("eid.missing_crl", c.EID.MissingCRL, "decline", "warn")

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +51,8 @@ func TestParseErrors(t *testing.T) {
 		{"liveness off", base + "[policy]\nliveness_threshold = 0.0\n", []string{"policy.liveness_threshold"}},
 		{"debug capture in production", "[device]\nmode = \"production\"\n[face]\ndebug_capture_dir = \"/tmp/faces\"\n", []string{"face.debug_capture_dir"}},
 		{"bad CRL policy", base + "[eid]\nstale_crl = \"ignore\"\nmissing_crl = \"maybe\"\n", []string{"eid.stale_crl", "eid.missing_crl"}},
+		{"chip authenticity off in production", "[device]\nmode = \"production\"\n[eid]\nchip_auth = \"none\"\n", []string{"eid.chip_auth"}},
+		{"bad exempt type", base + "[eid]\nchip_auth_exempt_types = [\"P\", \"passport\", \"\"]\n", []string{"eid.chip_auth_exempt_types", "passport"}},
 		{"http not loopback", base + "[http]\nlisten = \"0.0.0.0:8080\"\n", []string{"http.listen"}},
 		{"bad broker", base + "[hub]\nbrokers = [\"http://x\"]\n", []string{"hub.brokers[0]"}},
 		{"bad gpio role", base + "[gpio.pins.lazer]\nline = \"GPIO1\"\n", []string{"gpio.pins.lazer"}},
@@ -109,4 +112,25 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Chip authenticity fails closed by default; legacy types are exempted
+// only by name; a file from before issue 11 with the obsolete
+// require_chip_auth_for still loads (kioskd warns and ignores it).
+func TestChipAuthDefaults(t *testing.T) {
+	d := Default()
+	if d.EID.ChipAuth != "any" || len(d.EID.ChipAuthExemptTypes) != 0 {
+		t.Fatalf("defaults: %+v", d.EID)
+	}
+	base := "[device]\nmode = \"simulation\"\n[camera]\nbackend = \"none\"\n[cardreader]\nbackend = \"sim\"\n[gpio]\nbackend = \"sim\"\n"
+	c, err := Parse([]byte(base + "[eid]\nchip_auth_exempt_types = [\"P\", \"ID\", \"*\"]\n[policy]\nrequire_chip_auth_for = []\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(c.EID.ChipAuthExemptTypes, []string{"P", "ID", "*"}) || c.Policy.RequireChipAuthFor == nil {
+		t.Fatalf("parsed %+v %+v", c.EID, c.Policy.RequireChipAuthFor)
+	}
+	if _, err := Parse([]byte(base + "[eid]\nchip_auth = \"none\"\n")); err != nil {
+		t.Fatalf("none in simulation: %v", err)
+	}
 }

@@ -229,6 +229,9 @@ func simKiosk(t testing.TB, video string, mod func(*issuer.Options), broker stri
 	o := issuer.Options{
 		DocNumber: "C01X00T47", Surname: "MUSTERMANN", Given: "ERIKA", Nationality: "UTO", Sex: "F",
 		Birth: "640812", Expiry: time.Now().AddDate(5, 0, 0).Format("060102"), CAN: "123456", PIN: "2468", Photo: photo,
+		// As issued today: the chip proves itself (the kiosk refuses
+		// documents whose chip cannot, issue 11).
+		ChipAuth: &issuer.CAParams{}, ActiveAuth: issuer.AAECDSAP256,
 	}
 	if mod != nil {
 		mod(&o)

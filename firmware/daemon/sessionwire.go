@@ -112,6 +112,22 @@ func (d *Daemon) buildSession() error {
 	if chip.policy, err = emrtd.ParsePolicy(cfg.EID.ChipAuth); err != nil {
 		return &config.Error{Key: "eid.chip_auth", Msg: err.Error()}
 	}
+	chip.exempt = cfg.EID.ChipAuthExemptTypes
+	// Fail closed, and say so: every document must prove its chip but
+	// the legacy types named here.
+	if len(chip.exempt) > 0 {
+		d.log.Warn("chip authenticity: legacy document types exempted when their chip supports neither chip nor active authentication",
+			"exempt_types", chip.exempt, "policy", chip.policy)
+	} else {
+		d.log.Info("chip authenticity required for every document type", "policy", chip.policy)
+	}
+	if chip.policy == emrtd.PolicyNone {
+		d.log.Warn("chip authenticity disabled (eid.chip_auth = \"none\"): cloned chips are not detected")
+	}
+	if cfg.Policy.RequireChipAuthFor != nil {
+		d.log.Warn("policy.require_chip_auth_for is obsolete and ignored: chip authenticity is required for every document type; see eid.chip_auth_exempt_types",
+			"require_chip_auth_for", cfg.Policy.RequireChipAuthFor)
+	}
 	if chip.extended, err = emrtd.ParseExtendedMode(cfg.EID.ExtendedLength); err != nil {
 		return &config.Error{Key: "eid.extended_length", Msg: err.Error()}
 	}
@@ -122,7 +138,7 @@ func (d *Daemon) buildSession() error {
 	d.session = session.New(session.Options{
 		Chip: chip, Face: d.face, Authorizer: &authorizer{d: d, tx: tx},
 		Policy: session.Policy{
-			RequirePassiveAuth: p.RequirePassiveAuth, RequireChipAuthFor: p.RequireChipAuthFor, AllowExpired: p.AllowExpired,
+			RequirePassiveAuth: p.RequirePassiveAuth, ChipAuthExemptTypes: chip.exempt, AllowExpired: p.AllowExpired,
 			MatchThreshold: p.MatchThreshold, LivenessThreshold: p.LivenessThreshold, RequireConsent: p.RequireConsent,
 			MaxPasswordAttempts: p.MaxPasswordAttempts, CardTimeout: p.CardTimeout, PasswordTimeout: p.PasswordTimeout,
 			ChipTimeout: p.ChipTimeout, FaceTimeout: p.FaceTimeout, AuthorizeTimeout: p.AuthorizeTimeout,

@@ -151,7 +151,7 @@ func TestShopperPaymentInChromium(t *testing.T) {
 		)
 		b.Screenshot(t, fmt.Sprintf("shopper-live-result-%s-%s", vp.name, lang))
 		// The chip's read reached the page step by step, to the last.
-		b.Run(t, 10*time.Second, chromedp.Poll[chromedp.Void](`window.kioskUI.chip.step === 7 && window.kioskUI.chip.total === 7 && window.kioskUI.chip.name === "chip_authenticity"`))
+		b.Run(t, 10*time.Second, chromedp.Poll[chromedp.Void](`window.kioskUI.chip.step === 8 && window.kioskUI.chip.total === 8 && window.kioskUI.chip.name === "verify"`))
 		waitPin(t, r, "led_green", true)
 		waitPin(t, r, "ir_illuminator", false)
 		select {

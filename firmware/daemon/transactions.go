@@ -133,6 +133,7 @@ type chipReader struct {
 	extended emrtd.ExtendedMode
 	// staleCRL and missingCRL are eid.stale_crl and eid.missing_crl.
 	staleCRL, missingCRL pa.CRLPolicy
+	exempt               []string // eid.chip_auth_exempt_types
 }
 
 func (c *chipReader) Read(ctx context.Context, pw emrtd.Password) (*emrtd.Report, error) {
@@ -144,7 +145,7 @@ func (c *chipReader) Read(ctx context.Context, pw emrtd.Password) (*emrtd.Report
 	opts := emrtd.Options{
 		Password: pw, Trust: c.trust.Store(), ATR: card.ATR(), Extended: c.extended,
 		StaleCRL: c.staleCRL, MissingCRL: c.missingCRL,
-		RequireChipAuthenticity: c.policy, Logger: c.d.log.With("component", "emrtd"),
+		RequireChipAuthenticity: c.policy, ExemptTypes: c.exempt, Logger: c.d.log.With("component", "emrtd"),
 		Progress: func(p emrtd.Progress) {
 			c.d.bus.Publish(event.Event{Source: "emrtd", Kind: "emrtd.progress", Data: p})
 		},

@@ -7,31 +7,36 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"kiosk/firmware/emrtd/aa"
 	"kiosk/firmware/emrtd/apdu"
 	"kiosk/firmware/emrtd/ca"
 	"kiosk/firmware/emrtd/lds"
+	"kiosk/firmware/emrtd/pa"
 	"kiosk/firmware/emrtd/pubkey"
 )
 
 // Policy says which anti-cloning protocol must prove the chip genuine
-// (9303-11 §6). Whatever the policy, a protocol that runs and fails fails
-// the inspection: it is evidence of a cloned chip.
+// (9303-11 §6). Under every policy but PolicyNone the chip must prove
+// itself with one protocol at least (fail closed; only Options.ExemptTypes
+// waives that, for chips with neither protocol). Whatever the policy, a
+// protocol that runs and fails fails the inspection: it is evidence of a
+// cloned chip.
 type Policy string
 
 // Policies.
 const (
 	// PolicyAny (the default) runs every protocol the document supports
-	// and requires each to pass; a document supporting neither (older
-	// passports) passes with an informational note.
+	// and requires each to pass, and one at least to be supported.
 	PolicyAny Policy = "any"
 	// PolicyCA requires Chip Authentication (DG14); AA runs too if present.
 	PolicyCA Policy = "ca"
 	// PolicyAA requires Active Authentication (DG15); CA runs too if present.
 	PolicyAA Policy = "aa"
-	// PolicyNone runs neither (reported as not run).
+	// PolicyNone runs neither (reported as not run). For benchmarks and
+	// the lab; kioskd refuses it in production mode.
 	PolicyNone Policy = "none"
 )
 
@@ -48,9 +53,11 @@ func ParsePolicy(s string) (Policy, error) {
 
 // Check names and codes of the anti-cloning phase.
 const (
-	checkCA    = "chip_authentication"
-	checkAA    = "active_authentication"
-	checkClone = "clone_suspected"
+	checkCA             = "chip_authentication"
+	checkAA             = "active_authentication"
+	checkClone          = "clone_suspected"
+	checkAuthenticity   = "chip_authenticity"
+	checkCardAccessAuth = "card_access_authenticated"
 
 	CodeCAFailed      = "chip_authentication_failed"
 	CodeCAUnavailable = "chip_authentication_unavailable"
@@ -61,46 +68,75 @@ const (
 	CodeDG14Malformed = "dg14_malformed"
 	CodeDG15Malformed = "dg15_malformed"
 	CodeClone         = "clone_suspected"
+	// CodeAuthenticityUnavailable: the chip supports neither Chip nor
+	// Active Authentication, and its document type is not exempted.
+	CodeAuthenticityUnavailable = "chip_authenticity_unavailable"
+	// CodeCardAccessMismatch: EF.CardAccess is not what the signed DG14
+	// says (a SecurityInfo of EF.CardAccess missing from DG14, a stronger
+	// PACEInfo in DG14 than the one offered, or a PACE chip read with BAC).
+	CodeCardAccessMismatch = "card_access_mismatch"
+	// CodeCardAccessUnauthenticated: a PACE chip without DG14, so nothing
+	// signed vouches for EF.CardAccess (legacy; exemptable like
+	// CodeAuthenticityUnavailable).
+	CodeCardAccessUnauthenticated = "card_access_unauthenticated"
 )
 
-// chipAuthenticity runs Chip Authentication then Active Authentication
-// (CA first: it upgrades secure messaging, and AA then runs under the
-// chip-authenticated keys). It returns only device errors.
-func chipAuthenticity(ctx context.Context, ch *apdu.Channel, f *files, paPassed bool, opts Options, r *Report, log *slog.Logger) error {
+// chipGate is what the chip authenticity phase decided for the rest of
+// the read.
+type chipGate struct {
+	policy Policy
+	// stop: the document is refused already; read no personal data.
+	stop bool
+	// unavailable: the chip supports neither protocol; whether that fails
+	// depends on the document type (DG1), decided by resolve.
+	unavailable bool
+	// cardAccessUnchecked: PACE was used but there is no DG14.
+	cardAccessUnchecked bool
+}
+
+// authenticateChip is the phase between the security objects and the
+// data groups (BSI TR-03135; 9303-11 §5.1, §6): passive authentication of
+// the SOD with DG14/DG15, EF.CardAccess ⊆ DG14, then Chip and Active
+// Authentication. It returns only device errors.
+func authenticateChip(ctx context.Context, ch *apdu.Channel, f *files, acc *accessResult, paOpts pa.Options, opts Options, r *Report, log *slog.Logger) (*chipGate, error) {
+	phase := time.Now()
 	policy, err := ParsePolicy(string(opts.RequireChipAuthenticity))
 	if err != nil {
 		r.add(Check{Name: checkCA, Code: "policy_invalid", Reason: err.Error(), Required: true})
-		return nil
+		return &chipGate{stop: true}, nil
 	}
+	g := &chipGate{policy: policy}
 	caRep := &ChipAuthenticity{Required: policy == PolicyCA}
 	aaRep := &ChipAuthenticity{Required: policy == PolicyAA}
 	r.ChipAuthentication, r.ActiveAuthentication = caRep, aaRep
-	hasCA, hasAA := f.listed[14], f.listed[15]
-
-	switch {
-	case policy == PolicyNone:
-		caRep.Reason = "not run: disabled by policy"
-		aaRep.Reason = caRep.Reason
-		return nil
-	case !paPassed:
-		// 9303-11 §6: the DG14/DG15 keys are trusted only through the SOD.
-		caRep.Reason = "not run: passive authentication did not pass, so the chip's DG14/DG15 keys are not trusted"
-		aaRep.Reason = caRep.Reason
-		return nil
-	}
-	if !hasCA && !hasAA {
-		why := "the document supports neither chip nor active authentication (no DG14/DG15); a cloned chip cannot be detected"
+	hasDG14, hasDG15 := f.listed[14] || f.dg14 != nil, f.listed[15] || f.dg15 != nil
+	if !hasDG14 && !hasDG15 {
+		why := "the document supports neither chip nor active authentication (no DG14/DG15)"
 		caRep.Reason, aaRep.Reason = why, why
-		c := Check{Name: "chip_authenticity", OK: true, Reason: why}
-		switch policy {
-		case PolicyCA:
-			c = Check{Name: checkCA, Code: CodeCAUnavailable, Required: true, Reason: "policy requires chip authentication: " + why}
-		case PolicyAA:
-			c = Check{Name: checkAA, Code: CodeAAUnavailable, Required: true, Reason: "policy requires active authentication: " + why}
+		g.unavailable = policy != PolicyNone
+		g.cardAccessUnchecked = acc.used != nil
+		if policy == PolicyNone {
+			caRep.Reason, aaRep.Reason = "not run: disabled by policy", "not run: disabled by policy"
 		}
-		r.add(c)
-		return nil
+		return g, nil
 	}
+
+	// 9303-11 §5.1 before §6: DG14/DG15 keys come from the chip; they are
+	// worth what the SOD's signature makes them.
+	sec := map[int][]byte{}
+	for n, b := range map[int][]byte{14: f.dg14, 15: f.dg15} {
+		if b != nil {
+			sec[n] = b
+		}
+	}
+	if len(sec) > 0 && !securityObjectsTrusted(f.sod, sec, opts.Trust, paOpts, r) {
+		why := "not run: passive authentication did not pass, so the chip's DG14/DG15 keys are not trusted"
+		caRep.Reason, aaRep.Reason = why, why
+		g.stop = true
+		r.PhasesMS["verify"] += ms(time.Since(phase))
+		return g, nil
+	}
+	r.PhasesMS["verify"] += ms(time.Since(phase))
 
 	var dg14 *lds.DG14
 	if f.dg14 != nil {
@@ -108,6 +144,125 @@ func chipAuthenticity(ctx context.Context, ch *apdu.Channel, f *files, paPassed 
 			dg14 = nil
 			caRep.Code, caRep.Reason = CodeDG14Malformed, fmt.Sprintf("DG14 is malformed: %v", err)
 		}
+	}
+	// EF.CardAccess ⊆ DG14 (9303-11 §9.3): the parameters PACE used
+	// were the chip's, not a man in the middle's.
+	switch {
+	case dg14 != nil:
+		if c := checkCardAccess(acc, dg14); !c.OK {
+			r.add(c)
+			g.stop = true
+			caRep.Reason, aaRep.Reason = "not run: "+c.Reason, "not run: "+c.Reason
+			return g, nil
+		} else if acc.used != nil {
+			r.add(c)
+		}
+	case f.dg14 == nil && acc.used != nil:
+		g.cardAccessUnchecked = true
+	}
+
+	if policy == PolicyNone {
+		caRep.Reason, aaRep.Reason = "not run: disabled by policy", "not run: disabled by policy"
+		return g, nil
+	}
+	res, err := chipAuthenticity(ctx, ch, f, dg14, policy, opts, r, log)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case res.failed:
+		g.stop = true
+	case res.established:
+	case res.supported:
+		// The chip announces a protocol the terminal could not complete
+		// (unsupported parameters, malformed DG14/DG15): a modern chip
+		// that did not prove itself.
+		r.add(Check{Name: checkAuthenticity, Code: CodeAuthenticityUnavailable, Required: true,
+			Reason: "the chip supports chip or active authentication, but neither could be completed: " + firstReason(caRep, aaRep)})
+		g.stop = true
+	default:
+		g.unavailable = true
+	}
+	return g, nil
+}
+
+func firstReason(reps ...*ChipAuthenticity) string {
+	for _, c := range reps {
+		if c.Code != "" {
+			return c.Reason
+		}
+	}
+	return "no reason given"
+}
+
+// securityObjectsTrusted runs passive authentication on the SOD and the
+// DG14/DG15 read so far. On failure it reports PA's checks (the read ends
+// there); on success nothing: verify reports PA over every data group.
+func securityObjectsTrusted(sod []byte, dgs map[int][]byte, trust *pa.TrustStore, opts pa.Options, r *Report) bool {
+	if trust == nil {
+		r.add(Check{Name: "passive_authentication", Code: "trust_store_missing", Reason: "no CSCA trust store configured", Required: true})
+		return false
+	}
+	if res := pa.VerifyWith(sod, dgs, trust, opts); !res.Passed {
+		return reportPA(res, r)
+	}
+	return true
+}
+
+// resolve decides, once DG1 named the document type, what a chip without
+// chip authenticity means: a failure, or a logged exemption of a legacy
+// document type (Options.ExemptTypes).
+func (g *chipGate) resolve(r *Report, opts Options, log *slog.Logger) {
+	if !g.unavailable && !g.cardAccessUnchecked {
+		return
+	}
+	// Policies "ca" and "aa" demand their protocol of every document;
+	// the exemption is for "any".
+	docType := r.Document.Type
+	exempt := g.policy == PolicyAny && docType != "" &&
+		(slices.Contains(opts.ExemptTypes, "*") || slices.Contains(opts.ExemptTypes, docType))
+	note := ""
+	if exempt {
+		note = fmt.Sprintf("; document type %q is exempted as legacy by configuration", docType)
+		log.Warn("chip authenticity not established; legacy document type exempted by configuration",
+			"document_type", docType, "exempt_types", opts.ExemptTypes)
+	}
+	if g.cardAccessUnchecked {
+		r.add(Check{Name: checkCardAccessAuth, Code: CodeCardAccessUnauthenticated, Required: !exempt,
+			Reason: "PACE chip without DG14: nothing signed vouches for the parameters EF.CardAccess offered (9303-11 requires DG14 to repeat them)" + note})
+	}
+	if g.unavailable {
+		c := Check{Name: checkAuthenticity, Code: CodeAuthenticityUnavailable, Required: !exempt,
+			Reason: "the document supports neither chip nor active authentication: a cloned chip cannot be detected" + note}
+		switch g.policy {
+		case PolicyCA:
+			c.Name, c.Code = checkCA, CodeCAUnavailable
+		case PolicyAA:
+			c.Name, c.Code = checkAA, CodeAAUnavailable
+		}
+		if !slices.ContainsFunc(r.Checks, func(x Check) bool { return x.Code == c.Code }) {
+			r.add(c)
+		}
+	}
+}
+
+// caResult sums up the anti-cloning protocols.
+type caResult struct {
+	established bool // CA or AA passed
+	failed      bool // CA or AA ran and failed (clone)
+	supported   bool // DG14 or DG15 announces a protocol
+}
+
+// chipAuthenticity runs Chip Authentication then Active Authentication
+// (CA first: it upgrades secure messaging, and AA then runs under the
+// chip-authenticated keys). It returns only device errors.
+func chipAuthenticity(ctx context.Context, ch *apdu.Channel, f *files, dg14 *lds.DG14, policy Policy, opts Options, r *Report, log *slog.Logger) (caResult, error) {
+	caRep, aaRep := r.ChipAuthentication, r.ActiveAuthentication
+	hasCA, hasAA := f.listed[14], f.listed[15]
+	var caInfos []lds.ChipAuthenticationInfo
+	implied := false
+	if dg14 != nil {
+		caInfos, implied = ca.Infos(dg14)
 	}
 
 	// Chip Authentication (9303-11 §6.2).
@@ -121,10 +276,10 @@ func chipAuthenticity(ctx context.Context, ch *apdu.Channel, f *files, paPassed 
 		caRep.Required, caFailed = true, true
 	case dg14 == nil:
 		caRep.Required = true
-	case len(dg14.CA) == 0:
-		caRep.Code, caRep.Reason = CodeCAUnavailable, "DG14 holds no ChipAuthenticationInfo"
+	case len(caInfos) == 0:
+		caRep.Code, caRep.Reason = CodeCAUnavailable, "DG14 holds no chip authentication key"
 	default:
-		info, key, err := chooseCA(dg14)
+		info, key, err := chooseCA(dg14, caInfos)
 		if err != nil {
 			caRep.Code, caRep.Reason = CodeCAUnsupported, err.Error()
 			break
@@ -143,8 +298,11 @@ func chipAuthenticity(ctx context.Context, ch *apdu.Channel, f *files, paPassed 
 		case err == nil:
 			caRep.OK = true
 			caRep.Reason = fmt.Sprintf("%s on %s: secure messaging re-keyed and verified; the chip holds the DG14 private key", caRep.Protocol, caRep.Key)
+			if implied {
+				caRep.Reason += " (DG14 has no ChipAuthenticationInfo: 3DES assumed, 9303-11 §9.2.5)"
+			}
 		case deviceError(err):
-			return err
+			return caResult{}, err
 		case errors.Is(err, ca.ErrFailed):
 			caRep.Code, caFailed = CodeCAFailed, true
 			caRep.Reason = "secure messaging under the chip authentication keys did not verify: the chip does not hold the private key of DG14 (cloned chip)"
@@ -210,7 +368,7 @@ func chipAuthenticity(ctx context.Context, ch *apdu.Channel, f *files, paPassed 
 			aaRep.OK, aaRep.Algorithm, aaRep.Challenge = true, res.Algorithm, hex.EncodeToString(res.Challenge)
 			aaRep.Reason = fmt.Sprintf("%s signature of the challenge verifies with the DG15 %s key", res.Algorithm, res.Key)
 		case deviceError(err):
-			return err
+			return caResult{}, err
 		case errors.Is(err, aa.ErrFailed):
 			aaRep.Code, aaFailed = CodeAAFailed, true
 			aaRep.Reason = fmt.Sprintf("the chip's signature does not verify with the DG15 key: the chip does not hold the active authentication private key (cloned chip): %v", err)
@@ -236,17 +394,21 @@ func chipAuthenticity(ctx context.Context, ch *apdu.Channel, f *files, paPassed 
 		r.add(Check{Name: checkClone, Code: CodeClone, Required: true,
 			Reason: fmt.Sprintf("genuine SOD but %v failed: the chip is not the one the issuer personalised", which)})
 	}
-	return nil
+	return caResult{
+		established: caRep.OK || aaRep.OK,
+		failed:      caFailed || aaFailed,
+		supported:   len(caInfos) > 0 || hasAA || caRep.Code == CodeDG14Malformed,
+	}, nil
 }
 
 // chooseCA picks the ChipAuthenticationInfo to run: one whose protocol
 // and key this terminal supports, the strongest cipher first.
-func chooseCA(d *lds.DG14) (lds.ChipAuthenticationInfo, *pubkey.Key, error) {
+func chooseCA(d *lds.DG14, infos []lds.ChipAuthenticationInfo) (lds.ChipAuthenticationInfo, *pubkey.Key, error) {
 	var best lds.ChipAuthenticationInfo
 	var bestKey *pubkey.Key
 	var bestP ca.Protocol
 	var lastErr error
-	for _, in := range d.CA {
+	for _, in := range infos {
 		p, err := ca.ProtocolByOID(in.Protocol)
 		if err != nil {
 			lastErr = err

@@ -1,9 +1,13 @@
 package emrtd
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"encoding/hex"
+	"log/slog"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +15,7 @@ import (
 	"kiosk/drivers/cardreader/pcscdtest"
 	"kiosk/drivers/cardreader/vpcd"
 	"kiosk/firmware/emrtd/aa"
+	"kiosk/firmware/emrtd/lds"
 	"kiosk/firmware/emrtd/smcrypto"
 	"kiosk/firmware/emrtd/vcard"
 	"kiosk/provisioning/issuer"
@@ -20,6 +25,15 @@ import (
 func modern(o *issuer.Options) {
 	o.ChipAuth = &issuer.CAParams{ExplicitParams: true}
 	o.ActiveAuth = issuer.AAECDSAP256
+}
+
+// legacy is a document whose chip supports neither protocol (its DG14
+// holds EF.CardAccess's PACEInfo only).
+func legacy(o *issuer.Options) { o.ChipAuth = nil }
+
+// aaOnly is a document with Active Authentication alone.
+func aaOnly(alg issuer.AAAlg) func(*issuer.Options) {
+	return func(o *issuer.Options) { o.ChipAuth, o.ActiveAuth = nil, alg }
 }
 
 func readWith(t *testing.T, mod func(*issuer.Options), opts Options) *Report {
@@ -56,7 +70,15 @@ func TestChipAuthenticityGenuine(t *testing.T) {
 			o.ActiveAuth, o.AAHash = issuer.AARSA2048, crypto.SHA256
 		}, true, true, "id-CA-ECDH-AES-CBC-CMAC-256", "RSA-ISO9796-2-SHA256"},
 		{"CA DH only", func(o *issuer.Options) { o.ChipAuth = &issuer.CAParams{DH: true} }, true, false, "id-CA-DH-AES-CBC-CMAC-128", ""},
-		{"AA only", func(o *issuer.Options) { o.ActiveAuth = issuer.AAECDSAP256 }, false, true, "", "ECDSA-SHA256"},
+		{"AA only", aaOnly(issuer.AAECDSAP256), false, true, "", "ECDSA-SHA256"},
+		{"AA RSA only", aaOnly(issuer.AARSA2048), false, true, "", "RSA-ISO9796-2-SHA1"},
+		// DG14 with the key but no ChipAuthenticationInfo: 3DES assumed.
+		{"CA without ChipAuthenticationInfo", func(o *issuer.Options) {
+			o.ChipAuth = &issuer.CAParams{Cipher: smcrypto.TDES, NoInfo: true}
+		}, true, false, "id-CA-ECDH-3DES-CBC-CBC", ""},
+		{"CA without ChipAuthenticationInfo, on BAC", func(o *issuer.Options) {
+			o.BACOnly, o.ChipAuth = true, &issuer.CAParams{Cipher: smcrypto.TDES, NoInfo: true, DH: true}
+		}, true, false, "id-CA-DH-3DES-CBC-CBC", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			img, trust := issue(t, tc.mod)
@@ -104,7 +126,7 @@ func TestCloneDetected(t *testing.T) {
 			o.ChipAuth, o.ClonedCA = &issuer.CAParams{Cipher: smcrypto.TDES}, true
 		}, CodeCAFailed, true, false, false, ""},
 		{"clone AA", func(o *issuer.Options) { modern(o); o.ClonedAA = true }, CodeAAFailed, true, true, true, ""},
-		{"clone AA RSA", func(o *issuer.Options) { o.ActiveAuth, o.ClonedAA = issuer.AARSA2048, true }, CodeAAFailed, false, false, true, ""},
+		{"clone AA RSA", func(o *issuer.Options) { aaOnly(issuer.AARSA2048)(o); o.ClonedAA = true }, CodeAAFailed, false, false, true, ""},
 		// Even under a CA-only policy a failed AA is evidence of a clone.
 		{"clone AA, policy ca", func(o *issuer.Options) { modern(o); o.ClonedAA = true }, CodeAAFailed, true, true, true, PolicyCA},
 	} {
@@ -127,19 +149,20 @@ func TestCloneDetected(t *testing.T) {
 }
 
 func TestChipAuthenticityPolicy(t *testing.T) {
-	// A legacy document (neither DG14 nor DG15) passes under "any" with a
-	// note, fails under "ca" and "aa".
-	r := readWith(t, nil, Options{})
-	if !r.Passed || r.ChipAuthentication.Ran || r.ActiveAuthentication.Ran {
-		t.Fatalf("legacy/any: %v", r.Failures)
-	}
-	for policy, code := range map[Policy]string{PolicyCA: CodeCAUnavailable, PolicyAA: CodeAAUnavailable} {
-		if r := readWith(t, nil, Options{RequireChipAuthenticity: policy}); r.Passed || !hasCheck(r, code) {
-			t.Fatalf("legacy/%s: %v", policy, r.Failures)
+	// A document whose chip supports neither protocol fails under every
+	// policy but "none": chip authenticity is required (fail closed).
+	for policy, code := range map[Policy]string{"": CodeAuthenticityUnavailable, PolicyAny: CodeAuthenticityUnavailable,
+		PolicyCA: CodeCAUnavailable, PolicyAA: CodeAAUnavailable} {
+		r := readWith(t, legacy, Options{RequireChipAuthenticity: policy})
+		if r.Passed || !hasCheck(r, code) || r.ChipAuthentication.Ran || r.ActiveAuthentication.Ran {
+			t.Fatalf("legacy/%q: %v", policy, r.Failures)
+		}
+		if r.Document.Type != "P" {
+			t.Fatalf("legacy/%q: DG1 not read: %+v", policy, r.Document)
 		}
 	}
 	// AA-only document under "ca": CA is required but missing.
-	if r := readWith(t, func(o *issuer.Options) { o.ActiveAuth = issuer.AAECDSAP256 }, Options{RequireChipAuthenticity: PolicyCA}); r.Passed || !hasCheck(r, CodeCAUnavailable) || !r.ActiveAuthentication.OK {
+	if r := readWith(t, aaOnly(issuer.AAECDSAP256), Options{RequireChipAuthenticity: PolicyCA}); r.Passed || !hasCheck(r, CodeCAUnavailable) || !r.ActiveAuthentication.OK {
 		t.Fatalf("AA-only/ca: %v", r.Failures)
 	}
 	// "none" runs nothing, even on a clone.
@@ -150,10 +173,164 @@ func TestChipAuthenticityPolicy(t *testing.T) {
 	if r := readWith(t, modern, Options{RequireChipAuthenticity: "sometimes"}); r.Passed {
 		t.Fatal("invalid policy passed")
 	}
-	// After a failed PA, neither runs: the DG14/DG15 keys are not trusted.
+	// When the SOD does not verify, neither runs (the DG14/DG15 keys are
+	// not trusted) and no personal data is read.
+	r := readWith(t, func(o *issuer.Options) { modern(o); o.UnknownCSCA = true }, Options{})
+	if r.Passed || r.ChipAuthentication.Ran || r.ActiveAuthentication.Ran || hasCheck(r, CodeClone) || !hasCheck(r, "csca_unknown") {
+		t.Fatalf("PA failed: %v CA %+v", r.Failures, r.ChipAuthentication)
+	}
+	if slices.Contains(r.DataGroups, "DG1") || r.Document.DocumentNumber != "" || r.Face != nil {
+		t.Fatalf("personal data read from an unverified chip: %v %+v", r.DataGroups, r.Document)
+	}
+	// A data group altered after signing: the chip is genuine (CA and AA
+	// pass), the DG2 hash does not match.
 	r = readWith(t, func(o *issuer.Options) { modern(o); o.AlterDGAfterSigning = 2 }, Options{})
-	if r.Passed || r.ChipAuthentication.Ran || r.ActiveAuthentication.Ran || hasCheck(r, CodeClone) {
-		t.Fatalf("PA failed: CA %+v", r.ChipAuthentication)
+	if r.Passed || !r.ChipAuthentication.OK || !r.ActiveAuthentication.OK || !hasCheck(r, "dg_hash_mismatch") {
+		t.Fatalf("DG2 altered: %v CA %+v", r.Failures, r.ChipAuthentication)
+	}
+}
+
+// Legacy documents pass only when their type is exempted, and the
+// exemption covers only chips that support neither protocol, under
+// policy "any".
+func TestExemptLegacyTypes(t *testing.T) {
+	bacOnly := func(o *issuer.Options) { o.ChipAuth, o.BACOnly = nil, true }
+	paceNoDG14 := func(o *issuer.Options) { o.ChipAuth, o.PACEWithoutDG14 = nil, true }
+	for _, tc := range []struct {
+		name   string
+		mod    func(*issuer.Options)
+		exempt []string
+		policy Policy
+		codes  []string // failures; nil = passes
+	}{
+		{name: "legacy PACE, nothing exempt", mod: legacy, codes: []string{CodeAuthenticityUnavailable}},
+		{name: "legacy PACE, P exempt", mod: legacy, exempt: []string{"P"}},
+		{name: "legacy PACE, all exempt", mod: legacy, exempt: []string{"*"}},
+		{name: "legacy PACE, only I exempt", mod: legacy, exempt: []string{"I", "ID"}, codes: []string{CodeAuthenticityUnavailable}},
+		{name: "legacy TD1, I exempt", mod: func(o *issuer.Options) { legacy(o); o.DocType = issuer.TD1 }, exempt: []string{"I"}},
+		{name: "BAC, neither DG14 nor DG15", mod: bacOnly, codes: []string{CodeAuthenticityUnavailable}},
+		{name: "BAC, neither DG14 nor DG15, P exempt", mod: bacOnly, exempt: []string{"P"}},
+		{name: "PACE without DG14", mod: paceNoDG14, codes: []string{CodeCardAccessUnauthenticated, CodeAuthenticityUnavailable}},
+		{name: "PACE without DG14, P exempt", mod: paceNoDG14, exempt: []string{"P"}},
+		// Policy "ca" demands CA of every document: no exemption.
+		{name: "legacy PACE, P exempt, policy ca", mod: legacy, exempt: []string{"P"}, policy: PolicyCA, codes: []string{CodeCAUnavailable}},
+		// A chip that supports a protocol must pass it: no exemption.
+		{name: "clone, P exempt", mod: func(o *issuer.Options) { modern(o); o.ClonedCA = true }, exempt: []string{"P"}, codes: []string{CodeCAFailed, CodeClone}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			img, trust := issue(t, tc.mod)
+			card, err := vcard.New(img, vcard.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pw := Password{Kind: CAN, Secret: "123456"}
+			if img.Meta.BAC {
+				pw = mrzOf(img)
+			}
+			var logBuf bytes.Buffer
+			r, err := Read(context.Background(), &handlerTransport{h: card}, Options{Password: pw, Trust: trust, ATR: card.ATR(),
+				ExemptTypes: tc.exempt, RequireChipAuthenticity: tc.policy, Logger: slog.New(slog.NewTextHandler(&logBuf, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.codes == nil {
+				if !r.Passed {
+					t.Fatalf("failures %v", r.Failures)
+				}
+				// The exemption is visible: in the report and in the log.
+				if !strings.Contains(logBuf.String(), "exempted") || !hasCheck(r, CodeAuthenticityUnavailable) {
+					t.Fatalf("exemption not reported: %s %+v", logBuf.String(), r.Checks)
+				}
+				return
+			}
+			if r.Passed || !slices.Equal(r.Failures, tc.codes) {
+				t.Fatalf("failures %v, want %v", r.Failures, tc.codes)
+			}
+		})
+	}
+}
+
+// EF.CardAccess must be what the signed DG14 says: a rewritten one (the
+// parameters a man in the middle chose) or a hidden one (BAC forced on a
+// PACE chip) ends the read before any personal data.
+func TestCardAccessAuthenticated(t *testing.T) {
+	r := readWith(t, func(o *issuer.Options) { modern(o); o.CardAccessMismatch = true }, Options{})
+	if r.Passed || !slices.Equal(r.Failures, []string{CodeCardAccessMismatch}) || r.ChipAuthentication.Ran {
+		t.Fatalf("mismatch: %v CA %+v", r.Failures, r.ChipAuthentication)
+	}
+	if slices.Contains(r.DataGroups, "DG1") {
+		t.Fatalf("DG1 read after a card access mismatch: %v", r.DataGroups)
+	}
+	// A PACE chip whose EF.CardAccess is hidden, read with BAC: DG14
+	// says PACE.
+	img, trust := issue(t, modern)
+	delete(img.Files, lds.FIDCardAccess)
+	img.Meta.PACE, img.Meta.BAC = nil, true
+	card, err := vcard.New(img, vcard.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err = Read(context.Background(), &handlerTransport{h: card}, Options{Password: mrzOf(img), Trust: trust, ATR: card.ATR()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Access.Protocol != "BAC" || r.Passed || !slices.Equal(r.Failures, []string{CodeCardAccessMismatch}) {
+		t.Fatalf("hidden EF.CardAccess: %s %v", r.Access.Protocol, r.Failures)
+	}
+	// A genuine PACE chip passes the check, and says so.
+	r = readWith(t, modern, Options{})
+	ok := false
+	for _, c := range r.Checks {
+		ok = ok || (c.Name == checkCardAccessAuth && c.OK)
+	}
+	if !r.Passed || !ok {
+		t.Fatalf("genuine: %v %+v", r.Failures, r.Checks)
+	}
+}
+
+// orderTransport records each command's INS P1 P2.
+type orderTransport struct {
+	handlerTransport
+	cmds [][3]byte
+}
+
+func (o *orderTransport) Transmit(ctx context.Context, capdu []byte) ([]byte, error) {
+	if len(capdu) >= 4 {
+		o.cmds = append(o.cmds, [3]byte{capdu[1], capdu[2], capdu[3]})
+	}
+	return o.handlerTransport.Transmit(ctx, capdu)
+}
+
+// TR-03135 order: the chip authenticates (CA's MSE:Set AT 22 41 A4,
+// then AA's INTERNAL AUTHENTICATE 88) before DG1 and DG2 are read, and
+// the files come in the documented order.
+func TestReadOrder(t *testing.T) {
+	img, trust := issue(t, modern)
+	card, err := vcard.New(img, vcard.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &orderTransport{handlerTransport: handlerTransport{h: card}}
+	at := map[string]int{}
+	r, err := Read(context.Background(), tr, Options{Password: Password{Kind: CAN, Secret: "123456"}, Trust: trust, ATR: card.ATR(),
+		Progress: func(p Progress) { at[p.Name] = len(tr.cmds) }})
+	if err != nil || !r.Passed {
+		t.Fatalf("%v %v", err, r.Failures)
+	}
+	if want := []string{"EF.COM", "EF.SOD", "DG14", "DG15", "DG1", "DG2"}; !slices.Equal(r.DataGroups, want) {
+		t.Fatalf("files read %v, want %v", r.DataGroups, want)
+	}
+	caAt, aaAt := -1, -1
+	for i, c := range tr.cmds {
+		switch {
+		case c == [3]byte{0x22, 0x41, 0xA4} && caAt < 0:
+			caAt = i
+		case c[0] == 0x88 && aaAt < 0:
+			aaAt = i
+		}
+	}
+	if caAt < 0 || aaAt < caAt || aaAt >= at["DG1"] || at["DG1"] < at["chip_authenticity"] {
+		t.Fatalf("CA at %d, AA at %d, DG1 from %d (steps %v)", caAt, aaAt, at["DG1"], at)
 	}
 }
 
@@ -218,9 +395,9 @@ func BenchmarkChipAuthenticationPCSC(b *testing.B) {
 // pcscd, on a document with AA only.
 func BenchmarkActiveAuthenticationPCSC(b *testing.B) {
 	b.Run("ECDSA-P256", func(b *testing.B) {
-		benchPhase(b, func(o *issuer.Options) { o.ActiveAuth = issuer.AAECDSAP256 }, "active_authentication")
+		benchPhase(b, aaOnly(issuer.AAECDSAP256), "active_authentication")
 	})
 	b.Run("RSA-2048", func(b *testing.B) {
-		benchPhase(b, func(o *issuer.Options) { o.ActiveAuth = issuer.AARSA2048 }, "active_authentication")
+		benchPhase(b, aaOnly(issuer.AARSA2048), "active_authentication")
 	})
 }

@@ -98,6 +98,9 @@ func issueField(t testing.TB, fc fieldCase) (*cardimage.Image, *pa.TrustStore) {
 		DocNumber: "C01X00T47", Surname: "MUSTERMANN", Given: "ERIKA", Nationality: "UTO", Sex: "F",
 		Birth: "640812", Expiry: time.Now().AddDate(5, 0, 0).Format("060102"), CAN: "123456", PIN: "2468",
 		PINRetries: 3, Photo: photo(t),
+		// A document as issued today: its chip proves itself with Chip
+		// Authentication (without, the default policy refuses it).
+		ChipAuth: &issuer.CAParams{},
 	}
 	if fc.mod != nil {
 		fc.mod(&o)

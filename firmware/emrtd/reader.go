@@ -1,12 +1,17 @@
 // Package emrtd is the kiosk's eMRTD inspection procedure (ICAO Doc 9303-11
-// §4.2 and 9303-11 §5): access control (PACE, or BAC when the chip has no
-// EF.CardAccess), reading the data groups under secure messaging, and
-// passive authentication. It produces a Report with every check's outcome.
+// §4.2, §5, §6 in the order of BSI TR-03135 / TR-03110-1): access control
+// (PACE, or BAC when the chip has no EF.CardAccess), the security objects
+// (EF.COM, EF.SOD, DG14, DG15) and their passive authentication, the
+// EF.CardAccess ⊆ DG14 check, then the proof that the chip is the
+// issuer's — Chip Authentication (§6.2, DG14) or Active Authentication
+// (§6.1, DG15) — and only then DG1, DG2 (and DG11, DG12) under the
+// strongest secure messaging the chip offers, with their hashes. It
+// produces a Report with every check's outcome.
 //
-// After passive authentication passed it proves the chip genuine (not a
-// clone carrying a copied SOD) with Chip Authentication (§6.2, DG14) and
-// Active Authentication (§6.1, DG15) as Options.RequireChipAuthenticity
-// says.
+// Chip authenticity is required for every document (fail closed); a chip
+// that supports neither protocol passes only when Options.ExemptTypes
+// names its document type (legacy documents, an explicit operator
+// choice).
 //
 // The packages below it implement the pieces: apdu (ISO/IEC 7816-4), sm
 // (§9.8), bac (§4.3), pace (§4.4), lds (9303-10), pa (§5.1), ca (§6.2),
@@ -41,15 +46,23 @@ const (
 	MRZ PasswordKind = "MRZ"
 )
 
-// Password is the access secret. It is never logged or reported.
+// Password is the access secret. It is never logged or reported: String,
+// LogValue and GoString show the kind only, and JSON leaves the secret out.
 type Password struct {
 	Kind   PasswordKind
-	Secret string  // CAN or PIN digits
-	MRZ    bac.Key // for Kind MRZ
+	Secret string  `json:"-"` // CAN or PIN digits
+	MRZ    bac.Key `json:"-"` // for Kind MRZ
 }
 
 // String hides the secret (so %v in a log line cannot leak it).
 func (p Password) String() string { return string(p.Kind) + ":***" }
+
+// LogValue implements slog.LogValuer: any handler, text or JSON, sees the
+// kind only.
+func (p Password) LogValue() slog.Value { return slog.StringValue(p.String()) }
+
+// GoString keeps %#v from printing the secret.
+func (p Password) GoString() string { return p.String() }
 
 // ExtendedMode chooses extended-length APDUs.
 type ExtendedMode int
@@ -90,6 +103,15 @@ type Options struct {
 	// RequireChipAuthenticity is the anti-cloning policy; "" means
 	// PolicyAny.
 	RequireChipAuthenticity Policy
+	// ExemptTypes are the document types (DG1's document code, e.g. "P",
+	// "I", "ID"; "*" for all) that pass without chip authenticity when
+	// their chip supports neither Chip nor Active Authentication (and, with
+	// PACE, has no DG14 to authenticate EF.CardAccess): legacy documents
+	// an operator chose to accept. Empty (the default) exempts none. Each
+	// exemption used is logged. It applies under PolicyAny only (PolicyCA
+	// and PolicyAA demand their protocol of every document), and a
+	// protocol the chip supports is run and required whatever this says.
+	ExemptTypes []string
 	// AATransaction, when not nil, binds Active Authentication to a
 	// transaction: the challenge is the first 8 bytes of
 	// SHA-256(AATransaction) (aa.ChallengeFor), so the chip's signature
@@ -111,22 +133,38 @@ func deviceError(err error) bool {
 		errors.Is(err, context.DeadlineExceeded)
 }
 
-// Progress is a step of Read: Step of Total, named (access, EF.COM, DG1,
-// DG2, EF.SOD, verify, chip_authenticity).
+// Progress is a step of Read: Step of Total, named by ReadSteps.
 type Progress struct {
 	Step  int    `json:"step"`
 	Total int    `json:"total"`
 	Name  string `json:"name"`
 }
 
-// readSteps is Progress.Total: access, EF.COM, DG1, DG2, EF.SOD, verify,
-// chip authenticity.
-const readSteps = 7
+// ReadSteps are the names of Read's progress steps, in order (TR-03135
+// order: the chip proves itself before the personal data is read):
+// access control, EF.COM, EF.SOD, DG14/DG15 ("security_infos", read
+// whether or not the chip has them), chip authenticity (passive
+// authentication of the security objects, EF.CardAccess ⊆ DG14, CA/AA),
+// DG1, DG2, verify (passive authentication of everything read).
+func ReadSteps() []string {
+	return []string{"access", "EF.COM", "EF.SOD", "security_infos", "chip_authenticity", "DG1", "DG2", "verify"}
+}
+
+// readSteps is Progress.Total.
+const readSteps = 8
 
 // Read runs the inspection on a connected card. It returns an error only
 // for device failures (wrapping ErrDevice); every failure of the document
 // itself — a wrong password, a bad signature, garbage from a hostile chip
 // — is a failed check in the returned report.
+//
+// Order (BSI TR-03135, 9303-11 §4.2 / §5 / §6): access control → EF.COM,
+// EF.SOD → DG14, DG15 → passive authentication of the SOD and the
+// DG14/DG15 hashes → EF.CardAccess ⊆ DG14 → Chip Authentication (then
+// Active Authentication) → DG1, DG2, DG11, DG12 under the chip
+// authentication keys → passive authentication of every data group. A
+// step that refuses the document ends the read there: no personal data
+// is read from a chip that failed to prove itself.
 func Read(ctx context.Context, t apdu.Transport, opts Options) (*Report, error) {
 	log := opts.Logger
 	if log == nil {
@@ -152,11 +190,12 @@ func Read(ctx context.Context, t apdu.Transport, opts Options) (*Report, error) 
 		r.APDUs, r.BytesOut, r.BytesIn = s.APDUs, int(s.BytesOut), int(s.BytesIn)
 		r.PhasesMS["total"] = ms(time.Since(started))
 	}()
+	paOpts := pa.Options{At: now(), StaleCRL: opts.StaleCRL, MissingCRL: opts.MissingCRL}
 
 	// Phase 1: access control (9303-11 §4.2: PACE if EF.CardAccess says so).
 	phase := time.Now()
 	progress("access")
-	err := access(ctx, ch, opts.Password, r, log)
+	acc, err := access(ctx, ch, opts.Password, r, log)
 	r.PhasesMS["access"] = ms(time.Since(phase))
 	if err != nil {
 		if deviceError(err) {
@@ -165,10 +204,33 @@ func Read(ctx context.Context, t apdu.Transport, opts Options) (*Report, error) 
 		return r, nil
 	}
 
-	// Phase 2: read the data groups under secure messaging.
+	// Phase 2: the security objects under secure messaging.
 	phase = time.Now()
-	files, err := readFiles(ctx, ch, r, progress)
+	files, err := readSecurityObjects(ctx, ch, r, progress)
 	r.PhasesMS["read"] = ms(time.Since(phase))
+	if err != nil {
+		if deviceError(err) {
+			return r, fmt.Errorf("%w: reading: %w", ErrDevice, err)
+		}
+		return r, nil
+	}
+
+	// Phase 3: is the chip the issuer's (9303-11 §6)? Its keys count only
+	// once passive authentication vouched for DG14/DG15.
+	progress("chip_authenticity")
+	gate, err := authenticateChip(ctx, ch, files, acc, paOpts, opts, r, log)
+	if err != nil {
+		return r, fmt.Errorf("%w: chip authenticity: %w", ErrDevice, err)
+	}
+	if gate.stop {
+		return r, nil
+	}
+
+	// Phase 4: the data groups, under the chip authentication keys when
+	// CA ran.
+	phase = time.Now()
+	err = readDataGroups(ctx, ch, files, r, progress)
+	r.PhasesMS["read"] += ms(time.Since(phase))
 	if err != nil {
 		if deviceError(err) {
 			return r, fmt.Errorf("%w: reading: %w", ErrDevice, err)
@@ -177,42 +239,44 @@ func Read(ctx context.Context, t apdu.Transport, opts Options) (*Report, error) 
 	}
 	r.dg2 = files.dg2
 
-	// Phase 3: parse and verify.
+	// Phase 5: parse and verify everything read.
 	phase = time.Now()
 	progress("verify")
-	paPassed := verify(files, opts.Trust, pa.Options{At: now(), StaleCRL: opts.StaleCRL, MissingCRL: opts.MissingCRL}, r)
-	r.PhasesMS["verify"] = ms(time.Since(phase))
-
-	// Phase 4: is the chip the issuer's (9303-11 §6)? Only after PA: the
-	// keys in DG14/DG15 are worth what the SOD signature makes them.
-	progress("chip_authenticity")
-	if err := chipAuthenticity(ctx, ch, files, paPassed, opts, r, log); err != nil {
-		return r, fmt.Errorf("%w: chip authenticity: %w", ErrDevice, err)
-	}
+	verify(files, opts.Trust, paOpts, r)
+	r.PhasesMS["verify"] += ms(time.Since(phase))
+	gate.resolve(r, opts, log)
 	return r, nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
+// accessResult is what access control used: EF.CardAccess and the
+// PACEInfo chosen from it (nil for BAC), for the check against DG14.
+type accessResult struct {
+	cardAccess *pace.SecurityInfos
+	raw        [][]byte // EF.CardAccess's SecurityInfos as DER
+	used       *pace.PACEInfo
+}
+
 // access establishes secure messaging. PACE failure never falls back to
 // BAC (9303-11 §4.2: a terminal that tried PACE must not downgrade).
-func access(ctx context.Context, ch *apdu.Channel, pw Password, r *Report, log *slog.Logger) error {
-	fail := func(code, reason string, err error) error {
+func access(ctx context.Context, ch *apdu.Channel, pw Password, r *Report, log *slog.Logger) (*accessResult, error) {
+	fail := func(code, reason string, err error) (*accessResult, error) {
 		r.add(Check{Name: "access_control", Code: code, Reason: reason, Required: true})
 		if err == nil {
 			err = errors.New(reason)
 		}
-		return err
+		return nil, err
 	}
 	mfErr := ch.SelectMF(ctx)
 	if mfErr != nil && deviceError(mfErr) {
-		return mfErr
+		return nil, mfErr
 	}
 	cardAccess, err := ch.ReadFile(ctx, lds.FIDCardAccess)
 	switch {
 	case err == nil:
 	case deviceError(err):
-		return err
+		return nil, err
 	case apdu.IsSW(err, apdu.SWFileNotFound) && mfErr == nil:
 		// Only an absent EF.CardAccess in a selected MF means "no PACE";
 		// a chip in some other state must not push us down to BAC.
@@ -230,16 +294,20 @@ func access(ctx context.Context, ch *apdu.Channel, pw Password, r *Report, log *
 		sess, err := bac.Authenticate(ctx, ch, pw.MRZ, bac.Options{Logger: log})
 		if err != nil {
 			if deviceError(err) {
-				return err
+				return nil, err
 			}
 			return fail("bac_failed", fmt.Sprintf("BAC failed (wrong MRZ data?): %v", err), err)
 		}
 		ch.SetWrapper(sess)
 		r.add(Check{Name: "access_control", OK: true, Reason: "BAC established 3DES secure messaging", Required: true})
-		return nil
+		return &accessResult{}, nil
 	}
 
 	infos, err := pace.ParseCardAccess(cardAccess)
+	if err != nil {
+		return fail("card_access_malformed", fmt.Sprintf("EF.CardAccess is malformed: %v", err), err)
+	}
+	raw, err := lds.SecurityInfoElements(cardAccess)
 	if err != nil {
 		return fail("card_access_malformed", fmt.Sprintf("EF.CardAccess is malformed: %v", err), err)
 	}
@@ -270,7 +338,7 @@ func access(ctx context.Context, ch *apdu.Channel, pw Password, r *Report, log *
 	res, err := pace.Establish(ctx, ch, ppw, info, pace.Options{SendParameterID: several, Logger: log})
 	if err != nil {
 		if deviceError(err) {
-			return err
+			return nil, err
 		}
 		var wp *pace.WrongPasswordError
 		switch {
@@ -297,7 +365,7 @@ func access(ctx context.Context, ch *apdu.Channel, pw Password, r *Report, log *
 	ch.SetWrapper(res.Session)
 	r.add(Check{Name: "access_control", OK: true, Required: true,
 		Reason: fmt.Sprintf("PACE-%s established %s secure messaging", pw.Kind, proto.Cipher)})
-	return nil
+	return &accessResult{cardAccess: infos, raw: raw, used: &info}, nil
 }
 
 func intp(v int) *int { return &v }
@@ -313,43 +381,28 @@ type files struct {
 	listed     map[int]bool
 }
 
-// readFiles selects the LDS1 application and reads EF.COM, DG1, DG2 and
-// EF.SOD (9303-10 §3.6, §4.6, §4.7).
-func readFiles(ctx context.Context, ch *apdu.Channel, r *Report, progress func(string)) (*files, error) {
-	fail := func(name string, err error) (*files, error) {
-		r.add(Check{Name: "read_" + name, Code: readFailureCode(err), Required: true,
-			Reason: fmt.Sprintf("%s could not be read: %v", name, err)})
-		return nil, err
-	}
+// readSecurityObjects selects the LDS1 application and reads EF.COM,
+// EF.SOD and — when EF.COM or the SOD lists them — DG14 and DG15
+// (9303-10 §3.6, §4.6, §4.7.14, §4.7.15): what passive authentication and
+// the chip authenticity protocols need before any personal data.
+func readSecurityObjects(ctx context.Context, ch *apdu.Channel, r *Report, progress func(string)) (*files, error) {
 	if err := ch.SelectApplication(ctx, []byte(lds.AIDeMRTD)); err != nil {
-		return fail("application", err)
+		return nil, readFailed(r, "application", err)
 	}
 	f := &files{}
 	var err error
 	progress("EF.COM")
-	if f.com, err = ch.ReadFile(ctx, lds.FIDCOM); err != nil {
-		return fail("EF.COM", err)
-	}
-	if err := expectTag(lds.FIDCOM, f.com); err != nil {
-		return fail("EF.COM", err)
+	if f.com, err = readEF(ctx, ch, lds.FIDCOM); err != nil {
+		return nil, readFailed(r, "EF.COM", err)
 	}
 	r.DataGroups = append(r.DataGroups, "EF.COM")
-	for _, x := range []struct {
-		name string
-		fid  uint16
-		dst  *[]byte
-	}{{"DG1", fidOf(1), &f.dg1}, {"DG2", fidOf(2), &f.dg2}, {"EF.SOD", lds.FIDSOD, &f.sod}} {
-		progress(x.name)
-		if *x.dst, err = ch.ReadFile(ctx, x.fid); err != nil {
-			return fail(x.name, err)
-		}
-		if err := expectTag(x.fid, *x.dst); err != nil {
-			return fail(x.name, err)
-		}
-		r.DataGroups = append(r.DataGroups, x.name)
+	progress("EF.SOD")
+	if f.sod, err = readEF(ctx, ch, lds.FIDSOD); err != nil {
+		return nil, readFailed(r, "EF.SOD", err)
 	}
-	// DG14 and DG15 when listed: EF.COM is unauthenticated, the SOD's
-	// list is checked by PA later; either is reason to read.
+	r.DataGroups = append(r.DataGroups, "EF.SOD")
+	// What the chip has: EF.COM is unauthenticated, the SOD's list is
+	// checked by PA later; either is reason to read.
 	f.listed = map[int]bool{}
 	if com, err := lds.ParseCOM(f.com); err == nil {
 		for _, n := range com.DataGroups() {
@@ -361,26 +414,90 @@ func readFiles(ctx context.Context, ch *apdu.Channel, r *Report, progress func(s
 			f.listed[h.DataGroupNumber] = true
 		}
 	}
+	progress("security_infos")
+	return f, readListed(ctx, ch, f, r, 14, 15)
+}
+
+// readDataGroups reads DG1 and DG2 (9303-10 §4.7.1, §4.7.2) and DG11,
+// DG12 when listed.
+func readDataGroups(ctx context.Context, ch *apdu.Channel, f *files, r *Report, progress func(string)) error {
+	var err error
 	for _, x := range []struct {
+		name string
 		n    int
 		dst  *[]byte
-		errp *error
-	}{{11, &f.dg11, new(error)}, {12, &f.dg12, new(error)}, {14, &f.dg14, &f.dg14Err}, {15, &f.dg15, &f.dg15Err}} {
-		if !f.listed[x.n] {
+	}{{"DG1", 1, &f.dg1}, {"DG2", 2, &f.dg2}} {
+		progress(x.name)
+		if *x.dst, err = readEF(ctx, ch, fidOf(x.n)); err != nil {
+			return readFailed(r, x.name, err)
+		}
+		r.DataGroups = append(r.DataGroups, x.name)
+	}
+	return readListed(ctx, ch, f, r, 11, 12)
+}
+
+// readListed reads the optional data groups ns that the chip lists. One
+// it lists but does not serve is noted in files (a chip hiding DG14/DG15
+// is reported, never ignored), not a failed read.
+func readListed(ctx context.Context, ch *apdu.Channel, f *files, r *Report, ns ...int) error {
+	for _, n := range ns {
+		if !f.listed[n] {
 			continue
 		}
-		b, err := ch.ReadFile(ctx, fidOf(x.n))
+		b, err := ch.ReadFile(ctx, fidOf(n))
 		if err != nil {
 			if deviceError(err) {
-				return nil, err
+				return err
 			}
-			*x.errp = err
+			f.setErr(n, err)
 			continue
 		}
-		*x.dst = b
-		r.DataGroups = append(r.DataGroups, fmt.Sprintf("DG%d", x.n))
+		f.set(n, b)
+		r.DataGroups = append(r.DataGroups, fmt.Sprintf("DG%d", n))
 	}
-	return f, nil
+	return nil
+}
+
+func (f *files) set(n int, b []byte) {
+	switch n {
+	case 11:
+		f.dg11 = b
+	case 12:
+		f.dg12 = b
+	case 14:
+		f.dg14 = b
+	case 15:
+		f.dg15 = b
+	}
+}
+
+func (f *files) setErr(n int, err error) {
+	switch n {
+	case 14:
+		f.dg14Err = err
+	case 15:
+		f.dg15Err = err
+	}
+}
+
+// readEF reads a file and checks its first tag.
+func readEF(ctx context.Context, ch *apdu.Channel, fid uint16) ([]byte, error) {
+	b, err := ch.ReadFile(ctx, fid)
+	if err != nil {
+		return nil, err
+	}
+	if err := expectTag(fid, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// readFailed records a required file that could not be read and returns
+// err.
+func readFailed(r *Report, name string, err error) error {
+	r.add(Check{Name: "read_" + name, Code: readFailureCode(err), Required: true,
+		Reason: fmt.Sprintf("%s could not be read: %v", name, err)})
+	return err
 }
 
 // errUnexpectedContent: a file read starts with another file's tag — the
@@ -431,8 +548,8 @@ func fidOf(dg int) uint16 {
 }
 
 // verify parses the data groups and runs passive authentication (9303-11
-// §5.1). Parsing failures and PA failures are checks; nothing here fails
-// open. It reports whether PA passed.
+// §5.1) over everything read. Parsing failures and PA failures are
+// checks; nothing here fails open. It reports whether PA passed.
 func verify(f *files, trust *pa.TrustStore, opts pa.Options, r *Report) bool {
 	at := opts.At
 	if com, err := lds.ParseCOM(f.com); err != nil {
@@ -489,17 +606,28 @@ func verify(f *files, trust *pa.TrustStore, opts pa.Options, r *Report) bool {
 		}
 	}
 
-	if trust == nil {
-		r.add(Check{Name: "passive_authentication", Code: "trust_store_missing", Reason: "no CSCA trust store configured", Required: true})
-		return false
-	}
 	dgs := map[int][]byte{1: f.dg1, 2: f.dg2}
 	for n, b := range map[int][]byte{11: f.dg11, 12: f.dg12, 14: f.dg14, 15: f.dg15} {
 		if b != nil {
 			dgs[n] = b
 		}
 	}
-	res := pa.VerifyWith(f.sod, dgs, trust, opts)
+	return passiveAuthentication(f.sod, dgs, trust, opts, r)
+}
+
+// passiveAuthentication runs PA (9303-11 §5.1) on the SOD and the data
+// groups dgs and reports its checks and summary. It reports whether PA
+// passed.
+func passiveAuthentication(sod []byte, dgs map[int][]byte, trust *pa.TrustStore, opts pa.Options, r *Report) bool {
+	if trust == nil {
+		r.add(Check{Name: "passive_authentication", Code: "trust_store_missing", Reason: "no CSCA trust store configured", Required: true})
+		return false
+	}
+	return reportPA(pa.VerifyWith(sod, dgs, trust, opts), r)
+}
+
+// reportPA adds PA's checks and its summary to the report.
+func reportPA(res *pa.Result, r *Report) bool {
 	for _, c := range res.Checks {
 		name := "pa_" + c.Name
 		r.add(Check{Name: name, OK: c.OK, Code: c.Code, Reason: c.Reason, Required: true, Warning: c.Warn})

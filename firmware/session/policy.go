@@ -12,9 +12,12 @@ import (
 type Policy struct {
 	// RequirePassiveAuth: the chip's data must be signed by a trusted CSCA.
 	RequirePassiveAuth bool
-	// RequireChipAuthFor lists document type codes ("P", "I", "ID", or
-	// "*" for all) for which chip or active authentication must pass.
-	RequireChipAuthFor []string
+	// ChipAuthExemptTypes lists the legacy document type codes ("P",
+	// "I", "ID", or "*" for all) that may pass without chip or active
+	// authentication (the chip reader lets them through only when their
+	// chip supports neither). Every other document must have passed one
+	// of them: fail closed.
+	ChipAuthExemptTypes []string
 	// AllowExpired accepts expired documents for branch services (a bank
 	// may renew an expired ID at the branch); payments never take one.
 	AllowExpired bool
@@ -142,7 +145,7 @@ func (p Policy) chipReasons(r *emrtd.Report, kind string) []Reason {
 	if c, ok := check("document_not_expired"); ok && !c.OK && !(p.AllowExpired && kind == "service") {
 		add("document_expired")
 	}
-	if slices.Contains(p.RequireChipAuthFor, "*") || slices.Contains(p.RequireChipAuthFor, r.Document.Type) {
+	if !slices.Contains(p.ChipAuthExemptTypes, "*") && !slices.Contains(p.ChipAuthExemptTypes, r.Document.Type) {
 		ca, caOK := check("chip_authentication")
 		aa, aaOK := check("active_authentication")
 		if !(caOK && ca.OK) && !(aaOK && aa.OK) {

@@ -15,35 +15,37 @@ func reasonCodes(rs []Reason) []string {
 	return c
 }
 
-// Chip/active authentication is required per document type: a passport
-// ("P") without either is declined when "P" is listed, passes when only
-// other types are, and passes with either protocol.
-func TestRequireChipAuthFor(t *testing.T) {
+// Chip or active authentication must have passed for every document
+// type (fail closed); only the exempted legacy types pass without.
+func TestChipAuthRequiredUnlessExempt(t *testing.T) {
 	passport := goodReport()
 	passport.Document.Type = "P"
+	passport.Checks = slices.DeleteFunc(passport.Checks, func(c emrtd.Check) bool { return c.Name == "chip_authentication" })
 	withCA := goodReport()
 	withCA.Document.Type = "P"
-	withCA.Checks = append(withCA.Checks, emrtd.Check{Name: "chip_authentication", OK: true})
 	withAA := goodReport()
 	withAA.Document.Type = "P"
+	withAA.Checks = slices.DeleteFunc(withAA.Checks, func(c emrtd.Check) bool { return c.Name == "chip_authentication" })
 	withAA.Checks = append(withAA.Checks, emrtd.Check{Name: "active_authentication", OK: true})
 	failedCA := goodReport()
 	failedCA.Document.Type = "P"
+	failedCA.Checks = slices.DeleteFunc(failedCA.Checks, func(c emrtd.Check) bool { return c.Name == "chip_authentication" })
 	failedCA.Checks = append(failedCA.Checks, emrtd.Check{Name: "chip_authentication", OK: false, Code: "chip_authentication_failed"})
 	for _, tt := range []struct {
 		name    string
-		require []string
+		exempt  []string
 		r       *emrtd.Report
 		decline bool
 	}{
-		{"P required, neither ran", []string{"P"}, passport, true},
-		{"all required, neither ran", []string{"*"}, passport, true},
-		{"only ID cards required", []string{"ID"}, passport, false},
-		{"P required, CA passed", []string{"P"}, withCA, false},
-		{"P required, AA passed", []string{"P"}, withAA, false},
-		{"P required, CA failed", []string{"P"}, failedCA, true},
+		{"nothing exempt, neither ran", nil, passport, true},
+		{"only ID cards exempt, neither ran", []string{"ID"}, passport, true},
+		{"P exempt, neither ran", []string{"P"}, passport, false},
+		{"all exempt, neither ran", []string{"*"}, passport, false},
+		{"CA passed", nil, withCA, false},
+		{"AA passed", nil, withAA, false},
+		{"CA failed", nil, failedCA, true},
 	} {
-		p := Policy{RequirePassiveAuth: true, RequireChipAuthFor: tt.require}
+		p := Policy{RequirePassiveAuth: true, ChipAuthExemptTypes: tt.exempt}
 		got := reasonCodes(p.chipReasons(tt.r, "payment"))
 		if slices.Contains(got, "chip_not_authenticated") != tt.decline {
 			t.Errorf("%s: reasons %v, want decline %v", tt.name, got, tt.decline)

@@ -78,6 +78,7 @@ func goodReport() *emrtd.Report {
 		Checks: []emrtd.Check{
 			{Name: "access_control", OK: true, Required: true},
 			{Name: "passive_authentication", OK: true, Required: true},
+			{Name: "chip_authentication", OK: true, Required: true},
 			{Name: "document_not_expired", OK: true},
 		},
 	}

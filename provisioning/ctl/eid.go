@@ -34,10 +34,11 @@ import (
 
 // profiles are the test cards `eid issue --profile` makes. Each defect
 // profile must fail verification with its own reason. Every profile but
-// "legacy", "ca", "aa-ecdsa", "aa-rsa" and "aa-rsa-sha256" has the
-// chip protocols of a modern document: Chip Authentication (ECDH on
-// brainpoolP256r1, AES-128, explicit domain parameters in DG14) and
-// Active Authentication (ECDSA P-256 with SHA-256).
+// "legacy", "no-chip-auth", "ca", "aa-ecdsa", "aa-rsa" and
+// "aa-rsa-sha256" has the chip protocols of a modern document: Chip
+// Authentication (ECDH on brainpoolP256r1, AES-128, explicit domain
+// parameters in DG14) and Active Authentication (ECDSA P-256 with
+// SHA-256). A PACE document's DG14 repeats EF.CardAccess.
 func profiles() map[string]func(*issuer.Options) {
 	modern := func(o *issuer.Options) {
 		o.ChipAuth = &issuer.CAParams{ExplicitParams: true}
@@ -65,6 +66,9 @@ func profiles() map[string]func(*issuer.Options) {
 		"ca-dh":        func(o *issuer.Options) { o.ChipAuth = &issuer.CAParams{DH: true} },
 		"clone-ca":     func(o *issuer.Options) { o.ClonedCA = true },
 		"clone-aa":     func(o *issuer.Options) { o.ClonedAA = true },
+		// EF.CardAccess rewritten on the way (9303-11 §9.3): the signed
+		// DG14 names another PACE cipher than EF.CardAccess offers.
+		"cardaccess-mismatch": func(o *issuer.Options) { o.CardAccessMismatch = true },
 		// Revocation and master lists (9303-12 §7.1.4, §9).
 		"ds-revoked":       func(o *issuer.Options) { o.RevokeDS = true },
 		"csca-revoked":     func(o *issuer.Options) { o.RevokeCSCA = true },
@@ -104,8 +108,11 @@ func profiles() map[string]func(*issuer.Options) {
 	for name, f := range m {
 		m[name] = func(o *issuer.Options) { modern(o); f(o) }
 	}
-	// Documents with one chip protocol or none.
+	// Documents with one chip protocol or none: under the default policy
+	// those with none are refused unless their type is exempted.
 	m["legacy"] = func(*issuer.Options) {}
+	// A genuine BAC document with neither DG14 nor DG15.
+	m["no-chip-auth"] = func(o *issuer.Options) { o.BACOnly = true }
 	m["ca"] = func(o *issuer.Options) { o.ChipAuth = &issuer.CAParams{} }
 	m["aa-ecdsa"] = func(o *issuer.Options) { o.ActiveAuth = issuer.AAECDSAP256 }
 	m["aa-rsa"] = func(o *issuer.Options) { o.ActiveAuth = issuer.AARSA2048 }
@@ -270,7 +277,8 @@ func eidRead(e *env, args []string) int {
 	wait := fs.Duration("wait", 10*time.Second, "how long to wait for a card")
 	timeout := fs.Duration("timeout", 60*time.Second, "limit for the whole read")
 	ext := fs.String("extended", "auto", "extended-length APDUs: auto (from the ATR), on, off")
-	chipAuth := fs.String("chip-auth", "any", "anti-cloning policy: any (every protocol the document supports must pass), ca, aa, none")
+	chipAuth := fs.String("chip-auth", "any", "anti-cloning policy: any (every protocol the document supports must pass, and it must support one), ca, aa, none")
+	exempt := fs.String("chip-auth-exempt", "", "comma-separated legacy document types (DG1 code: P, I, ID, or *) accepted without chip authenticity when the chip supports neither protocol")
 	txn := fs.String("aa-transaction", "", "bind active authentication to this transaction data (challenge = SHA-256(data)[:8])")
 	staleCRL := fs.String("stale-crl", "decline", "a CRL past its next update: decline or warn")
 	missingCRL := fs.String("missing-crl", "warn", "no CRL for the CSCA: warn or decline")
@@ -318,6 +326,15 @@ func eidRead(e *env, args []string) int {
 	if err != nil {
 		return usage("--missing-crl: " + err.Error())
 	}
+	var exemptTypes []string
+	for t := range strings.SplitSeq(*exempt, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			exemptTypes = append(exemptTypes, t)
+		}
+	}
+	if len(exemptTypes) > 0 {
+		fmt.Fprintf(e.stderr, "warning: documents of type %v pass without chip authenticity when their chip supports neither protocol\n", exemptTypes)
+	}
 	var txnData []byte
 	if *txn != "" {
 		txnData = []byte(*txn)
@@ -347,7 +364,8 @@ func eidRead(e *env, args []string) int {
 	defer card.Close()
 
 	report, err := emrtd.Read(ctx, card, emrtd.Options{Password: pw, Trust: trust, ATR: card.ATR(), Extended: em,
-		RequireChipAuthenticity: policy, AATransaction: txnData, StaleCRL: stale, MissingCRL: missing})
+		RequireChipAuthenticity: policy, ExemptTypes: exemptTypes, AATransaction: txnData, StaleCRL: stale, MissingCRL: missing,
+		Logger: slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	defer report.Wipe()
 	if err != nil {
 		fmt.Fprintf(e.stderr, "read: %v\n", err)

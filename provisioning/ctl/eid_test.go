@@ -185,28 +185,35 @@ func TestEIDIssueEmulateRead(t *testing.T) {
 	for _, tc := range []struct {
 		profile, code string
 		args          []string
+		only          bool // the code is the one failure
 	}{
-		{"bac", "", []string{"--mrz", "C01X00T47,640812,351031"}},
-		{"dg2-altered", "dg_hash_mismatch", []string{"--can", "123456"}},
-		{"ds-expired", "ds_expired", []string{"--can", "123456"}},
-		{"csca-unknown", "csca_unknown", []string{"--can", "123456"}},
+		{"bac", "", []string{"--mrz", "C01X00T47,640812,351031"}, false},
+		{"dg2-altered", "dg_hash_mismatch", []string{"--can", "123456"}, false},
+		{"ds-expired", "ds_expired", []string{"--can", "123456"}, false},
+		{"csca-unknown", "csca_unknown", []string{"--can", "123456"}, false},
 		// Cloned chips: a genuine SOD, the wrong private key.
-		{"clone-ca", "chip_authentication_failed", []string{"--can", "123456"}},
-		{"clone-aa", "active_authentication_failed", []string{"--can", "123456"}},
-		{"aa-rsa", "", []string{"--can", "123456"}},
+		{"clone-ca", "chip_authentication_failed", []string{"--can", "123456"}, false},
+		{"clone-aa", "active_authentication_failed", []string{"--can", "123456"}, false},
+		// Issue 11: a rewritten EF.CardAccess, and a genuine document
+		// whose chip cannot prove itself, under the default policy.
+		{"cardaccess-mismatch", "card_access_mismatch", []string{"--can", "123456"}, true},
+		{"no-chip-auth", "chip_authenticity_unavailable", []string{"--mrz", "C01X00T47,640812,351031"}, true},
+		// The same document passes only when its type is exempted.
+		{"no-chip-auth", "", []string{"--mrz", "C01X00T47,640812,351031", "--chip-auth-exempt", "I,P"}, false},
+		{"aa-rsa", "", []string{"--can", "123456"}, false},
 		// Revocation and master lists (issue 4).
-		{"ds-revoked", "ds_revoked", []string{"--can", "123456"}},
-		{"crl-stale", "crl_stale", []string{"--can", "123456"}},
-		{"ml", "", []string{"--can", "123456"}},
-		{"ml-bad-signature", "master_list_signature_invalid", []string{"--can", "123456"}},
+		{"ds-revoked", "ds_revoked", []string{"--can", "123456"}, false},
+		{"crl-stale", "crl_stale", []string{"--can", "123456"}, false},
+		{"ml", "", []string{"--can", "123456"}, false},
+		{"ml-bad-signature", "master_list_signature_invalid", []string{"--can", "123456"}, false},
 		// A DH Generic Mapping card (RFC 5114 group 2, AES-256) and a
 		// NIST P-521 one.
-		{"pace-aes256-2", "", []string{"--can", "123456"}},
-		{"pace-aes192-18", "", []string{"--can", "123456"}},
+		{"pace-aes256-2", "", []string{"--can", "123456"}, false},
+		{"pace-aes192-18", "", []string{"--can", "123456"}, false},
 		// Hostile chips.
-		{"wrong-mac", "sm_mac_invalid", []string{"--can", "123456"}},
-		{"endless-61xx", "response_chaining_endless", []string{"--can", "123456"}},
-		{"pulled", "device", []string{"--can", "123456"}},
+		{"wrong-mac", "sm_mac_invalid", []string{"--can", "123456"}, false},
+		{"endless-61xx", "response_chaining_endless", []string{"--can", "123456"}, false},
+		{"pulled", "device", []string{"--can", "123456"}, false},
 	} {
 		dir := filepath.Join(t.TempDir(), tc.profile)
 		if code, _, errs := run("eid", "issue", "--out", dir, "--photo", photo, "--expiry", "351031", "--profile", tc.profile); code != 0 {
@@ -224,17 +231,22 @@ func TestEIDIssueEmulateRead(t *testing.T) {
 			continue
 		}
 		if tc.code == "" {
-			if code != 0 || !r.Passed || (tc.profile == "bac") != (r.Access.Protocol == "BAC") {
+			if code != 0 || !r.Passed || (tc.profile == "bac" || tc.profile == "no-chip-auth") != (r.Access.Protocol == "BAC") {
 				t.Fatalf("%s: code %d %+v %s", tc.profile, code, r, errs)
 			}
 			continue
 		}
-		if code != 1 || !contains(r.Failures, tc.code) {
+		if code != 1 || !contains(r.Failures, tc.code) || (tc.only && len(r.Failures) != 1) {
 			t.Fatalf("%s: code %d failures %v, want %s", tc.profile, code, r.Failures, tc.code)
 		}
 		if strings.HasPrefix(tc.profile, "clone-") && !contains(r.Failures, "clone_suspected") {
 			t.Fatalf("%s: no clone_suspected in %v", tc.profile, r.Failures)
 		}
+	}
+
+	// `eid issue --help` names the issue 11 profiles.
+	if _, _, errs := run("eid", "issue", "--help"); !strings.Contains(errs, "cardaccess-mismatch") || !strings.Contains(errs, "no-chip-auth") {
+		t.Fatalf("eid issue --help: %s", errs)
 	}
 
 	// Usage and device errors exit 2.

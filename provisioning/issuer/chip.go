@@ -31,6 +31,11 @@ type CAParams struct {
 	ExplicitParams bool
 	// KeyID, when not 0, is written as keyId in both SecurityInfos.
 	KeyID int
+	// NoInfo leaves the ChipAuthenticationInfo out of DG14, as early
+	// documents do: only the ChipAuthenticationPublicKeyInfo says the
+	// chip does Chip Authentication, and a terminal assumes 3DES
+	// (9303-11 §9.2.5). Needs Cipher 3DES.
+	NoInfo bool
 }
 
 // AAAlg is the Active Authentication key type (9303-11 §6.1).
@@ -57,10 +62,14 @@ func hashName(h crypto.Hash) string {
 // newChipKeys generates the CA and AA keys and DG14/DG15. For the clone
 // defects the card gets a different private key of the same kind than
 // the one DG14/DG15 publish: a genuine SOD on a chip without the issuer's
-// keys.
-func newChipKeys(opts Options) (*chipKeys, error) {
+// keys. paceInfos are EF.CardAccess's SecurityInfos (DER), which DG14
+// repeats (9303-11 §9.3); a PACE document always has a DG14.
+func newChipKeys(opts Options, paceInfos [][]byte) (*chipKeys, error) {
 	out := &chipKeys{}
 	dg14 := &lds.DG14{}
+	for _, raw := range paceInfos {
+		dg14.Other = append(dg14.Other, lds.OtherSecurityInfo{Raw: raw})
+	}
 	if p := opts.ChipAuth; p != nil {
 		c := p.Cipher
 		if c == 0 {
@@ -109,7 +118,12 @@ func newChipKeys(opts Options) (*chipKeys, error) {
 		if err != nil {
 			return nil, err
 		}
-		dg14.CA = append(dg14.CA, lds.ChipAuthenticationInfo{Protocol: ca.ProtocolOID(ka, c), Version: 1, KeyID: p.KeyID, HasKeyID: p.KeyID != 0})
+		if p.NoInfo && c != smcrypto.TDES {
+			return nil, optErr("chip authentication without ChipAuthenticationInfo implies 3DES")
+		}
+		if !p.NoInfo {
+			dg14.CA = append(dg14.CA, lds.ChipAuthenticationInfo{Protocol: ca.ProtocolOID(ka, c), Version: 1, KeyID: p.KeyID, HasKeyID: p.KeyID != 0})
+		}
 		dg14.CAKeys = append(dg14.CAKeys, lds.ChipAuthenticationPublicKeyInfo{Protocol: pkOID, PublicKey: spki, KeyID: p.KeyID, HasKeyID: p.KeyID != 0})
 		if opts.ClonedCA {
 			if key, err = gen(); err != nil {
@@ -182,7 +196,7 @@ func newChipKeys(opts Options) (*chipKeys, error) {
 	default:
 		return nil, optErr("active authentication key %q", opts.ActiveAuth)
 	}
-	if len(dg14.CA) > 0 || len(dg14.AA) > 0 {
+	if len(dg14.CA) > 0 || len(dg14.CAKeys) > 0 || len(dg14.AA) > 0 || len(dg14.Other) > 0 {
 		var err error
 		if out.dg14, err = lds.EncodeDG14(dg14); err != nil {
 			return nil, err

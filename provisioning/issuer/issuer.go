@@ -115,6 +115,14 @@ type Options struct {
 	// Cloned-chip defects: the card holds another private key than the
 	// one DG14 (ClonedCA) or DG15 (ClonedAA) publishes.
 	ClonedCA, ClonedAA bool
+	// A PACE document's DG14 holds the SecurityInfos of EF.CardAccess
+	// (9303-11 §9.3, EF.DG14). Defects: CardAccessMismatch signs a DG14
+	// whose PACEInfo names another (stronger) cipher than EF.CardAccess
+	// offers, as when a man in the middle rewrote EF.CardAccess;
+	// PACEWithoutDG14 leaves DG14 out although the chip does PACE (only
+	// without CA and ECDSA AA, which need DG14).
+	CardAccessMismatch bool
+	PACEWithoutDG14    bool
 
 	// Revocation material (9303-12 §7.1.4): by default the trust
 	// material holds a fresh CRL of the CSCA revoking nothing.
@@ -259,9 +267,41 @@ func Issue(opts Options) (*cardimage.Image, *Trust, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("issue: %w", err)
 	}
-	chip, err := newChipKeys(opts)
+	var efCardAccess []byte
+	var dg14PACE [][]byte // the SecurityInfos of EF.CardAccess, for DG14
+	if !opts.BACOnly {
+		if efCardAccess, err = cardAccess(opts.PACE); err != nil {
+			return nil, nil, fmt.Errorf("issue: %w", err)
+		}
+		signed := efCardAccess
+		if opts.CardAccessMismatch {
+			other := *opts.PACE
+			other.OID = OIDPACEECDHGMAES256
+			if opts.PACE.OID == other.OID {
+				other.OID = OIDPACEECDHGMAES128
+			}
+			if signed, err = cardAccess(&other); err != nil {
+				return nil, nil, fmt.Errorf("issue: %w", err)
+			}
+		}
+		if dg14PACE, err = lds.SecurityInfoElements(signed); err != nil {
+			return nil, nil, fmt.Errorf("issue: %w", err)
+		}
+	} else if opts.CardAccessMismatch || opts.PACEWithoutDG14 {
+		return nil, nil, optErr("CardAccessMismatch and PACEWithoutDG14 need PACE")
+	}
+	if opts.PACEWithoutDG14 {
+		if opts.CardAccessMismatch {
+			return nil, nil, optErr("CardAccessMismatch needs DG14")
+		}
+		dg14PACE = nil
+	}
+	chip, err := newChipKeys(opts, dg14PACE)
 	if err != nil {
 		return nil, nil, fmt.Errorf("issue: %w", err)
+	}
+	if opts.PACEWithoutDG14 && chip.dg14 != nil {
+		return nil, nil, optErr("PACEWithoutDG14 with a chip protocol that needs DG14")
 	}
 	tags := []tlv.Tag{lds.TagDG1, lds.TagDG2}
 	var dg11, dg12 []byte
@@ -341,6 +381,8 @@ func Issue(opts Options) (*cardimage.Image, *Trust, error) {
 		{opts.UnknownCSCA, "unknown_csca"},
 		{opts.ClonedCA, "clone_ca"},
 		{opts.ClonedAA, "clone_aa"},
+		{opts.CardAccessMismatch, "card_access_mismatch"},
+		{opts.PACEWithoutDG14, "pace_without_dg14"},
 		{opts.RevokeDS, "ds_revoked"},
 		{opts.RevokeCSCA, "csca_revoked"},
 		{opts.StaleCRL, "crl_stale"},
@@ -374,11 +416,7 @@ func Issue(opts Options) (*cardimage.Image, *Trust, error) {
 	}
 	im.CAKey, im.AAKey, im.Meta.AAHash = chip.caPEM, chip.aaPEM, chip.aaHash
 	if !opts.BACOnly {
-		ca, err := cardAccess(opts.PACE)
-		if err != nil {
-			return nil, nil, fmt.Errorf("issue: %w", err)
-		}
-		im.Files[lds.FIDCardAccess] = ca
+		im.Files[lds.FIDCardAccess] = efCardAccess
 		im.Meta.PACE = &cardimage.PACE{OID: opts.PACE.OID, ParameterID: opts.PACE.ParameterID}
 	}
 	if err := im.Validate(); err != nil {

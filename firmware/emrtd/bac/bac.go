@@ -37,14 +37,27 @@ var (
 
 // Key holds the MRZ fields the document basic access keys are derived
 // from (9303-11 §4.3.2).
+//
+// The three fields are the BAC password (and PACE's MRZ password): String,
+// LogValue and GoString hide them and JSON leaves them out, so no log line
+// or report can carry them.
 type Key struct {
 	// DocumentNumber as in the MRZ without its check digit; '<' fillers
 	// allowed, shorter numbers are padded with '<' to 9 characters. A
 	// longer number (TD1 overflow) is used whole.
-	DocumentNumber string
-	DateOfBirth    string // YYMMDD
-	DateOfExpiry   string // YYMMDD
+	DocumentNumber string `json:"-"`
+	DateOfBirth    string `json:"-"` // YYMMDD
+	DateOfExpiry   string `json:"-"` // YYMMDD
 }
+
+// String hides the MRZ fields.
+func (k Key) String() string { return "MRZ:***" }
+
+// LogValue implements slog.LogValuer.
+func (k Key) LogValue() slog.Value { return slog.StringValue(k.String()) }
+
+// GoString keeps %#v from printing the MRZ fields.
+func (k Key) GoString() string { return k.String() }
 
 // CheckDigit computes the 9303-3 §4.9 check digit: weights 7, 3, 1 over
 // the character values (0–9, A=10 … Z=35, '<'=0), modulo 10.

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -312,5 +315,20 @@ func TestHostileChip(t *testing.T) {
 	s := &script{answers: []string{"01029000"}}
 	if _, err := Authenticate(context.Background(), apdu.NewChannel(s, apdu.Options{}), appendixD, Options{}); !errors.Is(err, ErrAuthenticationFailed) {
 		t.Errorf("short challenge: %v", err)
+	}
+}
+
+// The MRZ fields are the BAC password: no log handler, format verb or
+// JSON encoding shows them.
+func TestKeyNeverPrinted(t *testing.T) {
+	k := Key{DocumentNumber: "L898902C3", DateOfBirth: "690806", DateOfExpiry: "940623"}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "key", k)
+	j, _ := json.Marshal(k)
+	out := buf.String() + fmt.Sprintf("%v %+v %#v %s", k, k, k, k) + string(j)
+	for _, s := range []string{"L898902C3", "690806", "940623"} {
+		if strings.Contains(out, s) {
+			t.Fatalf("%s leaked: %s", s, out)
+		}
 	}
 }

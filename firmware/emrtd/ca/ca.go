@@ -97,6 +97,26 @@ func ProtocolByOID(oid asn1.ObjectIdentifier) (Protocol, error) {
 	return p, nil
 }
 
+// Infos returns the ChipAuthenticationInfos of DG14. A DG14 with a
+// ChipAuthenticationPublicKeyInfo but no ChipAuthenticationInfo (early
+// documents: the info was optional for CA version 1 with 3DES) implies
+// id-CA-{DH,ECDH}-3DES-CBC-CBC version 1 for each key, with its keyId
+// (9303-11 §9.2.5; what JMRTD and gmrtd assume). Implied reports whether
+// they were.
+func Infos(d *lds.DG14) (infos []lds.ChipAuthenticationInfo, implied bool) {
+	if len(d.CA) > 0 {
+		return d.CA, false
+	}
+	for _, k := range d.CAKeys {
+		ka := ECDH
+		if k.Protocol.Equal(lds.OIDPKDH) {
+			ka = DH
+		}
+		infos = append(infos, lds.ChipAuthenticationInfo{Protocol: ProtocolOID(ka, smcrypto.TDES), Version: 1, KeyID: k.KeyID, HasKeyID: k.HasKeyID})
+	}
+	return infos, len(infos) > 0
+}
+
 // oidValue is the content octets of the OID (DO'80' of MSE:Set AT).
 func oidValue(oid asn1.ObjectIdentifier) []byte {
 	der, err := asn1.Marshal(oid)

@@ -72,6 +72,10 @@ type DG14 struct {
 	CAKeys []ChipAuthenticationPublicKeyInfo
 	AA     []ActiveAuthenticationInfo
 	Other  []OtherSecurityInfo
+	// Raw holds every SecurityInfo as the DER the chip sent, in order
+	// (ParseDG14 only): 9303-11 requires DG14 to hold the SecurityInfos
+	// of EF.CardAccess, and the terminal compares them byte for byte.
+	Raw [][]byte
 }
 
 // maxSecurityInfos bounds the work a hostile DG14 can cause.
@@ -114,6 +118,7 @@ func ParseDG14(b []byte) (*DG14, error) {
 		if seq.Class != asn1.ClassUniversal || seq.Tag != asn1.TagSequence || !seq.IsCompound {
 			return nil, malformed("DG14 SecurityInfo is not a SEQUENCE")
 		}
+		d.Raw = append(d.Raw, append([]byte(nil), seq.FullBytes...))
 		var oid asn1.ObjectIdentifier
 		body, err := asn1.Unmarshal(seq.Bytes, &oid)
 		if err != nil {
@@ -164,6 +169,35 @@ func ParseDG14(b []byte) (*DG14, error) {
 		}
 	}
 	return d, nil
+}
+
+// SecurityInfoElements splits a DER SecurityInfos (SET OF SecurityInfo,
+// 9303-11 §9.2: EF.CardAccess, or DG14's content) into its elements, each
+// a whole SEQUENCE as encoded. Only the outer structure is checked.
+func SecurityInfoElements(set []byte) ([][]byte, error) {
+	var s asn1.RawValue
+	rest, err := asn1.Unmarshal(set, &s)
+	if err != nil {
+		return nil, malformed("SecurityInfos: %v", err)
+	}
+	if len(rest) != 0 || s.Class != asn1.ClassUniversal || s.Tag != asn1.TagSet || !s.IsCompound {
+		return nil, malformed("SecurityInfos is not one SET")
+	}
+	var out [][]byte
+	for data := s.Bytes; len(data) > 0; {
+		if len(out) == maxSecurityInfos {
+			return nil, malformed("more than %d SecurityInfos", maxSecurityInfos)
+		}
+		var seq asn1.RawValue
+		if data, err = asn1.Unmarshal(data, &seq); err != nil {
+			return nil, malformed("SecurityInfo: %v", err)
+		}
+		if seq.Class != asn1.ClassUniversal || seq.Tag != asn1.TagSequence || !seq.IsCompound {
+			return nil, malformed("SecurityInfo is not a SEQUENCE")
+		}
+		out = append(out, append([]byte(nil), seq.FullBytes...))
+	}
+	return out, nil
 }
 
 func versionAndKeyID(body []byte, version *int) (keyID int, has bool, err error) {

@@ -5,6 +5,8 @@ import (
 	"encoding/asn1"
 	"errors"
 	"testing"
+
+	"kiosk/firmware/emrtd/tlv"
 )
 
 func sampleDG14(t testing.TB) []byte {
@@ -70,6 +72,31 @@ func TestDG15(t *testing.T) {
 	}
 }
 
+// SecurityInfoElements returns each SecurityInfo as encoded, and refuses
+// anything but one SET OF SEQUENCE.
+func TestSecurityInfoElements(t *testing.T) {
+	dg14 := sampleDG14(t)
+	d, err := ParseDG14(dg14)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := tlv.Unwrap(dg14, TagDG14)
+	elems, err := SecurityInfoElements(v)
+	if err != nil || len(elems) == 0 || len(elems) != len(d.Raw) {
+		t.Fatalf("%d elements, %d raw: %v", len(elems), len(d.Raw), err)
+	}
+	for i := range elems {
+		if !bytes.Equal(elems[i], d.Raw[i]) || elems[i][0] != 0x30 {
+			t.Fatalf("element %d: %X vs %X", i, elems[i], d.Raw[i])
+		}
+	}
+	for _, b := range [][]byte{nil, {0x30, 0x00}, {0x31, 0x02, 0x02, 0x00}, {0x31, 0x00, 0x00}, {0x31, 0x03, 0x30, 0x00}} {
+		if _, err := SecurityInfoElements(b); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%X: %v", b, err)
+		}
+	}
+}
+
 func FuzzParseDG14(f *testing.F) {
 	f.Add(sampleDG14(f))
 	f.Add([]byte{0x6E, 0x02, 0x31, 0x00})
@@ -80,6 +107,12 @@ func FuzzParseDG14(f *testing.F) {
 		}
 		for _, ci := range d.CA {
 			d.CAKey(ci)
+		}
+		// Raw is every SecurityInfo, as SecurityInfoElements splits them.
+		v, _ := tlv.Unwrap(b, TagDG14)
+		elems, err := SecurityInfoElements(v)
+		if err != nil || len(elems) != len(d.Raw) || len(d.Raw) != len(d.CA)+len(d.CAKeys)+len(d.AA)+len(d.Other) {
+			t.Fatalf("%d elements (%v), %d raw", len(elems), err, len(d.Raw))
 		}
 		if _, err := EncodeDG14(d); err != nil && len(d.CA)+len(d.CAKeys)+len(d.AA)+len(d.Other) > 0 {
 			t.Fatalf("re-encode: %v", err)

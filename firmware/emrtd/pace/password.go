@@ -92,5 +92,6 @@ func (p Password) key(c smcrypto.Cipher) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("pace: unknown password type %d", byte(p.Type))
 	}
+	defer clear(k) // the password bytes (or their hash) must not linger
 	return smcrypto.KDF(c, k, smcrypto.KDFPassword)
 }

@@ -26,6 +26,25 @@ type Options struct {
 	Rand io.Reader
 	// Logger; nil discards.
 	Logger *slog.Logger
+
+	// wiped, set by tests only, sees the run's secrets after they were
+	// cleared.
+	wiped func(*secrets)
+}
+
+// secrets are the values of one PACE run that must not outlive it
+// (BSI TR-03110-1 §A.4 / 9303-11 §4.4: whoever learns Kπ, the nonce s, a
+// private key or K can decrypt or impersonate the session): Kπ, s, the
+// terminal's mapping and ephemeral private keys, the shared secret K and
+// the session keys (the secure messaging session keeps its own copies).
+type secrets struct {
+	kpi, nonce, skMap, skDH, k, ksEnc, ksMac []byte
+}
+
+func (s *secrets) wipe() {
+	for _, b := range [][]byte{s.kpi, s.nonce, s.skMap, s.skDH, s.k, s.ksEnc, s.ksMac} {
+		clear(b)
+	}
 }
 
 // Result of a successful PACE run.
@@ -66,8 +85,14 @@ func Establish(ctx context.Context, ch *apdu.Channel, pw Password, info PACEInfo
 	if err != nil {
 		return nil, err
 	}
-	kpi, err := pw.key(proto.Cipher)
-	if err != nil {
+	sec := &secrets{}
+	defer func() {
+		sec.wipe()
+		if opts.wiped != nil {
+			opts.wiped(sec)
+		}
+	}()
+	if sec.kpi, err = pw.key(proto.Cipher); err != nil {
 		return nil, err
 	}
 	res := &Result{Protocol: proto, Parameters: params, Password: pw.Type, RetriesLeft: -1}
@@ -97,28 +122,27 @@ func Establish(ctx context.Context, ch *apdu.Channel, pw Password, info PACEInfo
 	if len(z) != proto.Cipher.BlockSize() {
 		return nil, fmt.Errorf("pace: %w: encrypted nonce of %d bytes", ErrAuthenticationFailed, len(z))
 	}
-	s, err := smcrypto.DecryptCBC(proto.Cipher, kpi, nil, z)
-	if err != nil {
+	if sec.nonce, err = smcrypto.DecryptCBC(proto.Cipher, sec.kpi, nil, z); err != nil {
 		return nil, err
 	}
 
 	// Step 2: mapping (GM, §4.4.3.3.1).
-	skMap, pkMap, err := g.generateKey(rnd, nil)
-	if err != nil {
+	var pkMap []byte
+	if sec.skMap, pkMap, err = g.generateKey(rnd, nil); err != nil {
 		return nil, err
 	}
 	pkMapIC, err := generalAuthenticate(ctx, ch, pw.Type, 2, tlv.Encode(0x81, pkMap), 0x82)
 	if err != nil {
 		return nil, err
 	}
-	gen, err := g.mapGenerator(s, skMap, pkMapIC)
+	gen, err := g.mapGenerator(sec.nonce, sec.skMap, pkMapIC)
 	if err != nil {
 		return nil, fmt.Errorf("pace: mapping: %w: %w", ErrAuthenticationFailed, err)
 	}
 
 	// Step 3: key agreement on the mapped generator (§4.4.3.4).
-	skDH, pkDH, err := g.generateKey(rnd, gen)
-	if err != nil {
+	var pkDH []byte
+	if sec.skDH, pkDH, err = g.generateKey(rnd, gen); err != nil {
 		return nil, err
 	}
 	pkDHIC, err := generalAuthenticate(ctx, ch, pw.Type, 3, tlv.Encode(0x83, pkDH), 0x84)
@@ -129,18 +153,16 @@ func Establish(ctx context.Context, ch *apdu.Channel, pw Password, info PACEInfo
 		// §4.4.3.4: the terminal SHALL check PK_DH_IC ≠ PK_DH_IFD (reflection).
 		return nil, fmt.Errorf("pace: %w: chip echoed the terminal's public key", ErrAuthenticationFailed)
 	}
-	k, err := g.sharedSecret(skDH, pkDHIC)
-	if err != nil {
+	if sec.k, err = g.sharedSecret(sec.skDH, pkDHIC); err != nil {
 		return nil, fmt.Errorf("pace: key agreement: %w: %w", ErrAuthenticationFailed, err)
 	}
-	ksEnc, ksMac, err := smcrypto.SessionKeys(proto.Cipher, k)
-	if err != nil {
+	if sec.ksEnc, sec.ksMac, err = smcrypto.SessionKeys(proto.Cipher, sec.k); err != nil {
 		return nil, err
 	}
 
 	// Step 4: mutual authentication (§4.4.3.5): T_IFD over PK_DH_IC,
 	// T_IC over PK_DH_IFD.
-	tIFD, err := authToken(proto.Cipher, ksMac, tokenInput(oid, g, pkDHIC))
+	tIFD, err := authToken(proto.Cipher, sec.ksMac, tokenInput(oid, g, pkDHIC))
 	if err != nil {
 		return nil, err
 	}
@@ -148,14 +170,14 @@ func Establish(ctx context.Context, ch *apdu.Channel, pw Password, info PACEInfo
 	if err != nil {
 		return nil, err
 	}
-	want, err := authToken(proto.Cipher, ksMac, tokenInput(oid, g, pkDH))
+	want, err := authToken(proto.Cipher, sec.ksMac, tokenInput(oid, g, pkDH))
 	if err != nil {
 		return nil, err
 	}
 	if subtle.ConstantTimeCompare(tIC, want) != 1 {
 		return nil, fmt.Errorf("pace: %w: chip token T_IC does not verify", ErrAuthenticationFailed)
 	}
-	if res.Session, err = sm.New(proto.Cipher, ksEnc, ksMac, nil); err != nil {
+	if res.Session, err = sm.New(proto.Cipher, sec.ksEnc, sec.ksMac, nil); err != nil {
 		return nil, err
 	}
 	res.ChipPublicKey = pkDHIC

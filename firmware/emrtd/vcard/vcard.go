@@ -274,7 +274,8 @@ func (c *Card) chipKeys(img *cardimage.Image) error {
 		if err != nil {
 			return fmt.Errorf("ca key: %w", err)
 		}
-		if c.ca, err = ca.NewCard(k, dg14.CA); err != nil {
+		infos, _ := ca.Infos(dg14)
+		if c.ca, err = ca.NewCard(k, infos); err != nil {
 			return err
 		}
 	}
