@@ -116,6 +116,9 @@ func (h *Hub) Stats() Stats {
 	}
 }
 
+// Online reports whether the broker link is up now.
+func (h *Hub) Online() bool { return h.conn != nil && h.conn.IsConnectionOpen() }
+
 // Connected is closed after the first successful connection and subscription.
 func (h *Hub) Connected() <-chan struct{} { return h.connected }
 
