@@ -19,6 +19,7 @@ import (
 	"kiosk/firmware/session"
 	"kiosk/firmware/txreport"
 	"kiosk/internal/testmedia"
+	"kiosk/provisioning/hubstore"
 	"kiosk/provisioning/issuer"
 	"kiosk/provisioning/refhub"
 )
@@ -74,7 +75,7 @@ func TestPaymentApprovedEndToEnd(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	// The hub holds the signed report: no document number, no image.
-	txs, err := refhub.ListFile(filepath.Join(r.d.cfg.Tx.StateDir, "hub.db"))
+	txs, err := hubstore.All(context.Background(), &hubstore.File{Path: filepath.Join(r.d.cfg.Tx.StateDir, "hub.db")}, hubstore.ListQuery{}, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +236,7 @@ func TestOfflinePayments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := refhub.OpenStore(filepath.Join(t.TempDir(), "hub.db"))
+	store, err := hubstore.OpenBolt(filepath.Join(t.TempDir(), "hub.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +271,7 @@ func TestOfflinePayments(t *testing.T) {
 	broker.Start()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		txs, err := store.List()
+		txs, err := hubstore.All(context.Background(), store, hubstore.ListQuery{Limit: hubstore.MaxPage}, 1<<20)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -315,7 +316,7 @@ func TestBranchServiceIdentity(t *testing.T) {
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		txs, err := refhub.ListFile(filepath.Join(r.d.cfg.Tx.StateDir, "hub.db"))
+		txs, err := hubstore.All(context.Background(), &hubstore.File{Path: filepath.Join(r.d.cfg.Tx.StateDir, "hub.db")}, hubstore.ListQuery{}, 1<<20)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -24,6 +24,7 @@ import (
 	"kiosk/firmware/session"
 	"kiosk/firmware/txflow"
 	"kiosk/firmware/txreport"
+	"kiosk/provisioning/hubstore"
 	"kiosk/provisioning/refhub"
 )
 
@@ -88,14 +89,14 @@ func (d *Daemon) buildSession() error {
 		if err := keys.Add(tx.signer.Certificate()); err != nil {
 			return fmt.Errorf("embedded hub keyring: %w", err)
 		}
-		store, err := refhub.OpenStore(filepath.Join(cfg.Tx.StateDir, "hub.db"))
+		store, err := hubstore.OpenBolt(filepath.Join(cfg.Tx.StateDir, "hub.db"))
 		if err != nil {
 			return fmt.Errorf("embedded hub store: %w", err)
 		}
 		tx.store = store
 		tx.refhub, err = refhub.New(refhub.Options{
 			Brokers: []string{d.broker.URL()}, Prefix: cfg.Hub.TopicPrefix, Keyring: keys, Signer: hubSigner, Store: store,
-			Limits: refhub.Limits{MaxTx: 500_00, MaxDaily: 5000_00}, Logger: d.log.With("component", "embedded-hub"),
+			Limits: hubstore.Limits{MaxTx: 500_00, MaxDaily: 5000_00}, Logger: d.log.With("component", "embedded-hub"),
 		})
 		if err != nil {
 			return fmt.Errorf("embedded hub: %w", err)

@@ -22,6 +22,7 @@ import (
 	"kiosk/firmware/txflow"
 	"kiosk/firmware/txreport"
 	"kiosk/provisioning/devkey"
+	"kiosk/provisioning/hubstore"
 	"kiosk/provisioning/refhub"
 )
 
@@ -33,7 +34,7 @@ type txStack struct {
 	offline *offline.Ledger
 	flow    *txflow.Flow
 	refhub  *refhub.Hub // simulation only
-	store   *refhub.Store
+	store   *hubstore.Bolt
 	history *ecr.History // what the till was told, across restarts
 }
 

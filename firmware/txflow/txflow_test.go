@@ -21,6 +21,7 @@ import (
 	"kiosk/firmware/outbox"
 	"kiosk/firmware/txreport"
 	"kiosk/provisioning/devkey"
+	"kiosk/provisioning/hubstore"
 	"kiosk/provisioning/refhub"
 )
 
@@ -152,15 +153,15 @@ func (k *kiosk) waitDrained(t testing.TB, within time.Duration) {
 }
 
 type hubSide struct {
-	store *refhub.Store
+	store *hubstore.Bolt
 	ring  *txreport.Keyring
 	hubs  []*refhub.Hub
 	stop  func() // stops the hub instances (idempotent)
 }
 
-func startHubs(t testing.TB, brokers []string, n int, limits refhub.Limits, trust ...*txreport.Signer) *hubSide {
+func startHubs(t testing.TB, brokers []string, n int, limits hubstore.Limits, trust ...*txreport.Signer) *hubSide {
 	t.Helper()
-	store, err := refhub.OpenStore(filepath.Join(t.TempDir(), "hub.db"))
+	store, err := hubstore.OpenBolt(filepath.Join(t.TempDir(), "hub.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +169,7 @@ func startHubs(t testing.TB, brokers []string, n int, limits refhub.Limits, trus
 }
 
 // startHubsOn is startHubs on an existing hub store.
-func startHubsOn(t testing.TB, store *refhub.Store, brokers []string, n int, limits refhub.Limits, trust ...*txreport.Signer) *hubSide {
+func startHubsOn(t testing.TB, store *hubstore.Bolt, brokers []string, n int, limits hubstore.Limits, trust ...*txreport.Signer) *hubSide {
 	t.Helper()
 	hs := &hubSide{store: store, ring: txreport.NewKeyring()}
 	for _, s := range trust {
@@ -240,7 +241,7 @@ func TestDeliveryExactlyOnceAcrossRestartAndCut(t *testing.T) {
 	b := mqtttest.StartMosquitto(t)
 	px := mqtttest.StartProxy(t, "127.0.0.1:"+strconv.Itoa(b.Port))
 	k := startKiosk(t, []string{px.URL()}, kioskOpts{})
-	hs := startHubs(t, []string{b.URL()}, 1, refhub.Limits{}, k.signer)
+	hs := startHubs(t, []string{b.URL()}, 1, hubstore.Limits{}, k.signer)
 	k.waitConnected(t)
 
 	var ids []string
@@ -263,7 +264,7 @@ func TestDeliveryExactlyOnceAcrossRestartAndCut(t *testing.T) {
 	add(5)
 	k.waitDrained(t, 30*time.Second)
 
-	txs, err := hs.store.List()
+	txs, err := hubstore.All(context.Background(), hs.store, hubstore.ListQuery{Limit: hubstore.MaxPage}, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +297,7 @@ func TestDeliveryExactlyOnceAcrossRestartAndCut(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	txs, _ = hs.store.List()
+	txs, _ = hubstore.All(context.Background(), hs.store, hubstore.ListQuery{Limit: hubstore.MaxPage}, 1<<20)
 	if len(txs) != len(ids) || hs.stats().Applied != uint64(len(ids)) {
 		t.Fatalf("duplicate applied: %d held, %d applied", len(txs), hs.stats().Applied)
 	}
@@ -306,7 +307,7 @@ func TestDeliveryExactlyOnceAcrossRestartAndCut(t *testing.T) {
 func TestOnlineAuthorizationLimits(t *testing.T) {
 	b := mqtttest.StartMosquitto(t)
 	k := startKiosk(t, []string{b.URL()}, kioskOpts{})
-	startHubs(t, []string{b.URL()}, 1, refhub.Limits{MaxTx: 10000, MaxDaily: 15000}, k.signer)
+	startHubs(t, []string{b.URL()}, 1, hubstore.Limits{MaxTx: 10000, MaxDaily: 15000}, k.signer)
 	k.waitConnected(t)
 	for _, s := range []struct {
 		tx     string
@@ -314,10 +315,10 @@ func TestOnlineAuthorizationLimits(t *testing.T) {
 		want   string
 	}{
 		{"p1", 8000, ""},
-		{"p2", 12000, refhub.ReasonOverTxLimit},
+		{"p2", 12000, hubstore.ReasonOverTxLimit},
 		{"p3", 7000, ""},
 		{"p1", 8000, ""}, // asked again: same answer, not counted twice
-		{"p4", 1, refhub.ReasonOverDailyLimit},
+		{"p4", 1, hubstore.ReasonOverDailyLimit},
 	} {
 		a, err := k.flow.Authorize(context.Background(), Payment{TxID: s.tx, Merchant: "Shop", Amount: s.amount, Currency: "CHF"})
 		if err != nil {
@@ -371,12 +372,12 @@ func TestOfflineFallback(t *testing.T) {
 		t.Fatalf("status while offline: %+v", st)
 	}
 	b.Start()
-	hs := startHubs(t, []string{b.URL()}, 1, refhub.Limits{}, k.signer)
+	hs := startHubs(t, []string{b.URL()}, 1, hubstore.Limits{}, k.signer)
 	k.waitDrained(t, 15*time.Second)
 	if st := k.flow.Status(); st.Offline.Exposure != 0 || st.Delivered != 2 {
 		t.Fatalf("after delivery: %+v", st)
 	}
-	txs, _ := hs.store.List()
+	txs, _ := hubstore.All(context.Background(), hs.store, hubstore.ListQuery{Limit: hubstore.MaxPage}, 1<<20)
 	if len(txs) != 2 || txs[0].AuthMode != txreport.AuthOffline {
 		t.Fatalf("hub holds %+v", txs)
 	}
@@ -413,7 +414,7 @@ func TestOutboxFullAlarm(t *testing.T) {
 func TestSharedSubscriptionTwoHubs(t *testing.T) {
 	b := mqtttest.StartMosquitto(t)
 	k := startKiosk(t, []string{b.URL()}, kioskOpts{})
-	hs := startHubs(t, []string{b.URL()}, 2, refhub.Limits{}, k.signer)
+	hs := startHubs(t, []string{b.URL()}, 2, hubstore.Limits{}, k.signer)
 	k.waitConnected(t)
 	const n = 40
 	for i := range n {
@@ -424,7 +425,7 @@ func TestSharedSubscriptionTwoHubs(t *testing.T) {
 	if a.Applied+c.Applied != n || a.Applied == 0 || c.Applied == 0 {
 		t.Fatalf("applied %d + %d, want %d shared between both", a.Applied, c.Applied, n)
 	}
-	txs, _ := hs.store.List()
+	txs, _ := hubstore.All(context.Background(), hs.store, hubstore.ListQuery{Limit: hubstore.MaxPage}, 1<<20)
 	if len(txs) != n {
 		t.Fatalf("hub holds %d", len(txs))
 	}
@@ -436,7 +437,7 @@ func TestSharedSubscriptionTwoHubs(t *testing.T) {
 func TestUnknownDeviceNotAcked(t *testing.T) {
 	b := mqtttest.StartMosquitto(t)
 	k := startKiosk(t, []string{b.URL()}, kioskOpts{})
-	hs := startHubs(t, []string{b.URL()}, 1, refhub.Limits{}) // trusts nobody
+	hs := startHubs(t, []string{b.URL()}, 1, hubstore.Limits{}) // trusts nobody
 	k.waitConnected(t)
 	commit(t, k, "u1", 100)
 	deadline := time.Now().Add(5 * time.Second)
@@ -454,7 +455,7 @@ func TestUnknownDeviceNotAcked(t *testing.T) {
 		t.Fatal(err)
 	}
 	k.waitDrained(t, 10*time.Second) // resent after ResendAfter, now accepted
-	if txs, _ := hs.store.List(); len(txs) != 1 {
+	if txs, _ := hubstore.All(context.Background(), hs.store, hubstore.ListQuery{Limit: hubstore.MaxPage}, 1<<20); len(txs) != 1 {
 		t.Fatalf("hub holds %d", len(txs))
 	}
 }
@@ -464,7 +465,7 @@ func TestUnknownDeviceNotAcked(t *testing.T) {
 func BenchmarkDecisionToHubAck(b *testing.B) {
 	br := mqtttest.StartMosquitto(b)
 	k := startKiosk(b, []string{br.URL()}, kioskOpts{maxRecords: 1 << 20})
-	startHubs(b, []string{br.URL()}, 1, refhub.Limits{}, k.signer)
+	startHubs(b, []string{br.URL()}, 1, hubstore.Limits{}, k.signer)
 	k.waitConnected(b)
 	var lat []time.Duration
 	i := 0
@@ -495,7 +496,7 @@ func BenchmarkDecisionToHubAck(b *testing.B) {
 func TestReportOnForeignTopicRejected(t *testing.T) {
 	b := mqtttest.StartMosquitto(t)
 	k := startKiosk(t, []string{b.URL()}, kioskOpts{})
-	hs := startHubs(t, []string{b.URL()}, 1, refhub.Limits{}, k.signer)
+	hs := startHubs(t, []string{b.URL()}, 1, hubstore.Limits{}, k.signer)
 	other, err := hub.New(hub.Options{Brokers: []string{b.URL()}, DeviceID: "kiosk-t2", TopicPrefix: "kiosk/v1", ConnectTimeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -521,7 +522,7 @@ func TestReportOnForeignTopicRejected(t *testing.T) {
 			t.Fatal("foreign-topic report not rejected")
 		}
 	}
-	if txs, _ := hs.store.List(); len(txs) != 0 {
+	if txs, _ := hubstore.All(context.Background(), hs.store, hubstore.ListQuery{Limit: hubstore.MaxPage}, 1<<20); len(txs) != 0 {
 		t.Fatalf("applied: %+v", txs)
 	}
 }
@@ -535,7 +536,7 @@ func TestLostAckRedelivered(t *testing.T) {
 	b := mqtttest.StartMosquitto(t)
 	k := startKiosk(t, []string{b.URL()}, kioskOpts{})
 	k.waitConnected(t)
-	store, err := refhub.OpenStore(filepath.Join(t.TempDir(), "hub.db"))
+	store, err := hubstore.OpenBolt(filepath.Join(t.TempDir(), "hub.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -564,7 +565,7 @@ func TestLostAckRedelivered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dup, err := store.Apply(rep, env, txreport.Fingerprint(dev.Cert), "dying-hub", time.Now()); err != nil || dup {
+	if dup, err := store.Apply(context.Background(), rep, env, txreport.Fingerprint(dev.Cert), "dying-hub", time.Now()); err != nil || dup {
 		t.Fatalf("apply: dup %v, %v", dup, err)
 	}
 	c.Disconnect(0)
@@ -581,13 +582,13 @@ func TestLostAckRedelivered(t *testing.T) {
 		t.Fatalf("unacknowledged record left the outbox (depth %d)", d)
 	}
 
-	hs := startHubsOn(t, store, []string{b.URL()}, 1, refhub.Limits{}, k.signer)
+	hs := startHubsOn(t, store, []string{b.URL()}, 1, hubstore.Limits{}, k.signer)
 	k.waitDrained(t, 10*time.Second)
 	st := hs.stats()
 	if st.Applied != 0 || st.Duplicates == 0 {
 		t.Fatalf("second hub: applied %d, duplicates %d; want the resend recognised as a duplicate", st.Applied, st.Duplicates)
 	}
-	txs, err := store.List()
+	txs, err := hubstore.All(context.Background(), store, hubstore.ListQuery{Limit: hubstore.MaxPage}, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -603,13 +604,13 @@ func TestLostAckRedelivered(t *testing.T) {
 func TestSignedAuthorization(t *testing.T) {
 	b := mqtttest.StartMosquitto(t)
 	k := startKiosk(t, []string{b.URL()}, kioskOpts{authTimeout: time.Second})
-	hs := startHubs(t, []string{b.URL()}, 1, refhub.Limits{MaxTx: 3000}, k.signer)
+	hs := startHubs(t, []string{b.URL()}, 1, hubstore.Limits{MaxTx: 3000}, k.signer)
 	k.waitConnected(t)
 
 	// A real answer, signed: a decline over the hub's limit proves it came
 	// from the hub and not from the offline rules (which would approve).
 	if a, err := k.flow.Authorize(context.Background(), Payment{TxID: "s1", Merchant: "Shop", Amount: 4000, Currency: "CHF"}); err != nil ||
-		!a.Online || a.Approved || a.Reason != refhub.ReasonOverTxLimit {
+		!a.Online || a.Approved || a.Reason != hubstore.ReasonOverTxLimit {
 		t.Fatalf("signed round trip: %+v %v", a, err)
 	}
 
@@ -818,7 +819,7 @@ func TestForgedAcksChangeNothing(t *testing.T) {
 	if tok := rogue.Subscribe("kiosk/v1/"+device+"/tx-ack", 1, func(_ mqtt.Client, m mqtt.Message) { acks <- m.Payload() }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatal(tok.Error())
 	}
-	startHubs(t, []string{b.URL()}, 1, refhub.Limits{}, k.signer)
+	startHubs(t, []string{b.URL()}, 1, hubstore.Limits{}, k.signer)
 	k.waitDrained(t, 10*time.Second)
 	if e := k.ledger.Status().Exposure; e != 0 {
 		t.Fatalf("offline exposure %d after the hub's ack, want 0", e)

@@ -40,6 +40,7 @@ import (
 	"kiosk/firmware/txflow"
 	"kiosk/firmware/txreport"
 	"kiosk/provisioning/devkey"
+	"kiosk/provisioning/hubstore"
 	"kiosk/provisioning/refhub"
 )
 
@@ -213,7 +214,7 @@ func orchestrate(dir string, n int, limit time.Duration, verbose bool) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	store, err := refhub.OpenStore(filepath.Join(dir, "hub.db"))
+	store, err := hubstore.OpenBolt(filepath.Join(dir, "hub.db"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -299,7 +300,7 @@ func orchestrate(dir string, n int, limit time.Duration, verbose bool) int {
 	// Wait for the hub to hold every committed transaction (or give up).
 	var held map[string]int
 	for wait := time.Now().Add(60 * time.Second); ; {
-		txs, err := store.List()
+		txs, err := hubstore.All(context.Background(), store, hubstore.ListQuery{Limit: hubstore.MaxPage}, 1<<20)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "hub store:", err)
 			return 2

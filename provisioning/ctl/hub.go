@@ -3,6 +3,7 @@ package ctl
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,8 @@ import (
 	"kiosk/firmware/hub"
 	"kiosk/firmware/txreport"
 	"kiosk/provisioning/devkey"
+	"kiosk/provisioning/hubstore"
+	"kiosk/provisioning/hubstore/pgstore"
 	"kiosk/provisioning/refhub"
 )
 
@@ -51,7 +54,7 @@ func hubServe(e *env, args []string) int {
 		fmt.Fprintln(e.stderr, "kioskctl hub serve:", err)
 		return ExitUsage
 	}
-	store, err := refhub.OpenStore(*db)
+	store, err := hubstore.OpenBolt(*db)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "kioskctl hub serve:", err)
 		return ExitFail
@@ -80,7 +83,7 @@ func hubServe(e *env, args []string) int {
 	}
 	h, err := refhub.New(refhub.Options{
 		Brokers: brokers, ClientID: *clientID, Group: *group, Prefix: *prefix, TLS: tlsCfg,
-		Keyring: ring, Signer: authSigner, Store: store, Limits: refhub.Limits{MaxTx: *maxTx, MaxDaily: *maxDaily},
+		Keyring: ring, Signer: authSigner, Store: store, Limits: hubstore.Limits{MaxTx: *maxTx, MaxDaily: *maxDaily},
 		Logger: slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level})),
 	})
 	if err != nil {
@@ -105,18 +108,42 @@ func hubServe(e *env, args []string) int {
 	return ExitOK
 }
 
-// hubTxList prints the transactions a hub store holds.
+// hubTxList prints one page of the transactions a hub store holds, from
+// a bbolt file or the production PostgreSQL database.
 func hubTxList(e *env, args []string) int {
 	fs := flag.NewFlagSet("hub tx list", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	db := fs.String("db", "", "the hub's bbolt file")
-	asJSON := fs.Bool("json", false, "one JSON array of transaction objects")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *db == "" {
-		fmt.Fprintln(e.stderr, "usage: kioskctl hub tx list --db FILE [--json]")
+	dsn := fs.String("dsn", "", "the hub's PostgreSQL database (postgres:// URL)")
+	terminal := fs.String("terminal", "", "only this terminal's transactions")
+	limit := fs.Int("limit", 100, fmt.Sprintf("page size (at most %d)", hubstore.MaxPage))
+	after := fs.String("after", "", "the cursor a previous page printed")
+	asJSON := fs.Bool("json", false, "one JSON array of transaction objects (the next cursor goes to stderr)")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || (*db == "") == (*dsn == "") || *limit <= 0 {
+		fmt.Fprintln(e.stderr, "usage: kioskctl hub tx list (--db FILE | --dsn URL) [--terminal ID] [--limit N] [--after CURSOR] [--json]")
 		return ExitUsage
 	}
-	// ListFile opens read-only: a missing file is an error, never created.
-	txs, err := refhub.ListFile(*db)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var src interface {
+		List(context.Context, hubstore.ListQuery) (hubstore.Page, error)
+	}
+	if *db != "" {
+		src = &hubstore.File{Path: *db} // read-only: a missing file is an error, never created
+	} else {
+		pg, err := pgstore.Open(ctx, *dsn, pgstore.Options{MaxConns: 2})
+		if err != nil {
+			fmt.Fprintln(e.stderr, "kioskctl hub tx list:", err)
+			return ExitFail
+		}
+		defer pg.Close()
+		src = pg
+	}
+	page, err := src.List(ctx, hubstore.ListQuery{Terminal: *terminal, Limit: *limit, After: *after})
+	if errors.Is(err, hubstore.ErrBadCursor) {
+		fmt.Fprintln(e.stderr, "kioskctl hub tx list:", err)
+		return ExitUsage
+	}
 	if err != nil {
 		fmt.Fprintln(e.stderr, "kioskctl hub tx list:", err)
 		return ExitFail
@@ -124,17 +151,23 @@ func hubTxList(e *env, args []string) int {
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(txs); err != nil {
+		if err := enc.Encode(page.Items); err != nil {
 			return ExitFail
+		}
+		if page.Next != "" {
+			fmt.Fprintf(e.stderr, "next: --after %s\n", page.Next)
 		}
 		return ExitOK
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TX\tTERMINAL\tAMOUNT\tDECISION\tAUTH\tRECEIVED\tDUPLICATES")
-	for _, t := range txs {
+	for _, t := range page.Items {
 		fmt.Fprintf(tw, "%s\t%s\t%d %s\t%s\t%s\t%s\t%d\n", t.TxID, t.Terminal, t.Amount, t.Currency, t.Decision, t.AuthMode, t.Received.Format(time.RFC3339), t.Duplicates)
 	}
 	tw.Flush()
+	if page.Next != "" {
+		fmt.Fprintf(e.stdout, "more: --after %s\n", page.Next)
+	}
 	return ExitOK
 }
 

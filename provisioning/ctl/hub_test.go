@@ -19,7 +19,7 @@ import (
 	"kiosk/firmware/outbox"
 	"kiosk/firmware/txflow"
 	"kiosk/firmware/txreport"
-	"kiosk/provisioning/refhub"
+	"kiosk/provisioning/hubstore"
 )
 
 // The documented CLI end to end: dev-key create, two `hub serve`
@@ -127,7 +127,7 @@ func TestHubServeDevKeyTxList(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if a, _ := flow.Authorize(ctx, txflow.Payment{TxID: "big", Amount: 10001, Currency: "EUR"}); a.Approved || a.Reason != refhub.ReasonOverTxLimit {
+	if a, _ := flow.Authorize(ctx, txflow.Payment{TxID: "big", Amount: 10001, Currency: "EUR"}); a.Approved || a.Reason != hubstore.ReasonOverTxLimit {
 		t.Fatalf("over --max-tx: %+v", a)
 	}
 	for deadline := time.Now().Add(15 * time.Second); ob.Stats().Depth > 0; time.Sleep(20 * time.Millisecond) {
@@ -140,7 +140,7 @@ func TestHubServeDevKeyTxList(t *testing.T) {
 	if err != nil {
 		t.Fatalf("hub tx list: %v", err)
 	}
-	var txs []refhub.Transaction
+	var txs []hubstore.Transaction
 	if err := json.Unmarshal(out, &txs); err != nil {
 		t.Fatalf("tx list output: %v\n%s", err, out)
 	}

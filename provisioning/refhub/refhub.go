@@ -4,7 +4,8 @@
 // subscription (several instances share the load), verifies each report's
 // device signature, applies each transaction once (deduplicating on the
 // transaction id), authorizes payments against per-transaction and daily
-// limits, stores everything in bbolt and acknowledges.
+// limits, stores everything through a hubstore.Store (bbolt for one
+// machine, PostgreSQL shared by every instance) and acknowledges.
 package refhub
 
 import (
@@ -23,6 +24,7 @@ import (
 
 	"kiosk/firmware/hub"
 	"kiosk/firmware/txreport"
+	"kiosk/provisioning/hubstore"
 )
 
 // maxAuthLifetime bounds how far ahead an authorization request may
@@ -43,8 +45,8 @@ type Options struct {
 	// "Signed authorization", "Acknowledgement"); nil sends them
 	// unsigned, which kiosks that were given hub.auth_cert ignore.
 	Signer  *txreport.Signer
-	Store   *Store
-	Limits  Limits
+	Store   hubstore.Store
+	Limits  hubstore.Limits
 	Workers int // default 2
 	Logger  *slog.Logger
 	Now     func() time.Time
@@ -113,6 +115,9 @@ func (h *Hub) Stats() Stats {
 		Dropped: s.dropped.Load(),
 	}
 }
+
+// Online reports whether the broker link is up now.
+func (h *Hub) Online() bool { return h.conn != nil && h.conn.IsConnectionOpen() }
 
 // Connected is closed after the first successful connection and subscription.
 func (h *Hub) Connected() <-chan struct{} { return h.connected }
@@ -231,7 +236,7 @@ func (h *Hub) handleTx(ctx context.Context, device string, payload []byte) {
 		h.log.Warn("refhub: report rejected", "device", device, "err", err)
 		return
 	}
-	dup, err := h.opts.Store.Apply(r, payload, txreport.Fingerprint(dev.Cert), h.opts.ClientID, h.opts.Now())
+	dup, err := h.opts.Store.Apply(ctx, r, payload, txreport.Fingerprint(dev.Cert), h.opts.ClientID, h.opts.Now())
 	if err != nil {
 		h.log.Error("refhub: store", "tx", r.TxID, "err", err)
 		return // no ack: the kiosk resends
@@ -276,7 +281,7 @@ func (h *Hub) handleAuth(ctx context.Context, device string, payload []byte) {
 		h.stats.authExpired.Add(1) // the kiosk has decided offline already
 		return
 	}
-	resp, err := h.opts.Store.Authorize(req, device, h.opts.Limits, h.opts.Now())
+	resp, err := h.opts.Store.Authorize(ctx, req, device, h.opts.Limits, h.opts.Now())
 	if err != nil {
 		h.log.Error("refhub: authorize", "tx", req.TxID, "err", err)
 		return

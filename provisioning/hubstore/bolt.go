@@ -1,13 +1,13 @@
-package refhub
+package hubstore
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,46 +18,37 @@ import (
 )
 
 var (
-	bucketTx    = []byte("tx")    // tx id → Transaction JSON
+	bucketTx    = []byte("tx")    // terminal|tx id → Transaction JSON
 	bucketAuth  = []byte("auth")  // terminal|tx id → authRecord JSON (idempotent answers)
 	bucketDaily = []byte("daily") // terminal|YYYY-MM-DD|tx id → amount (8 bytes)
 )
 
-// Transaction is what the hub holds for one applied report.
-type Transaction struct {
-	TxID       string          `json:"tx_id"`
-	Terminal   string          `json:"terminal_id"`
-	Amount     int64           `json:"amount"`
-	Currency   string          `json:"currency"`
-	Decision   string          `json:"decision"`
-	AuthMode   string          `json:"auth_mode"`
-	Received   time.Time       `json:"received"`
-	AppliedBy  string          `json:"applied_by"` // hub instance (MQTT client id)
-	Duplicates int             `json:"duplicates"` // redeliveries seen after the first
-	Report     txreport.Report `json:"report"`
-	Envelope   json.RawMessage `json:"envelope"` // the signed evidence as received
-	Cert       string          `json:"cert"`
-}
-
-// Store is the hub's bbolt file. It opens the file for each operation and
-// closes it after, so several hub processes sharing the load (and
-// `kioskctl hub tx list`) can use one file: bbolt's file lock serialises
+// Bolt is a Store in one bbolt file, for one machine: the demo's embedded
+// hub, `kioskctl hub serve` and tests. It opens the file for each
+// operation and closes it after, so several hub processes on one host
+// (and `kioskctl hub tx list`) can share it: bbolt's file lock serialises
 // them. Within a process a mutex does, without bbolt's lock polling.
-type Store struct {
+// Production hubs use PostgreSQL (package pgstore).
+type Bolt struct {
 	path string
 	mu   sync.Mutex
 }
 
-// OpenStore creates the file and its buckets if needed.
-func OpenStore(path string) (*Store, error) {
-	s := &Store{path: path}
+var _ Store = (*Bolt)(nil)
+
+// OpenBolt creates the file and its buckets if needed.
+func OpenBolt(path string) (*Bolt, error) {
+	s := &Bolt{path: path}
 	if err := s.update(func(tx *bolt.Tx) error { return nil }); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-func (s *Store) open(readOnly bool) (*bolt.DB, error) {
+// Close releases nothing: the file is open only during an operation.
+func (s *Bolt) Close() error { return nil }
+
+func (s *Bolt) open(readOnly bool) (*bolt.DB, error) {
 	db, err := bolt.Open(s.path, 0o600, &bolt.Options{Timeout: 10 * time.Second, ReadOnly: readOnly})
 	if err != nil {
 		return nil, fmt.Errorf("hub store %s: %w", s.path, err)
@@ -65,7 +56,7 @@ func (s *Store) open(readOnly bool) (*bolt.DB, error) {
 	return db, nil
 }
 
-func (s *Store) update(f func(*bolt.Tx) error) error {
+func (s *Bolt) update(f func(*bolt.Tx) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	db, err := s.open(false)
@@ -87,12 +78,17 @@ func (s *Store) update(f func(*bolt.Tx) error) error {
 	return nil
 }
 
-// Apply stores a verified report once. A report already held is not
-// applied again: dup is true and its duplicate counter grows.
-func (s *Store) Apply(r *txreport.Report, env []byte, cert, instance string, now time.Time) (dup bool, err error) {
+func txKey(terminal, txID string) []byte { return []byte(terminal + "|" + txID) }
+
+// Apply implements Store.
+func (s *Bolt) Apply(ctx context.Context, r *txreport.Report, env []byte, cert, instance string, now time.Time) (dup bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
 	err = s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketTx)
-		if old := b.Get([]byte(r.TxID)); old != nil {
+		key := txKey(r.Terminal, r.TxID)
+		if old := b.Get(key); old != nil {
 			dup = true
 			var t Transaction
 			if err := json.Unmarshal(old, &t); err != nil {
@@ -103,7 +99,7 @@ func (s *Store) Apply(r *txreport.Report, env []byte, cert, instance string, now
 			if err != nil {
 				return err
 			}
-			return b.Put([]byte(r.TxID), v)
+			return b.Put(key, v)
 		}
 		t := Transaction{
 			TxID: r.TxID, Terminal: r.Terminal, Amount: r.Amount, Currency: r.Currency,
@@ -114,18 +110,14 @@ func (s *Store) Apply(r *txreport.Report, env []byte, cert, instance string, now
 		if err != nil {
 			return err
 		}
-		if err := b.Put([]byte(r.TxID), v); err != nil {
+		if err := b.Put(key, v); err != nil {
 			return err
 		}
-		// Offline approvals count against the daily limit once they
-		// arrive (online ones were counted when authorized). An online
-		// approval the payment did not use (the till cancelled, the card
-		// was pulled) gives its share back.
 		switch {
 		case r.Decision == txreport.Approved && r.Auth.Mode == txreport.AuthOffline:
 			return putDaily(tx, r.Terminal, now, r.TxID, r.Amount)
 		case r.Decision == txreport.Declined:
-			old := tx.Bucket(bucketAuth).Get(authKey(r.Terminal, r.TxID))
+			old := tx.Bucket(bucketAuth).Get(txKey(r.Terminal, r.TxID))
 			var rec authRecord
 			if old != nil && json.Unmarshal(old, &rec) == nil && rec.DailyKey != "" {
 				return tx.Bucket(bucketDaily).Delete([]byte(rec.DailyKey))
@@ -136,8 +128,8 @@ func (s *Store) Apply(r *txreport.Report, env []byte, cert, instance string, now
 	return dup, err
 }
 
-func dailyPrefix(terminal string, now time.Time) []byte {
-	return []byte(terminal + "|" + now.UTC().Format("2006-01-02") + "|")
+func dailyPrefix(terminal string, day time.Time) []byte {
+	return []byte(terminal + "|" + day.UTC().Format(time.DateOnly) + "|")
 }
 
 func putDaily(tx *bolt.Tx, terminal string, now time.Time, txID string, amount int64) error {
@@ -146,42 +138,28 @@ func putDaily(tx *bolt.Tx, terminal string, now time.Time, txID string, amount i
 	return tx.Bucket(bucketDaily).Put(append(dailyPrefix(terminal, now), txID...), v)
 }
 
-// Limits are the reference hub's authorization rules; zero means none.
-type Limits struct {
-	MaxTx    int64 // per transaction, minor units
-	MaxDaily int64 // per terminal and UTC day
-}
-
-// Decline reasons of the reference hub.
-const (
-	ReasonOverTxLimit    = "hub_over_transaction_limit"
-	ReasonOverDailyLimit = "hub_over_daily_limit"
-	ReasonInvalid        = "hub_invalid_request"
-)
-
 // authRecord is a stored authorization answer: the request it decided
 // and, for an approval, the key of its share of the daily limit.
 type authRecord struct {
 	Resp     hub.AuthResponse `json:"resp"`
 	Merchant string           `json:"merchant"`
 	DailyKey string           `json:"daily_key,omitempty"`
+	Decided  time.Time        `json:"decided,omitzero"`
 }
 
-func authKey(terminal, txID string) []byte { return []byte(terminal + "|" + txID) }
-
-// Authorize decides a payment request. The answer for a terminal's tx id
-// is stored, so a repeated request (QoS 1 redelivery, kiosk retry) gets
-// the same answer and is counted once; a "repeat" for another amount,
-// currency or merchant is refused, never answered with the old approval.
-func (s *Store) Authorize(req hub.AuthRequest, terminal string, l Limits, now time.Time) (hub.AuthResponse, error) {
+// Authorize implements Store.
+func (s *Bolt) Authorize(ctx context.Context, req hub.AuthRequest, terminal string, l Limits, now time.Time) (hub.AuthResponse, error) {
 	resp := hub.AuthResponse{ID: req.ID, TxID: req.TxID, Terminal: terminal, Amount: req.Amount, Currency: req.Currency}
 	if req.TxID == "" || req.Amount <= 0 || len(req.Currency) != 3 {
 		resp.Reason = ReasonInvalid
 		return resp, nil
 	}
+	if err := ctx.Err(); err != nil {
+		return resp, err
+	}
 	err := s.update(func(tx *bolt.Tx) error {
 		ab := tx.Bucket(bucketAuth)
-		if old := ab.Get(authKey(terminal, req.TxID)); old != nil {
+		if old := ab.Get(txKey(terminal, req.TxID)); old != nil {
 			var prev authRecord
 			if err := json.Unmarshal(old, &prev); err != nil {
 				return err
@@ -194,7 +172,7 @@ func (s *Store) Authorize(req hub.AuthRequest, terminal string, l Limits, now ti
 			resp.ID = req.ID
 			return nil
 		}
-		rec := authRecord{Merchant: req.Merchant}
+		rec := authRecord{Merchant: req.Merchant, Decided: now.UTC()}
 		switch {
 		case l.MaxTx > 0 && req.Amount > l.MaxTx:
 			resp.Reason = ReasonOverTxLimit
@@ -220,7 +198,7 @@ func (s *Store) Authorize(req hub.AuthRequest, terminal string, l Limits, now ti
 		if err != nil {
 			return err
 		}
-		return ab.Put(authKey(terminal, req.TxID), v)
+		return ab.Put(txKey(terminal, req.TxID), v)
 	})
 	return resp, err
 }
@@ -238,16 +216,28 @@ func dailyUsed(tx *bolt.Tx, terminal string, now time.Time) (int64, error) {
 	return sum, nil
 }
 
-// List returns every transaction, ordered by received time then tx id.
-func (s *Store) List() ([]Transaction, error) {
+// List implements Store. A bbolt file holds one machine's demo volume, so
+// it reads every record and pages in memory.
+func (s *Bolt) List(ctx context.Context, q ListQuery) (Page, error) {
+	var after *cursor
+	if q.After != "" {
+		c, err := parseCursor(q.After)
+		if err != nil {
+			return Page{}, err
+		}
+		after = &c
+	}
+	if err := ctx.Err(); err != nil {
+		return Page{}, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	db, err := s.open(true)
 	if err != nil {
-		return nil, err
+		return Page{}, err
 	}
 	defer db.Close()
-	out := []Transaction{}
+	var all []Transaction
 	err = db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketTx)
 		if b == nil {
@@ -258,24 +248,103 @@ func (s *Store) List() ([]Transaction, error) {
 			if err := json.Unmarshal(v, &t); err != nil {
 				return err
 			}
-			out = append(out, t)
+			if (q.Terminal == "" || t.Terminal == q.Terminal) && (after == nil || after.precedes(t)) {
+				all = append(all, t)
+			}
 			return nil
 		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("hub store %s: %w", s.path, err)
+		return Page{}, fmt.Errorf("hub store %s: %w", s.path, err)
 	}
-	slices.SortFunc(out, func(a, b Transaction) int {
-		if c := a.Received.Compare(b.Received); c != 0 {
-			return c
-		}
-		return strings.Compare(a.TxID, b.TxID)
-	})
-	return out, nil
+	slices.SortFunc(all, Less)
+	p := Page{Items: all}
+	if n := q.limit(); len(all) > n {
+		p.Items = all[:n]
+		p.Next = Cursor(all[n-1])
+	}
+	if p.Items == nil {
+		p.Items = []Transaction{}
+	}
+	return p, nil
 }
 
-// ListFile reads the transactions of an existing store file without
-// creating or modifying it (kioskctl hub tx list).
-func ListFile(path string) ([]Transaction, error) {
-	return (&Store{path: path}).List()
+// Prune implements Store.
+func (s *Bolt) Prune(ctx context.Context, before time.Time) (Pruned, error) {
+	var n Pruned
+	if err := ctx.Err(); err != nil {
+		return n, err
+	}
+	day := before.UTC().Format(time.DateOnly)
+	err := s.update(func(tx *bolt.Tx) error {
+		var drop [][]byte
+		err := tx.Bucket(bucketTx).ForEach(func(k, v []byte) error {
+			var t Transaction
+			if err := json.Unmarshal(v, &t); err != nil {
+				return err
+			}
+			if t.Received.Before(before) {
+				drop = append(drop, k)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range drop {
+			if err := tx.Bucket(bucketTx).Delete(k); err != nil {
+				return err
+			}
+		}
+		n.Transactions = int64(len(drop))
+		drop = drop[:0]
+		err = tx.Bucket(bucketAuth).ForEach(func(k, v []byte) error {
+			var rec authRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return err
+			}
+			if rec.Decided.Before(before) {
+				drop = append(drop, k)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range drop {
+			if err := tx.Bucket(bucketAuth).Delete(k); err != nil {
+				return err
+			}
+		}
+		n.Authorizations = int64(len(drop))
+		drop = drop[:0]
+		err = tx.Bucket(bucketDaily).ForEach(func(k, _ []byte) error {
+			// terminal|YYYY-MM-DD|tx id: the day is the second field.
+			parts := bytes.SplitN(k, []byte("|"), 3)
+			if len(parts) == 3 && string(parts[1]) < day {
+				drop = append(drop, k)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range drop {
+			if err := tx.Bucket(bucketDaily).Delete(k); err != nil {
+				return err
+			}
+		}
+		n.DailyEntries = int64(len(drop))
+		return nil
+	})
+	return n, err
+}
+
+// File lists an existing store file read-only, never creating or
+// modifying it (kioskctl hub tx list, tests reading a kiosk's demo hub).
+type File struct{ Path string }
+
+// List is Bolt.List on the file.
+func (f *File) List(ctx context.Context, q ListQuery) (Page, error) {
+	return (&Bolt{path: f.Path}).List(ctx, q)
 }

@@ -1,0 +1,309 @@
+// Package hubd is kioskhub, the bank side's hub daemon: one stateless
+// instance of the reference hub (package refhub) over a shared store
+// (PostgreSQL in production), with a health endpoint, systemd readiness
+// and watchdog, and retention. Run as many instances as the load needs;
+// they share the work through the broker (docs/scale.md).
+package hubd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	sd "github.com/coreos/go-systemd/v22/daemon"
+
+	"kiosk/firmware/hub"
+	"kiosk/firmware/logging"
+	"kiosk/firmware/txreport"
+	"kiosk/provisioning/hubstore"
+	"kiosk/provisioning/hubstore/pgstore"
+	"kiosk/provisioning/refhub"
+)
+
+// Exit statuses.
+const (
+	ExitOK     = 0
+	ExitFail   = 1 // runtime failure
+	ExitConfig = 2 // bad flags or configuration: restarting cannot help
+)
+
+// Main is kioskhub's entry point.
+func Main(args []string, stdout, stderr io.Writer, version string) int {
+	fs := flag.NewFlagSet("kioskhub", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "/etc/kioskhub/kioskhub.toml", "configuration file (TOML)")
+	check := fs.Bool("check-config", false, "validate the configuration and exit")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return ExitConfig
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "kioskhub: unexpected argument %q\n", fs.Arg(0))
+		return ExitConfig
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "kioskhub", version)
+		return ExitOK
+	}
+	cfg, err := Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "kioskhub: invalid configuration:\n%v\n", err)
+		return ExitConfig
+	}
+	if *check {
+		fmt.Fprintf(stderr, "kioskhub: %s is valid\n", *cfgPath)
+		return ExitOK
+	}
+	log := logging.New(stderr, cfg.Log.Level, cfg.Log.Format, os.Getenv)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	o := Options{Logger: log, Version: version}
+	if os.Getenv("NOTIFY_SOCKET") != "" {
+		o.Notify = func(state string) {
+			if _, err := sd.SdNotify(false, state); err != nil {
+				log.Warn("sd_notify failed", "state", state, "err", err)
+			}
+		}
+		if iv, err := sd.SdWatchdogEnabled(false); err == nil && iv > 0 {
+			o.WatchdogInterval = iv / 2
+		}
+	}
+	if err := Run(ctx, cfg, o); err != nil {
+		log.Error("kioskhub stopped", "err", err)
+		var ce *Error
+		if errors.As(err, &ce) {
+			return ExitConfig
+		}
+		return ExitFail
+	}
+	return ExitOK
+}
+
+// Options are Run's collaborators.
+type Options struct {
+	Logger  *slog.Logger
+	Version string
+	// Notify sends sd_notify states (READY=1, WATCHDOG=1, STOPPING=1);
+	// nil outside systemd.
+	Notify           func(string)
+	WatchdogInterval time.Duration
+	// Ready, when set, is called with the health address once the hub
+	// serves (tests).
+	Ready func(healthAddr string)
+	Now   func() time.Time
+}
+
+// Health is GET /healthz.
+type Health struct {
+	Status   string       `json:"status"` // ok, degraded
+	Instance string       `json:"instance"`
+	Version  string       `json:"version"`
+	Store    string       `json:"store"` // ok or the error
+	Broker   string       `json:"broker"`
+	Devices  int          `json:"devices"`
+	Stats    refhub.Stats `json:"stats"`
+}
+
+// Run serves until ctx ends.
+func Run(ctx context.Context, cfg Config, o Options) error {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	notify := func(s string) {
+		if o.Notify != nil {
+			o.Notify(s)
+		}
+	}
+	instance := cfg.Instance
+	if instance == "" {
+		host, _ := os.Hostname()
+		instance = fmt.Sprintf("kioskhub-%s-%d", host, os.Getpid())
+	}
+	ring, err := txreport.LoadKeyring(cfg.Keys.Devices)
+	if err != nil {
+		return &Error{Key: "keys.devices", Msg: err.Error()}
+	}
+	var signer *txreport.Signer
+	if cfg.Keys.AuthKey != "" {
+		if signer, err = txreport.LoadSigner(cfg.Keys.AuthKey, cfg.Keys.AuthCert); err != nil {
+			return &Error{Key: "keys.auth_key", Msg: err.Error()}
+		}
+	} else {
+		log.Warn("no keys.auth_key: answers and acks go unsigned, and kiosks with hub.auth_cert ignore them (simulation only)")
+	}
+	tlsCfg, err := hub.TLSConfig(cfg.MQTT.CA, cfg.MQTT.Cert, cfg.MQTT.Key)
+	if err != nil {
+		return &Error{Key: "mqtt.ca", Msg: err.Error()}
+	}
+	store, ping, err := openStore(ctx, cfg.Store)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	h, err := refhub.New(refhub.Options{
+		Brokers: cfg.MQTT.Brokers, ClientID: instance, Group: cfg.MQTT.Group, Prefix: cfg.MQTT.Prefix, TLS: tlsCfg,
+		Keyring: ring, Signer: signer, Store: store, Workers: cfg.MQTT.Workers,
+		Limits: hubstore.Limits{MaxTx: cfg.Limits.MaxTx, MaxDaily: cfg.Limits.MaxDaily},
+		Logger: log.With("component", "hub"), Now: o.Now,
+	})
+	if err != nil {
+		return &Error{Key: "mqtt.brokers", Msg: err.Error()}
+	}
+
+	var ln net.Listener
+	if cfg.HTTP.Listen != "" {
+		if ln, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
+			return fmt.Errorf("health listener: %w", err)
+		}
+	}
+	health := func(ctx context.Context) Health {
+		hl := Health{Status: "ok", Instance: instance, Version: o.Version, Store: "ok", Broker: "connecting",
+			Devices: len(ring.Devices()), Stats: h.Stats()}
+		if h.Online() {
+			hl.Broker = "ok"
+		} else {
+			hl.Status = "degraded"
+		}
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if err := ping(pctx); err != nil {
+			hl.Status, hl.Store = "degraded", err.Error()
+		}
+		return hl
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	hubDone := make(chan error, 1)
+	wg.Go(func() { hubDone <- h.Run(runCtx) })
+	var srv *http.Server
+	if ln != nil {
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+			hl := health(r.Context())
+			w.Header().Set("Content-Type", "application/json")
+			if hl.Status != "ok" {
+				w.WriteHeader(http.StatusServiceUnavailable)
+			}
+			_ = json.NewEncoder(w).Encode(hl)
+		})
+		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		wg.Go(func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("health server", "err", err)
+			}
+		})
+	}
+	wg.Go(func() { prune(runCtx, store, cfg.Store.Retention.Duration, o.Now, log) })
+
+	select {
+	case <-h.Connected():
+	case <-ctx.Done():
+	}
+	if ctx.Err() == nil {
+		log.Info("kioskhub serving", "instance", instance, "store", cfg.Store.Kind, "devices", len(ring.Devices()), "filters", h.Filters())
+		notify("READY=1")
+		if o.Ready != nil {
+			addr := ""
+			if ln != nil {
+				addr = ln.Addr().String()
+			}
+			o.Ready(addr)
+		}
+	}
+	var tick <-chan time.Time
+	if o.WatchdogInterval > 0 {
+		t := time.NewTicker(o.WatchdogInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-hubDone:
+			runErr = fmt.Errorf("hub: %w", err)
+			break loop
+		case <-tick:
+			// Only a hub whose store answers is alive.
+			pctx, pcancel := context.WithTimeout(ctx, o.WatchdogInterval/2)
+			if err := ping(pctx); err == nil {
+				notify("WATCHDOG=1")
+			} else {
+				log.Warn("store does not answer; watchdog not fed", "err", err)
+			}
+			pcancel()
+		}
+	}
+	notify("STOPPING=1")
+	cancel()
+	if srv != nil {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = srv.Shutdown(sctx)
+		scancel()
+	}
+	wg.Wait()
+	st, _ := json.Marshal(h.Stats())
+	log.Info("kioskhub stopped", "stats", string(st))
+	return runErr
+}
+
+func openStore(ctx context.Context, c Store) (hubstore.Store, func(context.Context) error, error) {
+	switch c.Kind {
+	case "postgres":
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		s, err := pgstore.Open(octx, c.DSN, pgstore.Options{MaxConns: c.MaxConns})
+		if err != nil {
+			return nil, nil, fmt.Errorf("store: %w", err)
+		}
+		return s, s.Ping, nil
+	default:
+		s, err := hubstore.OpenBolt(c.Path)
+		if err != nil {
+			return nil, nil, &Error{Key: "store.path", Msg: err.Error()}
+		}
+		return s, func(context.Context) error { return nil }, nil
+	}
+}
+
+// prune applies the retention hourly (and once at start). Every instance
+// may prune: the deletes are idempotent.
+func prune(ctx context.Context, s hubstore.Store, keep time.Duration, now func() time.Time, log *slog.Logger) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := s.Prune(ctx, now().Add(-keep))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("retention: prune failed", "err", err)
+		case n != (hubstore.Pruned{}):
+			log.Info("retention: pruned", "transactions", n.Transactions, "authorizations", n.Authorizations, "daily", n.DailyEntries)
+		}
+		t.Reset(time.Hour)
+	}
+}
