@@ -76,6 +76,7 @@ models: deps
 build: deps
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/kioskd ./firmware/cmd/kioskd
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/kioskctl ./provisioning/cmd/kioskctl
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/kioskhub ./provisioning/cmd/kioskhub
 
 test: deps testdata models
 	$(GO) vet $(PKGS)
