@@ -1,4 +1,4 @@
-// Package pgtest starts a real PostgreSQL server for tests: initdb into a
+// Package pgtest starts a real PostgreSQL server for tests and tools: initdb into a
 // temporary directory and `postgres` on a free loopback port, as a child
 // process that dies with the test. PostgreSQL refuses to run as root, and
 // CI runs as root, so as root the server runs as the unprivileged user
@@ -37,39 +37,60 @@ type Server struct {
 	dbs             int
 }
 
-// Start initialises a cluster and starts it. It skips only under
-// testing.Short and fails if PostgreSQL is not installed.
+// Start initialises a cluster and starts it for a test, which stops it
+// and removes its files. It skips only under testing.Short and fails if
+// PostgreSQL is not installed.
 func Start(t testing.TB) *Server {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("pgtest: needs a real PostgreSQL; skipped under -short")
 	}
+	s, err := Launch()
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Launch initialises a cluster in a new temporary directory and starts it
+// (for programs such as the fleet simulator; tests use Start). Close stops
+// it and removes the directory.
+func Launch() (*Server, error) {
 	for _, b := range []string{"initdb", "postgres"} {
 		if _, err := os.Stat(filepath.Join(BinDir, b)); err != nil {
-			t.Fatalf("pgtest: %s missing (%v); run `make deps` (Debian package postgresql-15)", b, err)
+			return nil, fmt.Errorf("%s missing (%v); run `make deps` (Debian package postgresql-15)", b, err)
 		}
 	}
 	// Not t.TempDir(): its parents are private to root, and the server
 	// may run as nobody.
 	dir, err := os.MkdirTemp("", "pgtest-")
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	s := &Server{dir: dir, data: filepath.Join(dir, "data"), sock: dir, log: filepath.Join(dir, "postgres.log")}
 	if err := s.chown(dir); err != nil {
-		t.Fatalf("pgtest: %v", err)
+		_ = os.RemoveAll(dir)
+		return nil, err
 	}
 	out, err := s.command(filepath.Join(BinDir, "initdb"), "-D", s.data, "-U", "postgres", "-A", "trust",
 		"-E", "UTF8", "--locale=C", "--no-sync").CombinedOutput()
 	if err != nil {
-		t.Fatalf("pgtest: initdb: %v\n%s", err, out)
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("initdb: %v\n%s", err, out)
 	}
 	if err := s.start(); err != nil {
-		t.Fatalf("pgtest: %v\n--- postgres log ---\n%s", err, s.Log())
+		err = fmt.Errorf("%v\n--- postgres log ---\n%s", err, s.Log())
+		s.Close()
+		return nil, err
 	}
-	t.Cleanup(s.Stop)
-	return s
+	return s, nil
+}
+
+// Close stops the server and removes its files.
+func (s *Server) Close() {
+	s.Stop()
+	_ = os.RemoveAll(s.dir)
 }
 
 // nobody:nogroup on Debian.
@@ -149,21 +170,30 @@ func (s *Server) dsn(db string) string {
 // NewDatabase creates an empty database and returns its DSN.
 func (s *Server) NewDatabase(t testing.TB) string {
 	t.Helper()
+	dsn, err := s.CreateDatabase(context.Background())
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	return dsn
+}
+
+// CreateDatabase creates an empty database and returns its DSN.
+func (s *Server) CreateDatabase(ctx context.Context) (string, error) {
 	s.mu.Lock()
 	s.dbs++
 	name := fmt.Sprintf("t%d", s.dbs)
 	s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	c, err := pgx.Connect(ctx, s.dsn("postgres"))
 	if err != nil {
-		t.Fatalf("pgtest: %v", err)
+		return "", err
 	}
 	defer c.Close(ctx)
 	if _, err := c.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("pgtest: create database: %v", err)
+		return "", fmt.Errorf("create database: %w", err)
 	}
-	return s.dsn(name)
+	return s.dsn(name), nil
 }
 
 // TerminateConnections ends every client backend of database db (as a
