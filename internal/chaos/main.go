@@ -20,12 +20,10 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -36,6 +34,7 @@ import (
 	"time"
 
 	"kiosk/firmware/hub"
+	"kiosk/firmware/hub/mqtttest"
 	"kiosk/firmware/outbox"
 	"kiosk/firmware/txflow"
 	"kiosk/firmware/txreport"
@@ -196,18 +195,13 @@ func orchestrate(dir string, n int, limit time.Duration, verbose bool) int {
 		fmt.Fprintln(os.Stderr, "hub key:", err)
 		return 2
 	}
-	port, err := freePort()
+	mq, err := mqtttest.Launch(dir, "max_queued_messages 100000")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	mq := &mosquitto{dir: dir, port: port}
-	if err := mq.start(); err != nil {
 		fmt.Fprintln(os.Stderr, "mosquitto:", err)
 		return 2
 	}
-	defer mq.stop(syscall.SIGTERM)
-	url := "tcp://127.0.0.1:" + strconv.Itoa(port)
+	defer mq.Stop()
+	url := mq.URL()
 
 	keys := txreport.NewKeyring()
 	if err := keys.Add(cert); err != nil {
@@ -283,11 +277,13 @@ func orchestrate(dir string, n int, limit time.Duration, verbose bool) int {
 			sig := syscall.SIGTERM
 			if mrand.IntN(2) == 0 {
 				sig = syscall.SIGKILL
+				mq.Kill()
+			} else {
+				mq.Stop()
 			}
-			mq.stop(sig)
 			brokerKills++
 			time.Sleep(randDur(100*time.Millisecond, 1500*time.Millisecond))
-			if err := mq.start(); err != nil {
+			if err := mq.Restart(); err != nil {
 				fmt.Fprintln(os.Stderr, "mosquitto restart:", err)
 				return 2
 			}
@@ -351,15 +347,6 @@ func orchestrate(dir string, n int, limit time.Duration, verbose bool) int {
 
 func randDur(lo, hi time.Duration) time.Duration { return lo + mrand.N(hi-lo) }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 // devKey writes a development device key and certificate.
 // devKey writes name.key and name.crt (CN id) into dir.
 func devKey(dir, name, id string) (*x509.Certificate, error) {
@@ -378,53 +365,4 @@ func devKey(dir, name, id string) (*x509.Certificate, error) {
 		return nil, err
 	}
 	return cert, nil
-}
-
-// mosquitto is the real broker as a child process, with persistence so
-// sessions and queued QoS 1 messages survive a clean restart.
-type mosquitto struct {
-	dir  string
-	port int
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func (m *mosquitto) start() error {
-	conf := filepath.Join(m.dir, "mosquitto.conf")
-	cfg := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nset_tcp_nodelay true\nmax_queued_messages 100000\nlog_dest stderr\nlog_type error\n", m.port, m.dir)
-	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
-		return err
-	}
-	bin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		bin = "/usr/sbin/mosquitto"
-	}
-	m.cmd = exec.Command(bin, "-c", conf)
-	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := m.cmd.Start(); err != nil {
-		return err
-	}
-	m.done = make(chan struct{})
-	go func(c *exec.Cmd, d chan struct{}) { _ = c.Wait(); close(d) }(m.cmd, m.done)
-	for t := time.Now().Add(5 * time.Second); time.Now().Before(t); time.Sleep(20 * time.Millisecond) {
-		if c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(m.port), 100*time.Millisecond); err == nil {
-			c.Close()
-			return nil
-		}
-	}
-	return errors.New("mosquitto did not start listening")
-}
-
-func (m *mosquitto) stop(sig syscall.Signal) {
-	if m.cmd == nil {
-		return
-	}
-	_ = m.cmd.Process.Signal(sig)
-	select {
-	case <-m.done:
-	case <-time.After(5 * time.Second):
-		_ = m.cmd.Process.Kill()
-		<-m.done
-	}
-	m.cmd = nil
 }

@@ -23,7 +23,7 @@ type Broker struct {
 	dir      string
 	cmd      *exec.Cmd
 	done     chan struct{}
-	t        testing.TB
+	t        testing.TB // nil for a Launch-ed broker
 }
 
 // URL is the client address of the broker.
@@ -42,33 +42,51 @@ func StartMosquittoWith(t testing.TB, listener string) *Broker {
 	if testing.Short() {
 		t.Skip("-short: skipping test that needs a mosquitto broker")
 	}
-	if _, err := exec.LookPath("mosquitto"); err != nil {
-		if _, err2 := os.Stat("/usr/sbin/mosquitto"); err2 != nil {
-			t.Fatalf("mosquitto not installed (%v): run `make deps`", err)
-		}
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	b, err := Launch(t.TempDir(), listener)
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	b := &Broker{Port: port, Listener: listener, dir: t.TempDir(), t: t}
-	b.Start()
+	b.t = t
 	t.Cleanup(b.Stop)
 	return b
 }
 
-// Start (re)starts the broker on its port.
+// Launch starts mosquitto on a free loopback port with its files in dir,
+// for programs (the chaos and fleet runs); the caller stops it. listener
+// holds extra settings, one per line.
+func Launch(dir, listener string) (*Broker, error) {
+	if _, err := exec.LookPath("mosquitto"); err != nil {
+		if _, err2 := os.Stat("/usr/sbin/mosquitto"); err2 != nil {
+			return nil, fmt.Errorf("mosquitto not installed (%v): run `make deps`", err)
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	b := &Broker{Port: port, Listener: listener, dir: dir}
+	return b, b.Restart()
+}
+
+// Start (re)starts the broker of a test on its port.
 func (b *Broker) Start() {
 	b.t.Helper()
+	if err := b.Restart(); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// Restart (re)starts the broker on its port.
+func (b *Broker) Restart() error {
 	conf := filepath.Join(b.dir, "mosquitto.conf")
 	// persistence lets tests check persistent sessions across restarts.
 	// set_tcp_nodelay: without it Nagle's algorithm and delayed ACKs add
 	// about 40 ms to every request/response round trip.
 	cfg := fmt.Sprintf("listener %d 127.0.0.1\n%s\nallow_anonymous true\nset_tcp_nodelay true\npersistence true\npersistence_location %s/\nlog_dest stderr\nlog_type error\nlog_type warning\n", b.Port, b.Listener, b.dir)
 	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
-		b.t.Fatal(err)
+		return err
 	}
 	bin := "mosquitto"
 	if _, err := exec.LookPath(bin); err != nil {
@@ -77,12 +95,13 @@ func (b *Broker) Start() {
 	cmd := exec.Command(bin, "-c", conf)
 	log, err := os.OpenFile(filepath.Join(b.dir, "mosquitto.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		b.t.Fatal(err)
+		return err
 	}
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		b.t.Fatalf("start mosquitto: %v", err)
+		log.Close()
+		return fmt.Errorf("start mosquitto: %w", err)
 	}
 	log.Close()
 	b.cmd = cmd
@@ -93,27 +112,32 @@ func (b *Broker) Start() {
 		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(b.Port), 100*time.Millisecond)
 		if err == nil {
 			c.Close()
-			return
+			return nil
 		}
 		select {
 		case <-b.done:
 			out, _ := os.ReadFile(filepath.Join(b.dir, "mosquitto.log"))
-			b.t.Fatalf("mosquitto exited at start: %s", out)
+			return fmt.Errorf("mosquitto exited at start: %s", out)
 		default:
 		}
 		if time.Now().After(deadline) {
-			b.t.Fatalf("mosquitto not listening on %d after 5s", b.Port)
+			return fmt.Errorf("mosquitto not listening on %d after 5s", b.Port)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
 // Stop terminates the broker (idempotent).
-func (b *Broker) Stop() {
+func (b *Broker) Stop() { b.signal(syscall.SIGTERM) }
+
+// Kill ends the broker with SIGKILL, as a crash would.
+func (b *Broker) Kill() { b.signal(syscall.SIGKILL) }
+
+func (b *Broker) signal(sig syscall.Signal) {
 	if b.cmd == nil {
 		return
 	}
-	_ = b.cmd.Process.Signal(syscall.SIGTERM)
+	_ = b.cmd.Process.Signal(sig)
 	select {
 	case <-b.done:
 	case <-time.After(5 * time.Second):
