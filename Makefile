@@ -46,7 +46,7 @@ FUZZ_TARGETS := \
 	./firmware/daemon:FuzzParseCommand:10000 ./firmware/config:FuzzParse:10000
 FUZZTIME ?=
 
-.PHONY: all deps testdata models build test test-short fuzz chaos run bench lint fmt clean cleanroom
+.PHONY: all deps testdata models build test test-short fuzz chaos run bench lint fmt clean cleanroom fleet-sim chaos-fleet
 
 all: build
 
@@ -94,6 +94,25 @@ test: deps testdata models
 chaos: deps
 	$(GO) build -o $(CACHE)/chaos ./internal/chaos
 	$(CACHE)/chaos -n 1000
+
+# N simulated kiosks (each a real MQTT client with its own key, outbox and
+# offline ledger) against mosquitto, K kioskhub processes and PostgreSQL;
+# every kiosk pays once a minute on average (RATE overrides, payments/s).
+N ?= 1000
+K ?= 2
+MINUTES ?= 5
+RATE ?= 0
+fleet-sim: deps
+	$(GO) build -o $(BIN)/kioskhub ./provisioning/cmd/kioskhub
+	$(GO) build -o $(CACHE)/fleet-sim ./internal/fleetsim/cmd/fleet-sim
+	$(CACHE)/fleet-sim -kiosks $(N) -hubs $(K) -rate $(RATE) -duration $(MINUTES)m -hub-bin $(BIN)/kioskhub
+
+# The fleet under fire: at least 200 kiosks and 5,000 committed payments
+# while hub instances, the broker and database connections are killed.
+chaos-fleet: deps
+	$(GO) build -o $(BIN)/kioskhub ./provisioning/cmd/kioskhub
+	$(GO) build -o $(CACHE)/fleet-sim ./internal/fleetsim/cmd/fleet-sim
+	$(CACHE)/fleet-sim -chaos -kiosks 200 -hubs $(K) -rate 20 -duration 4m -min-payments 5000 -hub-bin $(BIN)/kioskhub
 
 fuzz: testdata
 	@set -e; for t in $(FUZZ_TARGETS); do \
