@@ -236,8 +236,12 @@ func TestTransmitTimeout(t *testing.T) {
 	if !errors.Is(err, cardreader.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("stalled Transmit = %v, want ErrTimeout", err)
 	}
-	t.Logf("stalled: %v", err)
-	if el := time.Since(start); el > time.Second {
+	// The card holds the APDU until the test ends, so returning at all
+	// proves the deadline cut it short; the bound only catches a wait on
+	// something else (how fast is not a test's business: a loaded CI
+	// machine took 1.3 s for the 300 ms deadline).
+	t.Logf("stalled: %v after %v", err, time.Since(start))
+	if el := time.Since(start); el > 10*time.Second {
 		t.Errorf("timeout took %v", el)
 	}
 	select {
