@@ -125,7 +125,9 @@ func TestBrainpoolPKI(t *testing.T) {
 		t.Fatalf("brainpool: %v %s", r.Err(), r.Verifier)
 	}
 	// A master list of brainpool CSCAs, signed by a brainpool signer.
-	ml := issue(t, func(o *issuer.Options) { o.SignatureAlg, o.MasterList = issuer.SigECDSABrainpool, issuer.MasterListGood })
+	ml := issue(t, func(o *issuer.Options) {
+		o.SignatureAlg, o.MasterList = issuer.SigECDSABrainpool, issuer.MasterListGood
+	})
 	s := pa.NewTrustStore(ml.trust.Anchors...)
 	if n, err := s.LoadMasterList("bp.ml", ml.trust.MasterList, now); err != nil || n != 1 {
 		t.Fatalf("brainpool master list: %d %v", n, err)
