@@ -89,11 +89,11 @@ func Parse(der []byte) (*x509.Certificate, error) {
 func parse(der []byte) (*x509.Certificate, error) {
 	var outer certificate
 	if rest, err := asn1.Unmarshal(der, &outer); err != nil || len(rest) != 0 {
-		return nil, fmt.Errorf("Certificate: %v", errOr(err, "trailing bytes"))
+		return nil, fmt.Errorf("certificate: %v", errOr(err, "trailing bytes"))
 	}
 	var tbs tbsCertificate
 	if rest, err := asn1.Unmarshal(outer.TBS.FullBytes, &tbs); err != nil || len(rest) != 0 {
-		return nil, fmt.Errorf("TBSCertificate: %v", errOr(err, "trailing bytes"))
+		return nil, fmt.Errorf("tbsCertificate: %v", errOr(err, "trailing bytes"))
 	}
 	if tbs.Serial.Class != asn1.ClassUniversal || tbs.Serial.Tag != asn1.TagInteger || len(tbs.Serial.Bytes) == 0 || len(tbs.Serial.Bytes) > 40 {
 		return nil, errors.New("serial number")
