@@ -584,3 +584,28 @@ func checkDGs(r *Result, l *lds.LDSSecurityObject, h crypto.Hash, dgs map[int][]
 		r.Checks = append(r.Checks, Check{Name: CheckDGHash, DG: n, OK: true, Reason: h.String()})
 	}
 }
+
+// SigningTime returns when the SOD was signed, for verifying a document
+// as of its issue: the signing-time signed attribute (RFC 5652 §11.3)
+// when present, else the document signer certificate's notBefore.
+// source says which.
+func SigningTime(sod []byte) (t time.Time, source string, err error) {
+	s, err := lds.ParseSOD(sod)
+	if err != nil {
+		return time.Time{}, "", err
+	}
+	if len(s.Signers) != 1 {
+		return time.Time{}, "", fmt.Errorf("SOD has %d signerInfos", len(s.Signers))
+	}
+	si := &s.Signers[0]
+	if v, ok := si.Attr(lds.OIDSigningTime); ok && len(v) == 1 {
+		if rest, err := asn1.Unmarshal(v[0], &t); err == nil && len(rest) == 0 {
+			return t, "signing-time attribute", nil
+		}
+	}
+	ds, err := findDS(s, si)
+	if err != nil {
+		return time.Time{}, "", err
+	}
+	return ds.NotBefore, "document signer notBefore", nil
+}
