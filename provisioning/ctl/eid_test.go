@@ -199,6 +199,11 @@ func TestEIDIssueEmulateRead(t *testing.T) {
 		{"crl-stale", "crl_stale", []string{"--can", "123456"}},
 		{"ml", "", []string{"--can", "123456"}},
 		{"ml-bad-signature", "master_list_signature_invalid", []string{"--can", "123456"}},
+		// Trust profile (issue 11): country binding, master-list signer
+		// rights, a brainpool CSCA and signer.
+		{"wrong-country", "country_mismatch", []string{"--can", "123456"}},
+		{"ml-signer-not-authorized", "master_list_signer_unauthorized", []string{"--can", "123456"}},
+		{"brainpool-csca", "", []string{"--can", "123456"}},
 		// A DH Generic Mapping card (RFC 5114 group 2, AES-256) and a
 		// NIST P-521 one.
 		{"pace-aes256-2", "", []string{"--can", "123456"}},
