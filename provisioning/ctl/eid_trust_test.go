@@ -49,7 +49,7 @@ func TestEIDTrustImportVerifyReal(t *testing.T) {
 	if code != 1 || json.Unmarshal([]byte(out), &res) != nil || res.Verified || res.Code != "master_list_signer_untrusted" {
 		t.Fatalf("wrong root: %d %s", code, out)
 	}
-	for _, f := range []string{"at.sod", "nz.sod", "my.sod", "ru.sod", "uk.sod", "sg.sod"} {
+	for _, f := range []string{"at.sod", "nz.sod", "my.sod", "ru.sod", "uk.sod", "sg.sod", "cn.sod"} {
 		sod := filepath.Join("..", "..", "firmware", "emrtd", "pa", "testdata", "sod", f)
 		code, out, errs := runCtl("eid", "verify", "--sod", sod, "--trust", dir, "--sod-only", "--at", "signing", "--json")
 		var r struct {

@@ -22,6 +22,7 @@ import (
 var (
 	OIDLDSSecurityObject = asn1.ObjectIdentifier{2, 23, 136, 1, 1, 1}
 	OIDSignedData        = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 2}
+	OIDData              = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 1}
 	OIDContentType       = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 3}
 	OIDMessageDigest     = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 4}
 	OIDSigningTime       = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 5}
@@ -210,6 +211,10 @@ type SOD struct {
 	CMS []byte
 	// BER is set when the ContentInfo was BER and converted to DER.
 	BER bool
+	// ContentTypeIsData is set when the eContentType is id-data rather
+	// than id-icao-mrtd-security-ldsSecurityObject (a deviation some
+	// issuers make).
+	ContentTypeIsData bool
 }
 
 // elem is an object with its full encoding.
@@ -273,7 +278,15 @@ func ParseSOD(b []byte) (*SOD, error) {
 		return nil, err
 	}
 	s.BER = s.BER || converted
-	if !s.ContentType.Equal(OIDLDSSecurityObject) {
+	// 9303-10 §4.6.2 names id-icao-mrtd-security-ldsSecurityObject;
+	// some issuers (Chinese passports among them) use id-data (RFC 5652
+	// §4) for the same content. Both are read as an LDSSecurityObject;
+	// the content-type signed attribute must still name the same type.
+	switch {
+	case s.ContentType.Equal(OIDLDSSecurityObject):
+	case s.ContentType.Equal(OIDData):
+		s.ContentTypeIsData = true
+	default:
 		return nil, malformed("eContentType %v is not id-icao-mrtd-security-ldsSecurityObject", s.ContentType)
 	}
 	if s.LDS, err = ParseLDSSecurityObject(s.Content); err != nil {

@@ -59,6 +59,7 @@ func TestRealSODs(t *testing.T) {
 		{"ru.sod", false, false, true},
 		{"uk.sod", false, false, true},
 		{"sg.sod", false, false, false},
+		{"cn.sod", false, false, false},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			sod, err := os.ReadFile(filepath.Join("testdata", "sod", tc.file))

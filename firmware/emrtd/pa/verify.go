@@ -268,6 +268,9 @@ func VerifyWith(sod []byte, dgs map[int][]byte, store *TrustStore, opts Options)
 	if s.BER {
 		enc = "BER, converted to DER"
 	}
+	if s.ContentTypeIsData {
+		enc += ", eContentType id-data instead of the 9303-10 §4.6.2 type"
+	}
 	r.pass(CheckSODStructure, fmt.Sprintf("CMS SignedData (%s) with LDSSecurityObject v%d listing %d data groups", enc, s.LDS.Version, len(s.LDS.Hashes)))
 
 	// Hash algorithms: the LDSSecurityObject's for the DGs, the signer's
