@@ -201,19 +201,11 @@ func checkRevocation(r *Result, ds, csca *x509.Certificate, store *TrustStore, a
 		return
 	}
 	rv.CRLIssuer, rv.ThisUpdate, rv.NextUpdate = crl.Issuer.String(), crl.ThisUpdate, crl.NextUpdate
-	due := crl.NextUpdate
-	if due.IsZero() {
-		// RFC 5280 §5.1.2.5 makes nextUpdate mandatory for conforming
-		// CAs; without one the CRL is fresh for the configured age only.
-		age := opts.CRLMaxAge
-		if age == 0 {
-			age = store.crlMaxAge
-		}
-		if age == 0 {
-			age = DefaultCRLMaxAge
-		}
-		due = crl.ThisUpdate.Add(age)
+	age := opts.CRLMaxAge
+	if age == 0 {
+		age = store.crlMaxAge
 	}
+	due := CRLDue(crl, age)
 	fresh := !at.After(due)
 	rv.CRLFresh = &fresh
 	rv.DS, rv.CSCA = StatusGood, StatusGood
@@ -258,4 +250,17 @@ func homeCodes(home string) []string {
 		return []string{h}
 	}
 	return CertificateCountries(h)
+}
+
+// CRLDue is when crl stops being fresh: its nextUpdate, or, for a CRL
+// without one (RFC 5280 §5.1.2.5 makes it mandatory; some CAs omit it),
+// maxAge after its thisUpdate (0: DefaultCRLMaxAge).
+func CRLDue(crl *x509.RevocationList, maxAge time.Duration) time.Time {
+	if !crl.NextUpdate.IsZero() {
+		return crl.NextUpdate
+	}
+	if maxAge <= 0 {
+		maxAge = DefaultCRLMaxAge
+	}
+	return crl.ThisUpdate.Add(maxAge)
 }
