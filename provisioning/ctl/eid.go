@@ -335,6 +335,9 @@ func eidRead(e *env, args []string) int {
 	for _, p := range trust.Problems() {
 		fmt.Fprintf(e.stderr, "trust store warning: %v\n", p)
 	}
+	for _, p := range trust.NotAnchors() {
+		fmt.Fprintf(e.stderr, "trust store note: %v\n", p)
+	}
 	trust.SetHomeCountry(*home)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -326,6 +326,9 @@ func eidVerify(e *env, args []string) int {
 	for _, p := range trust.Problems() {
 		fmt.Fprintf(e.stderr, "trust store warning: %v\n", p)
 	}
+	for _, p := range trust.NotAnchors() {
+		fmt.Fprintf(e.stderr, "trust store note: %v\n", p)
+	}
 	trust.SetHomeCountry(*home)
 	trust.SetCRLMaxAge(*crlAge)
 	r := pa.VerifyWith(sod, files, trust, pa.Options{At: at, StaleCRL: stale, MissingCRL: missing, SODOnly: *sodOnly})
