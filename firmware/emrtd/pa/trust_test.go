@@ -279,3 +279,48 @@ func TestCRLDefaults(t *testing.T) {
 		t.Fatalf("configured age: %v", r.Codes())
 	}
 }
+
+// withSKISigner rewrites the SOD's signerInfo to name its signer by
+// subjectKeyIdentifier (RFC 5652 §5.3: version 3, sid [0]); the
+// signature covers the signed attributes only, so it stays valid.
+func withSKISigner(t *testing.T, sod, ski []byte) []byte {
+	t.Helper()
+	ci := mustUnwrap(t, sod, lds.TagSOD)
+	ciParts, _ := tlv.ParseAll(mustUnwrap(t, ci, 0x30))
+	sdParts, err := tlv.ParseAll(mustUnwrap(t, ciParts[1].Value, 0x30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := len(sdParts) - 1
+	sis, _ := tlv.ParseAll(sdParts[last].Value)
+	si, _ := tlv.ParseAll(sis[0].Value)
+	si[0] = tlv.Object{Tag: 0x02, Value: []byte{3}}
+	si[1] = tlv.Object{Tag: 0x80, Value: ski}
+	var siEnc, sdEnc [][]byte
+	for _, o := range si {
+		siEnc = append(siEnc, tlv.Encode(o.Tag, o.Value))
+	}
+	sdParts[last] = tlv.Object{Tag: 0x31, Value: tlv.Encode(0x30, tlv.Concat(siEnc...))}
+	for _, o := range sdParts {
+		sdEnc = append(sdEnc, tlv.Encode(o.Tag, o.Value))
+	}
+	sd := tlv.Encode(0xA0, tlv.Encode(0x30, tlv.Concat(sdEnc...)))
+	return tlv.Encode(lds.TagSOD, tlv.Encode(0x30, tlv.Concat(tlv.Encode(0x06, ciParts[0].Value), sd)))
+}
+
+func TestSubjectKeyIdentifierSigner(t *testing.T) {
+	d := issue(t, withAlg(issuer.SigECDSABrainpool))
+	if len(d.trust.DS.SubjectKeyId) == 0 {
+		t.Fatal("DS without subjectKeyIdentifier")
+	}
+	sod := withSKISigner(t, d.sod(), d.trust.DS.SubjectKeyId)
+	r := pa.VerifyWith(sod, d.dgs(), d.trust.StoreAt(now), pa.Options{At: now})
+	if !r.Passed || r.SOD.Signers[0].SubjectKeyID == nil {
+		t.Fatalf("SKI signer: %v", r.Err())
+	}
+	other := append([]byte(nil), d.trust.DS.SubjectKeyId...)
+	other[0] ^= 1
+	if r := pa.VerifyWith(withSKISigner(t, d.sod(), other), d.dgs(), d.trust.StoreAt(now), pa.Options{At: now}); !r.HasCode(pa.CodeDSMissing) {
+		t.Fatalf("unknown SKI: %v", r.Codes())
+	}
+}
