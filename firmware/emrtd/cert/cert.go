@@ -34,6 +34,7 @@ import (
 	"time"
 	"unicode/utf16"
 
+	"kiosk/firmware/emrtd/ber"
 	"kiosk/firmware/emrtd/pubkey"
 	"kiosk/firmware/emrtd/tlv"
 )
@@ -74,7 +75,15 @@ type tbsCertificate struct {
 // Parse parses one DER certificate: with crypto/x509 when it can, else
 // with this package's reader (see the package comment). The result's
 // PublicKey is an *rsa.PublicKey or *ecdsa.PublicKey.
+//
+// A certificate in BER (indefinite lengths, constructed strings) is
+// converted to DER first (package ber): RFC 5280 §4.1.1.3 computes the
+// signature over the DER tbsCertificate, so the converted bytes are the
+// signed ones.
 func Parse(der []byte) (*x509.Certificate, error) {
+	if d, err := ber.ToDER(der); err == nil && !bytes.Equal(d, der) {
+		der = d
+	}
 	c, xerr := x509.ParseCertificate(der)
 	if xerr == nil {
 		return c, nil

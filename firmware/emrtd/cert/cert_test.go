@@ -1,6 +1,7 @@
 package cert
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -173,4 +174,25 @@ func FuzzParse(f *testing.F) {
 func sha256Sum(b []byte) []byte {
 	h := sha256.Sum256(b)
 	return h[:]
+}
+
+// A certificate whose outer SEQUENCE and TBS use indefinite lengths
+// (BER) reads as its DER form, and its signature verifies.
+func TestParseBER(t *testing.T) {
+	c := selfSigned(t, true)
+	tbs := c.RawTBSCertificate
+	if c.Raw[1] != 0x82 || tbs[1] != 0x82 {
+		t.Fatal("want 4-byte headers")
+	}
+	rest := c.Raw[4+len(tbs):] // signatureAlgorithm and signatureValue
+	body := tbs[4:]            // the TBS content
+	berTBS := append(append([]byte{0x30, 0x80}, body...), 0, 0)
+	in := append(append(append([]byte{0x30, 0x80}, berTBS...), rest...), 0, 0)
+	got, err := Parse(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Raw, c.Raw) || CheckSignedBy(got, got) != nil {
+		t.Fatal("BER certificate differs from its DER form")
+	}
 }
