@@ -2,7 +2,9 @@ package ctl
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"image"
 	"image/jpeg"
 	"os"
@@ -110,5 +112,61 @@ func TestEIDVerifyFiles(t *testing.T) {
 	}
 	if code, _, _ := runCtl("eid", "trust", "import", "--out", dir); code != 2 {
 		t.Error("import usage")
+	}
+}
+
+// A master list with an unreadable entry imports the rest and names the
+// skip; one signed by a document signer does not import (exit 1).
+func TestEIDTrustImportIssued(t *testing.T) {
+	var photo bytes.Buffer
+	if err := jpeg.Encode(&photo, image.NewGray(image.Rect(0, 0, 32, 40)), nil); err != nil {
+		t.Fatal(err)
+	}
+	opts := issuer.Options{DocNumber: "L898902C3", Surname: "ERIKSSON", Given: "ANNA", Nationality: "UTO",
+		Sex: "F", Birth: "740812", Expiry: "340415", CAN: "123456", PIN: "123456", Photo: photo.Bytes(), Now: time.Now()}
+	_, tr, err := issuer.Issue(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	signer, key, err := issuer.NewMasterListSigner(tr.CSCA, tr.CSCAKey, issuer.SigECDSAP256, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk := &x509.Certificate{Raw: []byte{0x30, 0x03, 0x02, 0x01, 0x01}}
+	ml, err := issuer.NewMasterList(signer, key, issuer.SigECDSAP256, []*x509.Certificate{tr.CSCA, junk}, time.Now(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mlPath := filepath.Join(dir, "list.ml")
+	rootPath := filepath.Join(dir, "root.pem")
+	if err := os.WriteFile(mlPath, ml, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(rootPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tr.CSCA.Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "trust")
+	code, stdout, errs := runCtl("eid", "trust", "import", "--master-list", mlPath, "--root", rootPath, "--out", out)
+	if code != 0 || !strings.Contains(stdout, "imported 1, skipped 1\n") || !strings.Contains(stdout, "skipped entry") {
+		t.Fatalf("import: %d %s %s", code, stdout, errs)
+	}
+	if files, _ := filepath.Glob(filepath.Join(out, "csca-UT-*.pem")); len(files) != 1 {
+		t.Fatalf("files %v", files)
+	}
+
+	_, rogue, err := issuer.Issue(func() issuer.Options { o := opts; o.MasterList = issuer.MasterListDSSigned; return o }())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(mlPath, rogue.MasterList, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(rootPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rogue.Anchors[0].Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, _ = runCtl("eid", "trust", "import", "--master-list", mlPath, "--root", rootPath, "--out", t.TempDir())
+	if code != 1 || !strings.Contains(stdout, "master_list_signer_unauthorized") || !strings.Contains(stdout, "imported 0, skipped 0") {
+		t.Fatalf("DS-signed list: %d %s", code, stdout)
 	}
 }
