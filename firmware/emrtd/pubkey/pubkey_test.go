@@ -105,6 +105,13 @@ func FuzzParseSPKI(f *testing.F) {
 	rk, _ := rsa.GenerateKey(rand.Reader, 1024)
 	der, _ := MarshalRSASPKI(&rk.PublicKey)
 	f.Add(der)
+	// An id-RSASSA-PSS key (RFC 4055 §1.2), as some CSCAs carry.
+	var s spki
+	if _, err := asn1.Unmarshal(der, &s); err == nil {
+		s.Algorithm.Algorithm, s.Algorithm.Parameters = OIDRSASSAPSS, asn1.RawValue{}
+		pss, _ := asn1.Marshal(s)
+		f.Add(pss)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		k, err := ParseSPKI(b)
 		if err == nil && k.EC == nil && k.RSA == nil && k.DH == nil {
