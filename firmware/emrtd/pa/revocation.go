@@ -102,8 +102,9 @@ func ParseCRL(b []byte) (*x509.RevocationList, error) {
 	return crl, nil
 }
 
-// AddCRL accepts a CRL when a trusted CSCA named as its issuer signed it
-// (9303-12 §7.1.4: CRLs are signed by the CSCA). Call it after every
+// AddCRL accepts a CRL when a trusted CSCA named as its issuer (RDN set)
+// signed it (9303-12 §7.1.4: CRLs are signed by the CSCA) and that CSCA
+// is a CA with keyCertSign and cRLSign. Call it after every
 // CSCA (and master list) has been loaded.
 func (s *TrustStore) AddCRL(crl *x509.RevocationList) error {
 	if crl == nil {
@@ -121,6 +122,10 @@ func (s *TrustStore) AddCRL(crl *x509.RevocationList) error {
 		}
 		if msg := caProfileError(ca); msg != "" {
 			lastErr = fmt.Errorf("signed by %q, which %s", ca.Subject.String(), msg)
+			continue
+		}
+		if ca.KeyUsage&x509.KeyUsageCRLSign == 0 { // RFC 5280 §4.2.1.3
+			lastErr = fmt.Errorf("signed by %q, whose key usage lacks cRLSign", ca.Subject.String())
 			continue
 		}
 		for _, o := range s.crls {
