@@ -137,7 +137,7 @@ func TestBrainpoolPKI(t *testing.T) {
 // toBER re-encodes EF.SOD the way streaming CMS encoders do: the
 // ContentInfo, its [0] and the SignedData with indefinite lengths, the
 // eContent as a constructed OCTET STRING of two segments.
-func toBER(t *testing.T, sod []byte) []byte {
+func toBER(t testing.TB, sod []byte) []byte {
 	t.Helper()
 	ci, _ := tlv.Unwrap(sod, lds.TagSOD)
 	ciParts, _ := tlv.ParseAll(mustUnwrap(t, ci, 0x30))
@@ -167,7 +167,7 @@ func indef(tag byte, content []byte) []byte {
 	return append(append([]byte{tag, 0x80}, content...), 0, 0)
 }
 
-func mustUnwrap(t *testing.T, b []byte, tag tlv.Tag) []byte {
+func mustUnwrap(t testing.TB, b []byte, tag tlv.Tag) []byte {
 	t.Helper()
 	v, err := tlv.Unwrap(b, tag)
 	if err != nil {
