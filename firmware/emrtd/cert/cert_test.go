@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -153,6 +154,20 @@ func TestCheckSignedRejects(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add(selfSigned(f, true).Raw)
 	f.Add(selfSigned(f, false).Raw)
+	// What crypto/x509 itself makes: P-256 and RSA-PSS.
+	ek, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	rk, _ := rsa.GenerateKey(rand.Reader, 1024)
+	for _, k := range []struct {
+		pub, priv any
+		alg       x509.SignatureAlgorithm
+	}{{&ek.PublicKey, ek, x509.ECDSAWithSHA256}, {&rk.PublicKey, rk, x509.SHA256WithRSAPSS}} {
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "CSCA", Country: []string{"UT"}},
+			NotBefore: time.Unix(0, 0), NotAfter: time.Unix(1<<31, 0), IsCA: true, BasicConstraintsValid: true,
+			KeyUsage: x509.KeyUsageCertSign, SignatureAlgorithm: k.alg}
+		if der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.pub, k.priv); err == nil {
+			f.Add(der)
+		}
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := Parse(b)
 		if err != nil {
