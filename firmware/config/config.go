@@ -53,9 +53,17 @@ type EID struct {
 	ChipAuthExemptTypes []string `toml:"chip_auth_exempt_types"`
 	ExtendedLength      string   `toml:"extended_length"` // auto, on, off
 	// StaleCRL and MissingCRL say what a CSCA's CRL past its next update,
-	// or no CRL at all, does to passive authentication: decline or warn.
+	// or no CRL at all, does to passive authentication: decline or warn;
+	// MissingCRL "home" (the default) declines for the home country's
+	// CSCAs and warns for the others.
 	StaleCRL   string `toml:"stale_crl"`
 	MissingCRL string `toml:"missing_crl"`
+	// HomeCountry is the kiosk's state (ISO 3166 alpha-2 or its MRZ
+	// code, e.g. "DE" or "D"); empty: no country is home.
+	HomeCountry string `toml:"home_country"`
+	// CRLMaxAge is how long a CRL without nextUpdate counts as fresh
+	// after its thisUpdate.
+	CRLMaxAge time.Duration `toml:"crl_max_age"`
 	// SimCard is the card image the simulated reader inserts (simulation).
 	SimCard string `toml:"sim_card"`
 }
@@ -242,7 +250,8 @@ func Default() Config {
 			TelemetryEvery: 60 * time.Second,
 			Embedded:       EmbeddedBroker{Listen: "127.0.0.1:1883"},
 		},
-		EID: EID{TrustDir: "/etc/kioskd/csca", ChipAuth: "any", ExtendedLength: "auto", StaleCRL: "decline", MissingCRL: "warn"},
+		EID: EID{TrustDir: "/etc/kioskd/csca", ChipAuth: "any", ExtendedLength: "auto", StaleCRL: "decline", MissingCRL: "home",
+			CRLMaxAge: 90 * 24 * time.Hour},
 		Face: Face{ModelsDir: "/usr/share/kioskd/models", MatchTimeout: 10 * time.Second, SmileTimeout: 10 * time.Second,
 			SmileThreshold: 0.8, MouthRise: 0.10, SmileFrames: 4, ExpressionHz: 8},
 		Policy: Policy{
@@ -325,6 +334,8 @@ var deviceIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 // docTypeRe is a document code of the MRZ (9303-3 §4.2.2: one or two
 // letters) or "*".
 var docTypeRe = regexp.MustCompile(`^([A-Z]{1,2}|\*)$`)
+
+var homeCountryRe = regexp.MustCompile(`^[A-Z]{1,3}$`)
 
 // Validate checks values and cross-field rules.
 func (c *Config) Validate() error {
@@ -471,7 +482,11 @@ func (c *Config) Validate() error {
 	}
 	oneOf("eid.extended_length", c.EID.ExtendedLength, "auto", "on", "off")
 	oneOf("eid.stale_crl", c.EID.StaleCRL, "decline", "warn")
-	oneOf("eid.missing_crl", c.EID.MissingCRL, "decline", "warn")
+	oneOf("eid.missing_crl", c.EID.MissingCRL, "home", "decline", "warn")
+	if h := c.EID.HomeCountry; h != "" && !homeCountryRe.MatchString(h) {
+		bad("eid.home_country", "%q is not an ISO 3166 alpha-2 or MRZ country code (e.g. \"DE\", \"D\", \"NLD\")", h)
+	}
+	durIn("eid.crl_max_age", c.EID.CRLMaxAge, time.Hour, 400*24*time.Hour)
 	if c.EID.TrustDir == "" {
 		bad("eid.trust_dir", "required: passive authentication needs CSCA certificates")
 	}

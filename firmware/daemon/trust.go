@@ -17,7 +17,10 @@ import (
 // so a read never sees half of an old and half of a new directory.
 type trustStore struct {
 	dir string
-	cur atomic.Pointer[trustLoad]
+	// home and crlMaxAge: eid.home_country, eid.crl_max_age.
+	home      string
+	crlMaxAge time.Duration
+	cur       atomic.Pointer[trustLoad]
 
 	reloadMu  sync.Mutex             // serialises reloads
 	reloadErr atomic.Pointer[string] // the last reload's failure; nil after a good one
@@ -46,15 +49,32 @@ type TrustInfo struct {
 // openTrust loads dir. An unusable directory still yields an (empty)
 // store: every document then fails passive authentication with its
 // reason, and health says why.
-func openTrust(dir string) *trustStore {
-	t := &trustStore{dir: dir}
-	s, err := pa.LoadTrustStore(dir)
+//
+// home and crlMaxAge (eid.home_country, eid.crl_max_age) are applied to
+// every load: the revocation policy of pa.TrustStore.
+func openTrust(dir, home string, crlMaxAge time.Duration) *trustStore {
+	t := &trustStore{dir: dir, home: home, crlMaxAge: crlMaxAge}
+	s, err := t.load()
 	l := &trustLoad{store: s, loaded: time.Now()}
 	if err != nil {
-		l.store, l.err = pa.NewTrustStore(), fmt.Sprintf("trust store %s: %v", dir, err)
+		l.store, l.err = t.policy(pa.NewTrustStore()), fmt.Sprintf("trust store %s: %v", dir, err)
 	}
 	t.cur.Store(l)
 	return t
+}
+
+func (t *trustStore) load() (*pa.TrustStore, error) {
+	s, err := pa.LoadTrustStore(t.dir)
+	if err != nil {
+		return nil, err
+	}
+	return t.policy(s), nil
+}
+
+func (t *trustStore) policy(s *pa.TrustStore) *pa.TrustStore {
+	s.SetHomeCountry(t.home)
+	s.SetCRLMaxAge(t.crlMaxAge)
+	return s
 }
 
 // Store returns the store for a chip read about to start.
@@ -76,7 +96,7 @@ func (t *trustStore) Reload() (TrustInfo, error) {
 		return t.info(old, time.Now()), fmt.Errorf("reload trust store %s (keeping the store loaded at %s): %w",
 			t.dir, old.loaded.UTC().Format(time.RFC3339), err)
 	}
-	s, err := pa.LoadTrustStore(t.dir)
+	s, err := t.load()
 	if err != nil {
 		return fail(err)
 	}
@@ -122,7 +142,7 @@ func (t *trustStore) info(l *trustLoad, now time.Time) TrustInfo {
 		in.Problems = append(in.Problems, p.String())
 	}
 	for _, c := range cur {
-		if !c.NextUpdate.IsZero() && now.After(c.NextUpdate) {
+		if now.After(pa.CRLDue(c, t.crlMaxAge)) {
 			in.StaleCRLs = append(in.StaleCRLs, c.Issuer.String())
 		}
 	}

@@ -77,3 +77,25 @@ func ModuleRoot() (string, error) {
 		}
 	}
 }
+
+// TrustData returns the directory of the real national master lists and
+// their roots (see ../shared/data/trust/README.md): $KIOSK_SHARED/data/trust,
+// else <module root>/../shared/data/trust. It skips the test, naming the
+// paths it tried, when neither exists (the data is not in the repository).
+func TrustData(tb testing.TB) string {
+	tb.Helper()
+	var tried []string
+	if d := os.Getenv("KIOSK_SHARED"); d != "" {
+		tried = append(tried, filepath.Join(d, "data", "trust"))
+	}
+	if root, err := ModuleRoot(); err == nil {
+		tried = append(tried, filepath.Join(root, "..", "shared", "data", "trust"))
+	}
+	for _, d := range tried {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+			return d
+		}
+	}
+	tb.Skipf("real trust data not found (tried %v): set KIOSK_SHARED to the directory holding data/trust", tried)
+	return ""
+}

@@ -30,19 +30,21 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"config check":   {"config check FILE  validate a kioskd configuration file", configCheck},
-		"eid issue":      {"eid issue --out DIR --photo FACE.jpg [...]  make a virtual test eID card and its trust store", eidIssue},
-		"eid emulate":    {"eid emulate --card DIR --vpcd 127.0.0.1:PORT  run a virtual card against pcscd", eidEmulate},
-		"eid read":       {"eid read (--can N | --pin N | --mrz D,B,E) --trust DIR [--json]  read and verify an eID", eidRead},
-		"face compare":   {"face compare A.jpg B.jpg [--json] [--models DIR]  compare the faces of two pictures", faceCompare},
-		"face embed":     {"face embed --json [--models DIR] FILE...  print face templates (lab/staff tool)", faceEmbed},
-		"face eval":      {"face eval --dataset DIR [--json] [--far 0.001]  ROC of the matcher on DIR/person/image", faceEval},
-		"face consent":   {"face consent --reference IMG --camera VIDEO_OR_DIR [--json]  run the face step (match, liveness, smile)", faceConsent},
-		"face bench":     {"face bench [--camera VIDEO] [--json]  per-stage face timings, sustained fps, peak RSS", faceBench},
-		"hub serve":      {"hub serve --broker URL [--broker URL2] --devices DIR --db FILE [--max-tx MINOR --max-daily MINOR] [--group NAME]  run the reference bank hub", hubServe},
-		"hub tx list":    {"hub tx list --db FILE [--json]  list the transactions a reference hub holds", hubTxList},
-		"dev-key create": {"dev-key create --out DIR --device ID [--devices HUBDIR]  make a development device key and certificate", devKeyCreate},
-		"version":        {"version            print the version", func(e *env, _ []string) int { fmt.Fprintln(e.stdout, "kioskctl", e.version); return ExitOK }},
+		"config check":     {"config check FILE  validate a kioskd configuration file", configCheck},
+		"eid issue":        {"eid issue --out DIR --photo FACE.jpg [...]  make a virtual test eID card and its trust store", eidIssue},
+		"eid emulate":      {"eid emulate --card DIR --vpcd 127.0.0.1:PORT  run a virtual card against pcscd", eidEmulate},
+		"eid read":         {"eid read (--can N | --pin N | --mrz D,B,E) --trust DIR [--json]  read and verify an eID", eidRead},
+		"eid trust import": {"eid trust import --master-list FILE --root CERT --out DIR [--json]  verify an ICAO master list and write its CSCAs into a trust directory", eidTrustImport},
+		"eid verify":       {"eid verify --sod FILE [--dg N=FILE ...] --trust DIR [--at RFC3339|signing] [--sod-only] [--json]  passive authentication of files", eidVerify},
+		"face compare":     {"face compare A.jpg B.jpg [--json] [--models DIR]  compare the faces of two pictures", faceCompare},
+		"face embed":       {"face embed --json [--models DIR] FILE...  print face templates (lab/staff tool)", faceEmbed},
+		"face eval":        {"face eval --dataset DIR [--json] [--far 0.001]  ROC of the matcher on DIR/person/image", faceEval},
+		"face consent":     {"face consent --reference IMG --camera VIDEO_OR_DIR [--json]  run the face step (match, liveness, smile)", faceConsent},
+		"face bench":       {"face bench [--camera VIDEO] [--json]  per-stage face timings, sustained fps, peak RSS", faceBench},
+		"hub serve":        {"hub serve --broker URL [--broker URL2] --devices DIR --db FILE [--max-tx MINOR --max-daily MINOR] [--group NAME]  run the reference bank hub", hubServe},
+		"hub tx list":      {"hub tx list --db FILE [--json]  list the transactions a reference hub holds", hubTxList},
+		"dev-key create":   {"dev-key create --out DIR --device ID [--devices HUBDIR]  make a development device key and certificate", devKeyCreate},
+		"version":          {"version            print the version", func(e *env, _ []string) int { fmt.Fprintln(e.stdout, "kioskctl", e.version); return ExitOK }},
 	}
 }
 

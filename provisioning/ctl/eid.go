@@ -76,6 +76,10 @@ func profiles() map[string]func(*issuer.Options) {
 		"crl-missing":      func(o *issuer.Options) { o.NoCRL = true },
 		"ml":               func(o *issuer.Options) { o.MasterList = issuer.MasterListGood },
 		"ml-bad-signature": func(o *issuer.Options) { o.MasterList = issuer.MasterListBadSignature },
+		// Trust profile of issue 11 (9303-12 §7.1.1, 9303-3 §5).
+		"wrong-country":            func(o *issuer.Options) { o.WrongCountry = true },
+		"ml-signer-not-authorized": func(o *issuer.Options) { o.MasterList = issuer.MasterListDSSigned },
+		"brainpool-csca":           func(o *issuer.Options) { o.SignatureAlg = issuer.SigECDSABrainpool },
 		// DG11 and DG12 (9303-10 §4.7.11, §4.7.12).
 		"details": func(o *issuer.Options) {
 			o.DG11 = &lds.DG11{FullName: o.Surname + "<<" + o.Given, PlaceOfBirth: "BERLIN", Profession: "ENGINEER",
@@ -281,7 +285,8 @@ func eidRead(e *env, args []string) int {
 	exempt := fs.String("chip-auth-exempt", "", "comma-separated legacy document types (DG1 code: P, I, ID, or *) accepted without chip authenticity when the chip supports neither protocol")
 	txn := fs.String("aa-transaction", "", "bind active authentication to this transaction data (challenge = SHA-256(data)[:8])")
 	staleCRL := fs.String("stale-crl", "decline", "a CRL past its next update: decline or warn")
-	missingCRL := fs.String("missing-crl", "warn", "no CRL for the CSCA: warn or decline")
+	missingCRL := fs.String("missing-crl", "home", "no CRL for the CSCA: home (decline for --home-country, warn otherwise), warn or decline")
+	home := fs.String("home-country", "", "the kiosk's state (alpha-2 or MRZ code): a missing CRL of its CSCA declines")
 	if err := fs.Parse(args); err != nil {
 		return ExitUsage
 	}
@@ -347,6 +352,10 @@ func eidRead(e *env, args []string) int {
 	for _, p := range trust.Problems() {
 		fmt.Fprintf(e.stderr, "trust store warning: %v\n", p)
 	}
+	for _, p := range trust.NotAnchors() {
+		fmt.Fprintf(e.stderr, "trust store note: %v\n", p)
+	}
+	trust.SetHomeCountry(*home)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

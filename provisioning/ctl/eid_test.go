@@ -206,6 +206,11 @@ func TestEIDIssueEmulateRead(t *testing.T) {
 		{"crl-stale", "crl_stale", []string{"--can", "123456"}, false},
 		{"ml", "", []string{"--can", "123456"}, false},
 		{"ml-bad-signature", "master_list_signature_invalid", []string{"--can", "123456"}, false},
+		// Trust profile (issue 11): country binding, master-list signer
+		// rights, a brainpool CSCA and signer.
+		{"wrong-country", "country_mismatch", []string{"--can", "123456"}, false},
+		{"ml-signer-not-authorized", "master_list_signer_unauthorized", []string{"--can", "123456"}, false},
+		{"brainpool-csca", "", []string{"--can", "123456"}, false},
 		// A DH Generic Mapping card (RFC 5114 group 2, AES-256) and a
 		// NIST P-521 one.
 		{"pace-aes256-2", "", []string{"--can", "123456"}, false},

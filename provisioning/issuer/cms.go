@@ -38,7 +38,7 @@ type pssParams struct {
 func signatureAlgorithm(alg SignatureAlg) (pkix.AlgorithmIdentifier, error) {
 	sha256 := pkix.AlgorithmIdentifier{Algorithm: lds.OIDSHA256, Parameters: asn1.NullRawValue}
 	switch alg {
-	case SigECDSAP256:
+	case SigECDSAP256, SigECDSABrainpool:
 		return pkix.AlgorithmIdentifier{Algorithm: oidECDSAWithSHA}, nil
 	case SigRSA2048:
 		return pkix.AlgorithmIdentifier{Algorithm: oidSHA256WithRSA, Parameters: asn1.NullRawValue}, nil
@@ -121,7 +121,7 @@ func buildSignedData(contentType asn1.ObjectIdentifier, content []byte, ds *x509
 			return nil, fmt.Errorf("RSA-PSS needs an RSA key, have %T", key)
 		}
 		sig, err = rsa.SignPSS(rand.Reader, rk, crypto.SHA256, h.Sum(nil), &rsa.PSSOptions{SaltLength: 32, Hash: crypto.SHA256})
-	case SigECDSAP256:
+	case SigECDSAP256, SigECDSABrainpool:
 		if _, ok := key.(*ecdsa.PrivateKey); !ok {
 			return nil, fmt.Errorf("ECDSA needs an EC key, have %T", key)
 		}

@@ -51,6 +51,9 @@ const (
 	SigECDSAP256 SignatureAlg = "ECDSA-P256" // default
 	SigRSA2048   SignatureAlg = "RSA-2048"   // PKCS #1 v1.5, SHA-256
 	SigRSAPSS    SignatureAlg = "RSA-PSS"    // RSA-2048, RSASSA-PSS SHA-256, salt 32
+	// SigECDSABrainpool: CSCA and DS keys on brainpoolP256r1 (the
+	// CSCA's with explicit domain parameters), ecdsa-with-SHA256.
+	SigECDSABrainpool SignatureAlg = "ECDSA-brainpoolP256r1"
 )
 
 // PACE object identifiers (9303-11 §9.2.1 / BSI TR-03110-3 A.1.1).
@@ -98,11 +101,16 @@ type Options struct {
 	ShortLengthOnly  bool      // card.json extended_length=false
 	Now              time.Time // issuing time; zero means time.Now()
 	CountryCodeCerts string    // 2-letter C= of the certificates; default from IssuingState
+	// WrongCountry gives the certificates another country than DG1's
+	// issuing state (a defect: 9303-12 §7.1.1 binds them).
+	WrongCountry bool
 
 	// Defects for tests.
 	AlterDGAfterSigning int  // change this DG (1 or 2) after the SOD was signed
 	ExpiredDS           bool // DS certificate expired before Now
 	UnknownCSCA         bool // the trust material holds a different CSCA of the same name
+	DSNoKeyUsage        bool // the DS certificate has no keyUsage extension
+	DSIsCA              bool // the DS certificate is a CA (basicConstraints cA, keyCertSign)
 
 	// Chip protocols: Chip Authentication (DG14) and Active Authentication
 	// (DG15, plus an ActiveAuthenticationInfo in DG14 for ECDSA). Both
@@ -147,6 +155,10 @@ const (
 	MasterListNone         MasterListMode = ""              // the CSCA certificate itself
 	MasterListGood         MasterListMode = "good"          // in a valid master list
 	MasterListBadSignature MasterListMode = "bad-signature" // in a master list whose signature is broken
+	// MasterListDSSigned: the master list is signed by a document
+	// signer of the home CSCA (no master list signer rights) and adds
+	// the document's CSCA, a rogue one the terminal does not trust.
+	MasterListDSSigned MasterListMode = "ds-signed"
 )
 
 // Trust is the PKI material of an issued document.
@@ -387,6 +399,8 @@ func Issue(opts Options) (*cardimage.Image, *Trust, error) {
 		{opts.RevokeCSCA, "csca_revoked"},
 		{opts.StaleCRL, "crl_stale"},
 		{opts.MasterList == MasterListBadSignature, "master_list_bad_signature"},
+		{opts.MasterList == MasterListDSSigned, "master_list_signer_not_authorized"},
+		{opts.WrongCountry, "wrong_country"},
 	} {
 		if d.on {
 			profile = append(profile, d.name)
@@ -460,6 +474,9 @@ func cardAccess(p *PACEParams) ([]byte, error) {
 
 func newKey(alg SignatureAlg) (crypto.Signer, x509.SignatureAlgorithm, error) {
 	switch alg {
+	case SigECDSABrainpool:
+		k, err := newBrainpoolKey()
+		return k, x509.ECDSAWithSHA256, err
 	case SigECDSAP256:
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		return k, x509.ECDSAWithSHA256, err
@@ -507,6 +524,17 @@ func newCert(what string, alg SignatureAlg, tmpl, parent *x509.Certificate, pare
 		return nil, nil, err
 	}
 	tmpl.SerialNumber, tmpl.SignatureAlgorithm = sn, sigAlg
+	if alg == SigECDSABrainpool {
+		signer := parentKey
+		if parent == nil {
+			signer = key
+		}
+		c, err := createBrainpoolCert(tmpl, key.Public().(*ecdsa.PublicKey), tmpl.IsCA, parent, signer)
+		if err != nil {
+			return nil, nil, fmt.Errorf("create %s: %w", what, err)
+		}
+		return c, key, nil
+	}
 	if parent == nil {
 		parent, parentKey = tmpl, key
 	}
@@ -521,9 +549,21 @@ func newCert(what string, alg SignatureAlg, tmpl, parent *x509.Certificate, pare
 func newPKI(opts Options) (*Trust, error) {
 	country := opts.CountryCodeCerts
 	if country == "" {
-		country = strings.TrimRight(opts.IssuingState, "<")
-		if len(country) > 2 {
-			country = country[:2]
+		// The certificate country of the issuing state (9303-3 §5
+		// codes, pa.CertificateCountry); a state the table does not know
+		// gets its first two letters.
+		var ok bool
+		if country, ok = pa.CertificateCountry(opts.IssuingState); !ok {
+			country = strings.TrimRight(opts.IssuingState, "<")
+			if len(country) > 2 {
+				country = country[:2]
+			}
+		}
+	}
+	if opts.WrongCountry {
+		country = "FR"
+		if c, _ := pa.CertificateCountry(opts.IssuingState); c == "FR" {
+			country = "DE"
 		}
 	}
 	if len(country) != 2 {
@@ -540,6 +580,13 @@ func newPKI(opts Options) (*Trust, error) {
 		NotBefore: opts.Now.Add(-time.Hour),
 		NotAfter:  opts.Now.Add(10 * 365 * 24 * time.Hour),
 		KeyUsage:  x509.KeyUsageDigitalSignature,
+	}
+	if opts.DSNoKeyUsage {
+		tmpl.KeyUsage = 0
+	}
+	if opts.DSIsCA {
+		tmpl.KeyUsage |= x509.KeyUsageCertSign
+		tmpl.BasicConstraintsValid, tmpl.IsCA = true, true
 	}
 	if opts.ExpiredDS {
 		tmpl.NotBefore = opts.Now.Add(-3 * 365 * 24 * time.Hour)
@@ -574,12 +621,22 @@ func newPKI(opts Options) (*Trust, error) {
 	}
 	switch opts.MasterList {
 	case MasterListNone:
-	case MasterListGood, MasterListBadSignature:
+	case MasterListGood, MasterListBadSignature, MasterListDSSigned:
 		home, homeKey, err := newCSCANamed(opts, country, "Test Home CSCA "+country)
 		if err != nil {
 			return nil, err
 		}
 		signer, signerKey, err := NewMasterListSigner(home, homeKey, opts.SignatureAlg, opts.Now)
+		if opts.MasterList == MasterListDSSigned {
+			// A document signer of the trusted home CSCA: a valid chain,
+			// but no right to sign master lists.
+			signer, signerKey, err = newCert("home DS", opts.SignatureAlg, &x509.Certificate{
+				Subject:   pkix.Name{Country: []string{country}, Organization: []string{"Kiosk Test Issuer"}, CommonName: "Test Home Document Signer"},
+				NotBefore: opts.Now.Add(-time.Hour),
+				NotAfter:  opts.Now.Add(10 * 365 * 24 * time.Hour),
+				KeyUsage:  x509.KeyUsageDigitalSignature,
+			}, home, homeKey)
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -3,6 +3,8 @@ package issuer
 import (
 	"bytes"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -16,7 +18,9 @@ import (
 	"kiosk/firmware/emrtd/tlv"
 )
 
-// CRLOptions describe a test CRL of a CSCA (9303-12 §7.1.4).
+// CRLOptions describe a test CRL of a CSCA (9303-12 §7.1.4). A zero
+// NextUpdate leaves the field out (RFC 5280 §5.1.2.5 wants it; some CAs
+// omit it), for ECDSA CSCAs.
 type CRLOptions struct {
 	ThisUpdate, NextUpdate time.Time
 	Revoked                []*big.Int // serial numbers, revoked at ThisUpdate
@@ -37,6 +41,15 @@ func NewCRL(csca *x509.Certificate, key crypto.Signer, o CRLOptions) ([]byte, er
 		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries,
 			x509.RevocationListEntry{SerialNumber: sn, RevocationTime: o.ThisUpdate})
 	}
+	if k, ok := key.Public().(*ecdsa.PublicKey); ok {
+		switch {
+		case o.NextUpdate.IsZero(): // crypto/x509 requires nextUpdate
+			return newRawCRL(csca, key, o)
+		case k.Curve == elliptic.P224(), k.Curve == elliptic.P256(), k.Curve == elliptic.P384(), k.Curve == elliptic.P521():
+		default: // brainpool: crypto/x509 cannot sign with it
+			return newRawCRL(csca, key, o)
+		}
+	}
 	der, err := x509.CreateRevocationList(rand.Reader, tmpl, csca, key)
 	if err != nil {
 		return nil, fmt.Errorf("create CRL: %w", err)
@@ -45,14 +58,15 @@ func NewCRL(csca *x509.Certificate, key crypto.Signer, o CRLOptions) ([]byte, er
 }
 
 // NewMasterListSigner issues a master list signer certificate (9303-12
-// §7.1.1: keyUsage digitalSignature, extended key usage for master list
-// signing is optional and left out) from the CSCA.
+// §7.1.1: keyUsage digitalSignature, extKeyUsage
+// id-icao-cscaMasterListSigningKey) from the CSCA.
 func NewMasterListSigner(csca *x509.Certificate, cscaKey crypto.Signer, alg SignatureAlg, now time.Time) (*x509.Certificate, crypto.Signer, error) {
 	return newCert("master list signer", alg, &x509.Certificate{
-		Subject:   pkix.Name{Country: csca.Subject.Country, Organization: []string{"Kiosk Test Issuer"}, CommonName: "Test Master List Signer"},
-		NotBefore: now.Add(-time.Hour),
-		NotAfter:  now.Add(2 * 365 * 24 * time.Hour),
-		KeyUsage:  x509.KeyUsageDigitalSignature,
+		Subject:            pkix.Name{Country: csca.Subject.Country, Organization: []string{"Kiosk Test Issuer"}, CommonName: "Test Master List Signer"},
+		NotBefore:          now.Add(-time.Hour),
+		NotAfter:           now.Add(2 * 365 * 24 * time.Hour),
+		KeyUsage:           x509.KeyUsageDigitalSignature,
+		UnknownExtKeyUsage: []asn1.ObjectIdentifier{pa.OIDMasterListSigning},
 	}, csca, cscaKey)
 }
 

@@ -1,6 +1,7 @@
 package lds
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -13,6 +14,7 @@ import (
 	_ "crypto/sha256"
 	_ "crypto/sha512"
 
+	"kiosk/firmware/emrtd/ber"
 	"kiosk/firmware/emrtd/tlv"
 )
 
@@ -20,6 +22,7 @@ import (
 var (
 	OIDLDSSecurityObject = asn1.ObjectIdentifier{2, 23, 136, 1, 1, 1}
 	OIDSignedData        = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 2}
+	OIDData              = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 1}
 	OIDContentType       = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 3}
 	OIDMessageDigest     = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 4}
 	OIDSigningTime       = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 5}
@@ -109,6 +112,9 @@ type dataGroupHashASN1 struct {
 
 // ParseLDSSecurityObject parses the DER LDSSecurityObject.
 func ParseLDSSecurityObject(der []byte) (*LDSSecurityObject, error) {
+	if d, err := ber.ToDER(der); err == nil {
+		der = d // the hash covers the bytes as signed; parsing wants DER
+	}
 	var a ldsSecurityObjectASN1
 	rest, err := asn1.Unmarshal(der, &a)
 	if err != nil {
@@ -200,8 +206,15 @@ type SOD struct {
 	Certificates     [][]byte              // DER, the document signer among them
 	Signers          []SignerInfo
 	LDS              *LDSSecurityObject
-	// CMS is the ContentInfo (without the 77 wrapper), for CMS libraries.
+	// CMS is the ContentInfo (without the 77 wrapper) in DER, for CMS
+	// libraries.
 	CMS []byte
+	// BER is set when the ContentInfo was BER and converted to DER.
+	BER bool
+	// ContentTypeIsData is set when the eContentType is id-data rather
+	// than id-icao-mrtd-security-ldsSecurityObject (a deviation some
+	// issuers make).
+	ContentTypeIsData bool
 }
 
 // elem is an object with its full encoding.
@@ -247,7 +260,15 @@ func unmarshalExact(raw []byte, v any, what string) error {
 // ParseSOD parses EF.SOD: 77 { ContentInfo { signedData, [0] SignedData {
 // version, digestAlgorithms, encapContentInfo { ldsSecurityObject, [0]
 // OCTET STRING }, [0] certificates, [1] crls, signerInfos } } }.
+//
+// Indefinite lengths and constructed strings (BER, X.690 §8.1.3.6,
+// §8.7.3), which some issuers' CMS libraries produce, are converted to
+// DER first (package ber); BER reports whether that changed anything.
 func ParseSOD(b []byte) (*SOD, error) {
+	converted := false
+	if der, err := ber.ToDER(b); err == nil && !bytes.Equal(der, b) {
+		b, converted = der, true
+	}
 	ci, err := tlv.Unwrap(b, TagSOD)
 	if err != nil {
 		return nil, malformed("EF.SOD: %v", err)
@@ -256,7 +277,16 @@ func ParseSOD(b []byte) (*SOD, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !s.ContentType.Equal(OIDLDSSecurityObject) {
+	s.BER = s.BER || converted
+	// 9303-10 §4.6.2 names id-icao-mrtd-security-ldsSecurityObject;
+	// some issuers (Chinese passports among them) use id-data (RFC 5652
+	// §4) for the same content. Both are read as an LDSSecurityObject;
+	// the content-type signed attribute must still name the same type.
+	switch {
+	case s.ContentType.Equal(OIDLDSSecurityObject):
+	case s.ContentType.Equal(OIDData):
+		s.ContentTypeIsData = true
+	default:
 		return nil, malformed("eContentType %v is not id-icao-mrtd-security-ldsSecurityObject", s.ContentType)
 	}
 	if s.LDS, err = ParseLDSSecurityObject(s.Content); err != nil {
@@ -268,8 +298,14 @@ func ParseSOD(b []byte) (*SOD, error) {
 // ParseSignedData parses a CMS ContentInfo holding SignedData (RFC 5652
 // §5) with any eContentType: the SOD's LDSSecurityObject or an ICAO
 // master list (9303-12 §9). LDS stays nil; the caller interprets Content.
+//
+// BER input is converted to DER first, as for ParseSOD.
 func ParseSignedData(ci []byte) (*SOD, error) {
-	s := &SOD{CMS: ci}
+	converted := false
+	if der, err := ber.ToDER(ci); err == nil && !bytes.Equal(der, ci) {
+		ci, converted = der, true
+	}
+	s := &SOD{CMS: ci, BER: converted}
 	seq, err := tlv.Unwrap(ci, 0x30)
 	if err != nil {
 		return nil, malformed("SOD ContentInfo: %v", err)

@@ -1,14 +1,15 @@
 package pa
 
 import (
-	"bytes"
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"kiosk/firmware/emrtd/cert"
 	"kiosk/firmware/emrtd/lds"
 	"kiosk/firmware/emrtd/tlv"
 )
@@ -17,11 +18,20 @@ import (
 // 2.23.136.1.1.2), the eContentType of a master list's SignedData.
 var OIDCSCAMasterList = asn1.ObjectIdentifier{2, 23, 136, 1, 1, 2}
 
+// OIDMasterListSigning is id-icao-cscaMasterListSigningKey
+// (2.23.136.1.1.3), the extended key usage 9303-12 §7.1.1 requires of a
+// master list signer certificate.
+var OIDMasterListSigning = asn1.ObjectIdentifier{2, 23, 136, 1, 1, 3}
+
 // Reason codes of master list rejection.
 const (
 	CodeMasterListMalformed = "master_list_malformed"
 	CodeMasterListSignature = "master_list_signature_invalid"
 	CodeMasterListSigner    = "master_list_signer_untrusted"
+	// The signer chains to a trusted CSCA but its certificate is not a
+	// master list signer's (9303-12 §7.1.1: keyUsage digitalSignature
+	// and extKeyUsage id-icao-cscaMasterListSigningKey, not a CA).
+	CodeMasterListSignerUnauthorized = "master_list_signer_unauthorized"
 )
 
 // MaxMasterListCerts bounds the certificates taken from one master list
@@ -49,6 +59,14 @@ type MasterList struct {
 	CSCAs   []*x509.Certificate
 	Signer  *x509.Certificate // the master list signer
 	Issuer  *x509.Certificate // the trusted CSCA that issued Signer
+	// Skipped are the entries that could not be read, with why.
+	Skipped []SkippedEntry
+}
+
+// SkippedEntry is a certList entry ParseMasterList could not read.
+type SkippedEntry struct {
+	Index  int // 0-based position in certList
+	Reason string
 }
 
 // ParseMasterList parses a master list without verifying it: the CMS
@@ -58,8 +76,10 @@ type MasterList struct {
 //	  version  CscaMasterListVersion, -- v0
 //	  certList SET OF Certificate }
 //
-// (9303-12 §9). Certificates crypto/x509 cannot parse (e.g. brainpool
-// keys) are skipped and counted in skipped.
+// (9303-12 §9), BER or DER. Entries are read with package cert
+// (brainpool and explicit-parameter EC keys, RSA-PSS keys); one that
+// cannot be read is skipped, counted in skipped and listed in
+// ml.Skipped.
 func ParseMasterList(b []byte) (sd *lds.SOD, ml *MasterList, skipped int, err error) {
 	if blk, _ := pem.Decode(b); blk != nil {
 		b = blk.Bytes
@@ -101,8 +121,9 @@ func ParseMasterList(b []byte) (sd *lds.SOD, ml *MasterList, skipped int, err er
 		if len(ml.CSCAs)+skipped >= MaxMasterListCerts {
 			return nil, nil, 0, mlErr("more than %d certificates", MaxMasterListCerts)
 		}
-		c, err := x509.ParseCertificate(raw)
+		c, err := cert.Parse(raw)
 		if err != nil {
+			ml.Skipped = append(ml.Skipped, SkippedEntry{Index: len(ml.CSCAs) + skipped, Reason: err.Error()})
 			skipped++
 			continue
 		}
@@ -114,10 +135,22 @@ func ParseMasterList(b []byte) (sd *lds.SOD, ml *MasterList, skipped int, err er
 // VerifyMasterList parses b and checks it at time at (9303-12 §9): one
 // signer, the content-type and message-digest signed attributes, the
 // CMS signature by the master list signer certificate carried in the
-// SignedData, the signer's validity, and the signer's certificate
-// signed by a CSCA already in store. Only a list passing every check is
+// SignedData, the signer's validity and profile (keyUsage
+// digitalSignature, extKeyUsage id-icao-cscaMasterListSigningKey, not a
+// CA: 9303-12 §7.1.1), and the signer's certificate signed by a CSCA in
+// store that is itself a valid CA. Only a list passing every check is
 // returned; the error is a *MasterListError otherwise.
 func VerifyMasterList(b []byte, store *TrustStore, at time.Time) (*MasterList, error) {
+	var roots []*x509.Certificate
+	if store != nil {
+		roots = store.certs
+	}
+	return VerifyMasterListWith(b, roots, at)
+}
+
+// VerifyMasterListWith is VerifyMasterList against the given roots
+// (e.g. the one CSCA certificate a staff member imports the list with).
+func VerifyMasterListWith(b []byte, roots []*x509.Certificate, at time.Time) (*MasterList, error) {
 	sd, ml, _, err := ParseMasterList(b)
 	if err != nil {
 		return nil, err
@@ -146,23 +179,59 @@ func VerifyMasterList(b []byte, store *TrustStore, at time.Time) (*MasterList, e
 		}
 		return nil, &MasterListError{Code: code, Reason: f[0].Name + ": " + f[0].Reason}
 	}
-	if store == nil {
+	if len(roots) == 0 {
 		return nil, &MasterListError{Code: CodeMasterListSigner, Reason: "no trusted CSCA to verify the signer"}
 	}
-	for _, ca := range store.certs {
-		if !bytes.Equal(ca.RawSubject, signer.RawIssuer) {
+	var why []string
+	for _, ca := range roots {
+		if !cert.SameName(ca.RawSubject, signer.RawIssuer) {
 			continue
 		}
-		if err := ca.CheckSignature(signer.SignatureAlgorithm, signer.RawTBSCertificate, signer.Signature); err != nil {
+		if err := cert.CheckSignedBy(signer, ca); err != nil {
+			why = append(why, fmt.Sprintf("%q: signature: %v", ca.Subject.String(), err))
 			continue
 		}
 		if at.Before(ca.NotBefore) || at.After(ca.NotAfter) {
+			why = append(why, fmt.Sprintf("%q: not valid at %s", ca.Subject.String(), at.UTC().Format(time.RFC3339)))
 			continue
+		}
+		if msg := caProfileError(ca); msg != "" {
+			why = append(why, fmt.Sprintf("%q: %s", ca.Subject.String(), msg))
+			continue
+		}
+		// Chained: now the signer's rights (defect: any certificate a
+		// trusted CSCA issued, e.g. a document signer, could otherwise
+		// add CSCAs).
+		if msg := mlSignerProfileError(signer); msg != "" {
+			return nil, &MasterListError{Code: CodeMasterListSignerUnauthorized,
+				Reason: fmt.Sprintf("signer %q is not a master list signer: %s", signer.Subject.String(), msg)}
 		}
 		ml.Signer, ml.Issuer = signer, ca
 		return ml, nil
 	}
-	return nil, &MasterListError{Code: CodeMasterListSigner, Reason: fmt.Sprintf("signer %q is not issued by a trusted CSCA", signer.Subject.String())}
+	reason := fmt.Sprintf("signer %q is not issued by a trusted CSCA", signer.Subject.String())
+	if len(why) > 0 {
+		reason += " (" + strings.Join(why, "; ") + ")"
+	}
+	return nil, &MasterListError{Code: CodeMasterListSigner, Reason: reason}
+}
+
+// mlSignerProfileError says why c may not sign master lists, or "".
+func mlSignerProfileError(c *x509.Certificate) string {
+	switch {
+	case c.BasicConstraintsValid && c.IsCA:
+		return "it is a CA certificate"
+	case !cert.HasExtension(c, cert.OIDKeyUsage) || c.KeyUsage&x509.KeyUsageDigitalSignature == 0:
+		return "keyUsage lacks digitalSignature"
+	}
+	listed, present := cert.HasExtKeyUsage(c, OIDMasterListSigning)
+	switch {
+	case !present:
+		return "no extKeyUsage extension (id-icao-cscaMasterListSigningKey 2.23.136.1.1.3 required)"
+	case !listed:
+		return "extKeyUsage lacks id-icao-cscaMasterListSigningKey (2.23.136.1.1.3)"
+	}
+	return ""
 }
 
 // LoadMasterList verifies a master list against the CSCAs already in the

@@ -233,13 +233,16 @@ func TestLoadTrustStore(t *testing.T) {
 func FuzzVerify(f *testing.F) {
 	d := issue(f, nil)
 	p := issue(f, withAlg(issuer.SigRSAPSS))
+	b := issue(f, withAlg(issuer.SigECDSABrainpool))
 	f.Add(d.sod(), 0)
 	f.Add(p.sod(), 1)
-	stores := []*pa.TrustStore{d.trust.Store(), p.trust.Store()}
-	dgsets := []map[int][]byte{d.dgs(), p.dgs()}
-	orig := [][]byte{d.sod(), p.sod()}
+	f.Add(b.sod(), 2)
+	f.Add(toBER(f, d.sod()), 0)
+	stores := []*pa.TrustStore{d.trust.Store(), p.trust.Store(), b.trust.Store()}
+	dgsets := []map[int][]byte{d.dgs(), p.dgs(), b.dgs()}
+	orig := [][]byte{d.sod(), p.sod(), b.sod()}
 	f.Fuzz(func(t *testing.T, sod []byte, which int) {
-		i := which & 1
+		i := int(uint(which) % 3)
 		r := pa.Verify(sod, dgsets[i], stores[i], now)
 		if r.Passed && !bytes.Equal(sod, orig[i]) {
 			// Only a re-encoding with the same signed content may pass.

@@ -7,7 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
+	"strings"
 	"time"
+
+	"kiosk/firmware/emrtd/cert"
 )
 
 // Revocation (9303-12 §7.1.4: CSCAs publish CRLs covering the document
@@ -24,13 +28,23 @@ const (
 	CRLWarn    CRLPolicy = "warn"    // the check passes with a warning
 )
 
-// ParseCRLPolicy accepts "decline" and "warn".
+// CRLHome, for a missing CRL only: decline for the home country's
+// CSCAs, warn for the others (the default).
+const CRLHome CRLPolicy = "home"
+
+// DefaultCRLMaxAge is how long a CRL without nextUpdate counts as fresh
+// after its thisUpdate: 9303-12 §7.1.4 has every CSCA issue a CRL at
+// least every 90 days.
+const DefaultCRLMaxAge = 90 * 24 * time.Hour
+
+// ParseCRLPolicy accepts "decline", "warn" and "home" (the last is
+// meaningful for a missing CRL only; for a stale CRL it declines).
 func ParseCRLPolicy(s string) (CRLPolicy, error) {
 	switch p := CRLPolicy(s); p {
-	case CRLDecline, CRLWarn:
+	case CRLDecline, CRLWarn, CRLHome:
 		return p, nil
 	}
-	return "", fmt.Errorf("CRL policy %q: want decline or warn", s)
+	return "", fmt.Errorf("CRL policy %q: want decline, warn or home", s)
 }
 
 // Reason codes of the revocation checks.
@@ -88,8 +102,9 @@ func ParseCRL(b []byte) (*x509.RevocationList, error) {
 	return crl, nil
 }
 
-// AddCRL accepts a CRL when a trusted CSCA named as its issuer signed it
-// (9303-12 §7.1.4: CRLs are signed by the CSCA). Call it after every
+// AddCRL accepts a CRL when a trusted CSCA named as its issuer (RDN set)
+// signed it (9303-12 §7.1.4: CRLs are signed by the CSCA) and that CSCA
+// is a CA with keyCertSign and cRLSign. Call it after every
 // CSCA (and master list) has been loaded.
 func (s *TrustStore) AddCRL(crl *x509.RevocationList) error {
 	if crl == nil {
@@ -97,11 +112,20 @@ func (s *TrustStore) AddCRL(crl *x509.RevocationList) error {
 	}
 	var lastErr error
 	for _, ca := range s.certs {
-		if !bytes.Equal(ca.RawSubject, crl.RawIssuer) {
+		if !cert.SameName(ca.RawSubject, crl.RawIssuer) {
 			continue
 		}
-		if err := crl.CheckSignatureFrom(ca); err != nil {
+		// cert.CheckSigned: brainpool and explicit-parameter CSCA keys.
+		if err := cert.CheckSigned(crl.Raw, ca.PublicKey); err != nil {
 			lastErr = err
+			continue
+		}
+		if msg := caProfileError(ca); msg != "" {
+			lastErr = fmt.Errorf("signed by %q, which %s", ca.Subject.String(), msg)
+			continue
+		}
+		if ca.KeyUsage&x509.KeyUsageCRLSign == 0 { // RFC 5280 §4.2.1.3
+			lastErr = fmt.Errorf("signed by %q, whose key usage lacks cRLSign", ca.Subject.String())
 			continue
 		}
 		for _, o := range s.crls {
@@ -141,7 +165,7 @@ func (s *TrustStore) CurrentCRLs() []*x509.RevocationList {
 func (s *TrustStore) crlFor(rawName []byte) *x509.RevocationList {
 	var best *x509.RevocationList
 	for _, c := range s.crls {
-		if bytes.Equal(c.RawIssuer, rawName) && (best == nil || c.ThisUpdate.After(best.ThisUpdate)) {
+		if cert.SameName(c.RawIssuer, rawName) && (best == nil || c.ThisUpdate.After(best.ThisUpdate)) {
 			best = c
 		}
 	}
@@ -164,15 +188,30 @@ func checkRevocation(r *Result, ds, csca *x509.Certificate, store *TrustStore, a
 	r.Revocation = rv
 	crl := store.crlFor(csca.RawSubject)
 	if crl == nil {
-		if opts.MissingCRL == CRLDecline {
+		home := opts.HomeCountry
+		if home == "" {
+			home = store.home
+		}
+		country := cert.Country(csca.RawSubject)
+		isHome := home != "" && country != "" && slices.Contains(homeCodes(home), country)
+		decline := opts.MissingCRL == CRLDecline || ((opts.MissingCRL == "" || opts.MissingCRL == CRLHome) && isHome)
+		switch {
+		case decline && isHome:
+			r.fail(CheckRevocation, CodeCRLMissing, "no CRL of CSCA %q in the trust store, and it is the home country's (%s)", csca.Subject.String(), country)
+		case decline:
 			r.fail(CheckRevocation, CodeCRLMissing, "no CRL of CSCA %q in the trust store", csca.Subject.String())
-		} else {
+		default:
 			r.warn(CheckRevocation, CodeCRLMissing, "no CRL of CSCA %q in the trust store: revocation unknown", csca.Subject.String())
 		}
 		return
 	}
 	rv.CRLIssuer, rv.ThisUpdate, rv.NextUpdate = crl.Issuer.String(), crl.ThisUpdate, crl.NextUpdate
-	fresh := crl.NextUpdate.IsZero() || !at.After(crl.NextUpdate)
+	age := opts.CRLMaxAge
+	if age == 0 {
+		age = store.crlMaxAge
+	}
+	due := CRLDue(crl, age)
+	fresh := !at.After(due)
 	rv.CRLFresh = &fresh
 	rv.DS, rv.CSCA = StatusGood, StatusGood
 	// A revoked entry counts even in a stale CRL: revocation is final.
@@ -193,7 +232,10 @@ func checkRevocation(r *Result, ds, csca *x509.Certificate, store *TrustStore, a
 	}
 	if !fresh {
 		msg := fmt.Sprintf("the CRL of %q was due for renewal on %s (checked at %s)", crl.Issuer.String(),
-			crl.NextUpdate.UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339))
+			due.UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339))
+		if crl.NextUpdate.IsZero() {
+			msg += "; it has no nextUpdate, so it counts as fresh for the configured age after thisUpdate"
+		}
 		if opts.StaleCRL == CRLWarn {
 			r.warn(CheckRevocation, CodeCRLStale, "%s", msg)
 		} else {
@@ -203,4 +245,27 @@ func checkRevocation(r *Result, ds, csca *x509.Certificate, store *TrustStore, a
 	}
 	r.pass(CheckRevocation, fmt.Sprintf("neither the DS nor the CSCA is on the CRL of %q (next update %s)",
 		crl.Issuer.String(), crl.NextUpdate.UTC().Format(time.RFC3339)))
+}
+
+// homeCodes maps a configured home country (alpha-2, or an MRZ code) to
+// certificate country codes.
+func homeCodes(home string) []string {
+	h := strings.ToUpper(strings.TrimSpace(home))
+	if len(h) == 2 {
+		return []string{h}
+	}
+	return CertificateCountries(h)
+}
+
+// CRLDue is when crl stops being fresh: its nextUpdate, or, for a CRL
+// without one (RFC 5280 §5.1.2.5 makes it mandatory; some CAs omit it),
+// maxAge after its thisUpdate (0: DefaultCRLMaxAge).
+func CRLDue(crl *x509.RevocationList, maxAge time.Duration) time.Time {
+	if !crl.NextUpdate.IsZero() {
+		return crl.NextUpdate
+	}
+	if maxAge <= 0 {
+		maxAge = DefaultCRLMaxAge
+	}
+	return crl.ThisUpdate.Add(maxAge)
 }

@@ -12,8 +12,19 @@ import (
 	"encoding/asn1"
 	"testing"
 
+	"kiosk/firmware/emrtd/cert"
 	"kiosk/firmware/emrtd/lds"
 )
+
+var (
+	oidRSASSAPSS  = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 10}
+	oidMGF1       = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 8}
+	oidECDSAPlain = asn1.ObjectIdentifier{0, 4, 0, 127, 0, 7, 1, 1, 4, 1}
+)
+
+func verifyBuiltin(alg sigAlg, si *lds.SignerInfo, pub any) error {
+	return cert.Verify(alg.Algorithm, pub, si.SignedAttrsDER, si.Signature)
+}
 
 // TestBuiltinVerifier covers the algorithms smallstep/pkcs7 does not
 // verify (plain-format ECDSA, id-ecPublicKey as signature algorithm,
@@ -41,28 +52,28 @@ func TestBuiltinVerifier(t *testing.T) {
 		alg  asn1.ObjectIdentifier
 		sig  []byte
 		pub  any
-		kind sigKind
+		kind cert.Kind
 	}{
-		{"id-ecPublicKey", oidECPublicKey, ecASN1, &ek.PublicKey, sigECDSA},
-		{"ecdsa-plain-SHA256", append(append(asn1.ObjectIdentifier{}, oidECDSAPlain...), 3), plain, &ek.PublicKey, sigECDSAPlain},
-		{"ecdsa-with-SHA224", asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 1}, ec224, &ek.PublicKey, sigECDSA},
-		{"sha224WithRSA", asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 14}, rsa224, &rk.PublicKey, sigPKCS1v15},
+		{"id-ecPublicKey", oidECPublicKey, ecASN1, &ek.PublicKey, cert.ECDSA},
+		{"ecdsa-plain-SHA256", append(append(asn1.ObjectIdentifier{}, oidECDSAPlain...), 3), plain, &ek.PublicKey, cert.ECDSAPlain},
+		{"ecdsa-with-SHA224", asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 1}, ec224, &ek.PublicKey, cert.ECDSA},
+		{"sha224WithRSA", asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 14}, rsa224, &rk.PublicKey, cert.PKCS1v15},
 	}
 	for _, tt := range tests {
 		si := &lds.SignerInfo{DigestAlgorithm: sha256ID, SignatureAlgorithm: pkix.AlgorithmIdentifier{Algorithm: tt.alg},
 			SignedAttrsDER: attrs, Signature: tt.sig}
 		alg, err := resolveSigAlg(si)
-		if err != nil || alg.kind != tt.kind || alg.smallstep {
+		if err != nil || alg.Kind != tt.kind || alg.smallstep {
 			t.Fatalf("%s: %+v %v", tt.name, alg, err)
 		}
 		ds := &x509.Certificate{PublicKey: tt.pub}
-		if err := verifyBuiltin(alg, si, ds); err != nil {
+		if err := verifyBuiltin(alg, si, ds.PublicKey); err != nil {
 			t.Errorf("%s: %v", tt.name, err)
 		}
 		bad := append([]byte(nil), tt.sig...)
 		bad[len(bad)-1] ^= 1
 		si.Signature = bad
-		if err := verifyBuiltin(alg, si, ds); err == nil {
+		if err := verifyBuiltin(alg, si, ds.PublicKey); err == nil {
 			t.Errorf("%s: altered signature verified", tt.name)
 		}
 		// The wrong key type fails instead of panicking.
@@ -70,7 +81,7 @@ func TestBuiltinVerifier(t *testing.T) {
 		if _, ok := tt.pub.(*rsa.PublicKey); ok {
 			other = &ek.PublicKey
 		}
-		if err := verifyBuiltin(alg, si, &x509.Certificate{PublicKey: other}); err == nil {
+		if err := verifyBuiltin(alg, si, other); err == nil {
 			t.Errorf("%s: wrong key type verified", tt.name)
 		}
 	}
@@ -90,11 +101,11 @@ func TestResolveSigAlgRejects(t *testing.T) {
 			t.Errorf("%s: resolved %+v", name, alg)
 		}
 	}
-	if h, salt, err := parsePSSParams(pssAlg(t, lds.OIDSHA384, lds.OIDSHA384)); err != nil || h != crypto.SHA384 || salt != 48 {
+	if h, salt, err := cert.PSSParams(pssAlg(t, lds.OIDSHA384, lds.OIDSHA384)); err != nil || h != crypto.SHA384 || salt != 48 {
 		t.Errorf("PSS SHA-384: %v %d %v", h, salt, err)
 	}
 	// Empty parameters mean the RFC 8017 defaults: SHA-1, MGF1-SHA-1, salt 20.
-	if h, salt, err := parsePSSParams(pkix.AlgorithmIdentifier{Algorithm: oidRSASSAPSS,
+	if h, salt, err := cert.PSSParams(pkix.AlgorithmIdentifier{Algorithm: oidRSASSAPSS,
 		Parameters: asn1.RawValue{FullBytes: []byte{0x30, 0x00}}}); err != nil || h != crypto.SHA1 || salt != 20 {
 		t.Errorf("PSS defaults: %v %d %v", h, salt, err)
 	}

@@ -16,6 +16,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"kiosk/firmware/emrtd/cert"
 )
 
 // MaxTrustFileSize bounds one file of the trust directory.
@@ -44,7 +46,27 @@ type TrustStore struct {
 	crls       []*x509.RevocationList
 	rejectedML []RejectedMasterList
 	problems   []LoadProblem
+	notAnchors []LoadProblem
+	// Revocation policy defaults (Options overrides them).
+	home      string
+	crlMaxAge time.Duration
 }
+
+// SetHomeCountry names the kiosk's state (ISO 3166 alpha-2 or its MRZ
+// code): under the default CRL policy a missing CRL of a CSCA of that
+// country fails verification (crl_missing), other countries' warn.
+func (s *TrustStore) SetHomeCountry(c string) { s.home = c }
+
+// SetCRLMaxAge sets how long after thisUpdate a CRL without nextUpdate
+// is fresh (0: DefaultCRLMaxAge).
+func (s *TrustStore) SetCRLMaxAge(d time.Duration) { s.crlMaxAge = d }
+
+// NotAnchors lists the certificate files (or their PEM blocks) of the
+// directory that were read but not trusted: not a CA certificate with
+// keyCertSign (RFC 5280 §4.2.1.9; 9303-12 §7.1.1), e.g. a document
+// signer or master list signer certificate put there by mistake. They
+// are no load problem (the directory stays usable) but are reported.
+func (s *TrustStore) NotAnchors() []LoadProblem { return append([]LoadProblem(nil), s.notAnchors...) }
 
 // NewTrustStore returns a store holding certs.
 func NewTrustStore(certs ...*x509.Certificate) *TrustStore {
@@ -84,7 +106,9 @@ func LoadTrustStore(dir string) (*TrustStore, error) { return LoadTrustStoreAt(d
 // verified at time at against the CSCAs of the directory's certificate
 // files and then trusted; "*.crl" files are CRLs (PEM or DER), kept when
 // signed by a trusted CSCA; every other file is PEM (one or more
-// CERTIFICATE blocks) or DER certificates. A file that cannot be used is
+// CERTIFICATE blocks) or DER certificates, read with package cert
+// (brainpool, explicit EC parameters, RSA-PSS). Only CA certificates
+// with keyCertSign become anchors (the others: NotAnchors). A file that cannot be used is
 // listed in Problems (a refused master list also in RejectedMasterLists);
 // an unreadable directory or one without any certificate is an error.
 func LoadTrustStoreAt(dir string, at time.Time) (*TrustStore, error) {
@@ -114,7 +138,16 @@ func LoadTrustStoreAt(dir string, at time.Time) (*TrustStore, error) {
 			s.problems = append(s.problems, LoadProblem{File: path, Err: err})
 			continue
 		}
-		for _, c := range certs {
+		for i, c := range certs {
+			if msg := caProfileError(c); msg != "" {
+				name := path
+				if len(certs) > 1 {
+					name = fmt.Sprintf("%s[%d]", path, i+1)
+				}
+				s.notAnchors = append(s.notAnchors, LoadProblem{File: name,
+					Err: fmt.Errorf("%q is no trust anchor: it %s", c.Subject.String(), msg)})
+				continue
+			}
 			s.Add(c)
 		}
 	}
@@ -182,7 +215,7 @@ func readFile(path string, limit int) ([]byte, error) {
 
 func parseCerts(b []byte) ([]*x509.Certificate, error) {
 	if !strings.Contains(string(b), "-----BEGIN") {
-		c, err := x509.ParseCertificate(b)
+		c, err := cert.Parse(b)
 		if err != nil {
 			return nil, fmt.Errorf("neither PEM nor a DER certificate: %w", err)
 		}
@@ -198,7 +231,7 @@ func parseCerts(b []byte) ([]*x509.Certificate, error) {
 		if blk.Type != "CERTIFICATE" {
 			return nil, fmt.Errorf("PEM block %d is %q, not CERTIFICATE", n, blk.Type)
 		}
-		c, err := x509.ParseCertificate(blk.Bytes)
+		c, err := cert.Parse(blk.Bytes)
 		if err != nil {
 			return nil, fmt.Errorf("PEM block %d: %w", n, err)
 		}

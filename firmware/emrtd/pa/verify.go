@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"kiosk/firmware/emrtd/cert"
 	"kiosk/firmware/emrtd/lds"
 )
 
@@ -28,6 +29,9 @@ const (
 	CodeDSExpired                     = "ds_expired"
 	CodeDSNotYetValid                 = "ds_not_yet_valid"
 	CodeDSKeyUsage                    = "ds_key_usage_invalid"
+	CodeDSIsCA                        = "ds_is_ca"
+	CodeCountryMismatch               = "country_mismatch"
+	CodeCountryUnbound                = "country_unbound" // a warning: DG1 not given
 	CodeCSCAUnknown                   = "csca_unknown"
 	CodeCSCAExpired                   = "csca_expired"
 	CodeCSCANotYetValid               = "csca_not_yet_valid"
@@ -49,6 +53,8 @@ const (
 	CheckSigningTime   = "sod_signing_time"
 	CheckDSValidity    = "ds_validity"
 	CheckDSKeyUsage    = "ds_key_usage"
+	CheckDSProfile     = "ds_profile"
+	CheckCountry       = "country_binding"
 	CheckCSCA          = "csca_chain"
 	CheckCSCAValidity  = "csca_validity"
 	CheckCSCAIsCA      = "csca_ca"
@@ -185,14 +191,15 @@ func (r *Result) ok(name string) bool {
 	return false
 }
 
-func (r *Result) finish() *Result {
+func (r *Result) finish(sodOnly bool) *Result {
 	required := []string{CheckSODStructure, CheckHashAlgorithm, CheckDSCertificate, CheckContentType,
-		CheckMessageDigest, CheckSignature, CheckDSValidity, CheckDSKeyUsage, CheckCSCA, CheckCSCAValidity, CheckCSCAIsCA, CheckRevocation}
+		CheckMessageDigest, CheckSignature, CheckDSValidity, CheckDSKeyUsage, CheckDSProfile, CheckCSCA,
+		CheckCSCAValidity, CheckCSCAIsCA, CheckCountry, CheckRevocation}
 	passed := len(r.Failures()) == 0
 	for _, n := range required {
 		passed = passed && r.ok(n)
 	}
-	dgChecked := false
+	dgChecked := sodOnly
 	for _, c := range r.Checks {
 		dgChecked = dgChecked || (c.Name == CheckDGHash && c.OK)
 	}
@@ -209,10 +216,23 @@ type Options struct {
 	// warning. A revoked entry always fails.
 	StaleCRL CRLPolicy
 	// MissingCRL is what the absence of the CSCA's CRL does: "" or
-	// CRLWarn passes with a warning (crl_missing) — many terminals have
-	// no CRL distribution for every country, and declining every such
-	// document would make the terminal unusable; CRLDecline fails.
+	// CRLHome fails the check (crl_missing) for a CSCA of the home
+	// country (HomeCountry, else the store's) and passes it with a
+	// warning for other countries — a kiosk can always have its own
+	// state's CRL, not necessarily every other state's; CRLDecline
+	// fails for every country, CRLWarn warns for every country.
 	MissingCRL CRLPolicy
+	// HomeCountry is the kiosk's state: ISO 3166 alpha-2 or the MRZ
+	// code. Empty means the trust store's (TrustStore.SetHomeCountry).
+	HomeCountry string
+	// CRLMaxAge is how long after its thisUpdate a CRL without
+	// nextUpdate counts as fresh; 0 means the store's, else
+	// DefaultCRLMaxAge.
+	CRLMaxAge time.Duration
+	// SODOnly checks everything but the data group hashes (and the
+	// issuing state of DG1 when DG1 is not given): for auditing SOD
+	// files without the data groups.
+	SODOnly bool
 }
 
 // Verify runs passive authentication (9303-11 §5.1) at time at with the
@@ -232,19 +252,26 @@ func VerifyWith(sod []byte, dgs map[int][]byte, store *TrustStore, opts Options)
 	s, err := lds.ParseSOD(sod)
 	if err != nil {
 		r.fail(CheckSODStructure, CodeSODMalformed, "%v", err)
-		return r.finish()
+		return r.finish(opts.SODOnly)
 	}
 	r.SOD = s
 	if len(s.Signers) != 1 {
 		r.fail(CheckSODStructure, CodeSODMalformed, "SOD has %d signerInfos, 9303-10 §4.6.2 requires one", len(s.Signers))
-		return r.finish()
+		return r.finish(opts.SODOnly)
 	}
 	si := &s.Signers[0]
 	if len(si.SignedAttrs) == 0 {
 		r.fail(CheckSODStructure, CodeSODMalformed, "signerInfo has no signed attributes (9303-10 §4.6.2.1 requires them)")
-		return r.finish()
+		return r.finish(opts.SODOnly)
 	}
-	r.pass(CheckSODStructure, fmt.Sprintf("CMS SignedData with LDSSecurityObject v%d listing %d data groups", s.LDS.Version, len(s.LDS.Hashes)))
+	enc := "DER"
+	if s.BER {
+		enc = "BER, converted to DER"
+	}
+	if s.ContentTypeIsData {
+		enc += ", eContentType id-data instead of the 9303-10 §4.6.2 type"
+	}
+	r.pass(CheckSODStructure, fmt.Sprintf("CMS SignedData (%s) with LDSSecurityObject v%d listing %d data groups", enc, s.LDS.Version, len(s.LDS.Hashes)))
 
 	// Hash algorithms: the LDSSecurityObject's for the DGs, the signer's
 	// for the message digest attribute.
@@ -271,13 +298,10 @@ func VerifyWith(sod []byte, dgs map[int][]byte, store *TrustStore, opts Options)
 		checkSignature(r, s, si, ds)
 		checkSigningTime(r, si, ds)
 		checkValidity(r, CheckDSValidity, "document signer", ds, at, CodeDSExpired, CodeDSNotYetValid)
-		if ds.KeyUsage != 0 && ds.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
-			r.fail(CheckDSKeyUsage, CodeDSKeyUsage, "DS key usage lacks digitalSignature (9303-12 §7.1.1)")
-		} else {
-			r.pass(CheckDSKeyUsage, "digitalSignature")
-		}
+		checkDSProfile(r, ds)
 		checkChain(r, ds, store, at)
 		if r.CSCA != nil {
+			checkCountry(r, ds, r.CSCA, dgs[1], opts.SODOnly)
 			checkRevocation(r, ds, r.CSCA, store, at, opts)
 		} else if store != nil {
 			// The CSCA may have been meant to come from a master list
@@ -287,10 +311,81 @@ func VerifyWith(sod []byte, dgs map[int][]byte, store *TrustStore, opts Options)
 			}
 		}
 	}
-	if ok1 {
+	if ok1 && !opts.SODOnly {
 		checkDGs(r, s.LDS, ldsHash, dgs)
 	}
-	return r.finish()
+	return r.finish(opts.SODOnly)
+}
+
+// checkDSProfile: 9303-12 §7.1.1 (certificate profile, document signer):
+// keyUsage is mandatory and holds digitalSignature; a DS is an end
+// entity, so a certificate that is itself a CA (basicConstraints cA, or
+// keyCertSign) does not sign documents.
+func checkDSProfile(r *Result, ds *x509.Certificate) {
+	switch {
+	case !cert.HasExtension(ds, cert.OIDKeyUsage):
+		r.fail(CheckDSKeyUsage, CodeDSKeyUsage, "DS certificate has no keyUsage extension (9303-12 §7.1.1 makes it mandatory)")
+	case ds.KeyUsage&x509.KeyUsageDigitalSignature == 0:
+		r.fail(CheckDSKeyUsage, CodeDSKeyUsage, "DS key usage lacks digitalSignature (9303-12 §7.1.1)")
+	default:
+		r.pass(CheckDSKeyUsage, "digitalSignature")
+	}
+	switch {
+	case ds.BasicConstraintsValid && ds.IsCA:
+		r.fail(CheckDSProfile, CodeDSIsCA, "the document signer certificate is a CA (basicConstraints cA=TRUE)")
+	case ds.KeyUsage&(x509.KeyUsageCertSign|x509.KeyUsageCRLSign) != 0:
+		r.fail(CheckDSProfile, CodeDSIsCA, "the document signer certificate may sign certificates or CRLs (keyCertSign/cRLSign)")
+	default:
+		r.pass(CheckDSProfile, "end-entity certificate")
+	}
+}
+
+// checkCountry binds the document to its PKI (9303-12 §7.1.1, 9303-3 §5):
+// the DS subject's countryName equals the CSCA's, and DG1's issuing
+// state maps to that country (CertificateCountries). Without DG1 (SOD
+// only) the certificates are compared with each other alone.
+func checkCountry(r *Result, ds, csca *x509.Certificate, dg1 []byte, sodOnly bool) {
+	dsC, caC := cert.Country(ds.RawSubject), cert.Country(csca.RawSubject)
+	switch {
+	case dsC == "":
+		r.fail(CheckCountry, CodeCountryMismatch, "the document signer's subject has no countryName")
+		return
+	case caC == "":
+		r.fail(CheckCountry, CodeCountryMismatch, "the CSCA's subject has no countryName")
+		return
+	case dsC != caC:
+		r.fail(CheckCountry, CodeCountryMismatch, "document signer of country %s under a CSCA of country %s", dsC, caC)
+		return
+	}
+	if dg1 == nil {
+		if sodOnly {
+			r.pass(CheckCountry, fmt.Sprintf("document signer and CSCA both of %s (no DG1 given)", dsC))
+		} else {
+			// Not a pass of the binding: said so in the report. The
+			// reader always hands DG1 over.
+			r.warn(CheckCountry, CodeCountryUnbound, "DG1 was not given: the issuing state is not compared with %s", dsC)
+		}
+		return
+	}
+	mrz, err := lds.ParseDG1(dg1)
+	if err != nil {
+		r.fail(CheckCountry, CodeCountryMismatch, "DG1 unreadable, issuing state unknown: %v", err)
+		return
+	}
+	state := strings.TrimRight(mrz.IssuingState, "<")
+	allowed := CertificateCountries(state)
+	for _, c := range allowed {
+		if c == dsC {
+			r.pass(CheckCountry, fmt.Sprintf("issuing state %s, document signer and CSCA of %s", state, dsC))
+			return
+		}
+	}
+	if len(allowed) == 0 {
+		r.fail(CheckCountry, CodeCountryMismatch, "issuing state %q has no known certificate country (document signer and CSCA of %s)", state, dsC)
+		return
+	}
+	r.fail(CheckCountry, CodeCountryMismatch, "issuing state %s (certificates of %s) but document signer and CSCA of %s",
+		state, strings.Join(allowed, "/"), dsC)
 }
 
 type codedError struct {
@@ -300,15 +395,20 @@ type codedError struct {
 
 func (e *codedError) Error() string { return e.msg }
 
+// findDS finds the signer's certificate among the SignedData's
+// certificates (RFC 5652 §5.3 SignerIdentifier): by issuer and serial
+// number, the issuer compared as a set of RDNs (cert.SameName: issuers
+// list them in another order than the certificate), or by
+// subjectKeyIdentifier.
 func findDS(s *lds.SOD, si *lds.SignerInfo) (*x509.Certificate, error) {
 	var parseErrs []string
 	for i, raw := range s.Certificates {
-		c, err := x509.ParseCertificate(raw)
+		c, err := cert.Parse(raw)
 		if err != nil {
 			parseErrs = append(parseErrs, fmt.Sprintf("certificate %d: %v", i+1, err))
 			continue
 		}
-		if si.SerialNumber != nil && bytes.Equal(c.RawIssuer, si.IssuerRaw) && c.SerialNumber.Cmp(si.SerialNumber) == 0 {
+		if si.SerialNumber != nil && c.SerialNumber.Cmp(si.SerialNumber) == 0 && cert.SameName(c.RawIssuer, si.IssuerRaw) {
 			return c, nil
 		}
 		if si.SubjectKeyID != nil && len(c.SubjectKeyId) > 0 && bytes.Equal(c.SubjectKeyId, si.SubjectKeyID) {
@@ -316,7 +416,6 @@ func findDS(s *lds.SOD, si *lds.SignerInfo) (*x509.Certificate, error) {
 		}
 	}
 	if len(parseErrs) > 0 {
-		// e.g. a brainpool key: Go's crypto/x509 parses NIST curves only.
 		return nil, &codedError{CodeDSUnparsable, "no usable document signer certificate in the SOD: " + strings.Join(parseErrs, "; ")}
 	}
 	return nil, &codedError{CodeDSMissing, fmt.Sprintf("the SOD's %d certificate(s) do not include the signer", len(s.Certificates))}
@@ -391,7 +490,9 @@ func checkValidity(r *Result, name, what string, c *x509.Certificate, at time.Ti
 }
 
 // checkChain finds the CSCA that signed the DS certificate (9303-12 §5:
-// the DS is issued directly by the CSCA) and checks it.
+// the DS is issued directly by the CSCA) and checks it. Several trusted
+// certificates may carry the CSCA's name and key (a self-signed CSCA and
+// link certificates); the one that verifies and is a valid CA wins.
 func checkChain(r *Result, ds *x509.Certificate, store *TrustStore, at time.Time) {
 	if store == nil || len(store.certs) == 0 {
 		r.fail(CheckCSCA, CodeNoTrustStore, "no trust store")
@@ -399,27 +500,40 @@ func checkChain(r *Result, ds *x509.Certificate, store *TrustStore, at time.Time
 	}
 	named := 0
 	var lastErr error
+	var best *x509.Certificate
+	bestScore := -1
 	for _, ca := range store.certs {
-		if !bytes.Equal(ca.RawSubject, ds.RawIssuer) && ca.Subject.String() != ds.Issuer.String() {
+		if !cert.SameName(ca.RawSubject, ds.RawIssuer) {
 			continue
 		}
 		named++
-		// CheckSignature (not CheckSignatureFrom) so the CA flag and key
-		// usage are reported as their own checks below, and SHA-1 signed
-		// DS certificates of older documents still verify.
-		if err := ca.CheckSignature(ds.SignatureAlgorithm, ds.RawTBSCertificate, ds.Signature); err != nil {
+		// cert.CheckSignedBy, not crypto/x509: brainpool and
+		// explicit-parameter keys, RSA-PSS, and SHA-1 signed DS
+		// certificates of older documents. The CA flag and key usage
+		// are reported as their own checks below.
+		if err := cert.CheckSignedBy(ds, ca); err != nil {
 			lastErr = err
 			continue
 		}
+		score := 0
+		if caProfileError(ca) == "" {
+			score += 2
+		}
+		if !at.Before(ca.NotBefore) && !at.After(ca.NotAfter) {
+			score++
+		}
+		if score > bestScore {
+			best, bestScore = ca, score
+		}
+	}
+	if best != nil {
+		ca := best
 		r.CSCA = ca
 		r.pass(CheckCSCA, fmt.Sprintf("DS signed by trusted CSCA %q", ca.Subject.String()))
 		checkValidity(r, CheckCSCAValidity, "CSCA", ca, at, CodeCSCAExpired, CodeCSCANotYetValid)
-		switch {
-		case !ca.BasicConstraintsValid || !ca.IsCA:
-			r.fail(CheckCSCAIsCA, CodeCSCANotCA, "CSCA certificate lacks basicConstraints cA=TRUE")
-		case ca.KeyUsage != 0 && ca.KeyUsage&x509.KeyUsageCertSign == 0:
-			r.fail(CheckCSCAIsCA, CodeCSCANotCA, "CSCA key usage lacks keyCertSign")
-		default:
+		if msg := caProfileError(ca); msg != "" {
+			r.fail(CheckCSCAIsCA, CodeCSCANotCA, "CSCA certificate %s", msg)
+		} else {
 			r.pass(CheckCSCAIsCA, "cA=TRUE, keyCertSign")
 		}
 		return
@@ -429,6 +543,21 @@ func checkChain(r *Result, ds *x509.Certificate, store *TrustStore, at time.Time
 		return
 	}
 	r.fail(CheckCSCA, CodeCSCAUnknown, "%d trusted CSCA(s) named %q, none verifies the DS certificate (last: %v)", named, ds.Issuer.String(), lastErr)
+}
+
+// caProfileError says why c cannot issue certificates (RFC 5280
+// §4.2.1.9, §4.2.1.3; 9303-12 §7.1.1: CSCA and link certificates carry
+// basicConstraints cA=TRUE and keyUsage keyCertSign), or "".
+func caProfileError(c *x509.Certificate) string {
+	switch {
+	case !c.BasicConstraintsValid || !c.IsCA:
+		return "lacks basicConstraints cA=TRUE"
+	case !cert.HasExtension(c, cert.OIDKeyUsage):
+		return "has no keyUsage extension"
+	case c.KeyUsage&x509.KeyUsageCertSign == 0:
+		return "key usage lacks keyCertSign"
+	}
+	return ""
 }
 
 func checkDGs(r *Result, l *lds.LDSSecurityObject, h crypto.Hash, dgs map[int][]byte) {
@@ -457,4 +586,29 @@ func checkDGs(r *Result, l *lds.LDSSecurityObject, h crypto.Hash, dgs map[int][]
 		}
 		r.Checks = append(r.Checks, Check{Name: CheckDGHash, DG: n, OK: true, Reason: h.String()})
 	}
+}
+
+// SigningTime returns when the SOD was signed, for verifying a document
+// as of its issue: the signing-time signed attribute (RFC 5652 §11.3)
+// when present, else the document signer certificate's notBefore.
+// source says which.
+func SigningTime(sod []byte) (t time.Time, source string, err error) {
+	s, err := lds.ParseSOD(sod)
+	if err != nil {
+		return time.Time{}, "", err
+	}
+	if len(s.Signers) != 1 {
+		return time.Time{}, "", fmt.Errorf("SOD has %d signerInfos", len(s.Signers))
+	}
+	si := &s.Signers[0]
+	if v, ok := si.Attr(lds.OIDSigningTime); ok && len(v) == 1 {
+		if rest, err := asn1.Unmarshal(v[0], &t); err == nil && len(rest) == 0 {
+			return t, "signing-time attribute", nil
+		}
+	}
+	ds, err := findDS(s, si)
+	if err != nil {
+		return time.Time{}, "", err
+	}
+	return ds.NotBefore, "document signer notBefore", nil
 }

@@ -9,7 +9,9 @@
 // ECParameters, as most issued documents do; explicit parameters are
 // accepted only when they are exactly one of the 9303-11 §9.5.1 curves.
 // Go's crypto/x509 knows neither brainpool curves nor explicit
-// parameters, hence this package.
+// parameters, hence this package. The same keys appear in CSCA, document
+// signer and master-list signer certificates (9303-12 §7.1), which
+// package cert reads with ParseSPKI.
 package pubkey
 
 //lint:file-ignore SA1019 crypto/ecdh and crypto/ecdsa have no brainpool curves; keys from a chip are checked with IsOnCurve before any arithmetic.
@@ -35,9 +37,10 @@ var (
 
 // Object identifiers.
 var (
-	OIDECPublicKey  = asn1.ObjectIdentifier{1, 2, 840, 10045, 2, 1}     // RFC 5480
-	OIDRSA          = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 1} // RFC 8017
-	OIDDHPublicNum  = asn1.ObjectIdentifier{1, 2, 840, 10046, 2, 1}     // ANSI X9.42 dhpublicnumber
+	OIDECPublicKey  = asn1.ObjectIdentifier{1, 2, 840, 10045, 2, 1}      // RFC 5480
+	OIDRSA          = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 1}  // RFC 8017
+	OIDRSASSAPSS    = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 10} // RFC 4055 §1.2 (RSA-PSS-only keys)
+	OIDDHPublicNum  = asn1.ObjectIdentifier{1, 2, 840, 10046, 2, 1}      // ANSI X9.42 dhpublicnumber
 	oidPrimeField   = asn1.ObjectIdentifier{1, 2, 840, 10045, 1, 1}
 	oidBrainpoolArc = asn1.ObjectIdentifier{1, 3, 36, 3, 3, 2, 8, 1, 1}
 )
@@ -214,7 +217,13 @@ func ParseSPKI(der []byte) (*Key, error) {
 			return nil, err
 		}
 		return &Key{EC: &ECKey{Curve: c, X: x, Y: y}}, nil
-	case alg.Equal(OIDRSA):
+	case alg.Equal(OIDRSA), alg.Equal(OIDRSASSAPSS):
+		// RFC 4055 §1.2: an id-RSASSA-PSS key is an RSAPublicKey whose
+		// optional parameters restrict the PSS parameters; the
+		// signature's own AlgorithmIdentifier states them in full, and
+		// that is what verification uses. rsaEncryption's NULL
+		// parameters may be absent (RFC 8017 §A.1 wants them; some
+		// CSCAs leave them out).
 		var k struct{ N, E *big.Int }
 		if err := unmarshalExact(s.PublicKey.Bytes, &k, "RSAPublicKey"); err != nil {
 			return nil, err
@@ -300,7 +309,9 @@ func parseECParams(p asn1.RawValue) (Curve, error) {
 	}
 	for _, c := range Curves() {
 		cp := c.Params()
-		if cp.P.Cmp(e.FieldID.Prime) != 0 || cp.N.Cmp(e.Order) != 0 || len(e.Curve.A) > c.ByteLen() || len(e.Curve.B) > c.ByteLen() {
+		// a and b are compared as integers: some CSCAs encode them with
+		// a leading zero octet (one more than the field's length).
+		if cp.P.Cmp(e.FieldID.Prime) != 0 || cp.N.Cmp(e.Order) != 0 || len(e.Curve.A) > c.ByteLen()+1 || len(e.Curve.B) > c.ByteLen()+1 {
 			continue
 		}
 		gx, gy, err := DecodePoint(c, e.Base)

@@ -3,6 +3,7 @@ package pubkey
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/asn1"
 	"errors"
 	"math/big"
 	"testing"
@@ -104,6 +105,13 @@ func FuzzParseSPKI(f *testing.F) {
 	rk, _ := rsa.GenerateKey(rand.Reader, 1024)
 	der, _ := MarshalRSASPKI(&rk.PublicKey)
 	f.Add(der)
+	// An id-RSASSA-PSS key (RFC 4055 §1.2), as some CSCAs carry.
+	var s spki
+	if _, err := asn1.Unmarshal(der, &s); err == nil {
+		s.Algorithm.Algorithm, s.Algorithm.Parameters = OIDRSASSAPSS, asn1.RawValue{}
+		pss, _ := asn1.Marshal(s)
+		f.Add(pss)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		k, err := ParseSPKI(b)
 		if err == nil && k.EC == nil && k.RSA == nil && k.DH == nil {
@@ -126,5 +134,44 @@ func TestCoefficients(t *testing.T) {
 	wb, _ := new(big.Int).SetString("26DC5C6CE94A4B44F330B5D9BBD77CBF958416295CF7E1CE6BCCDC18FF8C07B6", 16)
 	if a.Cmp(wa) != 0 || b.Cmp(wb) != 0 {
 		t.Fatalf("brainpoolP256r1: a %X b %X", a, b)
+	}
+}
+
+// Real CSCAs: an id-RSASSA-PSS key (RFC 4055 §1.2) reads as RSA, and
+// explicit parameters whose a and b carry a leading zero octet (as the
+// UAE CSCA's P-384 key does) still match their named curve.
+func TestCSCAKeyEncodings(t *testing.T) {
+	rk, _ := rsa.GenerateKey(rand.Reader, 1024)
+	der, _ := MarshalRSASPKI(&rk.PublicKey)
+	var s spki
+	if _, err := asn1.Unmarshal(der, &s); err != nil {
+		t.Fatal(err)
+	}
+	s.Algorithm.Algorithm, s.Algorithm.Parameters = OIDRSASSAPSS, asn1.RawValue{}
+	pss, _ := asn1.Marshal(s)
+	if k, err := ParseSPKI(pss); err != nil || k.RSA == nil || k.RSA.N.Cmp(rk.N) != 0 {
+		t.Fatalf("RSA-PSS key: %v", err)
+	}
+
+	c, _ := CurveByParameterID(15) // P-384
+	k, _ := GenerateEC(rand.Reader, c)
+	cp := c.Params()
+	a, b := coefficients(c)
+	var e ecParameters
+	e.Version = 1
+	e.FieldID.FieldType, e.FieldID.Prime = oidPrimeField, cp.P
+	e.Curve.A = append([]byte{0}, a.FillBytes(make([]byte, c.ByteLen()))...)
+	e.Curve.B = append([]byte{0}, b.FillBytes(make([]byte, c.ByteLen()))...)
+	e.Base = EncodePoint(c, cp.Gx, cp.Gy)
+	e.Order, e.Cofactor = cp.N, big.NewInt(1)
+	params, _ := asn1.Marshal(e)
+	var es spki
+	es.Algorithm.Algorithm = OIDECPublicKey
+	es.Algorithm.Parameters = asn1.RawValue{FullBytes: params}
+	pt := EncodePoint(c, k.Public.X, k.Public.Y)
+	es.PublicKey = asn1.BitString{Bytes: pt, BitLength: 8 * len(pt)}
+	der, _ = asn1.Marshal(es)
+	if got, err := ParseSPKI(der); err != nil || got.EC == nil || got.EC.Curve.Name != "NIST P-384" {
+		t.Fatalf("leading-zero coefficients: %v", err)
 	}
 }
