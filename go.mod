@@ -11,6 +11,7 @@ require (
 	github.com/ebfe/scard v0.0.0-20241214075232-7af069cabc25
 	github.com/eclipse/paho.mqtt.golang v1.5.1
 	github.com/mochi-mqtt/server/v2 v2.7.9
+	github.com/rabbitmq/amqp091-go v1.17.0
 	github.com/smallstep/pkcs7 v0.2.3
 	gocv.io/x/gocv v0.31.0
 	periph.io/x/conn/v3 v3.7.3
