@@ -27,6 +27,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -152,13 +153,16 @@ func Start(t testing.TB, n int) *Cluster {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i, nd := range c.nodes {
-		wg.Go(func() { errs[i] = nd.waitReady(ctx) })
+		wg.Go(func() { errs[i] = nd.waitAMQP(ctx) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		t.Fatalf("rabbittest: cluster not ready after %s: %v", time.Since(begin).Round(time.Millisecond), err)
 	}
 	if err := c.verifyClustered(ctx); err != nil {
+		t.Fatalf("rabbittest: %v", err)
+	}
+	if err := c.settleMQTT(ctx); err != nil {
 		t.Fatalf("rabbittest: %v", err)
 	}
 	c.StartTime = time.Since(begin)
@@ -205,24 +209,39 @@ func (c *Cluster) Kill(i int) {
 
 // Restart starts node i again on its ports and data directory (killing it
 // first if it is still running) and waits until it serves AMQP and MQTT
-// again and is back in the cluster.
+// again, back in the cluster.
 func (c *Cluster) Restart(i int) {
 	c.t.Helper()
-	c.mu.Lock()
-	n := c.nodes[i]
-	if n.proc != nil {
-		n.proc.kill()
-		n.proc = nil
-	}
-	err := n.start()
-	c.mu.Unlock()
-	if err != nil {
-		c.t.Fatalf("rabbittest: restart %s: %v", n.Name, err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	if err := n.waitReady(ctx); err != nil {
-		c.t.Fatalf("rabbittest: restart %s: %v", n.Name, err)
+	if err := c.restart(ctx, i); err != nil {
+		c.t.Fatalf("rabbittest: %v", err)
+	}
+}
+
+func (c *Cluster) restart(ctx context.Context, i int) error {
+	n := c.nodes[i]
+	for attempt := 1; ; attempt++ {
+		c.mu.Lock()
+		if n.proc != nil {
+			n.proc.kill()
+			n.proc = nil
+		}
+		err := n.start()
+		c.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("restart %s: %w", n.Name, err)
+		}
+		if err := n.waitAMQP(ctx); err != nil {
+			return fmt.Errorf("restart %s: %w", n.Name, err)
+		}
+		err = n.waitMQTT(ctx, 20*time.Second)
+		if err == nil {
+			return nil
+		}
+		if attempt == 2 {
+			return fmt.Errorf("restart %s: %w", n.Name, err)
+		}
 	}
 }
 
@@ -349,18 +368,15 @@ func (n *Node) start() error {
 	return nil
 }
 
-// waitReady waits until the node accepts AMQP connections (RabbitMQ opens
-// its client listeners last, after clustering and plugins) and MQTT.
-func (n *Node) waitReady(ctx context.Context) error {
-	n.c.mu.Lock()
-	p := n.proc
-	n.c.mu.Unlock()
-	if p == nil {
-		return fmt.Errorf("%s is not running", n.Name)
-	}
+// waitAMQP waits until the node accepts AMQP connections: RabbitMQ opens
+// its client listeners last, after clustering and plugins.
+func (n *Node) waitAMQP(ctx context.Context) error {
 	for {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("%s: not ready: %w\n%s", n.Name, err, n.logTail())
+		n.c.mu.Lock()
+		p := n.proc
+		n.c.mu.Unlock()
+		if p == nil {
+			return fmt.Errorf("%s is not running", n.Name)
 		}
 		select {
 		case <-p.done:
@@ -370,12 +386,114 @@ func (n *Node) waitReady(ctx context.Context) error {
 		conn, err := amqp.DialConfig(n.AMQPURL(), amqp.Config{Dial: amqp.DefaultDial(time.Second)})
 		if err == nil {
 			conn.Close()
-			if dialOK(n.MQTTPort) {
-				return nil
-			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: no AMQP: %w\n%s", n.Name, ctx.Err(), n.logTail())
 		}
 		sleep(ctx, 100*time.Millisecond)
 	}
+}
+
+// waitMQTT waits up to d until an MQTT CONNECT to the node succeeds.
+func (n *Node) waitMQTT(ctx context.Context, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	for {
+		err := mqttConnect(n.MQTTPort, 2*time.Second)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: no MQTT CONNECT: %w", n.Name, err)
+		}
+		sleep(ctx, 100*time.Millisecond)
+	}
+}
+
+// settleMQTT makes sure every node completes an MQTT CONNECT; an open
+// MQTT port does not imply it. RabbitMQ 3.10 tracks MQTT client ids in a
+// Raft cluster of its own (mqtt_node); of nodes that boot together, one
+// may fail to join it (its add_member is refused with
+// cluster_change_not_permitted while another membership change is under
+// way, and 3.10 does not retry), after which every CONNECT to that node
+// hangs. Here that happens in about half of the 3-node starts. A node
+// still without CONNECT some seconds after another node answers is
+// restarted, one at a time: it then joins the Raft cluster, which has a
+// leader by now and no other change under way.
+func (c *Cluster) settleMQTT(ctx context.Context) error {
+	ok := make([]bool, len(c.nodes))
+	var firstOK time.Time
+	for {
+		var wg sync.WaitGroup
+		errs := make([]error, len(c.nodes))
+		for i, n := range c.nodes {
+			if !ok[i] {
+				wg.Go(func() { errs[i] = mqttConnect(n.MQTTPort, 1500*time.Millisecond) })
+			}
+		}
+		wg.Wait()
+		all := true
+		for i := range c.nodes {
+			if !ok[i] && errs[i] == nil {
+				ok[i] = true
+				if firstOK.IsZero() {
+					firstOK = time.Now()
+				}
+			}
+			all = all && ok[i]
+		}
+		if all {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("MQTT not served by every node: %w", errors.Join(errs...))
+		}
+		if firstOK.IsZero() || time.Since(firstOK) < 4*time.Second {
+			sleep(ctx, 200*time.Millisecond)
+			continue
+		}
+		for i, n := range c.nodes {
+			if ok[i] {
+				continue
+			}
+			c.t.Logf("rabbittest: %s serves AMQP but no MQTT CONNECT (%v): restarting it (RabbitMQ 3.10 MQTT client-id tracking race)", n.Name, errs[i])
+			if err := c.restart(ctx, i); err != nil {
+				return err
+			}
+			ok[i] = true
+		}
+	}
+}
+
+// mqttConnect performs an MQTT 3.1.1 CONNECT (clean session) and
+// DISCONNECT on port.
+func mqttConnect(port int, timeout time.Duration) error {
+	conn, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), timeout)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(timeout)); err != nil {
+		return err
+	}
+	id := "rabbittest-probe-" + strconv.Itoa(port)
+	// 3.1.1 §3.1: protocol name "MQTT", level 4, flags clean session,
+	// keep alive 10 s, payload the client id.
+	pkt := []byte{0x10, byte(10 + 2 + len(id)), 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 10, 0, byte(len(id))}
+	pkt = append(pkt, id...)
+	if _, err := conn.Write(pkt); err != nil {
+		return err
+	}
+	ack := make([]byte, 4)
+	if _, err := io.ReadFull(conn, ack); err != nil {
+		return fmt.Errorf("no CONNACK: %w", err)
+	}
+	if ack[0] != 0x20 || ack[1] != 2 || ack[3] != 0 {
+		return fmt.Errorf("CONNACK % x", ack)
+	}
+	_, err = conn.Write([]byte{0xe0, 0}) // DISCONNECT
+	return err
 }
 
 func (n *Node) logTail() string {

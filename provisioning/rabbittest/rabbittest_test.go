@@ -17,6 +17,11 @@ func TestCluster(t *testing.T) {
 	if len(c.MQTTURLs()) != 3 || len(c.AMQPURLs()) != 3 {
 		t.Fatalf("URLs: %v %v", c.MQTTURLs(), c.AMQPURLs())
 	}
+	for _, n := range c.Nodes() {
+		if err := mqttConnect(n.MQTTPort, 2*time.Second); err != nil {
+			t.Errorf("%s: %v", n.Name, err)
+		}
+	}
 	if n := len(inDir(c.dir)); n < 4 { // epmd, 3 VMs and their helpers
 		t.Fatalf("%d processes in the cluster's directory", n)
 	}
@@ -34,6 +39,9 @@ func TestCluster(t *testing.T) {
 	begin = time.Now()
 	c.Restart(1)
 	t.Logf("restart: %s", time.Since(begin).Round(time.Millisecond))
+	if err := mqttConnect(c.Node(1).MQTTPort, 2*time.Second); err != nil {
+		t.Errorf("after restart: %v", err)
+	}
 	out, err := c.Ctl(0, "cluster_status", "--formatter", "json")
 	if err != nil {
 		t.Fatalf("cluster_status: %v\n%s", err, out)
