@@ -55,7 +55,7 @@ type Cluster struct {
 	// verified cluster.
 	StartTime time.Duration
 
-	t        testing.TB
+	logf     func(format string, args ...any)
 	dir      string
 	home     string
 	cookie   string
@@ -99,38 +99,77 @@ func Start(t testing.TB, n int) *Cluster {
 	if testing.Short() {
 		t.Skip("-short: skipping test that needs a RabbitMQ cluster")
 	}
+	c, err := launch(t.TempDir(), n, t.Logf)
+	if c != nil {
+		t.Cleanup(c.Stop)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Launch starts an n-node cluster in a new temporary directory, for
+// programs (a fleet simulator, a chaos run); tests use Start. Close stops
+// it and removes the directory. logf may be nil.
+func Launch(n int, logf func(format string, args ...any)) (*Cluster, error) {
+	dir, err := os.MkdirTemp("", "rabbittest-")
+	if err != nil {
+		return nil, fmt.Errorf("rabbittest: %w", err)
+	}
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	c, err := launch(dir, n, logf)
+	if err != nil {
+		if c != nil {
+			c.Stop()
+		}
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	return c, nil
+}
+
+// Close stops the cluster and removes its directory (for Launch).
+func (c *Cluster) Close() {
+	c.Stop()
+	_ = os.RemoveAll(c.dir)
+}
+
+// launch starts the cluster in dir. On error the returned cluster, if
+// any, holds processes to Stop.
+func launch(dir string, n int, logf func(format string, args ...any)) (*Cluster, error) {
 	if n < 1 {
-		t.Fatalf("rabbittest: %d nodes", n)
+		return nil, fmt.Errorf("rabbittest: %d nodes", n)
 	}
 	if _, err := os.Stat(filepath.Join(Bin, "rabbitmq-server")); err != nil {
-		t.Fatalf("rabbitmq-server not installed (%v): run `make deps`", err)
+		return nil, fmt.Errorf("rabbittest: rabbitmq-server not installed (%v): run `make deps`", err)
 	}
 	epmd, err := exec.LookPath("epmd")
 	if err != nil {
-		t.Fatalf("epmd not found (%v): run `make deps` (erlang-base comes with rabbitmq-server)", err)
+		return nil, fmt.Errorf("rabbittest: epmd not found (%v): run `make deps` (erlang-base comes with rabbitmq-server)", err)
 	}
 	begin := time.Now()
 	ports, err := freePorts(1 + 3*n)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	dir := t.TempDir()
-	c := &Cluster{t: t, dir: dir, home: filepath.Join(dir, "home"), epmdPort: ports[0],
+	c := &Cluster{logf: logf, dir: dir, home: filepath.Join(dir, "home"), epmdPort: ports[0],
 		cookie: "rabbittest" + strconv.FormatInt(begin.UnixNano(), 36)}
-	t.Cleanup(c.Stop)
 	if err := os.MkdirAll(c.home, 0o700); err != nil {
-		t.Fatal(err)
+		return nil, fmt.Errorf("rabbittest: %w", err)
 	}
 	// The cookie the nodes and any CLI tool find in $HOME.
 	if err := os.WriteFile(filepath.Join(c.home, ".erlang.cookie"), []byte(c.cookie), 0o400); err != nil {
-		t.Fatal(err)
+		return nil, fmt.Errorf("rabbittest: %w", err)
 	}
 	c.epmd, err = c.spawn(filepath.Join(dir, "epmd.log"), nil, epmd, "-port", strconv.Itoa(c.epmdPort))
 	if err != nil {
-		t.Fatalf("rabbittest: start epmd: %v", err)
+		return nil, fmt.Errorf("rabbittest: start epmd: %w", err)
 	}
 	if err := waitListening(context.Background(), c.epmdPort, c.epmd, 10*time.Second); err != nil {
-		t.Fatalf("rabbittest: epmd: %v", err)
+		return c, fmt.Errorf("rabbittest: epmd: %w", err)
 	}
 	for i := range n {
 		nd := &Node{
@@ -139,13 +178,13 @@ func Start(t testing.TB, n int) *Cluster {
 			dir: filepath.Join(dir, "node"+strconv.Itoa(i+1)),
 		}
 		if err := nd.writeConfig(); err != nil {
-			t.Fatal(err)
+			return c, fmt.Errorf("rabbittest: %w", err)
 		}
 		c.nodes = append(c.nodes, nd)
 	}
 	for _, nd := range c.nodes {
 		if err := nd.start(); err != nil {
-			t.Fatalf("rabbittest: %v", err)
+			return c, fmt.Errorf("rabbittest: %w", err)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
@@ -157,17 +196,17 @@ func Start(t testing.TB, n int) *Cluster {
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		t.Fatalf("rabbittest: cluster not ready after %s: %v", time.Since(begin).Round(time.Millisecond), err)
+		return c, fmt.Errorf("rabbittest: cluster not ready after %s: %w", time.Since(begin).Round(time.Millisecond), err)
 	}
 	if err := c.verifyClustered(ctx); err != nil {
-		t.Fatalf("rabbittest: %v", err)
+		return c, fmt.Errorf("rabbittest: %w", err)
 	}
 	if err := c.settleMQTT(ctx); err != nil {
-		t.Fatalf("rabbittest: %v", err)
+		return c, fmt.Errorf("rabbittest: %w", err)
 	}
 	c.StartTime = time.Since(begin)
-	t.Logf("rabbittest: %d-node cluster ready in %s (epmd port %d)", n, c.StartTime.Round(time.Millisecond), c.epmdPort)
-	return c
+	logf("rabbittest: %d-node cluster ready in %s (epmd port %d)", n, c.StartTime.Round(time.Millisecond), c.epmdPort)
+	return c, nil
 }
 
 // Nodes are the members, in order (index 0 is rabbit1, the seed).
@@ -196,7 +235,6 @@ func (c *Cluster) AMQPURLs() []string {
 
 // Kill SIGKILLs node i's Erlang VM, as a crash or a power cut would, and waits until it is gone.
 func (c *Cluster) Kill(i int) {
-	c.t.Helper()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := c.nodes[i]
@@ -210,13 +248,13 @@ func (c *Cluster) Kill(i int) {
 // Restart starts node i again on its ports and data directory (killing it
 // first if it is still running) and waits until it serves AMQP and MQTT
 // again, back in the cluster.
-func (c *Cluster) Restart(i int) {
-	c.t.Helper()
+func (c *Cluster) Restart(i int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	if err := c.restart(ctx, i); err != nil {
-		c.t.Fatalf("rabbittest: %v", err)
+		return fmt.Errorf("rabbittest: %w", err)
 	}
+	return nil
 }
 
 func (c *Cluster) restart(ctx context.Context, i int) error {
@@ -457,7 +495,7 @@ func (c *Cluster) settleMQTT(ctx context.Context) error {
 			if ok[i] {
 				continue
 			}
-			c.t.Logf("rabbittest: %s serves AMQP but no MQTT CONNECT (%v): restarting it (RabbitMQ 3.10 MQTT client-id tracking race)", n.Name, errs[i])
+			c.logf("rabbittest: %s serves AMQP but no MQTT CONNECT (%v): restarting it (RabbitMQ 3.10 MQTT client-id tracking race)", n.Name, errs[i])
 			if err := c.restart(ctx, i); err != nil {
 				return err
 			}

@@ -10,10 +10,17 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// TestCluster starts three nodes, kills one, restarts it, and checks that
-// no process the harness started outlives Stop.
+// TestCluster launches three nodes, kills one, restarts it, and checks
+// that no process the harness started outlives Close, nor its directory.
 func TestCluster(t *testing.T) {
-	c := Start(t, 3)
+	if testing.Short() {
+		t.Skip("-short: needs RabbitMQ")
+	}
+	c, err := Launch(3, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
 	if len(c.MQTTURLs()) != 3 || len(c.AMQPURLs()) != 3 {
 		t.Fatalf("URLs: %v %v", c.MQTTURLs(), c.AMQPURLs())
 	}
@@ -37,7 +44,9 @@ func TestCluster(t *testing.T) {
 	}
 	conn.Close()
 	begin = time.Now()
-	c.Restart(1)
+	if err := c.Restart(1); err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("restart: %s", time.Since(begin).Round(time.Millisecond))
 	if err := mqttConnect(c.Node(1).MQTTPort, 2*time.Second); err != nil {
 		t.Errorf("after restart: %v", err)
@@ -52,11 +61,15 @@ func TestCluster(t *testing.T) {
 		}
 	}
 	begin = time.Now()
-	c.Stop()
+	c.Close()
 	t.Logf("stop: %s", time.Since(begin).Round(time.Millisecond))
+	if _, err := os.Stat(c.dir); !os.IsNotExist(err) {
+		t.Errorf("directory left: %v", err)
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		left := inDir(c.dir)
+		left = append(left, inDir(c.dir+" (deleted)")...)
 		if len(left) == 0 {
 			break
 		}
