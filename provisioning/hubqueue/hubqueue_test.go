@@ -110,6 +110,7 @@ func TestCluster(t *testing.T) {
 	t.Run("ShareWork", func(t *testing.T) { testShareWork(t, c) })
 	t.Run("Malformed", func(t *testing.T) { testMalformed(t, c) })
 	t.Run("DeadConsumer", func(t *testing.T) { testDeadConsumer(t, c) })
+	t.Run("KioskAway", func(t *testing.T) { testKioskAway(t, c) })
 	t.Run("NodeKilled", func(t *testing.T) { testNodeKilled(t, c) })
 }
 
@@ -423,6 +424,58 @@ func testDeadConsumer(t *testing.T, c *rabbittest.Cluster) {
 	}
 }
 
+// testKioskAway: a reply published while the kiosk is offline waits in its
+// persistent session's (quorum) queue and reaches it when it comes back,
+// through another node.
+func testKioskAway(t *testing.T, c *rabbittest.Cluster) {
+	hubc := make(chan *Client, 1)
+	cl, _ := run(t, Options{URLs: []string{c.Node(0).AMQPURL()}, Prefix: "kiosk/away"}, func(ctx context.Context, m Msg) {
+		cl := <-hubc
+		hubc <- cl
+		if err := cl.Publish(ctx, "kiosk/away/"+m.Device+"/auth/resp", []byte("resp")); err != nil {
+			t.Errorf("publish: %v", err)
+		}
+		_ = m.Ack()
+	})
+	hubc <- cl
+	kiosk := mqttClient(t, c.Node(2).MQTTURL(), "away1", false)
+	subscribe(t, kiosk, "kiosk/away/away1/auth/resp")
+	kiosk.Disconnect(100)
+	pub := mqttClient(t, c.Node(1).MQTTURL(), "away-pub", true)
+	publish(t, pub, "kiosk/away/away1/auth/req", "req")
+	deadline := time.Now().Add(10 * time.Second)
+	for cl.Stats().Published == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("hub did not reply")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Back, through node 1: the session's queue delivers what it holds
+	// right after CONNECT, to the default handler.
+	got := make(chan mqtt.Message, 1)
+	o := mqtt.NewClientOptions().AddBroker(c.Node(0).MQTTURL()).SetClientID("away1").SetCleanSession(false).
+		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second).
+		SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {
+			select {
+			case got <- m:
+			default:
+			}
+		})
+	back := mqtt.NewClient(o)
+	if tok := back.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("reconnect: %v", tok.Error())
+	}
+	defer back.Disconnect(100)
+	select {
+	case m := <-got:
+		if m.Topic() != "kiosk/away/away1/auth/resp" || string(m.Payload()) != "resp" || m.Qos() != 1 {
+			t.Errorf("got %q on %s at QoS %d", m.Payload(), m.Topic(), m.Qos())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("reply kept for the away kiosk never arrived")
+	}
+}
+
 // testNodeKilled: the node the instance is connected to (and which leads
 // the queue, declared through it) is killed with messages in flight and
 // waiting; the instance fails over, nothing in the queue is lost, and
@@ -444,6 +497,15 @@ func testNodeKilled(t *testing.T, c *rabbittest.Cluster) {
 	})
 	if url, ok := cl.Connected(); !ok || url != c.Node(1).AMQPURL() {
 		t.Fatalf("connected to %q", url)
+	}
+	// Declared through node 2, the queue is led there (client-local
+	// leader placement): the kill below takes the leader too.
+	out, err := c.Ctl(0, "list_queues", "name", "leader", "members", "--formatter", "json")
+	if err != nil {
+		t.Fatalf("list_queues: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, `"name":"failover","leader":"`+c.Node(1).Name+`"`) {
+		t.Errorf("queue not led by %s: %s", c.Node(1).Name, out)
 	}
 	pub := mqttClient(t, c.Node(0).MQTTURL(), "fo-pub", true)
 	const n = 30
