@@ -260,7 +260,8 @@ func (c *Client) Stats() Stats {
 // Run connects, declares the queue and its bindings, and hands every
 // delivery to h until ctx ends, reconnecting (to another node when one
 // is lost) with back-off. In-flight handlers finish before Run returns;
-// what they leave unacknowledged the broker redelivers.
+// what they leave unacknowledged the broker redelivers. Call it once; it
+// returns nil when ctx ends.
 func (c *Client) Run(ctx context.Context, h Handler) error {
 	for attempt := 0; ; {
 		if ctx.Err() != nil {
