@@ -16,7 +16,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian 12 packages the build, the tests and `make run` need.
 DEB_PACKAGES := build-essential pkg-config libopencv-dev libopencv-contrib-dev opencv-data \
-	pcscd libpcsclite-dev pcsc-tools vsmartcard-vpcd mosquitto mosquitto-clients ffmpeg gstreamer1.0-plugins-base util-linux postgresql-15 chromium fonts-wqy-microhei
+	pcscd libpcsclite-dev pcsc-tools vsmartcard-vpcd mosquitto mosquitto-clients ffmpeg gstreamer1.0-plugins-base util-linux postgresql-15 chromium fonts-wqy-microhei \
+	rabbitmq-server
 
 # Packages: `go test ./...` runs these; pcscd-based tests isolate themselves.
 PKGS := ./...
@@ -60,8 +61,14 @@ deps:
 	if [ -n "$$missing" ]; then \
 		echo "deps: installing$$missing"; \
 		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing || exit 1; \
+	fi; \
+	case " $$missing " in *" rabbitmq-server "*) \
+		if [ -d /run/systemd/system ]; then \
+			echo "deps: disabling the rabbitmq-server service the package started (tests run their own nodes)"; \
+			$(SUDO) systemctl disable --now rabbitmq-server >/dev/null 2>&1 || true; \
+		fi;; \
+	esac
 	@command -v $(GO) >/dev/null || { echo "deps: Go 1.26 is required (go not found)"; exit 1; }
 
 # Real face photos and videos for tests and the simulated camera, fetched

@@ -13,6 +13,7 @@ require (
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/jackc/tern/v2 v2.3.4
 	github.com/mochi-mqtt/server/v2 v2.7.9
+	github.com/rabbitmq/amqp091-go v1.17.0
 	github.com/smallstep/pkcs7 v0.2.3
 	go.etcd.io/bbolt v1.4.3
 	gocv.io/x/gocv v0.31.0
