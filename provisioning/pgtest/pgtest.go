@@ -210,9 +210,45 @@ func (s *Server) TerminateConnections(ctx context.Context, db string) (int, erro
 	return n, err
 }
 
-// Kill stops the server with SIGKILL (a crash) and Restart brings it back
-// on the same port and data: committed transactions survive.
-func (s *Server) Kill() { s.signal(syscall.SIGKILL) }
+// Kill stops the server with SIGKILL (a crash): its backends first (each
+// is a session leader of its own, so a signal to the postmaster's group
+// misses them, and a backend that has not noticed its postmaster's death
+// still answers), then the postmaster. Restart brings it back on the same
+// port and data: committed transactions survive.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	cmd := s.cmd
+	s.mu.Unlock()
+	if cmd != nil && cmd.Process != nil {
+		for _, pid := range children(cmd.Process.Pid) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	s.signal(syscall.SIGKILL)
+}
+
+// children lists the processes whose parent is pid (from /proc).
+func children(pid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid …; comm may hold spaces and parentheses.
+		rest := string(b[strings.LastIndexByte(string(b), ')')+1:])
+		f := strings.Fields(rest)
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
 
 // Restart starts a stopped or killed server again on the same port.
 func (s *Server) Restart() error {
