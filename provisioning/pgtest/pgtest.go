@@ -210,21 +210,23 @@ func (s *Server) TerminateConnections(ctx context.Context, db string) (int, erro
 	return n, err
 }
 
-// Kill stops the server with SIGKILL (a crash): its backends first (each
-// is a session leader of its own, so a signal to the postmaster's group
-// misses them, and a backend that has not noticed its postmaster's death
-// still answers), then the postmaster. Restart brings it back on the same
+// Kill stops the server with SIGKILL (a crash): the postmaster, then its
+// backends (each is a session leader of its own, so a signal to the
+// postmaster's group misses them, and a backend that has not noticed its
+// postmaster's death still answers). Restart brings it back on the same
 // port and data: committed transactions survive.
 func (s *Server) Kill() {
 	s.mu.Lock()
 	cmd := s.cmd
 	s.mu.Unlock()
+	var backends []int
 	if cmd != nil && cmd.Process != nil {
-		for _, pid := range children(cmd.Process.Pid) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
+		backends = children(cmd.Process.Pid)
 	}
-	s.signal(syscall.SIGKILL)
+	s.signal(syscall.SIGKILL) // first, so it starts no new child
+	for _, pid := range backends {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
 }
 
 // children lists the processes whose parent is pid (from /proc).
