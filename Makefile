@@ -110,10 +110,11 @@ N ?= 1000
 K ?= 2
 MINUTES ?= 5
 RATE ?= 0
+BROKER ?= mosquitto
 fleet-sim: deps
 	$(GO) build -o $(BIN)/kioskhub ./provisioning/cmd/kioskhub
 	$(GO) build -o $(CACHE)/fleet-sim ./internal/fleetsim/cmd/fleet-sim
-	$(CACHE)/fleet-sim -kiosks $(N) -hubs $(K) -rate $(RATE) -duration $(MINUTES)m -hub-bin $(BIN)/kioskhub
+	$(CACHE)/fleet-sim -broker $(BROKER) -kiosks $(N) -hubs $(K) -rate $(RATE) -duration $(MINUTES)m -hub-bin $(BIN)/kioskhub
 
 # The fleet under fire: at least 200 kiosks and 5,000 committed payments
 # while hub instances, the broker and database connections are killed.

@@ -38,7 +38,8 @@ type HubSpec struct {
 	Bin       string
 	Dir       string
 	DSN       string
-	Brokers   []string
+	Brokers   []string // MQTT shared subscriptions (mosquitto)
+	AMQPURLs  []string // or RabbitMQ's shared quorum queue
 	Devices   string
 	Key       devkey.Files // the hubs' signing key
 	MaxConns  int
@@ -61,6 +62,14 @@ func StartHub(ctx context.Context, s HubSpec, i int) (*HubProc, error) {
 	for j, b := range s.Brokers {
 		brokers[j] = q(b)
 	}
+	source := fmt.Sprintf("[mqtt]\nbrokers = [%s]\nworkers = %d", strings.Join(brokers, ", "), max(s.Workers, 4))
+	if len(s.AMQPURLs) > 0 {
+		urls := make([]string, len(s.AMQPURLs))
+		for j, u := range s.AMQPURLs {
+			urls[j] = q(u)
+		}
+		source = fmt.Sprintf("[mqtt]\nworkers = %d\n[amqp]\nurls = [%s]", max(s.Workers, 4), strings.Join(urls, ", "))
+	}
 	conf := fmt.Sprintf(`instance = %s
 mode = "simulation"
 [log]
@@ -70,9 +79,7 @@ level = "warn"
 kind = "postgres"
 dsn = %s
 max_conns = %d
-[mqtt]
-brokers = [%s]
-workers = %d
+%s
 [keys]
 auth_key = %s
 auth_cert = %s
@@ -81,7 +88,7 @@ devices = %s
 max_tx = %d
 [http]
 listen = %s
-`, q(name), q(s.DSN), max(s.MaxConns, 4), strings.Join(brokers, ", "), max(s.Workers, 4), q(s.Key.Key), q(s.Key.Cert), q(s.Devices), s.LimitsMax, q(addr))
+`, q(name), q(s.DSN), max(s.MaxConns, 4), source, q(s.Key.Key), q(s.Key.Cert), q(s.Devices), s.LimitsMax, q(addr))
 	path := filepath.Join(s.Dir, name+".toml")
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		return nil, err

@@ -27,6 +27,7 @@ type Config struct {
 	Log    Log    `toml:"log"`
 	Store  Store  `toml:"store"`
 	MQTT   MQTT   `toml:"mqtt"`
+	AMQP   AMQP   `toml:"amqp"`
 	Keys   Keys   `toml:"keys"`
 	Limits Limits `toml:"limits"`
 	HTTP   HTTP   `toml:"http"`
@@ -56,6 +57,20 @@ type MQTT struct {
 	Cert    string   `toml:"cert"`
 	Key     string   `toml:"key"`
 	Workers int      `toml:"workers"`
+}
+
+// AMQP, when URLs are set, takes the work from RabbitMQ: one durable
+// quorum queue bound to the MQTT plugin's topic exchange, consumed by
+// every instance (RabbitMQ 3.10's MQTT has no shared subscriptions;
+// docs/scale.md). The [mqtt] section is then unused; mqtt.prefix still
+// names the topics.
+type AMQP struct {
+	URLs     []string `toml:"urls"` // amqps:// in production; every node of the cluster
+	Queue    string   `toml:"queue"`
+	Prefetch int      `toml:"prefetch"`
+	CA       string   `toml:"ca"`
+	Cert     string   `toml:"cert"`
+	Key      string   `toml:"key"`
 }
 
 // Keys are the hub's signing key and the devices it trusts.
@@ -121,6 +136,7 @@ func Default() Config {
 		Log:   Log{Level: "info", Format: "json"},
 		Store: Store{Kind: "postgres", MaxConns: 16, Retention: Duration{400 * 24 * time.Hour}},
 		MQTT:  MQTT{Prefix: "kiosk/v1", Group: "kioskhub", Workers: 4},
+		AMQP:  AMQP{Queue: "kiosk-hub", Prefetch: 16},
 		HTTP:  HTTP{Listen: "127.0.0.1:9180"},
 	}
 }
@@ -200,8 +216,33 @@ func (c *Config) Validate() error {
 	if c.Store.Retention.Duration < 24*time.Hour {
 		bad("store.retention", "%s is under a day", c.Store.Retention.Duration)
 	}
-	if len(c.MQTT.Brokers) == 0 {
-		bad("mqtt.brokers", "at least one broker URL is required")
+	amqpMode := len(c.AMQP.URLs) > 0
+	if len(c.MQTT.Brokers) == 0 && !amqpMode {
+		bad("mqtt.brokers", "at least one broker URL is required (or amqp.urls)")
+	}
+	for i, a := range c.AMQP.URLs {
+		u, err := url.Parse(a)
+		key := fmt.Sprintf("amqp.urls[%d]", i)
+		switch {
+		case err != nil || u.Host == "" || (u.Scheme != "amqp" && u.Scheme != "amqps"):
+			bad(key, "%q is not an amqp:// or amqps:// URL", redactURL(a))
+		case prod && u.Scheme != "amqps":
+			bad(key, "%q is not TLS; production needs amqps://", redactURL(a))
+		}
+	}
+	if amqpMode {
+		if c.AMQP.Queue == "" {
+			bad("amqp.queue", "a queue name is required")
+		}
+		if c.AMQP.Prefetch < 1 || c.AMQP.Prefetch > 1000 {
+			bad("amqp.prefetch", "%d out of range 1..1000", c.AMQP.Prefetch)
+		}
+		if prod && (c.AMQP.Cert == "" || c.AMQP.Key == "") {
+			bad("amqp.cert", "production needs a client certificate and key (mutual TLS)")
+		}
+		if (c.AMQP.Cert == "") != (c.AMQP.Key == "") {
+			bad("amqp.key", "amqp.cert and amqp.key go together")
+		}
 	}
 	for i, b := range c.MQTT.Brokers {
 		u, err := url.Parse(b)
@@ -215,7 +256,7 @@ func (c *Config) Validate() error {
 			bad(key, "%q is not TLS; production needs ssl://, tls://, mqtts:// or wss://", b)
 		}
 	}
-	if prod && (c.MQTT.Cert == "" || c.MQTT.Key == "") {
+	if prod && !amqpMode && (c.MQTT.Cert == "" || c.MQTT.Key == "") {
 		bad("mqtt.cert", "production needs a client certificate and key (mutual TLS)")
 	}
 	if (c.MQTT.Cert == "") != (c.MQTT.Key == "") {
@@ -248,4 +289,13 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// redactURL drops a URL's password (AMQP URLs carry credentials).
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	return u.Redacted()
 }

@@ -26,6 +26,7 @@ import (
 	"kiosk/firmware/hub"
 	"kiosk/firmware/logging"
 	"kiosk/firmware/txreport"
+	"kiosk/provisioning/hubqueue"
 	"kiosk/provisioning/hubstore"
 	"kiosk/provisioning/hubstore/pgstore"
 	"kiosk/provisioning/refhub"
@@ -156,9 +157,21 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	}
 	defer store.Close()
 
+	var queue *hubqueue.Client
+	if len(cfg.AMQP.URLs) > 0 {
+		qtls, err := hub.TLSConfig(cfg.AMQP.CA, cfg.AMQP.Cert, cfg.AMQP.Key)
+		if err != nil {
+			return &Error{Key: "amqp.ca", Msg: err.Error()}
+		}
+		queue, err = hubqueue.New(hubqueue.Options{URLs: cfg.AMQP.URLs, TLS: qtls, Queue: cfg.AMQP.Queue, Prefix: cfg.MQTT.Prefix,
+			Prefetch: cfg.AMQP.Prefetch, Workers: cfg.MQTT.Workers, Name: instance, Logger: log.With("component", "amqp")})
+		if err != nil {
+			return &Error{Key: "amqp.urls", Msg: err.Error()}
+		}
+	}
 	h, err := refhub.New(refhub.Options{
 		Brokers: cfg.MQTT.Brokers, ClientID: instance, Group: cfg.MQTT.Group, Prefix: cfg.MQTT.Prefix, TLS: tlsCfg,
-		Keyring: ring, Signer: signer, Store: store, Workers: cfg.MQTT.Workers,
+		Keyring: ring, Signer: signer, Store: store, Workers: cfg.MQTT.Workers, Queue: queue,
 		Limits: hubstore.Limits{MaxTx: cfg.Limits.MaxTx, MaxDaily: cfg.Limits.MaxDaily},
 		Logger: log.With("component", "hub"), Now: o.Now,
 	})

@@ -392,15 +392,32 @@ func (c *Client) declareAndConsume(s *session) (<-chan amqp.Delivery, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consume %s: %w", c.opts.Queue, err)
 	}
+	if err := c.openPub(s); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// openPub opens the session's publishing channel in confirm mode; called
+// again when the broker closed it (a channel-level error leaves the
+// connection and the consumer up, and every confirm after it would read
+// as a refusal).
+func (c *Client) openPub(s *session) error {
 	pub, err := s.conn.Channel()
 	if err != nil {
-		return nil, fmt.Errorf("publishing channel: %w", err)
+		return fmt.Errorf("publishing channel: %w", err)
 	}
 	if err := pub.Confirm(false); err != nil {
-		return nil, fmt.Errorf("confirm mode: %w", err)
+		return fmt.Errorf("confirm mode: %w", err)
 	}
+	closed := pub.NotifyClose(make(chan *amqp.Error, 1))
+	go func() {
+		if e, ok := <-closed; ok && e != nil {
+			c.log.Warn("hubqueue: publishing channel closed by the broker; reopened on the next publish", "err", e)
+		}
+	}()
 	s.pub = pub
-	return d, nil
+	return nil
 }
 
 // serve runs the workers until the deliveries end (the channel or the
@@ -507,7 +524,14 @@ func (c *Client) publish(ctx context.Context, s *session, key string, payload []
 	ctx, cancel := context.WithTimeout(ctx, c.opts.ConfirmTimeout)
 	defer cancel()
 	s.pubMu.Lock()
-	conf, err := s.pub.PublishWithDeferredConfirmWithContext(ctx, c.opts.Exchange, key, false, false, amqp.Publishing{
+	if s.pub.IsClosed() {
+		if err := c.openPub(s); err != nil {
+			s.pubMu.Unlock()
+			return fmt.Errorf("hubqueue: publish %s: %w", key, err)
+		}
+	}
+	pub := s.pub
+	conf, err := pub.PublishWithDeferredConfirmWithContext(ctx, c.opts.Exchange, key, false, false, amqp.Publishing{
 		DeliveryMode: amqp.Persistent,
 		Timestamp:    time.Now(),
 		Body:         payload,
@@ -521,6 +545,9 @@ func (c *Client) publish(ctx context.Context, s *session, key string, payload []
 		return fmt.Errorf("hubqueue: publish %s: no confirm: %w", key, err)
 	}
 	if !acked {
+		if pub.IsClosed() {
+			return fmt.Errorf("hubqueue: publish %s: the channel closed before the broker confirmed", key)
+		}
 		return fmt.Errorf("hubqueue: publish %s: refused by the broker", key)
 	}
 	return nil

@@ -24,6 +24,7 @@ import (
 
 	"kiosk/firmware/hub"
 	"kiosk/firmware/txreport"
+	"kiosk/provisioning/hubqueue"
 	"kiosk/provisioning/hubstore"
 )
 
@@ -44,9 +45,15 @@ type Options struct {
 	// Signer seals authorization responses and report acks (docs/mqtt.md,
 	// "Signed authorization", "Acknowledgement"); nil sends them
 	// unsigned, which kiosks that were given hub.auth_cert ignore.
-	Signer  *txreport.Signer
-	Store   hubstore.Store
-	Limits  hubstore.Limits
+	Signer *txreport.Signer
+	Store  hubstore.Store
+	Limits hubstore.Limits
+	// Queue, when set, is where the work comes from instead of MQTT
+	// shared subscriptions: RabbitMQ's shared quorum queue over AMQP
+	// (docs/scale.md), with replies published through it too. Brokers
+	// and the MQTT settings are then unused; the queue's own Workers run
+	// the handler.
+	Queue   *hubqueue.Client
 	Workers int // default 2
 	Logger  *slog.Logger
 	Now     func() time.Time
@@ -61,6 +68,7 @@ type Stats struct {
 	AuthDeclined uint64 `json:"auth_declined"`
 	AuthExpired  uint64 `json:"auth_expired"`
 	Dropped      uint64 `json:"dropped"`
+	ReplyFailed  uint64 `json:"reply_failed"` // answers the broker did not take (the kiosk resends or decides offline)
 }
 
 // Hub is one reference hub instance.
@@ -70,7 +78,7 @@ type Hub struct {
 	work  chan mqtt.Message
 	conn  mqtt.Client
 	stats struct {
-		applied, dups, rejected, authOK, authNo, authExpired, dropped atomic.Uint64
+		applied, dups, rejected, authOK, authNo, authExpired, dropped, replyFailed atomic.Uint64
 	}
 	connected chan struct{}
 	once      sync.Once
@@ -78,8 +86,8 @@ type Hub struct {
 
 // New checks options.
 func New(opts Options) (*Hub, error) {
-	if len(opts.Brokers) == 0 {
-		return nil, errors.New("refhub: no broker")
+	if len(opts.Brokers) == 0 && opts.Queue == nil {
+		return nil, errors.New("refhub: no broker and no queue")
 	}
 	if opts.Keyring == nil || opts.Store == nil {
 		return nil, errors.New("refhub: keyring and store are required")
@@ -112,12 +120,18 @@ func (h *Hub) Stats() Stats {
 	return Stats{
 		Applied: s.applied.Load(), Duplicates: s.dups.Load(), Rejected: s.rejected.Load(),
 		AuthApproved: s.authOK.Load(), AuthDeclined: s.authNo.Load(), AuthExpired: s.authExpired.Load(),
-		Dropped: s.dropped.Load(),
+		Dropped: s.dropped.Load(), ReplyFailed: s.replyFailed.Load(),
 	}
 }
 
 // Online reports whether the broker link is up now.
-func (h *Hub) Online() bool { return h.conn != nil && h.conn.IsConnectionOpen() }
+func (h *Hub) Online() bool {
+	if h.opts.Queue != nil {
+		_, ok := h.opts.Queue.Connected()
+		return ok
+	}
+	return h.conn != nil && h.conn.IsConnectionOpen()
+}
 
 // Connected is closed after the first successful connection and subscription.
 func (h *Hub) Connected() <-chan struct{} { return h.connected }
@@ -125,12 +139,18 @@ func (h *Hub) Connected() <-chan struct{} { return h.connected }
 // Filters are the shared subscriptions ($share/<group>/<filter>, MQTT 5
 // §4.8.2, which mosquitto also offers to MQTT 3.1.1 clients).
 func (h *Hub) Filters() []string {
+	if h.opts.Queue != nil {
+		return h.opts.Queue.BindingKeys()
+	}
 	p := "$share/" + h.opts.Group + "/" + h.opts.Prefix + "/+/"
 	return []string{p + hub.TopicTx, p + hub.TopicAuthReq}
 }
 
 // Run serves until ctx ends.
 func (h *Hub) Run(ctx context.Context) error {
+	if h.opts.Queue != nil {
+		return h.runQueue(ctx)
+	}
 	o := mqtt.NewClientOptions()
 	for _, b := range h.opts.Brokers {
 		o.AddBroker(b)
@@ -216,15 +236,81 @@ func (h *Hub) handle(ctx context.Context, m mqtt.Message) {
 	if !ok {
 		return
 	}
-	switch rest {
-	case hub.TopicTx:
-		h.handleTx(ctx, device, m.Payload())
-	case hub.TopicAuthReq:
-		h.handleAuth(ctx, device, m.Payload())
+	// Over MQTT the broker has had its PUBACK already: an outcome that
+	// asks for a retry is left to the kiosk, which resends what it has no
+	// ack for.
+	if o := h.process(ctx, device, rest, m.Payload()); o.reply != nil {
+		h.reply(ctx, device, o.sub, o.reply)
 	}
 }
 
-func (h *Hub) handleTx(ctx context.Context, device string, payload []byte) {
+// runQueue serves the shared quorum queue: a message is acked to the
+// broker only once handled and its reply confirmed, so an instance that
+// dies mid-way leaves it to another.
+func (h *Hub) runQueue(ctx context.Context) error {
+	go func() {
+		select {
+		case <-h.opts.Queue.Ready():
+			h.log.Info("refhub consuming", "client", h.opts.ClientID, "bindings", h.Filters())
+			h.once.Do(func() { close(h.connected) })
+		case <-ctx.Done():
+		}
+	}()
+	return h.opts.Queue.Run(ctx, func(ctx context.Context, m hubqueue.Msg) {
+		o := h.process(ctx, m.Device, m.Sub, m.Payload)
+		if !o.retry && o.reply != nil {
+			b, err := h.encode(o.reply)
+			if err == nil {
+				err = h.opts.Queue.Publish(ctx, h.opts.Prefix+"/"+m.Device+"/"+o.sub, b)
+			}
+			if err != nil {
+				// The work is stored; only the answer is lost, as when an
+				// MQTT ack is: the kiosk resends a report it has no ack
+				// for (and gets "duplicate") and decides an unanswered
+				// authorization offline. Requeueing would spin while the
+				// broker refuses.
+				h.stats.replyFailed.Add(1)
+				h.log.Warn("refhub: reply not sent", "topic", o.sub, "device", m.Device, "err", err)
+			}
+		}
+		var err error
+		if o.retry {
+			// The store failed: give it a moment before the next try.
+			select {
+			case <-ctx.Done():
+			case <-time.After(500 * time.Millisecond):
+			}
+			err = m.Nack(true)
+		} else {
+			// Also what was refused (forged, malformed): it must not loop.
+			err = m.Ack()
+		}
+		if err != nil {
+			h.log.Warn("refhub: settle", "err", err)
+		}
+	})
+}
+
+// outcome is what handling one message came to: a reply to send on
+// <prefix>/<device>/<sub>, or none (refused, late), or retry (the store
+// failed: handle it again later).
+type outcome struct {
+	sub   string
+	reply any
+	retry bool
+}
+
+func (h *Hub) process(ctx context.Context, device, rest string, payload []byte) outcome {
+	switch rest {
+	case hub.TopicTx:
+		return h.handleTx(ctx, device, payload)
+	case hub.TopicAuthReq:
+		return h.handleAuth(ctx, device, payload)
+	}
+	return outcome{}
+}
+
+func (h *Hub) handleTx(ctx context.Context, device string, payload []byte) outcome {
 	r, dev, err := h.opts.Keyring.Verify(payload)
 	if err == nil && r.Terminal != device {
 		err = fmt.Errorf("%w: topic device %q, report %q", txreport.ErrWrongDevice, device, r.Terminal)
@@ -234,17 +320,17 @@ func (h *Hub) handleTx(ctx context.Context, device string, payload []byte) {
 		// the kiosk forget the real one.
 		h.stats.rejected.Add(1)
 		h.log.Warn("refhub: report rejected", "device", device, "err", err)
-		return
+		return outcome{}
 	}
 	dup, err := h.opts.Store.Apply(ctx, r, payload, txreport.Fingerprint(dev.Cert), h.opts.ClientID, h.opts.Now())
 	if err != nil {
 		h.log.Error("refhub: store", "tx", r.TxID, "err", err)
-		return // no ack: the kiosk resends
+		return outcome{retry: true} // no ack: the kiosk resends
 	}
 	hash, err := txreport.ReportHash(payload)
 	if err != nil { // cannot happen after Verify; never ack what is not named
 		h.log.Error("refhub: report hash", "tx", r.TxID, "err", err)
-		return
+		return outcome{}
 	}
 	ack := hub.TxAck{TxID: r.TxID, Terminal: device, ReportSHA256: hash, Status: "applied"}
 	if dup {
@@ -253,10 +339,10 @@ func (h *Hub) handleTx(ctx context.Context, device string, payload []byte) {
 	} else {
 		h.stats.applied.Add(1)
 	}
-	h.reply(ctx, device, hub.TopicTxAck, ack)
+	return outcome{sub: hub.TopicTxAck, reply: ack}
 }
 
-func (h *Hub) handleAuth(ctx context.Context, device string, payload []byte) {
+func (h *Hub) handleAuth(ctx context.Context, device string, payload []byte) outcome {
 	// Only a request the device signed may spend its limits.
 	var req hub.AuthRequest
 	dev, err := h.opts.Keyring.Open(payload, &req)
@@ -269,29 +355,29 @@ func (h *Hub) handleAuth(ctx context.Context, device string, payload []byte) {
 	if err != nil {
 		h.stats.rejected.Add(1)
 		h.log.Warn("refhub: auth request rejected", "device", device, "err", err)
-		return
+		return outcome{}
 	}
 	// A request lives until its expiry, which must be near: without one a
 	// captured request could be answered at any later time.
 	if now := h.opts.Now(); req.Expires.IsZero() || req.Expires.After(now.Add(maxAuthLifetime)) {
 		h.stats.rejected.Add(1)
 		h.log.Warn("refhub: auth request without a near expiry", "device", device, "expires", req.Expires)
-		return
+		return outcome{}
 	} else if now.After(req.Expires) {
 		h.stats.authExpired.Add(1) // the kiosk has decided offline already
-		return
+		return outcome{}
 	}
 	resp, err := h.opts.Store.Authorize(ctx, req, device, h.opts.Limits, h.opts.Now())
 	if err != nil {
 		h.log.Error("refhub: authorize", "tx", req.TxID, "err", err)
-		return
+		return outcome{retry: true}
 	}
 	if resp.Approved {
 		h.stats.authOK.Add(1)
 	} else {
 		h.stats.authNo.Add(1)
 	}
-	h.reply(ctx, device, hub.TopicAuthRsp, resp)
+	return outcome{sub: hub.TopicAuthRsp, reply: resp}
 }
 
 // encode is a reply's payload (an authorization response or a report
@@ -314,6 +400,7 @@ func (h *Hub) reply(ctx context.Context, device, sub string, v any) {
 	select {
 	case <-tok.Done():
 		if tok.Error() != nil {
+			h.stats.replyFailed.Add(1)
 			h.log.Warn("refhub: reply not sent", "topic", sub, "err", tok.Error())
 		}
 	case <-ctx.Done():
