@@ -313,7 +313,7 @@ func (f *Fleet) Pay(ctx context.Context, d time.Duration) (*Result, error) {
 				return
 			}
 			auth := time.Since(t0)
-			rep := report(k.ID, txID, amount, a, t0)
+			rep := Report(k.ID, txID, amount, a, t0)
 			f.mu.Lock()
 			f.committed[txID] = time.Now()
 			f.mu.Unlock()
@@ -396,7 +396,8 @@ func (f *Fleet) closeStores() {
 	}
 }
 
-func report(terminal, txID string, amount int64, a txflow.Authorization, started time.Time) *txreport.Report {
+// Report is a kiosk's signed-report content for a payment decided by a.
+func Report(terminal, txID string, amount int64, a txflow.Authorization, started time.Time) *txreport.Report {
 	now := time.Now()
 	r := &txreport.Report{
 		V: txreport.Version, TxID: txID, Terminal: terminal, Merchant: "Fleet Shop", Kind: "payment",

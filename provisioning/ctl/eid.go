@@ -344,18 +344,10 @@ func eidRead(e *env, args []string) int {
 	if *txn != "" {
 		txnData = []byte(*txn)
 	}
-	trust, err := pa.LoadTrustStore(*trustDir)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "trust store: %v\n", err)
+	trust, ok := loadTrust(e, *trustDir, *home)
+	if !ok {
 		return ExitUsage
 	}
-	for _, p := range trust.Problems() {
-		fmt.Fprintf(e.stderr, "trust store warning: %v\n", p)
-	}
-	for _, p := range trust.NotAnchors() {
-		fmt.Fprintf(e.stderr, "trust store note: %v\n", p)
-	}
-	trust.SetHomeCountry(*home)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -459,4 +451,22 @@ func (p *pullable) Process(capdu []byte) []byte {
 	default:
 	}
 	return out
+}
+
+// loadTrust reads a trust directory for a command, printing what it could
+// not use (warnings) and the certificates that are no anchors (notes).
+func loadTrust(e *env, dir, home string) (*pa.TrustStore, bool) {
+	trust, err := pa.LoadTrustStore(dir)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "trust store: %v\n", err)
+		return nil, false
+	}
+	for _, p := range trust.Problems() {
+		fmt.Fprintf(e.stderr, "trust store warning: %v\n", p)
+	}
+	for _, p := range trust.NotAnchors() {
+		fmt.Fprintf(e.stderr, "trust store note: %v\n", p)
+	}
+	trust.SetHomeCountry(home)
+	return trust, true
 }

@@ -318,18 +318,10 @@ func eidVerify(e *env, args []string) int {
 		at, source = t, "--at"
 	}
 	// The directory (its master lists) is judged now; the document at at.
-	trust, err := pa.LoadTrustStore(*trustDir)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "trust store: %v\n", err)
+	trust, ok := loadTrust(e, *trustDir, *home)
+	if !ok {
 		return ExitUsage
 	}
-	for _, p := range trust.Problems() {
-		fmt.Fprintf(e.stderr, "trust store warning: %v\n", p)
-	}
-	for _, p := range trust.NotAnchors() {
-		fmt.Fprintf(e.stderr, "trust store note: %v\n", p)
-	}
-	trust.SetHomeCountry(*home)
 	trust.SetCRLMaxAge(*crlAge)
 	r := pa.VerifyWith(sod, files, trust, pa.Options{At: at, StaleCRL: stale, MissingCRL: missing, SODOnly: *sodOnly})
 	out := verifyResult{Verified: r.Passed, At: at.UTC(), AtSource: source, SODOnly: *sodOnly, Failures: r.Codes(),

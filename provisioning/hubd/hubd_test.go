@@ -22,6 +22,7 @@ import (
 	"kiosk/firmware/outbox"
 	"kiosk/firmware/txflow"
 	"kiosk/firmware/txreport"
+	"kiosk/internal/fleetsim"
 	"kiosk/provisioning/devkey"
 	"kiosk/provisioning/hubd"
 	"kiosk/provisioning/hubstore"
@@ -324,7 +325,7 @@ listen = %q
 				if !a.Online {
 					t.Logf("%s: %s decided offline (%s); link %+v", k.id, tx, a.Reason, k.hub.Status())
 				}
-				r := report(k.id, tx, 100+int64(n), a)
+				r := fleetsim.Report(k.id, tx, 100+int64(n), a, time.Now())
 				if err := k.flow.Commit(ctx, r); err != nil {
 					t.Error(err)
 					return
@@ -416,25 +417,6 @@ func startKiosk(t *testing.T, ctx context.Context, wg *sync.WaitGroup, brokers [
 		time.Sleep(10 * time.Millisecond)
 	}
 	return &kiosk{id: id, hub: h, flow: flow, outbox: ob, signer: signer}
-}
-
-func report(terminal, txID string, amount int64, a txflow.Authorization) *txreport.Report {
-	now := time.Now()
-	r := &txreport.Report{
-		V: txreport.Version, TxID: txID, Terminal: terminal, Merchant: "Shop", Kind: "payment",
-		Amount: amount, Currency: "CHF", Started: txreport.Timestamp(now.Add(-5 * time.Second)), Decided: txreport.Timestamp(now),
-		DocHash:  txreport.DocumentHash([]byte("test-salt-123456"), "D", "T22000129"),
-		Checks:   []txreport.Check{{Name: "passive_authentication", OK: true}},
-		Scores:   []txreport.Score{txreport.NewScore("match", 0.8, 0.6), txreport.NewScore("liveness", 0.9, 0.7), txreport.NewScore("consent", 1, 1)},
-		Decision: txreport.Approved, Auth: txreport.Auth{Mode: txreport.AuthOnline, Ref: a.Ref},
-	}
-	if !a.Online {
-		r.Auth.Mode = txreport.AuthOffline
-	}
-	if !a.Approved {
-		r.Decision, r.Reasons = txreport.Declined, []string{a.Reason}
-	}
-	return r
 }
 
 func tailLines(s string, n int) string {
