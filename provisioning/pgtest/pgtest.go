@@ -227,6 +227,22 @@ func (s *Server) Kill() {
 	for _, pid := range backends {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
+	// Until they are gone they hold the shared memory, and a restart would
+	// refuse to start ("pre-existing shared memory block").
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		alive := false
+		for _, pid := range backends {
+			if b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat")); err == nil {
+				rest := string(b[strings.LastIndexByte(string(b), ')')+1:])
+				if f := strings.Fields(rest); len(f) > 0 && f[0] != "Z" {
+					alive = true
+				}
+			}
+		}
+		if !alive {
+			return
+		}
+	}
 }
 
 // children lists the processes whose parent is pid (from /proc).
