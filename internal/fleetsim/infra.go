@@ -30,7 +30,6 @@ type HubProc struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	done   chan struct{}
-	log    *os.File
 }
 
 // HubSpec is what every hub process of a run shares.
