@@ -92,10 +92,10 @@ func BenchmarkApplyPostgres(b *testing.B) {
 			}
 			var toks []mqtt.Token
 			for n := range b.N {
-				// Never more than 2,000 ahead: an instance queues 4,096
-				// and drops the rest (kiosks would resend; this publisher
-				// does not).
-				for uint64(n) > applied()+2000 {
+				// Never more than 500 ahead: mosquitto queues at most
+				// 1,000 messages per subscriber by default and drops the
+				// rest (kiosks would resend; this publisher does not).
+				for uint64(n) > applied()+500 {
 					time.Sleep(time.Millisecond)
 				}
 				toks = append(toks, pub.Publish(topics[n], 1, false, envs[n]))
