@@ -230,10 +230,16 @@ func (o *Outbox) Put(txID string, payload []byte) error {
 }
 
 // Ack removes the record of txID; it reports whether one was queued.
-func (o *Outbox) Ack(txID string) (bool, error) {
+func (o *Outbox) Ack(txID string) (bool, error) { return o.AckIf(txID, nil) }
+
+// AckIf removes the record of txID if check (when not nil) accepts it,
+// reading and deleting in one transaction; it reports whether one was
+// queued. A check's error is returned as it is, and the record stays.
+func (o *Outbox) AckIf(txID string, check func(Record) error) (bool, error) {
 	o.mu.Lock()
 	var size int
 	found := false
+	var refused error
 	err := o.db.Update(func(tx *bolt.Tx) error {
 		idx := tx.Bucket(bucketIndex)
 		k := idx.Get([]byte(txID))
@@ -241,22 +247,31 @@ func (o *Outbox) Ack(txID string) (bool, error) {
 			return nil
 		}
 		k = append([]byte(nil), k...)
+		found = true
 		rb := tx.Bucket(bucketRecords)
 		if v := rb.Get(k); v != nil {
 			var r Record
 			if err := json.Unmarshal(v, &r); err == nil {
 				size = len(r.Payload)
 			}
+			if check != nil {
+				if refused = check(r); refused != nil {
+					return nil // nothing written: bbolt commits an empty transaction
+				}
+			}
 			if err := rb.Delete(k); err != nil {
 				return err
 			}
 		}
-		found = true
 		return idx.Delete([]byte(txID))
 	})
 	if err != nil {
 		o.mu.Unlock()
 		return false, fmt.Errorf("outbox ack %s: %w", txID, err)
+	}
+	if refused != nil {
+		o.mu.Unlock()
+		return true, refused
 	}
 	if found {
 		o.depth--

@@ -340,12 +340,26 @@ func (f *Flow) handleAck(m hub.Message, sent map[string]time.Time, acked map[str
 		f.refuseAck(a.TxID, err)
 		return
 	}
-	rec, queued, err := f.opts.Outbox.Get(a.TxID)
+	// Only the report the ack names goes, checked and removed in one
+	// outbox transaction.
+	var mismatch bool
+	found, err := f.opts.Outbox.AckIf(a.TxID, func(r outbox.Record) error {
+		h, herr := txreport.ReportHash(r.Payload)
+		if herr != nil || h != a.ReportSHA256 {
+			mismatch = true
+			return fmt.Errorf("ack names report %.16s…, the outbox holds %.16s… (%v)", a.ReportSHA256, h, herr)
+		}
+		return nil
+	})
+	if mismatch {
+		f.refuseAck(a.TxID, err)
+		return
+	}
 	if err != nil {
-		f.log.Error("sender: outbox read", "tx", a.TxID, "err", err)
+		f.log.Error("sender: outbox ack", "tx", a.TxID, "err", err)
 		return // the report stays; a later ack removes it
 	}
-	if !queued {
+	if !found {
 		// Already delivered: a second ack for a resend, or a replay. The
 		// offline settle is idempotent and covers a crash between the
 		// outbox ack and the settle of an earlier run.
@@ -355,23 +369,11 @@ func (f *Flow) handleAck(m hub.Message, sent map[string]time.Time, acked map[str
 		f.mu.Unlock()
 		return
 	}
-	if h, err := txreport.ReportHash(rec.Payload); err != nil || h != a.ReportSHA256 {
-		f.refuseAck(a.TxID, fmt.Errorf("ack names report %.16s…, the outbox holds %.16s… (%v)", a.ReportSHA256, h, err))
-		return
-	}
-	found, err := f.opts.Outbox.Ack(a.TxID)
-	if err != nil {
-		f.log.Error("sender: outbox ack", "tx", a.TxID, "err", err)
-		return // the report stays; a later ack removes it
-	}
 	delete(sent, a.TxID)
 	if acked != nil {
 		acked[a.TxID] = true
 	}
 	f.settle(a.TxID)
-	if !found {
-		return // acked meanwhile (only this goroutine acks: cannot happen)
-	}
 	f.mu.Lock()
 	f.delivered++
 	f.lastAck = f.opts.Now()

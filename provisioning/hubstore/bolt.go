@@ -259,7 +259,7 @@ func (s *Bolt) List(ctx context.Context, q ListQuery) (Page, error) {
 	}
 	slices.SortFunc(all, Less)
 	p := Page{Items: all}
-	if n := q.limit(); len(all) > n {
+	if n := q.PageSize(); len(all) > n {
 		p.Items = all[:n]
 		p.Next = Cursor(all[n-1])
 	}

@@ -101,8 +101,8 @@ type Pruned struct {
 // ErrBadCursor is returned for an After that no page produced.
 var ErrBadCursor = errors.New("hubstore: bad page cursor")
 
-// limit applies ListQuery's default and bound.
-func (q ListQuery) limit() int {
+// PageSize applies ListQuery's default and bound to Limit.
+func (q ListQuery) PageSize() int {
 	switch {
 	case q.Limit <= 0:
 		return 100

@@ -232,11 +232,8 @@ func (s *Server) Kill() {
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		alive := false
 		for _, pid := range backends {
-			if b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat")); err == nil {
-				rest := string(b[strings.LastIndexByte(string(b), ')')+1:])
-				if f := strings.Fields(rest); len(f) > 0 && f[0] != "Z" {
-					alive = true
-				}
+			if state, _, ok := procStat(pid); ok && state != "Z" {
+				alive = true
 			}
 		}
 		if !alive {
@@ -254,18 +251,27 @@ func children(pid int) []int {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid …; comm may hold spaces and parentheses.
-		rest := string(b[strings.LastIndexByte(string(b), ')')+1:])
-		f := strings.Fields(rest)
-		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+		if _, ppid, ok := procStat(p); ok && ppid == pid {
 			out = append(out, p)
 		}
 	}
 	return out
+}
+
+// procStat reads a process's state letter and parent from
+// /proc/PID/stat; ok is false once it is gone.
+func procStat(pid int) (state string, ppid int, ok bool) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return "", 0, false
+	}
+	// pid (comm) state ppid …; comm may hold spaces and parentheses.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 2 {
+		return "", 0, false
+	}
+	ppid, err = strconv.Atoi(f[1])
+	return f[0], ppid, err == nil
 }
 
 // Restart starts a stopped or killed server again on the same port.

@@ -241,13 +241,7 @@ func (s *Store) Authorize(ctx context.Context, req hub.AuthRequest, terminal str
 
 // List implements hubstore.Store: keyset pagination on the received index.
 func (s *Store) List(ctx context.Context, q hubstore.ListQuery) (hubstore.Page, error) {
-	limit := q.Limit
-	switch {
-	case limit <= 0:
-		limit = 100
-	case limit > hubstore.MaxPage:
-		limit = hubstore.MaxPage
-	}
+	limit := q.PageSize()
 	var (
 		after      time.Time
 		aTerm, aTx string

@@ -166,8 +166,8 @@ func run() int {
 	q := func(ds []time.Duration, p float64) float64 {
 		return float64(fleetsim.Quantile(ds, p)) / float64(time.Millisecond)
 	}
-	fmt.Fprintf(os.Stderr, "fleet-sim: %d payments (%d online), %d acks refused, %d redeliveries deduplicated, %d extra at hub\n",
-		res.Payments, res.Online, res.AcksRefused, v.Redeliveries, v.Extra)
+	fmt.Fprintf(os.Stderr, "fleet-sim: %d payments (%d online, %d arrivals found no idle kiosk), %d acks refused, %d redeliveries deduplicated, %d extra at hub\n",
+		res.Payments, res.Online, res.Skipped, res.AcksRefused, v.Redeliveries, v.Extra)
 	ok := v.Lost == 0 && v.Duplicates == 0 && v.AtHub == v.Committed && v.Extra == 0
 	if *chaos {
 		fmt.Fprintf(os.Stderr, "chaos-fleet: %d hub kills, %d hub stalls, %d broker kills, %d database connection kills\n", cc.hubs, cc.stalls, cc.brokers, cc.pgConns)
