@@ -135,15 +135,27 @@ type Stats struct {
 	Unsettled uint64 `json:"unsettled"` // left unsettled by the handler, requeued
 	Malformed uint64 `json:"malformed"` // routing key not <prefix>.<device>.<topic>, dropped
 	Published uint64 `json:"published"`
+	Refused   uint64 `json:"refused"` // publishes the broker nacked (each attempt)
 }
 
 type counters struct {
-	connects, delivered, acked, nacked, unsettled, malformed, published atomic.Uint64
+	connects, delivered, acked, nacked, unsettled, malformed, published, refused atomic.Uint64
 }
+
+// refusedAttempts bounds the publishes of one message the broker refuses.
+const refusedAttempts = 4
 
 // ErrNotConnected is returned by Publish when no connection came up in
 // time.
 var ErrNotConnected = errors.New("hubqueue: not connected")
+
+// ErrRefused is returned by Publish when the broker refused (nacked) the
+// message on every attempt: a queue it routes to has no leader.
+var ErrRefused = errors.New("refused by the broker")
+
+// errChannelClosed: the publishing channel closed before the broker
+// confirmed (closed by the broker, or by another publish's refusal).
+var errChannelClosed = errors.New("the channel closed before the broker confirmed")
 
 // Client consumes the shared queue and publishes replies.
 type Client struct {
@@ -253,7 +265,7 @@ func (c *Client) Stats() Stats {
 	return Stats{
 		Connects: s.connects.Load(), Delivered: s.delivered.Load(), Acked: s.acked.Load(),
 		Nacked: s.nacked.Load(), Unsettled: s.unsettled.Load(), Malformed: s.malformed.Load(),
-		Published: s.published.Load(),
+		Published: s.published.Load(), Refused: s.refused.Load(),
 	}
 }
 
@@ -507,8 +519,22 @@ func (c *Client) Publish(ctx context.Context, topic string, payload []byte) erro
 		c.mu.Unlock()
 		if s != nil {
 			err := c.publish(ctx, s, key, payload)
+			// A refusal during a leader election clears within about a
+			// second: try again on a fresh channel a few times before
+			// giving up (the kiosk resends in any case).
+			for attempt := 1; retryable(err) && attempt < refusedAttempts; attempt++ {
+				if errors.Is(err, ErrRefused) {
+					c.stats.refused.Add(1)
+				}
+				if !backoff.Sleep(ctx, backoff.Exp(c.opts.RetryMin, c.opts.RetryMax, attempt)) {
+					break
+				}
+				err = c.publish(ctx, s, key, payload)
+			}
 			if err == nil {
 				c.stats.published.Add(1)
+			} else if errors.Is(err, ErrRefused) {
+				c.stats.refused.Add(1)
 			}
 			return err
 		}
@@ -518,6 +544,10 @@ func (c *Client) Publish(ctx context.Context, topic string, payload []byte) erro
 		case <-changed:
 		}
 	}
+}
+
+func retryable(err error) bool {
+	return errors.Is(err, ErrRefused) || errors.Is(err, errChannelClosed)
 }
 
 func (c *Client) publish(ctx context.Context, s *session, key string, payload []byte) error {
@@ -546,9 +576,19 @@ func (c *Client) publish(ctx context.Context, s *session, key string, payload []
 	}
 	if !acked {
 		if pub.IsClosed() {
-			return fmt.Errorf("hubqueue: publish %s: the channel closed before the broker confirmed", key)
+			return fmt.Errorf("hubqueue: publish %s: %w", key, errChannelClosed)
 		}
-		return fmt.Errorf("hubqueue: publish %s: refused by the broker", key)
+		// RabbitMQ 3.10 keeps a channel's view of each quorum queue it has
+		// published to; a publish made while a target queue had no leader
+		// (its node just died) leaves that view refusing every later
+		// publish to the queue, for minutes, although the queue elected a
+		// new leader. A fresh channel starts with a fresh view.
+		s.pubMu.Lock()
+		if s.pub == pub {
+			_ = pub.Close()
+		}
+		s.pubMu.Unlock()
+		return fmt.Errorf("hubqueue: publish %s: %w", key, ErrRefused)
 	}
 	return nil
 }
