@@ -97,11 +97,14 @@ test: deps testdata models
 	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory chaos
 
-# 1,000 transactions while mosquitto and the kiosk process are killed at
-# random; fails unless every committed transaction is at the hub once.
-chaos: deps
+# Payments through the whole kioskd binary (till, card, camera, face,
+# hub) while kioskd and mosquitto are killed at random and kioskd also in
+# the publish→ack window; fails unless every committed payment is at the
+# hub once and the hub deduplicated redeliveries (CHAOS_N payments).
+CHAOS_N ?= 25
+chaos: deps build testdata models
 	$(GO) build -o $(CACHE)/chaos ./internal/chaos
-	$(CACHE)/chaos -n 1000
+	$(CACHE)/chaos -n $(CHAOS_N) -kioskd $(BIN)/kioskd -media $(TESTDATA)/media -models $(MODELS)
 
 # N simulated kiosks (each a real MQTT client with its own key, outbox and
 # offline ledger) against mosquitto, K kioskhub processes and PostgreSQL;
@@ -111,17 +114,21 @@ K ?= 2
 MINUTES ?= 5
 RATE ?= 0
 BROKER ?= mosquitto
+# KILL_NODE=1 (with BROKER=rabbitmq): one node SIGKILLed halfway, for good.
+KILL_NODE ?=
+# chaos-fleet strikes RabbitMQ nodes; CHAOS_BROKER=mosquitto kills mosquitto instead.
+CHAOS_BROKER ?= rabbitmq
 fleet-sim: deps
 	$(GO) build -o $(BIN)/kioskhub ./provisioning/cmd/kioskhub
 	$(GO) build -o $(CACHE)/fleet-sim ./internal/fleetsim/cmd/fleet-sim
-	$(CACHE)/fleet-sim -broker $(BROKER) -kiosks $(N) -hubs $(K) -rate $(RATE) -duration $(MINUTES)m -hub-bin $(BIN)/kioskhub
+	$(CACHE)/fleet-sim -broker $(BROKER) -kiosks $(N) -hubs $(K) -rate $(RATE) -duration $(MINUTES)m -hub-bin $(BIN)/kioskhub $(if $(KILL_NODE),-kill-node)
 
 # The fleet under fire: at least 200 kiosks and 5,000 committed payments
 # while hub instances, the broker and database connections are killed.
 chaos-fleet: deps
 	$(GO) build -o $(BIN)/kioskhub ./provisioning/cmd/kioskhub
 	$(GO) build -o $(CACHE)/fleet-sim ./internal/fleetsim/cmd/fleet-sim
-	$(CACHE)/fleet-sim -chaos -kiosks 200 -hubs $(K) -rate 20 -duration 4m -min-payments 5000 -hub-bin $(BIN)/kioskhub
+	$(CACHE)/fleet-sim -chaos -broker $(CHAOS_BROKER) -kiosks 200 -hubs $(K) -rate 20 -duration 4m -min-payments 5000 -hub-bin $(BIN)/kioskhub
 
 fuzz: testdata
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -1,312 +1,211 @@
-// Command chaos drives transactions through kioskd's transaction path
-// (device signature, fsynced outbox, MQTT delivery, hub acks) while the
-// broker and the kiosk process are killed at random, then checks that
-// every committed transaction reached the hub exactly once:
+// Command chaos pays through the whole kioskd process (till API, card,
+// camera, chip, face, smile, hub authorization, signed report, fsynced
+// outbox, MQTT delivery, sealed hub acks) while kioskd and the broker are
+// killed at random, then checks that every payment kioskd committed
+// reached the hub exactly once:
 //
-//	committed N, at hub N, duplicates 0, lost 0
+//	chaos: committed N, at hub N, duplicates 0, lost 0, redeliveries R
 //
-// It exits 1 unless duplicates and lost are both 0. `make chaos` runs it.
+// It exits 1 unless duplicates and lost are 0 and R > 0. `make chaos` runs
+// it.
 //
-// The kiosk side is a child process (this binary with -kiosk) running the
-// same packages kioskd runs after a session decides (txflow, outbox, hub
-// client) on synthetic decided sessions: the camera and chip steps would
-// limit the run to a few transactions a minute and add nothing to what is
-// tested here. It is killed with SIGKILL; mosquitto is killed with SIGKILL
-// or stopped with SIGTERM; the reference hub runs in this process.
+// kioskd runs as the built binary in simulation mode (simulated card
+// reader holding a virtual eID, the simulated camera playing a real video
+// through OpenCV), restarted after every SIGKILL as systemd would. Besides
+// kills at random moments (mid-session, mid-commit), some land in the
+// publish→ack window on purpose: the hub here is slow to acknowledge (it
+// holds each new report a moment before sealing the ack), and the
+// orchestrator kills kioskd as soon as the hub has stored a report, so
+// the restarted kioskd sends it again from its outbox and the hub's
+// deduplication is exercised (R counts those redeliveries).
 package main
 
 import (
-	"bufio"
 	"context"
-	"crypto/x509"
-	"encoding/pem"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
-	"strings"
+	"sync"
 	"syscall"
 	"time"
 
-	"kiosk/firmware/hub"
 	"kiosk/firmware/hub/mqtttest"
-	"kiosk/firmware/outbox"
-	"kiosk/firmware/txflow"
 	"kiosk/firmware/txreport"
 	"kiosk/provisioning/devkey"
 	"kiosk/provisioning/hubstore"
+	"kiosk/provisioning/issuer"
 	"kiosk/provisioning/refhub"
 )
 
 const device = "kiosk-chaos-01"
 
 func main() {
-	kiosk := flag.Bool("kiosk", false, "run as the kiosk child process")
-	dir := flag.String("dir", "", "working directory (default: a new temporary one)")
-	n := flag.Int("n", 1000, "transactions to commit")
-	broker := flag.String("broker", "", "broker URL (kiosk child)")
-	rate := flag.Int("rate", 40, "transactions per second the kiosk commits")
-	duration := flag.Duration("max", 10*time.Minute, "give up after this long")
+	n := flag.Int("n", 25, "payments kioskd must commit")
+	bin := flag.String("kioskd", "bin/kioskd", "kioskd binary")
+	media := flag.String("media", ".cache/testdata/media", "test media (franck.mp4, franck_01829.jpg)")
+	models := flag.String("models", ".cache/models", "face models")
+	dir := flag.String("dir", "", "working directory (default: a new temporary one, removed after)")
+	limit := flag.Duration("max", 15*time.Minute, "give up after this long")
 	verbose := flag.Bool("v", false, "log progress")
 	flag.Parse()
-	if *kiosk {
-		os.Exit(runKiosk(*dir, *broker, *n, *rate))
-	}
-	os.Exit(orchestrate(*dir, *n, *duration, *verbose))
-}
-
-// runKiosk commits transactions chaos-000000 … until n are logged as
-// committed. A transaction counts as committed once Commit returned (the
-// report is fsynced in the outbox); the id is then appended to
-// committed.log (fsynced). After a SIGKILL between the two, the next run
-// commits the same id again: the outbox and the hub are idempotent.
-func runKiosk(dir, broker string, n, rate int) int {
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	signer, err := txreport.LoadSigner(filepath.Join(dir, "device.key"), filepath.Join(dir, "device.crt"))
-	if err != nil {
-		log.Error("signer", "err", err)
-		return 2
-	}
-	hubKeys, err := txreport.LoadKeyringFile(filepath.Join(dir, "hub.crt"))
-	if err != nil {
-		log.Error("hub certificate", "err", err)
-		return 2
-	}
-	ob, err := outbox.Open(filepath.Join(dir, "outbox.db"), outbox.Options{MaxRecords: 100000, MaxBytes: 1 << 30})
-	if err != nil {
-		log.Error("outbox", "err", err)
-		return 2
-	}
-	defer ob.Close()
-	h, err := hub.New(hub.Options{Brokers: []string{broker}, DeviceID: device, TopicPrefix: "kiosk/v1",
-		ConnectTimeout: 2 * time.Second, RetryMin: 100 * time.Millisecond, RetryMax: time.Second, KeepAlive: 5 * time.Second})
-	if err != nil {
-		log.Error("hub", "err", err)
-		return 2
-	}
-	flow, err := txflow.New(txflow.Options{Hub: h, Outbox: ob, Signer: signer, HubKeys: hubKeys, ResendAfter: 2 * time.Second, Logger: log})
-	if err != nil {
-		log.Error("txflow", "err", err)
-		return 2
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	go func() { _ = h.Run(ctx) }()
-	go func() { _ = flow.Run(ctx) }()
-
-	logPath := filepath.Join(dir, "committed.log")
-	next := len(readLines(logPath))
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		log.Error("log", "err", err)
-		return 2
-	}
-	defer f.Close()
-	tick := time.NewTicker(time.Second / time.Duration(max(rate, 1)))
-	defer tick.Stop()
-	for ; next < n; next++ {
-		select {
-		case <-ctx.Done():
-			return 0
-		case <-tick.C:
-		}
-		id := fmt.Sprintf("chaos-%06d", next)
-		if err := flow.Commit(ctx, report(id, time.Now())); err != nil {
-			log.Error("commit", "tx", id, "err", err)
-			return 1
-		}
-		if _, err := f.WriteString(id + "\n"); err != nil {
-			return 1
-		}
-		if err := f.Sync(); err != nil {
-			return 1
-		}
-	}
-	// All committed: keep delivering until the outbox is empty.
-	for ob.Stats().Depth > 0 {
-		select {
-		case <-ctx.Done():
-			return 0
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	return 0
-}
-
-// report is a decided identity-less payment, as a session would record.
-func report(id string, now time.Time) *txreport.Report {
-	ts := txreport.Timestamp(now)
-	return &txreport.Report{
-		V: 1, TxID: id, Terminal: device, Merchant: "CHAOS-SHOP", Kind: "payment", Amount: 100, Currency: "CNY",
-		Started: ts, Decided: ts, Checks: []txreport.Check{{Name: "eid.passive_authentication", OK: true}},
-		Scores: []txreport.Score{txreport.NewScore("match", 0.8, 0.45)}, Models: []txreport.Model{},
-		Decision: "approved", Reasons: []string{}, Auth: txreport.Auth{Mode: "offline"},
-	}
-}
-
-func readLines(path string) []string {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if l := strings.TrimSpace(sc.Text()); l != "" {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
-func orchestrate(dir string, n int, limit time.Duration, verbose bool) int {
 	lvl := slog.LevelWarn
-	if verbose {
+	if *verbose {
 		lvl = slog.LevelInfo
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *limit)
+	defer cancel()
+	code, err := run(ctx, log, setup{n: *n, bin: *bin, media: *media, models: *models, dir: *dir})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chaos:", err)
+	}
+	os.Exit(code)
+}
+
+type setup struct {
+	n                       int
+	bin, media, models, dir string
+}
+
+func run(ctx context.Context, log *slog.Logger, s setup) (int, error) {
+	for _, p := range []string{s.bin, filepath.Join(s.media, "franck.mp4"), filepath.Join(s.media, "franck_01829.jpg"), s.models} {
+		if _, err := os.Stat(p); err != nil {
+			return 2, fmt.Errorf("%w (make build testdata models)", err)
+		}
+	}
+	dir := s.dir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "kiosk-chaos-")
 		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 2
+			return 2, err
 		}
 		defer os.RemoveAll(d)
 		dir = d
 	}
-	cert, err := devKey(dir, "device", device)
+	k, err := prepare(dir, s)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "device key:", err)
-		return 2
+		return 2, err
 	}
-	// The hub seals its acks; the kiosk takes only those.
-	if _, err := devKey(dir, "hub", "chaos-hub"); err != nil {
-		fmt.Fprintln(os.Stderr, "hub key:", err)
-		return 2
+	if err := os.MkdirAll(filepath.Join(dir, "mosquitto"), 0o700); err != nil {
+		return 2, err
 	}
-	hubSigner, err := txreport.LoadSigner(filepath.Join(dir, "hub.key"), filepath.Join(dir, "hub.crt"))
+	mq, err := mqtttest.Launch(filepath.Join(dir, "mosquitto"), "")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "hub key:", err)
-		return 2
-	}
-	mq, err := mqtttest.Launch(dir, "max_queued_messages 100000")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "mosquitto:", err)
-		return 2
+		return 2, fmt.Errorf("mosquitto: %w", err)
 	}
 	defer mq.Stop()
-	url := mq.URL()
+	if err := k.writeConfig(mq.URL()); err != nil {
+		return 2, err
+	}
 
-	keys := txreport.NewKeyring()
-	if err := keys.Add(cert); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	store, err := hubstore.OpenBolt(filepath.Join(dir, "hub.db"))
+	// The hub: the reference hub on a bbolt store that is slow to
+	// acknowledge new reports, and tells us when it stored one.
+	keys, err := txreport.LoadKeyring(filepath.Join(dir, "devices"))
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
+		return 2, err
 	}
-	rh, err := refhub.New(refhub.Options{Brokers: []string{url}, ClientID: "chaos-hub", Keyring: keys, Signer: hubSigner, Store: store})
+	hubSigner, err := txreport.LoadSigner(filepath.Join(dir, "hub", "chaos-hub.key"), filepath.Join(dir, "hub", "chaos-hub.crt"))
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
+		return 2, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	bolt, err := hubstore.OpenBolt(filepath.Join(dir, "hub.db"))
+	if err != nil {
+		return 2, err
+	}
+	store := &slowAcks{Store: bolt, delay: 400 * time.Millisecond, applied: make(chan string, 64)}
+	rh, err := refhub.New(refhub.Options{Brokers: []string{mq.URL()}, ClientID: "chaos-hub", Keyring: keys, Signer: hubSigner, Store: store,
+		Limits: hubstore.Limits{MaxTx: 1 << 40, MaxDaily: 1 << 40}})
+	if err != nil {
+		return 2, err
+	}
+	hubCtx, stopHub := context.WithCancel(context.Background())
 	hubDone := make(chan struct{})
-	go func() { _ = rh.Run(ctx); close(hubDone) }()
+	go func() { _ = rh.Run(hubCtx); close(hubDone) }()
+	defer func() { stopHub(); <-hubDone; bolt.Close() }() // stopping twice is harmless
 
-	self, err := os.Executable()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
+	proc := newSupervisor(k.bin, k.conf, filepath.Join(dir, "kioskd.log"), log)
+	if err := proc.start(); err != nil {
+		return 2, err
 	}
-	startKiosk := func() (*exec.Cmd, chan error) {
-		cmd := exec.Command(self, "-kiosk", "-dir", dir, "-broker", url, "-n", strconv.Itoa(n))
-		cmd.Stderr = os.Stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		done := make(chan error, 1)
-		if err := cmd.Start(); err != nil {
-			done <- err
-			return cmd, done
-		}
-		go func() { done <- cmd.Wait() }()
-		return cmd, done
+	defer proc.stop()
+	till := &till{http: k.httpAddr, ecr: k.ecrAddr, tokenFile: k.tokenFile, proc: proc}
+	if err := till.waitReady(ctx, 60*time.Second); err != nil {
+		return 2, fmt.Errorf("kioskd did not come up: %w (log: %s)", err, filepath.Join(dir, "kioskd.log"))
 	}
 
-	deadline := time.Now().Add(limit)
-	kills, brokerKills := 0, 0
-	cmd, done := startKiosk()
-	nextKill := time.Now().Add(randDur(300*time.Millisecond, 2500*time.Millisecond))
-	nextBroker := time.Now().Add(randDur(1*time.Second, 4*time.Second))
-	finished := false
-	for !finished {
-		if time.Now().After(deadline) {
-			fmt.Fprintln(os.Stderr, "chaos: time limit reached")
-			_ = cmd.Process.Kill()
-			break
+	// Strikes, until every payment is committed.
+	strikeCtx, stopStrikes := context.WithCancel(ctx)
+	defer stopStrikes()
+	var st strikes
+	var wg sync.WaitGroup
+	wg.Go(func() { st.inWindow(strikeCtx, proc, store.applied, log) })
+	wg.Go(func() { st.atRandom(strikeCtx, proc, log) })
+	wg.Go(func() { st.broker(strikeCtx, mq, log) })
+
+	var refs []string
+	committed := 0
+	for i := 0; committed < s.n; i++ {
+		if ctx.Err() != nil {
+			stopStrikes()
+			wg.Wait()
+			return 1, fmt.Errorf("gave up after %d committed payments of %d: %w", committed, s.n, ctx.Err())
 		}
-		select {
-		case err := <-done:
-			if err == nil && len(readLines(filepath.Join(dir, "committed.log"))) >= n {
-				finished = true
-				continue
-			}
-			// A killed kiosk comes back, like systemd restarting kioskd.
-			cmd, done = startKiosk()
-		case <-time.After(50 * time.Millisecond):
+		ref := fmt.Sprintf("chaos-%04d", i)
+		refs = append(refs, ref)
+		status, err := till.pay(ctx, ref)
+		switch {
+		case errors.Is(err, errInterrupted):
+			log.Info("payment interrupted by a kill", "ref", ref)
+		case err != nil:
+			log.Warn("payment", "ref", ref, "err", err)
+		default:
+			log.Info("payment", "ref", ref, "status", status)
 		}
-		committed := len(readLines(filepath.Join(dir, "committed.log")))
-		if committed >= n {
-			continue // let the kiosk drain undisturbed
+		// What counts is what kioskd says now, after any restart: its
+		// payment history is restored from the outbox after a kill.
+		if err := till.waitReady(ctx, 60*time.Second); err != nil {
+			return 1, fmt.Errorf("kioskd did not come back: %w", err)
 		}
-		if time.Now().After(nextKill) {
-			_ = cmd.Process.Signal(syscall.SIGKILL)
-			kills++
-			log.Info("killed the kiosk", "committed", committed)
-			nextKill = time.Now().Add(randDur(300*time.Millisecond, 2500*time.Millisecond))
-		}
-		if time.Now().After(nextBroker) {
-			sig := syscall.SIGTERM
-			if mrand.IntN(2) == 0 {
-				sig = syscall.SIGKILL
-				mq.Kill()
-			} else {
-				mq.Stop()
-			}
-			brokerKills++
-			time.Sleep(randDur(100*time.Millisecond, 1500*time.Millisecond))
-			if err := mq.Restart(); err != nil {
-				fmt.Fprintln(os.Stderr, "mosquitto restart:", err)
-				return 2
-			}
-			log.Info("restarted the broker", "signal", sig, "committed", committed)
-			nextBroker = time.Now().Add(randDur(1*time.Second, 4*time.Second))
+		if p, err := till.lookup(ctx, ref); err == nil && p.decided() {
+			committed++
 		}
 	}
+	stopStrikes()
+	wg.Wait()
 
-	committed := readLines(filepath.Join(dir, "committed.log"))
-	// Wait for the hub to hold every committed transaction (or give up).
-	var held map[string]int
-	for wait := time.Now().Add(60 * time.Second); ; {
-		txs, err := hubstore.All(context.Background(), store, hubstore.ListQuery{Limit: hubstore.MaxPage}, 1<<20)
+	// Everything up again; kioskd drains its outbox to the hub.
+	if err := till.waitReady(ctx, 60*time.Second); err != nil {
+		return 1, fmt.Errorf("kioskd after the strikes: %w", err)
+	}
+	want := map[string]bool{}
+	for _, ref := range refs {
+		p, err := till.lookup(ctx, ref)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "hub store:", err)
-			return 2
+			continue // never created (kioskd died before answering) or unknown
 		}
-		held = map[string]int{}
+		if p.decided() {
+			want[p.ID] = true
+		}
+	}
+	held := map[string]int{}
+	for wait := time.Now().Add(90 * time.Second); ; {
+		txs, err := hubstore.All(ctx, bolt, hubstore.ListQuery{Limit: hubstore.MaxPage}, 1<<20)
+		if err != nil {
+			return 2, fmt.Errorf("hub store: %w", err)
+		}
+		clear(held)
 		for _, t := range txs {
 			held[t.TxID]++
 		}
 		missing := 0
-		for _, id := range committed {
+		for id := range want {
 			if held[id] == 0 {
 				missing++
 			}
@@ -314,55 +213,209 @@ func orchestrate(dir string, n int, limit time.Duration, verbose bool) int {
 		if missing == 0 || time.Now().After(wait) {
 			break
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(250 * time.Millisecond)
 	}
-	cancel()
-	<-hubDone
-
-	seen := map[string]bool{}
-	lost := 0
-	for _, id := range committed {
-		if seen[id] {
-			continue
-		}
-		seen[id] = true
+	lost, extra, dups := 0, 0, 0
+	for id := range want {
 		if held[id] == 0 {
 			lost++
 		}
 	}
-	// Every record at the hub is one transaction applied once: a second
-	// application of an id would be counted here.
-	st := rh.Stats()
-	dups := int(st.Applied) - len(held)
-	for _, c := range held {
+	for id, c := range held {
 		dups += c - 1
+		if !want[id] {
+			extra++ // at the hub, yet kioskd does not know the payment
+		}
 	}
-	fmt.Printf("chaos: %d kiosk kills, %d broker restarts, %d redeliveries deduplicated by the hub\n", kills, brokerKills, st.Duplicates)
-	fmt.Printf("committed %d, at hub %d, duplicates %d, lost %d\n", len(seen), len(held), dups, lost)
-	if dups != 0 || lost != 0 || len(seen) < n {
-		return 1
+	// The hub's counters once its in-flight reports are through.
+	stopHub()
+	<-hubDone
+	hs := rh.Stats()
+	dups += int(hs.Applied) - len(held) // an id applied twice would show here
+	fmt.Fprintf(os.Stderr, "chaos: %d payments tried; kioskd killed %d times (%d in the publish→ack window), broker struck %d times; hub: %d applied, %d acks not sent\n",
+		len(refs), st.kills.Load()+st.windowKills.Load(), st.windowKills.Load(), st.brokerStrikes.Load(), hs.Applied, hs.ReplyFailed)
+	fmt.Printf("chaos: committed %d, at hub %d, duplicates %d, lost %d, redeliveries %d\n", len(want), len(held)-extra, dups, lost, hs.Duplicates)
+	switch {
+	case dups != 0 || lost != 0 || extra != 0:
+		if extra != 0 {
+			fmt.Fprintf(os.Stderr, "chaos: %d transactions at the hub that kioskd's history does not hold\n", extra)
+		}
+		return 1, nil
+	case hs.Duplicates == 0:
+		return 1, errors.New("no redelivery reached the hub: the kills missed the publish→ack window")
+	case len(want) < s.n:
+		return 1, fmt.Errorf("only %d payments committed", len(want))
 	}
-	return 0
+	return 0, nil
+}
+
+// strikes kill kioskd and the broker; each runs on its own goroutine.
+type strikes struct {
+	kills, windowKills, brokerStrikes counter
+}
+
+type counter struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (c *counter) Add(d int) { c.mu.Lock(); c.n += d; c.mu.Unlock() }
+func (c *counter) Load() int { c.mu.Lock(); defer c.mu.Unlock(); return c.n }
+
+// inWindow kills kioskd right after the hub stored a report, before its
+// ack can arrive, for one report in two.
+func (s *strikes) inWindow(ctx context.Context, p *supervisor, applied <-chan string, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case tx := <-applied:
+			if mrand.IntN(2) == 0 && p.kill() {
+				s.windowKills.Add(1)
+				log.Info("killed kioskd in the publish→ack window", "tx", tx)
+			}
+		}
+	}
+}
+
+// atRandom kills kioskd every 8–25 s, wherever it is.
+func (s *strikes) atRandom(ctx context.Context, p *supervisor, log *slog.Logger) {
+	for sleep(ctx, randDur(8*time.Second, 25*time.Second)) {
+		if p.kill() {
+			s.kills.Add(1)
+			log.Info("killed kioskd at random")
+		}
+	}
+}
+
+// broker kills (SIGKILL) or stops (SIGTERM) mosquitto every 4–12 s and
+// restarts it after 0.1–1.5 s.
+func (s *strikes) broker(ctx context.Context, mq *mqtttest.Broker, log *slog.Logger) {
+	for sleep(ctx, randDur(4*time.Second, 12*time.Second)) {
+		if mrand.IntN(2) == 0 {
+			mq.Kill()
+		} else {
+			mq.Stop()
+		}
+		s.brokerStrikes.Add(1)
+		time.Sleep(randDur(100*time.Millisecond, 1500*time.Millisecond))
+		if err := mq.Restart(); err != nil {
+			log.Error("mosquitto restart", "err", err)
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 func randDur(lo, hi time.Duration) time.Duration { return lo + mrand.N(hi-lo) }
 
-// devKey writes a development device key and certificate.
-// devKey writes name.key and name.crt (CN id) into dir.
-func devKey(dir, name, id string) (*x509.Certificate, error) {
-	key, cert, err := devkey.Generate(id, 24*time.Hour)
+// kiosk is the files of one simulated kiosk.
+type kiosk struct {
+	dir, bin, conf             string
+	media, models              string
+	deviceKey, deviceCert      string
+	hubCert, tokenFile         string
+	httpAddr, ecrAddr, embAddr string
+}
+
+// prepare writes the device and hub keys and issues the virtual eID.
+func prepare(dir string, s setup) (*kiosk, error) {
+	k := &kiosk{dir: dir, bin: s.bin, conf: filepath.Join(dir, "kioskd.toml"), media: s.media, models: s.models,
+		tokenFile: filepath.Join(dir, "ecr-token")}
+	dk, err := devkey.Create(filepath.Join(dir, "device"), filepath.Join(dir, "devices"), device)
+	if err != nil {
+		return nil, fmt.Errorf("device key: %w", err)
+	}
+	k.deviceKey, k.deviceCert = dk.Key, dk.Cert
+	hk, err := devkey.Create(filepath.Join(dir, "hub"), filepath.Join(dir, "hub", "certs"), "chaos-hub")
+	if err != nil {
+		return nil, fmt.Errorf("hub key: %w", err)
+	}
+	k.hubCert = hk.Cert
+	photo, err := os.ReadFile(filepath.Join(s.media, "franck_01829.jpg"))
 	if err != nil {
 		return nil, err
 	}
-	pk, err := x509.MarshalPKCS8PrivateKey(key)
+	img, trust, err := issuer.Issue(issuer.Options{
+		DocNumber: "C01X00T47", Surname: "MUSTERMANN", Given: "ERIKA", Nationality: "UTO", Sex: "F",
+		Birth: "640812", Expiry: time.Now().AddDate(5, 0, 0).Format("060102"), CAN: "123456", PIN: "2468", Photo: photo,
+		ChipAuth: &issuer.CAParams{}, ActiveAuth: issuer.AAECDSAP256,
+	})
 	if err != nil {
+		return nil, fmt.Errorf("issue the card: %w", err)
+	}
+	if err := img.Save(filepath.Join(dir, "card")); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, name+".key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}), 0o600); err != nil {
+	if err := trust.WriteDir(filepath.Join(dir, "card", "trust")); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, name+".crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o644); err != nil {
-		return nil, err
+	for _, a := range []*string{&k.httpAddr, &k.ecrAddr, &k.embAddr} {
+		if *a, err = freeAddr(); err != nil {
+			return nil, err
+		}
 	}
-	return cert, nil
+	return k, nil
+}
+
+// writeConfig is kioskd's configuration: simulation mode against the
+// external broker and hub (no embedded hub), the device key signing
+// reports, the hub's certificate checking its answers and acks.
+func (k *kiosk) writeConfig(broker string) error {
+	conf := fmt.Sprintf(`[device]
+id = %q
+mode = "simulation"
+[log]
+format = "text"
+[http]
+listen = %q
+[camera]
+backend = "sim"
+path = %q
+[cardreader]
+backend = "sim"
+[gpio]
+backend = "sim"
+[hub]
+brokers = [%q]
+auth_cert = %q
+telemetry_every = "5s"
+retry_max = "1s"
+[hub.embedded]
+listen = %q
+[eid]
+trust_dir = %q
+sim_card = %q
+[face]
+models_dir = %q
+smile_timeout = "40s"
+[policy]
+face_timeout = "60s"
+[ecr]
+listen = %q
+token_file = %q
+[transactions]
+state_dir = %q
+merchant = "CHAOS-SHOP"
+device_key = %q
+device_cert = %q
+floor_limit_minor = 5000
+offline_cap_minor = 1000000
+auth_timeout = "2s"
+embedded_hub = false
+[shutdown]
+timeout = "5s"
+`, device, k.httpAddr, filepath.Join(k.media, "franck.mp4"), broker, k.hubCert, k.embAddr,
+		filepath.Join(k.dir, "card", "trust"), filepath.Join(k.dir, "card"), k.models, k.ecrAddr, k.tokenFile,
+		filepath.Join(k.dir, "state"), k.deviceKey, k.deviceCert)
+	return os.WriteFile(k.conf, []byte(conf), 0o600)
 }

@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -36,7 +37,8 @@ func run() int {
 	storm := flag.Duration("storm", 10*time.Second, "window over which the kiosks first connect (jitter)")
 	hubBin := flag.String("hub-bin", "bin/kioskhub", "kioskhub binary")
 	brokerKind := flag.String("broker", "mosquitto", "mosquitto, or rabbitmq (a 3-node cluster; hubs consume over AMQP)")
-	chaos := flag.Bool("chaos", false, "kill hub instances, the broker and database connections at random")
+	chaos := flag.Bool("chaos", false, "kill hub instances, the broker (a RabbitMQ node) and database connections at random")
+	killNode := flag.Bool("kill-node", false, "with -broker rabbitmq: SIGKILL one node halfway through the payment phase, for good")
 	minPayments := flag.Int("min-payments", 0, "with -chaos: keep paying until this many are committed")
 	verbose := flag.Bool("v", false, "log warnings of kiosks and hubs")
 	flag.Parse()
@@ -62,6 +64,7 @@ func run() int {
 	}
 	defer os.RemoveAll(dir)
 	var broker *mqtttest.Broker
+	var cluster *rabbittest.Cluster
 	var kioskBrokers, amqpURLs []string
 	switch *brokerKind {
 	case "mosquitto":
@@ -74,17 +77,18 @@ func run() int {
 		defer broker.Stop()
 		kioskBrokers = []string{broker.URL()}
 	case "rabbitmq":
-		if *chaos {
-			return fail(fmt.Errorf("-chaos runs on mosquitto only for now (docs/scale.md, open defect after a RabbitMQ node kill)"))
-		}
 		c, err := rabbittest.Launch(3, func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) })
 		if err != nil {
 			return fail(fmt.Errorf("rabbitmq: %w", err))
 		}
 		defer c.Close()
+		cluster = c
 		kioskBrokers, amqpURLs = c.MQTTURLs(), c.AMQPURLs()
 	default:
 		return fail(fmt.Errorf("-broker %q: mosquitto or rabbitmq", *brokerKind))
+	}
+	if *killNode && cluster == nil {
+		return fail(errors.New("-kill-node needs -broker rabbitmq"))
 	}
 	pg, err := pgtest.Launch()
 	if err != nil {
@@ -132,9 +136,23 @@ func run() int {
 	chaosCtx, stopChaos := context.WithCancel(ctx)
 	chaosDone := make(chan chaosCount, 1)
 	if *chaos {
-		go func() { chaosDone <- runChaos(chaosCtx, procs, broker, pg, dsn) }()
+		strike := func() { strikeMosquitto(broker) }
+		if cluster != nil {
+			strike = func() { strikeNode(cluster) }
+		}
+		go func() { chaosDone <- runChaos(chaosCtx, procs, strike, pg, dsn) }()
 	} else {
 		chaosDone <- chaosCount{}
+	}
+	if *killNode {
+		// A node lost for good mid-run: the figure the issue asks for is
+		// the fleet's latency on the two nodes left.
+		t := time.AfterFunc(*dur/2, func() {
+			n := rand.IntN(3)
+			cluster.Kill(n)
+			fmt.Fprintf(os.Stderr, "fleet-sim: killed %s (SIGKILL) at %s into the payment phase\n", cluster.Node(n).Name, *dur/2)
+		})
+		defer t.Stop()
 	}
 	res, err := fleet.Pay(ctx, *dur)
 	for err == nil && *chaos && res.Payments < *minPayments && ctx.Err() == nil {
@@ -193,7 +211,7 @@ type chaosCount struct{ hubs, stalls, brokers, pgConns int }
 // (SIGKILL, back after 1–3 s), stalls one for 12 s, kills the broker
 // (SIGKILL or SIGTERM, back after 0.2–2 s) or every database connection
 // of the hubs.
-func runChaos(ctx context.Context, hubs []*fleetsim.HubProc, broker *mqtttest.Broker, pg *pgtest.Server, dsn string) chaosCount {
+func runChaos(ctx context.Context, hubs []*fleetsim.HubProc, strikeBroker func(), pg *pgtest.Server, dsn string) chaosCount {
 	var c chaosCount
 	db := dsn[len(dsn)-len("t1"):] // pgtest names databases t1, t2…
 	for {
@@ -217,21 +235,39 @@ func runChaos(ctx context.Context, hubs []*fleetsim.HubProc, broker *mqtttest.Br
 				fmt.Fprintln(os.Stderr, "chaos: hub restart:", err)
 			}
 		case 2:
-			if rand.IntN(2) == 0 {
-				broker.Kill()
-			} else {
-				broker.Stop()
-			}
+			strikeBroker()
 			c.brokers++
-			time.Sleep(time.Duration(200+rand.IntN(1800)) * time.Millisecond)
-			if err := broker.Restart(); err != nil {
-				fmt.Fprintln(os.Stderr, "chaos: broker restart:", err)
-			}
 		case 3:
 			if _, err := pg.TerminateConnections(context.Background(), db); err == nil {
 				c.pgConns++
 			}
 		}
+	}
+}
+
+// strikeMosquitto kills the broker (SIGKILL or SIGTERM) and brings it back
+// after 0.2–2 s.
+func strikeMosquitto(b *mqtttest.Broker) {
+	if rand.IntN(2) == 0 {
+		b.Kill()
+	} else {
+		b.Stop()
+	}
+	time.Sleep(time.Duration(200+rand.IntN(1800)) * time.Millisecond)
+	if err := b.Restart(); err != nil {
+		fmt.Fprintln(os.Stderr, "chaos: broker restart:", err)
+	}
+}
+
+// strikeNode SIGKILLs one RabbitMQ node and restarts it after 1–3 s (a
+// restart takes several seconds more); one node down at a time, so the
+// quorum queues keep their majority.
+func strikeNode(c *rabbittest.Cluster) {
+	n := rand.IntN(len(c.Nodes()))
+	c.Kill(n)
+	time.Sleep(time.Duration(1000+rand.IntN(2000)) * time.Millisecond)
+	if err := c.Restart(n); err != nil {
+		fmt.Fprintln(os.Stderr, "chaos: node restart:", err)
 	}
 }
 
