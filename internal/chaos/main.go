@@ -13,11 +13,12 @@
 // reader holding a virtual eID, the simulated camera playing a real video
 // through OpenCV), restarted after every SIGKILL as systemd would. Besides
 // kills at random moments (mid-session, mid-commit), some land in the
-// publish→ack window on purpose: the hub here is slow to acknowledge (it
-// holds each new report a moment before sealing the ack), and the
-// orchestrator kills kioskd as soon as the hub has stored a report, so
-// the restarted kioskd sends it again from its outbox and the hub's
-// deduplication is exercised (R counts those redeliveries).
+// publish→ack window on purpose: the hub here acknowledges a new report
+// only when the orchestrator releases it, and the orchestrator kills kioskd
+// as soon as the hub has stored a report and releases the ack only once
+// kioskd is back on the hub, so the restarted kioskd sends the report
+// again from its outbox and the hub's deduplication is exercised (R counts
+// those redeliveries).
 package main
 
 import (
@@ -119,7 +120,7 @@ func run(ctx context.Context, log *slog.Logger, s setup) (int, error) {
 	if err != nil {
 		return 2, err
 	}
-	store := &slowAcks{Store: bolt, delay: 400 * time.Millisecond, applied: make(chan string, 64)}
+	store := &slowAcks{Store: bolt, applied: make(chan applied), maxHold: time.Minute}
 	rh, err := refhub.New(refhub.Options{Brokers: []string{mq.URL()}, ClientID: "chaos-hub", Keyring: keys, Signer: hubSigner, Store: store,
 		Limits: hubstore.Limits{MaxTx: 1 << 40, MaxDaily: 1 << 40}})
 	if err != nil {
@@ -142,11 +143,10 @@ func run(ctx context.Context, log *slog.Logger, s setup) (int, error) {
 
 	// Strikes, until every payment is committed.
 	strikeCtx, stopStrikes := context.WithCancel(ctx)
-	defer stopStrikes()
 	var st strikes
 	var wg sync.WaitGroup
-	wg.Go(func() { st.inWindow(strikeCtx, proc, store.applied, log) })
-	wg.Go(func() { st.atRandom(strikeCtx, proc, log) })
+	defer func() { stopStrikes(); wg.Wait() }()
+	wg.Go(func() { st.inWindow(strikeCtx, proc, till, store.applied, log) })
 	wg.Go(func() { st.broker(strikeCtx, mq, log) })
 
 	var refs []string
@@ -159,7 +159,21 @@ func run(ctx context.Context, log *slog.Logger, s setup) (int, error) {
 		}
 		ref := fmt.Sprintf("chaos-%04d", i)
 		refs = append(refs, ref)
+		// One payment in four is cut short by a kill at a random moment
+		// of it (card read, face step, authorization, commit…).
+		var strike *time.Timer
+		if mrand.IntN(4) == 0 {
+			strike = time.AfterFunc(randDur(0, 8*time.Second), func() {
+				if proc.kill() {
+					st.kills.Add(1)
+					log.Info("killed kioskd during a payment", "ref", ref)
+				}
+			})
+		}
 		status, err := till.pay(ctx, ref)
+		if strike != nil {
+			strike.Stop()
+		}
 		switch {
 		case errors.Is(err, errInterrupted):
 			log.Info("payment interrupted by a kill", "ref", ref)
@@ -262,28 +276,24 @@ type counter struct {
 func (c *counter) Add(d int) { c.mu.Lock(); c.n += d; c.mu.Unlock() }
 func (c *counter) Load() int { c.mu.Lock(); defer c.mu.Unlock(); return c.n }
 
-// inWindow kills kioskd right after the hub stored a report, before its
-// ack can arrive, for one report in two.
-func (s *strikes) inWindow(ctx context.Context, p *supervisor, applied <-chan string, log *slog.Logger) {
+// inWindow kills kioskd right after the hub stored a report, for one
+// report in three, and holds the hub's ack until kioskd is back and
+// connected (and a moment more, for its outbox to send again).
+func (s *strikes) inWindow(ctx context.Context, p *supervisor, t *till, events <-chan applied, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case tx := <-applied:
-			if mrand.IntN(2) == 0 && p.kill() {
+		case ev := <-events:
+			if mrand.IntN(3) == 0 && p.kill() {
 				s.windowKills.Add(1)
-				log.Info("killed kioskd in the publish→ack window", "tx", tx)
+				log.Info("killed kioskd in the publish→ack window", "tx", ev.tx)
+				if err := t.waitHub(ctx, 60*time.Second); err != nil {
+					log.Warn("kioskd not back on the hub", "err", err)
+				}
+				sleep(ctx, 500*time.Millisecond)
 			}
-		}
-	}
-}
-
-// atRandom kills kioskd every 8–25 s, wherever it is.
-func (s *strikes) atRandom(ctx context.Context, p *supervisor, log *slog.Logger) {
-	for sleep(ctx, randDur(8*time.Second, 25*time.Second)) {
-		if p.kill() {
-			s.kills.Add(1)
-			log.Info("killed kioskd at random")
+			close(ev.release)
 		}
 	}
 }

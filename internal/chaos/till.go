@@ -77,6 +77,21 @@ func (t *till) waitReady(ctx context.Context, limit time.Duration) error {
 	return last
 }
 
+// waitHub waits until kioskd (after a restart) is connected to the hub.
+func (t *till) waitHub(ctx context.Context, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		var h health
+		if err := t.get(ctx, "http://"+t.http+"/healthz", &h); err == nil && h.Components["hub"].State == "ok" {
+			return nil
+		}
+		if !sleep(ctx, 100*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
+	return errors.New("hub not connected")
+}
+
 // pay runs one payment to its end and returns the till's status.
 func (t *till) pay(ctx context.Context, ref string) (string, error) {
 	if err := t.waitReady(ctx, 60*time.Second); err != nil {
