@@ -1,0 +1,214 @@
+#!/bin/bash
+# make package-check: the packages as a bank installs them. Builds two
+# versions of kioskd and kioskhub (make deb), checks them with lintian,
+# then in a fresh Debian 12 root (mmdebstrap minbase, the host's apt
+# sources) installs v1 with apt-get, checks files, users, modes and
+# conffiles, checks the shipped configuration, starts the packaged kioskd
+# as its service user with NOTIFY_SOCKET on a test socket (READY=1, then a
+# clean stop on SIGTERM), verifies and scores the installed units,
+# upgrades to v2 (local conffile edits and state kept), removes (state
+# kept) and purges (state gone). Last line:
+#
+#   package: kioskd <version> installed in a clean root, READY in N ms, security exposure X.X, lintian clean
+#
+# Runs as root. Mounts live in a private mount namespace; the root is
+# removed on exit. Logs in .cache/package-check/.
+set -euo pipefail
+
+repo=$(git rev-parse --show-toplevel)
+logs=$repo/.cache/package-check
+suite=${PACKAGE_CHECK_SUITE:-bookworm}
+step=prepare
+
+say() { echo "package-check: $*"; }
+fail() {
+	echo "package-check: FAILED at $step: $*" >&2
+	exit 1
+}
+
+if [ "${PACKAGE_CHECK_NS:-}" != 1 ]; then
+	[ "$(id -u)" = 0 ] || fail "needs root (mmdebstrap --mode=root, chroot, mounts)"
+	missing=
+	for t in mmdebstrap:mmdebstrap lintian:lintian; do
+		command -v "${t%%:*}" >/dev/null || missing="$missing ${t#*:}"
+	done
+	if [ -n "$missing" ]; then
+		say "installing$missing (needed by this check only)"
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null ||
+			fail "cannot install$missing"
+	fi
+	rm -rf "$logs"
+	mkdir -p "$logs"
+	# Everything below in a private mount namespace: mounts end with it.
+	exec env PACKAGE_CHECK_NS=1 unshare --mount --propagation private --fork -- "$0" "$@"
+fi
+
+work=$(mktemp -d /var/tmp/kiosk-package-check.XXXXXX)
+root=$work/root
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	if [ -d "$root" ]; then
+		grep " $root" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+	fi
+	rm -rf --one-file-system "$work"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'echo "package-check: interrupted during $step" >&2; exit 130' INT TERM
+
+# --- Two versions, lintian ----------------------------------------------------
+step="make deb (v1, v2)"
+base=$(TZ=UTC git -C "$repo" log -1 --format=%cd --date=format-local:%Y%m%d%H%M%S)
+v1="0.1.0~check${base}.1"
+v2="0.1.0~check${base}.2"
+bash "$repo/packaging/build-deb.sh" "$work/v1" "$v1" >"$logs/build-v1.log" 2>&1 || { tail -20 "$logs/build-v1.log" >&2; fail "build v1"; }
+bash "$repo/packaging/build-deb.sh" "$work/v2" "$v2" >"$logs/build-v2.log" 2>&1 || { tail -20 "$logs/build-v2.log" >&2; fail "build v2"; }
+arch=$(dpkg --print-architecture)
+
+step=lintian
+# Clean means: no error, no warning; what is overridden is in
+# packaging/*/lintian-overrides, each with its reason.
+if ! lintian --fail-on error,warning --tag-display-limit 0 "$work"/v2/*.deb >"$logs/lintian.log" 2>&1; then
+	cat "$logs/lintian.log" >&2
+	fail "lintian reports errors or warnings"
+fi
+say "lintian: no error or warning, $(grep -c "^[IPX]: " "$logs/lintian.log" || true) remarks below (log: $logs/lintian.log)"
+
+# --- The clean root -----------------------------------------------------------
+step="debootstrap (mmdebstrap)"
+apt-config dump | grep -E '^Acquire::(Check-Valid-Until|Check-Date|https?::Proxy|Retries) ' >"$work/host-apt.conf" || true
+shopt -s nullglob
+sources=(/etc/apt/sources.list.d/*.sources)
+extra_ca=(/usr/local/share/ca-certificates/*.crt)
+shopt -u nullglob
+if [ ${#sources[@]} -gt 0 ]; then
+	cat "${sources[@]}" >"$work/sources"
+elif [ -f /etc/apt/sources.list ]; then
+	cp /etc/apt/sources.list "$work/sources"
+else
+	fail "no apt sources on this machine"
+fi
+t0=$(date +%s)
+mmdebstrap --quiet --variant=minbase --mode=root --include=ca-certificates --aptopt="$work/host-apt.conf" "$suite" "$root" - <"$work/sources" \
+	>"$logs/mmdebstrap.log" 2>&1 || { tail -20 "$logs/mmdebstrap.log" >&2; fail "mmdebstrap"; }
+say "Debian $suite minbase root (+ ca-certificates) in $(($(date +%s) - t0)) s"
+# The machine's network trust (a TLS-intercepting proxy's CA, say).
+if [ ${#extra_ca[@]} -gt 0 ]; then
+	cp "${extra_ca[@]}" "$root/usr/local/share/ca-certificates/"
+	chroot "$root" update-ca-certificates >/dev/null 2>&1 || fail "update-ca-certificates"
+fi
+cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+mount -t proc proc "$root/proc"
+mount -t sysfs sysfs "$root/sys"
+mount --rbind /dev "$root/dev"
+mount -t tmpfs tmpfs "$root/run"
+mount -t tmpfs tmpfs "$root/tmp"
+cp "$work"/v1/*.deb "$work"/v2/*.deb "$root/tmp/"
+
+in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"; }
+apt_in_root() { in_root apt-get -y -q -o Dpkg::Options::=--force-confold "$@" >>"$logs/apt.log" 2>&1 || { tail -30 "$logs/apt.log" >&2; fail "apt-get $*"; }; }
+
+# --- Install v1 ---------------------------------------------------------------
+step="install v1"
+apt_in_root update
+t0=$(date +%s)
+apt_in_root install "/tmp/kioskd_${v1}_${arch}.deb" "/tmp/kioskhub_${v1}_${arch}.deb"
+say "apt-get install ./kioskd_${v1}_${arch}.deb ./kioskhub_${v1}_${arch}.deb: $(($(date +%s) - t0)) s"
+
+step="files, users, modes, conffiles"
+for f in /usr/bin/kioskd /usr/bin/kioskctl /usr/bin/kioskhub /lib/systemd/system/kioskd.service \
+	/lib/systemd/system/kiosk-display.service /lib/systemd/system/kioskhub.service /usr/lib/sysusers.d/kioskd.conf \
+	/usr/lib/tmpfiles.d/kioskd.conf /lib/udev/rules.d/60-kioskd.rules /usr/share/kioskd/models/fr_detect.onnx \
+	/usr/share/doc/kioskd/copyright /usr/share/doc/kioskhub/changelog.gz /usr/share/man/man8/kioskd.8.gz; do
+	[ -e "$root$f" ] || fail "$f not installed"
+done
+(cd "$root/usr/share/kioskd/models" && sha256sum --quiet -c SHA256SUMS) || fail "installed models do not match their SHA-256"
+in_root getent passwd kioskd >/dev/null || fail "no kioskd user"
+in_root getent passwd kioskhub >/dev/null || fail "no kioskhub user"
+in_root getent passwd kiosk-display >/dev/null || fail "no kiosk-display user"
+groups=$(in_root id -nG kioskd)
+for g in kiosk-gpio video tss; do
+	[[ " $groups " == *" $g "* ]] || fail "kioskd not in group $g (groups: $groups)"
+done
+[ "$(in_root getent passwd kioskd | cut -d: -f7)" = /usr/sbin/nologin ] || fail "kioskd has a login shell"
+want_mode() {
+	local got
+	got=$(stat -c '%a %U:%G' "$root$1")
+	[ "$got" = "$2" ] || fail "$1 is $got, want $2"
+}
+want_mode /etc/kioskd "750 root:kioskd"
+want_mode /etc/kioskd/kioskd.toml "644 root:root"
+want_mode /var/lib/kioskd "750 kioskd:kioskd"
+want_mode /etc/kioskhub "750 root:kioskhub"
+want_mode /var/lib/kioskhub "750 kioskhub:kioskhub"
+want_mode /usr/bin/kioskd "755 root:root"
+in_root dpkg-query -W -f='${Conffiles}\n' kioskd | grep -q '^ /etc/kioskd/kioskd.toml ' || fail "kioskd.toml is not a conffile"
+in_root dpkg-query -W -f='${Conffiles}\n' kioskhub | grep -q '^ /etc/kioskhub/kioskhub.toml ' || fail "kioskhub.toml is not a conffile"
+if in_root dpkg-query -W -f='${Depends}\n' kioskd | grep -q -- '-dev'; then
+	fail "kioskd depends on a -dev package: $(in_root dpkg-query -W -f='${Depends}' kioskd)"
+fi
+
+step="shipped configuration"
+# The shipped configuration is production's (mTLS broker, device key,
+# chip authentication…); it must check as it is installed.
+in_root /usr/bin/kioskd --config /etc/kioskd/kioskd.toml --check-config >"$logs/check-config.log" 2>&1 ||
+	{ cat "$logs/check-config.log" >&2; fail "kioskd --check-config on the shipped configuration"; }
+in_root /usr/bin/kioskd --config /usr/share/kioskd/examples/simulation.toml --check-config >>"$logs/check-config.log" 2>&1 ||
+	{ cat "$logs/check-config.log" >&2; fail "the example simulation configuration does not check"; }
+in_root /usr/bin/kioskhub --config /etc/kioskhub/kioskhub.toml --check-config >"$logs/check-config-hub.log" 2>&1 ||
+	{ cat "$logs/check-config-hub.log" >&2; fail "kioskhub --check-config on the shipped configuration"; }
+
+step="start the packaged kioskd"
+notifywait=$work/notifywait
+(cd "$repo" && go build -o "$notifywait" ./internal/notifywait) || fail "build notifywait"
+# As systemd would: the service user and its groups, the state directory
+# the unit declares, the example simulation configuration.
+"$notifywait" -socket "$root/run/notify.sock" -env-socket /run/notify.sock -timeout 120s -- \
+	chroot --userspec=kioskd:kioskd --groups=video,kiosk-gpio,tss "$root" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/var/lib/kioskd \
+	/usr/bin/kioskd --config /usr/share/kioskd/examples/simulation.toml >"$logs/kioskd-ready.txt" 2>"$logs/kioskd.log" ||
+	{ tail -30 "$logs/kioskd.log" >&2; fail "the packaged kioskd did not start and stop as a notify service"; }
+ready_ms=$(sed -n 's/^ready in \([0-9]*\) ms$/\1/p' "$logs/kioskd-ready.txt")
+say "the packaged kioskd sent READY=1 after $ready_ms ms as user kioskd and stopped cleanly on SIGTERM"
+
+step="units"
+for u in kioskd.service kiosk-display.service kioskhub.service; do
+	in_root systemd-analyze verify "/lib/systemd/system/$u" >"$logs/verify-$u.log" 2>&1 ||
+		{ cat "$logs/verify-$u.log" >&2; fail "systemd-analyze verify $u"; }
+done
+score() {
+	in_root systemd-analyze security --offline=true "/lib/systemd/system/$1" 2>&1 | tee "$logs/security-$1.log" |
+		sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p'
+}
+exposure=$(score kioskd.service)
+hub_exposure=$(score kioskhub.service)
+awk -v a="$exposure" -v b="$hub_exposure" 'BEGIN { exit !(a != "" && b != "" && a <= 2.0 && b <= 2.0) }' ||
+	fail "security exposure kioskd $exposure, kioskhub $hub_exposure (want ≤ 2.0)"
+say "systemd-analyze: units verify; security exposure kioskd $exposure, kioskhub $hub_exposure"
+
+# --- Upgrade, remove, purge -----------------------------------------------------
+step="upgrade to v2"
+echo "# edited by the operator" >>"$root/etc/kioskd/kioskd.toml"
+install -d -o "$(stat -c %u "$root/var/lib/kioskd")" "$root/var/lib/kioskd/state"
+echo outbox >"$root/var/lib/kioskd/state/kept"
+apt_in_root install "/tmp/kioskd_${v2}_${arch}.deb" "/tmp/kioskhub_${v2}_${arch}.deb"
+[ "$(in_root dpkg-query -W -f='${Version}' kioskd)" = "$v2" ] || fail "kioskd not at $v2 after the upgrade"
+grep -q '^# edited by the operator$' "$root/etc/kioskd/kioskd.toml" || fail "the operator's edit of kioskd.toml was lost"
+[ -f "$root/var/lib/kioskd/state/kept" ] || fail "state lost in the upgrade"
+in_root /usr/bin/kioskd --version 2>&1 | grep -q -- "$v2" || fail "the upgraded kioskd does not report $v2"
+say "upgraded $v1 → $v2: conffile edit and state kept"
+
+step="remove"
+apt_in_root remove kioskd kioskhub
+[ ! -e "$root/usr/bin/kioskd" ] || fail "kioskd still installed after remove"
+[ -f "$root/var/lib/kioskd/state/kept" ] || fail "state removed by remove (only purge removes it)"
+[ -f "$root/etc/kioskd/kioskd.toml" ] || fail "configuration removed by remove"
+
+step="purge"
+apt_in_root purge kioskd kioskhub
+for d in /var/lib/kioskd /etc/kioskd /var/lib/kioskhub /etc/kioskhub; do
+	[ ! -e "$root$d" ] || fail "$d left after purge"
+done
+say "removed (state kept), purged (state and configuration gone)"
+
+echo "package: kioskd $v1 installed in a clean root, READY in $ready_ms ms, security exposure $exposure, lintian clean"
