@@ -3,9 +3,11 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +19,7 @@ import (
 
 	"kiosk/drivers/cardreader/pcscdtest"
 	"kiosk/drivers/cardreader/vpcd"
+	"kiosk/firmware/ecr"
 	"kiosk/firmware/emrtd/cardimage"
 	"kiosk/firmware/emrtd/lds"
 	"kiosk/firmware/emrtd/vcard"
@@ -114,9 +117,8 @@ func TestShopperPaysWithMRZOverPCSC(t *testing.T) {
 		setLang("en"),
 		screenIs("attract"),
 	)
-	if code, body := postJSON(t, r.base+"/api/sim/pay", `{"amount_minor":1250,"currency":"CNY"}`); code != 201 {
-		t.Fatalf("demo till: %d %s", code, body)
-	}
+	// The till starts the payment over its API, as a cashier's would.
+	id := createPayment(t, r, "mrz-1", 1250)
 	b.Run(t, 20*time.Second, screenIs("insert_card"))
 
 	// The passport goes on the reader: the Go chip connects to vpcd.
@@ -133,6 +135,10 @@ func TestShopperPaysWithMRZOverPCSC(t *testing.T) {
 		chromedp.Poll[chromedp.Void](`document.getElementById("code-hint").textContent.includes("machine-readable zone")`),
 	))
 	b.Screenshot(t, "shopper-mrz-asked")
+	// The till sees that the shopper is typing the MRZ.
+	if p := ecrGet(t, r, id); p.State != "enter_password" || !p.NeedsMRZ {
+		t.Fatalf("the till sees %+v, want enter_password with needs_mrz", p)
+	}
 
 	docCD := checkDigit(t, mrzDocNumber)
 	wrongCD := fmt.Sprint((int(docCD[0]-'0') + 3) % 10)
@@ -170,6 +176,9 @@ func TestShopperPaysWithMRZOverPCSC(t *testing.T) {
 		chromedp.Poll[chromedp.Void](`document.querySelector("#result-icon.ok") !== null`),
 	)
 	b.Screenshot(t, "shopper-mrz-approved")
+	if p := ecrGet(t, r, id); p.Status != "approved" {
+		t.Fatalf("the till sees %+v, want approved", p)
+	}
 	b.Run(t, 30*time.Second, screenIs("remove_card"))
 	stopCard()
 	b.Run(t, 30*time.Second, screenIs("attract"))
@@ -206,4 +215,25 @@ func TestShopperPaysWithMRZOverPCSC(t *testing.T) {
 	if n := b.NonLoopbackRequests(); len(n) > 0 {
 		t.Fatalf("requests leaving loopback: %v", n)
 	}
+}
+
+// ecrGet is the till's look-up of a payment.
+func ecrGet(t *testing.T, r *running, id string) ecr.Payment {
+	t.Helper()
+	token, err := os.ReadFile(r.d.cfg.ECR.TokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", "http://"+r.d.ECRAddr()+"/v1/payments/"+id, nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var p ecr.Payment
+	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("till look-up of %s: %d %v", id, resp.StatusCode, err)
+	}
+	return p
 }

@@ -174,6 +174,7 @@
     $("code-error").hidden = !ui.wrong && left == null;
     $("code-error-text").textContent = (ui.wrong ? t(mrz ? "code.wrong_mrz" : "code.wrong") + " " : "") + (left != null ? t("code.retries", { n: left }) : "");
     $("pin-dots").hidden = mrz;
+    document.body.classList.toggle("mrz-mode", mrz);
     $("mrz").hidden = !mrz;
     if (mrz) {
       if (!ui.mrz) { ui.mrz = newMRZ(); }
