@@ -64,6 +64,10 @@ const (
 	OIDPACEECDHGMAES256 = "0.4.0.127.0.7.2.2.4.2.4"
 	OIDPACEDHGM3DES     = "0.4.0.127.0.7.2.2.4.1.1"
 	OIDPACEDHGMAES128   = "0.4.0.127.0.7.2.2.4.1.2"
+	// OIDPACEECDHCAMAES128 is the Chip Authentication Mapping (9303-11
+	// §4.4.3.3.3): the document then needs ChipAuth on the PACE curve,
+	// and carries EF.CardSecurity.
+	OIDPACEECDHCAMAES128 = "0.4.0.127.0.7.2.2.4.6.2"
 )
 
 // PACE parameter ids (9303-11 §9.5.1 standardized domain parameters).
@@ -308,6 +312,17 @@ func Issue(opts Options) (*cardimage.Image, *Trust, error) {
 		}
 		dg14PACE = nil
 	}
+	cam := !opts.BACOnly && opts.PACE.OID == OIDPACEECDHCAMAES128
+	if cam {
+		// The static key CAM proves lives on the PACE domain parameters
+		// (9303-11 §4.4.3.5.2).
+		switch p := opts.ChipAuth; {
+		case p == nil || p.DH:
+			return nil, nil, optErr("PACE-CAM needs ECDH ChipAuth")
+		case p.ParameterID == 0 && opts.PACE.ParameterID != ParamBrainpoolP256 || p.ParameterID != 0 && p.ParameterID != opts.PACE.ParameterID:
+			return nil, nil, optErr("PACE-CAM needs the chip authentication key on the PACE parameters (%d)", opts.PACE.ParameterID)
+		}
+	}
 	chip, err := newChipKeys(opts, dg14PACE)
 	if err != nil {
 		return nil, nil, fmt.Errorf("issue: %w", err)
@@ -429,6 +444,18 @@ func Issue(opts Options) (*cardimage.Image, *Trust, error) {
 		im.Files[0x010F] = chip.dg15
 	}
 	im.CAKey, im.AAKey, im.Meta.AAHash = chip.caPEM, chip.aaPEM, chip.aaHash
+	if cam {
+		// EF.CardSecurity (9303-11 §9.2.2): DG14's SecurityInfos — the
+		// PACEInfo and the chip's static key among them — signed by the
+		// document signer as id-SecurityObject.
+		infos, err := tlv.Unwrap(chip.dg14, lds.TagDG14)
+		if err != nil {
+			return nil, nil, fmt.Errorf("issue: EF.CardSecurity: %w", err)
+		}
+		if im.CardSecurity, err = buildSignedData(lds.OIDSecurityObject, infos, trust.DS, trust.DSKey, opts.SignatureAlg, signingTime); err != nil {
+			return nil, nil, fmt.Errorf("issue: EF.CardSecurity: %w", err)
+		}
+	}
 	if !opts.BACOnly {
 		im.Files[lds.FIDCardAccess] = efCardAccess
 		im.Meta.PACE = &cardimage.PACE{OID: opts.PACE.OID, ParameterID: opts.PACE.ParameterID}
