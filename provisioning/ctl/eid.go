@@ -109,6 +109,16 @@ func profiles() map[string]func(*issuer.Options) {
 	for _, h := range vcard.HostileProfiles() {
 		m[h] = func(*issuer.Options) {}
 	}
+	// PACE with the Chip Authentication Mapping (9303-11 §4.4.3.3.3):
+	// the chip proves its chip authentication key (brainpoolP256r1, as
+	// PACE) in the mapping; EF.CardSecurity carries the key, signed.
+	// pace-cam-tampered is the same document on a chip that alters its
+	// mapping data (vcard.ProfilePACECAMTampered).
+	paceCAM := func(o *issuer.Options) {
+		o.PACE = &issuer.PACEParams{OID: issuer.OIDPACEECDHCAMAES128, ParameterID: issuer.ParamBrainpoolP256}
+	}
+	m["pace-cam"] = paceCAM
+	m[vcard.ProfilePACECAMTampered] = paceCAM
 	for name, f := range m {
 		m[name] = func(o *issuer.Options) { modern(o); f(o) }
 	}

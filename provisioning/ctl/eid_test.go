@@ -33,6 +33,7 @@ type readResult struct {
 	Access   struct {
 		Protocol string `json:"protocol"`
 		Password string `json:"password"`
+		Mapping  string `json:"mapping"`
 	} `json:"access"`
 	Document struct {
 		DocumentNumber string `json:"document_number"`
@@ -211,6 +212,10 @@ func TestEIDIssueEmulateRead(t *testing.T) {
 		{"wrong-country", "country_mismatch", []string{"--can", "123456"}, false},
 		{"ml-signer-not-authorized", "master_list_signer_unauthorized", []string{"--can", "123456"}, false},
 		{"brainpool-csca", "", []string{"--can", "123456"}, false},
+		// PACE-CAM: the chip proves itself in the mapping; altered
+		// mapping data is refused with its own reason.
+		{"pace-cam", "", []string{"--can", "123456"}, false},
+		{"pace-cam-tampered", "pace_cam_failed", []string{"--can", "123456"}, true},
 		// A DH Generic Mapping card (RFC 5114 group 2, AES-256) and a
 		// NIST P-521 one.
 		{"pace-aes256-2", "", []string{"--can", "123456"}, false},
@@ -239,6 +244,9 @@ func TestEIDIssueEmulateRead(t *testing.T) {
 			if code != 0 || !r.Passed || (tc.profile == "bac" || tc.profile == "no-chip-auth") != (r.Access.Protocol == "BAC") {
 				t.Fatalf("%s: code %d %+v %s", tc.profile, code, r, errs)
 			}
+			if tc.profile == "pace-cam" && (r.Access.Mapping != "CAM" || !r.CA.OK || !strings.Contains(r.CA.Protocol, "CAM")) {
+				t.Fatalf("pace-cam: access %+v, chip authentication %+v", r.Access, r.CA)
+			}
 			continue
 		}
 		if code != 1 || !contains(r.Failures, tc.code) || (tc.only && len(r.Failures) != 1) {
@@ -250,7 +258,8 @@ func TestEIDIssueEmulateRead(t *testing.T) {
 	}
 
 	// `eid issue --help` names the issue 11 profiles.
-	if _, _, errs := run("eid", "issue", "--help"); !strings.Contains(errs, "cardaccess-mismatch") || !strings.Contains(errs, "no-chip-auth") {
+	if _, _, errs := run("eid", "issue", "--help"); !strings.Contains(errs, "cardaccess-mismatch") || !strings.Contains(errs, "no-chip-auth") ||
+		!strings.Contains(errs, "pace-cam") || !strings.Contains(errs, "pace-cam-tampered") {
 		t.Fatalf("eid issue --help: %s", errs)
 	}
 
