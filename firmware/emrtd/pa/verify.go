@@ -430,7 +430,7 @@ func checkCountry(r *Result, ds, csca *x509.Certificate, dg1 []byte, sodOnly boo
 		}
 	}
 	if len(allowed) == 0 {
-		r.fail(CheckCountry, CodeCountryMismatch, "issuing state %q has no known certificate country (document signer and CSCA of %s)", state, dsC)
+		r.fail(CheckCountry, CodeCountryMismatch, "issuing state %q %s (document signer and CSCA of %s)", state, unboundReason(state), dsC)
 		return
 	}
 	r.fail(CheckCountry, CodeCountryMismatch, "issuing state %s (certificates of %s) but document signer and CSCA of %s",
