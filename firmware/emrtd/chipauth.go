@@ -132,10 +132,17 @@ func authenticateChip(ctx context.Context, ch *apdu.Channel, f *files, acc *acce
 			return g, nil
 		}
 		if acc.cam != nil {
-			// PACE-CAM proves the chip without DG14; EF.CardAccess still
-			// has no DG14 to be checked against.
+			// PACE-CAM proves the chip without DG14, and the signed
+			// EF.CardSecurity vouches for EF.CardAccess in DG14's place.
 			g.unavailable = false
-			g.stop = !pacecam(acc, paOpts, opts, r)
+			ok, infos := pacecam(acc, paOpts, opts, r)
+			if !ok {
+				g.stop = true
+				return g, nil
+			}
+			c := checkCardAccessIn(acc, infos, "EF.CardSecurity")
+			r.add(c)
+			g.stop, g.cardAccessUnchecked = !c.OK, false
 		}
 		return g, nil
 	}
@@ -188,7 +195,7 @@ func authenticateChip(ctx context.Context, ch *apdu.Channel, f *files, acc *acce
 	if acc.cam != nil {
 		// PACE-CAM ran: the chip proves itself with EF.CardSecurity's key
 		// instead of Chip Authentication (9303-11 §4.4.3.5.2, §6.2).
-		if !pacecam(acc, paOpts, opts, r) {
+		if ok, _ := pacecam(acc, paOpts, opts, r); !ok {
 			g.stop = true
 			aaRep.Reason = "not run: the chip failed PACE-CAM"
 			return g, nil

@@ -17,18 +17,19 @@ import (
 // the ChipAuthenticationPublicKeyInfo of EF.CardSecurity on the PACE
 // parameters. It fills the chip authentication report and adds the
 // card_security and chip_authentication checks; false refuses the chip
-// (no personal data is read). CA_IC is wiped.
-func pacecam(acc *accessResult, paOpts pa.Options, opts Options, r *Report) bool {
+// (no personal data is read). On success it returns EF.CardSecurity's
+// SecurityInfos too. CA_IC is wiped.
+func pacecam(acc *accessResult, paOpts pa.Options, opts Options, r *Report) (bool, *lds.DG14) {
 	defer acc.cam.Wipe()
 	caRep := r.ChipAuthentication
 	caRep.Required, caRep.OID, caRep.Protocol = true, acc.used.Protocol, "PACE-CAM"
 	if p, err := pace.ProtocolByOID(acc.used.Protocol); err == nil {
 		caRep.Protocol, caRep.Cipher = p.String(), p.Cipher.String()
 	}
-	fail := func(name, code, reason string) bool {
+	fail := func(name, code, reason string) (bool, *lds.DG14) {
 		r.add(Check{Name: name, Code: code, Reason: reason, Required: true})
 		caRep.Code, caRep.Reason = code, reason
-		return false
+		return false, nil
 	}
 	switch {
 	case acc.cardSecurityErr != nil:
@@ -54,12 +55,12 @@ func pacecam(acc *accessResult, paOpts pa.Options, opts Options, r *Report) bool
 		fail(checkCA, CodeCAMFailed, fmt.Sprintf("the chip's mapping data does not prove the chip authentication key of EF.CardSecurity: the chip is not the one the issuer personalised: %v", err))
 		r.add(Check{Name: checkClone, Code: CodeClone, Required: true,
 			Reason: "genuine EF.CardSecurity but PACE-CAM failed: the chip is not the one the issuer personalised"})
-		return false
+		return false, nil
 	}
 	caRep.OK = true
 	caRep.Reason = fmt.Sprintf("PACE-CAM on %s: CA_IC proves the chip authentication key of the signed EF.CardSecurity (9303-11 §4.4.3.5.2)", key.Curve.Name)
 	r.add(Check{Name: checkCA, OK: true, Required: true, Reason: caRep.Reason})
-	return true
+	return true, cs.Infos
 }
 
 // camStaticKey picks EF.CardSecurity's ECDH chip authentication key on

@@ -3,6 +3,7 @@ package emrtd
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 
 	"kiosk/firmware/emrtd/cardimage"
@@ -97,5 +98,25 @@ func TestPACECAMRefused(t *testing.T) {
 				t.Fatalf("personal data read from a refused chip: %+v", r.Document)
 			}
 		})
+	}
+}
+
+// A PACE-CAM chip without DG14: the chip proves itself by CAM alone, and
+// the signed EF.CardSecurity vouches for EF.CardAccess in DG14's place.
+func TestPACECAMWithoutDG14(t *testing.T) {
+	img, trust := issue(t, func(o *issuer.Options) {
+		paceCAM(o)
+		o.PACEWithoutDG14, o.ActiveAuth = true, ""
+	})
+	if _, ok := img.Files[0x010E]; ok || img.CardSecurity == nil {
+		t.Fatal("the issuer wrote DG14, or no EF.CardSecurity")
+	}
+	r := readImage(t, img, Options{Trust: trust})
+	if !r.Passed || !r.ChipAuthentication.OK {
+		t.Fatalf("refused: %v %+v", r.Failures, r.Checks)
+	}
+	i := slices.IndexFunc(r.Checks, func(c Check) bool { return c.Name == checkCardAccessAuth })
+	if i < 0 || !r.Checks[i].OK || !strings.Contains(r.Checks[i].Reason, "EF.CardSecurity") {
+		t.Fatalf("EF.CardAccess not checked against EF.CardSecurity: %+v", r.Checks)
 	}
 }

@@ -131,7 +131,8 @@ type Options struct {
 	// (9303-11 §9.3, EF.DG14). Defects: CardAccessMismatch signs a DG14
 	// whose PACEInfo names another (stronger) cipher than EF.CardAccess
 	// offers, as when a man in the middle rewrote EF.CardAccess;
-	// PACEWithoutDG14 leaves DG14 out although the chip does PACE (only
+	// PACEWithoutDG14 leaves DG14 out although the chip does PACE (with
+	// PACE-CAM: EF.CardSecurity then carries the SecurityInfos; otherwise only
 	// without CA and ECDSA AA, which need DG14).
 	CardAccessMismatch bool
 	PACEWithoutDG14    bool
@@ -310,9 +311,11 @@ func Issue(opts Options) (*cardimage.Image, *Trust, error) {
 		if opts.CardAccessMismatch {
 			return nil, nil, optErr("CardAccessMismatch needs DG14")
 		}
-		dg14PACE = nil
 	}
 	cam := !opts.BACOnly && opts.PACE.OID == OIDPACEECDHCAMAES128
+	if opts.PACEWithoutDG14 && !cam {
+		dg14PACE = nil
+	}
 	if cam {
 		// The static key CAM proves lives on the PACE domain parameters
 		// (9303-11 §4.4.3.5.2).
@@ -326,6 +329,23 @@ func Issue(opts Options) (*cardimage.Image, *Trust, error) {
 	chip, err := newChipKeys(opts, dg14PACE)
 	if err != nil {
 		return nil, nil, fmt.Errorf("issue: %w", err)
+	}
+	// EF.CardSecurity (9303-11 §9.2.2) holds the chip's SecurityInfos —
+	// the PACEInfo and the static key CAM proves among them.
+	var cardSecurityInfos []byte
+	if cam {
+		if cardSecurityInfos, err = tlv.Unwrap(chip.dg14, lds.TagDG14); err != nil {
+			return nil, nil, fmt.Errorf("issue: EF.CardSecurity: %w", err)
+		}
+		if opts.PACEWithoutDG14 {
+			// A PACE-CAM chip without DG14: EF.CardSecurity alone
+			// carries its SecurityInfos (no ECDSA AA then: its
+			// ActiveAuthenticationInfo needs DG14).
+			if opts.ActiveAuth == AAECDSAP256 {
+				return nil, nil, optErr("PACEWithoutDG14 with ECDSA active authentication")
+			}
+			chip.dg14 = nil
+		}
 	}
 	if opts.PACEWithoutDG14 && chip.dg14 != nil {
 		return nil, nil, optErr("PACEWithoutDG14 with a chip protocol that needs DG14")
@@ -445,14 +465,8 @@ func Issue(opts Options) (*cardimage.Image, *Trust, error) {
 	}
 	im.CAKey, im.AAKey, im.Meta.AAHash = chip.caPEM, chip.aaPEM, chip.aaHash
 	if cam {
-		// EF.CardSecurity (9303-11 §9.2.2): DG14's SecurityInfos — the
-		// PACEInfo and the chip's static key among them — signed by the
-		// document signer as id-SecurityObject.
-		infos, err := tlv.Unwrap(chip.dg14, lds.TagDG14)
-		if err != nil {
-			return nil, nil, fmt.Errorf("issue: EF.CardSecurity: %w", err)
-		}
-		if im.CardSecurity, err = buildSignedData(lds.OIDSecurityObject, infos, trust.DS, trust.DSKey, opts.SignatureAlg, signingTime); err != nil {
+		// Signed by the document signer as id-SecurityObject.
+		if im.CardSecurity, err = buildSignedData(lds.OIDSecurityObject, cardSecurityInfos, trust.DS, trust.DSKey, opts.SignatureAlg, signingTime); err != nil {
 			return nil, nil, fmt.Errorf("issue: EF.CardSecurity: %w", err)
 		}
 	}

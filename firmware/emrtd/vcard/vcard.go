@@ -284,6 +284,11 @@ func (c *Card) chipKeys(img *cardimage.Image) error {
 	}
 	if img.CAKey != nil {
 		if dg14 == nil {
+			if img.CardSecurity != nil {
+				// A PACE-CAM chip without DG14: its key serves the
+				// mapping only (EF.CardSecurity publishes it).
+				return c.aaKey(img, nil)
+			}
 			return errors.New("a chip authentication key needs DG14")
 		}
 		k, err := pubkey.ParsePrivateKeyPEM(img.CAKey)
@@ -295,6 +300,12 @@ func (c *Card) chipKeys(img *cardimage.Image) error {
 			return err
 		}
 	}
+	return c.aaKey(img, dg14)
+}
+
+// aaKey sets up Active Authentication from keys/aa.pem (the hash from
+// DG14's ActiveAuthenticationInfo for ECDSA, card.json for RSA).
+func (c *Card) aaKey(img *cardimage.Image, dg14 *lds.DG14) error {
 	if img.AAKey != nil {
 		k, err := pubkey.ParsePrivateKeyPEM(img.AAKey)
 		if err != nil {
