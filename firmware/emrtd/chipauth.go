@@ -118,6 +118,7 @@ func authenticateChip(ctx context.Context, ch *apdu.Channel, f *files, acc *acce
 		return &chipGate{stop: true}, nil
 	}
 	g := &chipGate{policy: policy}
+	defer acc.cam.Wipe() // CA_IC, whatever path the phase takes
 	caRep := &ChipAuthenticity{Required: policy == PolicyCA}
 	aaRep := &ChipAuthenticity{Required: policy == PolicyAA}
 	r.ChipAuthentication, r.ActiveAuthentication = caRep, aaRep
