@@ -237,3 +237,57 @@ func ecrGet(t *testing.T, r *running, id string) ecr.Payment {
 	}
 	return p
 }
+
+// The MRZ pad in landscape and in Chinese: the shopper picks MRZ entry
+// by hand, a wrong check digit is refused in the screen's language at its
+// field, and every key, the OK key included, is on screen without
+// scrolling.
+func TestMRZPadLandscapeChinese(t *testing.T) {
+	video := testmedia.Path(t, "franck.mp4")
+	r := start(t, shopperConfig(t, video))
+	r.waitHealth(t, "ok", func(h Health) bool { return h.Status == "ok" })
+	b := browsertest.Start(t)
+	b.Run(t, 30*time.Second,
+		chromedp.EmulateViewport(1920, 1080, chromedp.EmulateTouch),
+		chromedp.Navigate(r.base+"/"),
+		setLang("zh-CN"),
+		screenIs("attract"),
+	)
+	id := createPayment(t, r, "mrz-zh", 990)
+	if code, body := postJSON(t, r.base+"/api/sim/card", `{"action":"insert"}`); code != 200 {
+		t.Fatalf("insert: %d %s", code, body)
+	}
+	wrong := fmt.Sprint((int(checkDigit(t, mrzDocNumber)[0]-'0') + 1) % 10)
+	steps := []chromedp.Action[chromedp.Void]{screenIs("enter_password"), chromedp.Click(chromedp.CSS(`#kind-mrz`)),
+		chromedp.Poll[chromedp.Void](`!document.getElementById("mrz").hidden && !document.getElementById("letters").hidden`)}
+	steps = append(steps, typeOn(mrzDocNumber)...)
+	steps = append(steps, chromedp.Click(chromedp.CSS(`#key-ok`)))
+	steps = append(steps, typeOn(wrong)...)
+	steps = append(steps,
+		chromedp.Poll[chromedp.Void](`document.getElementById("mrz-err-document_number").textContent === window.kioskUI.cat["mrz.doc_check"] && window.kioskUI.cat["mrz.doc_check"].includes("校验位")`),
+		chromedp.Poll[chromedp.Void](`document.getElementById("mrz-cd-document_number").textContent === ""`),
+	)
+	steps = append(steps, typeOn(checkDigit(t, mrzDocNumber)+"641312")...)
+	// A month 13 is refused before its check digit is asked.
+	steps = append(steps,
+		chromedp.Poll[chromedp.Void](`document.getElementById("mrz-err-birth").textContent === window.kioskUI.cat["mrz.date_format"]`),
+		chromedp.Poll[chromedp.Void](`(() => { for (const el of document.querySelectorAll("#scr-enter_password .key:not([hidden]), #kind-mrz")) {
+			if (el.offsetParent === null) continue;
+			const r = el.getBoundingClientRect();
+			if (r.bottom > innerHeight || r.right > innerWidth || r.top < 0) return false; }
+			return true; })()`),
+	)
+	runSteps(t, b, "MRZ pad in zh-CN landscape", steps)
+	b.Screenshot(t, "shopper-mrz-zh-landscape")
+	if p := ecrGet(t, r, id); p.State != "enter_password" {
+		t.Fatalf("the till sees %+v", p)
+	}
+	b.Run(t, 20*time.Second, chromedp.Click(chromedp.CSS(`#cancel`)),
+		chromedp.Poll[chromedp.Void](`document.body.dataset.screen === "result" || document.body.dataset.screen === "remove_card"`))
+	postJSON(t, r.base+"/api/sim/card", `{"action":"remove"}`)
+	b.Run(t, 30*time.Second, screenIs("attract"))
+	b.Run(t, 10*time.Second, chromedp.Navigate("about:blank"))
+	if c := b.Console(); len(c) > 0 {
+		t.Fatalf("console errors: %v", c)
+	}
+}
