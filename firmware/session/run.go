@@ -88,8 +88,8 @@ func (s *session) steps(ctx context.Context) ([]Reason, error) {
 		}
 	}
 
-	// CAN/PIN, then read and verify the chip; a wrong password may be
-	// retried while the chip allows it.
+	// CAN, PIN or MRZ, then read and verify the chip; a wrong password
+	// may be retried while the chip allows it.
 	var report *emrtd.Report
 	askedMRZ := false
 	for attempt := 1; ; attempt++ {
