@@ -41,6 +41,7 @@ FUZZ_TARGETS := \
 	./firmware/emrtd/pa:FuzzCRLContents:1500 \
 	./firmware/emrtd/lds:FuzzParseDG11DG12:60000 ./firmware/emrtd/lds:FuzzParseDG14:60000 \
 	./firmware/emrtd/lds:FuzzParseDG15:60000 ./firmware/emrtd/pubkey:FuzzParseSPKI:100000 \
+	./firmware/emrtd/lds:FuzzParseCardSecurity:30000 \
 	./firmware/emrtd/ber:FuzzToDER:80000 ./firmware/emrtd/cert:FuzzParse:30000 \
 	./firmware/emrtd/aa:FuzzVerify:60000 ./firmware/txreport:FuzzVerify:30000 \
 	./firmware/txreport:FuzzOpen:30000 \

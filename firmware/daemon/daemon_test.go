@@ -64,6 +64,7 @@ type running struct {
 	mu      sync.Mutex
 	notices []string
 	events  *event.Subscription
+	log     *lockedBuffer // everything the daemon logged
 }
 
 func start(t *testing.T, toml string) *running {
@@ -72,9 +73,10 @@ func start(t *testing.T, toml string) *running {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	r := &running{done: make(chan error, 1)}
+	logger, logBuf := testLoggerBuf(t)
+	r := &running{done: make(chan error, 1), log: logBuf}
 	d, err := New(cfg, Options{
-		Logger: testLogger(t), Version: "test",
+		Logger: logger, Version: "test",
 		Notify: func(s string) { r.mu.Lock(); r.notices = append(r.notices, s); r.mu.Unlock() },
 		// Short so the test sees watchdog pings.
 		WatchdogInterval: 50 * time.Millisecond,
@@ -169,16 +171,16 @@ func postJSON(t *testing.T, url, body string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// testLogger collects the daemon's log and prints it only when the test
+// testLoggerBuf collects the daemon's log (returned too) and prints it only when the test
 // fails (goroutines may still log after the test returns).
-func testLogger(t *testing.T) *slog.Logger {
+func testLoggerBuf(t *testing.T) (*slog.Logger, *lockedBuffer) {
 	w := &lockedBuffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("kioskd log:\n%s", w.String())
 		}
 	})
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})), w
 }
 
 type lockedBuffer struct {

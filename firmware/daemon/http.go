@@ -377,27 +377,61 @@ func (d *Daemon) sessionStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, d.session.Status())
 }
 
-// sessionPassword takes the CAN or PIN from the screen's PIN pad. The
-// digits go to the card only: never logged, never echoed.
+// sessionPassword takes the CAN, PIN or MRZ from the screen's PIN pad.
+// The secret goes to the card only: never logged, never echoed, never
+// stored. A typed MRZ is checked field by field (9303-3 check digits) and
+// a wrong field is answered with its name, so the screen can point at it.
 func (d *Daemon) sessionPassword(w http.ResponseWriter, r *http.Request) {
 	if d.session == nil {
 		writeError(w, http.StatusNotFound, "no sessions on this kiosk")
 		return
 	}
 	var req struct {
-		Kind   string `json:"kind"` // can or pin
-		Digits string `json:"digits"`
+		Kind   string `json:"kind"` // can, pin or mrz
+		Digits string `json:"digits,omitempty"`
+		// kind mrz: each field with the check digit printed after it.
+		DocumentNumber      string `json:"document_number,omitempty"`
+		DocumentNumberCheck string `json:"document_number_check,omitempty"`
+		Birth               string `json:"birth,omitempty"`
+		BirthCheck          string `json:"birth_check,omitempty"`
+		Expiry              string `json:"expiry,omitempty"`
+		ExpiryCheck         string `json:"expiry_check,omitempty"`
 	}
 	if !decodeControl(w, r, &req) {
 		return
 	}
-	defer func() { req.Digits = "" }()
-	kind := map[string]emrtd.PasswordKind{"can": emrtd.CAN, "pin": emrtd.PIN}[req.Kind]
-	if kind == "" || len(req.Digits) < 4 || len(req.Digits) > 12 || strings.Trim(req.Digits, "0123456789") != "" {
-		writeError(w, http.StatusBadRequest, `kind must be "can" or "pin" and digits 4-12 numbers`)
+	defer func() { req.Digits, req.DocumentNumber, req.Birth, req.Expiry = "", "", "", "" }()
+	var pw emrtd.Password
+	switch req.Kind {
+	case "mrz":
+		entry := emrtd.MRZEntry{
+			DocumentNumber: req.DocumentNumber, DocumentNumberCheck: req.DocumentNumberCheck,
+			Birth: req.Birth, BirthCheck: req.BirthCheck, Expiry: req.Expiry, ExpiryCheck: req.ExpiryCheck,
+		}
+		var err error
+		pw, err = entry.Password()
+		entry.Wipe()
+		var fe *emrtd.MRZFieldError
+		if errors.As(err, &fe) {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fe.Error(), "field": fe.Field, "problem": fe.Problem})
+			return
+		}
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+	case "can", "pin":
+		kind := map[string]emrtd.PasswordKind{"can": emrtd.CAN, "pin": emrtd.PIN}[req.Kind]
+		if len(req.Digits) < 4 || len(req.Digits) > 12 || strings.Trim(req.Digits, "0123456789") != "" {
+			writeError(w, http.StatusBadRequest, `digits must be 4-12 numbers`)
+			return
+		}
+		pw = emrtd.Password{Kind: kind, Secret: req.Digits}
+	default:
+		writeError(w, http.StatusBadRequest, `kind must be "can", "pin" or "mrz"`)
 		return
 	}
-	if err := d.session.EnterPassword(emrtd.Password{Kind: kind, Secret: req.Digits}); err != nil {
+	if err := d.session.EnterPassword(pw); err != nil {
 		writeError(w, http.StatusConflict, err.Error())
 		return
 	}

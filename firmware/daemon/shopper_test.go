@@ -34,11 +34,15 @@ const testStaffPIN = "97531"
 
 // shopperConfig is simConfig plus a staff PIN and a patient face step.
 func shopperConfig(t testing.TB, video string) string {
+	return shopperConfigFrom(t, simConfig(t, video))
+}
+
+// shopperConfigFrom makes a simConfig-style configuration a shopper one.
+func shopperConfigFrom(t testing.TB, cfg string) string {
 	pin := filepath.Join(t.TempDir(), "staff-pin")
 	if err := os.WriteFile(pin, []byte(testStaffPIN+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := simConfig(t, video)
 	cfg = strings.Replace(cfg, "[http]\nlisten = \"127.0.0.1:0\"\n", fmt.Sprintf("[http]\nlisten = \"127.0.0.1:0\"\nstaff_pin_file = %q\n", pin), 1)
 	// Room for the video's long smile about 40 s in, should a loaded
 	// machine miss the one about 15 s in.

@@ -97,23 +97,27 @@ type ServiceRequest struct {
 
 // Payment is the API's view of a payment or a branch service.
 type Payment struct {
-	ID          string           `json:"id"`
-	Kind        string           `json:"kind"`              // payment or service
-	Service     string           `json:"service,omitempty"` // branch mode
-	MerchantRef string           `json:"merchant_ref,omitempty"`
-	AmountMinor int64            `json:"amount_minor"`
-	Currency    string           `json:"currency"`
-	Created     time.Time        `json:"created"`
-	State       string           `json:"state"`  // the session step, e.g. "insert_card", "result"
-	Status      string           `json:"status"` // pending, approved, declined
-	Reasons     []session.Reason `json:"reasons,omitempty"`
-	Finished    *time.Time       `json:"finished,omitempty"`
+	ID          string    `json:"id"`
+	Kind        string    `json:"kind"`              // payment or service
+	Service     string    `json:"service,omitempty"` // branch mode
+	MerchantRef string    `json:"merchant_ref,omitempty"`
+	AmountMinor int64     `json:"amount_minor"`
+	Currency    string    `json:"currency"`
+	Created     time.Time `json:"created"`
+	State       string    `json:"state"` // the session step, e.g. "insert_card", "result"
+	// NeedsMRZ: the card is BAC-only and the shopper is asked to type the
+	// document's MRZ (document number, birth and expiry dates) on the pad;
+	// the cashier may help find it on the photo page.
+	NeedsMRZ bool             `json:"needs_mrz,omitempty"`
+	Status   string           `json:"status"` // pending, approved, declined
+	Reasons  []session.Reason `json:"reasons,omitempty"`
+	Finished *time.Time       `json:"finished,omitempty"`
 }
 
 func view(st session.Status) Payment {
 	r := st.Request
 	p := Payment{ID: r.ID, Kind: r.Kind, Service: r.Service, MerchantRef: r.MerchantRef, AmountMinor: r.AmountMinor, Currency: r.Currency,
-		Created: r.Created, State: string(st.State), Status: "pending"}
+		Created: r.Created, State: string(st.State), Status: "pending", NeedsMRZ: st.NeedsMRZ}
 	if o := st.Outcome; o != nil {
 		p.Status = "declined"
 		if o.Approved {

@@ -22,19 +22,27 @@ import (
 //     the ones EF.CardAccess led it to (a PACEInfo was stripped);
 //   - BAC was used, yet DG14 says the chip does PACE (EF.CardAccess hidden).
 func checkCardAccess(acc *accessResult, dg14 *lds.DG14) Check {
+	return checkCardAccessIn(acc, dg14, "DG14")
+}
+
+// checkCardAccessIn is checkCardAccess against the signed SecurityInfos
+// of src: DG14, or EF.CardSecurity for a PACE-CAM chip without DG14
+// (TR-03110-3 §A.1.2.5: EF.CardSecurity holds EF.CardAccess's
+// SecurityInfos too).
+func checkCardAccessIn(acc *accessResult, dg14 *lds.DG14, src string) Check {
 	fail := func(format string, args ...any) Check {
 		return Check{Name: checkCardAccessAuth, Code: CodeCardAccessMismatch, Required: true,
-			Reason: "EF.CardAccess is not what the signed DG14 says: " + fmt.Sprintf(format, args...)}
+			Reason: "EF.CardAccess is not what the signed " + src + " says: " + fmt.Sprintf(format, args...)}
 	}
 	signed, err := pace.ParseCardAccess(tlv.Encode(0x31, tlv.Concat(dg14.Raw...)))
 	if err != nil {
-		return fail("DG14's PACE SecurityInfos are malformed: %v", err)
+		return fail("%s's PACE SecurityInfos are malformed: %v", src, err)
 	}
 	if acc.used == nil {
 		if len(signed.PACE) > 0 {
-			return fail("the chip read with BAC (no EF.CardAccess seen), but DG14 lists %d PACEInfo(s), first %s", len(signed.PACE), signed.PACE[0].Protocol)
+			return fail("the chip read with BAC (no EF.CardAccess seen), but %s lists %d PACEInfo(s), first %s", src, len(signed.PACE), signed.PACE[0].Protocol)
 		}
-		return Check{Name: checkCardAccessAuth, OK: true, Required: true, Reason: "BAC chip: DG14 lists no PACEInfo"}
+		return Check{Name: checkCardAccessAuth, OK: true, Required: true, Reason: "BAC chip: " + src + " lists no PACEInfo"}
 	}
 	for _, raw := range acc.raw {
 		found := false
@@ -45,13 +53,13 @@ func checkCardAccess(acc *accessResult, dg14 *lds.DG14) Check {
 			}
 		}
 		if !found {
-			return fail("its SecurityInfo %X is not in DG14", raw)
+			return fail("its SecurityInfo %X is not in %s", raw, src)
 		}
 	}
 	if best, _, err := signed.Select(); err == nil && (best.Protocol != acc.used.Protocol || best.ParameterID != acc.used.ParameterID) {
-		return fail("DG14 offers %s (parameter id %d), PACE ran with %s (parameter id %d)", best.Protocol, best.ParameterID,
+		return fail("%s offers %s (parameter id %d), PACE ran with %s (parameter id %d)", src, best.Protocol, best.ParameterID,
 			acc.used.Protocol, acc.used.ParameterID)
 	}
 	return Check{Name: checkCardAccessAuth, OK: true, Required: true,
-		Reason: fmt.Sprintf("all %d SecurityInfos of EF.CardAccess are in the signed DG14; PACE used the strongest parameters DG14 offers", len(acc.raw))}
+		Reason: fmt.Sprintf("all %d SecurityInfos of EF.CardAccess are in the signed %s; PACE used the strongest parameters %s offers", len(acc.raw), src, src)}
 }

@@ -79,6 +79,18 @@ const (
 	// signed vouches for EF.CardAccess (legacy; exemptable like
 	// CodeAuthenticityUnavailable).
 	CodeCardAccessUnauthenticated = "card_access_unauthenticated"
+	// CodeCAMFailed: after PACE-CAM, the chip's Chip Authentication
+	// Mapping data is missing or does not prove the static key of
+	// EF.CardSecurity (9303-11 §4.4.3.5.2): not the issuer's chip.
+	CodeCAMFailed = "pace_cam_failed"
+	// CodeCardSecurityUnreadable: a PACE-CAM chip whose EF.CardSecurity
+	// cannot be read or holds no usable chip authentication key.
+	CodeCardSecurityUnreadable = "card_security_unreadable"
+	// CodeCardSecurityInvalid: EF.CardSecurity fails passive
+	// authentication (its signature, signer or chain).
+	CodeCardSecurityInvalid = "card_security_invalid"
+
+	checkCardSecurity = "card_security"
 )
 
 // chipGate is what the chip authenticity phase decided for the rest of
@@ -106,6 +118,7 @@ func authenticateChip(ctx context.Context, ch *apdu.Channel, f *files, acc *acce
 		return &chipGate{stop: true}, nil
 	}
 	g := &chipGate{policy: policy}
+	defer acc.cam.Wipe() // CA_IC, whatever path the phase takes
 	caRep := &ChipAuthenticity{Required: policy == PolicyCA}
 	aaRep := &ChipAuthenticity{Required: policy == PolicyAA}
 	r.ChipAuthentication, r.ActiveAuthentication = caRep, aaRep
@@ -117,6 +130,20 @@ func authenticateChip(ctx context.Context, ch *apdu.Channel, f *files, acc *acce
 		g.cardAccessUnchecked = acc.used != nil
 		if policy == PolicyNone {
 			caRep.Reason, aaRep.Reason = "not run: disabled by policy", "not run: disabled by policy"
+			return g, nil
+		}
+		if acc.cam != nil {
+			// PACE-CAM proves the chip without DG14, and the signed
+			// EF.CardSecurity vouches for EF.CardAccess in DG14's place.
+			g.unavailable = false
+			ok, infos := pacecam(acc, paOpts, opts, r)
+			if !ok {
+				g.stop = true
+				return g, nil
+			}
+			c := checkCardAccessIn(acc, infos, "EF.CardSecurity")
+			r.add(c)
+			g.stop, g.cardAccessUnchecked = !c.OK, false
 		}
 		return g, nil
 	}
@@ -165,7 +192,18 @@ func authenticateChip(ctx context.Context, ch *apdu.Channel, f *files, acc *acce
 		caRep.Reason, aaRep.Reason = "not run: disabled by policy", "not run: disabled by policy"
 		return g, nil
 	}
-	res, err := chipAuthenticity(ctx, ch, f, dg14, policy, opts, r, log)
+	camOK := false
+	if acc.cam != nil {
+		// PACE-CAM ran: the chip proves itself with EF.CardSecurity's key
+		// instead of Chip Authentication (9303-11 §4.4.3.5.2, §6.2).
+		if ok, _ := pacecam(acc, paOpts, opts, r); !ok {
+			g.stop = true
+			aaRep.Reason = "not run: the chip failed PACE-CAM"
+			return g, nil
+		}
+		camOK = true
+	}
+	res, err := chipAuthenticity(ctx, ch, f, dg14, policy, camOK, opts, r, log)
 	if err != nil {
 		return nil, err
 	}
@@ -256,7 +294,7 @@ type caResult struct {
 // chipAuthenticity runs Chip Authentication then Active Authentication
 // (CA first: it upgrades secure messaging, and AA then runs under the
 // chip-authenticated keys). It returns only device errors.
-func chipAuthenticity(ctx context.Context, ch *apdu.Channel, f *files, dg14 *lds.DG14, policy Policy, opts Options, r *Report, log *slog.Logger) (caResult, error) {
+func chipAuthenticity(ctx context.Context, ch *apdu.Channel, f *files, dg14 *lds.DG14, policy Policy, camOK bool, opts Options, r *Report, log *slog.Logger) (caResult, error) {
 	caRep, aaRep := r.ChipAuthentication, r.ActiveAuthentication
 	hasCA, hasAA := f.listed[14], f.listed[15]
 	var caInfos []lds.ChipAuthenticationInfo
@@ -269,6 +307,8 @@ func chipAuthenticity(ctx context.Context, ch *apdu.Channel, f *files, dg14 *lds
 	caFailed := false
 	phase := time.Now()
 	switch {
+	case camOK:
+		// Proven by PACE-CAM already (caRep filled by pacecam).
 	case !hasCA:
 		caRep.Code, caRep.Reason = CodeCAUnavailable, "the document has no DG14"
 	case f.dg14 == nil:
@@ -315,7 +355,7 @@ func chipAuthenticity(ctx context.Context, ch *apdu.Channel, f *files, dg14 *lds
 	r.PhasesMS["chip_authentication"] = ms(time.Since(phase))
 	// A policy naming CA makes its absence a failure too.
 	caRep.Required = caRep.Required || policy == PolicyCA || caRep.Code == CodeDG14Malformed
-	if caRep.Code != "" || caRep.OK {
+	if !camOK && (caRep.Code != "" || caRep.OK) {
 		r.add(Check{Name: checkCA, OK: caRep.OK, Code: caRep.Code, Reason: caRep.Reason, Required: caRep.Required})
 	}
 

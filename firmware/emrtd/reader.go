@@ -256,6 +256,11 @@ type accessResult struct {
 	cardAccess *pace.SecurityInfos
 	raw        [][]byte // EF.CardAccess's SecurityInfos as DER
 	used       *pace.PACEInfo
+	// cam is set after PACE-CAM, with EF.CardSecurity as read (or why it
+	// could not be): the chip is proven only once both check out.
+	cam             *pace.CAMData
+	cardSecurity    []byte
+	cardSecurityErr error
 }
 
 // access establishes secure messaging. PACE failure never falls back to
@@ -319,7 +324,7 @@ func access(ctx context.Context, ch *apdu.Channel, pw Password, r *Report, log *
 	if err != nil {
 		return fail("pace_unsupported", fmt.Sprintf("PACE parameters not supported: %v", err), err)
 	}
-	r.Access = AccessInfo{Protocol: "PACE", Password: string(pw.Kind), OID: proto.OID, Mapping: "GM",
+	r.Access = AccessInfo{Protocol: "PACE", Password: string(pw.Kind), OID: proto.OID, Mapping: proto.Mapping.String(),
 		Cipher: proto.Cipher.String(), Curve: params.Name, ParameterID: params.ID}
 	var ppw pace.Password
 	switch pw.Kind {
@@ -342,6 +347,10 @@ func access(ctx context.Context, ch *apdu.Channel, pw Password, r *Report, log *
 		}
 		var wp *pace.WrongPasswordError
 		switch {
+		case errors.Is(err, pace.ErrCAMFailed):
+			// The password was right (the tokens verified) but the chip's
+			// mapping data is missing or garbled: not the issuer's chip.
+			return fail(CodeCAMFailed, fmt.Sprintf("PACE-CAM: the chip's authentication data is unusable: %v", err), err)
 		case errors.Is(err, pace.ErrPINBlocked):
 			r.Access.RetriesLeft = intp(0)
 			return fail("pin_blocked", "the PIN is blocked after too many wrong attempts; the PUK unblocks it", err)
@@ -364,8 +373,17 @@ func access(ctx context.Context, ch *apdu.Channel, pw Password, r *Report, log *
 	}
 	ch.SetWrapper(res.Session)
 	r.add(Check{Name: "access_control", OK: true, Required: true,
-		Reason: fmt.Sprintf("PACE-%s established %s secure messaging", pw.Kind, proto.Cipher)})
-	return &accessResult{cardAccess: infos, raw: raw, used: &info}, nil
+		Reason: fmt.Sprintf("PACE-%s (%s) established %s secure messaging", pw.Kind, proto.Mapping, proto.Cipher)})
+	acc := &accessResult{cardAccess: infos, raw: raw, used: &info, cam: res.CAM}
+	if res.CAM != nil {
+		// 9303-11 §4.4.3.5.2: the static key CAM proved is in
+		// EF.CardSecurity (master file, read under the new session).
+		acc.cardSecurity, acc.cardSecurityErr = ch.ReadFile(ctx, lds.FIDCardSecurity)
+		if acc.cardSecurityErr != nil && deviceError(acc.cardSecurityErr) {
+			return nil, acc.cardSecurityErr
+		}
+	}
+	return acc, nil
 }
 
 func intp(v int) *int { return &v }

@@ -60,7 +60,7 @@ func (p Policy) withDefaults() Policy {
 // UI catalogues hold the words in each language.
 func shopperMessage(code string) string {
 	switch {
-	case code == "wrong_password":
+	case code == "wrong_password" || code == "bac_failed":
 		return "msg.wrong_password"
 	case code == "pin_blocked":
 		return "msg.pin_blocked"

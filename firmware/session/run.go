@@ -57,7 +57,7 @@ type session struct {
 
 func (m *Machine) runSession(ctx context.Context, req Request) {
 	s := &session{m: m, req: req, rec: Record{Request: req, Started: m.opts.Now(), PhasesMS: map[string]float64{}}}
-	m.set(AwaitCard, func(st *Status) { st.Request = &req; st.Outcome = nil; st.PINRetriesLeft = nil })
+	m.set(AwaitCard, func(st *Status) { st.Request = &req; st.Outcome = nil; st.PINRetriesLeft = nil; st.NeedsMRZ = false })
 	reasons, err := s.steps(ctx)
 	var ab *abort
 	switch {
@@ -88,9 +88,10 @@ func (s *session) steps(ctx context.Context) ([]Reason, error) {
 		}
 	}
 
-	// CAN/PIN, then read and verify the chip; a wrong password may be
-	// retried while the chip allows it.
+	// CAN, PIN or MRZ, then read and verify the chip; a wrong password
+	// may be retried while the chip allows it.
 	var report *emrtd.Report
+	askedMRZ := false
 	for attempt := 1; ; attempt++ {
 		m.set(AwaitPassword, nil)
 		pw, err := s.waitPassword(ctx, p.PasswordTimeout)
@@ -110,6 +111,19 @@ func (s *session) steps(ctx context.Context) ([]Reason, error) {
 			}
 			m.log.Warn("chip read failed", "tx", s.req.ID, "err", err)
 			return nil, &abort{"chip_read_failed"}
+		}
+		if hasFailure(report, "bac_needs_mrz") && pw.Kind != emrtd.MRZ && !askedMRZ {
+			// A BAC-only chip (no EF.CardAccess): the holder typed a CAN or
+			// PIN the chip has no use for. Ask for the MRZ once; the chip
+			// refused no password, so no attempt is spent.
+			askedMRZ = true
+			attempt--
+			m.mu.Lock()
+			m.status.NeedsMRZ = true
+			m.mu.Unlock()
+			m.publish("session.needs_mrz", map[string]any{})
+			report.Wipe()
+			continue
 		}
 		if wrongPassword(report) && attempt < p.MaxPasswordAttempts && !hasFailure(report, "pin_blocked") {
 			left := report.Access.RetriesLeft
@@ -211,7 +225,7 @@ func (s *session) finish(ctx context.Context, reasons []Reason) {
 	done := m.status
 	m.history.add(done)
 	m.mu.Unlock()
-	m.set(Idle, func(st *Status) { st.Request = nil; st.Outcome = nil; st.PINRetriesLeft = nil })
+	m.set(Idle, func(st *Status) { st.Request = nil; st.Outcome = nil; st.PINRetriesLeft = nil; st.NeedsMRZ = false })
 }
 
 // runStep runs f with a step timeout; card removal or a cancel aborts it.
@@ -331,7 +345,12 @@ func randomID() string {
 	return hex.EncodeToString(b[:])
 }
 
-func wrongPassword(r *emrtd.Report) bool { return hasFailure(r, "wrong_password") }
+// wrongPassword: the chip refused the password. BAC has no retry counter
+// and says only that mutual authentication failed (9303-11 §4.3.3), which
+// a mistyped MRZ causes.
+func wrongPassword(r *emrtd.Report) bool {
+	return hasFailure(r, "wrong_password") || hasFailure(r, "bac_failed")
+}
 
 func hasFailure(r *emrtd.Report, code string) bool { return slices.Contains(r.Failures, code) }
 

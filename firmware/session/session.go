@@ -169,9 +169,11 @@ type Status struct {
 	Request  *Request      `json:"request,omitempty"`
 	Progress *FaceProgress `json:"progress,omitempty"`
 	// Attempts left for the password, when the chip reported a counter.
-	PINRetriesLeft *int      `json:"pin_retries_left,omitempty"`
-	Outcome        *Outcome  `json:"outcome,omitempty"`
-	Since          time.Time `json:"since"`
+	PINRetriesLeft *int `json:"pin_retries_left,omitempty"`
+	// NeedsMRZ: the chip offers BAC only, so the pad asks for the MRZ.
+	NeedsMRZ bool      `json:"needs_mrz,omitempty"`
+	Outcome  *Outcome  `json:"outcome,omitempty"`
+	Since    time.Time `json:"since"`
 }
 
 // Outcome is the end of a session as the screen and the till see it.

@@ -320,6 +320,73 @@ func TestWrongPasswordThenRight(t *testing.T) {
 	}
 }
 
+// A BAC-only chip read with a CAN: the pad is asked for the MRZ without
+// spending an attempt; a mistyped MRZ (BAC refused) is a wrong password
+// that may be retried; the right MRZ reads the chip.
+func TestBACOnlyAsksForMRZ(t *testing.T) {
+	needs := goodReport()
+	needs.Passed = false
+	needs.Failures = []string{"bac_needs_mrz"}
+	needs.Checks = []emrtd.Check{{Name: "access_control", Code: "bac_needs_mrz", Required: true}}
+	wrong := goodReport()
+	wrong.Passed = false
+	wrong.Failures = []string{"bac_failed"}
+	wrong.Checks = []emrtd.Check{{Name: "access_control", Code: "bac_failed", Required: true}}
+	good := goodReport()
+	good.Access = emrtd.AccessInfo{Protocol: "BAC", Password: "MRZ"}
+	chip := &fakeChip{reports: []*emrtd.Report{needs, wrong, wrong, good}}
+	h := newHarnessWith(t, chip, &fakeFace{res: goodFace()}, Authorization{Approved: true}, func(o *Options) { o.Policy.MaxPasswordAttempts = 3 })
+	h.pay(t, "")
+	h.m.CardPresent(true)
+	h.expect(t, AwaitPassword)
+	if h.m.Status().NeedsMRZ {
+		t.Fatal("MRZ asked for before the chip was read")
+	}
+	h.m.EnterPassword(emrtd.Password{Kind: emrtd.CAN, Secret: "123456"})
+	h.expect(t, ReadingChip)
+	h.expect(t, AwaitPassword)
+	if !h.m.Status().NeedsMRZ {
+		t.Fatalf("MRZ not asked for: %+v", h.m.Status())
+	}
+	mrz := emrtd.Password{Kind: emrtd.MRZ}
+	for i := 0; i < 2; i++ {
+		h.m.EnterPassword(mrz)
+		h.expect(t, ReadingChip)
+		h.expect(t, AwaitPassword)
+	}
+	h.m.EnterPassword(mrz)
+	if o := h.outcome(t); !o.Approved {
+		t.Fatalf("%+v", o)
+	}
+	if len(chip.reads) != 4 || chip.reads[0].Kind != emrtd.CAN || chip.reads[3].Kind != emrtd.MRZ {
+		t.Fatalf("reads %v", chip.reads)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !slices.Contains(h.events, "session.needs_mrz") {
+		t.Fatalf("no session.needs_mrz in %v", h.events)
+	}
+}
+
+// A chip that keeps refusing the MRZ ends the session as a wrong password.
+func TestWrongMRZDeclines(t *testing.T) {
+	wrong := goodReport()
+	wrong.Passed = false
+	wrong.Failures = []string{"bac_failed"}
+	wrong.Checks = []emrtd.Check{{Name: "access_control", Code: "bac_failed", Required: true}}
+	h := newHarness(t, &fakeChip{reports: []*emrtd.Report{wrong}}, &fakeFace{res: goodFace()}, Authorization{Approved: true})
+	h.pay(t, "")
+	h.m.CardPresent(true)
+	for i := 0; i < 3; i++ {
+		h.expect(t, AwaitPassword)
+		h.m.EnterPassword(emrtd.Password{Kind: emrtd.MRZ})
+	}
+	o := h.outcome(t)
+	if o.Approved || len(o.Reasons) == 0 || o.Reasons[0].Message != "msg.wrong_password" {
+		t.Fatalf("%+v", o)
+	}
+}
+
 func TestAborts(t *testing.T) {
 	t.Run("card removed during the face step", func(t *testing.T) {
 		h := newHarness(t, &fakeChip{reports: []*emrtd.Report{goodReport()}}, &fakeFace{hang: true}, Authorization{Approved: true})

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"kiosk/drivers/cardreader"
+	"kiosk/drivers/cardreader/link"
 	"kiosk/drivers/cardreader/pcsc"
 	"kiosk/drivers/cardreader/vpcd"
 	"kiosk/firmware/emrtd"
@@ -109,6 +110,16 @@ func profiles() map[string]func(*issuer.Options) {
 	for _, h := range vcard.HostileProfiles() {
 		m[h] = func(*issuer.Options) {}
 	}
+	// PACE with the Chip Authentication Mapping (9303-11 §4.4.3.3.3):
+	// the chip proves its chip authentication key (brainpoolP256r1, as
+	// PACE) in the mapping; EF.CardSecurity carries the key, signed.
+	// pace-cam-tampered is the same document on a chip that alters its
+	// mapping data (vcard.ProfilePACECAMTampered).
+	paceCAM := func(o *issuer.Options) {
+		o.PACE = &issuer.PACEParams{OID: issuer.OIDPACEECDHCAMAES128, ParameterID: issuer.ParamBrainpoolP256}
+	}
+	m["pace-cam"] = paceCAM
+	m[vcard.ProfilePACECAMTampered] = paceCAM
 	for name, f := range m {
 		m[name] = func(o *issuer.Options) { modern(o); f(o) }
 	}
@@ -195,12 +206,24 @@ func eidEmulate(e *env, args []string) int {
 	fs.SetOutput(e.stderr)
 	dir := fs.String("card", "", "card image directory (from eid issue)")
 	addr := fs.String("vpcd", "127.0.0.1:35963", "pcscd's vpcd reader address")
+	linkName := fs.String("link", "", "answer as over this physical link: "+strings.Join(link.Names(), ", ")+" (default: as fast as the host)")
+	turnaround := fs.Duration("turnaround", 0, "with --link: added to every APDU (the chip's processing), e.g. 5ms")
 	if err := fs.Parse(args); err != nil {
 		return ExitUsage
 	}
-	if *dir == "" || fs.NArg() > 0 {
-		fmt.Fprintln(e.stderr, "usage: kioskctl eid emulate --card DIR --vpcd 127.0.0.1:PORT")
+	if *dir == "" || fs.NArg() > 0 || (*turnaround != 0 && *linkName == "") || *turnaround < 0 {
+		fmt.Fprintln(e.stderr, "usage: kioskctl eid emulate --card DIR --vpcd 127.0.0.1:PORT [--link MODEL [--turnaround D]]")
 		return ExitUsage
+	}
+	var model *link.Model
+	if *linkName != "" {
+		m, err := link.ByName(*linkName)
+		if err != nil {
+			fmt.Fprintln(e.stderr, err)
+			return ExitUsage
+		}
+		m.Turnaround = *turnaround
+		model = &m
 	}
 	img, err := cardimage.Load(*dir)
 	if err != nil {
@@ -244,11 +267,22 @@ func eidEmulate(e *env, args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	fmt.Fprintf(e.stderr, "emulating %s card from %s on vpcd %s (Ctrl-C removes it)\n", img.Meta.Profile, *dir, *addr)
+	if model != nil {
+		fmt.Fprintf(e.stderr, "link model %s, %v turnaround per APDU\n", model.Name, model.Turnaround)
+	}
 	for {
 		// A "pulled" card leaves mid-read: closing the vpcd connection is
 		// what pcscd sees when a card is removed.
 		serveCtx, cancelServe := context.WithCancel(ctx)
-		err := vpcd.Serve(serveCtx, *addr, &pullable{Card: card, pull: cancelServe}, log)
+		var h cardreader.CardHandler = &pullable{Card: card, pull: cancelServe}
+		if model != nil {
+			if h, err = link.New(h, *model); err != nil {
+				cancelServe()
+				fmt.Fprintln(e.stderr, err)
+				return ExitUsage
+			}
+		}
+		err := vpcd.Serve(serveCtx, *addr, h, log)
 		cancelServe()
 		if ctx.Err() != nil {
 			return ExitOK

@@ -33,6 +33,7 @@ type readResult struct {
 	Access   struct {
 		Protocol string `json:"protocol"`
 		Password string `json:"password"`
+		Mapping  string `json:"mapping"`
 	} `json:"access"`
 	Document struct {
 		DocumentNumber string `json:"document_number"`
@@ -84,9 +85,9 @@ func TestEIDIssueEmulateRead(t *testing.T) {
 		}
 		return code, out.String(), errb.String()
 	}
-	emulate := func(dir string) func() {
+	emulate := func(dir string, extra ...string) func() {
 		t.Helper()
-		cmd := exec.Command(bin, "eid", "emulate", "--card", dir, "--vpcd", srv.VPCDAddr(0))
+		cmd := exec.Command(bin, append([]string{"eid", "emulate", "--card", dir, "--vpcd", srv.VPCDAddr(0)}, extra...)...)
 		var errb bytes.Buffer
 		cmd.Stderr = &errb
 		if err := cmd.Start(); err != nil {
@@ -211,6 +212,10 @@ func TestEIDIssueEmulateRead(t *testing.T) {
 		{"wrong-country", "country_mismatch", []string{"--can", "123456"}, false},
 		{"ml-signer-not-authorized", "master_list_signer_unauthorized", []string{"--can", "123456"}, false},
 		{"brainpool-csca", "", []string{"--can", "123456"}, false},
+		// PACE-CAM: the chip proves itself in the mapping; altered
+		// mapping data is refused with its own reason.
+		{"pace-cam", "", []string{"--can", "123456"}, false},
+		{"pace-cam-tampered", "pace_cam_failed", []string{"--can", "123456"}, true},
 		// A DH Generic Mapping card (RFC 5114 group 2, AES-256) and a
 		// NIST P-521 one.
 		{"pace-aes256-2", "", []string{"--can", "123456"}, false},
@@ -239,6 +244,9 @@ func TestEIDIssueEmulateRead(t *testing.T) {
 			if code != 0 || !r.Passed || (tc.profile == "bac" || tc.profile == "no-chip-auth") != (r.Access.Protocol == "BAC") {
 				t.Fatalf("%s: code %d %+v %s", tc.profile, code, r, errs)
 			}
+			if tc.profile == "pace-cam" && (r.Access.Mapping != "CAM" || !r.CA.OK || !strings.Contains(r.CA.Protocol, "CAM")) {
+				t.Fatalf("pace-cam: access %+v, chip authentication %+v", r.Access, r.CA)
+			}
 			continue
 		}
 		if code != 1 || !contains(r.Failures, tc.code) || (tc.only && len(r.Failures) != 1) {
@@ -249,8 +257,33 @@ func TestEIDIssueEmulateRead(t *testing.T) {
 		}
 	}
 
+	// The emulator behind a 424 kbit/s contactless link with 5 ms per
+	// APDU: the same verdict, later (bytes on the wire ÷ bit rate at
+	// least). pace-cam's photo alone is > 20 KB: > 400 ms on that link.
+	{
+		dir := filepath.Join(t.TempDir(), "linked")
+		if code, _, errs := run("eid", "issue", "--out", dir, "--photo", photo, "--expiry", "351031", "--profile", "pace-cam"); code != 0 {
+			t.Fatalf("issue: %s", errs)
+		}
+		stop := emulate(dir, "--link", "iso14443-424", "--turnaround", "5ms")
+		t0 := time.Now()
+		code, r, errs := read("--can", "123456", "--trust", filepath.Join(dir, "trust"))
+		took := time.Since(t0)
+		stop()
+		if code != 0 || !r.Passed || took < 400*time.Millisecond {
+			t.Fatalf("read over the link model: code %d in %v: %v %s", code, took, r.Failures, errs)
+		}
+		t.Logf("eid read over iso14443-424 with 5 ms turnaround: %v (kioskctl start-up included)", took)
+	}
+	for _, bad := range [][]string{{"--turnaround", "5ms"}, {"--link", "usb"}, {"--link", "iso14443-424", "--turnaround", "-1ms"}} {
+		if code, _, errs := run(append([]string{"eid", "emulate", "--card", good}, bad...)...); code != 2 {
+			t.Fatalf("eid emulate %v: exit %d %s", bad, code, errs)
+		}
+	}
+
 	// `eid issue --help` names the issue 11 profiles.
-	if _, _, errs := run("eid", "issue", "--help"); !strings.Contains(errs, "cardaccess-mismatch") || !strings.Contains(errs, "no-chip-auth") {
+	if _, _, errs := run("eid", "issue", "--help"); !strings.Contains(errs, "cardaccess-mismatch") || !strings.Contains(errs, "no-chip-auth") ||
+		!strings.Contains(errs, "pace-cam") || !strings.Contains(errs, "pace-cam-tampered") {
 		t.Fatalf("eid issue --help: %s", errs)
 	}
 

@@ -64,6 +64,10 @@ const (
 	OIDPACEECDHGMAES256 = "0.4.0.127.0.7.2.2.4.2.4"
 	OIDPACEDHGM3DES     = "0.4.0.127.0.7.2.2.4.1.1"
 	OIDPACEDHGMAES128   = "0.4.0.127.0.7.2.2.4.1.2"
+	// OIDPACEECDHCAMAES128 is the Chip Authentication Mapping (9303-11
+	// §4.4.3.3.3): the document then needs ChipAuth on the PACE curve,
+	// and carries EF.CardSecurity.
+	OIDPACEECDHCAMAES128 = "0.4.0.127.0.7.2.2.4.6.2"
 )
 
 // PACE parameter ids (9303-11 §9.5.1 standardized domain parameters).
@@ -127,7 +131,8 @@ type Options struct {
 	// (9303-11 §9.3, EF.DG14). Defects: CardAccessMismatch signs a DG14
 	// whose PACEInfo names another (stronger) cipher than EF.CardAccess
 	// offers, as when a man in the middle rewrote EF.CardAccess;
-	// PACEWithoutDG14 leaves DG14 out although the chip does PACE (only
+	// PACEWithoutDG14 leaves DG14 out although the chip does PACE (with
+	// PACE-CAM: EF.CardSecurity then carries the SecurityInfos; otherwise only
 	// without CA and ECDSA AA, which need DG14).
 	CardAccessMismatch bool
 	PACEWithoutDG14    bool
@@ -306,11 +311,41 @@ func Issue(opts Options) (*cardimage.Image, *Trust, error) {
 		if opts.CardAccessMismatch {
 			return nil, nil, optErr("CardAccessMismatch needs DG14")
 		}
+	}
+	cam := !opts.BACOnly && opts.PACE.OID == OIDPACEECDHCAMAES128
+	if opts.PACEWithoutDG14 && !cam {
 		dg14PACE = nil
+	}
+	if cam {
+		// The static key CAM proves lives on the PACE domain parameters
+		// (9303-11 §4.4.3.5.2).
+		switch p := opts.ChipAuth; {
+		case p == nil || p.DH:
+			return nil, nil, optErr("PACE-CAM needs ECDH ChipAuth")
+		case p.ParameterID == 0 && opts.PACE.ParameterID != ParamBrainpoolP256 || p.ParameterID != 0 && p.ParameterID != opts.PACE.ParameterID:
+			return nil, nil, optErr("PACE-CAM needs the chip authentication key on the PACE parameters (%d)", opts.PACE.ParameterID)
+		}
 	}
 	chip, err := newChipKeys(opts, dg14PACE)
 	if err != nil {
 		return nil, nil, fmt.Errorf("issue: %w", err)
+	}
+	// EF.CardSecurity (9303-11 §9.2.2) holds the chip's SecurityInfos —
+	// the PACEInfo and the static key CAM proves among them.
+	var cardSecurityInfos []byte
+	if cam {
+		if cardSecurityInfos, err = tlv.Unwrap(chip.dg14, lds.TagDG14); err != nil {
+			return nil, nil, fmt.Errorf("issue: EF.CardSecurity: %w", err)
+		}
+		if opts.PACEWithoutDG14 {
+			// A PACE-CAM chip without DG14: EF.CardSecurity alone
+			// carries its SecurityInfos (no ECDSA AA then: its
+			// ActiveAuthenticationInfo needs DG14).
+			if opts.ActiveAuth == AAECDSAP256 {
+				return nil, nil, optErr("PACEWithoutDG14 with ECDSA active authentication")
+			}
+			chip.dg14 = nil
+		}
 	}
 	if opts.PACEWithoutDG14 && chip.dg14 != nil {
 		return nil, nil, optErr("PACEWithoutDG14 with a chip protocol that needs DG14")
@@ -429,6 +464,12 @@ func Issue(opts Options) (*cardimage.Image, *Trust, error) {
 		im.Files[0x010F] = chip.dg15
 	}
 	im.CAKey, im.AAKey, im.Meta.AAHash = chip.caPEM, chip.aaPEM, chip.aaHash
+	if cam {
+		// Signed by the document signer as id-SecurityObject.
+		if im.CardSecurity, err = buildSignedData(lds.OIDSecurityObject, cardSecurityInfos, trust.DS, trust.DSKey, opts.SignatureAlg, signingTime); err != nil {
+			return nil, nil, fmt.Errorf("issue: EF.CardSecurity: %w", err)
+		}
+	}
 	if !opts.BACOnly {
 		im.Files[lds.FIDCardAccess] = efCardAccess
 		im.Meta.PACE = &cardimage.PACE{OID: opts.PACE.OID, ParameterID: opts.PACE.ParameterID}

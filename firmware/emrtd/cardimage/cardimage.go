@@ -6,6 +6,8 @@
 //	DIR/trust/           CSCA certificates (PEM) trusting this card
 //	DIR/keys/ca.pem      the chip's Chip Authentication private key (optional)
 //	DIR/keys/aa.pem      the chip's Active Authentication private key (optional)
+//	DIR/card_security.bin EF.CardSecurity (011D in the master file; optional,
+//	                     kept apart because ef/011D.bin is EF.SOD)
 //
 // It is a TEST card: the CAN, the PIN and the chip's private keys are
 // stored in clear.
@@ -45,6 +47,9 @@ const (
 	KeysDirName  = "keys"
 	CAKeyFile    = "ca.pem"
 	AAKeyFile    = "aa.pem"
+	// CardSecurityFile is EF.CardSecurity (9303-10 §3.11.3), the master
+	// file's 011D: the flat ef/ directory cannot hold it beside EF.SOD.
+	CardSecurityFile = "card_security.bin"
 )
 
 // FIDCardAccess is EF.CardAccess (9303-10 §3.11.2), present iff PACE.
@@ -96,6 +101,8 @@ type Image struct {
 	// package pubkey's format) or nil. A genuine chip holds the keys whose
 	// public halves DG14 and DG15 carry; a cloned one does not.
 	CAKey, AAKey []byte
+	// CardSecurity is EF.CardSecurity or nil (a PACE-CAM chip has it).
+	CardSecurity []byte
 }
 
 func invalid(format string, args ...any) error {
@@ -199,7 +206,10 @@ func (im *Image) Validate() error {
 		}
 		total += len(b)
 	}
-	if total > MaxTotalSize {
+	if len(im.CardSecurity) > MaxFileSize {
+		return invalid("EF.CardSecurity of %d bytes (max %d)", len(im.CardSecurity), MaxFileSize)
+	}
+	if total += len(im.CardSecurity); total > MaxTotalSize {
 		return invalid("files total %d bytes (max %d)", total, MaxTotalSize)
 	}
 	for name, k := range map[string][]byte{CAKeyFile: im.CAKey, AAKeyFile: im.AAKey} {
@@ -267,6 +277,12 @@ func Load(dir string) (*Image, error) {
 		im.Files[fid] = b
 	}
 	if err := loadKeys(dir, im); err != nil {
+		return nil, fmt.Errorf("load card image: %w", err)
+	}
+	switch b, err := readBounded(filepath.Join(dir, CardSecurityFile), MaxFileSize); {
+	case err == nil:
+		im.CardSecurity = b
+	case !errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("load card image: %w", err)
 	}
 	if err := im.Validate(); err != nil {
@@ -370,6 +386,14 @@ func (im *Image) Save(dir string) error {
 	}
 	if err := saveKeys(dir, im); err != nil {
 		return err
+	}
+	csPath := filepath.Join(dir, CardSecurityFile)
+	if im.CardSecurity != nil {
+		if err := writeFile(csPath, im.CardSecurity); err != nil {
+			return err
+		}
+	} else if err := os.Remove(csPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("save card image: %w", err)
 	}
 	ents, err := os.ReadDir(efDir)
 	if err != nil {

@@ -60,6 +60,22 @@ func TestSaveLoad(t *testing.T) {
 	if got, err = Load(dir); err != nil || len(got.Files) != 3 {
 		t.Fatalf("%v %d files", err, len(got.Files))
 	}
+	// EF.CardSecurity lives beside ef/ (its FID is EF.SOD's) and goes when
+	// the image no longer has it.
+	im.CardSecurity = []byte{0x30, 0x00}
+	if err := im.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = Load(dir); err != nil || !reflect.DeepEqual(got.CardSecurity, im.CardSecurity) || !reflect.DeepEqual(got.Files[0x011D], []byte{0x77, 0x00}) {
+		t.Fatalf("EF.CardSecurity: %v %X", err, got.CardSecurity)
+	}
+	im.CardSecurity = nil
+	if err := im.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, CardSecurityFile)); !os.IsNotExist(err) {
+		t.Errorf("stale EF.CardSecurity: %v", err)
+	}
 }
 
 func TestLoadRejects(t *testing.T) {

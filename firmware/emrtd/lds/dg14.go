@@ -97,35 +97,42 @@ func ParseDG14(b []byte) (*DG14, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: DG14: %w", ErrMalformed, err)
 	}
+	return parseSecurityInfos(v, "DG14")
+}
+
+// parseSecurityInfos parses a DER SecurityInfos (9303-11 §9.2: SET OF
+// SecurityInfo), the content of DG14 and of EF.CardSecurity; what names
+// the file in errors.
+func parseSecurityInfos(v []byte, what string) (*DG14, error) {
 	var set asn1.RawValue
 	rest, err := asn1.Unmarshal(v, &set)
 	if err != nil {
-		return nil, malformed("DG14 SecurityInfos: %v", err)
+		return nil, malformed("%s SecurityInfos: %v", what, err)
 	}
 	if len(rest) != 0 || set.Class != asn1.ClassUniversal || set.Tag != asn1.TagSet || !set.IsCompound {
-		return nil, malformed("DG14 is not one SET OF SecurityInfo")
+		return nil, malformed("%s is not one SET OF SecurityInfo", what)
 	}
 	d := &DG14{}
 	data := set.Bytes
 	for n := 0; len(data) > 0; n++ {
 		if n == maxSecurityInfos {
-			return nil, malformed("DG14 holds more than %d SecurityInfos", maxSecurityInfos)
+			return nil, malformed("%s holds more than %d SecurityInfos", what, maxSecurityInfos)
 		}
 		var seq asn1.RawValue
 		if data, err = asn1.Unmarshal(data, &seq); err != nil {
-			return nil, malformed("DG14 SecurityInfo: %v", err)
+			return nil, malformed("%s SecurityInfo: %v", what, err)
 		}
 		if seq.Class != asn1.ClassUniversal || seq.Tag != asn1.TagSequence || !seq.IsCompound {
-			return nil, malformed("DG14 SecurityInfo is not a SEQUENCE")
+			return nil, malformed("%s SecurityInfo is not a SEQUENCE", what)
 		}
 		d.Raw = append(d.Raw, append([]byte(nil), seq.FullBytes...))
 		var oid asn1.ObjectIdentifier
 		body, err := asn1.Unmarshal(seq.Bytes, &oid)
 		if err != nil {
-			return nil, malformed("DG14 SecurityInfo protocol: %v", err)
+			return nil, malformed("%s SecurityInfo protocol: %v", what, err)
 		}
 		if len(body) == 0 {
-			return nil, malformed("DG14 SecurityInfo %s without requiredData", oid)
+			return nil, malformed("%s SecurityInfo %s without requiredData", what, oid)
 		}
 		switch {
 		case IsCAProtocol(oid):

@@ -1,6 +1,9 @@
 package pa
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
 // Country binding (9303-12 §7.1.1: the countryName of a document
 // signer's subject is that of its issuer, the CSCA; 9303-3 §5: DG1's
@@ -51,7 +54,7 @@ var iso3166 = map[string]string{
 // alpha-3 (or whose documents are signed under another country), with
 // the certificate countries found for them. Codes not listed here and
 // not in iso3166 (e.g. XOM, XPO, XCC: organisations without a CSCA
-// country code this terminal knows) fail the binding.
+// country code this terminal knows) fail the binding: see organisations.
 var icaoCodes = map[string][]string{
 	"D":   {"DE"},       // Germany's one-letter MRZ code
 	"GBD": {"GB"},       // British Overseas Territories citizen
@@ -69,6 +72,47 @@ var icaoCodes = map[string][]string{
 	// Utopia, the specimen state of 9303's examples; only test
 	// issuers (kioskctl eid issue) use it, with certificates C=UT.
 	"UTO": {"UT"},
+}
+
+// organisations are the other issuing organisations of 9303-3 §5. They
+// issue travel documents, but no certificate countryName is published for
+// them that this terminal could bind to, and none of them may borrow a
+// state's: their documents fail country binding (fail closed) with a
+// reason naming the organisation. Binding one means adding it to icaoCodes
+// with the countryName of the CSCA it publishes (ICAO PKD, master lists),
+// never a guess.
+var organisations = map[string]string{
+	"XBA": "African Development Bank",
+	"XIM": "African Export-Import Bank",
+	"XCC": "Caribbean Community (CARICOM)",
+	"XCE": "Council of Europe",
+	"XCO": "Common Market for Eastern and Southern Africa (COMESA)",
+	"XEC": "Economic Community of West African States (ECOWAS)",
+	"XES": "Organisation of Eastern Caribbean States (OECS)",
+	"XDC": "Southern African Development Community (SADC)",
+	"XOM": "Sovereign Military Order of Malta",
+	"XPO": "International Criminal Police Organization (INTERPOL)",
+}
+
+// nationalityOnly are the 9303-3 §5 codes for the holder's nationality
+// (stateless persons, refugees, unspecified): a state issues such a
+// document under its own code, so as an issuing state they are wrong.
+var nationalityOnly = map[string]string{
+	"XXA": "stateless person",
+	"XXB": "refugee (1951 Convention)",
+	"XXC": "refugee (other)",
+	"XXX": "unspecified nationality",
+}
+
+// unboundReason says why an issuing state has no certificate country.
+func unboundReason(state string) string {
+	if name, ok := organisations[state]; ok {
+		return fmt.Sprintf("is the organisation code of the %s, whose CSCA country this terminal does not know: not bound (fail closed)", name)
+	}
+	if what, ok := nationalityOnly[state]; ok {
+		return fmt.Sprintf("is a nationality code (%s), never an issuing state", what)
+	}
+	return "is not a 9303-3 state or organisation code"
 }
 
 // CertificateCountries returns the certificate countryName codes

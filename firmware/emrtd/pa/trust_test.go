@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -322,5 +323,57 @@ func TestSubjectKeyIdentifierSigner(t *testing.T) {
 	other[0] ^= 1
 	if r := pa.VerifyWith(withSKISigner(t, d.sod(), other), d.dgs(), d.trust.StoreAt(now), pa.Options{At: now}); !r.HasCode(pa.CodeDSMissing) {
 		t.Fatalf("unknown SKI: %v", r.Codes())
+	}
+}
+
+// Organisations as issuing states (9303-3 §5): the EU and the UN bind to
+// their own certificate countries only; the other organisation codes and
+// the nationality-only codes bind to nothing (fail closed), each with a
+// reason that says why; no organisation borrows a state's PKI, and no
+// state's document passes under an organisation's.
+func TestOrganisationIssuers(t *testing.T) {
+	for _, tc := range []struct {
+		state, certC string
+		pass         bool
+		reason       string
+	}{
+		{"EUE", "EU", true, ""},
+		{"UNO", "UN", true, ""},
+		{"UNA", "UN", true, ""},
+		{"UNK", "UN", true, ""},
+		{"UNO", "US", false, "UN"},
+		{"XOM", "XO", false, "Sovereign Military Order of Malta"},
+		{"XOM", "IT", false, "organisation code"},
+		{"XPO", "FR", false, "INTERPOL"},
+		{"XCC", "XC", false, "CARICOM"},
+		{"XXA", "DE", false, "nationality code"},
+		{"QQQ", "QQ", false, "not a 9303-3"},
+		// A state's document signed under an organisation's PKI.
+		{"DEU", "UN", false, "DE"},
+		{"NLD", "EU", false, "NL"},
+	} {
+		d := issue(t, func(o *issuer.Options) { o.IssuingState, o.CountryCodeCerts = tc.state, tc.certC })
+		r := pa.VerifyWith(d.sod(), d.dgs(), d.trust.StoreAt(now), pa.Options{At: now})
+		if r.Passed != tc.pass {
+			t.Errorf("%s under C=%s: passed %v (%v), want %v", tc.state, tc.certC, r.Passed, r.Codes(), tc.pass)
+			continue
+		}
+		if tc.pass {
+			continue
+		}
+		var reason string
+		for _, c := range r.Failures() {
+			if c.Name == pa.CheckCountry {
+				reason = c.Reason
+			}
+		}
+		if !codesAre(r.Codes(), pa.CodeCountryMismatch) || !strings.Contains(reason, tc.reason) {
+			t.Errorf("%s under C=%s: codes %v, reason %q, want country_mismatch saying %q", tc.state, tc.certC, r.Codes(), reason, tc.reason)
+		}
+	}
+	for _, code := range []string{"XOM", "XPO", "XCC", "XCE", "XEC", "XBA", "XIM", "XCO", "XES", "XDC", "XXA", "XXB", "XXC", "XXX"} {
+		if c := pa.CertificateCountries(code); c != nil {
+			t.Errorf("%s binds to %v", code, c)
+		}
 	}
 }

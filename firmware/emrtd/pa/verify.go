@@ -287,34 +287,83 @@ func VerifyWith(sod []byte, dgs map[int][]byte, store *TrustStore, opts Options)
 		r.pass(CheckHashAlgorithm, fmt.Sprintf("data groups %v, signer %v", ldsHash, sigHash))
 	}
 
-	checkSignedAttrs(r, s, si, sigHash, ok2)
-
-	ds, err := findDS(s, si)
-	if err != nil {
-		r.fail(CheckDSCertificate, err.(*codedError).code, "%v", err)
-	} else {
-		r.DS = ds
-		r.pass(CheckDSCertificate, fmt.Sprintf("%q serial %s", ds.Subject.String(), ds.SerialNumber))
-		checkSignature(r, s, si, ds)
-		checkSigningTime(r, si, ds)
-		checkValidity(r, CheckDSValidity, "document signer", ds, at, CodeDSExpired, CodeDSNotYetValid)
-		checkDSProfile(r, ds)
-		checkChain(r, ds, store, at)
-		if r.CSCA != nil {
-			checkCountry(r, ds, r.CSCA, dgs[1], opts.SODOnly)
-			checkRevocation(r, ds, r.CSCA, store, at, opts)
-		} else if store != nil {
-			// The CSCA may have been meant to come from a master list
-			// that was refused: name it.
-			for _, ml := range store.rejectedML {
-				r.fail("master_list", ml.Code, "master list %s was rejected: %s", ml.Name, ml.Reason)
-			}
-		}
-	}
+	verifySigner(r, s, si, sigHash, ok2, store, dgs[1], opts)
 	if ok1 && !opts.SODOnly {
 		checkDGs(r, s.LDS, ldsHash, dgs)
 	}
 	return r.finish(opts.SODOnly)
+}
+
+// verifySigner runs the checks of the SignedData's one signer, whatever
+// the content: signed attributes, the document signer certificate, the
+// signature, signing time, validity, profile, the chain to a CSCA,
+// country binding (with DG1 when given) and revocation.
+func verifySigner(r *Result, s *lds.SOD, si *lds.SignerInfo, sigHash crypto.Hash, hashOK bool, store *TrustStore, dg1 []byte, opts Options) {
+	at := opts.At
+	checkSignedAttrs(r, s, si, sigHash, hashOK)
+	ds, err := findDS(s, si)
+	if err != nil {
+		r.fail(CheckDSCertificate, err.(*codedError).code, "%v", err)
+		return
+	}
+	r.DS = ds
+	r.pass(CheckDSCertificate, fmt.Sprintf("%q serial %s", ds.Subject.String(), ds.SerialNumber))
+	checkSignature(r, s, si, ds)
+	checkSigningTime(r, si, ds)
+	checkValidity(r, CheckDSValidity, "document signer", ds, at, CodeDSExpired, CodeDSNotYetValid)
+	checkDSProfile(r, ds)
+	checkChain(r, ds, store, at)
+	if r.CSCA != nil {
+		checkCountry(r, ds, r.CSCA, dg1, opts.SODOnly)
+		checkRevocation(r, ds, r.CSCA, store, at, opts)
+	} else if store != nil {
+		// The CSCA may have been meant to come from a master list
+		// that was refused: name it.
+		for _, ml := range store.rejectedML {
+			r.fail("master_list", ml.Code, "master list %s was rejected: %s", ml.Name, ml.Reason)
+		}
+	}
+}
+
+// VerifyCardSecurity runs passive authentication on EF.CardSecurity
+// (9303-11 §9.2.2; BSI TR-03110-3 §A.1.2.5): a SignedData over
+// SecurityInfos, signed by a document signer of the same PKI as EF.SOD.
+// Every check of VerifyWith runs but the data group hashes; dg1, when
+// given, binds the issuing state (country binding). The parsed file is
+// returned with the result (nil when it could not be parsed).
+func VerifyCardSecurity(b []byte, dg1 []byte, store *TrustStore, opts Options) (*lds.CardSecurity, *Result) {
+	r := &Result{At: opts.At}
+	opts.SODOnly = true // no data group hashes in this file
+	cs, err := lds.ParseCardSecurity(b)
+	if err != nil {
+		r.fail(CheckSODStructure, CodeSODMalformed, "EF.CardSecurity: %v", err)
+		return nil, r.finish(true)
+	}
+	s := cs.Signed
+	r.SOD = s
+	if len(s.Signers) != 1 {
+		r.fail(CheckSODStructure, CodeSODMalformed, "EF.CardSecurity has %d signerInfos, want one", len(s.Signers))
+		return cs, r.finish(true)
+	}
+	si := &s.Signers[0]
+	if len(si.SignedAttrs) == 0 {
+		r.fail(CheckSODStructure, CodeSODMalformed, "EF.CardSecurity's signerInfo has no signed attributes")
+		return cs, r.finish(true)
+	}
+	enc := "DER"
+	if s.BER {
+		enc = "BER, converted to DER"
+	}
+	r.pass(CheckSODStructure, fmt.Sprintf("EF.CardSecurity: CMS SignedData (%s) over %d SecurityInfos", enc, len(cs.Infos.Raw)))
+	sigHash, ok := lds.HashForOID(si.DigestAlgorithm.Algorithm)
+	if ok {
+		r.HashAlgorithm = sigHash
+		r.pass(CheckHashAlgorithm, fmt.Sprintf("signer %v", sigHash))
+	} else {
+		r.fail(CheckHashAlgorithm, CodeHashAlgorithmUnsupported, "signer digest algorithm %v", si.DigestAlgorithm.Algorithm)
+	}
+	verifySigner(r, s, si, sigHash, ok, store, dg1, opts)
+	return cs, r.finish(true)
 }
 
 // checkDSProfile: 9303-12 §7.1.1 (certificate profile, document signer):
@@ -381,7 +430,7 @@ func checkCountry(r *Result, ds, csca *x509.Certificate, dg1 []byte, sodOnly boo
 		}
 	}
 	if len(allowed) == 0 {
-		r.fail(CheckCountry, CodeCountryMismatch, "issuing state %q has no known certificate country (document signer and CSCA of %s)", state, dsC)
+		r.fail(CheckCountry, CodeCountryMismatch, "issuing state %q %s (document signer and CSCA of %s)", state, unboundReason(state), dsC)
 		return
 	}
 	r.fail(CheckCountry, CodeCountryMismatch, "issuing state %s (certificates of %s) but document signer and CSCA of %s",

@@ -36,6 +36,11 @@ type CardOptions struct {
 	// Rand supplies the nonce s (block size bytes, first), then the
 	// mapping key and the ephemeral key; nil means crypto/rand.
 	Rand io.Reader
+	// CAMKey is SK_IC, the chip's static (chip authentication) private
+	// key on the PACE domain parameters, as a big-endian scalar: needed
+	// for a PACEInfo with the Chip Authentication Mapping, whose answer
+	// proves it (9303-11 §4.4.3.5.2).
+	CAMKey []byte
 }
 
 // Card is the chip side of PACE for the virtual card: it answers MSE:Set
@@ -202,6 +207,9 @@ func (c *Card) SetAT(cmd apdu.Command) apdu.Response {
 	if err != nil {
 		return apdu.Status(apdu.SWReferencedDataNotFound)
 	}
+	if proto.Mapping == ChipAuthenticationMapping && len(c.opts.CAMKey) == 0 {
+		return apdu.Status(apdu.SWReferencedDataNotFound)
+	}
 	oid, _ := proto.oidValue()
 	c.proto, c.g, c.oid, c.pwType, c.state = proto, params.group, oid, pwType, 1
 	return apdu.Status(sw)
@@ -352,7 +360,24 @@ func (c *Card) stepMutual(objs []tlv.Object) (apdu.Response, *sm.Session) {
 	if c.pwType == PIN {
 		c.setPIN(c.maxPIN)
 	}
+	do := tlv.Encode(0x86, tIC)
+	if c.proto.Mapping == ChipAuthenticationMapping {
+		eg, ok := c.g.(*ecGroup)
+		if !ok {
+			return apdu.Status(apdu.SWUnknown), nil
+		}
+		caIC, err := camScalar(eg, c.opts.CAMKey, c.skMap)
+		if err != nil {
+			return apdu.Status(apdu.SWUnknown), nil
+		}
+		aIC, err := encryptCAM(c.proto.Cipher, c.ksEnc, caIC)
+		clear(caIC)
+		if err != nil {
+			return apdu.Status(apdu.SWUnknown), nil
+		}
+		do = append(do, tlv.Encode(0x8A, aIC)...)
+	}
 	pw := c.pwType
 	defer func() { c.authPwd = pw }()
-	return dynamic(tlv.Encode(0x86, tIC)), sess
+	return dynamic(do), sess
 }

@@ -134,7 +134,7 @@ func (pi PACEInfo) Resolve() (Protocol, DomainParameters, error) {
 }
 
 // Select picks the PACEInfo to use: the supported one with the strongest
-// cipher (then the larger parameter id); ErrUnsupportedParameters if none
+// cipher (then the Chip Authentication Mapping, then the larger parameter id); ErrUnsupportedParameters if none
 // is supported. several reports whether the chip offers more than one
 // PACEInfo, in which case MSE:Set AT must name the parameters
 // (Options.SendParameterID).
@@ -146,7 +146,10 @@ func (s *SecurityInfos) Select() (info PACEInfo, several bool, err error) {
 		if err != nil {
 			continue
 		}
-		if best < 0 || p.Cipher > bestCipher || p.Cipher == bestCipher && pi.ParameterID > s.PACE[best].ParameterID {
+		// Among equals, CAM: it proves the chip in the same run.
+		cam := p.Mapping == ChipAuthenticationMapping
+		bestCAM := best >= 0 && isCAM(s.PACE[best].Protocol)
+		if best < 0 || p.Cipher > bestCipher || p.Cipher == bestCipher && (cam && !bestCAM || cam == bestCAM && pi.ParameterID > s.PACE[best].ParameterID) {
 			best, bestCipher = i, p.Cipher
 		}
 	}
@@ -188,4 +191,9 @@ func EncodeCardAccess(pace []PACEInfo, other []SecurityInfo) ([]byte, error) {
 	}
 	slices.SortFunc(elems, bytes.Compare) // X.690 §11.6
 	return asn1.Marshal(asn1.RawValue{Class: asn1.ClassUniversal, Tag: asn1.TagSet, IsCompound: true, Bytes: bytes.Join(elems, nil)})
+}
+
+func isCAM(oid string) bool {
+	p, err := ProtocolByOID(oid)
+	return err == nil && p.Mapping == ChipAuthenticationMapping
 }

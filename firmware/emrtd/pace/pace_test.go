@@ -636,7 +636,9 @@ func TestParseCardAccess(t *testing.T) {
 		t.Fatalf("parsed %+v", sec)
 	}
 	sel, several, err := sec.Select()
-	if err != nil || !several || sel.Protocol != OIDECDHGMAES256 || sel.ParameterID != 16 {
+	// The strongest cipher; between GM and CAM on the same parameters,
+	// CAM (it proves the chip in the same run).
+	if err != nil || !several || sel.Protocol != "0.4.0.127.0.7.2.2.4.6.4" || sel.ParameterID != 16 {
 		t.Errorf("Select = %+v %v %v", sel, several, err)
 	}
 	enc, err := EncodeCardAccess(sec.PACE, sec.Other)
@@ -684,15 +686,16 @@ func TestResolve(t *testing.T) {
 	}{
 		{PACEInfo{OIDECDHGMAES128, 2, 13, true}, true},
 		{PACEInfo{OIDECDHGM3DES, 2, 12, true}, true},
-		{PACEInfo{OIDECDHGMAES128, 1, 13, true}, false},  // version
-		{PACEInfo{OIDECDHGMAES128, 2, 0, false}, false},  // proprietary parameters
-		{PACEInfo{OIDECDHGMAES128, 2, 2, true}, false},   // DH parameters for ECDH
-		{PACEInfo{OIDECDHGMAES128, 2, 8, true}, false},   // P-192 not implemented
-		{PACEInfo{OIDECDHGMAES128, 2, 31, true}, false},  // unknown id
-		{PACEInfo{OIDDHGMAES128, 2, 1, true}, true},      // DH
-		{PACEInfo{OIDDHGMAES128, 2, 13, true}, false},    // ECDH parameters for DH
-		{PACEInfo{OIDECDHIM3DES, 2, 13, true}, false},    // IM
-		{PACEInfo{OIDECDHCAMAES128, 2, 13, true}, false}, // CAM
+		{PACEInfo{OIDECDHGMAES128, 1, 13, true}, false}, // version
+		{PACEInfo{OIDECDHGMAES128, 2, 0, false}, false}, // proprietary parameters
+		{PACEInfo{OIDECDHGMAES128, 2, 2, true}, false},  // DH parameters for ECDH
+		{PACEInfo{OIDECDHGMAES128, 2, 8, true}, false},  // P-192 not implemented
+		{PACEInfo{OIDECDHGMAES128, 2, 31, true}, false}, // unknown id
+		{PACEInfo{OIDDHGMAES128, 2, 1, true}, true},     // DH
+		{PACEInfo{OIDDHGMAES128, 2, 13, true}, false},   // ECDH parameters for DH
+		{PACEInfo{OIDECDHIM3DES, 2, 13, true}, false},   // IM
+		{PACEInfo{OIDECDHCAMAES128, 2, 13, true}, true}, // CAM
+		{PACEInfo{OIDECDHCAMAES128, 2, 1, true}, false}, // CAM on DH parameters
 		{PACEInfo{"0.4.0.127.0.7.2.2.4.2.9", 2, 13, true}, false},
 	}
 	for _, c := range cases {

@@ -7,8 +7,8 @@
 //
 // The design leaves room for what a later issue adds: domain parameters
 // are looked up by their standardized id behind a small group interface
-// (DH groups and more curves plug in there), protocols by OID (IM/CAM are
-// recognised but not supported), and all four ciphers of §9.2.1 (3DES,
+// (DH groups and more curves plug in there), protocols by OID (IM is
+// recognised but not supported; CAM, §4.4.3.3.3, is in cam.go), and all four ciphers of §9.2.1 (3DES,
 // AES-128/192/256) go through the same code.
 package pace
 
@@ -126,9 +126,16 @@ func ProtocolByOID(oid string) (Protocol, error) {
 }
 
 // Supported reports whether this package can run the protocol: DH or
-// ECDH with the Generic Mapping, any cipher.
+// ECDH with the Generic Mapping, any cipher; ECDH with the Chip
+// Authentication Mapping (AES only, as 9303-11 §9.2.1 defines it).
 func (p Protocol) Supported() bool {
-	return (p.KeyAgreement == ECDH || p.KeyAgreement == DH) && p.Mapping == GenericMapping && p.Cipher.Valid()
+	switch p.Mapping {
+	case GenericMapping:
+		return (p.KeyAgreement == ECDH || p.KeyAgreement == DH) && p.Cipher.Valid()
+	case ChipAuthenticationMapping:
+		return p.KeyAgreement == ECDH && p.Cipher.Valid() && p.Cipher != smcrypto.TDES
+	}
+	return false
 }
 
 func (p Protocol) String() string {

@@ -57,8 +57,13 @@ type Result struct {
 	Password    PasswordType
 	RetriesLeft int // the PIN counter reported by MSE:Set AT (63Cx), -1 if none
 	// ChipPublicKey is PK_DH_IC, the chip's ephemeral public key (its
-	// x-coordinate is ID_IC for Terminal Authentication, CAM needs it).
+	// x-coordinate is ID_IC for Terminal Authentication).
 	ChipPublicKey []byte
+	// CAM is set after a Chip Authentication Mapping run: the chip's
+	// decrypted CA_IC and mapping key, to be checked against the static
+	// key of EF.CardSecurity (CAMData.Verify) before the chip counts as
+	// authenticated.
+	CAM *CAMData
 }
 
 // Establish runs PACE (9303-11 §4.4) on ch, which must be plain (no
@@ -166,7 +171,11 @@ func Establish(ctx context.Context, ch *apdu.Channel, pw Password, info PACEInfo
 	if err != nil {
 		return nil, err
 	}
-	tIC, err := generalAuthenticate(ctx, ch, pw.Type, 4, tlv.Encode(0x85, tIFD), 0x86)
+	step4, err := generalAuthenticateObjs(ctx, ch, pw.Type, 4, tlv.Encode(0x85, tIFD))
+	if err != nil {
+		return nil, err
+	}
+	tIC, err := findDO(step4, 4, 0x86)
 	if err != nil {
 		return nil, err
 	}
@@ -176,6 +185,19 @@ func Establish(ctx context.Context, ch *apdu.Channel, pw Password, info PACEInfo
 	}
 	if subtle.ConstantTimeCompare(tIC, want) != 1 {
 		return nil, fmt.Errorf("pace: %w: chip token T_IC does not verify", ErrAuthenticationFailed)
+	}
+	if proto.Mapping == ChipAuthenticationMapping {
+		// §4.4.3.5.2: a CAM chip adds its Encrypted Chip Authentication Data.
+		aIC, err := findDO(step4, 4, 0x8A)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrCAMFailed, err)
+		}
+		caIC, err := decryptCAM(proto.Cipher, sec.ksEnc, aIC)
+		if err != nil {
+			return nil, err
+		}
+		eg, _ := g.(*ecGroup) // CAM is ECDH only (Protocol.Supported)
+		res.CAM = &CAMData{CAIC: caIC, PKMapIC: pkMapIC, g: eg}
 	}
 	if res.Session, err = sm.New(proto.Cipher, sec.ksEnc, sec.ksMac, nil); err != nil {
 		return nil, err
@@ -205,6 +227,25 @@ func authToken(c smcrypto.Cipher, ksMac, input []byte) ([]byte, error) {
 // 10/00 86 00 00 {7C {do}} Le 00 — command chaining (CLA 10) on steps 1–3
 // — and returns the value of the expected DO inside the answer's '7C'.
 func generalAuthenticate(ctx context.Context, ch *apdu.Channel, pw PasswordType, step int, do []byte, want tlv.Tag) ([]byte, error) {
+	objs, err := generalAuthenticateObjs(ctx, ch, pw, step, do)
+	if err != nil {
+		return nil, err
+	}
+	return findDO(objs, step, want)
+}
+
+// findDO returns the non-empty value of DO want from a step's answer.
+func findDO(objs []tlv.Object, step int, want tlv.Tag) ([]byte, error) {
+	o, ok := tlv.Find(objs, want)
+	if !ok || len(o.Value) == 0 {
+		return nil, fmt.Errorf("pace: general authenticate step %d: %w: no DO'%s' in the answer", step, ErrAuthenticationFailed, want)
+	}
+	return o.Value, nil
+}
+
+// generalAuthenticateObjs sends one General Authenticate and returns the
+// data objects inside the answer's '7C'.
+func generalAuthenticateObjs(ctx context.Context, ch *apdu.Channel, pw PasswordType, step int, do []byte) ([]tlv.Object, error) {
 	cla := byte(0x10)
 	if step == 4 {
 		cla = 0x00
@@ -231,9 +272,5 @@ func generalAuthenticate(ctx context.Context, ch *apdu.Channel, pw PasswordType,
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w: %w", name, ErrAuthenticationFailed, err)
 	}
-	o, ok := tlv.Find(objs, want)
-	if !ok || len(o.Value) == 0 {
-		return nil, fmt.Errorf("%s: %w: no DO'%s' in the answer", name, ErrAuthenticationFailed, want)
-	}
-	return o.Value, nil
+	return objs, nil
 }

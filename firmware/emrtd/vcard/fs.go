@@ -43,7 +43,7 @@ const (
 // isMFFile reports whether an image file lives in the master file rather
 // than in the eMRTD application (9303-10 §3.11: EF.CardAccess, EF.DIR,
 // EF.ATR/INFO). The image format is flat, so EF.CardSecurity (011D in the
-// MF) cannot be told from EF.SOD and is not served.
+// MF) cannot be told from EF.SOD: the image keeps it apart (CardSecurity).
 func isMFFile(fid uint16) bool {
 	return fid == lds.FIDCardAccess || fid == lds.FIDDir || fid == lds.FIDATRInfo
 }
@@ -211,7 +211,8 @@ func (c *Card) readBinary(cmd apdu.Command, secured bool) apdu.Response {
 	}
 	// 9303-11 §4.2: the application's files are readable only after
 	// access control, inside secure messaging.
-	if c.df == dfApp && !secured {
+	// EF.CardSecurity too (TR-03110-3 §A.1.2: read after PACE).
+	if (c.df == dfApp || uint16(fid) == lds.FIDCardSecurity) && !secured {
 		return apdu.Status(apdu.SWSecurityNotSatisfied)
 	}
 	c.ef = fid // reading by SFI or FID selects the file (§7.2.2)

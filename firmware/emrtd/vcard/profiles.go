@@ -40,12 +40,17 @@ const (
 	// ProfileReplayedResponse: the first READ BINARY of DG1 is answered
 	// with the previous protected response replayed (an old SSC).
 	ProfileReplayedResponse = "replayed-response"
+	// ProfilePACECAMTampered: a PACE-CAM chip whose Encrypted Chip
+	// Authentication Data (DO'8A' of the last General Authenticate) is
+	// altered on the way: the secure messaging keys hold, but CA_IC no
+	// longer proves EF.CardSecurity's key (9303-11 §4.4.3.5.2).
+	ProfilePACECAMTampered = "pace-cam-tampered"
 )
 
 // HostileProfiles lists the chip behaviours above.
 func HostileProfiles() []string {
 	return []string{ProfilePulled, ProfileMalformedTLV, ProfileOverlongEF, ProfileEndlessChaining,
-		ProfileWrongMAC, ProfileWrongResponse, ProfileReplayedResponse}
+		ProfileWrongMAC, ProfileWrongResponse, ProfileReplayedResponse, ProfilePACECAMTampered}
 }
 
 // hostile is the state of the chip behaviours a profile switched on.
@@ -130,6 +135,8 @@ func (c *Card) afterHostile(cmd apdu.Command, out []byte) []byte {
 	case h.on[ProfileWrongMAC] && read && secured && c.ef == 0x0101 && len(out) >= 12:
 		out = append([]byte(nil), out...)
 		out[len(out)-3] ^= 0x01 // last byte of DO'8E'
+	case h.on[ProfilePACECAMTampered] && cmd.INS == insGeneralAuthenticate:
+		out = tamperCAM(out)
 	case h.on[ProfileReplayedResponse] && read && secured:
 		if c.ef == 0x0101 && !h.replayed && h.lastRead != nil {
 			h.replayed = true
@@ -141,4 +148,36 @@ func (c *Card) afterHostile(cmd apdu.Command, out []byte) []byte {
 		h.endless = false
 	}
 	return out
+}
+
+// tamperCAM flips a bit in the last byte of DO'8A' of a plain General
+// Authenticate answer '7C'; any other answer (the earlier PACE steps,
+// chip authentication under secure messaging) passes unchanged.
+func tamperCAM(out []byte) []byte {
+	if len(out) < 2 {
+		return out
+	}
+	dyn, err := tlv.Unwrap(out[:len(out)-2], 0x7C)
+	if err != nil {
+		return out
+	}
+	objs, err := tlv.ParseAll(dyn)
+	if err != nil {
+		return out
+	}
+	var parts [][]byte
+	found := false
+	for _, o := range objs {
+		v := o.Value
+		if o.Tag == 0x8A && len(v) > 0 {
+			v = append([]byte(nil), v...)
+			v[len(v)-1] ^= 0x01
+			found = true
+		}
+		parts = append(parts, tlv.Encode(o.Tag, v))
+	}
+	if !found {
+		return out
+	}
+	return append(tlv.Encode(0x7C, tlv.Concat(parts...)), out[len(out)-2:]...)
 }

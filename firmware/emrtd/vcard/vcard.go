@@ -41,6 +41,10 @@
 //     so its new keys differ from the terminal's.
 //   - Active Authentication (package aa, 9303-11 §6.1): INTERNAL
 //     AUTHENTICATE inside secure messaging, signed with keys/aa.pem.
+//   - PACE with the Chip Authentication Mapping when card.json names it
+//     (9303-11 §4.4.3.3.3), proving keys/ca.pem; EF.CardSecurity (011D in
+//     the master file, the image's card_security.bin) readable inside
+//     secure messaging only.
 //   - The PIN retry counter (pace.Card semantics) survives Reset; a session
 //     and the file selection do not.
 //
@@ -218,6 +222,9 @@ func New(img *cardimage.Image, opts Options) (*Card, error) {
 	if _, ok := c.mf[fidCardAccess]; ok {
 		c.mfSFI[sfiCardAccess] = fidCardAccess
 	}
+	if img.CardSecurity != nil {
+		c.mf[lds.FIDCardSecurity] = append([]byte(nil), img.CardSecurity...)
+	}
 
 	key := bac.Key{DocumentNumber: m.MRZ.DocumentNumber, DateOfBirth: m.MRZ.Birth, DateOfExpiry: m.MRZ.Expiry}
 	if m.PACE != nil {
@@ -229,6 +236,14 @@ func New(img *cardimage.Image, opts Options) (*Card, error) {
 		if opts.PINRetries != nil {
 			left = max(*opts.PINRetries, 0)
 		}
+		// PACE-CAM proves the chip's static key in the mapping: the chip
+		// authentication key (a cloned chip holds another one).
+		var camKey []byte
+		if img.CAKey != nil {
+			if k, err := pubkey.ParsePrivateKeyPEM(img.CAKey); err == nil && k.EC != nil {
+				camKey = k.EC.D
+			}
+		}
 		// The PACEInfo comes from card.json rather than from parsing
 		// EF.CardAccess, so a profile may serve a damaged EF.CardAccess
 		// while the chip still runs PACE.
@@ -239,6 +254,7 @@ func New(img *cardimage.Image, opts Options) (*Card, error) {
 			PINMaxRetries: m.PINRetries,
 			OnPINRetries:  opts.OnPINRetries,
 			Rand:          c.rnd,
+			CAMKey:        camKey,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("%w: pace: %w", ErrImage, err)
@@ -268,6 +284,11 @@ func (c *Card) chipKeys(img *cardimage.Image) error {
 	}
 	if img.CAKey != nil {
 		if dg14 == nil {
+			if img.CardSecurity != nil {
+				// A PACE-CAM chip without DG14: its key serves the
+				// mapping only (EF.CardSecurity publishes it).
+				return c.aaKey(img, nil)
+			}
 			return errors.New("a chip authentication key needs DG14")
 		}
 		k, err := pubkey.ParsePrivateKeyPEM(img.CAKey)
@@ -279,6 +300,12 @@ func (c *Card) chipKeys(img *cardimage.Image) error {
 			return err
 		}
 	}
+	return c.aaKey(img, dg14)
+}
+
+// aaKey sets up Active Authentication from keys/aa.pem (the hash from
+// DG14's ActiveAuthenticationInfo for ECDSA, card.json for RSA).
+func (c *Card) aaKey(img *cardimage.Image, dg14 *lds.DG14) error {
 	if img.AAKey != nil {
 		k, err := pubkey.ParsePrivateKeyPEM(img.AAKey)
 		if err != nil {

@@ -10,12 +10,15 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"kiosk/firmware/emrtd/apdu"
 	"kiosk/firmware/emrtd/bac"
 	"kiosk/firmware/emrtd/cardimage"
 	"kiosk/firmware/emrtd/lds"
+	"kiosk/firmware/emrtd/pa"
 	"kiosk/firmware/emrtd/pace"
+	"kiosk/firmware/emrtd/pubkey"
 	"kiosk/firmware/emrtd/sm"
 	"kiosk/internal/testmedia"
 	"kiosk/provisioning/issuer"
@@ -786,5 +789,46 @@ func TestConcurrentUse(t *testing.T) {
 	wg.Wait()
 	if _, err := bac.Authenticate(context.Background(), channel(c, false), testKey, bac.Options{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A PACE-CAM chip serves EF.CardSecurity from the master file, after PACE
+// only, and its mapping data proves the key EF.CardSecurity publishes.
+func TestPACECAMCardSecurity(t *testing.T) {
+	im, trust := issue(t, smallJPEG(t), func(o *issuer.Options) {
+		o.PACE = &issuer.PACEParams{OID: issuer.OIDPACEECDHCAMAES128, ParameterID: issuer.ParamBrainpoolP256}
+		o.ChipAuth = &issuer.CAParams{}
+	})
+	c := newCard(t, im, Options{})
+	ctx := context.Background()
+	ch := channel(c, false)
+	if _, err := ch.ReadFile(ctx, lds.FIDCardSecurity); !apdu.IsSW(err, apdu.SWSecurityNotSatisfied) {
+		t.Fatalf("plain read of EF.CardSecurity: %v", err)
+	}
+	res := establishPACE(t, ch, pace.CANPassword("123456"))
+	if res.CAM == nil {
+		t.Fatal("no CAM data from a PACE-CAM chip")
+	}
+	b, err := ch.ReadFile(ctx, lds.FIDCardSecurity)
+	if err != nil || !bytes.Equal(b, im.CardSecurity) {
+		t.Fatalf("EF.CardSecurity over SM: %v", err)
+	}
+	cs, pr := pa.VerifyCardSecurity(b, nil, trust.Store(), pa.Options{At: time.Now()})
+	if !pr.Passed {
+		t.Fatalf("EF.CardSecurity: %v", pr.Codes())
+	}
+	key, err := pubkey.ParseSPKI(cs.Infos.CAKeys[0].PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.CAM.Verify(key.EC.Bytes()); err != nil {
+		t.Fatalf("CAM: %v", err)
+	}
+	// The application's EF.SOD still answers at 011D once selected.
+	if err := ch.SelectApplication(ctx, []byte(lds.AIDeMRTD)); err != nil {
+		t.Fatal(err)
+	}
+	if sod, err := ch.ReadFile(ctx, lds.FIDSOD); err != nil || !bytes.Equal(sod, im.Files[lds.FIDSOD]) {
+		t.Fatalf("EF.SOD: %v", err)
 	}
 }

@@ -1,7 +1,8 @@
 // Shopper screen. The session is the one owner of state: this page only
 // shows it (GET /api/ui/state once, then the event stream) and sends the
 // shopper's input (PIN pad, cancel). Digits typed live only in `digits`
-// until they are posted to /api/session/password and are then cleared.
+// (the MRZ fields in `mrz`) until they are posted to /api/session/password
+// and are then cleared; nothing typed is stored or sent anywhere else.
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -9,7 +10,7 @@
     lang: "zh-CN", defaultLang: "zh-CN",
     cat: {}, status: null, service: { out_of_service: false, reason: "" },
     components: {}, notReady: "", faceTimeoutMs: 30000, faceSince: 0, smileTimeoutMs: 10000, smileSince: 0, merchant: "", chip: {}, guidance: "",
-    retriesLeft: null, wrong: false, kind: "can", digits: "", sending: false,
+    retriesLeft: null, wrong: false, kind: "can", digits: "", sending: false, mrz: null, needsMRZ: false,
     staff: { open: false, token: "", digits: "" }, awakeUntil: 0, screen: "",
     // Bus event time → DOM updated, and → next frame painted (ms).
     latencies: [], paints: [], handled: 0,
@@ -155,25 +156,131 @@
   }
 
   function onScreenChange(screen, st) {
-    if (screen !== "enter_password") { ui.digits = ""; ui.sending = false; }
+    if (screen !== "enter_password") { ui.digits = ""; ui.mrz = null; ui.sending = false; }
     if (screen === "insert_card" || screen === "remove_card") { sounds.attention(); }
     if (screen === "result") { (st.outcome && st.outcome.approved ? sounds.success : sounds.failure)(); }
   }
 
   function renderPad() {
-    const can = ui.kind === "can";
-    $("kind-can").classList.toggle("on", can);
-    $("kind-pin").classList.toggle("on", !can);
-    $("kind-can").setAttribute("aria-pressed", can);
-    $("kind-pin").setAttribute("aria-pressed", !can);
-    $("code-title").textContent = t(can ? "code.title_can" : "code.title_pin");
-    $("code-hint").textContent = ui.sending ? t("code.sent") : t(can ? "code.hint_can" : "code.hint_pin");
+    const kind = ui.kind, can = kind === "can", mrz = kind === "mrz";
+    for (const k of ["can", "pin", "mrz"]) {
+      $("kind-" + k).classList.toggle("on", kind === k);
+      $("kind-" + k).setAttribute("aria-pressed", kind === k);
+    }
+    $("code-title").textContent = t(mrz ? "code.title_mrz" : can ? "code.title_can" : "code.title_pin");
+    const hint = mrz ? (ui.needsMRZ ? "code.needs_mrz" : "code.hint_mrz") : can ? "code.hint_can" : "code.hint_pin";
+    $("code-hint").textContent = ui.sending ? t("code.sent") : t(hint);
     const left = ui.retriesLeft;
     $("code-error").hidden = !ui.wrong && left == null;
-    $("code-error-text").textContent = (ui.wrong ? t("code.wrong") + " " : "") + (left != null ? t("code.retries", { n: left }) : "");
+    $("code-error-text").textContent = (ui.wrong ? t(mrz ? "code.wrong_mrz" : "code.wrong") + " " : "") + (left != null ? t("code.retries", { n: left }) : "");
+    $("pin-dots").hidden = mrz;
+    document.body.classList.toggle("mrz-mode", mrz);
+    $("mrz").hidden = !mrz;
+    if (mrz) {
+      if (!ui.mrz) { ui.mrz = newMRZ(); }
+      renderMRZ();
+      return;
+    }
+    $("letters").hidden = true;
+    $("key-ok-text").textContent = t("key.ok");
     dots($("pin-dots"), ui.digits.length, can ? 6 : 6);
     const n = ui.digits.length;
     $("key-ok").disabled = ui.sending || (can ? n !== 6 : n < 4);
+  }
+
+  // ---- MRZ entry (ICAO 9303-3) ----
+  // The shopper types each field as printed in the machine-readable zone,
+  // then the check digit printed after it; the digit is judged as soon as
+  // it is typed (§4.9: weights 7, 3, 1, A=10 … Z=35, '<'=0, modulo 10), so
+  // a typo is caught at its field, before the chip is asked. The kiosk
+  // checks again and the chip is the final judge.
+  const mrzFields = ["document_number", "birth", "expiry"];
+  const mrzErrKeys = {
+    document_number: { format: "mrz.doc_format", check_digit: "mrz.doc_check" },
+    birth: { format: "mrz.date_format", check_digit: "mrz.birth_check" },
+    expiry: { format: "mrz.date_format", check_digit: "mrz.expiry_check" },
+  };
+  const mrzNowKeys = { document_number: "mrz.now_document_number", birth: "mrz.now_birth", expiry: "mrz.now_expiry" };
+  function newMRZ() {
+    return { at: 0, part: "value", v: { document_number: "", birth: "", expiry: "" }, cd: { document_number: "", birth: "", expiry: "" }, err: {} };
+  }
+  function checkDigit(s) {
+    const w = [7, 3, 1];
+    let sum = 0;
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      sum += (c >= 48 && c <= 57 ? c - 48 : c >= 65 && c <= 90 ? c - 55 : 0) * w[i % 3];
+    }
+    return String(sum % 10);
+  }
+  function mrzValueOK(f, v) {
+    if (f === "document_number") { return /^[A-Z0-9]{1,22}$/.test(v); }
+    if (!/^[0-9]{6}$/.test(v)) { return false; }
+    const m = +v.slice(2, 4), d = +v.slice(4, 6);
+    return m >= 1 && m <= 12 && d >= 1 && d <= 31;
+  }
+  const mrzDone = (m) => mrzFields.every((f) => m.cd[f] !== "");
+  function mrzAdvance(m) {
+    // On to the first field not yet confirmed by its check digit.
+    const i = mrzFields.findIndex((f) => m.cd[f] === "");
+    m.at = i < 0 ? mrzFields.length : i;
+    m.part = "value";
+  }
+  function mrzEndValue(m) {
+    const f = mrzFields[m.at];
+    if (!mrzValueOK(f, m.v[f])) { m.err[f] = "format"; return; }
+    m.part = "check";
+  }
+  function mrzKey(c) {
+    const m = ui.mrz;
+    if (!m || m.at >= mrzFields.length) { return; }
+    const f = mrzFields[m.at];
+    delete m.err[f];
+    if (m.part === "value") {
+      const date = f !== "document_number";
+      if (m.v[f].length >= (date ? 6 : 22) || (date && !/[0-9]/.test(c))) { return; }
+      m.v[f] += c;
+      if (date && m.v[f].length === 6) { mrzEndValue(m); }
+      return;
+    }
+    if (!/[0-9]/.test(c)) { return; }
+    if (c !== checkDigit(m.v[f])) { m.err[f] = "check_digit"; return; }
+    m.cd[f] = c;
+    mrzAdvance(m);
+  }
+  function mrzBack() {
+    const m = ui.mrz;
+    if (!m) { return; }
+    if (m.at >= mrzFields.length) { m.at = mrzFields.length - 1; m.part = "check"; }
+    let f = mrzFields[m.at];
+    delete m.err[f];
+    if (m.part === "check") { m.cd[f] = ""; m.part = "value"; m.v[f] = m.v[f].slice(0, -1); return; }
+    if (m.v[f]) { m.v[f] = m.v[f].slice(0, -1); return; }
+    if (m.at > 0) {
+      m.at--; f = mrzFields[m.at];
+      m.cd[f] = ""; m.part = "check";
+    }
+  }
+  function renderMRZ() {
+    const m = ui.mrz;
+    for (const f of mrzFields) {
+      const row = document.querySelector(`.mrz-row[data-field="${f}"]`);
+      const now = mrzFields[m.at] === f;
+      row.classList.toggle("now", now);
+      row.classList.toggle("check", now && m.part === "check");
+      row.classList.toggle("done", m.cd[f] !== "");
+      $("mrz-v-" + f).textContent = m.v[f];
+      $("mrz-cd-" + f).textContent = m.cd[f];
+      $("mrz-err-" + f).textContent = m.err[f] ? t(mrzErrKeys[f][m.err[f]]) : "";
+    }
+    const f = mrzFields[m.at];
+    $("mrz-now").textContent = !f ? t("mrz.now_done") : m.part === "check" ? t("mrz.now_check") : t(mrzNowKeys[f]);
+    $("letters").hidden = !(f === "document_number" && m.part === "value");
+    // OK ends the document number (variable length); with every field
+    // confirmed it sends.
+    const done = mrzDone(m);
+    $("key-ok-text").textContent = t(done ? "key.ok" : "key.next");
+    $("key-ok").disabled = ui.sending || !(done || (f === "document_number" && m.part === "value" && m.v[f] !== ""));
   }
   function dots(el, n, min) {
     el.replaceChildren();
@@ -270,22 +377,70 @@
     try { j = await r.json(); } catch (e) { /* empty body */ }
     return { ok: r.ok, status: r.status, body: j };
   }
-  $("pad").addEventListener("click", (e) => {
+  for (const c of "ABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+    const b = document.createElement("button");
+    b.type = "button"; b.className = "key"; b.dataset.d = c; b.textContent = c;
+    $("letters").appendChild(b);
+  }
+  const onKey = (e) => {
     const k = e.target.closest("button.key[data-d]");
-    if (!k || ui.sending || ui.digits.length >= 12) { return; }
-    ui.digits += k.dataset.d;
+    if (!k || ui.sending) { return; }
+    if (ui.kind === "mrz") {
+      mrzKey(k.dataset.d);
+    } else {
+      if (ui.digits.length >= 12 || !/[0-9]/.test(k.dataset.d)) { return; }
+      ui.digits += k.dataset.d;
+    }
     sounds.key();
     renderPad();
-  });
-  $("key-back").addEventListener("click", () => { ui.digits = ui.digits.slice(0, -1); renderPad(); });
-  $("kind-can").addEventListener("click", () => { ui.kind = "can"; ui.digits = ""; renderPad(); });
-  $("kind-pin").addEventListener("click", () => { ui.kind = "pin"; ui.digits = ""; renderPad(); });
-  $("key-ok").addEventListener("click", async () => {
-    const digits = ui.digits;
-    ui.digits = ""; ui.sending = true; ui.wrong = false;
+  };
+  $("pad").addEventListener("click", onKey);
+  $("letters").addEventListener("click", onKey);
+  $("mrz").addEventListener("click", (e) => {
+    // Touching a field reopens it (its check digit is asked again).
+    const row = e.target.closest(".mrz-row");
+    if (!row || !ui.mrz || ui.sending) { return; }
+    const m = ui.mrz, i = mrzFields.indexOf(row.dataset.field);
+    m.at = i; m.part = "value"; m.cd[row.dataset.field] = "";
     renderPad();
-    const r = await post("/api/session/password", { kind: ui.kind, digits: digits });
-    if (!r.ok) { ui.sending = false; renderPad(); }
+  });
+  $("key-back").addEventListener("click", () => {
+    if (ui.kind === "mrz") { mrzBack(); } else { ui.digits = ui.digits.slice(0, -1); }
+    renderPad();
+  });
+  const setKind = (k) => { ui.kind = k; ui.digits = ""; ui.mrz = null; ui.wrong = false; renderPad(); };
+  $("kind-can").addEventListener("click", () => setKind("can"));
+  $("kind-pin").addEventListener("click", () => setKind("pin"));
+  $("kind-mrz").addEventListener("click", () => setKind("mrz"));
+  $("key-ok").addEventListener("click", async () => {
+    let body;
+    if (ui.kind === "mrz") {
+      const m = ui.mrz;
+      if (!m) { return; }
+      if (!mrzDone(m)) { mrzEndValue(m); renderPad(); return; }
+      body = {
+        kind: "mrz", document_number: m.v.document_number, document_number_check: m.cd.document_number,
+        birth: m.v.birth, birth_check: m.cd.birth, expiry: m.v.expiry, expiry_check: m.cd.expiry,
+      };
+    } else {
+      body = { kind: ui.kind, digits: ui.digits };
+    }
+    const sent = ui.mrz;
+    ui.digits = ""; ui.mrz = null; ui.sending = true; ui.wrong = false;
+    renderPad();
+    const r = await post("/api/session/password", body);
+    body = null;
+    if (!r.ok) {
+      ui.sending = false;
+      // The kiosk names the field it refused: reopen that one, keep the rest.
+      if (sent && r.body && r.body.field && mrzFields.includes(r.body.field)) {
+        ui.mrz = sent;
+        sent.cd[r.body.field] = "";
+        sent.err[r.body.field] = r.body.problem === "check_digit" ? "check_digit" : "format";
+        mrzAdvance(sent);
+      }
+      renderPad();
+    }
   });
   $("cancel").addEventListener("click", () => { post("/api/session/cancel", {}); });
   $("lang").addEventListener("click", () => {
@@ -398,7 +553,11 @@
   function onSession(ev) {
     const st = ev.data;
     const prev = ui.status ? ui.status.state : "idle";
-    if (st.state === "insert_card" && prev !== "insert_card") { ui.retriesLeft = null; ui.wrong = false; ui.kind = "can"; }
+    if (st.state === "insert_card" && prev !== "insert_card") { ui.retriesLeft = null; ui.wrong = false; ui.kind = "can"; ui.needsMRZ = false; }
+    // The chip offers BAC only: the pad switches to MRZ entry (once; the
+    // shopper may still switch back).
+    if (st.needs_mrz && !ui.needsMRZ) { ui.kind = "mrz"; ui.mrz = null; ui.digits = ""; }
+    ui.needsMRZ = !!st.needs_mrz;
     if (st.state === "face_match" || (st.state === "smile" && !ui.faceSince)) { ui.faceSince = Date.parse(st.since); }
     if (st.state === "smile" && prev !== "smile") { ui.smileSince = Date.parse(st.since); }
     if (st.state === "idle") {
