@@ -113,7 +113,7 @@ apt_in_root() { in_root apt-get -y -q -o Dpkg::Options::=--force-confold "$@" >>
 step="install v1"
 apt_in_root update
 t0=$(date +%s)
-apt_in_root install "/tmp/kioskd_${v1}_${arch}.deb" "/tmp/kioskhub_${v1}_${arch}.deb"
+apt_in_root install --no-install-recommends "/tmp/kioskd_${v1}_${arch}.deb" "/tmp/kioskhub_${v1}_${arch}.deb"
 say "apt-get install ./kioskd_${v1}_${arch}.deb ./kioskhub_${v1}_${arch}.deb: $(($(date +%s) - t0)) s"
 
 step="files, users, modes, conffiles"
@@ -134,7 +134,7 @@ done
 [ "$(in_root getent passwd kioskd | cut -d: -f7)" = /usr/sbin/nologin ] || fail "kioskd has a login shell"
 want_mode() {
 	local got
-	got=$(stat -c '%a %U:%G' "$root$1")
+	got=$(in_root stat -c '%a %U:%G' "$1")
 	[ "$got" = "$2" ] || fail "$1 is $got, want $2"
 }
 want_mode /etc/kioskd "750 root:kioskd"
@@ -165,7 +165,7 @@ notifywait=$work/notifywait
 # As systemd would: the service user and its groups, the state directory
 # the unit declares, the example simulation configuration.
 "$notifywait" -socket "$root/run/notify.sock" -env-socket /run/notify.sock -timeout 120s -- \
-	chroot --userspec=kioskd:kioskd --groups=video,kiosk-gpio,tss "$root" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/var/lib/kioskd \
+	chroot --userspec=kioskd:kioskd --groups=video,kiosk-gpio,tss "$root" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/var/lib/kioskd NOTIFY_SOCKET=/run/notify.sock \
 	/usr/bin/kioskd --config /usr/share/kioskd/examples/simulation.toml >"$logs/kioskd-ready.txt" 2>"$logs/kioskd.log" ||
 	{ tail -30 "$logs/kioskd.log" >&2; fail "the packaged kioskd did not start and stop as a notify service"; }
 ready_ms=$(sed -n 's/^ready in \([0-9]*\) ms$/\1/p' "$logs/kioskd-ready.txt")
@@ -189,7 +189,7 @@ say "systemd-analyze: units verify; security exposure kioskd $exposure, kioskhub
 # --- Upgrade, remove, purge -----------------------------------------------------
 step="upgrade to v2"
 echo "# edited by the operator" >>"$root/etc/kioskd/kioskd.toml"
-install -d -o "$(stat -c %u "$root/var/lib/kioskd")" "$root/var/lib/kioskd/state"
+install -d -o "$(stat -c %u "$root/var/lib/kioskd")" -g "$(stat -c %g "$root/var/lib/kioskd")" "$root/var/lib/kioskd/state"
 echo outbox >"$root/var/lib/kioskd/state/kept"
 apt_in_root install "/tmp/kioskd_${v2}_${arch}.deb" "/tmp/kioskhub_${v2}_${arch}.deb"
 [ "$(in_root dpkg-query -W -f='${Version}' kioskd)" = "$v2" ] || fail "kioskd not at $v2 after the upgrade"
