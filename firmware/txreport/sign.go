@@ -186,8 +186,22 @@ type Device struct {
 
 // Keyring maps certificate fingerprints to devices. Safe for concurrent use.
 type Keyring struct {
-	mu   sync.RWMutex
-	byFP map[string]Device
+	mu       sync.RWMutex
+	byFP     map[string]Device
+	resolver Resolver
+}
+
+// Resolver finds a device the keyring does not hold by its certificate
+// fingerprint (lowercase hex): the hub's registry of certificates its
+// device CA issued, checked by chain and against revocations on every
+// call. It must not block for long.
+type Resolver func(fp string) (Device, bool)
+
+// SetResolver makes k ask r for fingerprints it does not hold.
+func (k *Keyring) SetResolver(r Resolver) {
+	k.mu.Lock()
+	k.resolver = r
+	k.mu.Unlock()
 }
 
 // NewKeyring returns an empty keyring.
@@ -195,15 +209,12 @@ func NewKeyring() *Keyring { return &Keyring{byFP: map[string]Device{}} }
 
 // Add registers a device certificate (ECDSA P-256, CN = device id).
 func (k *Keyring) Add(c *x509.Certificate) error {
-	pub, ok := c.PublicKey.(*ecdsa.PublicKey)
-	if !ok || pub.Curve != elliptic.P256() {
-		return fmt.Errorf("certificate %q: not an ECDSA P-256 key", c.Subject.CommonName)
-	}
-	if !terminalRe.MatchString(c.Subject.CommonName) {
-		return fmt.Errorf("certificate subject CN %q is not a device id", c.Subject.CommonName)
+	d, err := NewDevice(c)
+	if err != nil {
+		return err
 	}
 	k.mu.Lock()
-	k.byFP[Fingerprint(c)] = Device{ID: c.Subject.CommonName, Cert: c, Key: pub}
+	k.byFP[Fingerprint(c)] = d
 	k.mu.Unlock()
 	return nil
 }
@@ -320,10 +331,27 @@ func (s *Signer) Certificate() *x509.Certificate { return s.cert }
 
 // device finds a signer by its certificate fingerprint.
 func (k *Keyring) device(fp string) (Device, bool) {
+	fp = strings.ToLower(fp)
 	k.mu.RLock()
-	defer k.mu.RUnlock()
-	dev, ok := k.byFP[strings.ToLower(fp)]
+	dev, ok := k.byFP[fp]
+	r := k.resolver
+	k.mu.RUnlock()
+	if !ok && r != nil {
+		return r(fp)
+	}
 	return dev, ok
+}
+
+// NewDevice is the Device of a certificate (ECDSA P-256, CN = device id).
+func NewDevice(c *x509.Certificate) (Device, error) {
+	pub, ok := c.PublicKey.(*ecdsa.PublicKey)
+	if !ok || pub.Curve != elliptic.P256() {
+		return Device{}, fmt.Errorf("certificate %q: not an ECDSA P-256 key", c.Subject.CommonName)
+	}
+	if !terminalRe.MatchString(c.Subject.CommonName) {
+		return Device{}, fmt.Errorf("certificate subject CN %q is not a device id", c.Subject.CommonName)
+	}
+	return Device{ID: c.Subject.CommonName, Cert: c, Key: pub}, nil
 }
 
 // verified checks sig (base64 DER) over the canonical form of raw with

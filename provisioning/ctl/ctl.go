@@ -43,6 +43,10 @@ func commands() map[string]command {
 		"face bench":       {"face bench [--camera VIDEO] [--json]  per-stage face timings, sustained fps, peak RSS", faceBench},
 		"hub serve":        {"hub serve --broker URL [--broker URL2] --devices DIR --db FILE [--max-tx MINOR --max-daily MINOR] [--group NAME]  run the reference bank hub", hubServe},
 		"hub tx list":      {"hub tx list --db FILE [--json]  list the transactions a reference hub holds", hubTxList},
+		"ca init":          {"ca init --out DIR [--org NAME]  make the bank's device CA (root + issuing)", caInit},
+		"provision token":  {"provision token --device ID --ttl 30m [--config FILE]  mint a one-time enrollment token at the hub", provisionToken},
+		"provision revoke": {"provision revoke (--device ID | --serial HEX) [--config FILE]  revoke device certificates at the hub", provisionRevoke},
+		"provision enroll": {"provision enroll --hub BROKER_URL --token T [--dir DIR] [--ca FILE]  enroll this kiosk with the hub", provisionEnroll},
 		"dev-key create":   {"dev-key create --out DIR --device ID [--devices HUBDIR]  make a development device key and certificate", devKeyCreate},
 		"version":          {"version            print the version", func(e *env, _ []string) int { fmt.Fprintln(e.stdout, "kioskctl", e.version); return ExitOK }},
 	}

@@ -20,10 +20,12 @@ type Broker struct {
 	// Listener holds extra mosquitto settings for the listener (TLS files,
 	// require_certificate ...), one per line.
 	Listener string
-	dir      string
-	cmd      *exec.Cmd
-	done     chan struct{}
-	t        testing.TB // nil for a Launch-ed broker
+	// ProvisionPort is StartMosquittoTLS's provisioning listener (0: none).
+	ProvisionPort int
+	dir           string
+	cmd           *exec.Cmd
+	done          chan struct{}
+	t             testing.TB // nil for a Launch-ed broker
 }
 
 // URL is the client address of the broker.

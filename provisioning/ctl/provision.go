@@ -1,0 +1,184 @@
+package ctl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"kiosk/firmware/devicekey"
+	"kiosk/firmware/enroll"
+	"kiosk/firmware/hub"
+	"kiosk/provisioning/deviceca"
+	"kiosk/provisioning/hubd"
+	"kiosk/provisioning/hubstore"
+	"kiosk/provisioning/registrar"
+)
+
+// caInit makes the bank's device CA.
+func caInit(e *env, args []string) int {
+	fs := flag.NewFlagSet("ca init", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	out := fs.String("out", "", "directory for root.crt, root.key, issuing.crt, issuing.key")
+	org := fs.String("org", "Bank", "organization named in the CA certificates")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *out == "" {
+		fmt.Fprintln(e.stderr, "usage: kioskctl ca init --out DIR [--org NAME]")
+		return ExitUsage
+	}
+	f, err := deviceca.Init(*out, *org, time.Now())
+	if err != nil {
+		fmt.Fprintln(e.stderr, "kioskctl ca init:", err)
+		return ExitFail
+	}
+	ca, err := deviceca.Load(f.RootCert, f.IssuingCert, f.IssuingKey)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "kioskctl ca init: written CA does not load:", err)
+		return ExitFail
+	}
+	fmt.Fprintf(e.stdout, "root %s (until %s)\nissuing %s (until %s)\nkeys %s, %s (mode 0600; keep the root key offline)\n",
+		f.RootCert, ca.Root.NotAfter.UTC().Format(time.DateOnly), f.IssuingCert, ca.Issuing.NotAfter.UTC().Format(time.DateOnly),
+		f.RootKey, f.IssuingKey)
+	return ExitOK
+}
+
+// hubRegistry opens the device registry of a kioskhub configuration.
+func hubRegistry(ctx context.Context, path string) (hubstore.Registry, func() error, error) {
+	cfg, err := hubd.Load(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, _, err := hubd.OpenStore(ctx, cfg.Store)
+	if err != nil {
+		return nil, nil, err
+	}
+	reg, ok := s.(hubstore.Registry)
+	if !ok {
+		s.Close()
+		return nil, nil, fmt.Errorf("store %q holds no device registry", cfg.Store.Kind)
+	}
+	return reg, s.Close, nil
+}
+
+// provisionToken mints a one-time enrollment token.
+func provisionToken(e *env, args []string) int {
+	fs := flag.NewFlagSet("provision token", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	device := fs.String("device", "", "device id the token is bound to")
+	ttl := fs.Duration("ttl", 30*time.Minute, "lifetime of the token")
+	cfgPath := fs.String("config", "/etc/kioskhub/kioskhub.toml", "kioskhub configuration (its store holds the token)")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *device == "" {
+		fmt.Fprintln(e.stderr, "usage: kioskctl provision token --device ID --ttl 30m [--config FILE]")
+		return ExitUsage
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	reg, closeFn, err := hubRegistry(ctx, *cfgPath)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "kioskctl provision token:", err)
+		return ExitUsage
+	}
+	defer closeFn()
+	tok, err := registrar.MintToken(ctx, reg, *device, *ttl, time.Now())
+	if err != nil {
+		fmt.Fprintln(e.stderr, "kioskctl provision token:", err)
+		return ExitFail
+	}
+	// The token is the only output: staff hand it to the kiosk (it is
+	// stored at the hub only as a hash).
+	fmt.Fprintln(e.stdout, tok)
+	return ExitOK
+}
+
+// provisionRevoke revokes a device's certificates, or one serial.
+func provisionRevoke(e *env, args []string) int {
+	fs := flag.NewFlagSet("provision revoke", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	device := fs.String("device", "", "revoke every certificate of this device")
+	serial := fs.String("serial", "", "revoke one certificate serial (hex)")
+	reason := fs.String("reason", "revoked by staff", "reason recorded with the revocation")
+	cfgPath := fs.String("config", "/etc/kioskhub/kioskhub.toml", "kioskhub configuration")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || (*device == "") == (*serial == "") {
+		fmt.Fprintln(e.stderr, "usage: kioskctl provision revoke (--device ID | --serial HEX) [--reason TEXT] [--config FILE]")
+		return ExitUsage
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	reg, closeFn, err := hubRegistry(ctx, *cfgPath)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "kioskctl provision revoke:", err)
+		return ExitUsage
+	}
+	defer closeFn()
+	serials := []string{*serial}
+	if *device != "" {
+		serials, err = registrar.RevokeDevice(ctx, reg, *device, *reason, time.Now())
+	} else {
+		err = reg.Revoke(ctx, hubstore.Revocation{Serial: *serial, Reason: *reason, Revoked: time.Now().UTC()})
+	}
+	if err != nil {
+		fmt.Fprintln(e.stderr, "kioskctl provision revoke:", err)
+		return ExitFail
+	}
+	for _, s := range serials {
+		fmt.Fprintln(e.stdout, "revoked", s)
+	}
+	return ExitOK
+}
+
+// provisionEnroll enrolls this kiosk with a token.
+func provisionEnroll(e *env, args []string) int {
+	fs := flag.NewFlagSet("provision enroll", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	broker := fs.String("hub", "", "the hub's MQTT broker URL (ssl://, mqtts:// or wss://)")
+	token := fs.String("token", "", "enrollment token from bank staff")
+	dir := fs.String("dir", "/var/lib/kioskd/identity", "identity directory")
+	keyFile := fs.String("key", "", "device key file when there is no TPM (default DIR/device.key)")
+	ca := fs.String("ca", "", "CA bundle to trust the broker with (default: system roots)")
+	prefix := fs.String("prefix", "kiosk/v1", "topic prefix")
+	waitFor := fs.Duration("wait", 30*time.Second, "how long to wait for the hub's answer")
+	asJSON := fs.Bool("json", false, "print the identity as JSON")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *broker == "" || *token == "" {
+		fmt.Fprintln(e.stderr, "usage: kioskctl provision enroll --hub BROKER_URL --token T [--dir DIR] [--ca FILE] [--key FILE]")
+		return ExitUsage
+	}
+	// The token travels in the request: never in clear text.
+	if u, err := url.Parse(*broker); err != nil || (u.Scheme != "ssl" && u.Scheme != "tls" && u.Scheme != "mqtts" && u.Scheme != "wss") {
+		fmt.Fprintf(e.stderr, "kioskctl provision enroll: --hub %q: the token must travel over TLS (ssl://, tls://, mqtts:// or wss://)\n", *broker)
+		return ExitUsage
+	}
+	tlsCfg, err := hub.TLSConfig(*ca, "", "")
+	if err != nil {
+		fmt.Fprintln(e.stderr, "kioskctl provision enroll: --ca:", err)
+		return ExitUsage
+	}
+	if *keyFile == "" {
+		*keyFile = filepath.Join(*dir, "device.key")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	id, err := enroll.Enroll(ctx, enroll.Options{Broker: *broker, TLS: tlsCfg, Token: *token, Dir: *dir,
+		Keys: &devicekey.File{Path: *keyFile}, Prefix: *prefix, Wait: *waitFor})
+	if err != nil {
+		fmt.Fprintln(e.stderr, "kioskctl provision enroll:", err)
+		var re *enroll.RejectedError
+		if errors.As(err, &re) {
+			return ExitUsage
+		}
+		return ExitFail
+	}
+	if *asJSON {
+		b, _ := json.MarshalIndent(id, "", "  ")
+		fmt.Fprintln(e.stdout, string(b))
+		return ExitOK
+	}
+	fmt.Fprintf(e.stdout, "enrolled %s in %d ms: certificate %s until %s, key_storage %s, identity in %s\n",
+		id.Device, time.Since(start).Milliseconds(), id.Serial, id.NotAfter.Format(time.DateOnly), id.KeyStorage, *dir)
+	return ExitOK
+}
