@@ -263,7 +263,7 @@ func Default() Config {
 		ECR: ECR{Listen: "127.0.0.1:8081", TokenFile: "/etc/kioskd/ecr-token"},
 		Tx: Tx{
 			StateDir: "/var/lib/kioskd", Merchant: "MERCHANT-0001",
-			DeviceKey: "/etc/kioskd/device.key", DeviceCert: "/etc/kioskd/device.crt", DocSaltFile: "/etc/kioskd/doc-salt",
+			DeviceKey: "/var/lib/kioskd/identity/device.key", DeviceCert: "/var/lib/kioskd/identity/device.crt", DocSaltFile: "/etc/kioskd/doc-salt",
 			OfflineCurrency: "CNY", OutboxMaxRecords: 10000, OutboxMaxBytes: 64 << 20, AuthTimeout: 5 * time.Second,
 		},
 		Shutdown: Shutdown{Timeout: 10 * time.Second},
@@ -581,6 +581,16 @@ func (c *Config) Validate() error {
 		}
 		if len(h.Brokers) == 0 {
 			bad("hub.brokers", "required in production mode (the embedded broker is for simulation)")
+		}
+		// Mutual TLS: the broker must know which kiosk it talks to, and
+		// the kiosk which broker.
+		for i, b := range h.Brokers {
+			if u, err := url.Parse(b); err == nil && !slices.Contains([]string{"ssl", "tls", "mqtts", "wss"}, u.Scheme) {
+				bad(fmt.Sprintf("hub.brokers[%d]", i), "%q is not TLS: production mode needs ssl://, tls://, mqtts:// or wss://", b)
+			}
+		}
+		if h.CertFile == "" || h.KeyFile == "" {
+			bad("hub.cert_file", "required in production mode: the kiosk authenticates to the broker with its device certificate (mutual TLS; kioskctl provision enroll writes it)")
 		}
 		if h.AuthCert == "" {
 			bad("hub.auth_cert", "required in production mode: an unsigned approval would be taken on trust")

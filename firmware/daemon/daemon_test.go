@@ -36,6 +36,9 @@ func TestMainExitCodes(t *testing.T) {
 	bad := filepath.Join(dir, "bad.toml")
 	os.WriteFile(bad, []byte("[camera]\nbackend = \"sim\"\nfps = \"fast\"\n"), 0o600)
 	good := filepath.Join("..", "..", "provisioning", "config", "sim.toml")
+	// Production without mutual TLS: a plain broker and no client certificate.
+	plain := filepath.Join(dir, "plain.toml")
+	os.WriteFile(plain, []byte("[device]\nmode = \"production\"\n[hub]\nbrokers = [\"tcp://hub:1883\"]\nauth_cert = \"/a.pem\"\n"), 0o600)
 	tests := []struct {
 		args []string
 		code int
@@ -46,6 +49,8 @@ func TestMainExitCodes(t *testing.T) {
 		{[]string{"--config", good, "--check-config"}, ExitOK, "is valid"},
 		{[]string{"--bogus"}, ExitConfig, "flag provided but not defined"},
 		{[]string{"--config", good, "extra"}, ExitConfig, "unexpected argument"},
+		{[]string{"--config", plain}, ExitConfig, "hub.brokers[0]"},
+		{[]string{"--config", plain}, ExitConfig, "hub.cert_file"},
 	}
 	for _, tt := range tests {
 		var stderr bytes.Buffer
