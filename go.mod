@@ -10,6 +10,7 @@ require (
 	github.com/ebfe/brainpool v0.0.0-20130314170211-492e4d960f63
 	github.com/ebfe/scard v0.0.0-20241214075232-7af069cabc25
 	github.com/eclipse/paho.mqtt.golang v1.5.1
+	github.com/google/go-tpm v0.9.8
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/jackc/tern/v2 v2.3.4
 	github.com/mochi-mqtt/server/v2 v2.7.9

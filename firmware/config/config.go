@@ -121,10 +121,14 @@ type ECR struct {
 
 // Tx configures transaction evidence, delivery and offline limits.
 type Tx struct {
-	StateDir         string        `toml:"state_dir"` // outbox.db, offline.db
-	Merchant         string        `toml:"merchant"`
-	DeviceKey        string        `toml:"device_key"`
-	DeviceCert       string        `toml:"device_cert"`
+	StateDir   string `toml:"state_dir"` // outbox.db, offline.db
+	Merchant   string `toml:"merchant"`
+	DeviceKey  string `toml:"device_key"`
+	DeviceCert string `toml:"device_cert"`
+	// KeyStorage is where the device key lives: "file" (device_key, mode
+	// 0600) or "tpm" (a TPM 2.0 at tpm_device; device_key is unused).
+	KeyStorage       string        `toml:"key_storage"`
+	TPMDevice        string        `toml:"tpm_device"`
 	DocSaltFile      string        `toml:"doc_salt_file"`
 	FloorLimitMinor  int64         `toml:"floor_limit_minor"`
 	OfflineCapMinor  int64         `toml:"offline_cap_minor"`
@@ -264,6 +268,7 @@ func Default() Config {
 		Tx: Tx{
 			StateDir: "/var/lib/kioskd", Merchant: "MERCHANT-0001",
 			DeviceKey: "/var/lib/kioskd/identity/device.key", DeviceCert: "/var/lib/kioskd/identity/device.crt", DocSaltFile: "/etc/kioskd/doc-salt",
+			KeyStorage: "file", TPMDevice: "/dev/tpmrm0",
 			OfflineCurrency: "CNY", OutboxMaxRecords: 10000, OutboxMaxBytes: 64 << 20, AuthTimeout: 5 * time.Second,
 		},
 		Shutdown: Shutdown{Timeout: 10 * time.Second},
@@ -358,6 +363,10 @@ func (c *Config) Validate() error {
 		bad("device.id", "%q must be 1-64 letters, digits, '-' or '_' (it is used in MQTT topics)", c.Device.ID)
 	}
 	oneOf("device.mode", c.Device.Mode, "production", "simulation")
+	oneOf("transactions.key_storage", c.Tx.KeyStorage, "file", "tpm")
+	if c.Tx.KeyStorage == "tpm" && c.Tx.TPMDevice == "" {
+		bad("transactions.tpm_device", "required with key_storage = \"tpm\"")
+	}
 	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	oneOf("log.format", c.Log.Format, "auto", "text", "json")
 
@@ -455,7 +464,7 @@ func (c *Config) Validate() error {
 	if h.ClientID != "" && len(h.ClientID) > 64 {
 		bad("hub.client_id", "longer than 64 characters")
 	}
-	if (h.CertFile == "") != (h.KeyFile == "") {
+	if c.Tx.KeyStorage != "tpm" && (h.CertFile == "") != (h.KeyFile == "") {
 		bad("hub.cert_file", "cert_file and key_file must be set together")
 	}
 	durIn("hub.keepalive", h.KeepAlive, 5*time.Second, 20*time.Minute)
@@ -589,7 +598,7 @@ func (c *Config) Validate() error {
 				bad(fmt.Sprintf("hub.brokers[%d]", i), "%q is not TLS: production mode needs ssl://, tls://, mqtts:// or wss://", b)
 			}
 		}
-		if h.CertFile == "" || h.KeyFile == "" {
+		if h.CertFile == "" || (h.KeyFile == "" && c.Tx.KeyStorage != "tpm") {
 			bad("hub.cert_file", "required in production mode: the kiosk authenticates to the broker with its device certificate (mutual TLS; kioskctl provision enroll writes it)")
 		}
 		if h.AuthCert == "" {

@@ -6,6 +6,8 @@ package daemon
 
 import (
 	"context"
+	"crypto"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +24,7 @@ import (
 	simreader "kiosk/drivers/cardreader/sim"
 	"kiosk/drivers/gpio"
 	"kiosk/firmware/config"
+	"kiosk/firmware/devicekey"
 	"kiosk/firmware/emrtd/cardimage"
 	"kiosk/firmware/emrtd/vcard"
 	"kiosk/firmware/event"
@@ -56,6 +59,12 @@ type Daemon struct {
 	// STOPPING=1), no READY=1 follows.
 	lifeMu   sync.Mutex
 	stopping bool
+
+	// The device key: in a TPM (tpm set) or a file; deviceKey is nil
+	// until the kiosk is enrolled.
+	keys      devicekey.Store
+	tpm       *devicekey.TPM
+	deviceKey crypto.Signer
 
 	pump    *camera.Pump
 	cards   cardreader.Driver
@@ -144,6 +153,11 @@ func New(cfg config.Config, opts Options) (*Daemon, error) {
 		}
 	}
 
+	if err := d.openKeys(); err != nil {
+		d.closeEarly()
+		return nil, err
+	}
+
 	{ // the hub link: configured brokers, or the embedded one
 		brokers := cfg.Hub.Brokers
 		if len(brokers) == 0 {
@@ -154,7 +168,7 @@ func New(cfg config.Config, opts Options) (*Daemon, error) {
 			d.broker = b
 			brokers = []string{b.URL()}
 		}
-		opts, err := hubOptions(cfg, brokers)
+		opts, err := hubOptions(cfg, brokers, d.deviceKey)
 		if err != nil {
 			d.closeEarly()
 			return nil, err
@@ -212,9 +226,14 @@ func (d *Daemon) closeStores() {
 	if d.broker != nil {
 		d.broker.Close()
 	}
+	if d.tpm != nil {
+		d.tpm.Close()
+	}
 }
 
-func hubOptions(cfg config.Config, brokers []string) (hub.Options, error) {
+// hubOptions: with a TPM-held key the client certificate's key is
+// deviceKey (nil when no key exists yet: then no client certificate).
+func hubOptions(cfg config.Config, brokers []string, deviceKey crypto.Signer) (hub.Options, error) {
 	o := hub.Options{
 		Brokers: brokers, ClientID: cfg.ClientID(), DeviceID: cfg.Device.ID, TopicPrefix: cfg.Hub.TopicPrefix,
 		Username: cfg.Hub.Username, KeepAlive: cfg.Hub.KeepAlive, ConnectTimeout: cfg.Hub.ConnectTimeout,
@@ -227,7 +246,13 @@ func hubOptions(cfg config.Config, brokers []string) (hub.Options, error) {
 		}
 		o.Password = strings.TrimSpace(string(b))
 	}
-	tlsCfg, err := hub.TLSConfig(cfg.Hub.CAFile, cfg.Hub.CertFile, cfg.Hub.KeyFile)
+	var tlsCfg *tls.Config
+	var err error
+	if cfg.Tx.KeyStorage == "tpm" && cfg.Hub.CertFile != "" && deviceKey != nil {
+		tlsCfg, err = hub.TLSConfigSigner(cfg.Hub.CAFile, cfg.Hub.CertFile, deviceKey)
+	} else {
+		tlsCfg, err = hub.TLSConfig(cfg.Hub.CAFile, cfg.Hub.CertFile, cfg.Hub.KeyFile)
+	}
 	if err != nil {
 		return o, &config.Error{Key: "hub", Msg: err.Error()}
 	}

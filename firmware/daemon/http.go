@@ -33,6 +33,7 @@ type Health struct {
 	Mode       string               `json:"mode"`
 	Version    string               `json:"version"`
 	UptimeS    float64              `json:"uptime_s"`
+	KeyStorage string               `json:"key_storage"` // tpm or file: where the device key lives
 	Components map[string]Component `json:"components"`
 }
 
@@ -42,6 +43,9 @@ func (d *Daemon) Health() Health {
 	h := Health{
 		Status: "ok", Device: d.cfg.Device.ID, Mode: d.cfg.Device.Mode, Version: d.opts.Version,
 		Components: map[string]Component{},
+	}
+	if d.keys != nil {
+		h.KeyStorage = d.keys.Kind()
 	}
 	if !d.started.IsZero() {
 		h.UptimeS = time.Since(d.started).Seconds()

@@ -12,6 +12,7 @@ import (
 
 	"kiosk/drivers/cardreader"
 	"kiosk/firmware/config"
+	"kiosk/firmware/devicekey"
 	"kiosk/firmware/ecr"
 	"kiosk/firmware/emrtd"
 	"kiosk/firmware/emrtd/pa"
@@ -60,16 +61,16 @@ func (d *Daemon) openTx() (*txStack, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, &config.Error{Key: "transactions.state_dir", Msg: err.Error()}
 	}
-	signer, err := txreport.LoadSigner(cfg.DeviceKey, cfg.DeviceCert)
+	signer, err := d.deviceSigner()
 	switch {
 	case err == nil:
-	case sim && errors.Is(err, os.ErrNotExist):
+	case sim && (errors.Is(err, os.ErrNotExist) || errors.Is(err, devicekey.ErrNoKey)):
 		d.log.Warn("no device key: using an ephemeral development key (simulation)", "device_key", cfg.DeviceKey)
 		if signer, err = ephemeralSigner(d.cfg.Device.ID); err != nil {
 			return nil, err
 		}
 	default:
-		return nil, &config.Error{Key: "transactions.device_key", Msg: err.Error()}
+		return nil, &config.Error{Key: "transactions.device_key", Msg: err.Error() + " (not enrolled? kioskctl provision enroll)"}
 	}
 	if signer.DeviceID() != d.cfg.Device.ID {
 		return nil, &config.Error{Key: "transactions.device_cert", Msg: fmt.Sprintf("certificate is for %q, this kiosk is %q", signer.DeviceID(), d.cfg.Device.ID)}

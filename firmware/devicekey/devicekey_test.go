@@ -2,11 +2,16 @@ package devicekey
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"kiosk/firmware/devicekey/swtpmtest"
 )
 
 func TestFile(t *testing.T) {
@@ -56,5 +61,76 @@ func TestFile(t *testing.T) {
 	ents, _ := os.ReadDir(filepath.Dir(f.Path))
 	if len(ents) != 0 {
 		t.Fatalf("left behind: %v", ents)
+	}
+}
+
+// The key is created inside swtpm, signs verifiably, survives a TPM
+// restart (a power cycle) at its persistent handle, and is gone after a
+// wipe: the handle no longer exists.
+func TestTPM(t *testing.T) {
+	ctx := context.Background()
+	sw := swtpmtest.Start(t)
+	open := func() *TPM {
+		t.Helper()
+		tp, err := OpenTPM("unix:" + sw.Socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tp
+	}
+	tp := open()
+	if _, err := tp.Load(ctx); !errors.Is(err, ErrNoKey) {
+		t.Fatalf("load from an empty TPM: %v", err)
+	}
+	k, err := tp.Create(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tp.Kind() != KindTPM {
+		t.Fatal(tp.Kind())
+	}
+	digest := sha256.Sum256([]byte("report"))
+	sig, err := k.Sign(rand.Reader, digest[:], crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := k.Public().(*ecdsa.PublicKey)
+	if !ecdsa.VerifyASN1(pub, digest[:], sig) {
+		t.Fatal("TPM signature does not verify")
+	}
+	if _, err := k.Sign(rand.Reader, digest[:], crypto.SHA384); err == nil {
+		t.Fatal("signed with another hash")
+	}
+	tp.Close()
+
+	sw.Restart()
+	tp = open()
+	defer tp.Close()
+	k2, err := tp.Load(ctx)
+	if err != nil {
+		t.Fatalf("key after restart: %v", err)
+	}
+	if !k2.Public().(*ecdsa.PublicKey).Equal(pub) {
+		t.Fatal("another key after restart")
+	}
+	// A second Create replaces the key.
+	k3, err := tp.Create(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k3.Public().(*ecdsa.PublicKey).Equal(pub) {
+		t.Fatal("Create kept the old key")
+	}
+	if err := tp.Wipe(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := tp.Exists(); ok || err != nil {
+		t.Fatalf("handle after wipe: exists %v, %v", ok, err)
+	}
+	if _, err := k3.Sign(rand.Reader, digest[:], crypto.SHA256); err == nil {
+		t.Fatal("a wiped key still signs")
+	}
+	if err := tp.Wipe(ctx); err != nil {
+		t.Fatalf("second wipe: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package txreport
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -47,22 +48,23 @@ func Fingerprint(c *x509.Certificate) string {
 
 // Signer signs reports with the device key.
 type Signer struct {
-	key  *ecdsa.PrivateKey
+	key  crypto.Signer
 	cert *x509.Certificate
 	fp   string
 }
 
 // NewSigner pairs a P-256 key with its certificate (which must hold the
-// matching public key).
-func NewSigner(key *ecdsa.PrivateKey, cert *x509.Certificate) (*Signer, error) {
+// matching public key). The key may live in a TPM (crypto.Signer).
+func NewSigner(key crypto.Signer, cert *x509.Certificate) (*Signer, error) {
 	if key == nil || cert == nil {
 		return nil, errors.New("txreport: signer needs a key and a certificate")
 	}
-	if key.Curve != elliptic.P256() {
+	kp, ok := key.Public().(*ecdsa.PublicKey)
+	if !ok || kp.Curve != elliptic.P256() {
 		return nil, errors.New("txreport: device key must be ECDSA P-256")
 	}
 	pub, ok := cert.PublicKey.(*ecdsa.PublicKey)
-	if !ok || !pub.Equal(&key.PublicKey) {
+	if !ok || !pub.Equal(kp) {
 		return nil, errors.New("txreport: certificate does not match the device key")
 	}
 	return &Signer{key: key, cert: cert, fp: Fingerprint(cert)}, nil
@@ -122,7 +124,8 @@ func (s *Signer) Sign(r *Report) ([]byte, error) {
 // sign returns the base64 DER signature of SHA-256(body).
 func (s *Signer) sign(body []byte) (string, error) {
 	h := sha256.Sum256(body)
-	sig, err := ecdsa.SignASN1(rand.Reader, s.key, h[:])
+	// An ECDSA crypto.Signer returns the ASN.1 DER form (SEC 1 §4.1).
+	sig, err := s.key.Sign(rand.Reader, h[:], crypto.SHA256)
 	if err != nil {
 		return "", err
 	}

@@ -7,8 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"net/url"
+	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -139,12 +141,14 @@ func provisionEnroll(e *env, args []string) int {
 	token := fs.String("token", "", "enrollment token from bank staff")
 	dir := fs.String("dir", "/var/lib/kioskd/identity", "identity directory")
 	keyFile := fs.String("key", "", "device key file when there is no TPM (default DIR/device.key)")
+	storage := fs.String("key-storage", "auto", "auto (the TPM if --tpm exists, else a file), tpm or file")
+	tpmDev := fs.String("tpm", "/dev/tpmrm0", "TPM 2.0 device, or unix:PATH for a software TPM's socket")
 	ca := fs.String("ca", "", "CA bundle to trust the broker with (default: system roots)")
 	prefix := fs.String("prefix", "kiosk/v1", "topic prefix")
 	waitFor := fs.Duration("wait", 30*time.Second, "how long to wait for the hub's answer")
 	asJSON := fs.Bool("json", false, "print the identity as JSON")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *broker == "" || *token == "" {
-		fmt.Fprintln(e.stderr, "usage: kioskctl provision enroll --hub BROKER_URL --token T [--dir DIR] [--ca FILE] [--key FILE]")
+		fmt.Fprintln(e.stderr, "usage: kioskctl provision enroll --hub BROKER_URL --token T [--dir DIR] [--ca FILE] [--key-storage auto|tpm|file] [--tpm DEV] [--key FILE]")
 		return ExitUsage
 	}
 	// The token travels in the request: never in clear text.
@@ -160,11 +164,17 @@ func provisionEnroll(e *env, args []string) int {
 	if *keyFile == "" {
 		*keyFile = filepath.Join(*dir, "device.key")
 	}
+	keys, closeKeys, err := keyStore(*storage, *tpmDev, *keyFile)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "kioskctl provision enroll:", err)
+		return ExitUsage
+	}
+	defer closeKeys()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	start := time.Now()
 	id, err := enroll.Enroll(ctx, enroll.Options{Broker: *broker, TLS: tlsCfg, Token: *token, Dir: *dir,
-		Keys: &devicekey.File{Path: *keyFile}, Prefix: *prefix, Wait: *waitFor})
+		Keys: keys, Prefix: *prefix, Wait: *waitFor})
 	if err != nil {
 		fmt.Fprintln(e.stderr, "kioskctl provision enroll:", err)
 		var re *enroll.RejectedError
@@ -181,4 +191,28 @@ func provisionEnroll(e *env, args []string) int {
 	fmt.Fprintf(e.stdout, "enrolled %s in %d ms: certificate %s until %s, key_storage %s, identity in %s\n",
 		id.Device, time.Since(start).Milliseconds(), id.Serial, id.NotAfter.Format(time.DateOnly), id.KeyStorage, *dir)
 	return ExitOK
+}
+
+// keyStore picks where the device key is made: the TPM when asked for or,
+// with auto, when its device exists; a 0600 file otherwise.
+func keyStore(kind, tpmDev, keyFile string) (devicekey.Store, func(), error) {
+	if kind == "auto" {
+		kind = "file"
+		if strings.HasPrefix(tpmDev, "unix:") {
+			kind = "tpm"
+		} else if _, err := os.Stat(tpmDev); err == nil {
+			kind = "tpm"
+		}
+	}
+	switch kind {
+	case "tpm":
+		t, err := devicekey.OpenTPM(tpmDev)
+		if err != nil {
+			return nil, nil, err
+		}
+		return t, func() { t.Close() }, nil
+	case "file":
+		return &devicekey.File{Path: keyFile}, func() {}, nil
+	}
+	return nil, nil, fmt.Errorf("--key-storage %q: auto, tpm or file", kind)
 }
