@@ -64,7 +64,8 @@ type Daemon struct {
 	// until the kiosk is enrolled.
 	keys      devicekey.Store
 	tpm       *devicekey.TPM
-	deviceKey crypto.Signer
+	keyMu     sync.Mutex
+	deviceKey crypto.Signer // use key() and setKey()
 
 	pump    *camera.Pump
 	cards   cardreader.Driver
@@ -168,10 +169,19 @@ func New(cfg config.Config, opts Options) (*Daemon, error) {
 			d.broker = b
 			brokers = []string{b.URL()}
 		}
-		opts, err := hubOptions(cfg, brokers, d.deviceKey)
+		opts, err := hubOptions(cfg, brokers, d.key())
 		if err != nil {
 			d.closeEarly()
 			return nil, err
+		}
+		// The device key's certificate is read at each connection: a
+		// re-enrolled or renewed kiosk reconnects with the new one.
+		if cfg.Hub.CertFile != "" && (cfg.Tx.KeyStorage == "tpm" || cfg.Hub.KeyFile == cfg.Tx.DeviceKey) {
+			if opts.TLS == nil {
+				opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+			}
+			opts.TLS.Certificates = nil
+			opts.TLS.GetClientCertificate = d.clientCertificate
 		}
 		opts.Logger = log.With("component", "hub")
 		opts.OnState = func(s hub.Status) {

@@ -269,6 +269,8 @@ embedded_hub = %v
 auth_timeout = "1s"
 device_key = %q
 device_cert = %q
+# A tamper wipes the salt file: never the machine's.
+doc_salt_file = %q
 [ecr]
 listen = "127.0.0.1:0"
 token_file = %q
@@ -293,7 +295,7 @@ listen = "127.0.0.1:0"
 [shutdown]
 timeout = "5s"
 `, filepath.Join(card, "trust"), card, testmedia.Models(t), filepath.Join(dir, "state"), broker == "",
-		filepath.Join(dir, "kiosk-test.key"), filepath.Join(dir, "kiosk-test.crt"),
+		filepath.Join(dir, "kiosk-test.key"), filepath.Join(dir, "kiosk-test.crt"), filepath.Join(dir, "doc-salt"),
 		filepath.Join(dir, "ecr-token"), video, quoteIf(broker)), dir, trust
 }
 

@@ -93,7 +93,7 @@ func (d *Daemon) buildSession() error {
 		if err != nil {
 			return fmt.Errorf("embedded hub store: %w", err)
 		}
-		tx.store = store
+		tx.store, tx.hubKeys = store, keys
 		tx.refhub, err = refhub.New(refhub.Options{
 			Brokers: []string{d.broker.URL()}, Prefix: cfg.Hub.TopicPrefix, Keyring: keys, Signer: hubSigner, Store: store,
 			Limits: hubstore.Limits{MaxTx: 500_00, MaxDaily: 5000_00}, Logger: d.log.With("component", "embedded-hub"),

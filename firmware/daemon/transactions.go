@@ -36,7 +36,11 @@ type txStack struct {
 	flow    *txflow.Flow
 	refhub  *refhub.Hub // simulation only
 	store   *hubstore.Bolt
-	history *ecr.History // what the till was told, across restarts
+	hubKeys *txreport.Keyring // the embedded hub's (simulation only)
+	// ephemeral: simulation without an enrolled key signs with a key
+	// made for this run (and, after a tamper reset, a new one).
+	ephemeral bool
+	history   *ecr.History // what the till was told, across restarts
 }
 
 func (t *txStack) close() {
@@ -69,6 +73,7 @@ func (d *Daemon) openTx() (*txStack, error) {
 		if signer, err = ephemeralSigner(d.cfg.Device.ID); err != nil {
 			return nil, err
 		}
+		t.ephemeral = true
 	default:
 		return nil, &config.Error{Key: "transactions.device_key", Msg: err.Error() + " (not enrolled? kioskctl provision enroll)"}
 	}

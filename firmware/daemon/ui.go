@@ -361,6 +361,10 @@ func (u *uiState) resetTamper(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, "the enclosure is still open (tamper input active)")
 		return
 	}
+	if err := u.d.tamperResetBlocked(r.Context()); err != nil {
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	}
 	u.act(w, staffAction{Action: "reset_tamper"}, func(s feedback.Service) bool { return s.Reason != feedback.ReasonTamper })
 }
 

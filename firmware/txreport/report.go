@@ -41,8 +41,9 @@ type Report struct {
 	Terminal    string `json:"terminal_id"`
 	Merchant    string `json:"merchant"`
 	MerchantRef string `json:"merchant_ref,omitempty"`
-	Kind        string `json:"kind"` // payment or identity
-	// Service names the branch service an identity check was for.
+	Kind        string `json:"kind"` // payment, identity or event
+	// Service names the branch service an identity check was for; for an
+	// event, the event (EventTamperAlarm ...).
 	Service  string `json:"service,omitempty"`
 	Amount   int64  `json:"amount"` // minor units of Currency (ISO 4217)
 	Currency string `json:"currency"`
@@ -127,6 +128,15 @@ func DocumentHash(salt []byte, issuingState, number string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
+// Events a kiosk reports through the outbox like a transaction (signed,
+// stored until the hub acknowledges it): Kind "event", Service the event,
+// no amount, no decision.
+const (
+	KindEvent        = "event"
+	EventTamperAlarm = "tamper_alarm" // the enclosure was opened: keys and salt wiped
+	EventTamperReset = "tamper_reset" // staff returned the re-enrolled kiosk to service
+)
+
 // ErrInvalid wraps every validation failure.
 var ErrInvalid = errors.New("txreport: invalid report")
 
@@ -150,6 +160,18 @@ func (r *Report) Validate() error {
 	}
 	if !terminalRe.MatchString(r.Terminal) {
 		return bad("terminal_id %q", r.Terminal)
+	}
+	if r.Kind == KindEvent {
+		for _, ts := range []string{r.Started, r.Decided} {
+			if _, err := time.Parse(time.RFC3339Nano, ts); err != nil {
+				return bad("time %q", ts)
+			}
+		}
+		if !codeRe.MatchString(r.Service) || r.Amount != 0 || r.Currency != "" || r.Decision != "" || len(r.Reasons) != 0 ||
+			r.Auth.Mode != AuthNone || r.DocHash != "" || r.Face != nil {
+			return bad("event %q: an event names itself in service and carries no amount, decision or document", r.Service)
+		}
+		return nil
 	}
 	if r.Kind != "payment" && r.Kind != "identity" {
 		return bad("kind %q", r.Kind)

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -50,7 +51,7 @@ type fixture struct {
 	now      func() time.Time
 }
 
-func writePEM(t *testing.T, path, typ string, der []byte) {
+func writePEM(t testing.TB, path, typ string, der []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o644); err != nil {
 		t.Fatal(err)
@@ -59,7 +60,7 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 
 // tlsPair issues a certificate for name from parent (nil: self-signed CA)
 // and writes name.crt and name.key.
-func tlsPair(t *testing.T, dir, name string, isCA bool, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
+func tlsPair(t testing.TB, dir, name string, isCA bool, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -88,7 +89,7 @@ func tlsPair(t *testing.T, dir, name string, isCA bool, parent *x509.Certificate
 	return c, key
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	dir := mqtttest.ReadableDir(t)
 	f := &fixture{dir: dir, now: time.Now}
@@ -161,7 +162,7 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func (f *fixture) token(t *testing.T, device string, ttl time.Duration, at time.Time) enrollwire.Token {
+func (f *fixture) token(t testing.TB, device string, ttl time.Duration, at time.Time) enrollwire.Token {
 	t.Helper()
 	tok, err := registrar.MintToken(context.Background(), f.store, device, ttl, at)
 	if err != nil {
@@ -170,7 +171,7 @@ func (f *fixture) token(t *testing.T, device string, ttl time.Duration, at time.
 	return tok
 }
 
-func (f *fixture) enroll(t *testing.T, tok enrollwire.Token, dir string) (enroll.Identity, error) {
+func (f *fixture) enroll(t testing.TB, tok enrollwire.Token, dir string) (enroll.Identity, error) {
 	t.Helper()
 	brokerTLS, err := hub.TLSConfig(f.brokerCA, "", "")
 	if err != nil {
@@ -181,7 +182,7 @@ func (f *fixture) enroll(t *testing.T, tok enrollwire.Token, dir string) (enroll
 }
 
 // connect opens an MQTT connection with tlsCfg to the mutual-TLS listener.
-func (f *fixture) connect(t *testing.T, id string, tlsCfg *tls.Config) (mqtt.Client, error) {
+func (f *fixture) connect(t testing.TB, id string, tlsCfg *tls.Config) (mqtt.Client, error) {
 	t.Helper()
 	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(f.broker.TLSURL()).SetClientID(id).SetTLSConfig(tlsCfg).
 		SetAutoReconnect(false).SetConnectTimeout(5 * time.Second))
@@ -442,5 +443,35 @@ func TestForeignCACertificate(t *testing.T) {
 	}
 	if _, ok := f.trust.Resolve(fp); ok {
 		t.Fatal("the hub trusts a certificate from a foreign CA")
+	}
+}
+
+// BenchmarkEnroll: token → enrolled (key, CSR, MQTT round trip, hub
+// signs and records) → first mutual-TLS connection with the new
+// certificate, against mosquitto and the hub on this machine (bbolt
+// registry, file key).
+func BenchmarkEnroll(b *testing.B) {
+	f := newFixture(b)
+	i := 0
+	for b.Loop() {
+		i++
+		dev := fmt.Sprintf("bench-%d", i)
+		dir := b.TempDir()
+		if _, err := f.enroll(b, f.token(b, dev, 30*time.Minute, time.Now()), dir); err != nil {
+			b.Fatal(err)
+		}
+		key, err := (&devicekey.File{Path: filepath.Join(dir, "device.key")}).Load(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		tlsCfg, err := enroll.TLSConfig(dir, key)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, err := f.connect(b, dev, tlsCfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.Disconnect(0)
 	}
 }

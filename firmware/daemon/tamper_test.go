@@ -1,0 +1,161 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"kiosk/firmware/event"
+	"kiosk/firmware/tamperlatch"
+	"kiosk/firmware/txreport"
+	"kiosk/provisioning/devkey"
+	"kiosk/provisioning/hubstore"
+)
+
+// Opening the enclosure: the latch is persisted, a signed alarm reaches
+// the hub through the outbox (acknowledged, so it leaves the outbox), the
+// key file and the document salt are wiped; a reset is refused until the
+// kiosk is enrolled again; the latch survives a restart; after
+// re-enrollment staff put it back in service and the reset reaches the hub
+// the same way.
+func TestTamperLatchWipesAndPersists(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := devkey.Create(dir, "", "kiosk-tamper"); err != nil {
+		t.Fatal(err)
+	}
+	keyFile, certFile := filepath.Join(dir, "kiosk-tamper.key"), filepath.Join(dir, "kiosk-tamper.crt")
+	salt := filepath.Join(dir, "doc-salt")
+	if err := os.WriteFile(salt, []byte("0123456789abcdef0123"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state")
+	conf := fmt.Sprintf(`
+[device]
+id = "kiosk-tamper"
+mode = "simulation"
+[http]
+listen = "127.0.0.1:0"
+[camera]
+backend = "none"
+[cardreader]
+backend = "sim"
+[gpio]
+backend = "sim"
+[hub.embedded]
+listen = "127.0.0.1:0"
+[ecr]
+listen = ""
+[transactions]
+state_dir = %q
+device_key = %q
+device_cert = %q
+doc_salt_file = %q
+embedded_hub = true
+`, state, keyFile, certFile, salt)
+	r := start(t, conf)
+	r.waitHealth(t, "hub ok", func(h Health) bool { return h.Components["hub"].State == "ok" && h.KeyStorage == "file" })
+
+	if code, body := postJSON(t, r.base+"/api/sim/gpio", `{"role":"tamper","active":true}`); code != 200 {
+		t.Fatalf("tamper: %d %s", code, body)
+	}
+	r.waitEvent(t, "kiosk.service", func(e event.Event) bool { return true })
+	waitCond(t, "key and salt wiped", func() bool {
+		_, kerr := os.Stat(keyFile)
+		_, serr := os.Stat(salt)
+		return os.IsNotExist(kerr) && os.IsNotExist(serr)
+	})
+	st, err := tamperlatch.File{Path: filepath.Join(state, "tamper.json")}.Load()
+	if err != nil || !st.Latched || !st.Wiped || !st.AlarmQueued {
+		t.Fatalf("latch %+v %v", st, err)
+	}
+	if _, err := r.d.tx.signer.Sign(r.d.event(txreport.EventTamperAlarm)); err == nil {
+		t.Fatal("the kiosk still signs after the wipe")
+	}
+	hubEvents := func(name string) int {
+		items, err := hubstore.All(context.Background(), r.d.tx.store, hubstore.ListQuery{Terminal: "kiosk-tamper"}, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, it := range items {
+			if it.Report.Kind == txreport.KindEvent && it.Report.Service == name {
+				n++
+			}
+		}
+		return n
+	}
+	waitCond(t, "alarm at the hub and out of the outbox", func() bool {
+		return hubEvents(txreport.EventTamperAlarm) == 1 && r.d.tx.outbox.Stats().Depth == 0
+	})
+
+	// Enclosure shut, but no new key: the reset is refused.
+	postJSON(t, r.base+"/api/sim/gpio", `{"role":"tamper","active":false}`)
+	if err := r.d.tamperResetBlocked(context.Background()); err == nil {
+		t.Fatal("reset allowed without re-enrollment")
+	}
+	r.d.bus.Publish(event.Event{Source: "test", Kind: "staff.action", Data: staffAction{Action: "reset_tamper"}})
+	time.Sleep(300 * time.Millisecond)
+	if s := r.d.findUI(); s != nil {
+		s.mu.Lock()
+		svc := s.service
+		s.mu.Unlock()
+		if !svc.OutOfService {
+			t.Fatalf("back in service without re-enrollment: %+v", svc)
+		}
+	}
+
+	// A restart (or power cut) keeps the latch.
+	r.stop(t)
+	r = start(t, conf)
+	waitCond(t, "out of service after restart", func() bool {
+		u := r.d.findUI()
+		if u == nil {
+			return false
+		}
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		return u.service.OutOfService && u.service.Reason == "tamper"
+	})
+
+	// Re-enrolled (a new key and certificate where the old were) and the
+	// salt restored: staff reset it.
+	if err := os.Remove(certFile); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := devkey.Create(dir, "", "kiosk-tamper"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(salt, []byte("fedcba9876543210fedc"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.d.tamperResetBlocked(context.Background()); err != nil {
+		t.Fatalf("reset blocked after re-enrollment: %v", err)
+	}
+	r.d.bus.Publish(event.Event{Source: "test", Kind: "staff.action", Data: staffAction{Action: "reset_tamper"}})
+	waitCond(t, "back in service", func() bool {
+		u := r.d.findUI()
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		return !u.service.OutOfService
+	})
+	if st, err := (tamperlatch.File{Path: filepath.Join(state, "tamper.json")}).Load(); err != nil || st.Latched {
+		t.Fatalf("latch after reset: %+v %v", st, err)
+	}
+	waitCond(t, "reset at the hub", func() bool {
+		return hubEvents(txreport.EventTamperReset) == 1 && r.d.tx.outbox.Stats().Depth == 0
+	})
+}
+
+func waitCond(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 20 s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
