@@ -46,6 +46,9 @@ type Options struct {
 	// SimCard makes the card inserted by the simulated reader's "insert"
 	// control. Nil means the default test card.
 	SimCard func() cardreader.CardHandler
+	// Now is the clock of certificate renewal and its health (tests);
+	// nil means time.Now.
+	Now func() time.Time
 }
 
 // Daemon is one running kioskd.
@@ -311,6 +314,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	if d.tx != nil {
 		run("delivery", d.tx.flow.Run)
+		if d.tx.renewer != nil {
+			run("renewal", d.tx.renewer.Run)
+		}
 		if d.tx.refhub != nil {
 			run("embedded-hub", d.tx.refhub.Run)
 		}
@@ -465,4 +471,11 @@ func (d *Daemon) runGPIO(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+func (d *Daemon) now() time.Time {
+	if d.opts.Now != nil {
+		return d.opts.Now()
+	}
+	return time.Now()
 }

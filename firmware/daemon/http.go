@@ -98,6 +98,16 @@ func (d *Daemon) Health() Health {
 			tc.State, tc.Detail = "degraded", ts.Alarm
 		}
 		h.Components["transactions"] = tc
+		// The device certificate: degraded with under 14 days left (it
+		// renews itself from 30 days).
+		if d.tx.renewer != nil {
+			cs := d.tx.renewer.Status()
+			c := Component{State: "ok", Info: cs}
+			if cs.State != "ok" {
+				c.State, c.Detail = "degraded", fmt.Sprintf("device certificate %s: %d days left", cs.State, cs.DaysLeft)
+			}
+			h.Components["certificate"] = c
+		}
 	}
 	for _, c := range h.Components {
 		if c.State != "ok" && c.State != "disabled" {

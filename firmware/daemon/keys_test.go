@@ -113,6 +113,10 @@ device_cert = %q
 	if h.KeyStorage != "tpm" {
 		t.Fatalf("key_storage %q", h.KeyStorage)
 	}
+	// The certificate (1 day) is inside the 14-day warning: health says so.
+	if c := h.Components["certificate"]; c.State != "degraded" || h.Status != "degraded" {
+		t.Fatalf("certificate health %+v (overall %s)", c, h.Status)
+	}
 	// Reports are signed inside the TPM and verify against the issued
 	// certificate.
 	rep := &txreport.Report{V: 1, TxID: "tx-tpm", Terminal: "kiosk-tpm", Kind: "payment", Amount: 1, Currency: "EUR",

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"crypto"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -17,9 +18,11 @@ import (
 	"kiosk/drivers/camera"
 	"kiosk/drivers/cardreader"
 	"kiosk/firmware/config"
+	"kiosk/firmware/devicekey"
 	"kiosk/firmware/ecr"
 	"kiosk/firmware/emrtd"
 	"kiosk/firmware/emrtd/pa"
+	"kiosk/firmware/enroll"
 	"kiosk/firmware/event"
 	"kiosk/firmware/session"
 	"kiosk/firmware/txflow"
@@ -83,6 +86,24 @@ func (d *Daemon) buildSession() error {
 	})
 	if err != nil {
 		return fmt.Errorf("transaction flow: %w", err)
+	}
+	// An enrolled kiosk renews its certificate through the hub.
+	if !tx.ephemeral && len(cfg.Hub.Brokers) > 0 {
+		var pending enroll.PendingKeys
+		if f, ok := d.keys.(*devicekey.File); ok {
+			pending = f
+		}
+		tx.renewer, err = enroll.NewRenewer(enroll.RenewerOptions{
+			Hub: d.hub, Signer: tx.signer, HubKeys: hubKeys, Keys: pending, Chain: cfg.Tx.DeviceCert, Now: d.now,
+			Logger: d.log.With("component", "renewal"),
+			OnRenewed: func(k crypto.Signer, _ *x509.Certificate) {
+				d.setKey(k)
+				d.hub.Reconnect("device certificate renewed")
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("certificate renewal: %w", err)
+		}
 	}
 	if cfg.Tx.EmbeddedHub && d.broker != nil {
 		keys := txreport.NewKeyring()

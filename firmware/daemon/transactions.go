@@ -16,6 +16,7 @@ import (
 	"kiosk/firmware/ecr"
 	"kiosk/firmware/emrtd"
 	"kiosk/firmware/emrtd/pa"
+	"kiosk/firmware/enroll"
 	"kiosk/firmware/event"
 	"kiosk/firmware/offline"
 	"kiosk/firmware/outbox"
@@ -37,6 +38,7 @@ type txStack struct {
 	refhub  *refhub.Hub // simulation only
 	store   *hubstore.Bolt
 	hubKeys *txreport.Keyring // the embedded hub's (simulation only)
+	renewer *enroll.Renewer   // enrolled kiosks: certificate renewal
 	// ephemeral: simulation without an enrolled key signs with a key
 	// made for this run (and, after a tamper reset, a new one).
 	ephemeral bool

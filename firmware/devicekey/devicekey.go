@@ -95,6 +95,24 @@ func (f *File) Create(ctx context.Context) (crypto.Signer, error) {
 	return key, nil
 }
 
+// CreatePending makes a new key beside the current one (Path + ".new",
+// mode 0600) for a renewal: commit puts it in place of the old key,
+// discard removes it. Until commit the old key stays.
+func (f *File) CreatePending(ctx context.Context) (key crypto.Signer, commit, discard func() error, err error) {
+	p := &File{Path: f.Path + ".new"}
+	k, err := p.Create(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	commit = func() error {
+		if err := os.Rename(p.Path, f.Path); err != nil {
+			return fmt.Errorf("devicekey: %w", err)
+		}
+		return nil
+	}
+	return k, commit, func() error { return p.Wipe(context.Background()) }, nil
+}
+
 // Load implements Store. A key file readable by others is refused.
 func (f *File) Load(ctx context.Context) (crypto.Signer, error) {
 	if err := ctx.Err(); err != nil {

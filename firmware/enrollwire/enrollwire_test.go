@@ -171,3 +171,23 @@ func FuzzOpen(f *testing.F) {
 		_ = Open(tok, b, &a)
 	})
 }
+
+func TestRenewRequestCheck(t *testing.T) {
+	good := RenewRequest{V: 1, ID: "abcdefgh", Device: "k1", CSR: csr(t, "k1")}
+	if _, err := good.Check(); err != nil {
+		t.Fatal(err)
+	}
+	for name, mod := range map[string]func(*RenewRequest){
+		"version": func(r *RenewRequest) { r.V = 0 },
+		"id":      func(r *RenewRequest) { r.ID = "x" },
+		"device":  func(r *RenewRequest) { r.Device = "provision" },
+		"other":   func(r *RenewRequest) { r.CSR = csr(t, "k2") },
+		"garbage": func(r *RenewRequest) { r.CSR = []byte{1} },
+	} {
+		r := good
+		mod(&r)
+		if _, err := r.Check(); err == nil {
+			t.Errorf("%s accepted", name)
+		}
+	}
+}

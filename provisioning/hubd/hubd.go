@@ -162,7 +162,7 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 		return err
 	}
 	defer store.Close()
-	trust, reg, err := deviceTrust(cfg, store, o.Now, log)
+	trust, reg, err := deviceTrust(cfg, store, ring, signer, o.Now, log)
 	if err != nil {
 		return err
 	}
@@ -302,7 +302,7 @@ loop:
 // deviceTrust builds, from [ca], the chain-and-revocation check of device
 // certificates and, with the issuing key, the enrollment registrar; both
 // nil without a CA.
-func deviceTrust(cfg Config, store hubstore.Store, now func() time.Time, log *slog.Logger) (*devtrust.Trust, *registrar.Registrar, error) {
+func deviceTrust(cfg Config, store hubstore.Store, ring *txreport.Keyring, signer *txreport.Signer, now func() time.Time, log *slog.Logger) (*devtrust.Trust, *registrar.Registrar, error) {
 	if cfg.CA.Root == "" {
 		return nil, nil, nil
 	}
@@ -353,7 +353,8 @@ func deviceTrust(cfg Config, store hubstore.Store, now func() time.Time, log *sl
 		return nil, nil, err
 	}
 	r, err := registrar.New(registrar.Options{CA: ca, Registry: reg, Prefix: cfg.MQTT.Prefix, Validity: cfg.CA.Validity.Duration,
-		BrokerCA: brokerCA, AuthCert: authCert, TrustBundle: bundle, Now: now, Logger: log.With("component", "registrar")})
+		BrokerCA: brokerCA, AuthCert: authCert, TrustBundle: bundle, Keyring: ring, Signer: signer, Now: now,
+		Logger: log.With("component", "registrar")})
 	if err != nil {
 		return nil, nil, &Error{Key: "ca.issuing_key", Msg: err.Error()}
 	}

@@ -152,7 +152,7 @@ func (h *Hub) Filters() []string {
 	p := share + h.opts.Prefix + "/+/"
 	f := []string{p + hub.TopicTx, p + hub.TopicAuthReq}
 	if h.opts.Registrar != nil {
-		f = append(f, share+h.opts.Registrar.Filter())
+		f = append(f, share+h.opts.Registrar.Filter(), share+h.opts.Registrar.RenewFilter())
 	}
 	return f
 }
@@ -250,6 +250,14 @@ func (h *Hub) handle(ctx context.Context, m mqtt.Message) {
 	if device == enrollwire.ProvisionLevel {
 		if h.opts.Registrar != nil {
 			if r := h.opts.Registrar.Handle(ctx, m.Topic(), m.Payload()); r.Topic != "" {
+				h.publish(ctx, r.Topic, r.Payload)
+			}
+		}
+		return
+	}
+	if rest == enrollwire.TopicRenew {
+		if h.opts.Registrar != nil {
+			if r := h.opts.Registrar.HandleRenew(ctx, device, m.Payload()); r.Topic != "" {
 				h.publish(ctx, r.Topic, r.Payload)
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -49,6 +50,9 @@ type fixture struct {
 	hub      *refhub.Hub
 	trust    *devtrust.Trust
 	now      func() time.Time
+	// authSigner is the hub's authorization key: it seals acks and
+	// renewal answers.
+	authSigner *txreport.Signer
 }
 
 func writePEM(t testing.TB, path, typ string, der []byte) {
@@ -89,7 +93,7 @@ func tlsPair(t testing.TB, dir, name string, isCA bool, parent *x509.Certificate
 	return c, key
 }
 
-func newFixture(t testing.TB) *fixture {
+func newFixture(t testing.TB, mods ...func(*registrar.Options)) *fixture {
 	t.Helper()
 	dir := mqtttest.ReadableDir(t)
 	f := &fixture{dir: dir, now: time.Now}
@@ -124,28 +128,40 @@ func newFixture(t testing.TB) *fixture {
 	if f.store, err = hubstore.OpenBolt(filepath.Join(t.TempDir(), "hub.db")); err != nil {
 		t.Fatal(err)
 	}
-	_, authCert, err := devkey.Generate("hub-auth", time.Hour)
+	authKey, authCert, err := devkey.Generate("hub-auth", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.authSigner, err = txreport.NewSigner(authKey, authCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring := txreport.NewKeyring()
 	brokerCAPEM, _ := os.ReadFile(f.brokerCA)
 	now := func() time.Time { return f.now() }
-	reg, err := registrar.New(registrar.Options{CA: f.ca, Registry: f.store, Prefix: "kiosk/v1", BrokerCA: string(brokerCAPEM),
-		AuthCert: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: authCert.Raw})), Now: now})
+	ro := registrar.Options{CA: f.ca, Registry: f.store, Prefix: "kiosk/v1", BrokerCA: string(brokerCAPEM),
+		AuthCert: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: authCert.Raw})), Now: now,
+		Keyring: ring, Signer: f.authSigner}
+	if os.Getenv("REGISTRAR_TEST_LOG") != "" {
+		ro.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	for _, m := range mods {
+		m(&ro)
+	}
+	reg, err := registrar.New(ro)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if f.trust, err = devtrust.New(devtrust.Options{Verifier: f.ca.Verifier(), Registry: f.store, Refresh: 200 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
-	ring := txreport.NewKeyring()
 	ring.SetResolver(f.trust.Resolve)
 	hubTLS, err := hub.TLSConfig(f.brokerCA, filepath.Join(dir, "kioskhub.crt"), filepath.Join(dir, "kioskhub.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.hub, err = refhub.New(refhub.Options{Brokers: []string{f.broker.TLSURL()}, ClientID: "hub-test", TLS: hubTLS,
-		Keyring: ring, Store: f.store, Registrar: reg, Now: now})
+		Keyring: ring, Store: f.store, Registrar: reg, Signer: f.authSigner, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}

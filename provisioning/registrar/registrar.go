@@ -28,8 +28,14 @@ type Options struct {
 	BrokerCA    string
 	AuthCert    string
 	TrustBundle string
-	Now         func() time.Time
-	Logger      *slog.Logger
+	// Keyring and Signer serve renewals: the request must be sealed by a
+	// device the keyring trusts (by chain, not revoked), the answer is
+	// sealed by the hub's authorization key. Without them renewals are
+	// not answered.
+	Keyring *txreport.Keyring
+	Signer  *txreport.Signer
+	Now     func() time.Time
+	Logger  *slog.Logger
 }
 
 // Registrar answers enrollment requests.
@@ -177,4 +183,67 @@ func RevokeDevice(ctx context.Context, reg hubstore.Registry, device, reason str
 		serials = append(serials, c.Serial)
 	}
 	return serials, nil
+}
+
+// RenewFilter is the subscription of every kiosk's renewal requests.
+func (r *Registrar) RenewFilter() string { return r.o.Prefix + "/+/" + enrollwire.TopicRenew }
+
+// HandleRenew answers a renewal request from device (the topic's
+// device). It is answered only when sealed by that device's current,
+// trusted certificate, and renewed only inside the renewal window; the
+// CSR takes the enrollment's checks and issuing path. A request that
+// does not verify is dropped (it cannot be answered to anyone).
+func (r *Registrar) HandleRenew(ctx context.Context, device string, payload []byte) Reply {
+	if r.o.Keyring == nil || r.o.Signer == nil {
+		return Reply{}
+	}
+	var req enrollwire.RenewRequest
+	dev, err := r.o.Keyring.Open(payload, &req)
+	if err == nil && (dev.ID != device || req.Device != device) {
+		err = fmt.Errorf("%w: topic %q, request %q, certificate %q", txreport.ErrWrongDevice, device, req.Device, dev.ID)
+	}
+	if err != nil {
+		r.log.Warn("renewal dropped", "device", device, "err", err)
+		return Reply{}
+	}
+	topic := r.o.Prefix + "/" + device + "/" + enrollwire.TopicRenewed
+	answer := func(a enrollwire.RenewAnswer) Reply {
+		a.V, a.ID, a.Device = enrollwire.Version, req.ID, device
+		b, err := r.o.Signer.Seal(a)
+		if err != nil {
+			r.log.Error("renewal answer not sealed", "err", err)
+			return Reply{}
+		}
+		return Reply{Topic: topic, Payload: b}
+	}
+	reject := func(code, msg string) Reply {
+		r.log.Warn("renewal rejected", "device", device, "code", code, "reason", msg)
+		return answer(enrollwire.RenewAnswer{Status: "rejected", Code: code, Message: msg})
+	}
+	csr, err := req.Check()
+	switch {
+	case errors.Is(err, enrollwire.ErrWrongDevice):
+		return reject(enrollwire.CodeWrongDevice, err.Error())
+	case err != nil:
+		return reject(enrollwire.CodeBadCSR, err.Error())
+	}
+	now := r.o.Now()
+	if left := dev.Cert.NotAfter.Sub(now); left > enrollwire.RenewWindow {
+		return reject(enrollwire.CodeNotDue, fmt.Sprintf("the certificate has %d days left; renewal opens at %d", int(left.Hours()/24), int(enrollwire.RenewWindow.Hours()/24)))
+	}
+	cert, err := r.o.CA.Issue(csr, device, r.o.Validity, now)
+	if err != nil {
+		r.log.Error("renewal: issue", "device", device, "err", err)
+		return reject(enrollwire.CodeInternal, "the hub could not sign the certificate")
+	}
+	dc := hubstore.DeviceCert{Fingerprint: txreport.Fingerprint(cert), Serial: deviceca.SerialHex(cert), Device: device,
+		NotAfter: cert.NotAfter.UTC(), Issued: now.UTC(), DER: cert.Raw}
+	if err := r.o.Registry.PutCert(ctx, dc); err != nil {
+		r.log.Error("renewal: record certificate", "device", device, "err", err)
+		return Reply{Retry: true}
+	}
+	// The old certificate stays valid (and in the registry): reports it
+	// signed before the switch still verify.
+	r.log.Info("device certificate renewed", "device", device, "serial", dc.Serial, "not_after", dc.NotAfter)
+	return answer(enrollwire.RenewAnswer{Status: "accepted", Chain: [][]byte{cert.Raw, r.o.CA.Issuing.Raw}, NotAfter: cert.NotAfter.UTC()})
 }
