@@ -18,7 +18,6 @@ import (
 	"kiosk/drivers/camera"
 	"kiosk/drivers/cardreader"
 	"kiosk/firmware/config"
-	"kiosk/firmware/devicekey"
 	"kiosk/firmware/ecr"
 	"kiosk/firmware/emrtd"
 	"kiosk/firmware/emrtd/pa"
@@ -89,10 +88,8 @@ func (d *Daemon) buildSession() error {
 	}
 	// An enrolled kiosk renews its certificate through the hub.
 	if !tx.ephemeral && len(cfg.Hub.Brokers) > 0 {
-		var pending enroll.PendingKeys
-		if f, ok := d.keys.(*devicekey.File); ok {
-			pending = f
-		}
+		// Both stores make the new key beside the old one.
+		pending, _ := d.keys.(enroll.PendingKeys)
 		tx.renewer, err = enroll.NewRenewer(enroll.RenewerOptions{
 			Hub: d.hub, Signer: tx.signer, HubKeys: hubKeys, Keys: pending, Chain: cfg.Tx.DeviceCert, Now: d.now,
 			Logger: d.log.With("component", "renewal"),

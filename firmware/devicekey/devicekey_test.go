@@ -134,3 +134,59 @@ func TestTPM(t *testing.T) {
 		t.Fatalf("second wipe: %v", err)
 	}
 }
+
+// A renewal in the TPM: the new key signs before and after it replaces
+// the old one; the old one is gone; a discarded renewal leaves the old.
+func TestTPMRenewal(t *testing.T) {
+	ctx := context.Background()
+	sw := swtpmtest.Start(t)
+	tp, err := OpenTPM("unix:" + sw.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	old, err := tp.Create(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := sha256.Sum256([]byte("x"))
+	verify := func(k crypto.Signer) {
+		t.Helper()
+		sig, err := k.Sign(rand.Reader, digest[:], crypto.SHA256)
+		if err != nil || !ecdsa.VerifyASN1(k.Public().(*ecdsa.PublicKey), digest[:], sig) {
+			t.Fatalf("sign: %v", err)
+		}
+	}
+	// Discarded: the old key stays.
+	_, _, discard, err := tp.CreatePending(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := discard(); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := tp.Load(ctx); err != nil || !k.Public().(*ecdsa.PublicKey).Equal(old.Public()) {
+		t.Fatalf("after discard: %v", err)
+	}
+	nk, commit, _, err := tp.CreatePending(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify(nk)
+	verify(old) // both exist until the switch
+	if err := commit(); err != nil {
+		t.Fatal(err)
+	}
+	verify(nk)
+	// The old key no longer exists: nothing verifies under it any more.
+	if sig, err := old.Sign(rand.Reader, digest[:], crypto.SHA256); err == nil && ecdsa.VerifyASN1(old.Public().(*ecdsa.PublicKey), digest[:], sig) {
+		t.Fatal("the old key still signs")
+	}
+	k, err := tp.Load(ctx)
+	if err != nil || !k.Public().(*ecdsa.PublicKey).Equal(nk.Public()) {
+		t.Fatalf("after commit: %v", err)
+	}
+	if rp, err := tp.readPublicAt(tp.pendingHandle()); err == nil || rp != nil {
+		t.Fatal("the pending handle is still occupied")
+	}
+}

@@ -96,6 +96,15 @@ func (t *TPM) Create(ctx context.Context) (crypto.Signer, error) {
 	if err := t.evict(); err != nil {
 		return nil, err
 	}
+	if _, err := t.createAt(t.Handle); err != nil {
+		return nil, err
+	}
+	return t.signer()
+}
+
+// createAt creates a signing key under the storage root key and
+// persists it at h; it returns the key's blobs.
+func (t *TPM) createAt(h tpm2.TPMHandle) (*tpm2.CreateResponse, error) {
 	srk, err := tpm2.CreatePrimary{PrimaryHandle: tpm2.TPMRHOwner, InPublic: tpm2.New2B(tpm2.ECCSRKTemplate)}.Execute(t.tpm)
 	if err != nil {
 		return nil, fmt.Errorf("devicekey: TPM storage root key: %w", err)
@@ -106,16 +115,78 @@ func (t *TPM) Create(ctx context.Context) (crypto.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("devicekey: TPM create key: %w", err)
 	}
+	if err := t.persist(parent, cr, h); err != nil {
+		return nil, err
+	}
+	return cr, nil
+}
+
+// persist loads a key's blobs under parent and makes it persistent at h.
+func (t *TPM) persist(parent tpm2.NamedHandle, cr *tpm2.CreateResponse, h tpm2.TPMHandle) error {
 	ld, err := tpm2.Load{ParentHandle: parent, InPrivate: cr.OutPrivate, InPublic: cr.OutPublic}.Execute(t.tpm)
 	if err != nil {
-		return nil, fmt.Errorf("devicekey: TPM load key: %w", err)
+		return fmt.Errorf("devicekey: TPM load key: %w", err)
 	}
 	defer t.flush(ld.ObjectHandle)
 	if _, err := (tpm2.EvictControl{Auth: tpm2.TPMRHOwner, ObjectHandle: &tpm2.NamedHandle{Handle: ld.ObjectHandle, Name: ld.Name},
-		PersistentHandle: t.Handle}).Execute(t.tpm); err != nil {
-		return nil, fmt.Errorf("devicekey: TPM persist key at %#x: %w", uint32(t.Handle), err)
+		PersistentHandle: h}).Execute(t.tpm); err != nil {
+		return fmt.Errorf("devicekey: TPM persist key at %#x: %w", uint32(h), err)
 	}
-	return t.signer()
+	return nil
+}
+
+// CreatePending makes a renewal's new key inside the TPM at the pending
+// handle (Handle+1); commit moves it to Handle (the old key is evicted:
+// destroyed), discard evicts it. The returned signer follows the move.
+func (t *TPM) CreatePending(ctx context.Context) (key crypto.Signer, commit, discard func() error, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, nil, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ph := t.pendingHandle()
+	if err := t.evictAt(ph); err != nil {
+		return nil, nil, nil, err
+	}
+	cr, err := t.createAt(ph)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	rp, err := t.readPublicAt(ph)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	s, err := t.signerFrom(rp, ph)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	commit = func() error {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		// Old key out, the new one persisted again at the main handle from
+		// its blobs (a persistent object cannot be moved), then the
+		// pending copy out. Until the last step a start finds the new key
+		// at the pending handle (Load falls back to it).
+		if err := t.evictAt(t.Handle); err != nil {
+			return err
+		}
+		srk, err := tpm2.CreatePrimary{PrimaryHandle: tpm2.TPMRHOwner, InPublic: tpm2.New2B(tpm2.ECCSRKTemplate)}.Execute(t.tpm)
+		if err != nil {
+			return fmt.Errorf("devicekey: TPM storage root key: %w", err)
+		}
+		defer t.flush(srk.ObjectHandle)
+		if err := t.persist(tpm2.NamedHandle{Handle: srk.ObjectHandle, Name: srk.Name}, cr, t.Handle); err != nil {
+			return err
+		}
+		s.handle = t.Handle
+		return t.evictAt(ph)
+	}
+	discard = func() error {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		return t.evictAt(ph)
+	}
+	return s, commit, discard, nil
 }
 
 // Load implements Store.
@@ -148,16 +219,23 @@ func (t *TPM) Wipe(ctx context.Context) error {
 }
 
 func (t *TPM) evict() error {
-	rp, err := t.readPublic()
+	if err := t.evictAt(t.pendingHandle()); err != nil {
+		return err
+	}
+	return t.evictAt(t.Handle)
+}
+
+func (t *TPM) evictAt(h tpm2.TPMHandle) error {
+	rp, err := t.readPublicAt(h)
 	if errors.Is(err, ErrNoKey) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if _, err := (tpm2.EvictControl{Auth: tpm2.TPMRHOwner, ObjectHandle: &tpm2.NamedHandle{Handle: t.Handle, Name: rp.Name},
-		PersistentHandle: t.Handle}).Execute(t.tpm); err != nil {
-		return fmt.Errorf("devicekey: TPM evict %#x: %w", uint32(t.Handle), err)
+	if _, err := (tpm2.EvictControl{Auth: tpm2.TPMRHOwner, ObjectHandle: &tpm2.NamedHandle{Handle: h, Name: rp.Name},
+		PersistentHandle: h}).Execute(t.tpm); err != nil {
+		return fmt.Errorf("devicekey: TPM evict %#x: %w", uint32(h), err)
 	}
 	return nil
 }
@@ -166,23 +244,40 @@ func (t *TPM) flush(h tpm2.TPMHandle) {
 	_, _ = tpm2.FlushContext{FlushHandle: h}.Execute(t.tpm)
 }
 
-func (t *TPM) readPublic() (*tpm2.ReadPublicResponse, error) {
-	rp, err := tpm2.ReadPublic{ObjectHandle: t.Handle}.Execute(t.tpm)
+func (t *TPM) readPublic() (*tpm2.ReadPublicResponse, error) { return t.readPublicAt(t.Handle) }
+
+func (t *TPM) readPublicAt(h tpm2.TPMHandle) (*tpm2.ReadPublicResponse, error) {
+	rp, err := tpm2.ReadPublic{ObjectHandle: h}.Execute(t.tpm)
 	if err != nil {
 		// TPM_RC_HANDLE (Part 2 §6.6.3): nothing at that handle.
 		if errors.Is(err, tpm2.TPMRCHandle) {
-			return nil, fmt.Errorf("%w: TPM handle %#x: %v", ErrNoKey, uint32(t.Handle), err)
+			return nil, fmt.Errorf("%w: TPM handle %#x: %v", ErrNoKey, uint32(h), err)
 		}
-		return nil, fmt.Errorf("devicekey: TPM read %#x: %w", uint32(t.Handle), err)
+		return nil, fmt.Errorf("devicekey: TPM read %#x: %w", uint32(h), err)
 	}
 	return rp, nil
 }
 
+// pendingHandle holds a renewal's new key until it replaces the old one.
+func (t *TPM) pendingHandle() tpm2.TPMHandle { return t.Handle + 1 }
+
 func (t *TPM) signer() (crypto.Signer, error) {
-	rp, err := t.readPublic()
+	h := t.Handle
+	rp, err := t.readPublicAt(h)
+	if errors.Is(err, ErrNoKey) {
+		// A renewal interrupted between its evictions left the new key
+		// at the pending handle only.
+		if prp, perr := t.readPublicAt(t.pendingHandle()); perr == nil {
+			rp, h, err = prp, t.pendingHandle(), nil
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
+	return t.signerFrom(rp, h)
+}
+
+func (t *TPM) signerFrom(rp *tpm2.ReadPublicResponse, h tpm2.TPMHandle) (*tpmSigner, error) {
 	pub, err := rp.OutPublic.Contents()
 	if err != nil {
 		return nil, fmt.Errorf("devicekey: TPM public area: %w", err)
@@ -199,14 +294,15 @@ func (t *TPM) signer() (crypto.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("devicekey: TPM key: %w", err)
 	}
-	return &tpmSigner{t: t, pub: ek, name: rp.Name}, nil
+	return &tpmSigner{t: t, handle: h, pub: ek, name: rp.Name}, nil
 }
 
-// tpmSigner signs SHA-256 digests with the persistent key.
+// tpmSigner signs SHA-256 digests with a persistent key.
 type tpmSigner struct {
-	t    *TPM
-	pub  *ecdsa.PublicKey
-	name tpm2.TPM2BName
+	t      *TPM
+	handle tpm2.TPMHandle // guarded by t.mu (a renewal moves the key)
+	pub    *ecdsa.PublicKey
+	name   tpm2.TPM2BName
 }
 
 func (s *tpmSigner) Public() crypto.PublicKey { return s.pub }
@@ -220,7 +316,7 @@ func (s *tpmSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]
 	s.t.mu.Lock()
 	defer s.t.mu.Unlock()
 	rsp, err := tpm2.Sign{
-		KeyHandle: tpm2.NamedHandle{Handle: s.t.Handle, Name: s.name},
+		KeyHandle: tpm2.NamedHandle{Handle: s.handle, Name: s.name},
 		Digest:    tpm2.TPM2BDigest{Buffer: digest},
 		InScheme: tpm2.TPMTSigScheme{Scheme: tpm2.TPMAlgECDSA,
 			Details: tpm2.NewTPMUSigScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSchemeHash{HashAlg: tpm2.TPMAlgSHA256})},

@@ -156,7 +156,7 @@ func (r *Renewer) Renew(ctx context.Context) (err error) {
 		r.mu.Unlock()
 	}()
 	if r.o.Keys == nil {
-		return errors.New("enroll: this key storage cannot renew its key yet (TPM rotation is not implemented): enroll again")
+		return errors.New("enroll: this key storage cannot renew its key yet (no pending-key support): enroll again")
 	}
 	device := r.o.Signer.DeviceID()
 	key, commit, discard, err := r.o.Keys.CreatePending(ctx)

@@ -189,12 +189,17 @@ func (f *fixture) token(t testing.TB, device string, ttl time.Duration, at time.
 
 func (f *fixture) enroll(t testing.TB, tok enrollwire.Token, dir string) (enroll.Identity, error) {
 	t.Helper()
+	return f.enrollWith(t, tok, dir, &devicekey.File{Path: filepath.Join(dir, "device.key")})
+}
+
+func (f *fixture) enrollWith(t testing.TB, tok enrollwire.Token, dir string, keys devicekey.Store) (enroll.Identity, error) {
+	t.Helper()
 	brokerTLS, err := hub.TLSConfig(f.brokerCA, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	return enroll.Enroll(context.Background(), enroll.Options{Broker: f.broker.ProvisionURL(), TLS: brokerTLS, Token: string(tok),
-		Dir: dir, Keys: &devicekey.File{Path: filepath.Join(dir, "device.key")}, Wait: 15 * time.Second})
+		Dir: dir, Keys: keys, Wait: 15 * time.Second})
 }
 
 // connect opens an MQTT connection with tlsCfg to the mutual-TLS listener.

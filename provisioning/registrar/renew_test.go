@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"kiosk/firmware/devicekey"
+	"kiosk/firmware/devicekey/swtpmtest"
 	"kiosk/firmware/enroll"
 	"kiosk/firmware/enrollwire"
 	"kiosk/firmware/hub"
@@ -30,11 +31,30 @@ import (
 // thresholds are checked on an injected clock.
 func TestRotation(t *testing.T) {
 	f := newFixture(t, func(o *registrar.Options) { o.Validity = 20 * 24 * time.Hour })
-	dir := t.TempDir()
-	if _, err := f.enroll(t, f.token(t, "kiosk-rot", 30*time.Minute, time.Now()), dir); err != nil {
+	t.Run("file", func(t *testing.T) {
+		dir := t.TempDir()
+		rotation(t, f, "kiosk-rot", dir, &devicekey.File{Path: filepath.Join(dir, "device.key")})
+	})
+	t.Run("tpm", func(t *testing.T) {
+		sw := swtpmtest.Start(t)
+		tp, err := devicekey.OpenTPM("unix:" + sw.Socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tp.Close()
+		rotation(t, f, "kiosk-rot-tpm", t.TempDir(), tp)
+	})
+}
+
+type rotatingStore interface {
+	devicekey.Store
+	enroll.PendingKeys
+}
+
+func rotation(t *testing.T, f *fixture, device, dir string, keys rotatingStore) {
+	if _, err := f.enrollWith(t, f.token(t, device, 30*time.Minute, time.Now()), dir, keys); err != nil {
 		t.Fatal(err)
 	}
-	keys := &devicekey.File{Path: filepath.Join(dir, "device.key")}
 	key, err := keys.Load(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +91,7 @@ func TestRotation(t *testing.T) {
 		mu.Unlock()
 		return &c.Certificates[0], nil
 	}
-	link, err := hub.New(hub.Options{Brokers: []string{f.broker.TLSURL()}, DeviceID: "kiosk-rot", TopicPrefix: "kiosk/v1", TLS: baseTLS,
+	link, err := hub.New(hub.Options{Brokers: []string{f.broker.TLSURL()}, DeviceID: device, TopicPrefix: "kiosk/v1", TLS: baseTLS,
 		RetryMin: 100 * time.Millisecond, RetryMax: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +131,7 @@ func TestRotation(t *testing.T) {
 	}
 
 	report := func(tx string) *txreport.Report {
-		return &txreport.Report{V: 1, TxID: tx, Terminal: "kiosk-rot", Kind: "payment", Amount: 100, Currency: "EUR",
+		return &txreport.Report{V: 1, TxID: tx, Terminal: device, Kind: "payment", Amount: 100, Currency: "EUR",
 			Started: txreport.Timestamp(time.Now()), Decided: txreport.Timestamp(time.Now()), Decision: txreport.Approved,
 			Auth: txreport.Auth{Mode: txreport.AuthOffline}}
 	}
@@ -128,14 +148,20 @@ func TestRotation(t *testing.T) {
 		t.Fatalf("signer not renewed: %+v", rn.Status())
 	}
 	newSerial := signer.Certificate().SerialNumber.Text(16)
-	if certs, err := f.store.DeviceCerts(ctx, "kiosk-rot"); err != nil || len(certs) != 2 {
+	if certs, err := f.store.DeviceCerts(ctx, device); err != nil || len(certs) != 2 {
 		t.Fatalf("registry after renewal: %v %v", certs, err)
 	}
-	if _, err := os.Stat(keys.Path + ".new"); !os.IsNotExist(err) {
-		t.Fatalf("pending key left: %v", err)
+	if fk, ok := keys.(*devicekey.File); ok {
+		if _, err := os.Stat(fk.Path + ".new"); !os.IsNotExist(err) {
+			t.Fatalf("pending key left: %v", err)
+		}
+		if st, err := os.Stat(fk.Path); err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("renewed key file: %v %v", st, err)
+		}
 	}
-	if st, err := os.Stat(keys.Path); err != nil || st.Mode().Perm() != 0o600 {
-		t.Fatalf("renewed key file: %v %v", st, err)
+	// The store now holds the new key.
+	if k, err := keys.Load(ctx); err != nil || !k.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(signer.Certificate().PublicKey) {
+		t.Fatalf("key store after renewal: %v", err)
 	}
 	// The link came back with the new certificate, without a restart.
 	waitFor(t, 10*time.Second, "reconnected with the new certificate", func() bool {
