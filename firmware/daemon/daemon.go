@@ -16,6 +16,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"kiosk/drivers/camera"
@@ -69,6 +70,9 @@ type Daemon struct {
 	tpm       *devicekey.TPM
 	keyMu     sync.Mutex
 	deviceKey crypto.Signer // use key() and setKey()
+	// decommissioned: the transaction state is wiped and closed; only a
+	// restart after a new enrollment brings the kiosk back.
+	decommissioned atomic.Bool
 
 	pump    *camera.Pump
 	cards   cardreader.Driver

@@ -120,6 +120,9 @@ func (d *Daemon) simEphemeral() bool {
 
 // tamperResetBlocked says why staff may not reset the latch yet.
 func (d *Daemon) tamperResetBlocked(ctx context.Context) error {
+	if d.decommissioned.Load() {
+		return errors.New("decommissioned: enroll the kiosk again, restore its salt and restart kioskd")
+	}
 	st := d.latched()
 	if !st.Wiped {
 		return nil

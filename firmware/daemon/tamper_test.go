@@ -159,3 +159,64 @@ func waitCond(t *testing.T, what string, ok func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// Decommission: the event is delivered (the outbox drains), then the key,
+// salt, identity and transaction state are wiped and the kiosk stays out
+// of service, also after a restart; a reset is refused.
+func TestDecommission(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := devkey.Create(dir, "", "kiosk-dc"); err != nil {
+		t.Fatal(err)
+	}
+	keyFile, certFile := filepath.Join(dir, "kiosk-dc.key"), filepath.Join(dir, "kiosk-dc.crt")
+	salt := filepath.Join(dir, "doc-salt")
+	if err := os.WriteFile(salt, []byte("0123456789abcdef0123"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state")
+	conf := fmt.Sprintf(`
+[device]
+id = "kiosk-dc"
+mode = "simulation"
+[http]
+listen = "127.0.0.1:0"
+[camera]
+backend = "none"
+[cardreader]
+backend = "sim"
+[gpio]
+backend = "sim"
+[hub.embedded]
+listen = "127.0.0.1:0"
+[ecr]
+listen = ""
+[transactions]
+state_dir = %q
+device_key = %q
+device_cert = %q
+doc_salt_file = %q
+embedded_hub = true
+`, state, keyFile, certFile, salt)
+	r := start(t, conf)
+	r.waitHealth(t, "hub ok", func(h Health) bool { return h.Components["hub"].State == "ok" })
+	if err := r.d.decommission(context.Background(), 20*time.Second, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{keyFile, certFile, salt, filepath.Join(state, "outbox.db"), filepath.Join(state, "offline.db"), filepath.Join(state, "payments.db")} {
+		if _, err := os.Stat(f); !os.IsNotExist(err) {
+			t.Errorf("%s after decommission: %v", f, err)
+		}
+	}
+	items, err := hubstore.All(context.Background(), r.d.tx.store, hubstore.ListQuery{Terminal: "kiosk-dc"}, 10)
+	if err != nil || len(items) != 1 || items[0].Report.Service != txreport.EventDecommission {
+		t.Fatalf("hub holds %+v %v", items, err)
+	}
+	if err := r.d.tamperResetBlocked(context.Background()); err == nil {
+		t.Fatal("reset allowed after decommission")
+	}
+	r.stop(t)
+	st, err := tamperlatch.File{Path: filepath.Join(state, "tamper.json")}.Load()
+	if err != nil || !st.Latched || !st.Decommissioned || !st.Wiped {
+		t.Fatalf("latch %+v %v", st, err)
+	}
+}

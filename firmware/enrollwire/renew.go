@@ -44,10 +44,10 @@ func (r *RenewRequest) Check() (*x509.CertificateRequest, error) {
 // "rejected" with Code (CodeBadCSR, CodeWrongDevice, CodeNotDue,
 // CodeInternal) and Message.
 type RenewAnswer struct {
-	V        int       `json:"v"`
-	ID       string    `json:"id"`
-	Device   string    `json:"device"`
-	Status   string    `json:"status"`
+	V      int    `json:"v"`
+	ID     string `json:"id"`
+	Device string `json:"device"`
+	Status string `json:"status"`
 	// Chain is the new certificate then the issuing CA, DER (base64 in
 	// JSON: the sealed body is canonical JSON, which has no newlines).
 	Chain    [][]byte  `json:"chain,omitempty"`

@@ -24,6 +24,9 @@ type State struct {
 	// AlarmQueued: the signed alarm is in the outbox (made before the
 	// key was wiped).
 	AlarmQueued bool `json:"alarm_queued"`
+	// Decommissioned: taken out of service for good (keys, salt and
+	// state wiped); only a new enrollment brings it back.
+	Decommissioned bool `json:"decommissioned,omitempty"`
 }
 
 // File is a latch file.

@@ -135,6 +135,9 @@ const (
 	KindEvent        = "event"
 	EventTamperAlarm = "tamper_alarm" // the enclosure was opened: keys and salt wiped
 	EventTamperReset = "tamper_reset" // staff returned the re-enrolled kiosk to service
+	// EventDecommission: the kiosk leaves service for good; the hub
+	// revokes its certificates before it acknowledges.
+	EventDecommission = "decommission"
 )
 
 // ErrInvalid wraps every validation failure.

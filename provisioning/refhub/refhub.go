@@ -354,6 +354,14 @@ func (h *Hub) handleTx(ctx context.Context, device string, payload []byte) outco
 		h.log.Error("refhub: store", "tx", r.TxID, "err", err)
 		return outcome{retry: true} // no ack: the kiosk resends
 	}
+	// A decommissioned kiosk's certificates are revoked before its last
+	// report is acknowledged: the ack tells it the hub has let it go.
+	if r.Kind == txreport.KindEvent && r.Service == txreport.EventDecommission && h.opts.Registrar != nil {
+		if err := h.opts.Registrar.Decommission(ctx, device); err != nil {
+			h.log.Error("refhub: decommission", "device", device, "err", err)
+			return outcome{retry: true}
+		}
+	}
 	hash, err := txreport.ReportHash(payload)
 	if err != nil { // cannot happen after Verify; never ack what is not named
 		h.log.Error("refhub: report hash", "tx", r.TxID, "err", err)

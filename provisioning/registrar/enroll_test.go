@@ -496,3 +496,54 @@ func BenchmarkEnroll(b *testing.B) {
 		c.Disconnect(0)
 	}
 }
+
+// A kiosk's signed decommission event: the hub revokes its certificates
+// before it acknowledges; its reports are refused from then on.
+func TestDecommissionRevokes(t *testing.T) {
+	f := newFixture(t)
+	dir := t.TempDir()
+	id, err := f.enroll(t, f.token(t, "kiosk-dc", 30*time.Minute, time.Now()), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := (&devicekey.File{Path: filepath.Join(dir, "device.key")}).Load(context.Background())
+	tlsCfg, _ := enroll.TLSConfig(dir, key)
+	c, err := f.connect(t, "kiosk-dc", tlsCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, _ := deviceca.ReadCerts(filepath.Join(dir, enroll.FileChain))
+	signer, _ := txreport.NewSigner(key, chain[0])
+	acks := make(chan string, 4)
+	if tok := c.Subscribe("kiosk/v1/kiosk-dc/"+hub.TopicTxAck, 1, func(_ mqtt.Client, m mqtt.Message) { acks <- string(m.Payload()) }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	now := txreport.Timestamp(time.Now())
+	ev, err := signer.Sign(&txreport.Report{V: 1, TxID: "ev-decommission-1", Terminal: "kiosk-dc", Kind: txreport.KindEvent,
+		Service: txreport.EventDecommission, Started: now, Decided: now, Auth: txreport.Auth{Mode: txreport.AuthNone}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok := c.Publish("kiosk/v1/kiosk-dc/tx", 1, false, ev); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	select {
+	case <-acks:
+	case <-time.After(10 * time.Second):
+		t.Fatal("decommission event not acknowledged")
+	}
+	// Revoked before the ack.
+	revs, err := f.store.Revocations(context.Background())
+	if err != nil || len(revs) != 1 || revs[0].Serial != id.Serial || revs[0].Reason != "decommissioned" {
+		t.Fatalf("revocations %+v %v", revs, err)
+	}
+	rejected := f.hub.Stats().Rejected
+	r := &txreport.Report{V: 1, TxID: "tx-after", Terminal: "kiosk-dc", Kind: "payment", Amount: 1, Currency: "EUR",
+		Started: now, Decided: now, Decision: txreport.Approved, Auth: txreport.Auth{Mode: txreport.AuthOffline}}
+	b, _ := signer.Sign(r)
+	waitFor(t, 10*time.Second, "report after decommission refused", func() bool {
+		c.Publish("kiosk/v1/kiosk-dc/tx", 1, false, b).WaitTimeout(time.Second)
+		time.Sleep(200 * time.Millisecond)
+		return f.hub.Stats().Rejected > rejected
+	})
+}

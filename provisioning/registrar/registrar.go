@@ -247,3 +247,17 @@ func (r *Registrar) HandleRenew(ctx context.Context, device string, payload []by
 	r.log.Info("device certificate renewed", "device", device, "serial", dc.Serial, "not_after", dc.NotAfter)
 	return answer(enrollwire.RenewAnswer{Status: "accepted", Chain: [][]byte{cert.Raw, r.o.CA.Issuing.Raw}, NotAfter: cert.NotAfter.UTC()})
 }
+
+// Decommission revokes every certificate of a device that reported its
+// decommissioning (a verified event report).
+func (r *Registrar) Decommission(ctx context.Context, device string) error {
+	serials, err := RevokeDevice(ctx, r.o.Registry, device, "decommissioned", r.o.Now())
+	if errors.Is(err, hubstore.ErrNotFound) {
+		return nil // nothing the device CA issued (a pinned development key)
+	}
+	if err != nil {
+		return err
+	}
+	r.log.Warn("device decommissioned: certificates revoked", "device", device, "serials", serials)
+	return nil
+}
