@@ -49,7 +49,7 @@ FUZZ_TARGETS := \
 	./firmware/enrollwire:FuzzParseRequest:4000 ./firmware/enrollwire:FuzzOpen:40000
 FUZZTIME ?=
 
-.PHONY: all deps testdata models build test test-short fuzz chaos run bench lint fmt clean cleanroom fleet-sim chaos-fleet
+.PHONY: all deps testdata models build test test-short fuzz chaos run bench lint fmt clean cleanroom fleet-sim chaos-fleet demo-enroll
 
 all: build
 
@@ -112,6 +112,12 @@ K ?= 2
 MINUTES ?= 5
 RATE ?= 0
 BROKER ?= mosquitto
+# Device identity end to end on this machine (issue 14): CA init, token,
+# enrollment with the key in swtpm, a payment report signed in the TPM,
+# forced rotation, decommission, the revoked kiosk refused.
+demo-enroll: deps
+	$(GO) run ./internal/enrolldemo
+
 fleet-sim: deps
 	$(GO) build -o $(BIN)/kioskhub ./provisioning/cmd/kioskhub
 	$(GO) build -o $(CACHE)/fleet-sim ./internal/fleetsim/cmd/fleet-sim
