@@ -159,9 +159,13 @@ type Log struct {
 // HTTP is the local status/health server. It must stay on loopback.
 type HTTP struct {
 	Listen string `toml:"listen"`
-	// StaffPINFile holds the staff PIN (4-12 digits) that opens the
-	// maintenance screen; "" disables it. Read at start, never logged.
+	// StaffPINFile holds one shared staff PIN (4-12 digits) that opens
+	// the maintenance screen; "" disables it. Simulation only: production
+	// uses per-person accounts. Read at start, never logged.
 	StaffPINFile string `toml:"staff_pin_file"`
+	// StaffAccountsFile holds per-person staff accounts (name and
+	// argon2id hash of a 6-12 digit PIN; kioskctl staff add), mode 0600.
+	StaffAccountsFile string `toml:"staff_accounts_file"`
 }
 
 // Camera configures drivers/camera.
@@ -379,6 +383,15 @@ func (c *Config) Validate() error {
 	// (make run, from the repository) allows it like its other paths.
 	if f := c.HTTP.StaffPINFile; f != "" && !filepath.IsAbs(f) && c.Device.Mode != "simulation" {
 		bad("http.staff_pin_file", "%q must be an absolute path", f)
+	}
+	if c.HTTP.StaffPINFile != "" && c.Device.Mode == "production" {
+		bad("http.staff_pin_file", "a shared staff PIN is refused in production mode: per-person accounts in http.staff_accounts_file (kioskctl staff add)")
+	}
+	if c.HTTP.StaffPINFile != "" && c.HTTP.StaffAccountsFile != "" {
+		bad("http.staff_accounts_file", "staff_pin_file and staff_accounts_file exclude each other")
+	}
+	if f := c.HTTP.StaffAccountsFile; f != "" && !filepath.IsAbs(f) && c.Device.Mode != "simulation" {
+		bad("http.staff_accounts_file", "%q must be an absolute path", f)
 	}
 
 	cam := c.Camera

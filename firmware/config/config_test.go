@@ -59,6 +59,7 @@ func TestParseErrors(t *testing.T) {
 		{"dup gpio line", base + "[gpio.pins.led_red]\nline = \"A\"\n[gpio.pins.led_green]\nline = \"A\"\n", []string{"gpio.pins.led_red.line"}},
 		{"production refuses sim", "[device]\nmode = \"production\"\n[camera]\nbackend = \"sim\"\npath = \"v.mp4\"\n[cardreader]\nbackend = \"sim\"\n[gpio]\nbackend = \"sim\"\n",
 			[]string{"camera.backend", "cardreader.backend", "gpio.backend", "hub.brokers"}},
+		{"production refuses a shared staff PIN", "[device]\nmode = \"production\"\n[http]\nstaff_pin_file = \"/etc/kioskd/staff-pin\"\n", []string{"http.staff_pin_file"}},
 		{"production refuses plain brokers", "[device]\nmode = \"production\"\n[hub]\nbrokers = [\"tcp://h:1883\", \"ws://h:80\", \"ssl://h:8883\"]\n",
 			[]string{"hub.brokers[0]", "hub.brokers[1]", "hub.cert_file"}},
 		{"syntax", "[device\nid = 1\n", []string{"line 2", "table name"}},

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"kiosk/firmware/event"
+	"kiosk/firmware/staff"
 	"kiosk/firmware/tamperlatch"
 	"kiosk/firmware/txreport"
 	"kiosk/provisioning/devkey"
@@ -218,5 +220,56 @@ embedded_hub = true
 	st, err := tamperlatch.File{Path: filepath.Join(state, "tamper.json")}.Load()
 	if err != nil || !st.Latched || !st.Decommissioned || !st.Wiped {
 		t.Fatalf("latch %+v %v", st, err)
+	}
+}
+
+// Per-person staff accounts: the PIN finds the account (argon2id), a
+// wrong PIN counts towards the growing lockout.
+func TestStaffAccounts(t *testing.T) {
+	dir := t.TempDir()
+	accounts := filepath.Join(dir, "staff")
+	if err := staff.Add(accounts, "anna", "246810"); err != nil {
+		t.Fatal(err)
+	}
+	if err := staff.Add(accounts, "ben", "135790"); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, fmt.Sprintf(`
+[device]
+id = "kiosk-staff"
+mode = "simulation"
+[http]
+listen = "127.0.0.1:0"
+staff_accounts_file = %q
+[camera]
+backend = "none"
+[cardreader]
+backend = "sim"
+[gpio]
+backend = "sim"
+[hub.embedded]
+listen = "127.0.0.1:0"
+[ecr]
+listen = ""
+[transactions]
+state_dir = %q
+doc_salt_file = %q
+`, accounts, filepath.Join(dir, "state"), filepath.Join(dir, "salt")))
+	if code, body := postJSON(t, r.base+"/api/staff/login", `{"pin":"135790"}`); code != 200 || !strings.Contains(body, "token") {
+		t.Fatalf("ben: %d %s", code, body)
+	}
+	for i := range staff.Free {
+		if code, _ := postJSON(t, r.base+"/api/staff/login", `{"pin":"000000"}`); code != 401 {
+			t.Fatalf("wrong PIN %d: %d", i, code)
+		}
+	}
+	if code, _ := postJSON(t, r.base+"/api/staff/login", `{"pin":"246810"}`); code != 200 {
+		t.Fatalf("anna within the free tries: %d", code)
+	}
+	for range staff.Free + 1 {
+		postJSON(t, r.base+"/api/staff/login", `{"pin":"000000"}`)
+	}
+	if code, _ := postJSON(t, r.base+"/api/staff/login", `{"pin":"246810"}`); code != 429 {
+		t.Fatalf("right PIN during the lockout: %d, want 429", code)
 	}
 }

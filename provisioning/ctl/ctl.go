@@ -47,6 +47,7 @@ func commands() map[string]command {
 		"provision token":  {"provision token --device ID --ttl 30m [--config FILE]  mint a one-time enrollment token at the hub", provisionToken},
 		"provision revoke": {"provision revoke (--device ID | --serial HEX) [--config FILE]  revoke device certificates at the hub", provisionRevoke},
 		"provision enroll": {"provision enroll --hub BROKER_URL --token T [--dir DIR] [--ca FILE]  enroll this kiosk with the hub", provisionEnroll},
+		"staff add":        {"staff add --file FILE --name NAME  add a staff account (PIN of 6-12 digits on stdin; argon2id)", staffAdd},
 		"dev-key create":   {"dev-key create --out DIR --device ID [--devices HUBDIR]  make a development device key and certificate", devKeyCreate},
 		"version":          {"version            print the version", func(e *env, _ []string) int { fmt.Fprintln(e.stdout, "kioskctl", e.version); return ExitOK }},
 	}
