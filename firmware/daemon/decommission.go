@@ -28,7 +28,7 @@ func (d *Daemon) decommission(ctx context.Context, wait time.Duration, force boo
 		Files:      []string{d.cfg.Tx.DocSaltFile, d.cfg.Tx.DeviceCert, d.cfg.Hub.CertFile, d.cfg.Hub.AuthCert},
 		CloseState: d.tx.close,
 	}
-	for _, name := range []string{"outbox.db", "offline.db", "payments.db"} {
+	for _, name := range []string{"outbox.db", "offline.db", "payments.db", "audit.log"} {
 		k.State = append(k.State, filepath.Join(d.cfg.Tx.StateDir, name))
 	}
 	err := retire.Decommission(ctx, k, wait, force)
@@ -49,6 +49,7 @@ func (u *uiState) decommission(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u.d.log.Info("staff action", "action", "decommission", "force", req.Force)
+	u.d.recordStaff(r.Context(), u.who(r), "decommission", map[bool]string{true: "forced", false: ""}[req.Force])
 	if err := u.d.decommission(r.Context(), 30*time.Second, req.Force); err != nil {
 		writeError(w, http.StatusConflict, err.Error())
 		return

@@ -98,6 +98,9 @@ func (d *Daemon) Health() Health {
 			tc.State, tc.Detail = "degraded", ts.Alarm
 		}
 		h.Components["transactions"] = tc
+		if d.tx.auditErr != "" {
+			h.Components["audit"] = Component{State: "degraded", Detail: d.tx.auditErr}
+		}
 		// The device certificate: degraded with under 14 days left (it
 		// renews itself from 30 days).
 		if d.tx.renewer != nil {

@@ -222,3 +222,23 @@ func (d *Daemon) clientCertificate(*tls.CertificateRequestInfo) (*tls.Certificat
 	}
 	return &c.Certificates[0], nil
 }
+
+// recordStaff appends a staff action to the audit log and sends the
+// entry to the hub through the outbox (signed, acknowledged). Failures
+// are logged: the action itself has been authorised already.
+func (d *Daemon) recordStaff(ctx context.Context, who, action, detail string) {
+	if d.tx == nil || d.tx.audit == nil {
+		return
+	}
+	e, err := d.tx.audit.Append(who, action, detail, time.Now())
+	if err != nil {
+		d.log.Error("staff audit entry not written", "action", action, "err", err)
+		return
+	}
+	r := d.event(txreport.EventStaffAudit)
+	r.TxID = fmt.Sprintf("audit-%d-%s", e.Seq, e.Prev[:12])
+	r.Audit = &e
+	if err := d.tx.flow.Commit(ctx, r); err != nil {
+		d.log.Error("staff audit entry not queued for the hub", "seq", e.Seq, "err", err)
+	}
+}

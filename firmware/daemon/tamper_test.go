@@ -2,13 +2,17 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"kiosk/firmware/audit"
 	"kiosk/firmware/event"
 	"kiosk/firmware/staff"
 	"kiosk/firmware/tamperlatch"
@@ -254,10 +258,42 @@ listen = ""
 [transactions]
 state_dir = %q
 doc_salt_file = %q
+embedded_hub = true
 `, accounts, filepath.Join(dir, "state"), filepath.Join(dir, "salt")))
-	if code, body := postJSON(t, r.base+"/api/staff/login", `{"pin":"135790"}`); code != 200 || !strings.Contains(body, "token") {
+	r.waitHealth(t, "hub ok", func(h Health) bool { return h.Components["hub"].State == "ok" })
+	code, body := postJSON(t, r.base+"/api/staff/login", `{"pin":"135790"}`)
+	var login struct{ Token string }
+	if code != 200 || json.Unmarshal([]byte(body), &login) != nil || login.Token == "" {
 		t.Fatalf("ben: %d %s", code, body)
 	}
+	// A staff action, by ben: it joins the hash-chained audit log, which
+	// reaches the hub through the outbox.
+	req, _ := http.NewRequest("POST", r.base+"/api/staff/maintenance", strings.NewReader(`{"on":true}`))
+	req.Header.Set("X-Staff-Token", login.Token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	entries, err := audit.Read(filepath.Join(dir, "state", "audit.log"))
+	if err != nil || len(entries) != 2 || entries[0].Staff != "ben" || entries[0].Action != "login" || entries[1].Action != "maintenance_on" || audit.Verify(entries) != nil {
+		t.Fatalf("audit log %+v %v", entries, err)
+	}
+	waitCond(t, "audit entries at the hub", func() bool {
+		items, err := hubstore.All(context.Background(), r.d.tx.store, hubstore.ListQuery{Terminal: "kiosk-staff"}, 10)
+		if err != nil {
+			return false
+		}
+		var got []txreport.AuditEntry
+		for _, it := range items {
+			if it.Report.Audit != nil {
+				got = append(got, *it.Report.Audit)
+			}
+		}
+		slices.SortFunc(got, func(a, b txreport.AuditEntry) int { return int(a.Seq) - int(b.Seq) })
+		return len(got) == 2 && audit.Verify(got) == nil && got[1].Staff == "ben"
+	})
 	for i := range staff.Free {
 		if code, _ := postJSON(t, r.base+"/api/staff/login", `{"pin":"000000"}`); code != 401 {
 			t.Fatalf("wrong PIN %d: %d", i, code)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"kiosk/drivers/cardreader"
+	"kiosk/firmware/audit"
 	"kiosk/firmware/config"
 	"kiosk/firmware/devicekey"
 	"kiosk/firmware/ecr"
@@ -39,6 +40,9 @@ type txStack struct {
 	store   *hubstore.Bolt
 	hubKeys *txreport.Keyring // the embedded hub's (simulation only)
 	renewer *enroll.Renewer   // enrolled kiosks: certificate renewal
+	audit   *audit.Log        // staff actions, hash chained
+	// auditErr is why the audit log's chain does not hold (health).
+	auditErr string
 	// ephemeral: simulation without an enrolled key signs with a key
 	// made for this run (and, after a tamper reset, a new one).
 	ephemeral bool
@@ -95,6 +99,14 @@ func (d *Daemon) openTx() (*txStack, error) {
 		return nil, &config.Error{Key: "transactions.doc_salt_file", Msg: err.Error()}
 	default:
 		return nil, &config.Error{Key: "transactions.doc_salt_file", Msg: "salt shorter than 16 characters"}
+	}
+	t.audit, err = audit.Open(filepath.Join(cfg.StateDir, "audit.log"))
+	switch {
+	case errors.Is(err, audit.ErrBroken):
+		t.auditErr = err.Error()
+		d.log.Error("staff audit log", "err", err)
+	case err != nil:
+		return nil, fmt.Errorf("open audit log: %w", err)
 	}
 	t.outbox, err = outbox.Open(filepath.Join(cfg.StateDir, "outbox.db"), outbox.Options{
 		MaxRecords: cfg.OutboxMaxRecords, MaxBytes: cfg.OutboxMaxBytes, Logger: d.log.With("component", "outbox"),

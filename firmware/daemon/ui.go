@@ -55,7 +55,7 @@ type uiState struct {
 	mux      *http.ServeMux
 
 	mu      sync.Mutex
-	tokens  map[string]time.Time // login token → expiry
+	tokens  map[string]staffSession // login token → who, until when
 	lockout staff.Lockout
 	errors  []staffError
 	service feedback.Service
@@ -70,7 +70,7 @@ type staffError struct {
 // registerUI mounts the screens kioskd serves on loopback: the shopper
 // screen at "/", the developer status page at "/status/", and their APIs.
 func (d *Daemon) registerUI(mux *http.ServeMux) {
-	u := &uiState{d: d, tokens: map[string]time.Time{}}
+	u := &uiState{d: d, tokens: map[string]staffSession{}}
 	u.loadPIN()
 	mux.Handle("GET /", shopper.Handler())
 	mux.Handle("GET /status", http.RedirectHandler("/status/", http.StatusFound))
@@ -91,6 +91,19 @@ func (d *Daemon) registerUI(mux *http.ServeMux) {
 }
 
 func (u *uiState) ServeHTTP(w http.ResponseWriter, r *http.Request) { u.mux.ServeHTTP(w, r) }
+
+// staffSession is one staff login.
+type staffSession struct {
+	who string
+	exp time.Time
+}
+
+// who is the account of the request's staff session.
+func (u *uiState) who(r *http.Request) string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.tokens[r.Header.Get("X-Staff-Token")].who
+}
 
 // loadPIN reads the staff PIN file. A missing or malformed file disables
 // the staff screen (reported in its login answer), it does not stop the
@@ -296,12 +309,13 @@ func (u *uiState) login(w http.ResponseWriter, r *http.Request) {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	tok := hex.EncodeToString(b[:])
-	for k, exp := range u.tokens {
-		if now.After(exp) {
+	for k, ss := range u.tokens {
+		if now.After(ss.exp) {
 			delete(u.tokens, k)
 		}
 	}
-	u.tokens[tok] = now.Add(staffSessionTTL)
+	u.tokens[tok] = staffSession{who: who, exp: now.Add(staffSessionTTL)}
+	u.d.recordStaff(r.Context(), who, "login", "")
 	u.d.log.Info("staff logged in", "staff", who)
 	u.d.bus.Publish(event.Event{Source: "ui", Kind: "staff.login"})
 	writeJSON(w, http.StatusOK, map[string]any{"token": tok, "expires": now.Add(staffSessionTTL)})
@@ -311,8 +325,8 @@ func (u *uiState) staffOnly(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		tok := r.Header.Get("X-Staff-Token")
 		u.mu.Lock()
-		exp, ok := u.tokens[tok]
-		if ok && time.Now().After(exp) {
+		ss, ok := u.tokens[tok]
+		if ok && time.Now().After(ss.exp) {
 			delete(u.tokens, tok)
 			ok = false
 		}
@@ -369,6 +383,8 @@ func (u *uiState) maintenance(w http.ResponseWriter, r *http.Request) {
 	if !decodeControl(w, r, &req) {
 		return
 	}
+	action := map[bool]string{true: "maintenance_on", false: "maintenance_off"}[req.On]
+	u.d.recordStaff(r.Context(), u.who(r), action, "")
 	u.act(w, staffAction{Action: "maintenance", On: req.On}, func(s feedback.Service) bool {
 		return (s.Reason == feedback.ReasonMaintenance) == req.On || s.Reason == feedback.ReasonTamper
 	})
@@ -387,6 +403,7 @@ func (u *uiState) resetTamper(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, err.Error())
 		return
 	}
+	u.d.recordStaff(r.Context(), u.who(r), "tamper_reset", "")
 	u.act(w, staffAction{Action: "reset_tamper"}, func(s feedback.Service) bool { return s.Reason != feedback.ReasonTamper })
 }
 

@@ -61,6 +61,19 @@ type Report struct {
 	// Face summarises the face step when it ran: frame counts and when
 	// the holder consented; nothing biometric.
 	Face *FaceSummary `json:"face,omitempty"`
+	// Audit is a staff action (event "staff_audit"): one entry of the
+	// kiosk's hash-chained audit log (package audit).
+	Audit *AuditEntry `json:"audit,omitempty"`
+}
+
+// AuditEntry is one entry of a kiosk's staff audit log.
+type AuditEntry struct {
+	Seq    uint64 `json:"seq"`
+	Time   string `json:"time"`  // RFC 3339 UTC, milliseconds
+	Staff  string `json:"staff"` // account name
+	Action string `json:"action"`
+	Detail string `json:"detail,omitempty"`
+	Prev   string `json:"prev"` // hex SHA-256 of the previous entry's canonical JSON
 }
 
 // FaceSummary is the quality and consent record of the face step.
@@ -138,6 +151,8 @@ const (
 	// EventDecommission: the kiosk leaves service for good; the hub
 	// revokes its certificates before it acknowledges.
 	EventDecommission = "decommission"
+	// EventStaffAudit carries one audit log entry (Report.Audit).
+	EventStaffAudit = "staff_audit"
 )
 
 // ErrInvalid wraps every validation failure.
@@ -174,10 +189,18 @@ func (r *Report) Validate() error {
 			r.Auth.Mode != AuthNone || r.DocHash != "" || r.Face != nil {
 			return bad("event %q: an event names itself in service and carries no amount, decision or document", r.Service)
 		}
+		if a := r.Audit; (a != nil) != (r.Service == EventStaffAudit) {
+			return bad("event %q: audit entry only and always with %s", r.Service, EventStaffAudit)
+		} else if a != nil && (a.Seq == 0 || !codeRe.MatchString(a.Action) || !hexRe.MatchString(a.Prev) || len(a.Staff) > 64 || len(a.Detail) > 256) {
+			return bad("audit entry %d", a.Seq)
+		}
 		return nil
 	}
 	if r.Kind != "payment" && r.Kind != "identity" {
 		return bad("kind %q", r.Kind)
+	}
+	if r.Audit != nil {
+		return bad("an audit entry in a %s report", r.Kind)
 	}
 	if r.Amount < 0 || r.Amount > maxSafeInt {
 		return bad("amount %d", r.Amount)
