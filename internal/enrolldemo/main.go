@@ -106,14 +106,21 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	// Access control as a bank runs it: kiosks only their own topics, the
+	// provisioning listener only each client's own request and answers.
+	acl, err := mqtttest.WriteACLs(pki, "kiosk/v1", []string{"kioskhub"})
+	if err != nil {
+		return err
+	}
 	tlsFiles := []string{"cafile " + clientCA, "certfile " + filepath.Join(pki, "server.crt"), "keyfile " + filepath.Join(pki, "server.key"), "tls_version tlsv1.2"}
 	listener := strings.Join(append(append([]string{}, tlsFiles...), "require_certificate true", "use_identity_as_username true",
-		fmt.Sprintf("listener %d 127.0.0.1", provPort)), "\n") + "\n" + strings.Join(append(tlsFiles, "require_certificate false"), "\n")
+		"acl_file "+acl.MutualTLS, fmt.Sprintf("listener %d 127.0.0.1", provPort)), "\n") + "\n" +
+		strings.Join(append(tlsFiles, "require_certificate false", "acl_file "+acl.Provisioning), "\n")
 	mqDir := filepath.Join(dir, "mosquitto")
 	if err := os.Mkdir(mqDir, 0o755); err != nil {
 		return err
 	}
-	broker, err := mqtttest.Launch(mqDir, listener)
+	broker, err := mqtttest.LaunchWith(mqDir, acl.Global, listener)
 	if err != nil {
 		return err
 	}

@@ -123,7 +123,8 @@ func newFixture(t testing.TB, mods ...func(*registrar.Options)) *fixture {
 		t.Fatal(err)
 	}
 	f.broker = mqtttest.StartMosquittoTLS(t, mqtttest.TLSOptions{ClientCA: clientCA,
-		ServerCert: filepath.Join(dir, "server.crt"), ServerKey: filepath.Join(dir, "server.key"), Provisioning: true})
+		ServerCert: filepath.Join(dir, "server.crt"), ServerKey: filepath.Join(dir, "server.key"), Provisioning: true,
+		HubUsers: []string{"kioskhub"}})
 
 	if f.store, err = hubstore.OpenBolt(filepath.Join(t.TempDir(), "hub.db")); err != nil {
 		t.Fatal(err)
@@ -315,7 +316,9 @@ func TestEnrollEndToEnd(t *testing.T) {
 func (f *fixture) ask(t *testing.T, device, topic string, payload []byte, tok enrollwire.Token, wait time.Duration) (*enrollwire.Accepted, *enrollwire.Rejected) {
 	t.Helper()
 	brokerTLS, _ := hub.TLSConfig(f.brokerCA, "", "")
-	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(f.broker.ProvisionURL()).SetClientID("ask-" + enrollwire.NewRequestID()).
+	// The broker lets a client use only the provisioning topics of its
+	// own client id.
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(f.broker.ProvisionURL()).SetClientID(device).
 		SetTLSConfig(brokerTLS).SetAutoReconnect(false))
 	if tk := c.Connect(); !tk.WaitTimeout(10*time.Second) || tk.Error() != nil {
 		t.Fatalf("connect: %v", tk.Error())
@@ -546,4 +549,60 @@ func TestDecommissionRevokes(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 		return f.hub.Stats().Rejected > rejected
 	})
+}
+
+// The broker's access control: on the provisioning listener no one but
+// the hub reads a request (a token in flight), and no one forges an
+// answer; an enrolled kiosk cannot read another kiosk's topics.
+func TestBrokerACL(t *testing.T) {
+	f := newFixture(t)
+	brokerTLS, _ := hub.TLSConfig(f.brokerCA, "", "")
+	spy := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(f.broker.ProvisionURL()).SetClientID("spy").SetTLSConfig(brokerTLS).SetAutoReconnect(false))
+	if tk := spy.Connect(); !tk.WaitTimeout(10*time.Second) || tk.Error() != nil {
+		t.Fatalf("connect: %v", tk.Error())
+	}
+	defer spy.Disconnect(100)
+	seen := make(chan string, 16)
+	spy.Subscribe("kiosk/v1/#", 1, func(_ mqtt.Client, m mqtt.Message) { seen <- m.Topic() }).WaitTimeout(5 * time.Second)
+	spy.Subscribe("kiosk/v1/provision/+/csr", 1, func(_ mqtt.Client, m mqtt.Message) { seen <- m.Topic() }).WaitTimeout(5 * time.Second)
+	// A forged answer to k1's subscription is not delivered.
+	spy.Publish(enrollwire.AcceptedTopic("kiosk/v1", "k1"), 1, false, []byte(`{"body":{},"mac":""}`)).WaitTimeout(5 * time.Second)
+
+	dir := t.TempDir()
+	if _, err := f.enroll(t, f.token(t, "k1", 30*time.Minute, time.Now()), dir); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case topic := <-seen:
+		t.Fatalf("the spy received %s", topic)
+	case <-time.After(500 * time.Millisecond):
+	}
+	// Enrolled k1 on the mutual-TLS listener cannot read k2's topics.
+	key, _ := (&devicekey.File{Path: filepath.Join(dir, "device.key")}).Load(context.Background())
+	tlsCfg, _ := enroll.TLSConfig(dir, key)
+	c, err := f.connect(t, "k1", tlsCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Subscribe("kiosk/v1/k2/#", 1, func(_ mqtt.Client, m mqtt.Message) { seen <- m.Topic() }).WaitTimeout(5 * time.Second)
+	dir2 := t.TempDir()
+	if _, err := f.enroll(t, f.token(t, "k2", 30*time.Minute, time.Now()), dir2); err != nil {
+		t.Fatal(err)
+	}
+	key2, _ := (&devicekey.File{Path: filepath.Join(dir2, "device.key")}).Load(context.Background())
+	tls2, _ := enroll.TLSConfig(dir2, key2)
+	c2, err := f.connect(t, "k2", tls2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// k2 talks on its own topic; the hub (subscribed to every kiosk) gets
+	// it, k1 does not.
+	rejected := f.hub.Stats().Rejected
+	c2.Publish("kiosk/v1/k2/tx", 1, false, []byte(`{"report":{},"alg":"ES256","sig":"","cert":"`+strings.Repeat("0", 64)+`"}`)).WaitTimeout(5 * time.Second)
+	waitFor(t, 5*time.Second, "the hub got k2's message", func() bool { return f.hub.Stats().Rejected > rejected })
+	select {
+	case topic := <-seen:
+		t.Fatalf("k1 received %s", topic)
+	case <-time.After(300 * time.Millisecond):
+	}
 }
