@@ -46,7 +46,7 @@ FUZZ_TARGETS := \
 	./firmware/txreport:FuzzOpen:30000 \
 	./drivers/cardreader/vpcd:FuzzFrames:30000 ./drivers/cardreader:FuzzValidateCommand:150000 \
 	./firmware/daemon:FuzzParseCommand:10000 ./firmware/config:FuzzParse:10000 \
-	./firmware/enrollwire:FuzzParseRequest:4000 ./firmware/enrollwire:FuzzOpen:40000
+	./firmware/enrollwire:FuzzParseRequest:4000 ./firmware/enrollwire:FuzzOpen:40000 ./firmware/enrollwire:FuzzParseBundle:10000
 FUZZTIME ?=
 
 .PHONY: all deps testdata models build test test-short fuzz chaos run bench lint fmt clean cleanroom fleet-sim chaos-fleet demo-enroll

@@ -191,3 +191,14 @@ func TestRenewRequestCheck(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseBundle: a bundle file from a USB stick never panics.
+func FuzzParseBundle(f *testing.F) {
+	f.Add([]byte(`{"v":1,"accepted":{"v":1,"id":"offline","device":"k1","chain":"","root":"","broker_ca":"","auth_cert":"","not_after":"2027-01-01T00:00:00Z"},"alg":"ES384","sig":"AA=="}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if bu, a, err := ParseBundle(b); err == nil && (bu == nil || a == nil || !ValidDevice(a.Device)) {
+			t.Fatal("accepted an inconsistent bundle")
+		}
+	})
+}

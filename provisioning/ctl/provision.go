@@ -43,9 +43,9 @@ func caInit(e *env, args []string) int {
 		fmt.Fprintln(e.stderr, "kioskctl ca init: written CA does not load:", err)
 		return ExitFail
 	}
-	fmt.Fprintf(e.stdout, "root %s (until %s)\nissuing %s (until %s)\nkeys %s, %s (mode 0600; keep the root key offline)\n",
+	fmt.Fprintf(e.stdout, "root %s (until %s)\nissuing %s (until %s)\nkeys %s, %s (mode 0600; keep the root key offline)\nroot sha256 %s\n",
 		f.RootCert, ca.Root.NotAfter.UTC().Format(time.DateOnly), f.IssuingCert, ca.Issuing.NotAfter.UTC().Format(time.DateOnly),
-		f.RootKey, f.IssuingKey)
+		f.RootKey, f.IssuingKey, ca.RootFingerprint())
 	return ExitOK
 }
 
@@ -215,4 +215,159 @@ func keyStore(kind, tpmDev, keyFile string) (devicekey.Store, func(), error) {
 		return &devicekey.File{Path: keyFile}, func() {}, nil
 	}
 	return nil, nil, fmt.Errorf("--key-storage %q: auto, tpm or file", kind)
+}
+
+// provisionCSR (kiosk, offline): the key is made on the kiosk, the CSR
+// written to a file for the bank.
+func provisionCSR(e *env, args []string) int {
+	fs := flag.NewFlagSet("provision csr", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	device := fs.String("device", "", "this kiosk's device id")
+	out := fs.String("out", "", "CSR file to write (PEM), e.g. on a USB stick")
+	dir := fs.String("dir", "/var/lib/kioskd/identity", "identity directory")
+	keyFile := fs.String("key", "", "device key file when there is no TPM (default DIR/device.key)")
+	storage := fs.String("key-storage", "auto", "auto, tpm or file")
+	tpmDev := fs.String("tpm", "/dev/tpmrm0", "TPM 2.0 device, or unix:PATH")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *device == "" || *out == "" {
+		fmt.Fprintln(e.stderr, "usage: kioskctl provision csr --device ID --out FILE [--dir DIR] [--key-storage auto|tpm|file] [--tpm DEV]")
+		return ExitUsage
+	}
+	if *keyFile == "" {
+		*keyFile = filepath.Join(*dir, "device.key")
+	}
+	keys, closeKeys, err := keyStore(*storage, *tpmDev, *keyFile)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "kioskctl provision csr:", err)
+		return ExitUsage
+	}
+	defer closeKeys()
+	if err := enroll.ExportCSR(context.Background(), keys, *device, *out); err != nil {
+		fmt.Fprintln(e.stderr, "kioskctl provision csr:", err)
+		return ExitFail
+	}
+	fmt.Fprintf(e.stdout, "CSR for %s written to %s (key_storage %s)\n", *device, *out, keys.Kind())
+	return ExitOK
+}
+
+// provisionSign (bank, offline): a CSR file into a signed bundle.
+func provisionSign(e *env, args []string) int {
+	fs := flag.NewFlagSet("provision sign", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	csrFile := fs.String("csr", "", "CSR file from the kiosk")
+	device := fs.String("device", "", "the device id the CSR must be for")
+	out := fs.String("out", "", "bundle file to write")
+	cfgPath := fs.String("config", "/etc/kioskhub/kioskhub.toml", "kioskhub configuration (its [ca] with the issuing key, its store)")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *csrFile == "" || *device == "" || *out == "" {
+		fmt.Fprintln(e.stderr, "usage: kioskctl provision sign --csr FILE --device ID --out BUNDLE [--config FILE]")
+		return ExitUsage
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, closeFn, err := offlineRegistrar(ctx, *cfgPath)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "kioskctl provision sign:", err)
+		return ExitUsage
+	}
+	defer closeFn()
+	csr, err := os.ReadFile(*csrFile)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "kioskctl provision sign:", err)
+		return ExitUsage
+	}
+	b, err := r.SignOffline(ctx, csr, *device)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "kioskctl provision sign:", err)
+		return ExitFail
+	}
+	if err := enroll.WriteFile(*out, b, 0o644); err != nil {
+		fmt.Fprintln(e.stderr, "kioskctl provision sign:", err)
+		return ExitFail
+	}
+	fmt.Fprintf(e.stdout, "bundle for %s written to %s; on the kiosk: kioskctl provision import --bundle FILE --root-sha256 %s\n",
+		*device, *out, r.RootFingerprint())
+	return ExitOK
+}
+
+// provisionImport (kiosk, offline): a signed bundle into the identity.
+func provisionImport(e *env, args []string) int {
+	fs := flag.NewFlagSet("provision import", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	bundle := fs.String("bundle", "", "bundle file from the bank")
+	rootSum := fs.String("root-sha256", "", "the device CA root's SHA-256 (from kioskctl ca init / provision sign), checked out of band")
+	dir := fs.String("dir", "/var/lib/kioskd/identity", "identity directory")
+	keyFile := fs.String("key", "", "device key file when there is no TPM (default DIR/device.key)")
+	storage := fs.String("key-storage", "auto", "auto, tpm or file")
+	tpmDev := fs.String("tpm", "/dev/tpmrm0", "TPM 2.0 device, or unix:PATH")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *bundle == "" || *rootSum == "" {
+		fmt.Fprintln(e.stderr, "usage: kioskctl provision import --bundle FILE --root-sha256 HEX [--dir DIR] [--key-storage auto|tpm|file] [--tpm DEV]")
+		return ExitUsage
+	}
+	if *keyFile == "" {
+		*keyFile = filepath.Join(*dir, "device.key")
+	}
+	keys, closeKeys, err := keyStore(*storage, *tpmDev, *keyFile)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "kioskctl provision import:", err)
+		return ExitUsage
+	}
+	defer closeKeys()
+	b, err := os.ReadFile(*bundle)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "kioskctl provision import:", err)
+		return ExitUsage
+	}
+	id, err := enroll.ImportBundle(context.Background(), b, *rootSum, *dir, keys, time.Now())
+	if err != nil {
+		fmt.Fprintln(e.stderr, "kioskctl provision import:", err)
+		return ExitFail
+	}
+	fmt.Fprintf(e.stdout, "enrolled %s offline: certificate %s until %s, key_storage %s, identity in %s\n",
+		id.Device, id.Serial, id.NotAfter.Format(time.DateOnly), id.KeyStorage, *dir)
+	return ExitOK
+}
+
+// offlineRegistrar is the registrar of a kioskhub configuration, for
+// signing CSR files.
+func offlineRegistrar(ctx context.Context, path string) (*registrar.Registrar, func() error, error) {
+	cfg, err := hubd.Load(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.CA.IssuingKey == "" {
+		return nil, nil, fmt.Errorf("%s: [ca] issuing_key is required to sign", path)
+	}
+	ca, err := deviceca.Load(cfg.CA.Root, cfg.CA.IssuingCert, cfg.CA.IssuingKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	read := func(p string) (string, error) {
+		if p == "" {
+			return "", nil
+		}
+		b, err := os.ReadFile(p)
+		return string(b), err
+	}
+	brokerCA, err := read(cfg.CA.BrokerCA)
+	if err != nil {
+		return nil, nil, err
+	}
+	authCert, err := read(cfg.Keys.AuthCert)
+	if err != nil {
+		return nil, nil, err
+	}
+	bundle, err := read(cfg.CA.TrustBundle)
+	if err != nil {
+		return nil, nil, err
+	}
+	reg, closeFn, err := hubRegistry(ctx, path)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := registrar.New(registrar.Options{CA: ca, Registry: reg, Prefix: cfg.MQTT.Prefix, Validity: cfg.CA.Validity.Duration,
+		BrokerCA: brokerCA, AuthCert: authCert, TrustBundle: bundle})
+	if err != nil {
+		closeFn()
+		return nil, nil, err
+	}
+	return r, closeFn, nil
 }

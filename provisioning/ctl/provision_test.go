@@ -146,3 +146,80 @@ listen = "127.0.0.1:0"
 		t.Fatalf("revoke without a target: %d", code)
 	}
 }
+
+// The offline path: the kiosk writes a CSR file, the bank signs it into a
+// bundle, the kiosk imports it after checking the signature, the chain and
+// the root fingerprint; a tampered bundle, a wrong fingerprint and a CSR
+// for another device are refused and change nothing.
+func TestProvisionOffline(t *testing.T) {
+	dir := t.TempDir()
+	caDir := filepath.Join(dir, "ca")
+	code, out, errs := run("ca", "init", "--out", caDir)
+	if code != ExitOK {
+		t.Fatalf("ca init: %d %q", code, errs)
+	}
+	rootSum := strings.TrimSpace(out[strings.Index(out, "root sha256 ")+len("root sha256 "):])
+	auth, err := devkey.Create(filepath.Join(dir, "auth"), "", "hub-auth")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hubConf := filepath.Join(dir, "kioskhub.toml")
+	if err := os.WriteFile(hubConf, fmt.Appendf(nil, `mode = "simulation"
+[store]
+kind = "bolt"
+path = %q
+[mqtt]
+brokers = ["tcp://127.0.0.1:1"]
+[keys]
+auth_key = %q
+auth_cert = %q
+[ca]
+root = %q
+issuing_cert = %q
+issuing_key = %q
+`, filepath.Join(dir, "hub.db"), auth.Key, auth.Cert, filepath.Join(caDir, "root.crt"), filepath.Join(caDir, "issuing.crt"),
+		filepath.Join(caDir, "issuing.key")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	idDir := filepath.Join(dir, "identity")
+	csr := filepath.Join(dir, "usb", "kiosk-7.csr")
+	if err := os.MkdirAll(filepath.Dir(csr), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := run("provision", "csr", "--device", "kiosk-7", "--out", csr, "--dir", idDir, "--key-storage", "file"); code != ExitOK {
+		t.Fatalf("csr: %d %q %q", code, out, errs)
+	}
+	bundle := filepath.Join(dir, "usb", "kiosk-7.bundle")
+	if code, _, errs := run("provision", "sign", "--csr", csr, "--device", "kiosk-8", "--out", bundle, "--config", hubConf); code != ExitFail || !strings.Contains(errs, "another device") {
+		t.Fatalf("sign for the wrong device: %d %q", code, errs)
+	}
+	code, out, errs = run("provision", "sign", "--csr", csr, "--device", "kiosk-7", "--out", bundle, "--config", hubConf)
+	if code != ExitOK || !strings.Contains(out, rootSum) {
+		t.Fatalf("sign: %d %q %q", code, out, errs)
+	}
+	// Refusals leave no identity behind.
+	good, _ := os.ReadFile(bundle)
+	tampered := filepath.Join(dir, "usb", "tampered.bundle")
+	if err := os.WriteFile(tampered, []byte(strings.Replace(string(good), "kiosk-7", "kiosk-6", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ file, sum, want string }{
+		{tampered, rootSum, "does not verify"},
+		{bundle, strings.Repeat("ab", 32), "SHA-256"},
+	} {
+		if code, _, errs := run("provision", "import", "--bundle", c.file, "--root-sha256", c.sum, "--dir", idDir, "--key-storage", "file"); code != ExitFail || !strings.Contains(errs, c.want) {
+			t.Fatalf("import %s: %d %q", c.file, code, errs)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(idDir, enroll.FileIdentity)); !os.IsNotExist(err) {
+		t.Fatalf("identity after refusals: %v", err)
+	}
+	code, out, errs = run("provision", "import", "--bundle", bundle, "--root-sha256", rootSum, "--dir", idDir, "--key-storage", "file")
+	if code != ExitOK || !strings.Contains(out, "enrolled kiosk-7 offline") {
+		t.Fatalf("import: %d %q %q", code, out, errs)
+	}
+	id, err := enroll.LoadIdentity(idDir)
+	if err != nil || id.Device != "kiosk-7" || id.KeyStorage != "file" {
+		t.Fatalf("identity %+v %v", id, err)
+	}
+}

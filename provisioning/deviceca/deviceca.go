@@ -10,8 +10,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/sha512"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -297,3 +300,19 @@ func ParsePEM(b []byte) ([]*x509.Certificate, error) {
 
 // SerialHex is the canonical text form of a serial: lowercase hex.
 func SerialHex(c *x509.Certificate) string { return c.SerialNumber.Text(16) }
+
+// SignBlob signs SHA-384(b) with the issuing key (ECDSA, ASN.1 DER): the
+// offline enrollment bundle's signature, verified with the issuing
+// certificate, itself verified by chain to a root whose fingerprint the
+// kiosk is told out of band.
+func (ca *CA) SignBlob(b []byte) ([]byte, error) {
+	h := sha512.Sum384(b)
+	return ca.key.Sign(rand.Reader, h[:], crypto.SHA384)
+}
+
+// RootFingerprint is the lowercase hex SHA-256 of the root certificate's
+// DER: what staff check when they import an offline bundle.
+func (ca *CA) RootFingerprint() string {
+	s := sha256.Sum256(ca.Root.Raw)
+	return hex.EncodeToString(s[:])
+}

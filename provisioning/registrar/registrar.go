@@ -7,6 +7,8 @@ package registrar
 
 import (
 	"context"
+	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -261,3 +263,45 @@ func (r *Registrar) Decommission(ctx context.Context, device string) error {
 	r.log.Warn("device decommissioned: certificates revoked", "device", device, "serials", serials)
 	return nil
 }
+
+// SignOffline signs a CSR brought from a kiosk without a link (PEM) into
+// a bundle for it, after checking that it is for device (staff say which
+// kiosk they expect): the certificate is recorded like an online one.
+func (r *Registrar) SignOffline(ctx context.Context, csrPEM []byte, device string) ([]byte, error) {
+	blk, _ := pem.Decode(csrPEM)
+	if blk == nil || blk.Type != "CERTIFICATE REQUEST" {
+		return nil, fmt.Errorf("%w: no PEM CERTIFICATE REQUEST", enrollwire.ErrMalformed)
+	}
+	if !enrollwire.ValidDevice(device) {
+		return nil, fmt.Errorf("device id %q", device)
+	}
+	csr, err := enrollwire.ParseCSR(blk.Bytes, device)
+	if err != nil {
+		return nil, err
+	}
+	now := r.o.Now()
+	cert, err := r.o.CA.Issue(csr, device, r.o.Validity, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.o.Registry.PutCert(ctx, hubstore.DeviceCert{Fingerprint: txreport.Fingerprint(cert), Serial: deviceca.SerialHex(cert),
+		Device: device, NotAfter: cert.NotAfter.UTC(), Issued: now.UTC(), DER: cert.Raw}); err != nil {
+		return nil, fmt.Errorf("record certificate: %w", err)
+	}
+	acc, err := json.Marshal(enrollwire.Accepted{V: enrollwire.Version, ID: "offline-" + enrollwire.NewRequestID(), Device: device,
+		Chain: r.o.CA.ChainPEM(cert), Root: r.o.CA.RootPEM(), BrokerCA: r.o.BrokerCA, AuthCert: r.o.AuthCert,
+		TrustBundle: r.o.TrustBundle, NotAfter: cert.NotAfter.UTC()})
+	if err != nil {
+		return nil, err
+	}
+	sig, err := r.o.CA.SignBlob(acc)
+	if err != nil {
+		return nil, fmt.Errorf("sign bundle: %w", err)
+	}
+	r.log.Info("device enrolled offline", "device", device, "serial", deviceca.SerialHex(cert))
+	// Compact: the accepted bytes must reach the kiosk exactly as signed.
+	return json.Marshal(enrollwire.Bundle{V: enrollwire.Version, Accepted: acc, Alg: enrollwire.BundleAlg, Sig: sig})
+}
+
+// RootFingerprint is the device CA root's SHA-256 (for offline imports).
+func (r *Registrar) RootFingerprint() string { return r.o.CA.RootFingerprint() }
