@@ -3,11 +3,16 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"time"
 
+	"kiosk/firmware/enroll"
+	"kiosk/firmware/enrollwire"
 	"kiosk/firmware/event"
+	"kiosk/firmware/hub"
 	"kiosk/firmware/retire"
 	"kiosk/firmware/txreport"
 )
@@ -55,4 +60,67 @@ func (u *uiState) decommission(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"state": "decommissioned"})
+}
+
+// enrollRequest is POST /api/staff/enroll: enroll this kiosk again (after
+// a tamper wipe) with a token from the bank, through the hub's
+// provisioning listener.
+type enrollRequest struct {
+	Hub   string `json:"hub"`
+	Token string `json:"token"`
+}
+
+func (u *uiState) enroll(w http.ResponseWriter, r *http.Request) {
+	var req enrollRequest
+	if !decodeControl(w, r, &req) {
+		return
+	}
+	id, err := u.d.enrollAgain(r.Context(), req.Hub, req.Token)
+	req.Token = ""
+	if err != nil {
+		var re *enroll.RejectedError
+		status := http.StatusBadGateway
+		if errors.As(err, &re) || errors.Is(err, errEnrollInput) {
+			status = http.StatusConflict
+		}
+		writeError(w, status, err.Error())
+		return
+	}
+	u.d.recordStaff(r.Context(), u.who(r), "enroll", id.Serial)
+	writeJSON(w, http.StatusOK, id)
+}
+
+var errEnrollInput = errors.New("enroll")
+
+// enrollAgain runs enrollment by claim from the running kiosk. The new
+// key goes where the configured key storage keeps it and the identity
+// beside transactions.device_cert; it takes effect at the tamper reset
+// (or a restart).
+func (d *Daemon) enrollAgain(ctx context.Context, broker, token string) (enroll.Identity, error) {
+	if d.decommissioned.Load() {
+		return enroll.Identity{}, fmt.Errorf("%w: decommissioned: enroll with kioskctl and restart", errEnrollInput)
+	}
+	u, err := url.Parse(broker)
+	if err != nil || (u.Scheme != "ssl" && u.Scheme != "tls" && u.Scheme != "mqtts" && u.Scheme != "wss") {
+		return enroll.Identity{}, fmt.Errorf("%w: hub %q: the token must travel over TLS (ssl://, tls://, mqtts:// or wss://)", errEnrollInput, broker)
+	}
+	if _, dev, err := enrollwire.ParseToken(token); err != nil {
+		return enroll.Identity{}, fmt.Errorf("%w: %v", errEnrollInput, err)
+	} else if dev != d.cfg.Device.ID {
+		return enroll.Identity{}, fmt.Errorf("%w: the token is for %q, this kiosk is %q", errEnrollInput, dev, d.cfg.Device.ID)
+	}
+	if filepath.Base(d.cfg.Tx.DeviceCert) != enroll.FileChain {
+		return enroll.Identity{}, fmt.Errorf("%w: transactions.device_cert must be <identity dir>/%s", errEnrollInput, enroll.FileChain)
+	}
+	if d.keys == nil {
+		if err := d.openKeyStore(); err != nil {
+			return enroll.Identity{}, err
+		}
+	}
+	tlsCfg, err := hub.TLSConfig(d.cfg.Hub.CAFile, "", "")
+	if err != nil {
+		return enroll.Identity{}, err
+	}
+	return enroll.Enroll(ctx, enroll.Options{Broker: broker, TLS: tlsCfg, Token: token, Dir: filepath.Dir(d.cfg.Tx.DeviceCert),
+		Keys: d.keys, Prefix: d.cfg.Hub.TopicPrefix, Wait: 20 * time.Second, Logger: d.log.With("component", "enroll")})
 }
