@@ -17,7 +17,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian 12 packages the build, the tests and `make run` need.
 DEB_PACKAGES := build-essential pkg-config libopencv-dev libopencv-contrib-dev opencv-data \
 	pcscd libpcsclite-dev pcsc-tools vsmartcard-vpcd mosquitto mosquitto-clients ffmpeg gstreamer1.0-plugins-base util-linux postgresql-15 chromium fonts-wqy-microhei \
-	rabbitmq-server
+	rabbitmq-server swtpm swtpm-tools
 
 # Packages: `go test ./...` runs these; pcscd-based tests isolate themselves.
 PKGS := ./...
@@ -46,10 +46,11 @@ FUZZ_TARGETS := \
 	./firmware/emrtd/aa:FuzzVerify:60000 ./firmware/txreport:FuzzVerify:30000 \
 	./firmware/txreport:FuzzOpen:30000 \
 	./drivers/cardreader/vpcd:FuzzFrames:30000 ./drivers/cardreader:FuzzValidateCommand:150000 \
-	./firmware/daemon:FuzzParseCommand:10000 ./firmware/config:FuzzParse:10000
+	./firmware/daemon:FuzzParseCommand:10000 ./firmware/config:FuzzParse:10000 \
+	./firmware/enrollwire:FuzzParseRequest:4000 ./firmware/enrollwire:FuzzOpen:40000 ./firmware/enrollwire:FuzzParseBundle:10000
 FUZZTIME ?=
 
-.PHONY: all deps testdata models build test test-short fuzz chaos run bench lint fmt clean cleanroom fleet-sim chaos-fleet deb package-check
+.PHONY: all deps testdata models build test test-short fuzz chaos run bench lint fmt clean cleanroom fleet-sim chaos-fleet deb package-check demo-enroll
 
 all: build
 
@@ -119,6 +120,13 @@ BROKER ?= mosquitto
 KILL_NODE ?=
 # chaos-fleet strikes RabbitMQ nodes; CHAOS_BROKER=mosquitto kills mosquitto instead.
 CHAOS_BROKER ?= rabbitmq
+
+# Device identity end to end on this machine (issue 14): CA init, token,
+# enrollment with the key in swtpm, a payment report signed in the TPM,
+# forced rotation, decommission, the revoked kiosk refused.
+demo-enroll: deps
+	$(GO) run ./internal/enrolldemo
+
 fleet-sim: deps
 	$(GO) build -o $(BIN)/kioskhub ./provisioning/cmd/kioskhub
 	$(GO) build -o $(CACHE)/fleet-sim ./internal/fleetsim/cmd/fleet-sim

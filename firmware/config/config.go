@@ -121,10 +121,14 @@ type ECR struct {
 
 // Tx configures transaction evidence, delivery and offline limits.
 type Tx struct {
-	StateDir         string        `toml:"state_dir"` // outbox.db, offline.db
-	Merchant         string        `toml:"merchant"`
-	DeviceKey        string        `toml:"device_key"`
-	DeviceCert       string        `toml:"device_cert"`
+	StateDir   string `toml:"state_dir"` // outbox.db, offline.db
+	Merchant   string `toml:"merchant"`
+	DeviceKey  string `toml:"device_key"`
+	DeviceCert string `toml:"device_cert"`
+	// KeyStorage is where the device key lives: "file" (device_key, mode
+	// 0600) or "tpm" (a TPM 2.0 at tpm_device; device_key is unused).
+	KeyStorage       string        `toml:"key_storage"`
+	TPMDevice        string        `toml:"tpm_device"`
 	DocSaltFile      string        `toml:"doc_salt_file"`
 	FloorLimitMinor  int64         `toml:"floor_limit_minor"`
 	OfflineCapMinor  int64         `toml:"offline_cap_minor"`
@@ -155,9 +159,13 @@ type Log struct {
 // HTTP is the local status/health server. It must stay on loopback.
 type HTTP struct {
 	Listen string `toml:"listen"`
-	// StaffPINFile holds the staff PIN (4-12 digits) that opens the
-	// maintenance screen; "" disables it. Read at start, never logged.
+	// StaffPINFile holds one shared staff PIN (4-12 digits) that opens
+	// the maintenance screen; "" disables it. Simulation only: production
+	// uses per-person accounts. Read at start, never logged.
 	StaffPINFile string `toml:"staff_pin_file"`
+	// StaffAccountsFile holds per-person staff accounts (name and
+	// argon2id hash of a 6-12 digit PIN; kioskctl staff add), mode 0600.
+	StaffAccountsFile string `toml:"staff_accounts_file"`
 }
 
 // Camera configures drivers/camera.
@@ -263,7 +271,8 @@ func Default() Config {
 		ECR: ECR{Listen: "127.0.0.1:8081", TokenFile: "/etc/kioskd/ecr-token"},
 		Tx: Tx{
 			StateDir: "/var/lib/kioskd", Merchant: "MERCHANT-0001",
-			DeviceKey: "/etc/kioskd/device.key", DeviceCert: "/etc/kioskd/device.crt", DocSaltFile: "/etc/kioskd/doc-salt",
+			DeviceKey: "/var/lib/kioskd/identity/device.key", DeviceCert: "/var/lib/kioskd/identity/device.crt", DocSaltFile: "/etc/kioskd/doc-salt",
+			KeyStorage: "file", TPMDevice: "/dev/tpmrm0",
 			OfflineCurrency: "CNY", OutboxMaxRecords: 10000, OutboxMaxBytes: 64 << 20, AuthTimeout: 5 * time.Second,
 		},
 		Shutdown: Shutdown{Timeout: 10 * time.Second},
@@ -358,6 +367,10 @@ func (c *Config) Validate() error {
 		bad("device.id", "%q must be 1-64 letters, digits, '-' or '_' (it is used in MQTT topics)", c.Device.ID)
 	}
 	oneOf("device.mode", c.Device.Mode, "production", "simulation")
+	oneOf("transactions.key_storage", c.Tx.KeyStorage, "file", "tpm")
+	if c.Tx.KeyStorage == "tpm" && c.Tx.TPMDevice == "" {
+		bad("transactions.tpm_device", "required with key_storage = \"tpm\"")
+	}
 	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	oneOf("log.format", c.Log.Format, "auto", "text", "json")
 
@@ -370,6 +383,15 @@ func (c *Config) Validate() error {
 	// (make run, from the repository) allows it like its other paths.
 	if f := c.HTTP.StaffPINFile; f != "" && !filepath.IsAbs(f) && c.Device.Mode != "simulation" {
 		bad("http.staff_pin_file", "%q must be an absolute path", f)
+	}
+	if c.HTTP.StaffPINFile != "" && c.Device.Mode == "production" {
+		bad("http.staff_pin_file", "a shared staff PIN is refused in production mode: per-person accounts in http.staff_accounts_file (kioskctl staff add)")
+	}
+	if c.HTTP.StaffPINFile != "" && c.HTTP.StaffAccountsFile != "" {
+		bad("http.staff_accounts_file", "staff_pin_file and staff_accounts_file exclude each other")
+	}
+	if f := c.HTTP.StaffAccountsFile; f != "" && !filepath.IsAbs(f) && c.Device.Mode != "simulation" {
+		bad("http.staff_accounts_file", "%q must be an absolute path", f)
 	}
 
 	cam := c.Camera
@@ -455,7 +477,7 @@ func (c *Config) Validate() error {
 	if h.ClientID != "" && len(h.ClientID) > 64 {
 		bad("hub.client_id", "longer than 64 characters")
 	}
-	if (h.CertFile == "") != (h.KeyFile == "") {
+	if c.Tx.KeyStorage != "tpm" && (h.CertFile == "") != (h.KeyFile == "") {
 		bad("hub.cert_file", "cert_file and key_file must be set together")
 	}
 	durIn("hub.keepalive", h.KeepAlive, 5*time.Second, 20*time.Minute)
@@ -581,6 +603,16 @@ func (c *Config) Validate() error {
 		}
 		if len(h.Brokers) == 0 {
 			bad("hub.brokers", "required in production mode (the embedded broker is for simulation)")
+		}
+		// Mutual TLS: the broker must know which kiosk it talks to, and
+		// the kiosk which broker.
+		for i, b := range h.Brokers {
+			if u, err := url.Parse(b); err == nil && !slices.Contains([]string{"ssl", "tls", "mqtts", "wss"}, u.Scheme) {
+				bad(fmt.Sprintf("hub.brokers[%d]", i), "%q is not TLS: production mode needs ssl://, tls://, mqtts:// or wss://", b)
+			}
+		}
+		if h.CertFile == "" || (h.KeyFile == "" && c.Tx.KeyStorage != "tpm") {
+			bad("hub.cert_file", "required in production mode: the kiosk authenticates to the broker with its device certificate (mutual TLS; kioskctl provision enroll writes it)")
 		}
 		if h.AuthCert == "" {
 			bad("hub.auth_cert", "required in production mode: an unsigned approval would be taken on trust")

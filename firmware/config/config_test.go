@@ -59,6 +59,9 @@ func TestParseErrors(t *testing.T) {
 		{"dup gpio line", base + "[gpio.pins.led_red]\nline = \"A\"\n[gpio.pins.led_green]\nline = \"A\"\n", []string{"gpio.pins.led_red.line"}},
 		{"production refuses sim", "[device]\nmode = \"production\"\n[camera]\nbackend = \"sim\"\npath = \"v.mp4\"\n[cardreader]\nbackend = \"sim\"\n[gpio]\nbackend = \"sim\"\n",
 			[]string{"camera.backend", "cardreader.backend", "gpio.backend", "hub.brokers"}},
+		{"production refuses a shared staff PIN", "[device]\nmode = \"production\"\n[http]\nstaff_pin_file = \"/etc/kioskd/staff-pin\"\n", []string{"http.staff_pin_file"}},
+		{"production refuses plain brokers", "[device]\nmode = \"production\"\n[hub]\nbrokers = [\"tcp://h:1883\", \"ws://h:80\", \"ssl://h:8883\"]\n",
+			[]string{"hub.brokers[0]", "hub.brokers[1]", "hub.cert_file"}},
 		{"syntax", "[device\nid = 1\n", []string{"line 2", "table name"}},
 		{"several at once", base + "[log]\nlevel = \"x\"\nformat = \"y\"\n", []string{"log.level", "log.format"}},
 	}
@@ -78,6 +81,25 @@ func TestParseErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Mutual TLS in production: TLS brokers and a client certificate pass;
+// a plain broker is named, and ssl:// is not named.
+func TestProductionNeedsMutualTLS(t *testing.T) {
+	prod := "[device]\nmode = \"production\"\n[hub]\nauth_cert = \"/a.pem\"\n"
+	_, err := Parse([]byte(prod + "brokers = [\"ssl://h:8883\", \"mqtts://h:8883\", \"wss://h/mqtt\"]\ncert_file = \"/c.crt\"\nkey_file = \"/c.key\"\n"))
+	if err != nil && (strings.Contains(err.Error(), "hub.brokers") || strings.Contains(err.Error(), "hub.cert_file")) {
+		t.Fatalf("mutual TLS refused: %v", err)
+	}
+	_, err = Parse([]byte(prod + "brokers = [\"ssl://h:8883\", \"tcp://h:1883\"]\ncert_file = \"/c.crt\"\nkey_file = \"/c.key\"\n"))
+	if err == nil || !strings.Contains(err.Error(), "hub.brokers[1]") || strings.Contains(err.Error(), "hub.brokers[0]") || strings.Contains(err.Error(), "hub.cert_file") {
+		t.Fatalf("plain broker: %v", err)
+	}
+	// Simulation may use the plain loopback broker without a certificate.
+	sim := "[device]\nmode = \"simulation\"\n[camera]\nbackend = \"none\"\n[cardreader]\nbackend = \"sim\"\n[gpio]\nbackend = \"sim\"\n[hub]\nbrokers = [\"tcp://127.0.0.1:1883\"]\n"
+	if _, err := Parse([]byte(sim)); err != nil {
+		t.Fatalf("simulation with tcp://: %v", err)
 	}
 }
 

@@ -6,6 +6,8 @@ package daemon
 
 import (
 	"context"
+	"crypto"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +16,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"kiosk/drivers/camera"
@@ -22,6 +25,7 @@ import (
 	simreader "kiosk/drivers/cardreader/sim"
 	"kiosk/drivers/gpio"
 	"kiosk/firmware/config"
+	"kiosk/firmware/devicekey"
 	"kiosk/firmware/emrtd/cardimage"
 	"kiosk/firmware/emrtd/vcard"
 	"kiosk/firmware/event"
@@ -43,6 +47,9 @@ type Options struct {
 	// SimCard makes the card inserted by the simulated reader's "insert"
 	// control. Nil means the default test card.
 	SimCard func() cardreader.CardHandler
+	// Now is the clock of certificate renewal and its health (tests);
+	// nil means time.Now.
+	Now func() time.Time
 }
 
 // Daemon is one running kioskd.
@@ -56,6 +63,16 @@ type Daemon struct {
 	// STOPPING=1), no READY=1 follows.
 	lifeMu   sync.Mutex
 	stopping bool
+
+	// The device key: in a TPM (tpm set) or a file; deviceKey is nil
+	// until the kiosk is enrolled.
+	keys      devicekey.Store
+	tpm       *devicekey.TPM
+	keyMu     sync.Mutex
+	deviceKey crypto.Signer // use key() and setKey()
+	// decommissioned: the transaction state is wiped and closed; only a
+	// restart after a new enrollment brings the kiosk back.
+	decommissioned atomic.Bool
 
 	pump    *camera.Pump
 	cards   cardreader.Driver
@@ -144,6 +161,11 @@ func New(cfg config.Config, opts Options) (*Daemon, error) {
 		}
 	}
 
+	if err := d.openKeys(); err != nil {
+		d.closeEarly()
+		return nil, err
+	}
+
 	{ // the hub link: configured brokers, or the embedded one
 		brokers := cfg.Hub.Brokers
 		if len(brokers) == 0 {
@@ -154,10 +176,19 @@ func New(cfg config.Config, opts Options) (*Daemon, error) {
 			d.broker = b
 			brokers = []string{b.URL()}
 		}
-		opts, err := hubOptions(cfg, brokers)
+		opts, err := hubOptions(cfg, brokers, d.key())
 		if err != nil {
 			d.closeEarly()
 			return nil, err
+		}
+		// The device key's certificate is read at each connection: a
+		// re-enrolled or renewed kiosk reconnects with the new one.
+		if cfg.Hub.CertFile != "" && (cfg.Tx.KeyStorage == "tpm" || cfg.Hub.KeyFile == cfg.Tx.DeviceKey) {
+			if opts.TLS == nil {
+				opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+			}
+			opts.TLS.Certificates = nil
+			opts.TLS.GetClientCertificate = d.clientCertificate
 		}
 		opts.Logger = log.With("component", "hub")
 		opts.OnState = func(s hub.Status) {
@@ -212,9 +243,14 @@ func (d *Daemon) closeStores() {
 	if d.broker != nil {
 		d.broker.Close()
 	}
+	if d.tpm != nil {
+		d.tpm.Close()
+	}
 }
 
-func hubOptions(cfg config.Config, brokers []string) (hub.Options, error) {
+// hubOptions: with a TPM-held key the client certificate's key is
+// deviceKey (nil when no key exists yet: then no client certificate).
+func hubOptions(cfg config.Config, brokers []string, deviceKey crypto.Signer) (hub.Options, error) {
 	o := hub.Options{
 		Brokers: brokers, ClientID: cfg.ClientID(), DeviceID: cfg.Device.ID, TopicPrefix: cfg.Hub.TopicPrefix,
 		Username: cfg.Hub.Username, KeepAlive: cfg.Hub.KeepAlive, ConnectTimeout: cfg.Hub.ConnectTimeout,
@@ -227,7 +263,13 @@ func hubOptions(cfg config.Config, brokers []string) (hub.Options, error) {
 		}
 		o.Password = strings.TrimSpace(string(b))
 	}
-	tlsCfg, err := hub.TLSConfig(cfg.Hub.CAFile, cfg.Hub.CertFile, cfg.Hub.KeyFile)
+	var tlsCfg *tls.Config
+	var err error
+	if cfg.Tx.KeyStorage == "tpm" && cfg.Hub.CertFile != "" && deviceKey != nil {
+		tlsCfg, err = hub.TLSConfigSigner(cfg.Hub.CAFile, cfg.Hub.CertFile, deviceKey)
+	} else {
+		tlsCfg, err = hub.TLSConfig(cfg.Hub.CAFile, cfg.Hub.CertFile, cfg.Hub.KeyFile)
+	}
 	if err != nil {
 		return o, &config.Error{Key: "hub", Msg: err.Error()}
 	}
@@ -276,6 +318,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	if d.tx != nil {
 		run("delivery", d.tx.flow.Run)
+		if d.tx.renewer != nil {
+			run("renewal", d.tx.renewer.Run)
+		}
 		if d.tx.refhub != nil {
 			run("embedded-hub", d.tx.refhub.Run)
 		}
@@ -430,4 +475,11 @@ func (d *Daemon) runGPIO(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+func (d *Daemon) now() time.Time {
+	if d.opts.Now != nil {
+		return d.opts.Now()
+	}
+	return time.Now()
 }

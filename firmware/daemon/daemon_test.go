@@ -36,6 +36,9 @@ func TestMainExitCodes(t *testing.T) {
 	bad := filepath.Join(dir, "bad.toml")
 	os.WriteFile(bad, []byte("[camera]\nbackend = \"sim\"\nfps = \"fast\"\n"), 0o600)
 	good := filepath.Join("..", "..", "provisioning", "config", "sim.toml")
+	// Production without mutual TLS: a plain broker and no client certificate.
+	plain := filepath.Join(dir, "plain.toml")
+	os.WriteFile(plain, []byte("[device]\nmode = \"production\"\n[hub]\nbrokers = [\"tcp://hub:1883\"]\nauth_cert = \"/a.pem\"\n"), 0o600)
 	tests := []struct {
 		args []string
 		code int
@@ -46,6 +49,8 @@ func TestMainExitCodes(t *testing.T) {
 		{[]string{"--config", good, "--check-config"}, ExitOK, "is valid"},
 		{[]string{"--bogus"}, ExitConfig, "flag provided but not defined"},
 		{[]string{"--config", good, "extra"}, ExitConfig, "unexpected argument"},
+		{[]string{"--config", plain}, ExitConfig, "hub.brokers[0]"},
+		{[]string{"--config", plain}, ExitConfig, "hub.cert_file"},
 	}
 	for _, tt := range tests {
 		var stderr bytes.Buffer
@@ -266,6 +271,8 @@ embedded_hub = %v
 auth_timeout = "1s"
 device_key = %q
 device_cert = %q
+# A tamper wipes the salt file: never the machine's.
+doc_salt_file = %q
 [ecr]
 listen = "127.0.0.1:0"
 token_file = %q
@@ -290,7 +297,7 @@ listen = "127.0.0.1:0"
 [shutdown]
 timeout = "5s"
 `, filepath.Join(card, "trust"), card, testmedia.Models(t), filepath.Join(dir, "state"), broker == "",
-		filepath.Join(dir, "kiosk-test.key"), filepath.Join(dir, "kiosk-test.crt"),
+		filepath.Join(dir, "kiosk-test.key"), filepath.Join(dir, "kiosk-test.crt"), filepath.Join(dir, "doc-salt"),
 		filepath.Join(dir, "ecr-token"), video, quoteIf(broker)), dir, trust
 }
 

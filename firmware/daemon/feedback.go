@@ -55,6 +55,14 @@ func (d *Daemon) runFeedback(ctx context.Context) error {
 		st := d.session.Status()
 		c.Session(st.State, st.Outcome != nil && st.Outcome.Approved)
 	}
+	// A latch from before the restart (or power cut) holds; a wipe it
+	// did not finish is finished now.
+	if st := d.latched(); st.Latched {
+		c.Latch()
+		if !st.Wiped {
+			d.onTamper(ctx)
+		}
+	}
 	// The inputs' first levels may have been published before this
 	// subscription: read them once GPIO is open.
 	var poll <-chan time.Time
@@ -83,6 +91,9 @@ func (d *Daemon) runFeedback(ctx context.Context) error {
 			poll = nil
 			if err == nil {
 				c.Input(gpio.Tamper, tamper)
+				if tamper {
+					d.onTamper(ctx)
+				}
 			}
 			syncService()
 			continue
@@ -99,11 +110,22 @@ func (d *Daemon) runFeedback(ctx context.Context) error {
 			c.Session(v.State, v.Outcome != nil && v.Outcome.Approved)
 		case gpioEvent:
 			c.Input(gpio.Role(v.Role), v.Active)
+			if gpio.Role(v.Role) == gpio.Tamper && v.Active {
+				d.onTamper(ctx)
+			}
 		case staffAction:
 			switch v.Action {
 			case "maintenance":
 				c.SetMaintenance(v.On)
 			case "reset_tamper":
+				if c.Service().Tamper {
+					d.log.Warn("tamper reset refused", "err", feedback.ErrTamperActive)
+					break
+				}
+				if err := d.completeTamperReset(ctx); err != nil {
+					d.log.Warn("tamper reset refused", "err", err)
+					break
+				}
 				if err := c.ResetTamper(); err != nil {
 					d.log.Warn("tamper reset refused", "err", err)
 				}

@@ -33,6 +33,7 @@ type Health struct {
 	Mode       string               `json:"mode"`
 	Version    string               `json:"version"`
 	UptimeS    float64              `json:"uptime_s"`
+	KeyStorage string               `json:"key_storage"` // tpm or file: where the device key lives
 	Components map[string]Component `json:"components"`
 }
 
@@ -42,6 +43,9 @@ func (d *Daemon) Health() Health {
 	h := Health{
 		Status: "ok", Device: d.cfg.Device.ID, Mode: d.cfg.Device.Mode, Version: d.opts.Version,
 		Components: map[string]Component{},
+	}
+	if d.keys != nil {
+		h.KeyStorage = d.keys.Kind()
 	}
 	if !d.started.IsZero() {
 		h.UptimeS = time.Since(d.started).Seconds()
@@ -94,6 +98,19 @@ func (d *Daemon) Health() Health {
 			tc.State, tc.Detail = "degraded", ts.Alarm
 		}
 		h.Components["transactions"] = tc
+		if d.tx.auditErr != "" {
+			h.Components["audit"] = Component{State: "degraded", Detail: d.tx.auditErr}
+		}
+		// The device certificate: degraded with under 14 days left (it
+		// renews itself from 30 days).
+		if d.tx.renewer != nil {
+			cs := d.tx.renewer.Status()
+			c := Component{State: "ok", Info: cs}
+			if cs.State != "ok" {
+				c.State, c.Detail = "degraded", fmt.Sprintf("device certificate %s: %d days left", cs.State, cs.DaysLeft)
+			}
+			h.Components["certificate"] = c
+		}
 	}
 	for _, c := range h.Components {
 		if c.State != "ok" && c.State != "disabled" {

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"crypto"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -20,6 +21,7 @@ import (
 	"kiosk/firmware/ecr"
 	"kiosk/firmware/emrtd"
 	"kiosk/firmware/emrtd/pa"
+	"kiosk/firmware/enroll"
 	"kiosk/firmware/event"
 	"kiosk/firmware/session"
 	"kiosk/firmware/txflow"
@@ -84,6 +86,22 @@ func (d *Daemon) buildSession() error {
 	if err != nil {
 		return fmt.Errorf("transaction flow: %w", err)
 	}
+	// An enrolled kiosk renews its certificate through the hub.
+	if !tx.ephemeral && len(cfg.Hub.Brokers) > 0 {
+		// Both stores make the new key beside the old one.
+		pending, _ := d.keys.(enroll.PendingKeys)
+		tx.renewer, err = enroll.NewRenewer(enroll.RenewerOptions{
+			Hub: d.hub, Signer: tx.signer, HubKeys: hubKeys, Keys: pending, Chain: cfg.Tx.DeviceCert, Now: d.now,
+			Logger: d.log.With("component", "renewal"),
+			OnRenewed: func(k crypto.Signer, _ *x509.Certificate) {
+				d.setKey(k)
+				d.hub.Reconnect("device certificate renewed")
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("certificate renewal: %w", err)
+		}
+	}
 	if cfg.Tx.EmbeddedHub && d.broker != nil {
 		keys := txreport.NewKeyring()
 		if err := keys.Add(tx.signer.Certificate()); err != nil {
@@ -93,7 +111,7 @@ func (d *Daemon) buildSession() error {
 		if err != nil {
 			return fmt.Errorf("embedded hub store: %w", err)
 		}
-		tx.store = store
+		tx.store, tx.hubKeys = store, keys
 		tx.refhub, err = refhub.New(refhub.Options{
 			Brokers: []string{d.broker.URL()}, Prefix: cfg.Hub.TopicPrefix, Keyring: keys, Signer: hubSigner, Store: store,
 			Limits: hubstore.Limits{MaxTx: 500_00, MaxDaily: 5000_00}, Logger: d.log.With("component", "embedded-hub"),

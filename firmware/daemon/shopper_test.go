@@ -26,6 +26,7 @@ import (
 	"kiosk/firmware/event"
 	"kiosk/firmware/face"
 	"kiosk/firmware/session"
+	"kiosk/firmware/staff"
 	"kiosk/internal/browsertest"
 	"kiosk/internal/testmedia"
 )
@@ -488,7 +489,8 @@ func TestStaffAPI(t *testing.T) {
 	if err != nil || !strings.HasPrefix(st.Versions["opencv"], "4.") || st.Versions["kioskd"] != "test" || st.Versions["fr_feature.onnx"] == "" {
 		t.Fatalf("staff versions %v (%v)", st.Versions, err)
 	}
-	for i := range staffMaxFailures {
+	// The lockout grows: after the free tries the next wrong PIN locks.
+	for i := range staff.Free + 1 {
 		if code, _ := postJSON(t, r.base+"/api/staff/login", `{"pin":"1111"}`); code != http.StatusUnauthorized {
 			t.Fatalf("wrong PIN %d: %d", i, code)
 		}

@@ -11,10 +11,13 @@ import (
 	"time"
 
 	"kiosk/drivers/cardreader"
+	"kiosk/firmware/audit"
 	"kiosk/firmware/config"
+	"kiosk/firmware/devicekey"
 	"kiosk/firmware/ecr"
 	"kiosk/firmware/emrtd"
 	"kiosk/firmware/emrtd/pa"
+	"kiosk/firmware/enroll"
 	"kiosk/firmware/event"
 	"kiosk/firmware/offline"
 	"kiosk/firmware/outbox"
@@ -35,7 +38,15 @@ type txStack struct {
 	flow    *txflow.Flow
 	refhub  *refhub.Hub // simulation only
 	store   *hubstore.Bolt
-	history *ecr.History // what the till was told, across restarts
+	hubKeys *txreport.Keyring // the embedded hub's (simulation only)
+	renewer *enroll.Renewer   // enrolled kiosks: certificate renewal
+	audit   *audit.Log        // staff actions, hash chained
+	// auditErr is why the audit log's chain does not hold (health).
+	auditErr string
+	// ephemeral: simulation without an enrolled key signs with a key
+	// made for this run (and, after a tamper reset, a new one).
+	ephemeral bool
+	history   *ecr.History // what the till was told, across restarts
 }
 
 func (t *txStack) close() {
@@ -60,16 +71,17 @@ func (d *Daemon) openTx() (*txStack, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, &config.Error{Key: "transactions.state_dir", Msg: err.Error()}
 	}
-	signer, err := txreport.LoadSigner(cfg.DeviceKey, cfg.DeviceCert)
+	signer, err := d.deviceSigner()
 	switch {
 	case err == nil:
-	case sim && errors.Is(err, os.ErrNotExist):
+	case sim && (errors.Is(err, os.ErrNotExist) || errors.Is(err, devicekey.ErrNoKey)):
 		d.log.Warn("no device key: using an ephemeral development key (simulation)", "device_key", cfg.DeviceKey)
 		if signer, err = ephemeralSigner(d.cfg.Device.ID); err != nil {
 			return nil, err
 		}
+		t.ephemeral = true
 	default:
-		return nil, &config.Error{Key: "transactions.device_key", Msg: err.Error()}
+		return nil, &config.Error{Key: "transactions.device_key", Msg: err.Error() + " (not enrolled? kioskctl provision enroll)"}
 	}
 	if signer.DeviceID() != d.cfg.Device.ID {
 		return nil, &config.Error{Key: "transactions.device_cert", Msg: fmt.Sprintf("certificate is for %q, this kiosk is %q", signer.DeviceID(), d.cfg.Device.ID)}
@@ -87,6 +99,14 @@ func (d *Daemon) openTx() (*txStack, error) {
 		return nil, &config.Error{Key: "transactions.doc_salt_file", Msg: err.Error()}
 	default:
 		return nil, &config.Error{Key: "transactions.doc_salt_file", Msg: "salt shorter than 16 characters"}
+	}
+	t.audit, err = audit.Open(filepath.Join(cfg.StateDir, "audit.log"))
+	switch {
+	case errors.Is(err, audit.ErrBroken):
+		t.auditErr = err.Error()
+		d.log.Error("staff audit log", "err", err)
+	case err != nil:
+		return nil, fmt.Errorf("open audit log: %w", err)
 	}
 	t.outbox, err = outbox.Open(filepath.Join(cfg.StateDir, "outbox.db"), outbox.Options{
 		MaxRecords: cfg.OutboxMaxRecords, MaxBytes: cfg.OutboxMaxBytes, Logger: d.log.With("component", "outbox"),

@@ -22,6 +22,7 @@ import (
 	"kiosk/firmware/event"
 	"kiosk/firmware/feedback"
 	"kiosk/firmware/session"
+	"kiosk/firmware/staff"
 	"kiosk/ui/shopper"
 	"kiosk/ui/statuspage"
 )
@@ -34,12 +35,10 @@ const (
 	previewInterval = time.Second / 15
 )
 
-// Staff login limits.
+// Staff login limits (the lockout: package staff).
 const (
-	staffMaxFailures = 5
-	staffLockout     = time.Minute
-	staffSessionTTL  = 15 * time.Minute
-	lastErrorsKept   = 50
+	staffSessionTTL = 15 * time.Minute
+	lastErrorsKept  = 50
 )
 
 // uiState is what the shopper and staff screens share: the staff PIN and
@@ -48,17 +47,18 @@ const (
 // it, so the Daemon needs no field for it.
 type uiState struct {
 	d      *Daemon
-	pinSum [32]byte // SHA-256 of the PIN; compared in constant time
-	pinSet bool
-	pinErr string
-	mux    *http.ServeMux
+	pinSum [32]byte // SHA-256 of the shared PIN (simulation); compared in constant time
+	// accounts are the per-person staff accounts (http.staff_accounts_file).
+	accounts staff.Accounts
+	pinSet   bool // a shared PIN or accounts: the staff screen is enabled
+	pinErr   string
+	mux      *http.ServeMux
 
-	mu       sync.Mutex
-	tokens   map[string]time.Time // login token → expiry
-	failures int
-	lockedTo time.Time
-	errors   []staffError
-	service  feedback.Service
+	mu      sync.Mutex
+	tokens  map[string]staffSession // login token → who, until when
+	lockout staff.Lockout
+	errors  []staffError
+	service feedback.Service
 }
 
 type staffError struct {
@@ -70,7 +70,7 @@ type staffError struct {
 // registerUI mounts the screens kioskd serves on loopback: the shopper
 // screen at "/", the developer status page at "/status/", and their APIs.
 func (d *Daemon) registerUI(mux *http.ServeMux) {
-	u := &uiState{d: d, tokens: map[string]time.Time{}}
+	u := &uiState{d: d, tokens: map[string]staffSession{}}
 	u.loadPIN()
 	mux.Handle("GET /", shopper.Handler())
 	mux.Handle("GET /status", http.RedirectHandler("/status/", http.StatusFound))
@@ -85,16 +85,41 @@ func (d *Daemon) registerUI(mux *http.ServeMux) {
 	u.mux.HandleFunc("GET /api/staff/status", u.staffOnly(u.status))
 	u.mux.HandleFunc("POST /api/staff/maintenance", u.staffOnly(u.maintenance))
 	u.mux.HandleFunc("POST /api/staff/reset-tamper", u.staffOnly(u.resetTamper))
+	u.mux.HandleFunc("POST /api/staff/decommission", u.staffOnly(u.decommission))
+	u.mux.HandleFunc("POST /api/staff/enroll", u.staffOnly(u.enroll))
 	mux.Handle("GET /api/staff/", u)
 	mux.Handle("POST /api/staff/", u)
 }
 
 func (u *uiState) ServeHTTP(w http.ResponseWriter, r *http.Request) { u.mux.ServeHTTP(w, r) }
 
+// staffSession is one staff login.
+type staffSession struct {
+	who string
+	exp time.Time
+}
+
+// who is the account of the request's staff session.
+func (u *uiState) who(r *http.Request) string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.tokens[r.Header.Get("X-Staff-Token")].who
+}
+
 // loadPIN reads the staff PIN file. A missing or malformed file disables
 // the staff screen (reported in its login answer), it does not stop the
 // kiosk. The PIN itself is never logged.
 func (u *uiState) loadPIN() {
+	if af := u.d.cfg.HTTP.StaffAccountsFile; af != "" {
+		as, err := staff.Load(af)
+		if err != nil {
+			u.pinErr = err.Error()
+			u.d.log.Error("staff screen disabled", "err", u.pinErr)
+			return
+		}
+		u.accounts, u.pinSet = as, true
+		return
+	}
 	f := u.d.cfg.HTTP.StaffPINFile
 	if f == "" {
 		u.pinErr = "no staff PIN configured (http.staff_pin_file)"
@@ -251,36 +276,48 @@ func (u *uiState) login(w http.ResponseWriter, r *http.Request) {
 	if !decodeControl(w, r, &req) {
 		return
 	}
-	sum := sha256.Sum256([]byte(req.PIN))
-	req.PIN = ""
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	now := time.Now()
-	if now.Before(u.lockedTo) {
-		w.Header().Set("Retry-After", fmt.Sprint(int(time.Until(u.lockedTo).Seconds())+1))
+	if wait := u.lockout.Locked(now); wait > 0 {
+		req.PIN = ""
+		w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
 		writeError(w, http.StatusTooManyRequests, "too many wrong PINs; try later")
 		return
 	}
-	if subtle.ConstantTimeCompare(sum[:], u.pinSum[:]) != 1 {
-		u.failures++
-		if u.failures >= staffMaxFailures {
-			u.failures, u.lockedTo = 0, now.Add(staffLockout)
+	// Who: the account whose PIN this is (argon2id, every account tried),
+	// or the shared PIN of simulation.
+	who, ok := "", false
+	if u.accounts != nil {
+		var a staff.Account
+		a, ok = u.accounts.Match(req.PIN)
+		who = a.Name
+	} else {
+		sum := sha256.Sum256([]byte(req.PIN))
+		ok, who = subtle.ConstantTimeCompare(sum[:], u.pinSum[:]) == 1, "shared-pin"
+	}
+	req.PIN = ""
+	if !ok {
+		wait := u.lockout.Fail(now)
+		u.d.log.Warn("staff login refused", "failures", u.lockout.Failures(), "locked_for", wait)
+		if wait > 0 {
+			w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
 		}
-		u.d.log.Warn("staff login refused", "failures", u.failures)
 		writeError(w, http.StatusUnauthorized, "wrong PIN")
 		return
 	}
-	u.failures = 0
+	u.lockout.Succeed()
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	tok := hex.EncodeToString(b[:])
-	for k, exp := range u.tokens {
-		if now.After(exp) {
+	for k, ss := range u.tokens {
+		if now.After(ss.exp) {
 			delete(u.tokens, k)
 		}
 	}
-	u.tokens[tok] = now.Add(staffSessionTTL)
-	u.d.log.Info("staff logged in")
+	u.tokens[tok] = staffSession{who: who, exp: now.Add(staffSessionTTL)}
+	u.d.recordStaff(r.Context(), who, "login", "")
+	u.d.log.Info("staff logged in", "staff", who)
 	u.d.bus.Publish(event.Event{Source: "ui", Kind: "staff.login"})
 	writeJSON(w, http.StatusOK, map[string]any{"token": tok, "expires": now.Add(staffSessionTTL)})
 }
@@ -289,8 +326,8 @@ func (u *uiState) staffOnly(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		tok := r.Header.Get("X-Staff-Token")
 		u.mu.Lock()
-		exp, ok := u.tokens[tok]
-		if ok && time.Now().After(exp) {
+		ss, ok := u.tokens[tok]
+		if ok && time.Now().After(ss.exp) {
 			delete(u.tokens, tok)
 			ok = false
 		}
@@ -347,6 +384,8 @@ func (u *uiState) maintenance(w http.ResponseWriter, r *http.Request) {
 	if !decodeControl(w, r, &req) {
 		return
 	}
+	action := map[bool]string{true: "maintenance_on", false: "maintenance_off"}[req.On]
+	u.d.recordStaff(r.Context(), u.who(r), action, "")
 	u.act(w, staffAction{Action: "maintenance", On: req.On}, func(s feedback.Service) bool {
 		return (s.Reason == feedback.ReasonMaintenance) == req.On || s.Reason == feedback.ReasonTamper
 	})
@@ -361,6 +400,11 @@ func (u *uiState) resetTamper(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, "the enclosure is still open (tamper input active)")
 		return
 	}
+	if err := u.d.tamperResetBlocked(r.Context()); err != nil {
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	}
+	u.d.recordStaff(r.Context(), u.who(r), "tamper_reset", "")
 	u.act(w, staffAction{Action: "reset_tamper"}, func(s feedback.Service) bool { return s.Reason != feedback.ReasonTamper })
 }
 

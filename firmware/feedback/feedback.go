@@ -180,6 +180,15 @@ func (c *Controller) Input(role gpio.Role, active bool) {
 	}
 }
 
+// Latch sets the tamper latch without an input change: a latch that was
+// persisted before a restart.
+func (c *Controller) Latch() {
+	c.mu.Lock()
+	c.tamperLatch = true
+	c.mu.Unlock()
+	c.serviceChanged()
+}
+
 // SetMaintenance takes the kiosk out of service for staff work (or back).
 func (c *Controller) SetMaintenance(on bool) {
 	c.mu.Lock()

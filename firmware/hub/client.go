@@ -84,6 +84,9 @@ type Client struct {
 	changed     chan struct{} // closed and replaced on every state change
 	routes      map[string]chan Message
 	pendingAuth map[string]chan []byte
+	// kick asks Run to drop the connection and connect again (a new
+	// client certificate).
+	kick chan string
 }
 
 // New checks options and returns a client that is not yet connected.
@@ -126,6 +129,7 @@ func New(opts Options) (*Client, error) {
 		changed:     make(chan struct{}),
 		routes:      map[string]chan Message{},
 		pendingAuth: map[string]chan []byte{},
+		kick:        make(chan string, 1),
 	}
 	c.status = Status{State: "down", Detail: "not connected yet", Since: opts.Now()}
 	return c, nil
@@ -213,6 +217,16 @@ func waitToken(ctx context.Context, tok mqtt.Token, limit time.Duration) error {
 	}
 }
 
+// Reconnect makes Run close the connection cleanly and connect again at
+// once, e.g. with a renewed client certificate (TLS settings are read at
+// each connection).
+func (c *Client) Reconnect(reason string) {
+	select {
+	case c.kick <- reason:
+	default: // one is pending already
+	}
+}
+
 // Run keeps the link up until ctx ends, then publishes "offline" and
 // disconnects cleanly.
 func (c *Client) Run(ctx context.Context) error {
@@ -243,6 +257,10 @@ func (c *Client) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			c.goOffline(conn)
 			return nil
+		case reason := <-c.kick:
+			c.log.Info("hub: reconnecting", "reason", reason)
+			c.goOffline(conn)
+			c.setStatus(func(s *Status) { s.Detail = "reconnecting: " + reason; s.Reconnects++ })
 		case err := <-lost:
 			c.log.Warn("hub connection lost", "err", err)
 			c.mu.Lock()

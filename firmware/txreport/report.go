@@ -41,8 +41,9 @@ type Report struct {
 	Terminal    string `json:"terminal_id"`
 	Merchant    string `json:"merchant"`
 	MerchantRef string `json:"merchant_ref,omitempty"`
-	Kind        string `json:"kind"` // payment or identity
-	// Service names the branch service an identity check was for.
+	Kind        string `json:"kind"` // payment, identity or event
+	// Service names the branch service an identity check was for; for an
+	// event, the event (EventTamperAlarm ...).
 	Service  string `json:"service,omitempty"`
 	Amount   int64  `json:"amount"` // minor units of Currency (ISO 4217)
 	Currency string `json:"currency"`
@@ -60,6 +61,19 @@ type Report struct {
 	// Face summarises the face step when it ran: frame counts and when
 	// the holder consented; nothing biometric.
 	Face *FaceSummary `json:"face,omitempty"`
+	// Audit is a staff action (event "staff_audit"): one entry of the
+	// kiosk's hash-chained audit log (package audit).
+	Audit *AuditEntry `json:"audit,omitempty"`
+}
+
+// AuditEntry is one entry of a kiosk's staff audit log.
+type AuditEntry struct {
+	Seq    uint64 `json:"seq"`
+	Time   string `json:"time"`  // RFC 3339 UTC, milliseconds
+	Staff  string `json:"staff"` // account name
+	Action string `json:"action"`
+	Detail string `json:"detail,omitempty"`
+	Prev   string `json:"prev"` // hex SHA-256 of the previous entry's canonical JSON
 }
 
 // FaceSummary is the quality and consent record of the face step.
@@ -127,6 +141,20 @@ func DocumentHash(salt []byte, issuingState, number string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
+// Events a kiosk reports through the outbox like a transaction (signed,
+// stored until the hub acknowledges it): Kind "event", Service the event,
+// no amount, no decision.
+const (
+	KindEvent        = "event"
+	EventTamperAlarm = "tamper_alarm" // the enclosure was opened: keys and salt wiped
+	EventTamperReset = "tamper_reset" // staff returned the re-enrolled kiosk to service
+	// EventDecommission: the kiosk leaves service for good; the hub
+	// revokes its certificates before it acknowledges.
+	EventDecommission = "decommission"
+	// EventStaffAudit carries one audit log entry (Report.Audit).
+	EventStaffAudit = "staff_audit"
+)
+
 // ErrInvalid wraps every validation failure.
 var ErrInvalid = errors.New("txreport: invalid report")
 
@@ -151,8 +179,28 @@ func (r *Report) Validate() error {
 	if !terminalRe.MatchString(r.Terminal) {
 		return bad("terminal_id %q", r.Terminal)
 	}
+	if r.Kind == KindEvent {
+		for _, ts := range []string{r.Started, r.Decided} {
+			if _, err := time.Parse(time.RFC3339Nano, ts); err != nil {
+				return bad("time %q", ts)
+			}
+		}
+		if !codeRe.MatchString(r.Service) || r.Amount != 0 || r.Currency != "" || r.Decision != "" || len(r.Reasons) != 0 ||
+			r.Auth.Mode != AuthNone || r.DocHash != "" || r.Face != nil {
+			return bad("event %q: an event names itself in service and carries no amount, decision or document", r.Service)
+		}
+		if a := r.Audit; (a != nil) != (r.Service == EventStaffAudit) {
+			return bad("event %q: audit entry only and always with %s", r.Service, EventStaffAudit)
+		} else if a != nil && (a.Seq == 0 || !codeRe.MatchString(a.Action) || !hexRe.MatchString(a.Prev) || len(a.Staff) > 64 || len(a.Detail) > 256) {
+			return bad("audit entry %d", a.Seq)
+		}
+		return nil
+	}
 	if r.Kind != "payment" && r.Kind != "identity" {
 		return bad("kind %q", r.Kind)
+	}
+	if r.Audit != nil {
+		return bad("an audit entry in a %s report", r.Kind)
 	}
 	if r.Amount < 0 || r.Amount > maxSafeInt {
 		return bad("amount %d", r.Amount)

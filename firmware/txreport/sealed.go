@@ -30,11 +30,11 @@ func (s *Signer) Seal(v any) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("txreport: seal: %w", err)
 	}
-	sig, err := s.sign(body)
+	sig, fp, err := s.sign(body)
 	if err != nil {
 		return nil, fmt.Errorf("txreport: seal: %w", err)
 	}
-	return json.Marshal(Sealed{Body: body, Alg: Alg, Sig: sig, Cert: s.fp})
+	return json.Marshal(Sealed{Body: body, Alg: Alg, Sig: sig, Cert: fp})
 }
 
 // Open verifies Sealed bytes from the network against the keyring and

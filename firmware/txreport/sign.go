@@ -2,6 +2,7 @@ package txreport
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -45,27 +46,60 @@ func Fingerprint(c *x509.Certificate) string {
 	return hex.EncodeToString(s[:])
 }
 
-// Signer signs reports with the device key.
+// Signer signs reports with the device key. The key can be replaced (a
+// renewed certificate) or withdrawn (tamper, decommission) while the
+// signer is shared: what was signed before keeps its own fingerprint.
 type Signer struct {
-	key  *ecdsa.PrivateKey
+	mu   sync.RWMutex
+	key  crypto.Signer // nil once Withdrawn
 	cert *x509.Certificate
 	fp   string
 }
 
+// ErrWithdrawn is returned by a signer whose key was withdrawn.
+var ErrWithdrawn = errors.New("txreport: device key withdrawn")
+
 // NewSigner pairs a P-256 key with its certificate (which must hold the
-// matching public key).
-func NewSigner(key *ecdsa.PrivateKey, cert *x509.Certificate) (*Signer, error) {
-	if key == nil || cert == nil {
-		return nil, errors.New("txreport: signer needs a key and a certificate")
-	}
-	if key.Curve != elliptic.P256() {
-		return nil, errors.New("txreport: device key must be ECDSA P-256")
-	}
-	pub, ok := cert.PublicKey.(*ecdsa.PublicKey)
-	if !ok || !pub.Equal(&key.PublicKey) {
-		return nil, errors.New("txreport: certificate does not match the device key")
+// matching public key). The key may live in a TPM (crypto.Signer).
+func NewSigner(key crypto.Signer, cert *x509.Certificate) (*Signer, error) {
+	if err := checkPair(key, cert); err != nil {
+		return nil, err
 	}
 	return &Signer{key: key, cert: cert, fp: Fingerprint(cert)}, nil
+}
+
+// Replace makes s sign with a new key and certificate from now on.
+func (s *Signer) Replace(key crypto.Signer, cert *x509.Certificate) error {
+	if err := checkPair(key, cert); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.key, s.cert, s.fp = key, cert, Fingerprint(cert)
+	s.mu.Unlock()
+	return nil
+}
+
+// Withdraw drops the key: every later Sign and Seal fails with
+// ErrWithdrawn until Replace.
+func (s *Signer) Withdraw() {
+	s.mu.Lock()
+	s.key = nil
+	s.mu.Unlock()
+}
+
+func checkPair(key crypto.Signer, cert *x509.Certificate) error {
+	if key == nil || cert == nil {
+		return errors.New("txreport: signer needs a key and a certificate")
+	}
+	kp, ok := key.Public().(*ecdsa.PublicKey)
+	if !ok || kp.Curve != elliptic.P256() {
+		return errors.New("txreport: device key must be ECDSA P-256")
+	}
+	pub, ok := cert.PublicKey.(*ecdsa.PublicKey)
+	if !ok || !pub.Equal(kp) {
+		return errors.New("txreport: certificate does not match the device key")
+	}
+	return nil
 }
 
 // LoadSigner reads a PEM private key (PKCS#8 or SEC 1) and a PEM
@@ -101,10 +135,14 @@ func LoadSigner(keyFile, certFile string) (*Signer, error) {
 }
 
 // Fingerprint is the signing certificate's fingerprint.
-func (s *Signer) Fingerprint() string { return s.fp }
+func (s *Signer) Fingerprint() string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.fp
+}
 
 // DeviceID is the certificate's subject common name.
-func (s *Signer) DeviceID() string { return s.cert.Subject.CommonName }
+func (s *Signer) DeviceID() string { return s.Certificate().Subject.CommonName }
 
 // Sign validates and signs r, returning the envelope bytes.
 func (s *Signer) Sign(r *Report) ([]byte, error) {
@@ -112,21 +150,29 @@ func (s *Signer) Sign(r *Report) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	sig, err := s.sign(body)
+	sig, fp, err := s.sign(body)
 	if err != nil {
 		return nil, fmt.Errorf("txreport: sign: %w", err)
 	}
-	return json.Marshal(Envelope{Report: body, Alg: Alg, Sig: sig, Cert: s.fp})
+	return json.Marshal(Envelope{Report: body, Alg: Alg, Sig: sig, Cert: fp})
 }
 
-// sign returns the base64 DER signature of SHA-256(body).
-func (s *Signer) sign(body []byte) (string, error) {
-	h := sha256.Sum256(body)
-	sig, err := ecdsa.SignASN1(rand.Reader, s.key, h[:])
-	if err != nil {
-		return "", err
+// sign returns the base64 DER signature of SHA-256(body) and the
+// fingerprint of the certificate of the key that made it.
+func (s *Signer) sign(body []byte) (sig, fp string, err error) {
+	s.mu.RLock()
+	key, fp := s.key, s.fp
+	s.mu.RUnlock()
+	if key == nil {
+		return "", "", ErrWithdrawn
 	}
-	return base64.StdEncoding.EncodeToString(sig), nil
+	h := sha256.Sum256(body)
+	// An ECDSA crypto.Signer returns the ASN.1 DER form (SEC 1 §4.1).
+	der, err := key.Sign(rand.Reader, h[:], crypto.SHA256)
+	if err != nil {
+		return "", "", err
+	}
+	return base64.StdEncoding.EncodeToString(der), fp, nil
 }
 
 // Errors a verifier returns; the hub does not acknowledge such messages.
@@ -186,8 +232,22 @@ type Device struct {
 
 // Keyring maps certificate fingerprints to devices. Safe for concurrent use.
 type Keyring struct {
-	mu   sync.RWMutex
-	byFP map[string]Device
+	mu       sync.RWMutex
+	byFP     map[string]Device
+	resolver Resolver
+}
+
+// Resolver finds a device the keyring does not hold by its certificate
+// fingerprint (lowercase hex): the hub's registry of certificates its
+// device CA issued, checked by chain and against revocations on every
+// call. It must not block for long.
+type Resolver func(fp string) (Device, bool)
+
+// SetResolver makes k ask r for fingerprints it does not hold.
+func (k *Keyring) SetResolver(r Resolver) {
+	k.mu.Lock()
+	k.resolver = r
+	k.mu.Unlock()
 }
 
 // NewKeyring returns an empty keyring.
@@ -195,15 +255,12 @@ func NewKeyring() *Keyring { return &Keyring{byFP: map[string]Device{}} }
 
 // Add registers a device certificate (ECDSA P-256, CN = device id).
 func (k *Keyring) Add(c *x509.Certificate) error {
-	pub, ok := c.PublicKey.(*ecdsa.PublicKey)
-	if !ok || pub.Curve != elliptic.P256() {
-		return fmt.Errorf("certificate %q: not an ECDSA P-256 key", c.Subject.CommonName)
-	}
-	if !terminalRe.MatchString(c.Subject.CommonName) {
-		return fmt.Errorf("certificate subject CN %q is not a device id", c.Subject.CommonName)
+	d, err := NewDevice(c)
+	if err != nil {
+		return err
 	}
 	k.mu.Lock()
-	k.byFP[Fingerprint(c)] = Device{ID: c.Subject.CommonName, Cert: c, Key: pub}
+	k.byFP[Fingerprint(c)] = d
 	k.mu.Unlock()
 	return nil
 }
@@ -316,14 +373,35 @@ func (k *Keyring) Verify(b []byte) (*Report, Device, error) {
 }
 
 // Certificate is the signing certificate.
-func (s *Signer) Certificate() *x509.Certificate { return s.cert }
+func (s *Signer) Certificate() *x509.Certificate {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.cert
+}
 
 // device finds a signer by its certificate fingerprint.
 func (k *Keyring) device(fp string) (Device, bool) {
+	fp = strings.ToLower(fp)
 	k.mu.RLock()
-	defer k.mu.RUnlock()
-	dev, ok := k.byFP[strings.ToLower(fp)]
+	dev, ok := k.byFP[fp]
+	r := k.resolver
+	k.mu.RUnlock()
+	if !ok && r != nil {
+		return r(fp)
+	}
 	return dev, ok
+}
+
+// NewDevice is the Device of a certificate (ECDSA P-256, CN = device id).
+func NewDevice(c *x509.Certificate) (Device, error) {
+	pub, ok := c.PublicKey.(*ecdsa.PublicKey)
+	if !ok || pub.Curve != elliptic.P256() {
+		return Device{}, fmt.Errorf("certificate %q: not an ECDSA P-256 key", c.Subject.CommonName)
+	}
+	if !terminalRe.MatchString(c.Subject.CommonName) {
+		return Device{}, fmt.Errorf("certificate subject CN %q is not a device id", c.Subject.CommonName)
+	}
+	return Device{ID: c.Subject.CommonName, Cert: c, Key: pub}, nil
 }
 
 // verified checks sig (base64 DER) over the canonical form of raw with

@@ -331,3 +331,64 @@ func BenchmarkSign(b *testing.B) {
 		}
 	}
 }
+
+// A renewed key takes over a shared signer; reports signed under the old
+// one still verify; a withdrawn key signs nothing.
+func TestReplaceWithdraw(t *testing.T) {
+	s := signer(t, "kiosk-0001")
+	oldCert := s.Certificate()
+	old := mustSign(t, s, sample())
+	k2, c2, err := devkey.Generate("kiosk-0001", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Replace(k2, oldCert); err == nil {
+		t.Fatal("replaced with a key its certificate does not hold")
+	}
+	if err := s.Replace(k2, c2); err != nil {
+		t.Fatal(err)
+	}
+	r2 := sample()
+	r2.TxID = "tx-after"
+	renewed := mustSign(t, s, r2)
+	ring := NewKeyring()
+	_ = ring.Add(oldCert)
+	_ = ring.Add(c2)
+	for _, env := range [][]byte{old, renewed} {
+		if _, _, err := ring.Verify(env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.Fingerprint() != Fingerprint(c2) {
+		t.Fatal("fingerprint not renewed")
+	}
+	s.Withdraw()
+	if _, err := s.Sign(sample()); !errors.Is(err, ErrWithdrawn) {
+		t.Fatalf("sign after withdraw: %v", err)
+	}
+	if _, err := s.Seal(map[string]int{"a": 1}); !errors.Is(err, ErrWithdrawn) {
+		t.Fatalf("seal after withdraw: %v", err)
+	}
+}
+
+func TestValidateEvent(t *testing.T) {
+	now := Timestamp(time.Now())
+	ev := Report{V: Version, TxID: "ev-1", Terminal: "kiosk-0001", Kind: KindEvent, Service: EventTamperAlarm,
+		Started: now, Decided: now, Auth: Auth{Mode: AuthNone}}
+	if err := ev.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, mod := range map[string]func(*Report){
+		"amount":   func(r *Report) { r.Amount = 5 },
+		"decision": func(r *Report) { r.Decision = Approved },
+		"no name":  func(r *Report) { r.Service = "" },
+		"bad name": func(r *Report) { r.Service = "Tamper Alarm" },
+		"auth":     func(r *Report) { r.Auth.Mode = AuthOffline },
+	} {
+		r := ev
+		mod(&r)
+		if err := r.Validate(); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

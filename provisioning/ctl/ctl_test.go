@@ -44,3 +44,25 @@ func TestUnknownCommand(t *testing.T) {
 		t.Fatalf("usage: code %d err %q", code, errs)
 	}
 }
+
+func TestStaffAdd(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "staff")
+	runIn := func(stdin string, args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := Main(args, strings.NewReader(stdin), &out, &errb, "test")
+		return code, out.String(), errb.String()
+	}
+	if code, out, errs := runIn("246810\n", "staff", "add", "--file", file, "--name", "anna"); code != ExitOK || !strings.Contains(out, "anna") {
+		t.Fatalf("add: %d %q %q", code, out, errs)
+	}
+	if code, _, errs := runIn("1234\n", "staff", "add", "--file", file, "--name", "ben"); code != ExitUsage || !strings.Contains(errs, "6 to 12 digits") {
+		t.Fatalf("short PIN: %d %q", code, errs)
+	}
+	if code, _, errs := runIn("246810\n", "staff", "add", "--file", file, "--name", "ben"); code != ExitUsage || !strings.Contains(errs, "taken") {
+		t.Fatalf("taken PIN: %d %q", code, errs)
+	}
+	b, _ := os.ReadFile(file)
+	if strings.Contains(string(b), "246810") {
+		t.Fatal("the PIN is in the file")
+	}
+}

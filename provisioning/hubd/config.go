@@ -29,6 +29,7 @@ type Config struct {
 	MQTT   MQTT   `toml:"mqtt"`
 	AMQP   AMQP   `toml:"amqp"`
 	Keys   Keys   `toml:"keys"`
+	CA     CA     `toml:"ca"`
 	Limits Limits `toml:"limits"`
 	HTTP   HTTP   `toml:"http"`
 }
@@ -79,8 +80,24 @@ type Keys struct {
 	// AuthCert is the kiosks' hub.auth_cert.
 	AuthKey  string `toml:"auth_key"`
 	AuthCert string `toml:"auth_cert"`
-	// Devices is a directory of device certificates (CN = device id).
+	// Devices is a directory of pinned development device certificates
+	// (CN = device id), trusted by fingerprint; simulation only.
+	// Production trusts what the device CA ([ca]) issued.
 	Devices string `toml:"devices"`
+}
+
+// CA is the bank's device CA as the hub uses it: device certificates are
+// trusted by chain to Root, revocations are read from the store, and with
+// the issuing key the hub answers enrollment requests.
+type CA struct {
+	Root        string   `toml:"root"`         // root certificate(s), PEM
+	IssuingCert string   `toml:"issuing_cert"` // issuing CA certificate, PEM
+	IssuingKey  string   `toml:"issuing_key"`  // its key (PKCS #8 PEM); "" = this instance does not enroll
+	Validity    Duration `toml:"validity"`     // of device certificates
+	// Handed to enrolling kiosks (PEM files): the brokers' CA and the
+	// initial trust bundle (optional).
+	BrokerCA    string `toml:"broker_ca"`
+	TrustBundle string `toml:"trust_bundle"`
 }
 
 // Limits are the authorization rules, in minor units; 0 means none.
@@ -138,6 +155,7 @@ func Default() Config {
 		MQTT:  MQTT{Prefix: "kiosk/v1", Group: "kioskhub", Workers: 4},
 		AMQP:  AMQP{Queue: "kiosk-hub", Prefetch: 16},
 		HTTP:  HTTP{Listen: "127.0.0.1:9180"},
+		CA:    CA{Validity: Duration{365 * 24 * time.Hour}},
 	}
 }
 
@@ -277,8 +295,23 @@ func (c *Config) Validate() error {
 	if prod && c.Keys.AuthKey == "" {
 		bad("keys.auth_key", "production hubs seal every answer and ack; a key is required")
 	}
-	if c.Keys.Devices == "" {
-		bad("keys.devices", "required: the directory of trusted device certificates")
+	switch {
+	case c.Keys.Devices == "" && c.CA.Root == "":
+		bad("ca.root", "required: the device CA root whose certificates the hub trusts (or keys.devices in simulation)")
+	case c.Keys.Devices != "" && prod:
+		bad("keys.devices", "pinned development certificates are refused in production: devices are trusted by chain to ca.root")
+	}
+	if c.CA.Root != "" && c.CA.IssuingCert == "" {
+		bad("ca.issuing_cert", "required with ca.root: device certificates chain through it")
+	}
+	if c.CA.IssuingKey != "" && c.Keys.AuthCert == "" {
+		bad("keys.auth_cert", "enrollment (ca.issuing_key) hands the hub's authorization certificate to kiosks: required")
+	}
+	if c.CA.IssuingKey != "" && prod && c.CA.BrokerCA == "" {
+		bad("ca.broker_ca", "enrolling kiosks need the brokers' CA in production")
+	}
+	if v := c.CA.Validity.Duration; v < 24*time.Hour || v > 5*365*24*time.Hour {
+		bad("ca.validity", "%s out of range 1 day..5 years", v)
 	}
 	if c.Limits.MaxTx < 0 || c.Limits.MaxDaily < 0 {
 		bad("limits", "limits cannot be negative")

@@ -26,10 +26,13 @@ import (
 	"kiosk/firmware/hub"
 	"kiosk/firmware/logging"
 	"kiosk/firmware/txreport"
+	"kiosk/provisioning/deviceca"
+	"kiosk/provisioning/devtrust"
 	"kiosk/provisioning/hubqueue"
 	"kiosk/provisioning/hubstore"
 	"kiosk/provisioning/hubstore/pgstore"
 	"kiosk/provisioning/refhub"
+	"kiosk/provisioning/registrar"
 )
 
 // Exit statuses.
@@ -130,14 +133,17 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 			o.Notify(s)
 		}
 	}
+	var err error
 	instance := cfg.Instance
 	if instance == "" {
 		host, _ := os.Hostname()
 		instance = fmt.Sprintf("kioskhub-%s-%d", host, os.Getpid())
 	}
-	ring, err := txreport.LoadKeyring(cfg.Keys.Devices)
-	if err != nil {
-		return &Error{Key: "keys.devices", Msg: err.Error()}
+	ring := txreport.NewKeyring()
+	if cfg.Keys.Devices != "" {
+		if ring, err = txreport.LoadKeyring(cfg.Keys.Devices); err != nil {
+			return &Error{Key: "keys.devices", Msg: err.Error()}
+		}
 	}
 	var signer *txreport.Signer
 	if cfg.Keys.AuthKey != "" {
@@ -151,11 +157,21 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	if err != nil {
 		return &Error{Key: "mqtt.ca", Msg: err.Error()}
 	}
-	store, ping, err := openStore(ctx, cfg.Store)
+	store, ping, err := OpenStore(ctx, cfg.Store)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	trust, reg, err := deviceTrust(cfg, store, ring, signer, o.Now, log)
+	if err != nil {
+		return err
+	}
+	if trust != nil {
+		if err := trust.Reload(ctx); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		ring.SetResolver(trust.Resolve)
+	}
 
 	var queue *hubqueue.Client
 	if len(cfg.AMQP.URLs) > 0 {
@@ -171,7 +187,7 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	}
 	h, err := refhub.New(refhub.Options{
 		Brokers: cfg.MQTT.Brokers, ClientID: instance, Group: cfg.MQTT.Group, Prefix: cfg.MQTT.Prefix, TLS: tlsCfg,
-		Keyring: ring, Signer: signer, Store: store, Workers: cfg.MQTT.Workers, Queue: queue,
+		Keyring: ring, Signer: signer, Store: store, Workers: cfg.MQTT.Workers, Queue: queue, Registrar: reg,
 		Limits: hubstore.Limits{MaxTx: cfg.Limits.MaxTx, MaxDaily: cfg.Limits.MaxDaily},
 		Logger: log.With("component", "hub"), Now: o.Now,
 	})
@@ -225,6 +241,9 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 		})
 	}
 	wg.Go(func() { prune(runCtx, store, cfg.Store.Retention.Duration, o.Now, log) })
+	if trust != nil {
+		wg.Go(func() { trust.Run(runCtx) })
+	}
 
 	select {
 	case <-h.Connected():
@@ -280,7 +299,70 @@ loop:
 	return runErr
 }
 
-func openStore(ctx context.Context, c Store) (hubstore.Store, func(context.Context) error, error) {
+// deviceTrust builds, from [ca], the chain-and-revocation check of device
+// certificates and, with the issuing key, the enrollment registrar; both
+// nil without a CA.
+func deviceTrust(cfg Config, store hubstore.Store, ring *txreport.Keyring, signer *txreport.Signer, now func() time.Time, log *slog.Logger) (*devtrust.Trust, *registrar.Registrar, error) {
+	if cfg.CA.Root == "" {
+		return nil, nil, nil
+	}
+	reg, ok := store.(hubstore.Registry)
+	if !ok {
+		return nil, nil, &Error{Key: "store.kind", Msg: "this store holds no device registry"}
+	}
+	roots, err := deviceca.ReadCerts(cfg.CA.Root)
+	if err != nil {
+		return nil, nil, &Error{Key: "ca.root", Msg: err.Error()}
+	}
+	inters, err := deviceca.ReadCerts(cfg.CA.IssuingCert)
+	if err != nil {
+		return nil, nil, &Error{Key: "ca.issuing_cert", Msg: err.Error()}
+	}
+	trust, err := devtrust.New(devtrust.Options{Verifier: deviceca.NewVerifier(roots, inters), Registry: reg, Now: now,
+		Logger: log.With("component", "devtrust")})
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.CA.IssuingKey == "" {
+		return trust, nil, nil
+	}
+	ca, err := deviceca.Load(cfg.CA.Root, cfg.CA.IssuingCert, cfg.CA.IssuingKey)
+	if err != nil {
+		return nil, nil, &Error{Key: "ca.issuing_key", Msg: err.Error()}
+	}
+	read := func(key, path string) (string, error) {
+		if path == "" {
+			return "", nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", &Error{Key: key, Msg: err.Error()}
+		}
+		return string(b), nil
+	}
+	brokerCA, err := read("ca.broker_ca", cfg.CA.BrokerCA)
+	if err != nil {
+		return nil, nil, err
+	}
+	bundle, err := read("ca.trust_bundle", cfg.CA.TrustBundle)
+	if err != nil {
+		return nil, nil, err
+	}
+	authCert, err := read("keys.auth_cert", cfg.Keys.AuthCert)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := registrar.New(registrar.Options{CA: ca, Registry: reg, Prefix: cfg.MQTT.Prefix, Validity: cfg.CA.Validity.Duration,
+		BrokerCA: brokerCA, AuthCert: authCert, TrustBundle: bundle, Keyring: ring, Signer: signer, Now: now,
+		Logger: log.With("component", "registrar")})
+	if err != nil {
+		return nil, nil, &Error{Key: "ca.issuing_key", Msg: err.Error()}
+	}
+	return trust, r, nil
+}
+
+// OpenStore opens the configured store and returns its health check.
+func OpenStore(ctx context.Context, c Store) (hubstore.Store, func(context.Context) error, error) {
 	switch c.Kind {
 	case "postgres":
 		octx, cancel := context.WithTimeout(ctx, 30*time.Second)

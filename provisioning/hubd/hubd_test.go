@@ -44,6 +44,13 @@ brokers = ["ssl://broker:8883"]`, "mqtt.cert"},
 devices = "/etc/kioskhub/devices"`, "keys.auth_key"},
 		{`[store]
 retention = "12h"`, "store.retention"},
+		{`[keys]
+devices = "/etc/kioskhub/devices"`, "keys.devices"},
+		{`[ca]
+validity = "12h"`, "ca.validity"},
+		{`[ca]
+root = "/etc/kioskhub/ca/root.crt"
+issuing_key = "/etc/kioskhub/ca/issuing.key"`, "ca.broker_ca"},
 		{`[store]
 retentoin = "30d"`, "store.retentoin"},
 	} {
@@ -71,7 +78,11 @@ key = "/etc/kioskhub/hub.key"
 [keys]
 auth_key = "/etc/kioskhub/auth.key"
 auth_cert = "/etc/kioskhub/auth.crt"
-devices = "/etc/kioskhub/devices"`
+[ca]
+root = "/etc/kioskhub/ca/root.crt"
+issuing_cert = "/etc/kioskhub/ca/issuing.crt"
+issuing_key = "/etc/kioskhub/ca/issuing.key"
+broker_ca = "/etc/kioskhub/broker-ca.pem"`
 	c, err := hubd.Parse([]byte(good))
 	if err != nil || c.Store.Retention.Duration != 400*24*time.Hour {
 		t.Fatalf("production config: %v %+v", err, c.Store)

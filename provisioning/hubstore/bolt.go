@@ -21,6 +21,11 @@ var (
 	bucketTx    = []byte("tx")    // terminal|tx id → Transaction JSON
 	bucketAuth  = []byte("auth")  // terminal|tx id → authRecord JSON (idempotent answers)
 	bucketDaily = []byte("daily") // terminal|YYYY-MM-DD|tx id → amount (8 bytes)
+
+	// The device registry (Registry).
+	bucketTokens  = []byte("tokens")  // token hash → Token JSON
+	bucketCerts   = []byte("certs")   // fingerprint → DeviceCert JSON
+	bucketRevoked = []byte("revoked") // serial → Revocation JSON
 )
 
 // Bolt is a Store in one bbolt file, for one machine: the demo's embedded
@@ -34,7 +39,10 @@ type Bolt struct {
 	mu   sync.Mutex
 }
 
-var _ Store = (*Bolt)(nil)
+var (
+	_ Store    = (*Bolt)(nil)
+	_ Registry = (*Bolt)(nil)
+)
 
 // OpenBolt creates the file and its buckets if needed.
 func OpenBolt(path string) (*Bolt, error) {
@@ -65,7 +73,7 @@ func (s *Bolt) update(f func(*bolt.Tx) error) error {
 	}
 	defer db.Close()
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketTx, bucketAuth, bucketDaily} {
+		for _, b := range [][]byte{bucketTx, bucketAuth, bucketDaily, bucketTokens, bucketCerts, bucketRevoked} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

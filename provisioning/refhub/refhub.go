@@ -22,10 +22,12 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"kiosk/firmware/enrollwire"
 	"kiosk/firmware/hub"
 	"kiosk/firmware/txreport"
 	"kiosk/provisioning/hubqueue"
 	"kiosk/provisioning/hubstore"
+	"kiosk/provisioning/registrar"
 )
 
 // maxAuthLifetime bounds how far ahead an authorization request may
@@ -55,8 +57,12 @@ type Options struct {
 	// the handler.
 	Queue   *hubqueue.Client
 	Workers int // default 2
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// Registrar, when set, answers enrollment requests on
+	// <prefix>/provision/+/csr (MQTT only: the AMQP queue carries no
+	// provisioning topics).
+	Registrar *registrar.Registrar
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
 // Stats count what the hub did.
@@ -142,8 +148,13 @@ func (h *Hub) Filters() []string {
 	if h.opts.Queue != nil {
 		return h.opts.Queue.BindingKeys()
 	}
-	p := "$share/" + h.opts.Group + "/" + h.opts.Prefix + "/+/"
-	return []string{p + hub.TopicTx, p + hub.TopicAuthReq}
+	share := "$share/" + h.opts.Group + "/"
+	p := share + h.opts.Prefix + "/+/"
+	f := []string{p + hub.TopicTx, p + hub.TopicAuthReq}
+	if h.opts.Registrar != nil {
+		f = append(f, share+h.opts.Registrar.Filter(), share+h.opts.Registrar.RenewFilter())
+	}
+	return f
 }
 
 // Run serves until ctx ends.
@@ -234,6 +245,22 @@ func (h *Hub) deviceOf(topic string) (device, rest string, ok bool) {
 func (h *Hub) handle(ctx context.Context, m mqtt.Message) {
 	device, rest, ok := h.deviceOf(m.Topic())
 	if !ok {
+		return
+	}
+	if device == enrollwire.ProvisionLevel {
+		if h.opts.Registrar != nil {
+			if r := h.opts.Registrar.Handle(ctx, m.Topic(), m.Payload()); r.Topic != "" {
+				h.publish(ctx, r.Topic, r.Payload)
+			}
+		}
+		return
+	}
+	if rest == enrollwire.TopicRenew {
+		if h.opts.Registrar != nil {
+			if r := h.opts.Registrar.HandleRenew(ctx, device, m.Payload()); r.Topic != "" {
+				h.publish(ctx, r.Topic, r.Payload)
+			}
+		}
 		return
 	}
 	// Over MQTT the broker has had its PUBACK already: an outcome that
@@ -327,6 +354,14 @@ func (h *Hub) handleTx(ctx context.Context, device string, payload []byte) outco
 		h.log.Error("refhub: store", "tx", r.TxID, "err", err)
 		return outcome{retry: true} // no ack: the kiosk resends
 	}
+	// A decommissioned kiosk's certificates are revoked before its last
+	// report is acknowledged: the ack tells it the hub has let it go.
+	if r.Kind == txreport.KindEvent && r.Service == txreport.EventDecommission && h.opts.Registrar != nil {
+		if err := h.opts.Registrar.Decommission(ctx, device); err != nil {
+			h.log.Error("refhub: decommission", "device", device, "err", err)
+			return outcome{retry: true}
+		}
+	}
 	hash, err := txreport.ReportHash(payload)
 	if err != nil { // cannot happen after Verify; never ack what is not named
 		h.log.Error("refhub: report hash", "tx", r.TxID, "err", err)
@@ -396,15 +431,19 @@ func (h *Hub) reply(ctx context.Context, device, sub string, v any) {
 		h.log.Error("refhub: reply not encoded", "topic", sub, "err", err)
 		return
 	}
-	tok := h.conn.Publish(h.opts.Prefix+"/"+device+"/"+sub, 1, false, b)
+	h.publish(ctx, h.opts.Prefix+"/"+device+"/"+sub, b)
+}
+
+func (h *Hub) publish(ctx context.Context, topic string, b []byte) {
+	tok := h.conn.Publish(topic, 1, false, b)
 	select {
 	case <-tok.Done():
 		if tok.Error() != nil {
 			h.stats.replyFailed.Add(1)
-			h.log.Warn("refhub: reply not sent", "topic", sub, "err", tok.Error())
+			h.log.Warn("refhub: reply not sent", "topic", topic, "err", tok.Error())
 		}
 	case <-ctx.Done():
 	case <-time.After(5 * time.Second):
-		h.log.Warn("refhub: reply not confirmed in 5s", "topic", sub)
+		h.log.Warn("refhub: reply not confirmed in 5s", "topic", topic)
 	}
 }

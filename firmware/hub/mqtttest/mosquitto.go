@@ -20,10 +20,15 @@ type Broker struct {
 	// Listener holds extra mosquitto settings for the listener (TLS files,
 	// require_certificate ...), one per line.
 	Listener string
-	dir      string
-	cmd      *exec.Cmd
-	done     chan struct{}
-	t        testing.TB // nil for a Launch-ed broker
+	// ProvisionPort is StartMosquittoTLS's provisioning listener (0: none).
+	ProvisionPort int
+	// Global holds settings that must come before every listener
+	// (per_listener_settings), one per line.
+	Global string
+	dir    string
+	cmd    *exec.Cmd
+	done   chan struct{}
+	t      testing.TB // nil for a Launch-ed broker
 }
 
 // URL is the client address of the broker.
@@ -39,10 +44,15 @@ func StartMosquitto(t testing.TB) *Broker {
 // StartMosquittoWith is StartMosquitto with extra listener settings.
 func StartMosquittoWith(t testing.TB, listener string) *Broker {
 	t.Helper()
+	return startMosquitto(t, "", listener)
+}
+
+func startMosquitto(t testing.TB, global, listener string) *Broker {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("-short: skipping test that needs a mosquitto broker")
 	}
-	b, err := Launch(t.TempDir(), listener)
+	b, err := LaunchWith(t.TempDir(), global, listener)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +64,10 @@ func StartMosquittoWith(t testing.TB, listener string) *Broker {
 // Launch starts mosquitto on a free loopback port with its files in dir,
 // for programs (the chaos and fleet runs); the caller stops it. listener
 // holds extra settings, one per line.
-func Launch(dir, listener string) (*Broker, error) {
+func Launch(dir, listener string) (*Broker, error) { return LaunchWith(dir, "", listener) }
+
+// LaunchWith is Launch with global settings that precede the listeners.
+func LaunchWith(dir, global, listener string) (*Broker, error) {
 	if _, err := exec.LookPath("mosquitto"); err != nil {
 		if _, err2 := os.Stat("/usr/sbin/mosquitto"); err2 != nil {
 			return nil, fmt.Errorf("mosquitto not installed (%v): run `make deps`", err)
@@ -66,7 +79,7 @@ func Launch(dir, listener string) (*Broker, error) {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	b := &Broker{Port: port, Listener: listener, dir: dir}
+	b := &Broker{Port: port, Listener: listener, Global: global, dir: dir}
 	return b, b.Restart()
 }
 
@@ -84,7 +97,7 @@ func (b *Broker) Restart() error {
 	// persistence lets tests check persistent sessions across restarts.
 	// set_tcp_nodelay: without it Nagle's algorithm and delayed ACKs add
 	// about 40 ms to every request/response round trip.
-	cfg := fmt.Sprintf("listener %d 127.0.0.1\n%s\nallow_anonymous true\nset_tcp_nodelay true\npersistence true\npersistence_location %s/\nlog_dest stderr\nlog_type error\nlog_type warning\n", b.Port, b.Listener, b.dir)
+	cfg := fmt.Sprintf("%s\nlistener %d 127.0.0.1\n%s\nallow_anonymous true\nset_tcp_nodelay true\npersistence true\npersistence_location %s/\nlog_dest stderr\nlog_type error\nlog_type warning\n", b.Global, b.Port, b.Listener, b.dir)
 	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
 		return err
 	}

@@ -26,6 +26,8 @@ func Run(t *testing.T, open Open) {
 	t.Run("Prune", func(t *testing.T) { prune(t, open(t)) })
 	t.Run("ConcurrentApply", func(t *testing.T) { concurrentApply(t, open(t)) })
 	t.Run("ConcurrentAuthorize", func(t *testing.T) { concurrentAuthorize(t, open(t)) })
+	t.Run("Registry", func(t *testing.T) { registry(t, open(t)) })
+	t.Run("ConcurrentUseToken", func(t *testing.T) { concurrentUseToken(t, open(t)) })
 }
 
 var day0 = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)

@@ -489,6 +489,32 @@
     await post("/api/staff/reset-tamper", {}, { "X-Staff-Token": ui.staff.token });
     await loadStaff();
   });
+  // Enrolling again after a tamper wipe: the hub's provisioning address
+  // and the token from the bank; the token is cleared from the field at
+  // once.
+  $("staff-enroll-btn").addEventListener("click", async () => {
+    const body = { hub: $("enroll-hub").value.trim(), token: $("enroll-token").value.trim() };
+    $("enroll-token").value = "";
+    const r = await post("/api/staff/enroll", body, { "X-Staff-Token": ui.staff.token });
+    $("staff-enroll-result").textContent = r.ok ? t("staff.enrolled") : t("staff.enroll_failed") + " " + ((r.body && r.body.error) || "");
+    await loadStaff();
+  });
+  // Decommissioning is for good: the first tap arms, the second does it.
+  let decommissionArmed = false;
+  $("staff-decommission").addEventListener("click", async () => {
+    const btn = $("staff-decommission");
+    if (!decommissionArmed) {
+      decommissionArmed = true;
+      btn.textContent = t("staff.decommission_confirm");
+      return;
+    }
+    decommissionArmed = false;
+    btn.disabled = true;
+    const r = await post("/api/staff/decommission", { force: false }, { "X-Staff-Token": ui.staff.token });
+    btn.disabled = false;
+    btn.textContent = r.ok ? t("staff.decommissioned") : t("staff.decommission_failed") + " " + ((r.body && r.body.error) || "");
+    if (r.ok) { btn.dataset.done = "1"; }
+  });
   async function loadStaff() {
     let data;
     try {
@@ -538,6 +564,7 @@
     if (!ul.children.length) { const li = document.createElement("li"); li.textContent = t("staff.none"); ul.appendChild(li); }
     $("staff-maint").textContent = t(s.data.service.reason === "maintenance" ? "staff.maint_off" : "staff.maint_on");
     $("staff-reset").hidden = s.data.service.reason !== "tamper";
+    $("staff-enroll").hidden = s.data.service.reason !== "tamper";
   }
 
   // ---- state from the kiosk ----

@@ -1,0 +1,196 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"kiosk/firmware/devicekey"
+	"kiosk/firmware/enroll"
+	"kiosk/firmware/hub"
+	"kiosk/firmware/hub/mqtttest"
+	"kiosk/firmware/staff"
+	"kiosk/internal/testpki"
+	"kiosk/provisioning/deviceca"
+	"kiosk/provisioning/devkey"
+	"kiosk/provisioning/hubd"
+	"kiosk/provisioning/hubstore"
+	"kiosk/provisioning/registrar"
+)
+
+// A kiosk enrolled with the bank's hub over mutual TLS is opened: it
+// wipes its key; staff enroll it again from the staff screen's API with a
+// new token, reset the alarm, and it works again with the new key: the
+// alarm (old key) and the reset (new key) both reach the real hub.
+func TestStaffEnrollAfterTamper(t *testing.T) {
+	dir := mqtttest.ReadableDir(t)
+	caDir := filepath.Join(dir, "ca")
+	if _, err := deviceca.Init(caDir, "Test Bank", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	bca := testpki.New(t, dir, "broker-ca")
+	srvCrt, srvKey := bca.Issue(t, "server")
+	hubCrt, hubKey := bca.Issue(t, "kioskhub")
+	clientCA := testpki.Bundle(t, filepath.Join(dir, "client-ca.pem"), bca.File, filepath.Join(caDir, "root.crt"), filepath.Join(caDir, "issuing.crt"))
+	broker := mqtttest.StartMosquittoTLS(t, mqtttest.TLSOptions{ClientCA: clientCA, ServerCert: srvCrt, ServerKey: srvKey,
+		Provisioning: true, HubUsers: []string{"kioskhub"}})
+	auth, err := devkey.Create(filepath.Join(dir, "auth"), "", "hub-auth")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hubDB := filepath.Join(dir, "hub.db")
+	hubConf := fmt.Sprintf(`mode = "simulation"
+instance = "hub-t"
+[log]
+level = "error"
+[store]
+kind = "bolt"
+path = %q
+[mqtt]
+brokers = [%q]
+ca = %q
+cert = %q
+key = %q
+[keys]
+auth_key = %q
+auth_cert = %q
+[ca]
+root = %q
+issuing_cert = %q
+issuing_key = %q
+broker_ca = %q
+[http]
+listen = ""
+`, hubDB, broker.TLSURL(), bca.File, hubCrt, hubKey, auth.Key, auth.Cert,
+		filepath.Join(caDir, "root.crt"), filepath.Join(caDir, "issuing.crt"), filepath.Join(caDir, "issuing.key"), bca.File)
+	hcfg, err := hubd.Parse([]byte(hubConf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = hubd.Run(ctx, hcfg, hubd.Options{Ready: func(a string) { ready <- a }}) })
+	defer func() { cancel(); wg.Wait() }()
+	select {
+	case <-ready:
+	case <-time.After(30 * time.Second):
+		t.Fatal("kioskhub not ready")
+	}
+	store, err := hubstore.OpenBolt(hubDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := func() string {
+		tok, err := registrar.MintToken(context.Background(), store, "kiosk-reenroll", 30*time.Minute, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(tok)
+	}
+	idDir := filepath.Join(t.TempDir(), "identity")
+	keyFile := filepath.Join(idDir, "device.key")
+	brokerTLS, _ := hub.TLSConfig(bca.File, "", "")
+	if _, err := enroll.Enroll(context.Background(), enroll.Options{Broker: broker.ProvisionURL(), TLS: brokerTLS, Token: token(), Dir: idDir,
+		Keys: &devicekey.File{Path: keyFile}}); err != nil {
+		t.Fatal(err)
+	}
+	accounts := filepath.Join(t.TempDir(), "staff")
+	if err := staff.Add(accounts, "anna", "246810"); err != nil {
+		t.Fatal(err)
+	}
+	salt := filepath.Join(t.TempDir(), "doc-salt")
+	if err := os.WriteFile(salt, []byte("0123456789abcdef0123"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, fmt.Sprintf(`
+[device]
+id = "kiosk-reenroll"
+mode = "simulation"
+[http]
+listen = "127.0.0.1:0"
+staff_accounts_file = %q
+[camera]
+backend = "none"
+[cardreader]
+backend = "sim"
+[gpio]
+backend = "sim"
+[hub]
+brokers = [%q]
+ca_file = %q
+cert_file = %q
+key_file = %q
+auth_cert = %q
+retry_max = "1s"
+[ecr]
+listen = ""
+[transactions]
+state_dir = %q
+device_key = %q
+device_cert = %q
+doc_salt_file = %q
+`, accounts, broker.TLSURL(), filepath.Join(idDir, enroll.FileBrokerCA), filepath.Join(idDir, enroll.FileChain), keyFile,
+		filepath.Join(idDir, enroll.FileAuthCert), filepath.Join(t.TempDir(), "state"), keyFile, filepath.Join(idDir, enroll.FileChain), salt))
+	r.waitHealth(t, "hub ok over mutual TLS", func(h Health) bool { return h.Components["hub"].State == "ok" })
+	oldFP := r.d.tx.signer.Fingerprint()
+
+	postJSON(t, r.base+"/api/sim/gpio", `{"role":"tamper","active":true}`)
+	waitCond(t, "key wiped", func() bool { _, err := os.Stat(keyFile); return os.IsNotExist(err) })
+	postJSON(t, r.base+"/api/sim/gpio", `{"role":"tamper","active":false}`)
+
+	code, body := postJSON(t, r.base+"/api/staff/login", `{"pin":"246810"}`)
+	var login struct{ Token string }
+	if code != 200 || json.Unmarshal([]byte(body), &login) != nil {
+		t.Fatalf("login: %d %s", code, body)
+	}
+	staffPost := func(path, body string) (int, string) {
+		req, _ := http.NewRequest("POST", r.base+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Staff-Token", login.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b strings.Builder
+		_, _ = fmt.Fprint(&b, resp.Status)
+		buf := make([]byte, 4096)
+		n, _ := resp.Body.Read(buf)
+		return resp.StatusCode, string(buf[:n])
+	}
+	if code, body := staffPost("/api/staff/reset-tamper", `{}`); code != http.StatusConflict || !strings.Contains(body, "enroll") {
+		t.Fatalf("reset before re-enrollment: %d %s", code, body)
+	}
+	if code, body := staffPost("/api/staff/enroll", fmt.Sprintf(`{"hub":%q,"token":"kt1.other.%s"}`, broker.ProvisionURL(), strings.Repeat("A", 43))); code != http.StatusConflict {
+		t.Fatalf("token for another kiosk: %d %s", code, body)
+	}
+	if code, body := staffPost("/api/staff/enroll", fmt.Sprintf(`{"hub":%q,"token":%q}`, broker.ProvisionURL(), token())); code != 200 || !strings.Contains(body, `"key_storage":"file"`) {
+		t.Fatalf("staff enrollment: %d %s", code, body)
+	}
+	if code, body := staffPost("/api/staff/reset-tamper", `{}`); code != 200 {
+		t.Fatalf("reset after re-enrollment: %d %s", code, body)
+	}
+	if fp := r.d.tx.signer.Fingerprint(); fp == oldFP {
+		t.Fatal("still the old key")
+	}
+	// The alarm (old key) and the reset (new key) at the real hub.
+	waitCond(t, "alarm and reset at the hub", func() bool {
+		items, err := hubstore.All(context.Background(), store, hubstore.ListQuery{Terminal: "kiosk-reenroll"}, 50)
+		if err != nil {
+			return false
+		}
+		got := map[string]bool{}
+		for _, it := range items {
+			got[it.Report.Service] = true
+		}
+		return got["tamper_alarm"] && got["tamper_reset"]
+	})
+}

@@ -1,0 +1,311 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"kiosk/firmware/audit"
+	"kiosk/firmware/event"
+	"kiosk/firmware/staff"
+	"kiosk/firmware/tamperlatch"
+	"kiosk/firmware/txreport"
+	"kiosk/provisioning/devkey"
+	"kiosk/provisioning/hubstore"
+)
+
+// Opening the enclosure: the latch is persisted, a signed alarm reaches
+// the hub through the outbox (acknowledged, so it leaves the outbox), the
+// key file and the document salt are wiped; a reset is refused until the
+// kiosk is enrolled again; the latch survives a restart; after
+// re-enrollment staff put it back in service and the reset reaches the hub
+// the same way.
+func TestTamperLatchWipesAndPersists(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := devkey.Create(dir, "", "kiosk-tamper"); err != nil {
+		t.Fatal(err)
+	}
+	keyFile, certFile := filepath.Join(dir, "kiosk-tamper.key"), filepath.Join(dir, "kiosk-tamper.crt")
+	salt := filepath.Join(dir, "doc-salt")
+	if err := os.WriteFile(salt, []byte("0123456789abcdef0123"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state")
+	conf := fmt.Sprintf(`
+[device]
+id = "kiosk-tamper"
+mode = "simulation"
+[http]
+listen = "127.0.0.1:0"
+[camera]
+backend = "none"
+[cardreader]
+backend = "sim"
+[gpio]
+backend = "sim"
+[hub.embedded]
+listen = "127.0.0.1:0"
+[ecr]
+listen = ""
+[transactions]
+state_dir = %q
+device_key = %q
+device_cert = %q
+doc_salt_file = %q
+embedded_hub = true
+`, state, keyFile, certFile, salt)
+	r := start(t, conf)
+	r.waitHealth(t, "hub ok", func(h Health) bool { return h.Components["hub"].State == "ok" && h.KeyStorage == "file" })
+
+	if code, body := postJSON(t, r.base+"/api/sim/gpio", `{"role":"tamper","active":true}`); code != 200 {
+		t.Fatalf("tamper: %d %s", code, body)
+	}
+	r.waitEvent(t, "kiosk.service", func(e event.Event) bool { return true })
+	waitCond(t, "key and salt wiped", func() bool {
+		_, kerr := os.Stat(keyFile)
+		_, serr := os.Stat(salt)
+		return os.IsNotExist(kerr) && os.IsNotExist(serr)
+	})
+	st, err := tamperlatch.File{Path: filepath.Join(state, "tamper.json")}.Load()
+	if err != nil || !st.Latched || !st.Wiped || !st.AlarmQueued {
+		t.Fatalf("latch %+v %v", st, err)
+	}
+	if _, err := r.d.tx.signer.Sign(r.d.event(txreport.EventTamperAlarm)); err == nil {
+		t.Fatal("the kiosk still signs after the wipe")
+	}
+	hubEvents := func(name string) int {
+		items, err := hubstore.All(context.Background(), r.d.tx.store, hubstore.ListQuery{Terminal: "kiosk-tamper"}, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, it := range items {
+			if it.Report.Kind == txreport.KindEvent && it.Report.Service == name {
+				n++
+			}
+		}
+		return n
+	}
+	waitCond(t, "alarm at the hub and out of the outbox", func() bool {
+		return hubEvents(txreport.EventTamperAlarm) == 1 && r.d.tx.outbox.Stats().Depth == 0
+	})
+
+	// Enclosure shut, but no new key: the reset is refused.
+	postJSON(t, r.base+"/api/sim/gpio", `{"role":"tamper","active":false}`)
+	if err := r.d.tamperResetBlocked(context.Background()); err == nil {
+		t.Fatal("reset allowed without re-enrollment")
+	}
+	r.d.bus.Publish(event.Event{Source: "test", Kind: "staff.action", Data: staffAction{Action: "reset_tamper"}})
+	time.Sleep(300 * time.Millisecond)
+	if s := r.d.findUI(); s != nil {
+		s.mu.Lock()
+		svc := s.service
+		s.mu.Unlock()
+		if !svc.OutOfService {
+			t.Fatalf("back in service without re-enrollment: %+v", svc)
+		}
+	}
+
+	// A restart (or power cut) keeps the latch.
+	r.stop(t)
+	r = start(t, conf)
+	waitCond(t, "out of service after restart", func() bool {
+		u := r.d.findUI()
+		if u == nil {
+			return false
+		}
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		return u.service.OutOfService && u.service.Reason == "tamper"
+	})
+
+	// Re-enrolled (a new key and certificate where the old were) and the
+	// salt restored: staff reset it.
+	if err := os.Remove(certFile); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := devkey.Create(dir, "", "kiosk-tamper"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(salt, []byte("fedcba9876543210fedc"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.d.tamperResetBlocked(context.Background()); err != nil {
+		t.Fatalf("reset blocked after re-enrollment: %v", err)
+	}
+	r.d.bus.Publish(event.Event{Source: "test", Kind: "staff.action", Data: staffAction{Action: "reset_tamper"}})
+	waitCond(t, "back in service", func() bool {
+		u := r.d.findUI()
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		return !u.service.OutOfService
+	})
+	if st, err := (tamperlatch.File{Path: filepath.Join(state, "tamper.json")}).Load(); err != nil || st.Latched {
+		t.Fatalf("latch after reset: %+v %v", st, err)
+	}
+	waitCond(t, "reset at the hub", func() bool {
+		return hubEvents(txreport.EventTamperReset) == 1 && r.d.tx.outbox.Stats().Depth == 0
+	})
+}
+
+func waitCond(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 20 s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Decommission: the event is delivered (the outbox drains), then the key,
+// salt, identity and transaction state are wiped and the kiosk stays out
+// of service, also after a restart; a reset is refused.
+func TestDecommission(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := devkey.Create(dir, "", "kiosk-dc"); err != nil {
+		t.Fatal(err)
+	}
+	keyFile, certFile := filepath.Join(dir, "kiosk-dc.key"), filepath.Join(dir, "kiosk-dc.crt")
+	salt := filepath.Join(dir, "doc-salt")
+	if err := os.WriteFile(salt, []byte("0123456789abcdef0123"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state")
+	conf := fmt.Sprintf(`
+[device]
+id = "kiosk-dc"
+mode = "simulation"
+[http]
+listen = "127.0.0.1:0"
+[camera]
+backend = "none"
+[cardreader]
+backend = "sim"
+[gpio]
+backend = "sim"
+[hub.embedded]
+listen = "127.0.0.1:0"
+[ecr]
+listen = ""
+[transactions]
+state_dir = %q
+device_key = %q
+device_cert = %q
+doc_salt_file = %q
+embedded_hub = true
+`, state, keyFile, certFile, salt)
+	r := start(t, conf)
+	r.waitHealth(t, "hub ok", func(h Health) bool { return h.Components["hub"].State == "ok" })
+	if err := r.d.decommission(context.Background(), 20*time.Second, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{keyFile, certFile, salt, filepath.Join(state, "outbox.db"), filepath.Join(state, "offline.db"), filepath.Join(state, "payments.db")} {
+		if _, err := os.Stat(f); !os.IsNotExist(err) {
+			t.Errorf("%s after decommission: %v", f, err)
+		}
+	}
+	items, err := hubstore.All(context.Background(), r.d.tx.store, hubstore.ListQuery{Terminal: "kiosk-dc"}, 10)
+	if err != nil || len(items) != 1 || items[0].Report.Service != txreport.EventDecommission {
+		t.Fatalf("hub holds %+v %v", items, err)
+	}
+	if err := r.d.tamperResetBlocked(context.Background()); err == nil {
+		t.Fatal("reset allowed after decommission")
+	}
+	r.stop(t)
+	st, err := tamperlatch.File{Path: filepath.Join(state, "tamper.json")}.Load()
+	if err != nil || !st.Latched || !st.Decommissioned || !st.Wiped {
+		t.Fatalf("latch %+v %v", st, err)
+	}
+}
+
+// Per-person staff accounts: the PIN finds the account (argon2id), a
+// wrong PIN counts towards the growing lockout.
+func TestStaffAccounts(t *testing.T) {
+	dir := t.TempDir()
+	accounts := filepath.Join(dir, "staff")
+	if err := staff.Add(accounts, "anna", "246810"); err != nil {
+		t.Fatal(err)
+	}
+	if err := staff.Add(accounts, "ben", "135790"); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, fmt.Sprintf(`
+[device]
+id = "kiosk-staff"
+mode = "simulation"
+[http]
+listen = "127.0.0.1:0"
+staff_accounts_file = %q
+[camera]
+backend = "none"
+[cardreader]
+backend = "sim"
+[gpio]
+backend = "sim"
+[hub.embedded]
+listen = "127.0.0.1:0"
+[ecr]
+listen = ""
+[transactions]
+state_dir = %q
+doc_salt_file = %q
+embedded_hub = true
+`, accounts, filepath.Join(dir, "state"), filepath.Join(dir, "salt")))
+	r.waitHealth(t, "hub ok", func(h Health) bool { return h.Components["hub"].State == "ok" })
+	code, body := postJSON(t, r.base+"/api/staff/login", `{"pin":"135790"}`)
+	var login struct{ Token string }
+	if code != 200 || json.Unmarshal([]byte(body), &login) != nil || login.Token == "" {
+		t.Fatalf("ben: %d %s", code, body)
+	}
+	// A staff action, by ben: it joins the hash-chained audit log, which
+	// reaches the hub through the outbox.
+	req, _ := http.NewRequest("POST", r.base+"/api/staff/maintenance", strings.NewReader(`{"on":true}`))
+	req.Header.Set("X-Staff-Token", login.Token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	entries, err := audit.Read(filepath.Join(dir, "state", "audit.log"))
+	if err != nil || len(entries) != 2 || entries[0].Staff != "ben" || entries[0].Action != "login" || entries[1].Action != "maintenance_on" || audit.Verify(entries) != nil {
+		t.Fatalf("audit log %+v %v", entries, err)
+	}
+	waitCond(t, "audit entries at the hub", func() bool {
+		items, err := hubstore.All(context.Background(), r.d.tx.store, hubstore.ListQuery{Terminal: "kiosk-staff"}, 10)
+		if err != nil {
+			return false
+		}
+		var got []txreport.AuditEntry
+		for _, it := range items {
+			if it.Report.Audit != nil {
+				got = append(got, *it.Report.Audit)
+			}
+		}
+		slices.SortFunc(got, func(a, b txreport.AuditEntry) int { return int(a.Seq) - int(b.Seq) })
+		return len(got) == 2 && audit.Verify(got) == nil && got[1].Staff == "ben"
+	})
+	for i := range staff.Free {
+		if code, _ := postJSON(t, r.base+"/api/staff/login", `{"pin":"000000"}`); code != 401 {
+			t.Fatalf("wrong PIN %d: %d", i, code)
+		}
+	}
+	if code, _ := postJSON(t, r.base+"/api/staff/login", `{"pin":"246810"}`); code != 200 {
+		t.Fatalf("anna within the free tries: %d", code)
+	}
+	for range staff.Free + 1 {
+		postJSON(t, r.base+"/api/staff/login", `{"pin":"000000"}`)
+	}
+	if code, _ := postJSON(t, r.base+"/api/staff/login", `{"pin":"246810"}`); code != 429 {
+		t.Fatalf("right PIN during the lockout: %d, want 429", code)
+	}
+}

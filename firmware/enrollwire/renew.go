@@ -1,0 +1,64 @@
+package enrollwire
+
+import (
+	"crypto/x509"
+	"fmt"
+	"time"
+)
+
+// Renewal of an enrolled kiosk's certificate, over its own mutual-TLS
+// link: per-device topics below <prefix>/<device>/, the request sealed
+// (txreport.Sealed) by the current device key, the answer sealed by the
+// hub's authorization key, which the kiosk has trusted since enrollment.
+// The CSR goes through the same checks and the same issuing path as at
+// enrollment.
+const (
+	TopicRenew   = "cert/renew"   // kiosk → hub: RenewRequest, sealed by the device key
+	TopicRenewed = "cert/renewed" // hub → kiosk: RenewAnswer, sealed by the hub
+)
+
+// RenewRequest asks for a certificate for a new key.
+type RenewRequest struct {
+	V      int    `json:"v"`
+	ID     string `json:"id"`
+	Device string `json:"device"`
+	CSR    []byte `json:"csr"`
+}
+
+// Check validates a decoded request: version, id, device, and the CSR
+// (signature, P-256, CN = device).
+func (r *RenewRequest) Check() (*x509.CertificateRequest, error) {
+	if r.V != Version {
+		return nil, fmt.Errorf("%w: version %d", ErrMalformed, r.V)
+	}
+	if !idRe.MatchString(r.ID) {
+		return nil, fmt.Errorf("%w: request id", ErrMalformed)
+	}
+	if !ValidDevice(r.Device) {
+		return nil, fmt.Errorf("%w: device id %q", ErrMalformed, r.Device)
+	}
+	return ParseCSR(r.CSR, r.Device)
+}
+
+// RenewAnswer is the hub's answer: Status "accepted" with Chain, or
+// "rejected" with Code (CodeBadCSR, CodeWrongDevice, CodeNotDue,
+// CodeInternal) and Message.
+type RenewAnswer struct {
+	V      int    `json:"v"`
+	ID     string `json:"id"`
+	Device string `json:"device"`
+	Status string `json:"status"`
+	// Chain is the new certificate then the issuing CA, DER (base64 in
+	// JSON: the sealed body is canonical JSON, which has no newlines).
+	Chain    [][]byte  `json:"chain,omitempty"`
+	NotAfter time.Time `json:"not_after,omitzero"`
+	Code     string    `json:"code,omitempty"`
+	Message  string    `json:"message,omitempty"`
+}
+
+// CodeNotDue: the presenting certificate has more than the renewal
+// window left; a key cannot mint itself certificates at will.
+const CodeNotDue = "not_due"
+
+// RenewWindow is when a certificate may be renewed: less than this left.
+const RenewWindow = 30 * 24 * time.Hour

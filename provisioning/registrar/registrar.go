@@ -1,0 +1,307 @@
+// Package registrar is the hub's side of enrollment by claim
+// (docs/enrollment.md): it checks a kiosk's request, spends its one-time
+// token in the shared registry, has the device CA sign the CSR, records
+// the certificate and answers with the chain and what the kiosk must
+// trust. Wire formats are package enrollwire's.
+package registrar
+
+import (
+	"context"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"kiosk/firmware/enrollwire"
+	"kiosk/firmware/txreport"
+	"kiosk/provisioning/deviceca"
+	"kiosk/provisioning/hubstore"
+)
+
+// Options configure a Registrar.
+type Options struct {
+	CA       *deviceca.CA
+	Registry hubstore.Registry
+	Prefix   string        // topic prefix, e.g. kiosk/v1
+	Validity time.Duration // of device certificates (default 365 days)
+	// What an enrolled kiosk is given to trust (PEM).
+	BrokerCA    string
+	AuthCert    string
+	TrustBundle string
+	// Keyring and Signer serve renewals: the request must be sealed by a
+	// device the keyring trusts (by chain, not revoked), the answer is
+	// sealed by the hub's authorization key. Without them renewals are
+	// not answered.
+	Keyring *txreport.Keyring
+	Signer  *txreport.Signer
+	Now     func() time.Time
+	Logger  *slog.Logger
+}
+
+// Registrar answers enrollment requests.
+type Registrar struct {
+	o   Options
+	log *slog.Logger
+}
+
+// New checks options.
+func New(o Options) (*Registrar, error) {
+	if o.CA == nil || o.Registry == nil || o.Prefix == "" {
+		return nil, errors.New("registrar: CA, registry and prefix are required")
+	}
+	if o.AuthCert == "" {
+		return nil, errors.New("registrar: the hub's authorization certificate is required (kiosks verify answers with it)")
+	}
+	if o.Validity <= 0 {
+		o.Validity = 365 * 24 * time.Hour
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Registrar{o: o, log: log}, nil
+}
+
+// Filter is the subscription of every kiosk's requests (below the
+// shared-subscription prefix the caller adds).
+func (r *Registrar) Filter() string { return r.o.Prefix + "/" + enrollwire.ProvisionLevel + "/+/csr" }
+
+// Reply is an answer to publish; an empty Topic means none can be sent.
+type Reply struct {
+	Topic   string
+	Payload []byte
+	// Retry: the registry failed before anything was decided; handling
+	// the request again later may succeed.
+	Retry bool
+}
+
+// Handle answers the request payload received on topic. Anything that is
+// not a request with a well-formed token is dropped (an answer could not
+// be sealed); everything else is answered accepted or rejected, and a
+// rejected request changes nothing in the registry.
+func (r *Registrar) Handle(ctx context.Context, topic string, payload []byte) Reply {
+	topicDev, err := enrollwire.DeviceOfRequestTopic(r.o.Prefix, topic)
+	if err != nil {
+		r.log.Warn("enrollment: not a request topic", "topic", topic, "err", err)
+		return Reply{}
+	}
+	req, csr, perr := enrollwire.ParseRequest(payload)
+	if req == nil || req.Token == "" {
+		r.log.Warn("enrollment: request dropped", "device", topicDev, "err", perr)
+		return Reply{}
+	}
+	tok, _, err := enrollwire.ParseToken(string(req.Token))
+	if err != nil {
+		r.log.Warn("enrollment: request without a token", "device", topicDev, "err", err)
+		return Reply{}
+	}
+	reject := func(code, msg string) Reply {
+		r.log.Warn("enrollment rejected", "device", topicDev, "code", code, "reason", msg)
+		b, err := enrollwire.Seal(tok, enrollwire.Rejected{V: enrollwire.Version, ID: req.ID, Device: topicDev, Code: code, Message: msg})
+		if err != nil {
+			return Reply{}
+		}
+		return Reply{Topic: enrollwire.RejectedTopic(r.o.Prefix, topicDev), Payload: b}
+	}
+	switch {
+	case errors.Is(perr, enrollwire.ErrWrongDevice):
+		return reject(enrollwire.CodeWrongDevice, perr.Error())
+	case perr != nil:
+		return reject(enrollwire.CodeBadCSR, perr.Error())
+	case req.Device != topicDev:
+		return reject(enrollwire.CodeWrongDevice, fmt.Sprintf("request for %q on the topic of %q", req.Device, topicDev))
+	}
+	now := r.o.Now()
+	// Sign first: it changes nothing, so a failure leaves the token.
+	cert, err := r.o.CA.Issue(csr, req.Device, r.o.Validity, now)
+	if err != nil {
+		r.log.Error("enrollment: issue", "device", req.Device, "err", err)
+		return reject(enrollwire.CodeInternal, "the hub could not sign the certificate")
+	}
+	if err := r.o.Registry.UseToken(ctx, tok.Hash(), req.Device, now); err != nil {
+		switch {
+		case errors.Is(err, hubstore.ErrTokenUnknown), errors.Is(err, hubstore.ErrTokenDevice):
+			return reject(enrollwire.CodeTokenInvalid, "the token is not valid for this device")
+		case errors.Is(err, hubstore.ErrTokenUsed):
+			return reject(enrollwire.CodeTokenUsed, "the token was used already: ask for a new one")
+		case errors.Is(err, hubstore.ErrTokenExpired):
+			return reject(enrollwire.CodeTokenExpired, "the token expired: ask for a new one")
+		}
+		r.log.Error("enrollment: registry", "device", req.Device, "err", err)
+		return Reply{Retry: true}
+	}
+	dc := hubstore.DeviceCert{Fingerprint: txreport.Fingerprint(cert), Serial: deviceca.SerialHex(cert), Device: req.Device,
+		NotAfter: cert.NotAfter.UTC(), Issued: now.UTC(), DER: cert.Raw}
+	if err := r.o.Registry.PutCert(ctx, dc); err != nil {
+		// The token is spent and the certificate unknown to every hub:
+		// staff mint a new token.
+		r.log.Error("enrollment: record certificate", "device", req.Device, "err", err)
+		return reject(enrollwire.CodeInternal, "the hub could not record the certificate: ask for a new token")
+	}
+	r.log.Info("device enrolled", "device", req.Device, "serial", dc.Serial, "not_after", dc.NotAfter)
+	b, err := enrollwire.Seal(tok, enrollwire.Accepted{V: enrollwire.Version, ID: req.ID, Device: req.Device,
+		Chain: r.o.CA.ChainPEM(cert), Root: r.o.CA.RootPEM(), BrokerCA: r.o.BrokerCA, AuthCert: r.o.AuthCert,
+		TrustBundle: r.o.TrustBundle, NotAfter: cert.NotAfter.UTC()})
+	if err != nil {
+		return Reply{}
+	}
+	return Reply{Topic: enrollwire.AcceptedTopic(r.o.Prefix, req.Device), Payload: b}
+}
+
+// MintToken makes a token for device valid for ttl and stores its hash.
+func MintToken(ctx context.Context, reg hubstore.Registry, device string, ttl time.Duration, now time.Time) (enrollwire.Token, error) {
+	if ttl <= 0 || ttl > 7*24*time.Hour {
+		return "", fmt.Errorf("token lifetime %s: must be between 0 and 7 days", ttl)
+	}
+	tok, err := enrollwire.NewToken(device)
+	if err != nil {
+		return "", err
+	}
+	if err := reg.PutToken(ctx, hubstore.Token{Hash: tok.Hash(), Device: device, Created: now.UTC(), Expires: now.Add(ttl).UTC()}); err != nil {
+		return "", fmt.Errorf("store token: %w", err)
+	}
+	return tok, nil
+}
+
+// RevokeDevice revokes every certificate issued to device.
+func RevokeDevice(ctx context.Context, reg hubstore.Registry, device, reason string, now time.Time) ([]string, error) {
+	certs, err := reg.DeviceCerts(ctx, device)
+	if err != nil {
+		return nil, err
+	}
+	if len(certs) == 0 {
+		return nil, fmt.Errorf("%w: no certificate for device %q", hubstore.ErrNotFound, device)
+	}
+	var serials []string
+	for _, c := range certs {
+		if err := reg.Revoke(ctx, hubstore.Revocation{Serial: c.Serial, Device: device, Reason: reason, Revoked: now.UTC()}); err != nil {
+			return serials, err
+		}
+		serials = append(serials, c.Serial)
+	}
+	return serials, nil
+}
+
+// RenewFilter is the subscription of every kiosk's renewal requests.
+func (r *Registrar) RenewFilter() string { return r.o.Prefix + "/+/" + enrollwire.TopicRenew }
+
+// HandleRenew answers a renewal request from device (the topic's
+// device). It is answered only when sealed by that device's current,
+// trusted certificate, and renewed only inside the renewal window; the
+// CSR takes the enrollment's checks and issuing path. A request that
+// does not verify is dropped (it cannot be answered to anyone).
+func (r *Registrar) HandleRenew(ctx context.Context, device string, payload []byte) Reply {
+	if r.o.Keyring == nil || r.o.Signer == nil {
+		return Reply{}
+	}
+	var req enrollwire.RenewRequest
+	dev, err := r.o.Keyring.Open(payload, &req)
+	if err == nil && (dev.ID != device || req.Device != device) {
+		err = fmt.Errorf("%w: topic %q, request %q, certificate %q", txreport.ErrWrongDevice, device, req.Device, dev.ID)
+	}
+	if err != nil {
+		r.log.Warn("renewal dropped", "device", device, "err", err)
+		return Reply{}
+	}
+	topic := r.o.Prefix + "/" + device + "/" + enrollwire.TopicRenewed
+	answer := func(a enrollwire.RenewAnswer) Reply {
+		a.V, a.ID, a.Device = enrollwire.Version, req.ID, device
+		b, err := r.o.Signer.Seal(a)
+		if err != nil {
+			r.log.Error("renewal answer not sealed", "err", err)
+			return Reply{}
+		}
+		return Reply{Topic: topic, Payload: b}
+	}
+	reject := func(code, msg string) Reply {
+		r.log.Warn("renewal rejected", "device", device, "code", code, "reason", msg)
+		return answer(enrollwire.RenewAnswer{Status: "rejected", Code: code, Message: msg})
+	}
+	csr, err := req.Check()
+	switch {
+	case errors.Is(err, enrollwire.ErrWrongDevice):
+		return reject(enrollwire.CodeWrongDevice, err.Error())
+	case err != nil:
+		return reject(enrollwire.CodeBadCSR, err.Error())
+	}
+	now := r.o.Now()
+	if left := dev.Cert.NotAfter.Sub(now); left > enrollwire.RenewWindow {
+		return reject(enrollwire.CodeNotDue, fmt.Sprintf("the certificate has %d days left; renewal opens at %d", int(left.Hours()/24), int(enrollwire.RenewWindow.Hours()/24)))
+	}
+	cert, err := r.o.CA.Issue(csr, device, r.o.Validity, now)
+	if err != nil {
+		r.log.Error("renewal: issue", "device", device, "err", err)
+		return reject(enrollwire.CodeInternal, "the hub could not sign the certificate")
+	}
+	dc := hubstore.DeviceCert{Fingerprint: txreport.Fingerprint(cert), Serial: deviceca.SerialHex(cert), Device: device,
+		NotAfter: cert.NotAfter.UTC(), Issued: now.UTC(), DER: cert.Raw}
+	if err := r.o.Registry.PutCert(ctx, dc); err != nil {
+		r.log.Error("renewal: record certificate", "device", device, "err", err)
+		return Reply{Retry: true}
+	}
+	// The old certificate stays valid (and in the registry): reports it
+	// signed before the switch still verify.
+	r.log.Info("device certificate renewed", "device", device, "serial", dc.Serial, "not_after", dc.NotAfter)
+	return answer(enrollwire.RenewAnswer{Status: "accepted", Chain: [][]byte{cert.Raw, r.o.CA.Issuing.Raw}, NotAfter: cert.NotAfter.UTC()})
+}
+
+// Decommission revokes every certificate of a device that reported its
+// decommissioning (a verified event report).
+func (r *Registrar) Decommission(ctx context.Context, device string) error {
+	serials, err := RevokeDevice(ctx, r.o.Registry, device, "decommissioned", r.o.Now())
+	if errors.Is(err, hubstore.ErrNotFound) {
+		return nil // nothing the device CA issued (a pinned development key)
+	}
+	if err != nil {
+		return err
+	}
+	r.log.Warn("device decommissioned: certificates revoked", "device", device, "serials", serials)
+	return nil
+}
+
+// SignOffline signs a CSR brought from a kiosk without a link (PEM) into
+// a bundle for it, after checking that it is for device (staff say which
+// kiosk they expect): the certificate is recorded like an online one.
+func (r *Registrar) SignOffline(ctx context.Context, csrPEM []byte, device string) ([]byte, error) {
+	blk, _ := pem.Decode(csrPEM)
+	if blk == nil || blk.Type != "CERTIFICATE REQUEST" {
+		return nil, fmt.Errorf("%w: no PEM CERTIFICATE REQUEST", enrollwire.ErrMalformed)
+	}
+	if !enrollwire.ValidDevice(device) {
+		return nil, fmt.Errorf("device id %q", device)
+	}
+	csr, err := enrollwire.ParseCSR(blk.Bytes, device)
+	if err != nil {
+		return nil, err
+	}
+	now := r.o.Now()
+	cert, err := r.o.CA.Issue(csr, device, r.o.Validity, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.o.Registry.PutCert(ctx, hubstore.DeviceCert{Fingerprint: txreport.Fingerprint(cert), Serial: deviceca.SerialHex(cert),
+		Device: device, NotAfter: cert.NotAfter.UTC(), Issued: now.UTC(), DER: cert.Raw}); err != nil {
+		return nil, fmt.Errorf("record certificate: %w", err)
+	}
+	acc, err := json.Marshal(enrollwire.Accepted{V: enrollwire.Version, ID: "offline-" + enrollwire.NewRequestID(), Device: device,
+		Chain: r.o.CA.ChainPEM(cert), Root: r.o.CA.RootPEM(), BrokerCA: r.o.BrokerCA, AuthCert: r.o.AuthCert,
+		TrustBundle: r.o.TrustBundle, NotAfter: cert.NotAfter.UTC()})
+	if err != nil {
+		return nil, err
+	}
+	sig, err := r.o.CA.SignBlob(acc)
+	if err != nil {
+		return nil, fmt.Errorf("sign bundle: %w", err)
+	}
+	r.log.Info("device enrolled offline", "device", device, "serial", deviceca.SerialHex(cert))
+	// Compact: the accepted bytes must reach the kiosk exactly as signed.
+	return json.Marshal(enrollwire.Bundle{V: enrollwire.Version, Accepted: acc, Alg: enrollwire.BundleAlg, Sig: sig})
+}
+
+// RootFingerprint is the device CA root's SHA-256 (for offline imports).
+func (r *Registrar) RootFingerprint() string { return r.o.CA.RootFingerprint() }
