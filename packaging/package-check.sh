@@ -113,7 +113,9 @@ apt_in_root() { in_root apt-get -y -q -o Dpkg::Options::=--force-confold "$@" >>
 step="install v1"
 apt_in_root update
 t0=$(date +%s)
-apt_in_root install --no-install-recommends "/tmp/kioskd_${v1}_${arch}.deb" "/tmp/kioskhub_${v1}_${arch}.deb"
+# Without the recommended browser (large); cage, which the display unit
+# runs, is installed so that systemd-analyze verify can check that unit.
+apt_in_root install --no-install-recommends "/tmp/kioskd_${v1}_${arch}.deb" "/tmp/kioskhub_${v1}_${arch}.deb" cage
 say "apt-get install ./kioskd_${v1}_${arch}.deb ./kioskhub_${v1}_${arch}.deb: $(($(date +%s) - t0)) s"
 
 step="files, users, modes, conffiles"
