@@ -17,6 +17,7 @@ const (
 	GuideLessLight    = "less_light"
 	GuideOpenEyes     = "open_eyes"
 	GuideSmile        = "smile"
+	GuideOnePerson    = "one_person" // a second face is in view while consenting
 )
 
 // Gates are the quality limits a frame must meet before it is used.
