@@ -36,6 +36,12 @@ func TestMainExitCodes(t *testing.T) {
 	bad := filepath.Join(dir, "bad.toml")
 	os.WriteFile(bad, []byte("[camera]\nbackend = \"sim\"\nfps = \"fast\"\n"), 0o600)
 	good := filepath.Join("..", "..", "provisioning", "config", "sim.toml")
+	// Production takes only a camera: a file or a GStreamer pipeline could
+	// play a recording in the shopper's place.
+	fileCam := filepath.Join(dir, "file-camera.toml")
+	os.WriteFile(fileCam, []byte("[device]\nmode = \"production\"\n[camera]\nbackend = \"file\"\npath = \"/tmp/v.mp4\"\n"), 0o600)
+	gstCam := filepath.Join(dir, "gst-camera.toml")
+	os.WriteFile(gstCam, []byte("[device]\nmode = \"production\"\n[camera]\nbackend = \"gstreamer\"\npipeline = \"videotestsrc ! appsink\"\n"), 0o600)
 	tests := []struct {
 		args []string
 		code int
@@ -43,6 +49,8 @@ func TestMainExitCodes(t *testing.T) {
 	}{
 		{[]string{"--config", bad}, ExitConfig, "fps"},
 		{[]string{"--config", filepath.Join(dir, "none.toml")}, ExitConfig, "no such file"},
+		{[]string{"--config", fileCam, "--check-config"}, ExitConfig, "camera.backend: file is refused in production mode"},
+		{[]string{"--config", gstCam, "--check-config"}, ExitConfig, "camera.backend: gstreamer is refused in production mode"},
 		{[]string{"--config", good, "--check-config"}, ExitOK, "is valid"},
 		{[]string{"--bogus"}, ExitConfig, "flag provided but not defined"},
 		{[]string{"--config", good, "extra"}, ExitConfig, "unexpected argument"},
