@@ -52,7 +52,7 @@ func (r *run) smileFrame(fv *view) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	sim := Cosine(r.ref, tpl)
+	sim := Cosine(r.ref.Template, tpl)
 	tpl.Wipe()
 	s.IdentityChecks++
 	if sim < cfg.MatchThreshold {

@@ -6,9 +6,12 @@ import (
 	"gocv.io/x/gocv"
 )
 
-// The match phase: good frames of the tracked face are embedded and
-// compared with the chip photo, and the matched face's passive liveness is
-// measured, before the smile phase may start.
+// The match phase: good frames of the tracked face are embedded, their
+// unit embeddings averaged into one live template, and that template is
+// compared once with the chip photo; the face's passive liveness is
+// measured on the same frames. Averaging several frames cancels much of
+// the noise of any one (blur, expression, lighting) where a vote over
+// frame-by-frame decisions only counts it.
 
 // matchFrame handles a frame of the match phase that passed the geometry
 // and pixel gates: the eye and pose gates, then matching and liveness.
@@ -40,37 +43,44 @@ func (r *run) matchFrame(fv *view) (bool, error) {
 	r.sharp = append(r.sharp, fv.stats.Sharpness)
 	r.mean = append(r.mean, fv.stats.Mean)
 	r.emit("match", GuideHoldStill)
-	tpl, err := m.Embed(img, l)
+	tpl, err := r.embedProbe(img, l)
 	if err != nil {
 		return false, err
 	}
-	sim := Cosine(r.ref, tpl)
-	tpl.Wipe()
+	sim := Cosine(r.ref.Template, tpl)
 	r.bestSim = max(r.bestSim, sim)
 	r.sims = append(r.sims, sim)
-	r.ratios = append(r.ratios, l.MouthRatio())
-	if sim >= cfg.MatchThreshold {
-		r.matchSims = append(r.matchSims, sim)
-		if len(r.live) < cfg.LivenessFrames {
-			p, err := m.Liveness(img, det.Raw)
-			if err != nil {
-				return false, err
-			}
-			r.live = append(r.live, p)
-		}
+	r.live = append(r.live, 0)
+	r.fused.add(tpl)
+	tpl.Wipe()
+	p, err := m.Liveness(img, det.Raw)
+	if err != nil {
+		return false, err
 	}
-	res := &r.d.Result
-	if len(r.matchSims) < cfg.MatchFrames || len(r.live) < cfg.LivenessFrames {
-		if len(r.sims) >= cfg.MismatchFrames && len(r.matchSims) < cfg.MatchFrames {
-			res.Reason = ReasonMismatch
-			res.Similarity = median(r.sims)
-			return true, nil
-		}
+	r.live[len(r.live)-1] = p
+	r.ratios = append(r.ratios, l.MouthRatio())
+	if r.fused.n < cfg.MatchFrames {
 		return false, nil
 	}
-	// Match and liveness decided on this track.
+	// Decide once, on the live template of MatchFrames good frames.
+	live, err := r.fused.template()
+	r.fused.reset()
+	if err != nil {
+		return false, err
+	}
+	fsim := Cosine(r.ref.Template, live)
+	live.Wipe()
+	res := &r.d.Result
+	r.d.FusedSimilarity = fsim
+	r.d.FusedFrames = len(r.sims)
+	// The record keeps the median over every good frame, so the policy's
+	// re-check of it is a check of its own, not of the frames that passed.
+	res.Similarity = median(r.sims)
+	if fsim < cfg.MatchThreshold {
+		res.Reason = ReasonMismatch
+		return true, nil
+	}
 	res.Matched = true
-	res.Similarity = median(r.matchSims)
 	res.Liveness = median(r.live)
 	res.Live = res.Liveness >= cfg.LivenessThreshold
 	r.d.MatchedAt = f.Time
@@ -85,6 +95,31 @@ func (r *run) matchFrame(fv *view) (bool, error) {
 	r.startSmile(f.Time)
 	return false, nil
 }
+
+// fusion accumulates unit embeddings into one live template.
+type fusion struct {
+	sum [Dim]float64
+	n   int
+}
+
+func (u *fusion) add(t *Template) {
+	for i, x := range t.v {
+		u.sum[i] += float64(x)
+	}
+	u.n++
+}
+
+// template returns the normalised mean of the embeddings added.
+func (u *fusion) template() (*Template, error) {
+	v := make([]float32, Dim)
+	for i, x := range u.sum {
+		v[i] = float32(x)
+	}
+	defer clear(v)
+	return NewTemplate(v)
+}
+
+func (u *fusion) reset() { *u = fusion{} }
 
 // startSmile enters the smile phase. The neutral baseline is this
 // person's mouth ratio over the last good frames up to the match.
@@ -102,7 +137,8 @@ func (r *run) startSmile(at time.Time) {
 // track is no longer known to be the matched, live person, so everything
 // learnt about it is forgotten and it must match again.
 func (r *run) rematch(at time.Time) {
-	r.sims, r.matchSims, r.live, r.ratios = nil, nil, nil, nil
+	r.sims, r.live, r.ratios = nil, nil, nil
+	r.fused.reset()
 	r.consec = 0
 	r.epoch++ // an expression result in flight no longer counts
 	r.phase, r.phaseStart = phaseMatch, at
@@ -113,7 +149,7 @@ func (r *run) rematch(at time.Time) {
 }
 
 // embedProbe embeds the face with landmarks l in a camera frame, as it is
-// compared with the chip photo.
+// compared with the chip photo (grey when the chip photo is grey).
 func (r *run) embedProbe(img gocv.Mat, l *Landmarks) (*Template, error) {
-	return r.v.m.Embed(img, l)
+	return r.v.m.EmbedProbe(img, l, r.ref)
 }

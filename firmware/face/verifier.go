@@ -42,17 +42,18 @@ var ErrDebugCaptureInProduction = errors.New("face: debug capture is refused in 
 // Config holds the Verifier's thresholds and timeouts. Zero fields take the
 // DefaultConfig values.
 type Config struct {
-	// MatchThreshold is the cosine similarity a frame needs to match the
-	// chip photo; MatchFrames good frames of one track must match.
-	// MismatchFrames good frames without MatchFrames matches end the step
-	// as a mismatch.
+	// MatchThreshold is the cosine similarity the live template needs with
+	// the chip photo: the normalised mean of the unit embeddings of the
+	// first MatchFrames (3-5) good frames of the track, decided once. In
+	// the smile phase every frame must reach it on its own.
 	MatchThreshold float64
 	MatchFrames    int
-	MismatchFrames int
-	// LivenessThreshold is the least median p(live) over LivenessFrames
-	// good frames of the matched track.
+	// LivenessThreshold is the least median p(live) over the same good
+	// frames; in the smile phase every frame must reach it on its own.
 	LivenessThreshold float64
-	LivenessFrames    int
+	// Reference are the checks a chip photo must pass
+	// (ReasonReferenceQuality otherwise).
+	Reference ReferenceGates
 	// SmileThreshold is the least p(happy) and MouthRise the least relative
 	// rise of mouth width / inter-ocular distance over the person's own
 	// neutral baseline; both must hold on SmileFrames consecutive expression
@@ -101,8 +102,8 @@ type Config struct {
 // thresholds").
 func DefaultConfig() Config {
 	return Config{
-		MatchThreshold: DefaultThreshold, MatchFrames: 2, MismatchFrames: 12,
-		LivenessThreshold: 0.5, LivenessFrames: 3,
+		MatchThreshold: DefaultThreshold, MatchFrames: 3,
+		LivenessThreshold: 0.5, Reference: DefaultReferenceGates(),
 		SmileThreshold: 0.8, MouthRise: 0.10, SmileFrames: 4, BaselineFrames: 5,
 		ExpressionHz: 8,
 		MatchTimeout: 10 * time.Second, SmileTimeout: 10 * time.Second,
@@ -131,9 +132,8 @@ func (c Config) withDefaults() Config {
 	}
 	f(&c.MatchThreshold, d.MatchThreshold)
 	i(&c.MatchFrames, d.MatchFrames)
-	i(&c.MismatchFrames, d.MismatchFrames)
+	c.MatchFrames = min(c.MatchFrames, 5)
 	f(&c.LivenessThreshold, d.LivenessThreshold)
-	i(&c.LivenessFrames, d.LivenessFrames)
 	f(&c.SmileThreshold, d.SmileThreshold)
 	f(&c.MouthRise, d.MouthRise)
 	i(&c.SmileFrames, d.SmileFrames)
@@ -147,8 +147,8 @@ func (c Config) withDefaults() Config {
 	f(&c.TrackMinIoU, d.TrackMinIoU)
 	i(&c.TrackMaxMissed, d.TrackMaxMissed)
 	f(&c.SecondFaceArea, d.SecondFaceArea)
-	if c.MismatchFrames < c.MatchFrames {
-		c.MismatchFrames = c.MatchFrames
+	if c.Reference == (ReferenceGates{}) {
+		c.Reference = d.Reference
 	}
 	return c
 }
@@ -239,6 +239,13 @@ type Decision struct {
 	MatchedAt time.Time          `json:"matched_at,omitzero"` // match and liveness decided
 	Finished  time.Time          `json:"finished"`
 	Tracks    int                `json:"tracks"` // face tracks started
+	// Reference is what the chip photo's checks measured.
+	Reference ReferenceQuality `json:"reference"`
+	// FusedSimilarity is the live template's similarity, on which the
+	// match was decided, over FusedFrames good frames; Result.Similarity
+	// is the median over every good frame of the track.
+	FusedSimilarity float64 `json:"fused_similarity"`
+	FusedFrames     int     `json:"fused_frames"`
 	// Rematches counts returns from the smile phase to the match phase
 	// (a frame that failed the identity or liveness check).
 	Rematches int `json:"rematches"`
@@ -306,7 +313,7 @@ type exprResult struct {
 type run struct {
 	v        *Verifier
 	cfg      Config
-	ref      *Template
+	ref      *Reference
 	progress func(session.FaceProgress)
 	d        Decision
 
@@ -322,12 +329,12 @@ type run struct {
 	recv       time.Time // when the current frame was received
 
 	// per track
-	track     int
-	sims      []float64 // good-frame similarities
-	matchSims []float64
-	live      []float64
-	ratios    []float64
-	baseline  float64
+	track    int
+	sims     []float64 // good-frame similarities
+	fused    fusion    // unit embeddings of the track's good frames
+	live     []float64
+	ratios   []float64
+	baseline float64
 	// matchBaseline is the baseline taken at the match, the floor's reference.
 	matchBaseline float64
 	consec        int
@@ -376,15 +383,16 @@ func (v *Verifier) VerifyDecision(ctx context.Context, reference []byte, progres
 
 func (r *run) verify(ctx context.Context, reference []byte) error {
 	v := r.v
-	ref, err := v.m.TemplateFromImage(reference)
+	ref, err := v.m.ReferenceFromImage(reference, r.cfg.Reference)
 	if err != nil {
-		if errors.Is(err, ErrNoFace) || errors.Is(err, ErrDecode) {
-			r.d.Result.Reason = ReasonNoReferenceFace
+		if reason, ok := IsReferenceDecline(err); ok {
+			r.d.Result.Reason = reason
 			return nil
 		}
 		return fmt.Errorf("face: reference: %w", err)
 	}
 	r.ref = ref
+	r.d.Reference = ref.Quality
 	defer ref.Wipe()
 
 	// The expression worker: one model run at a time, beside the frame loop.
@@ -507,7 +515,8 @@ func (r *run) timeout() {
 func (r *run) newTrack(id int, at time.Time) {
 	r.track = id
 	r.d.Tracks++
-	r.sims, r.matchSims, r.live, r.ratios = nil, nil, nil, nil
+	r.sims, r.live, r.ratios = nil, nil, nil
+	r.fused.reset()
 	r.consec = 0
 	r.epoch++
 	if r.phase == phaseSmile {
