@@ -64,13 +64,14 @@ type Reference struct {
 
 // ReferenceQuality is what the reference checks measured.
 type ReferenceQuality struct {
-	InterEye float64 `json:"inter_eye"`
-	Score    float32 `json:"score"`
-	Yaw      float64 `json:"yaw"`  // nose offset / inter-eye distance
-	Roll     float64 `json:"roll"` // degrees
-	Grey     bool    `json:"grey"`
-	Width    int     `json:"width"`
-	Height   int     `json:"height"`
+	FaceWidth int     `json:"face_width"` // squared face box side, pixels
+	InterEye  float64 `json:"inter_eye"`
+	Score     float32 `json:"score"`
+	Yaw       float64 `json:"yaw"`  // nose offset / inter-eye distance
+	Roll      float64 `json:"roll"` // degrees
+	Grey      bool    `json:"grey"`
+	Width     int     `json:"width"`
+	Height    int     `json:"height"`
 }
 
 // Wipe clears the reference's template.
@@ -148,7 +149,7 @@ func (m *Models) ReferenceFromImage(data []byte, g ReferenceGates) (*Reference, 
 	}
 	f := a.Faces[a.Primary]
 	q := ReferenceQuality{
-		InterEye: a.Landmarks.InterEye(), Score: f.Score, Yaw: a.Landmarks.YawRatio(), Roll: a.Landmarks.Roll(),
+		FaceWidth: f.Box.Dx(), InterEye: a.Landmarks.InterEye(), Score: f.Score, Yaw: a.Landmarks.YawRatio(), Roll: a.Landmarks.Roll(),
 		Grey: isGrey(img), Width: img.Cols(), Height: img.Rows(),
 	}
 	ref := &Reference{Template: a.Template, Grey: q.Grey, Quality: q}
