@@ -269,7 +269,7 @@ func Default() Config {
 		Face: Face{ModelsDir: "/usr/share/kioskd/models", MatchTimeout: 10 * time.Second, SmileTimeout: 10 * time.Second,
 			SmileThreshold: 0.8, MouthRise: 0.10, SmileFrames: 4, ExpressionHz: 8},
 		Policy: Policy{
-			RequirePassiveAuth: true, MatchThreshold: 0.45, LivenessThreshold: 0.5, RequireConsent: true,
+			RequirePassiveAuth: true, MatchThreshold: 0.392, LivenessThreshold: 0.5, RequireConsent: true,
 			MaxPasswordAttempts: 3, CardTimeout: 60 * time.Second, PasswordTimeout: 60 * time.Second,
 			ChipTimeout: 30 * time.Second, FaceTimeout: 30 * time.Second, AuthorizeTimeout: 15 * time.Second,
 			ResultDisplay: 4 * time.Second, RemoveTimeout: 30 * time.Second,
