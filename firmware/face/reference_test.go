@@ -144,3 +144,27 @@ func TestReferenceQuality(t *testing.T) {
 		t.Errorf("%+v after %d frames: want reference_quality before any frame", d.Result, d.Quality.Frames)
 	}
 }
+
+// The shifted liveness crop is square and inside the frame, however near
+// an edge the face is.
+func TestShiftedBox(t *testing.T) {
+	frame := image.Pt(640, 480)
+	for _, raw := range []image.Rectangle{
+		image.Rect(300, 200, 360, 280), // centred
+		image.Rect(0, 0, 80, 100),      // top-left corner
+		image.Rect(580, 400, 640, 480), // bottom-right corner
+		image.Rect(100, 50, 400, 450),  // larger than the frame allows
+	} {
+		b := shiftedBox(raw, frame)
+		if b.Dx() != b.Dy() || !b.In(image.Rectangle{Max: frame}) {
+			t.Errorf("%v: crop %v is not a square inside the frame", raw, b)
+		}
+		want := min(int(float64(max(raw.Dx(), raw.Dy()))*livenessScale+0.5), 480)
+		if b.Dx() != want {
+			t.Errorf("%v: side %d, want %d", raw, b.Dx(), want)
+		}
+		if c := raw.Min.Add(raw.Max).Div(2); !c.In(b) {
+			t.Errorf("%v: crop %v lost the face centre", raw, b)
+		}
+	}
+}
