@@ -26,11 +26,7 @@ func (r *run) matchFrame(fv *view) (bool, error) {
 	if code := g.eyes(le, re, l.EyeAspect()); code != "" {
 		return r.reject(fv, code)
 	}
-	pose, err := m.HeadPose(img, det.Raw)
-	if err != nil {
-		return false, err
-	}
-	if code := g.pose(pose); code != "" {
+	if code := g.pose(l.LandmarkPose()); code != "" {
 		return r.reject(fv, code)
 	}
 	// A good frame.

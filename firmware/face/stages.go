@@ -9,9 +9,10 @@ import (
 )
 
 // AllModels returns every model a Verifier uses: verification plus
-// liveness, eyes, expression and head pose.
+// liveness, eyes and expression. The head pose comes from the landmarks
+// (LandmarkPose); the pose network (HeadPose) is loaded only on request.
 func AllModels() []Model {
-	return []Model{ModelDetect, ModelLandmark, ModelFeature, ModelLiveness, ModelEye, ModelExpression, ModelPose}
+	return []Model{ModelDetect, ModelLandmark, ModelFeature, ModelLiveness, ModelEye, ModelExpression}
 }
 
 // scaleBox scales r by f about its centre.
