@@ -18,9 +18,9 @@ func TestLandmarkPoseSynthetic(t *testing.T) {
 		cr, sr := math.Cos(-want.Roll*rad), math.Sin(-want.Roll*rad)
 		for _, p := range poseModel {
 			x, y, z := p.x, p.y, p.z
-			y, z = cp*y-sp*z, sp*y+cp*z  // pitch about x
-			x, z = cy*x+sy*z, -sy*x+cy*z // yaw about y
-			x, y = cr*x-sr*y, sr*x+cr*y  // roll about z
+			y, z = cp*y-sp*z, sp*y+cp*z // pitch about x
+			x = cy*x + sy*z             // yaw about y (z no longer matters: orthographic)
+			x, y = cr*x-sr*y, sr*x+cr*y // roll about z
 			l[p.idx] = Point{320 + 2*x, 240 - 2*y}
 		}
 		got := l.LandmarkPose()
