@@ -45,7 +45,8 @@ FUZZ_TARGETS := \
 	./firmware/emrtd/aa:FuzzVerify:60000 ./firmware/txreport:FuzzVerify:30000 \
 	./firmware/txreport:FuzzOpen:30000 \
 	./drivers/cardreader/vpcd:FuzzFrames:30000 ./drivers/cardreader:FuzzValidateCommand:150000 \
-	./firmware/daemon:FuzzParseCommand:10000 ./firmware/config:FuzzParse:10000
+	./firmware/daemon:FuzzParseCommand:10000 ./firmware/config:FuzzParse:10000 \
+	./firmware/face:FuzzReferenceFromImage:300
 FUZZTIME ?=
 
 .PHONY: all deps testdata models build test test-short fuzz chaos run bench lint fmt clean cleanroom fleet-sim chaos-fleet
@@ -123,7 +124,7 @@ chaos-fleet: deps
 	$(GO) build -o $(CACHE)/fleet-sim ./internal/fleetsim/cmd/fleet-sim
 	$(CACHE)/fleet-sim -chaos -kiosks 200 -hubs $(K) -rate 20 -duration 4m -min-payments 5000 -hub-bin $(BIN)/kioskhub
 
-fuzz: testdata
+fuzz: testdata models
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; rest=$${t#*:}; fn=$${rest%%:*}; n=$${rest##*:}; \
 		ft="$(FUZZTIME)"; [ -n "$$ft" ] || ft="$${n}x"; \

@@ -168,3 +168,24 @@ func TestShiftedBox(t *testing.T) {
 		}
 	}
 }
+
+// FuzzReferenceFromImage feeds the chip photo path (DG2 image bytes from
+// the card) arbitrary input: it must decline or succeed, never crash, and
+// a success must carry a unit template.
+func FuzzReferenceFromImage(f *testing.F) {
+	m := models(f)
+	f.Add([]byte("garbage"))
+	f.Add([]byte{0xff, 0xd8, 0xff, 0xe0})                                   // a JPEG header alone
+	f.Add([]byte("\x00\x00\x00\x0cjP  \r\n\x87\n\x00\x00\x00\x14ftypjp2 ")) // a JP2 signature alone
+	f.Add(media(f, "franck_01829.jpg"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ref, err := m.ReferenceFromImage(data, DefaultReferenceGates())
+		if err != nil {
+			return
+		}
+		defer ref.Wipe()
+		if c := Cosine(ref.Template, ref.Template); c < 0.999 || c > 1.001 {
+			t.Fatalf("reference template with |t|² = %v", c)
+		}
+	})
+}
