@@ -4,6 +4,8 @@ import (
 	"image"
 	"math"
 	"testing"
+
+	"gocv.io/x/gocv"
 )
 
 // The landmark pose recovers a known rotation of the generic face
@@ -77,4 +79,46 @@ func TestLandmarkPoseAgreesWithModel(t *testing.T) {
 		t.Errorf("the landmark pose gate agrees with the pose model on %.1f %% of faces, want ≥ 95 %%", 100*a)
 	}
 
+}
+
+// EyesOpen runs both eyes in one batch: the result is what each eye alone
+// gives the model.
+func TestEyesBatch(t *testing.T) {
+	checkMats(t)
+	m := fullModels(t)
+	for _, name := range []string{"franck_01829.jpg", "franck_04000.jpg"} {
+		img := decode(t, media(t, name))
+		a, err := m.Analyze(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Template.Wipe()
+		grey := gocv.NewMat()
+		gocv.CvtColor(img, &grey, gocv.ColorBGRToGray)
+		left, right, err := m.EyesOpen(grey, image.Point{}, a.Landmarks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := a.Landmarks
+		for i, box := range []image.Rectangle{
+			eyeBox(l[36], l[39], l[37], l[38], l[40], l[41]),
+			eyeBox(l[42], l[45], l[43], l[44], l[46], l[47]),
+		} {
+			crop := grey.Region(box)
+			blob := gocv.BlobFromImage(crop, 1.0/255, image.Pt(24, 24), gocv.NewScalar(0, 0, 0, 0), false, false)
+			crop.Close()
+			vals, err := m.forward(ModelEye, blob, "")
+			blob.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			alone := softmax(vals[0])[1]
+			if got := []float64{left, right}[i]; math.Abs(got-alone) > 1e-4 {
+				t.Errorf("%s eye %d: batched %.5f, alone %.5f", name, i, got, alone)
+			}
+		}
+		t.Logf("%s: p(open) %.3f %.3f", name, left, right)
+		grey.Close()
+		img.Close()
+	}
 }

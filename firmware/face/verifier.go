@@ -376,7 +376,9 @@ func (v *Verifier) VerifyDecision(ctx context.Context, reference []byte, progres
 		v.log.Warn("face step failed", "err", err, "frames", r.d.Quality.Frames, "wall_ms", r.d.WallMS)
 	} else {
 		v.log.Info("face step done", "matched", r.d.Result.Matched, "live", r.d.Result.Live,
-			"consent", r.d.Result.Consent, "reason", r.d.Result.Reason, "frames", r.d.Quality.Frames, "wall_ms", r.d.WallMS)
+			"consent", r.d.Result.Consent, "reason", r.d.Result.Reason, "frames", r.d.Quality.Frames, "wall_ms", r.d.WallMS,
+			"rematches", r.d.Rematches, "smile_evaluations", r.d.Smile.Evaluations, "identity_failures", r.d.Smile.IdentityFailures,
+			"liveness_failures", r.d.Smile.LivenessFailures, "second_face", r.d.Smile.SecondFace)
 	}
 	return r.d, err
 }
