@@ -47,7 +47,8 @@ FUZZ_TARGETS := \
 	./firmware/txreport:FuzzOpen:30000 \
 	./drivers/cardreader/vpcd:FuzzFrames:30000 ./drivers/cardreader:FuzzValidateCommand:150000 \
 	./firmware/daemon:FuzzParseCommand:10000 ./firmware/config:FuzzParse:10000 \
-	./firmware/enrollwire:FuzzParseRequest:4000 ./firmware/enrollwire:FuzzOpen:40000 ./firmware/enrollwire:FuzzParseBundle:10000
+	./firmware/enrollwire:FuzzParseRequest:4000 ./firmware/enrollwire:FuzzOpen:40000 ./firmware/enrollwire:FuzzParseBundle:10000 \
+	./firmware/face:FuzzReferenceFromImage:300
 FUZZTIME ?=
 
 .PHONY: all deps testdata models build test test-short fuzz chaos run bench lint fmt clean cleanroom fleet-sim chaos-fleet deb package-check demo-enroll
@@ -139,7 +140,7 @@ chaos-fleet: deps
 	$(GO) build -o $(CACHE)/fleet-sim ./internal/fleetsim/cmd/fleet-sim
 	$(CACHE)/fleet-sim -chaos -broker $(CHAOS_BROKER) -kiosks 200 -hubs $(K) -rate 20 -duration 4m -min-payments 5000 -hub-bin $(BIN)/kioskhub
 
-fuzz: testdata
+fuzz: testdata models
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; rest=$${t#*:}; fn=$${rest%%:*}; n=$${rest##*:}; \
 		ft="$(FUZZTIME)"; [ -n "$$ft" ] || ft="$${n}x"; \

@@ -99,6 +99,14 @@ type Spec struct {
 	FPS           float64
 	// Loop restarts a "file" source at its end ("sim" always loops).
 	Loop bool
+	// USB pins a "v4l2" device to a USB identity: Open refuses (with an
+	// *IdentityError) a device whose sysfs entry shows another vendor,
+	// product or (when pinned) serial, or no USB device at all, such as a
+	// loopback camera fed by software. Production configurations set it.
+	USB *USBID
+	// SysfsRoot is where sysfs is mounted ("" means /sys); tests point it
+	// at a tree of their own.
+	SysfsRoot string
 	// Logger receives warnings such as skipped unreadable images; nil
 	// discards them.
 	Logger *slog.Logger
@@ -141,10 +149,16 @@ func (s Spec) validate() error {
 	if math.IsNaN(s.FPS) || math.IsInf(s.FPS, 0) || s.FPS < 0 || s.FPS > 1000 {
 		return invalid("fps %v out of range [0, 1000]", s.FPS)
 	}
+	if s.USB != nil && s.Kind != KindV4L2 {
+		return invalid("%s: a USB identity pins only v4l2 devices", s.Kind)
+	}
 	switch s.Kind {
 	case KindV4L2:
 		if _, _, err := parseDevice(s.Device); err != nil {
 			return err
+		}
+		if u := s.USB; u != nil && (!ValidUSBHex(u.Vendor) || !ValidUSBHex(u.Product)) {
+			return invalid("v4l2: USB vendor %q and product %q must be 4 hex digits", u.Vendor, u.Product)
 		}
 	case KindGStreamer:
 		p := strings.TrimSpace(s.Pipeline)

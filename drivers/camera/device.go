@@ -54,6 +54,21 @@ func (s *videoSource) Open(ctx context.Context) error {
 		if perr != nil {
 			return &OpenError{Source: s.Describe(), Err: perr}
 		}
+		if s.spec.USB != nil {
+			// Checked before each open: a device swapped for another (or
+			// for a software loopback camera) is refused, and the Pump
+			// retries until the pinned camera is back. A device could be
+			// swapped between this check and the open below; that needs
+			// physical access at that very moment and the identity is
+			// re-checked on every reopen.
+			root := s.spec.SysfsRoot
+			if root == "" {
+				root = "/sys"
+			}
+			if err := checkUSB(root, s.spec.Device, *s.spec.USB); err != nil {
+				return &OpenError{Source: s.Describe(), Err: err}
+			}
+		}
 		if path != "" {
 			// gocv's own error only says "Error opening file"; a stat says
 			// whether the device is missing (unplugged) or not a device.

@@ -179,7 +179,21 @@ type Camera struct {
 	FPS       float64       `toml:"fps"`
 	ReopenMin time.Duration `toml:"reopen_min"`
 	ReopenMax time.Duration `toml:"reopen_max"`
+	// USB pins the v4l2 device to a USB identity read from sysfs
+	// (required in production, where only v4l2 is accepted).
+	USB CameraUSB `toml:"usb"`
 }
+
+// CameraUSB is a camera's USB identity as sysfs reports it: idVendor and
+// idProduct (4 hex digits each) and, when the camera has one, serial.
+type CameraUSB struct {
+	Vendor  string `toml:"vendor"`
+	Product string `toml:"product"`
+	Serial  string `toml:"serial"`
+}
+
+// Pinned reports whether an identity is configured.
+func (u CameraUSB) Pinned() bool { return u != CameraUSB{} }
 
 // CardReader configures drivers/cardreader.
 type CardReader struct {
@@ -263,7 +277,7 @@ func Default() Config {
 		Face: Face{ModelsDir: "/usr/share/kioskd/models", MatchTimeout: 10 * time.Second, SmileTimeout: 10 * time.Second,
 			SmileThreshold: 0.8, MouthRise: 0.10, SmileFrames: 4, ExpressionHz: 8},
 		Policy: Policy{
-			RequirePassiveAuth: true, MatchThreshold: 0.45, LivenessThreshold: 0.5, RequireConsent: true,
+			RequirePassiveAuth: true, MatchThreshold: 0.392, LivenessThreshold: 0.5, RequireConsent: true,
 			MaxPasswordAttempts: 3, CardTimeout: 60 * time.Second, PasswordTimeout: 60 * time.Second,
 			ChipTimeout: 30 * time.Second, FaceTimeout: 30 * time.Second, AuthorizeTimeout: 15 * time.Second,
 			ResultDisplay: 4 * time.Second, RemoveTimeout: 30 * time.Second,
@@ -346,6 +360,8 @@ var docTypeRe = regexp.MustCompile(`^([A-Z]{1,2}|\*)$`)
 
 var homeCountryRe = regexp.MustCompile(`^[A-Z]{1,3}$`)
 
+var usbHex = regexp.MustCompile(`^[0-9a-fA-F]{4}$`)
+
 // Validate checks values and cross-field rules.
 func (c *Config) Validate() error {
 	var errs []error
@@ -418,6 +434,20 @@ func (c *Config) Validate() error {
 	}
 	if cam.FPS < 0 || cam.FPS > 240 {
 		bad("camera.fps", "%g out of range 0..240", cam.FPS)
+	}
+	if u := cam.USB; u.Pinned() {
+		if cam.Backend != "v4l2" {
+			bad("camera.usb", "a USB identity pins only backend v4l2, not %q", cam.Backend)
+		}
+		if !usbHex.MatchString(u.Vendor) {
+			bad("camera.usb.vendor", "%q is not 4 hex digits (sysfs idVendor)", u.Vendor)
+		}
+		if !usbHex.MatchString(u.Product) {
+			bad("camera.usb.product", "%q is not 4 hex digits (sysfs idProduct)", u.Product)
+		}
+		if len(u.Serial) > 255 || strings.ContainsAny(u.Serial, "\x00\n") {
+			bad("camera.usb.serial", "not a USB serial number")
+		}
 	}
 	durIn("camera.reopen_min", cam.ReopenMin, 10*time.Millisecond, time.Minute)
 	durIn("camera.reopen_max", cam.ReopenMax, cam.ReopenMin, 10*time.Minute)
@@ -592,8 +622,17 @@ func (c *Config) Validate() error {
 	}
 
 	if c.Device.Mode == "production" {
-		if cam.Backend == "sim" {
-			bad("camera.backend", "sim is refused in production mode")
+		// Only a camera is a camera: a file, a GStreamer pipeline (which
+		// can read a file or a network stream) or the simulator would
+		// let recorded video stand in for the person at the kiosk.
+		switch cam.Backend {
+		case "v4l2":
+			if !cam.USB.Pinned() {
+				bad("camera.usb.vendor", "required in production mode: pin the camera by its USB identity (vendor, product and serial from sysfs)")
+			}
+		case "none":
+		default:
+			bad("camera.backend", "%s is refused in production mode (only v4l2)", cam.Backend)
 		}
 		if cr.Backend == "sim" {
 			bad("cardreader.backend", "sim is refused in production mode")

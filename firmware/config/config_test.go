@@ -29,6 +29,12 @@ func TestReferenceFileMatchesDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := Default()
+	// The file shows an example USB pin (production needs one); the
+	// default pins nothing.
+	if !c.Camera.USB.Pinned() || d.Camera.USB.Pinned() {
+		t.Fatalf("camera.usb: file %+v, default %+v; want an example in the file only", c.Camera.USB, d.Camera.USB)
+	}
+	c.Camera.USB = CameraUSB{}
 	if c.Camera != d.Camera || c.CardReader != d.CardReader || c.Log != d.Log || c.HTTP != d.HTTP || c.Shutdown != d.Shutdown || c.Face != d.Face {
 		t.Fatalf("reference file and Default() disagree:\nfile %+v\ndefault %+v", c, d)
 	}
@@ -62,6 +68,10 @@ func TestParseErrors(t *testing.T) {
 		{"production refuses a shared staff PIN", "[device]\nmode = \"production\"\n[http]\nstaff_pin_file = \"/etc/kioskd/staff-pin\"\n", []string{"http.staff_pin_file"}},
 		{"production refuses plain brokers", "[device]\nmode = \"production\"\n[hub]\nbrokers = [\"tcp://h:1883\", \"ws://h:80\", \"ssl://h:8883\"]\n",
 			[]string{"hub.brokers[0]", "hub.brokers[1]", "hub.cert_file"}},
+		{"production refuses a file camera", "[device]\nmode = \"production\"\n[camera]\nbackend = \"file\"\npath = \"v.mp4\"\n", []string{"camera.backend", "only v4l2"}},
+		{"production refuses gstreamer", "[device]\nmode = \"production\"\n[camera]\nbackend = \"gstreamer\"\npipeline = \"filesrc location=v.mp4 ! decodebin ! appsink\"\n", []string{"camera.backend", "only v4l2"}},
+		{"production needs a USB pin", "[device]\nmode = \"production\"\n", []string{"camera.usb.vendor"}},
+		{"bad USB pin", base + "[camera.usb]\nvendor = \"46d\"\nproduct = \"xyzw\"\n", []string{"camera.usb", "camera.usb.vendor", "camera.usb.product"}},
 		{"syntax", "[device\nid = 1\n", []string{"line 2", "table name"}},
 		{"several at once", base + "[log]\nlevel = \"x\"\nformat = \"y\"\n", []string{"log.level", "log.format"}},
 	}

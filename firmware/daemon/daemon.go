@@ -121,6 +121,9 @@ func New(cfg config.Config, opts Options) (*Daemon, error) {
 			Path: cfg.Camera.Path, Width: cfg.Camera.Width, Height: cfg.Camera.Height, FPS: cfg.Camera.FPS,
 			Loop: cfg.Camera.Backend == "sim",
 		}
+		if u := cfg.Camera.USB; u.Pinned() {
+			spec.USB = &camera.USBID{Vendor: u.Vendor, Product: u.Product, Serial: u.Serial}
+		}
 		src, err := camera.NewSource(spec)
 		if err != nil {
 			return nil, &config.Error{Key: "camera", Msg: err.Error()}

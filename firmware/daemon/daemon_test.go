@@ -39,6 +39,12 @@ func TestMainExitCodes(t *testing.T) {
 	// Production without mutual TLS: a plain broker and no client certificate.
 	plain := filepath.Join(dir, "plain.toml")
 	os.WriteFile(plain, []byte("[device]\nmode = \"production\"\n[hub]\nbrokers = [\"tcp://hub:1883\"]\nauth_cert = \"/a.pem\"\n"), 0o600)
+	// Production takes only a camera: a file or a GStreamer pipeline could
+	// play a recording in the shopper's place.
+	fileCam := filepath.Join(dir, "file-camera.toml")
+	os.WriteFile(fileCam, []byte("[device]\nmode = \"production\"\n[camera]\nbackend = \"file\"\npath = \"/tmp/v.mp4\"\n"), 0o600)
+	gstCam := filepath.Join(dir, "gst-camera.toml")
+	os.WriteFile(gstCam, []byte("[device]\nmode = \"production\"\n[camera]\nbackend = \"gstreamer\"\npipeline = \"videotestsrc ! appsink\"\n"), 0o600)
 	tests := []struct {
 		args []string
 		code int
@@ -46,6 +52,8 @@ func TestMainExitCodes(t *testing.T) {
 	}{
 		{[]string{"--config", bad}, ExitConfig, "fps"},
 		{[]string{"--config", filepath.Join(dir, "none.toml")}, ExitConfig, "no such file"},
+		{[]string{"--config", fileCam, "--check-config"}, ExitConfig, "camera.backend: file is refused in production mode"},
+		{[]string{"--config", gstCam, "--check-config"}, ExitConfig, "camera.backend: gstreamer is refused in production mode"},
 		{[]string{"--config", good, "--check-config"}, ExitOK, "is valid"},
 		{[]string{"--bogus"}, ExitConfig, "flag provided but not defined"},
 		{[]string{"--config", good, "extra"}, ExitConfig, "unexpected argument"},

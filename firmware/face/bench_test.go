@@ -1,6 +1,7 @@
 package face
 
 import (
+	"fmt"
 	"image"
 	"testing"
 	"time"
@@ -176,6 +177,70 @@ func BenchmarkExpression(b *testing.B) {
 	benchFaceModel(b, func(m *Models, img gocv.Mat, raw image.Rectangle) error { _, err := m.Expression(img, raw); return err })
 }
 
+// BenchmarkPose is the pose network the landmark pose replaced.
 func BenchmarkPose(b *testing.B) {
-	benchFaceModel(b, func(m *Models, img gocv.Mat, raw image.Rectangle) error { _, err := m.HeadPose(img, raw); return err })
+	m := poseSet.load(b)
+	img := frame640(b)
+	defer img.Close()
+	faces, err := m.Detect(img)
+	if err != nil || len(faces) == 0 {
+		b.Fatalf("detect: %v", err)
+	}
+	benchMedian(b, func() error { _, err := m.HeadPose(img, faces[0].Raw); return err })
+}
+
+// BenchmarkLandmarkPose is the head pose the pose gate uses.
+func BenchmarkLandmarkPose(b *testing.B) {
+	m := models(b)
+	img := frame640(b)
+	defer img.Close()
+	a, err := m.Analyze(img)
+	if err != nil {
+		b.Fatal(err)
+	}
+	a.Template.Wipe()
+	var p Pose
+	for b.Loop() {
+		p = a.Landmarks.LandmarkPose()
+	}
+	_ = p
+}
+
+// BenchmarkMatchPhaseFrame is the whole cost of a match-phase frame as the
+// Verifier spends it: detect, landmarks, pixel stats, eyes, landmark pose,
+// embed and liveness on a 640×480 frame (issue 12's target: ≤ 15 ms for
+// detect, landmarks, eyes, pose and embed).
+func BenchmarkMatchPhaseFrame(b *testing.B) {
+	m := fullModels(b)
+	img := frame640(b)
+	defer img.Close()
+	benchMedian(b, func() error {
+		faces, err := m.Detect(img)
+		if err != nil || len(faces) == 0 {
+			return fmt.Errorf("detect: %v", err)
+		}
+		grey, box, err := faceGrey(img, faces[0].Box)
+		if err != nil {
+			return err
+		}
+		defer wipe(&grey)
+		l, err := m.landmarksGrey(grey, box)
+		if err != nil {
+			return err
+		}
+		if _, err := Stats(grey, image.Rect(0, 0, grey.Cols(), grey.Rows())); err != nil {
+			return err
+		}
+		if _, _, err := m.EyesOpen(grey, box.Min, l); err != nil {
+			return err
+		}
+		_ = l.LandmarkPose()
+		t, err := m.Embed(img, l)
+		if err != nil {
+			return err
+		}
+		t.Wipe()
+		_, err = m.Liveness(img, faces[0].Raw)
+		return err
+	})
 }

@@ -55,8 +55,10 @@ func (s *sharedSet) close() {
 var (
 	// Loading the three networks takes ~0.3 s; tests share one set.
 	verifySet = &sharedSet{}
-	// All seven models take ~1 s to load; the verifier tests share one set.
+	// All the Verifier's models take ~1 s to load; its tests share one set.
 	allSet = &sharedSet{models: AllModels()}
+	// The pose network, for comparing the landmark pose with it.
+	poseSet = &sharedSet{models: []Model{ModelDetect, ModelLandmark, ModelPose}}
 )
 
 func models(tb testing.TB) *Models {
@@ -73,6 +75,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	verifySet.close()
 	allSet.close()
+	poseSet.close()
 	// Under -tags matprofile every Mat of the whole run must be closed.
 	if n := liveMats(); matprofile && n != 0 {
 		fmt.Fprintf(os.Stderr, "Mat leak: %d live Mats at the end of the tests\n%s", n, liveMatStacks())

@@ -17,6 +17,7 @@ const (
 	GuideLessLight    = "less_light"
 	GuideOpenEyes     = "open_eyes"
 	GuideSmile        = "smile"
+	GuideOnePerson    = "one_person" // a second face is in view while consenting
 )
 
 // Gates are the quality limits a frame must meet before it is used.
@@ -30,8 +31,8 @@ type Gates struct {
 	// as a fraction of the frame's width and height ("center_face").
 	MaxOffCenter float64 `json:"max_off_center"`
 	// MaxYaw, MaxPitch and MaxRoll bound the head pose in degrees
-	// ("look_at_camera"); roll is checked on the landmarks, yaw and pitch
-	// with the pose model.
+	// ("look_at_camera"), all three from the landmarks (roll on the eye
+	// line, yaw and pitch by LandmarkPose).
 	MaxYaw   float64 `json:"max_yaw"`
 	MaxPitch float64 `json:"max_pitch"`
 	MaxRoll  float64 `json:"max_roll"`

@@ -96,3 +96,65 @@ func EvaluateScores(genuine, impostor []float64, targetFAR float64) ROC {
 	r.TARAtThreshold = rate(g, r.ThresholdAtFAR)
 	return r
 }
+
+// UpperBound95 is the exact (Clopper-Pearson) two-sided 95 % upper
+// confidence bound on a rate observed as k events in n trials: the p at
+// which seeing k or fewer has probability 2.5 %. With k = 0 it is
+// 1 − 0.025^(1/n) (≈ 3.7/n).
+func UpperBound95(k, n int) float64 {
+	if n <= 0 {
+		return 1
+	}
+	if k >= n {
+		return 1
+	}
+	// P(X ≤ k; n, p) falls as p rises: bisect for 0.025.
+	lo, hi := float64(k)/float64(n), 1.0
+	for range 100 {
+		mid := (lo + hi) / 2
+		if binomCDF(k, n, mid) > 0.025 {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return (lo + hi) / 2
+}
+
+// binomCDF is P(X ≤ k) for X ~ Binomial(n, p), summed in log space.
+func binomCDF(k, n int, p float64) float64 {
+	if p <= 0 {
+		return 1
+	}
+	if p >= 1 {
+		return 0
+	}
+	lp, lq := math.Log(p), math.Log1p(-p)
+	ln, _ := math.Lgamma(float64(n + 1))
+	var s float64
+	for i := 0; i <= k; i++ {
+		a, _ := math.Lgamma(float64(i + 1))
+		b, _ := math.Lgamma(float64(n - i + 1))
+		s += math.Exp(ln - a - b + float64(i)*lp + float64(n-i)*lq)
+	}
+	return math.Min(s, 1)
+}
+
+// ThresholdAtFAR is the lowest threshold at which at most far of the
+// impostor scores are accepted (score ≥ threshold).
+func ThresholdAtFAR(impostor []float64, far float64) float64 {
+	s := slices.Clone(impostor)
+	slices.Sort(s)
+	return thresholdAtFAR(s, far)
+}
+
+// CountAtLeast returns how many scores are ≥ t.
+func CountAtLeast(scores []float64, t float64) int {
+	n := 0
+	for _, s := range scores {
+		if s >= t {
+			n++
+		}
+	}
+	return n
+}

@@ -35,3 +35,20 @@ func TestEvaluateScores(t *testing.T) {
 		t.Errorf("empty: %+v", r)
 	}
 }
+
+// Clopper-Pearson bounds against values from the Beta quantile.
+func TestUpperBound95(t *testing.T) {
+	for _, tc := range []struct {
+		k, n int
+		want float64
+	}{
+		{0, 100, 0.03621669},  // 1 − 0.025^(1/100)
+		{0, 1000, 0.00368207}, // ≈ 3.69/n
+		{5, 100, 0.11283491},  // Beta(0.975; 6, 95)
+		{10, 10, 1},
+	} {
+		if got := UpperBound95(tc.k, tc.n); math.Abs(got-tc.want) > 2e-6 {
+			t.Errorf("UpperBound95(%d, %d) = %.8f, want %.8f", tc.k, tc.n, got, tc.want)
+		}
+	}
+}

@@ -9,9 +9,10 @@ import (
 )
 
 // AllModels returns every model a Verifier uses: verification plus
-// liveness, eyes, expression and head pose.
+// liveness, eyes and expression. The head pose comes from the landmarks
+// (LandmarkPose); the pose network (HeadPose) is loaded only on request.
 func AllModels() []Model {
-	return []Model{ModelDetect, ModelLandmark, ModelFeature, ModelLiveness, ModelEye, ModelExpression, ModelPose}
+	return []Model{ModelDetect, ModelLandmark, ModelFeature, ModelLiveness, ModelEye, ModelExpression}
 }
 
 // scaleBox scales r by f about its centre.
@@ -51,31 +52,6 @@ func softmax(v []float32) []float64 {
 		out[i] /= sum
 	}
 	return out
-}
-
-// Liveness returns the passive liveness model's probability that the face
-// with detector box raw is a live person (not a print or a screen). The
-// crop is the box scaled ×2.7 about its centre, clipped to the image.
-func (m *Models) Liveness(img gocv.Mat, raw image.Rectangle) (float64, error) {
-	// fr_liveness: 128×128, raw 0–255, in BGR order. The model notes say
-	// RGB, but fed RGB it scored real faces anywhere from 0.06 to 0.86
-	// (franck stills, median 0.5 on the test videos), while BGR gave
-	// 0.96–1.00 on every real photo and video frame: it was trained on
-	// OpenCV's BGR (as MiniFASNet-style models are). Not yet validated on
-	// real spoofs.
-	blob, err := cropBlob(img, scaleBox(raw, 2.7, 2.7), 1, image.Pt(128, 128), gocv.NewScalar(0, 0, 0, 0), false)
-	if err != nil {
-		return 0, fmt.Errorf("liveness: %w", err)
-	}
-	defer wipe(&blob)
-	vals, err := m.forward(ModelLiveness, blob, "")
-	if err != nil {
-		return 0, fmt.Errorf("liveness: %w", err)
-	}
-	if len(vals[0]) != 3 {
-		return 0, fmt.Errorf("liveness: %d values, want 3", len(vals[0]))
-	}
-	return softmax(vals[0])[0], nil // index 0 = live
 }
 
 // Expression classes of the expression model, in output order.
@@ -201,26 +177,35 @@ func (m *Models) EyesOpen(grey gocv.Mat, origin image.Point, l *Landmarks) (left
 		eyeBox(l[36], l[39], l[37], l[38], l[40], l[41]),
 		eyeBox(l[42], l[45], l[43], l[44], l[46], l[47]),
 	}
-	var p [2]float64
+	// Both eyes in one batch of two: one forward pass instead of two.
+	var crops []gocv.Mat
+	defer func() {
+		for i := range crops {
+			crops[i].Close() // regions of grey: closed, not wiped
+		}
+	}()
 	bounds := image.Rect(0, 0, grey.Cols(), grey.Rows())
-	for i, r := range boxes {
+	for _, r := range boxes {
 		r = r.Sub(origin).Intersect(bounds)
 		if r.Dx() < 3 || r.Dy() < 3 {
 			return 0, 0, fmt.Errorf("eyes: %w: eye crop %v too small", ErrImage, r)
 		}
-		crop := grey.Region(r)
-		// fr_eye: 24×24 grey, p/255.
-		blob := gocv.BlobFromImage(crop, 1.0/255, image.Pt(24, 24), gocv.NewScalar(0, 0, 0, 0), false, false)
-		crop.Close()
-		vals, err := m.forward(ModelEye, blob, "")
-		wipe(&blob)
-		if err != nil {
-			return 0, 0, fmt.Errorf("eyes: %w", err)
-		}
-		if len(vals[0]) != 2 {
-			return 0, 0, fmt.Errorf("eyes: %d values, want 2", len(vals[0]))
-		}
-		p[i] = softmax(vals[0])[1] // index 1 = open
+		crops = append(crops, grey.Region(r))
+	}
+	// fr_eye: 24×24 grey, p/255.
+	blob := gocv.NewMat()
+	defer wipe(&blob)
+	gocv.BlobFromImages(crops, &blob, 1.0/255, image.Pt(24, 24), gocv.NewScalar(0, 0, 0, 0), false, false, gocv.MatTypeCV32F)
+	vals, err := m.forward(ModelEye, blob, "")
+	if err != nil {
+		return 0, 0, fmt.Errorf("eyes: %w", err)
+	}
+	if len(vals[0]) != 4 {
+		return 0, 0, fmt.Errorf("eyes: %d values, want 2×2", len(vals[0]))
+	}
+	var p [2]float64
+	for i := range p {
+		p[i] = softmax(vals[0][2*i : 2*i+2])[1] // index 1 = open
 	}
 	return p[0], p[1], nil
 }

@@ -42,17 +42,18 @@ var ErrDebugCaptureInProduction = errors.New("face: debug capture is refused in 
 // Config holds the Verifier's thresholds and timeouts. Zero fields take the
 // DefaultConfig values.
 type Config struct {
-	// MatchThreshold is the cosine similarity a frame needs to match the
-	// chip photo; MatchFrames good frames of one track must match.
-	// MismatchFrames good frames without MatchFrames matches end the step
-	// as a mismatch.
+	// MatchThreshold is the cosine similarity the live template needs with
+	// the chip photo: the normalised mean of the unit embeddings of the
+	// first MatchFrames (3-5) good frames of the track, decided once. In
+	// the smile phase every frame must reach it on its own.
 	MatchThreshold float64
 	MatchFrames    int
-	MismatchFrames int
-	// LivenessThreshold is the least median p(live) over LivenessFrames
-	// good frames of the matched track.
+	// LivenessThreshold is the least median p(live) over the same good
+	// frames; in the smile phase every frame must reach it on its own.
 	LivenessThreshold float64
-	LivenessFrames    int
+	// Reference are the checks a chip photo must pass
+	// (ReasonReferenceQuality otherwise).
+	Reference ReferenceGates
 	// SmileThreshold is the least p(happy) and MouthRise the least relative
 	// rise of mouth width / inter-ocular distance over the person's own
 	// neutral baseline; both must hold on SmileFrames consecutive expression
@@ -82,6 +83,10 @@ type Config struct {
 	// Track configures the face tracker.
 	TrackMinIoU    float64
 	TrackMaxMissed int
+	// SecondFaceArea: in the smile phase, another face whose box has at
+	// least this fraction of the tracked face's area stops the smile
+	// count (guidance "one_person") until it leaves.
+	SecondFaceArea float64
 
 	// DebugCaptureDir, for the lab only, receives the frames at the match
 	// and consent decisions as JPEG. Empty (the default) writes nothing;
@@ -97,13 +102,14 @@ type Config struct {
 // thresholds").
 func DefaultConfig() Config {
 	return Config{
-		MatchThreshold: DefaultThreshold, MatchFrames: 2, MismatchFrames: 12,
-		LivenessThreshold: 0.5, LivenessFrames: 3,
+		MatchThreshold: DefaultThreshold, MatchFrames: 3,
+		LivenessThreshold: 0.5, Reference: DefaultReferenceGates(),
 		SmileThreshold: 0.8, MouthRise: 0.10, SmileFrames: 4, BaselineFrames: 5,
 		ExpressionHz: 8,
 		MatchTimeout: 10 * time.Second, SmileTimeout: 10 * time.Second,
 		Gates:       DefaultGates(),
 		TrackMinIoU: 0.3, TrackMaxMissed: 5,
+		SecondFaceArea: 0.4,
 	}
 }
 
@@ -126,9 +132,8 @@ func (c Config) withDefaults() Config {
 	}
 	f(&c.MatchThreshold, d.MatchThreshold)
 	i(&c.MatchFrames, d.MatchFrames)
-	i(&c.MismatchFrames, d.MismatchFrames)
+	c.MatchFrames = min(c.MatchFrames, 5)
 	f(&c.LivenessThreshold, d.LivenessThreshold)
-	i(&c.LivenessFrames, d.LivenessFrames)
 	f(&c.SmileThreshold, d.SmileThreshold)
 	f(&c.MouthRise, d.MouthRise)
 	i(&c.SmileFrames, d.SmileFrames)
@@ -141,8 +146,9 @@ func (c Config) withDefaults() Config {
 	}
 	f(&c.TrackMinIoU, d.TrackMinIoU)
 	i(&c.TrackMaxMissed, d.TrackMaxMissed)
-	if c.MismatchFrames < c.MatchFrames {
-		c.MismatchFrames = c.MatchFrames
+	f(&c.SecondFaceArea, d.SecondFaceArea)
+	if c.Reference == (ReferenceGates{}) {
+		c.Reference = d.Reference
 	}
 	return c
 }
@@ -233,6 +239,16 @@ type Decision struct {
 	MatchedAt time.Time          `json:"matched_at,omitzero"` // match and liveness decided
 	Finished  time.Time          `json:"finished"`
 	Tracks    int                `json:"tracks"` // face tracks started
+	// Reference is what the chip photo's checks measured.
+	Reference ReferenceQuality `json:"reference"`
+	// FusedSimilarity is the live template's similarity, on which the
+	// match was decided, over FusedFrames good frames; Result.Similarity
+	// is the median over every good frame of the track.
+	FusedSimilarity float64 `json:"fused_similarity"`
+	FusedFrames     int     `json:"fused_frames"`
+	// Rematches counts returns from the smile phase to the match phase
+	// (a frame that failed the identity or liveness check).
+	Rematches int `json:"rematches"`
 	// MatchLatencyMS is wall time from receiving the first good frame to
 	// the match decision (MatchMS is the same span in frame time, without
 	// the processing of the deciding frame).
@@ -254,6 +270,13 @@ type SmileSummary struct {
 	MaxHappy    float64 `json:"max_happy"`      // highest p(happy)
 	MaxRise     float64 `json:"max_mouth_rise"` // highest relative mouth rise over the baseline
 	Consecutive int     `json:"consecutive"`    // best run of evaluations meeting both conditions
+	// The per-frame checks of the smile phase: frames embedded against
+	// the chip photo, and how many failed it, failed liveness or had a
+	// second face in view.
+	IdentityChecks   int `json:"identity_checks"`
+	IdentityFailures int `json:"identity_failures"`
+	LivenessFailures int `json:"liveness_failures"`
+	SecondFace       int `json:"second_face"`
 }
 
 // Verify implements session.Face.
@@ -269,18 +292,20 @@ const (
 	phaseSmile
 )
 
+// exprJob is one expression model run; epoch ties its result to the
+// smile-phase evidence it was taken under (see run.epoch).
 type exprJob struct {
 	blob  gocv.Mat
 	ratio float64
 	at    time.Time
-	track int
+	epoch uint64
 }
 
 type exprResult struct {
 	happy float64
 	ratio float64
 	at    time.Time
-	track int
+	epoch uint64
 	err   error
 }
 
@@ -288,13 +313,14 @@ type exprResult struct {
 type run struct {
 	v        *Verifier
 	cfg      Config
-	ref      *Template
+	ref      *Reference
 	progress func(session.FaceProgress)
 	d        Decision
 
 	tracker    Tracker
 	phase      phase
 	phaseStart time.Time
+	stepStart  time.Time // frame time of the first frame
 	lastStage  string
 	lastGuide  string
 	seenFace   bool
@@ -303,17 +329,21 @@ type run struct {
 	recv       time.Time // when the current frame was received
 
 	// per track
-	track     int
-	sims      []float64 // good-frame similarities
-	matchSims []float64
-	live      []float64
-	ratios    []float64
-	baseline  float64
+	track    int
+	sims     []float64 // good-frame similarities
+	fused    fusion    // unit embeddings of the track's good frames
+	live     []float64
+	ratios   []float64
+	baseline float64
 	// matchBaseline is the baseline taken at the match, the floor's reference.
 	matchBaseline float64
 	consec        int
 	lastSubmit    time.Time
 	inflight      bool
+	// epoch changes whenever the smile evidence must start again (a new
+	// track, a new smile phase, a failed identity, liveness or one-person
+	// check): an expression result of another epoch is dropped.
+	epoch uint64
 
 	interEye, sharp, mean []float64
 
@@ -346,22 +376,25 @@ func (v *Verifier) VerifyDecision(ctx context.Context, reference []byte, progres
 		v.log.Warn("face step failed", "err", err, "frames", r.d.Quality.Frames, "wall_ms", r.d.WallMS)
 	} else {
 		v.log.Info("face step done", "matched", r.d.Result.Matched, "live", r.d.Result.Live,
-			"consent", r.d.Result.Consent, "reason", r.d.Result.Reason, "frames", r.d.Quality.Frames, "wall_ms", r.d.WallMS)
+			"consent", r.d.Result.Consent, "reason", r.d.Result.Reason, "frames", r.d.Quality.Frames, "wall_ms", r.d.WallMS,
+			"rematches", r.d.Rematches, "smile_evaluations", r.d.Smile.Evaluations, "identity_failures", r.d.Smile.IdentityFailures,
+			"liveness_failures", r.d.Smile.LivenessFailures, "second_face", r.d.Smile.SecondFace)
 	}
 	return r.d, err
 }
 
 func (r *run) verify(ctx context.Context, reference []byte) error {
-	v, cfg := r.v, r.cfg
-	ref, err := v.m.TemplateFromImage(reference)
+	v := r.v
+	ref, err := v.m.ReferenceFromImage(reference, r.cfg.Reference)
 	if err != nil {
-		if errors.Is(err, ErrNoFace) || errors.Is(err, ErrDecode) {
-			r.d.Result.Reason = ReasonNoReferenceFace
+		if reason, ok := IsReferenceDecline(err); ok {
+			r.d.Result.Reason = reason
 			return nil
 		}
 		return fmt.Errorf("face: reference: %w", err)
 	}
 	r.ref = ref
+	r.d.Reference = ref.Quality
 	defer ref.Wipe()
 
 	// The expression worker: one model run at a time, beside the frame loop.
@@ -372,7 +405,7 @@ func (r *run) verify(ctx context.Context, reference []byte) error {
 		for j := range r.jobs {
 			p, err := v.m.ExpressionFromBlob(j.blob)
 			wipe(&j.blob)
-			res := exprResult{ratio: j.ratio, at: j.at, track: j.track, err: err}
+			res := exprResult{ratio: j.ratio, at: j.at, epoch: j.epoch, err: err}
 			if err == nil {
 				res.happy = p[ExprHappy]
 			}
@@ -389,19 +422,22 @@ func (r *run) verify(ctx context.Context, reference []byte) error {
 		}
 	}()
 
-	// Frame time bounds the phases; this wall-clock guard covers a camera
-	// that stops delivering.
-	guard, cancel := context.WithTimeout(ctx, cfg.MatchTimeout+cfg.SmileTimeout+5*time.Second)
-	defer cancel()
 	r.emit("match", GuideLookAtCamera)
 	var seq uint64
 	for {
-		f, err := v.src.Next(guard, seq)
+		// Frame time bounds the phases and the step; this wall-clock
+		// watchdog covers a camera that stops delivering. It bounds the
+		// wait for each frame, not the step, so a slow (loaded) machine
+		// working through a file's frames is not cut short.
+		wait, cancel := context.WithTimeout(ctx, frameWait)
+		f, err := v.src.Next(wait, seq)
+		stalled := wait.Err() != nil
+		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if errors.Is(err, camera.ErrEndOfStream) || guard.Err() != nil {
+			if errors.Is(err, camera.ErrEndOfStream) || stalled {
 				if err := r.collect(true); err != nil {
 					return err
 				}
@@ -423,6 +459,10 @@ func (r *run) verify(ctx context.Context, reference []byte) error {
 		}
 	}
 }
+
+// frameWait is how long the step waits for the camera's next frame
+// before it ends as a timeout.
+const frameWait = 5 * time.Second
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
@@ -477,14 +517,30 @@ func (r *run) timeout() {
 func (r *run) newTrack(id int, at time.Time) {
 	r.track = id
 	r.d.Tracks++
-	r.sims, r.matchSims, r.live, r.ratios = nil, nil, nil, nil
+	r.sims, r.live, r.ratios = nil, nil, nil
+	r.fused.reset()
 	r.consec = 0
+	r.epoch++
 	if r.phase == phaseSmile {
 		// A face that was lost must match again before it may consent.
 		r.phase = phaseMatch
 		r.phaseStart = at
 		r.d.Result.Matched, r.d.Result.Live = false, false
 	}
+}
+
+// view is one camera frame's tracked face once it passed the geometry
+// and pixel gates, as the phases see it.
+type view struct {
+	f     *camera.Frame
+	faces []Detection // every face in the frame
+	idx   int         // the tracked face's index in faces
+	det   Detection   // faces[idx]
+	l     *Landmarks
+	grey  gocv.Mat        // the face box in grey (owned and wiped by frame)
+	box   image.Rectangle // grey's place in the frame
+	stats FaceStats
+	place func(good bool) // publishes the guide's position
 }
 
 // frame processes one camera frame and reports whether the step is over.
@@ -494,7 +550,7 @@ func (r *run) frame(f *camera.Frame) (bool, error) {
 	r.recv = time.Now()
 	r.d.Quality.Frames++
 	if r.phaseStart.IsZero() {
-		r.phaseStart = f.Time
+		r.phaseStart, r.stepStart = f.Time, f.Time
 	}
 	if err := r.collect(false); err != nil {
 		return false, err
@@ -507,7 +563,9 @@ func (r *run) frame(f *camera.Frame) (bool, error) {
 	if r.phase == phaseSmile {
 		limit = cfg.SmileTimeout
 	}
-	if f.Time.Sub(r.phaseStart) > limit {
+	// A return to matching restarts the phase clock; the step as a whole
+	// still ends after both phases' time.
+	if f.Time.Sub(r.phaseStart) > limit || f.Time.Sub(r.stepStart) > cfg.MatchTimeout+cfg.SmileTimeout {
 		r.timeout()
 		return true, nil
 	}
@@ -534,9 +592,6 @@ func (r *run) frame(f *camera.Frame) (bool, error) {
 		r.seenFace, r.d.FaceAt = true, f.Time
 	}
 	det := faces[idx]
-	// The guide's position is published once the gates have decided, so
-	// a steady good face does not flicker between good and not.
-	place := func(good bool) { r.v.pos.Store(&Position{Seq: f.Seq, Frame: size, Box: det.Box, Good: good}) }
 	// One grey copy of the face serves the landmarks, the pixel gates and
 	// the eye model.
 	grey, box, err := faceGrey(img, det.Box)
@@ -548,198 +603,34 @@ func (r *run) frame(f *camera.Frame) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	reject := func(g string) (bool, error) {
-		place(false)
-		r.d.Quality.Rejected[g]++
-		r.emit(r.stage(), g)
-		return false, nil
+	fv := &view{f: f, faces: faces, idx: idx, det: det, l: l, grey: grey, box: box,
+		// The guide's position is published once the gates have decided,
+		// so a steady good face does not flicker between good and not.
+		place: func(good bool) { r.v.pos.Store(&Position{Seq: f.Seq, Frame: size, Box: det.Box, Good: good}) },
 	}
 	g := cfg.Gates
 	if code := g.geometry(det.Box, l, size); code != "" {
-		return reject(code)
+		return r.reject(fv, code)
 	}
-	st2, err := Stats(grey, image.Rect(0, 0, grey.Cols(), grey.Rows()))
+	fv.stats, err = Stats(grey, image.Rect(0, 0, grey.Cols(), grey.Rows()))
 	if err != nil {
 		return false, err
 	}
-	if code := g.pixels(st2); code != "" {
-		return reject(code)
+	if code := g.pixels(fv.stats); code != "" {
+		return r.reject(fv, code)
 	}
 	if r.phase == phaseSmile {
-		place(true)
-		return r.smileFrame(f, det, l)
+		return r.smileFrame(fv)
 	}
-	le, re, err := m.EyesOpen(grey, box.Min, l)
-	if err != nil {
-		return false, err
-	}
-	if code := g.eyes(le, re, l.EyeAspect()); code != "" {
-		return reject(code)
-	}
-	pose, err := m.HeadPose(img, det.Raw)
-	if err != nil {
-		return false, err
-	}
-	if code := g.pose(pose); code != "" {
-		return reject(code)
-	}
-	// A good frame.
-	place(true)
-	r.d.Quality.Good++
-	if r.d.GoodAt.IsZero() {
-		r.d.GoodAt, r.goodWall = f.Time, r.recv
-	}
-	r.interEye = append(r.interEye, l.InterEye())
-	r.sharp = append(r.sharp, st2.Sharpness)
-	r.mean = append(r.mean, st2.Mean)
-	r.emit("match", GuideHoldStill)
-	tpl, err := m.Embed(img, l)
-	if err != nil {
-		return false, err
-	}
-	sim := Cosine(r.ref, tpl)
-	tpl.Wipe()
-	r.bestSim = max(r.bestSim, sim)
-	r.sims = append(r.sims, sim)
-	r.ratios = append(r.ratios, l.MouthRatio())
-	if sim >= cfg.MatchThreshold {
-		r.matchSims = append(r.matchSims, sim)
-		if len(r.live) < cfg.LivenessFrames {
-			p, err := m.Liveness(img, det.Raw)
-			if err != nil {
-				return false, err
-			}
-			r.live = append(r.live, p)
-		}
-	}
-	res := &r.d.Result
-	if len(r.matchSims) < cfg.MatchFrames || len(r.live) < cfg.LivenessFrames {
-		if len(r.sims) >= cfg.MismatchFrames && len(r.matchSims) < cfg.MatchFrames {
-			res.Reason = ReasonMismatch
-			res.Similarity = median(r.sims)
-			return true, nil
-		}
-		return false, nil
-	}
-	// Match and liveness decided on this track.
-	res.Matched = true
-	res.Similarity = median(r.matchSims)
-	res.Liveness = median(r.live)
-	res.Live = res.Liveness >= cfg.LivenessThreshold
-	r.d.MatchedAt = f.Time
-	r.d.FramesToMatch = r.d.Quality.Frames
-	r.d.MatchLatencyMS = ms(time.Since(r.goodWall))
-	r.d.MatchMS = ms(f.Time.Sub(r.d.GoodAt))
-	r.capture(img, "match")
-	if !res.Live {
-		res.Reason = ReasonNotLive
-		return true, nil
-	}
-	// The neutral baseline: this person's mouth ratio over the last good
-	// frames up to the match.
-	b := r.ratios[max(0, len(r.ratios)-cfg.BaselineFrames):]
-	r.baseline = median(b)
-	r.matchBaseline = r.baseline
-	r.phase, r.phaseStart = phaseSmile, f.Time
-	r.consec = 0
-	r.emit("smile", GuideSmile)
-	return false, nil
+	return r.matchFrame(fv)
 }
 
-// The smile-phase baseline may fall to a steadier, lower mouth ratio: a
-// window counts as steady when its spread is within baselineSteady of its
-// median, and the baseline never falls more than baselineMaxDrop below
-// the one taken at the match (a smile widens the mouth by about 10-25 %).
-const (
-	baselineSteady  = 0.06
-	baselineMaxDrop = 0.25
-)
-
-// smileFrame handles a good frame of the matched track in the smile phase:
-// it hands it to the expression worker when the worker is free and the
-// rate allows.
-func (r *run) smileFrame(f *camera.Frame, det Detection, l *Landmarks) (bool, error) {
-	r.emit("smile", GuideSmile)
-	r.ratios = append(r.ratios, l.MouthRatio())
-	if n := r.cfg.BaselineFrames; len(r.ratios) >= n {
-		// Only a face at rest lowers the baseline (a talking mouth is not
-		// steady), and never by more than a smile widens one: otherwise
-		// pursed lips would make an ordinary mouth count as a smile.
-		w := r.ratios[len(r.ratios)-n:]
-		if med := median(w); med > 0 && (slices.Max(w)-slices.Min(w))/med <= baselineSteady {
-			r.baseline = max(min(r.baseline, med), r.matchBaseline*(1-baselineMaxDrop))
-		}
-		if len(r.ratios) > 4*n {
-			r.ratios = slices.Delete(r.ratios, 0, len(r.ratios)-n) // keep the window, not the history
-		}
-	}
-	if r.inflight || (!r.lastSubmit.IsZero() && f.Time.Sub(r.lastSubmit).Seconds() < 1/r.cfg.ExpressionHz) {
-		return false, nil
-	}
-	blob, err := ExpressionBlob(f.Mat, det.Raw)
-	if err != nil {
-		return false, err
-	}
-	r.inflight, r.lastSubmit = true, f.Time
-	r.jobs <- exprJob{blob: blob, ratio: l.MouthRatio(), at: f.Time, track: r.track}
-	if r.cfg.SyncExpression || r.d.Smile.Evaluations == 0 {
-		// The first evaluation waits for its result, so that a short clip
-		// (or a quick smile) is not cut off before any verdict.
-		if err := r.collect(true); err != nil {
-			return false, err
-		}
-	}
-	if r.d.Result.Consent {
-		r.capture(f.Mat, "consent")
-		return true, nil
-	}
+// reject counts a frame that failed gate code and shows its guidance.
+func (r *run) reject(fv *view, code string) (bool, error) {
+	fv.place(false)
+	r.d.Quality.Rejected[code]++
+	r.emit(r.stage(), code)
 	return false, nil
-}
-
-// collect takes the expression worker's result, if any (waiting for it
-// when wait is set), and applies the consent rule.
-func (r *run) collect(wait bool) error {
-	if !r.inflight {
-		return nil
-	}
-	var res exprResult
-	if wait {
-		res = <-r.results
-	} else {
-		select {
-		case res = <-r.results:
-		default:
-			return nil
-		}
-	}
-	r.inflight = false
-	if res.err != nil {
-		return res.err
-	}
-	if res.track != r.track || r.phase != phaseSmile {
-		return nil // from a face since lost
-	}
-	s := &r.d.Smile
-	s.Evaluations++
-	s.MaxHappy = max(s.MaxHappy, res.happy)
-	rise := 0.0
-	if r.baseline > 0 {
-		rise = res.ratio/r.baseline - 1
-	}
-	s.MaxRise = max(s.MaxRise, rise)
-	if res.happy >= r.cfg.SmileThreshold && rise >= r.cfg.MouthRise {
-		r.consec++
-	} else {
-		r.consec = 0
-	}
-	s.Consecutive = max(s.Consecutive, r.consec)
-	if r.consec >= r.cfg.SmileFrames {
-		r.d.Result.Consent = true
-		r.d.Result.ConsentAt = res.at
-		r.d.ConsentMS = ms(res.at.Sub(r.phaseStart))
-		r.d.Result.Reason = ""
-	}
-	return nil
 }
 
 // capture writes a lab debug frame when DebugCaptureDir is set (never in

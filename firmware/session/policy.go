@@ -76,7 +76,7 @@ func shopperMessage(code string) string {
 		return "msg.face_mismatch"
 	case code == "no_face" || code == "face_timeout":
 		return "msg.face_not_seen"
-	case code == "no_reference_face" || code == "no_chip_photo":
+	case code == "no_reference_face" || code == "reference_quality" || code == "no_chip_photo":
 		return "msg.chip_photo_unusable"
 	case code == "not_live":
 		return "msg.not_live"
@@ -164,7 +164,7 @@ func (p Policy) faceReasons(f FaceResult) []Reason {
 	if !f.Matched || f.Similarity < p.MatchThreshold {
 		code := "face_mismatch"
 		switch f.Reason {
-		case "no_face", "no_reference_face", "timeout":
+		case "no_face", "no_reference_face", "reference_quality", "timeout":
 			code = f.Reason
 			if code == "timeout" {
 				code = "face_timeout"

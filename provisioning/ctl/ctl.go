@@ -38,7 +38,7 @@ func commands() map[string]command {
 		"eid verify":       {"eid verify --sod FILE [--dg N=FILE ...] --trust DIR [--at RFC3339|signing] [--sod-only] [--json]  passive authentication of files", eidVerify},
 		"face compare":     {"face compare A.jpg B.jpg [--json] [--models DIR]  compare the faces of two pictures", faceCompare},
 		"face embed":       {"face embed --json [--models DIR] FILE...  print face templates (lab/staff tool)", faceEmbed},
-		"face eval":        {"face eval --dataset DIR [--json] [--far 0.001]  ROC of the matcher on DIR/person/image", faceEval},
+		"face eval":        {"face eval --dataset DIR [--chip] [--json] [--far F]  ROC of the matcher on DIR/person/image; --chip: chip-photo FAR/FRR table", faceEval},
 		"face consent":     {"face consent --reference IMG --camera VIDEO_OR_DIR [--json]  run the face step (match, liveness, smile)", faceConsent},
 		"face bench":       {"face bench [--camera VIDEO] [--json]  per-stage face timings, sustained fps, peak RSS", faceBench},
 		"hub serve":        {"hub serve --broker URL [--broker URL2] --devices DIR --db FILE [--max-tx MINOR --max-daily MINOR] [--group NAME]  run the reference bank hub", hubServe},

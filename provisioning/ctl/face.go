@@ -8,6 +8,8 @@ import (
 	"os"
 	"time"
 
+	"gocv.io/x/gocv"
+
 	"kiosk/firmware/face"
 )
 
@@ -156,16 +158,22 @@ type embedResult struct {
 	Faces     int           `json:"faces"`
 	Embedding []float32     `json:"embedding"`
 	Quality   *face.Quality `json:"quality"`
-	Error     string        `json:"error,omitempty"`
+	// Reference is set with --reference: the chip photo checks' measures
+	// (grey: camera frames compared with it are embedded grey, --grey).
+	Reference *face.ReferenceQuality `json:"reference,omitempty"`
+	Reason    string                 `json:"reason,omitempty"` // --reference: the kiosk's decline reason
+	Error     string                 `json:"error,omitempty"`
 }
 
 func faceEmbed(e *env, args []string) int {
 	fs := flag.NewFlagSet("face embed", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	asJSON := fs.Bool("json", false, "print one JSON object per file, with the 512-d embedding")
+	asRef := fs.Bool("reference", false, "embed each file exactly as the kiosk embeds a chip photo (DG2): reference checks, grey detection")
+	grey := fs.Bool("grey", false, "embed each file as a camera frame compared with a grey chip photo (converted to grey first)")
 	dir := faceModelsFlag(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: kioskctl face embed --json [--models DIR] FILE...\n"+
+		fmt.Fprintln(e.stderr, "usage: kioskctl face embed --json [--reference | --grey] [--models DIR] FILE...\n"+
 			"LAB/STAFF TOOL: with --json it prints each picture's face template (biometric data);\n"+
 			"never run it on customer data. Without --json it prints only face counts and quality.\n"+
 			"Exit 0 when every file had a face, 2 otherwise.")
@@ -175,7 +183,7 @@ func faceEmbed(e *env, args []string) int {
 	if err != nil {
 		return ExitUsage
 	}
-	if len(files) == 0 {
+	if len(files) == 0 || (*asRef && *grey) {
 		fs.Usage()
 		return ExitUsage
 	}
@@ -188,7 +196,16 @@ func faceEmbed(e *env, args []string) int {
 	enc := json.NewEncoder(e.stdout)
 	for _, f := range files {
 		r := embedResult{File: f}
-		a, err := analyzeFile(m, f)
+		var a *face.Analysis
+		var err error
+		switch {
+		case *asRef:
+			a, err = embedReference(m, f, &r)
+		case *grey:
+			a, err = embedGrey(m, f)
+		default:
+			a, err = analyzeFile(m, f)
+		}
 		if a != nil {
 			r.Faces = len(a.Faces)
 		}
@@ -198,8 +215,12 @@ func faceEmbed(e *env, args []string) int {
 		case err != nil:
 			r.Error = err.Error()
 		default:
-			q := a.Quality()
-			r.Quality = &q
+			if rq := r.Reference; rq != nil {
+				r.Quality = &face.Quality{FaceWidth: rq.FaceWidth, InterEye: rq.InterEye, Score: rq.Score}
+			} else {
+				q := a.Quality()
+				r.Quality = &q
+			}
 			if *asJSON {
 				r.Embedding = a.Template.Floats()
 			}
@@ -220,4 +241,54 @@ func faceEmbed(e *env, args []string) int {
 		}
 	}
 	return code
+}
+
+// embedReference embeds a file as the kiosk embeds a chip photo; a
+// declined photo reports the kiosk's reason as the error.
+func embedReference(m *face.Models, path string, r *embedResult) (*face.Analysis, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	ref, err := m.ReferenceFromImage(data, face.DefaultReferenceGates())
+	if reason, ok := face.IsReferenceDecline(err); ok {
+		r.Reason = reason
+		if reason == face.ReasonNoReferenceFace && errors.Is(err, face.ErrNoFace) {
+			return nil, face.ErrNoFace
+		}
+		return nil, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	q := ref.Quality
+	r.Reference = &q
+	a := &face.Analysis{Template: ref.Template}
+	return a, nil
+}
+
+// embedGrey embeds a file's primary face as a camera frame compared with a
+// grey chip photo.
+func embedGrey(m *face.Models, path string) (*face.Analysis, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	img, err := gocv.IMDecode(data, gocv.IMReadColor)
+	if err != nil || img.Empty() {
+		img.Close()
+		return nil, face.ErrDecode
+	}
+	defer img.Close()
+	a, err := m.Analyze(img)
+	if err != nil {
+		return a, err
+	}
+	t, err := m.EmbedProbe(img, a.Landmarks, &face.Reference{Grey: true})
+	if err != nil {
+		return nil, err
+	}
+	a.Template.Wipe()
+	a.Template = t
+	return a, nil
 }

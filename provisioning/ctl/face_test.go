@@ -3,11 +3,14 @@ package ctl
 import (
 	"bufio"
 	"encoding/json"
+	"image"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"gocv.io/x/gocv"
 
 	"kiosk/firmware/face"
 	"kiosk/internal/testmedia"
@@ -165,5 +168,94 @@ func TestFaceEmbed(t *testing.T) {
 	}
 	if code, _, _ := run("face", "embed", "--json", "--models", models); code != ExitUsage {
 		t.Errorf("no files: exit %d", code)
+	}
+}
+
+// embedLines runs face embed and decodes its JSON lines.
+func embedLines(t *testing.T, args ...string) (int, []map[string]any) {
+	t.Helper()
+	code, out, _ := run(append([]string{"face", "embed", "--json"}, args...)...)
+	var lines []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var l map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		lines = append(lines, l)
+	}
+	return code, lines
+}
+
+func embedding(t *testing.T, l map[string]any) []float64 {
+	t.Helper()
+	raw, _ := l["embedding"].([]any)
+	if len(raw) != face.Dim {
+		t.Fatalf("line %v: %d values", l["file"], len(raw))
+	}
+	v := make([]float64, len(raw))
+	for i, x := range raw {
+		v[i] = x.(float64)
+	}
+	return v
+}
+
+// --reference embeds a file as the kiosk embeds a chip photo (a grey
+// chip photo says so), --grey a probe as the kiosk embeds camera frames
+// for a grey chip photo; the decision on the pair is their cosine.
+func TestFaceEmbedReference(t *testing.T) {
+	models := faceModels(t)
+	m, err := face.LoadModels(models, face.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	img := gocv.IMRead(testmedia.Path(t, "franck_01829.jpg"), gocv.IMReadColor)
+	defer img.Close()
+	a, err := m.Analyze(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Template.Wipe()
+	jp2, err := face.ChipPortrait(img, a.Landmarks, face.ChipPortraitOptions{Grey: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chip := filepath.Join(t.TempDir(), "dg2.jp2")
+	if err := os.WriteFile(chip, jp2, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, ref := embedLines(t, "--reference", "--models", models, chip)
+	if code != ExitOK || len(ref) != 1 {
+		t.Fatalf("--reference: exit %d, %v", code, ref)
+	}
+	if q, _ := ref[0]["reference"].(map[string]any); q == nil || q["grey"] != true {
+		t.Errorf("--reference: %v, want reference.grey true", ref[0]["reference"])
+	}
+	probe := testmedia.Path(t, "franck_02045.jpg")
+	code, grey := embedLines(t, "--grey", "--models", models, probe)
+	if code != ExitOK || len(grey) != 1 {
+		t.Fatalf("--grey: exit %d", code)
+	}
+	_, colour := embedLines(t, "--models", models, probe)
+	r, g, c := embedding(t, ref[0]), embedding(t, grey[0]), embedding(t, colour[0])
+	var rg, gc float64
+	for i := range r {
+		rg += r[i] * g[i]
+		gc += g[i] * c[i]
+	}
+	if rg < face.DefaultThreshold || gc > 0.9999 {
+		t.Errorf("grey chip photo vs grey probe %.3f (threshold %.3f); grey vs colour probe %.4f", rg, face.DefaultThreshold, gc)
+	}
+	// A chip photo too small to compare is declined with the kiosk's reason.
+	small := gocv.NewMat()
+	defer small.Close()
+	gocv.Resize(img, &small, image.Pt(img.Cols()/8, img.Rows()/8), 0, 0, gocv.InterpolationArea)
+	tiny := filepath.Join(t.TempDir(), "tiny.png")
+	gocv.IMWrite(tiny, small)
+	code, bad := embedLines(t, "--reference", "--models", models, tiny)
+	if code != ExitUsage || len(bad) != 1 || bad[0]["reason"] != face.ReasonReferenceQuality {
+		t.Errorf("tiny chip photo: exit %d, %v", code, bad)
 	}
 }

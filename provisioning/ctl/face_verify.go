@@ -154,11 +154,13 @@ func faceEval(e *env, args []string) int {
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	dir := faceModelsFlag(fs)
 	dataset := fs.String("dataset", "", "folder of people: DIR/person/image.jpg")
-	far := fs.Float64("far", 0.001, "target false accept rate for threshold_at_far")
+	far := fs.Float64("far", 0.001, "target false accept rate for threshold_at_far (with --chip: for the chosen threshold; default there 0.0001)")
+	chip := fs.Bool("chip", false, "reference-vs-probe mode: each person's first photo as a chip-like portrait (colour and grey JPEG 2000), the others as probes; threshold chosen on half the people, rates reported on the other half")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: kioskctl face eval --dataset DIR [--json] [--far 0.001] [--models DIR]\n"+
+		fmt.Fprintln(e.stderr, "usage: kioskctl face eval --dataset DIR [--chip] [--json] [--far 0.001] [--models DIR]\n"+
 			"Scores every pair of faces in DIR/person/image: genuine (same folder) and impostor pairs,\n"+
-			"ROC AUC, EER, TAR at FAR 1 % and 0.1 %, and the threshold for --far. Exit 0, or 2 on bad input.")
+			"ROC AUC, EER, TAR at FAR 1 % and 0.1 %, and the threshold for --far. Exit 0, or 2 on bad input.\n"+
+			"--chip: chip-like references vs probes, split by person; prints the FAR/FRR table.")
 		fs.PrintDefaults()
 	}
 	if _, err := parseInterleaved(fs, args); err != nil {
@@ -178,6 +180,13 @@ func faceEval(e *env, args []string) int {
 		return ExitUsage
 	}
 	defer m.Close()
+	if *chip {
+		target := *far
+		if !farSet(fs) {
+			target = 0.0001
+		}
+		return faceEvalChip(e, m, *dataset, target, *asJSON)
+	}
 	start := time.Now()
 	type sample struct {
 		person int
@@ -368,4 +377,11 @@ func firstFace(m *face.Models, frames []gocv.Mat) ([]byte, error) {
 		return bytes.Clone(buf.GetBytes()), nil
 	}
 	return nil, errors.New("no frame shows a face")
+}
+
+// farSet reports whether --far was given.
+func farSet(fs *flag.FlagSet) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "far" })
+	return set
 }

@@ -18,7 +18,7 @@ var requiredKeys = []string{
 	"msg.cancelled", "msg.face_mismatch", "msg.face_not_seen", "msg.chip_photo_unusable", "msg.not_live",
 	"msg.no_consent", "msg.card_unreadable", "msg.declined_by_bank", "msg.technical", "msg.document_not_genuine",
 	"guide.come_closer", "guide.move_back", "guide.center_face", "guide.look_at_camera", "guide.hold_still",
-	"guide.more_light", "guide.less_light", "guide.open_eyes", "guide.smile",
+	"guide.more_light", "guide.less_light", "guide.open_eyes", "guide.smile", "guide.one_person",
 	"state.ok", "state.degraded", "state.down", "state.disabled",
 }
 

@@ -291,7 +291,7 @@
     }
   }
 
-  const guideIcons = { come_closer: "⬆", move_back: "⬇", center_face: "✥", look_at_camera: "◉", hold_still: "◎", more_light: "☀", less_light: "☁", open_eyes: "◐", smile: "☺" };
+  const guideIcons = { come_closer: "⬆", move_back: "⬇", center_face: "✥", look_at_camera: "◉", hold_still: "◎", more_light: "☀", less_light: "☁", open_eyes: "◐", smile: "☺", one_person: "☝" };
   function renderFace(st) {
     const smiling = st.state === "smile";
     const p = st.progress || {};
