@@ -5,9 +5,11 @@
 # sources) installs v1 with apt-get, checks files, users, modes and
 # conffiles, checks the shipped configuration, starts the packaged kioskd
 # as its service user with NOTIFY_SOCKET on a test socket (READY=1, then a
-# clean stop on SIGTERM), verifies and scores the installed units,
-# upgrades to v2 (local conffile edits and state kept), removes (state
-# kept) and purges (state gone). Last line:
+# clean stop on SIGTERM), verifies and scores the installed units, boots
+# the root's own systemd (systemd-nspawn) to run kioskd.service as shipped
+# and upgrade to v2 under it (the running service restarted, local
+# conffile edits and state kept), removes (state kept) and purges (state
+# gone). Last line:
 #
 #   package: kioskd <version> installed in a clean root, READY in N ms, security exposure X.X, lintian clean
 #
@@ -29,7 +31,7 @@ fail() {
 if [ "${PACKAGE_CHECK_NS:-}" != 1 ]; then
 	[ "$(id -u)" = 0 ] || fail "needs root (mmdebstrap --mode=root, chroot, mounts)"
 	missing=
-	for t in mmdebstrap:mmdebstrap lintian:lintian; do
+	for t in mmdebstrap:mmdebstrap lintian:lintian systemd-nspawn:systemd-container; do
 		command -v "${t%%:*}" >/dev/null || missing="$missing ${t#*:}"
 	done
 	if [ -n "$missing" ]; then
@@ -189,11 +191,68 @@ awk -v a="$exposure" -v b="$hub_exposure" 'BEGIN { exit !(a != "" && b != "" && 
 say "systemd-analyze: units verify; security exposure kioskd $exposure, kioskhub $hub_exposure"
 
 # --- Upgrade, remove, purge -----------------------------------------------------
-step="upgrade to v2"
+step="under systemd: start, upgrade, stop"
+# The root boots its own systemd (systemd-nspawn, sharing this machine's
+# network) and a oneshot unit drives the test inside it: the packaged
+# kioskd.service, hardened as shipped (sandbox, system-call filter,
+# watchdog), started with the example simulation configuration through a
+# drop-in; the upgrade to v2 with apt-get, whose postinst must restart the
+# running service; a clean stop. The results are read after power-off.
 echo "# edited by the operator" >>"$root/etc/kioskd/kioskd.toml"
 install -d -o "$(stat -c %u "$root/var/lib/kioskd")" -g "$(stat -c %g "$root/var/lib/kioskd")" "$root/var/lib/kioskd/state"
 echo outbox >"$root/var/lib/kioskd/state/kept"
-apt_in_root install "/tmp/kioskd_${v2}_${arch}.deb" "/tmp/kioskhub_${v2}_${arch}.deb"
+mkdir -p "$root/root/debs"
+cp "$work"/v2/*.deb "$root/root/debs/"
+cat >"$root/usr/local/sbin/kiosk-package-check" <<'INNER'
+#!/bin/bash
+exec >/root/package-check.result 2>/root/package-check.log
+export DEBIAN_FRONTEND=noninteractive
+mkdir -p /etc/systemd/system/kioskd.service.d
+printf '[Service]\nExecStartPre=\nExecStartPre=/usr/bin/kioskd --config /usr/share/kioskd/examples/simulation.toml --check-config\nExecStart=\nExecStart=/usr/bin/kioskd --config /usr/share/kioskd/examples/simulation.toml\n' \
+	>/etc/systemd/system/kioskd.service.d/simulation.conf
+systemctl daemon-reload
+t0=$(date +%s%N)
+systemctl start kioskd.service
+echo "start_ms=$((($(date +%s%N) - t0) / 1000000))"
+echo "start_state=$(systemctl is-active kioskd.service)"
+echo "start_pid=$(systemctl show -p MainPID --value kioskd.service)"
+echo "user=$(ps -o user= -p "$(systemctl show -p MainPID --value kioskd.service)")"
+apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold /root/debs/kioskd_*.deb /root/debs/kioskhub_*.deb >>/root/package-check.log 2>&1
+echo "upgrade_rc=$?"
+sleep 2
+echo "upgrade_state=$(systemctl is-active kioskd.service)"
+echo "upgrade_pid=$(systemctl show -p MainPID --value kioskd.service)"
+systemctl stop kioskd.service
+echo "stop_result=$(systemctl show -p Result --value kioskd.service)"
+journalctl -u kioskd.service --no-pager >>/root/package-check.log 2>&1
+rm -rf /etc/systemd/system/kioskd.service.d
+systemctl poweroff
+INNER
+chmod 0755 "$root/usr/local/sbin/kiosk-package-check"
+printf '[Unit]\nDescription=package check\nAfter=multi-user.target\n[Service]\nType=oneshot\nExecStart=/usr/local/sbin/kiosk-package-check\n[Install]\nWantedBy=multi-user.target\n' \
+	>"$root/etc/systemd/system/kiosk-package-check.service"
+ln -sf /etc/systemd/system/kiosk-package-check.service "$root/etc/systemd/system/multi-user.target.wants/kiosk-package-check.service"
+grep " $root/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l
+timeout 600 systemd-nspawn --quiet --directory="$root" --boot --register=no --keep-unit >"$logs/boot.log" 2>&1 ||
+	{ tail -20 "$logs/boot.log" >&2; fail "booting the root under systemd-nspawn"; }
+cp "$root/root/package-check.log" "$logs/systemd-run.log" 2>/dev/null || true
+res() { sed -n "s/^$1=//p" "$root/root/package-check.result"; }
+[ -f "$root/root/package-check.result" ] || fail "the check inside the booted root did not run (log: $logs/boot.log)"
+[ "$(res start_state)" = active ] || fail "kioskd.service did not start under systemd: $(res start_state) (log: $logs/systemd-run.log)"
+[ "$(res user)" = kioskd ] || fail "kioskd.service ran as $(res user), want kioskd"
+[ "$(res upgrade_rc)" = 0 ] || fail "apt-get upgrade to $v2 inside the booted root (log: $logs/systemd-run.log)"
+[ "$(res upgrade_state)" = active ] || fail "kioskd.service not active after the upgrade: $(res upgrade_state)"
+[ "$(res upgrade_pid)" != "$(res start_pid)" ] || fail "the upgrade did not restart kioskd.service (MainPID $(res start_pid) before and after)"
+[ "$(res stop_result)" = success ] || fail "kioskd.service stopped with result $(res stop_result)"
+rm -f "$root/etc/systemd/system/multi-user.target.wants/kiosk-package-check.service" "$root/etc/systemd/system/kiosk-package-check.service"
+say "under systemd: kioskd.service (hardened as shipped) active in $(res start_ms) ms as user kioskd; the upgrade restarted it (MainPID $(res start_pid) → $(res upgrade_pid)); stopped cleanly"
+mount -t proc proc "$root/proc"
+mount -t sysfs sysfs "$root/sys"
+mount --rbind /dev "$root/dev"
+mount -t tmpfs tmpfs "$root/run"
+mount -t tmpfs tmpfs "$root/tmp"
+
+step="upgrade to v2"
 [ "$(in_root dpkg-query -W -f='${Version}' kioskd)" = "$v2" ] || fail "kioskd not at $v2 after the upgrade"
 grep -q '^# edited by the operator$' "$root/etc/kioskd/kioskd.toml" || fail "the operator's edit of kioskd.toml was lost"
 [ -f "$root/var/lib/kioskd/state/kept" ] || fail "state lost in the upgrade"
