@@ -445,7 +445,12 @@
   $("cancel").addEventListener("click", () => { post("/api/session/cancel", {}); });
   $("lang").addEventListener("click", () => {
     const langs = ["zh-CN", "en"];
-    loadLang(langs[(langs.indexOf(ui.lang) + 1) % langs.length]);
+    const lang = langs[(langs.indexOf(ui.lang) + 1) % langs.length];
+    // The session keeps the shopper's language, so a page loaded anew
+    // (the display restarts its browser) resumes in it.
+    const st = ui.status;
+    if (st && st.state !== "idle" && st.request) { post("/api/session/language", { request_id: st.request.id, lang: lang }); }
+    loadLang(lang);
   });
 
   // ---- staff ----
@@ -582,6 +587,7 @@
     "kiosk.wake": () => { ui.awakeUntil = Date.now() + 30000; sounds.tick(); },
     "emrtd.progress": (ev) => { ui.chip = ev.data; chipProgress(); },
     "camera.state": (ev) => { ui.components.camera = { state: ev.data.state }; refresh(); },
+    "session.language": (ev) => { if (ev.data.lang !== ui.lang) { loadLang(ev.data.lang); } },
   };
   for (const s of ["idle", "insert_card", "enter_password", "reading_chip", "face_match", "smile", "authorizing", "result", "remove_card"]) {
     handlers["session." + s] = onSession;
@@ -609,6 +615,11 @@
       // A snapshot older than the last event seen is stale: keep the event's.
       const cur = ui.status ? Date.parse(ui.status.since) : 0;
       if (s.session && Date.parse(s.session.since) >= cur) { onSession({ data: s.session }); }
+      // Mid-session, the session's language and face-step start win over
+      // this page's defaults: the page may just have been (re)loaded.
+      const running = s.session && s.session.state !== "idle" && s.session.request;
+      if (running && s.language && s.language !== ui.lang) { loadLang(s.language); }
+      if (running && s.face_since) { ui.faceSince = Date.parse(s.face_since); }
       ui.service = s.service;
       ui.components = s.components || {};
       ui.notReady = s.not_ready || "";
@@ -625,5 +636,19 @@
   setInterval(refresh, 5000);
   addEventListener("resize", render);
 
-  loadLang(ui.lang).then(() => { connect(); refresh(); });
+  // A page loaded mid-session (the display restarted its browser) asks
+  // the session's language first, so its first catalogue is the right one.
+  (async () => {
+    let first = ui.lang;
+    try {
+      const r = await fetch("/api/ui/state");
+      const s = r.ok ? await r.json() : {};
+      if (s.session && s.session.state !== "idle" && s.session.request && s.language) { first = s.language; }
+    } catch (e) {
+      // kioskd restarting: start in the default; the stream resyncs.
+    }
+    await loadLang(first);
+    connect();
+    refresh();
+  })();
 })();
