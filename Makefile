@@ -49,7 +49,7 @@ FUZZ_TARGETS := \
 	./firmware/daemon:FuzzParseCommand:10000 ./firmware/config:FuzzParse:10000
 FUZZTIME ?=
 
-.PHONY: all deps testdata models build test test-short fuzz chaos run bench lint fmt clean cleanroom fleet-sim chaos-fleet deb package-check
+.PHONY: all deps testdata models axe build test test-short fuzz chaos run bench lint fmt clean cleanroom fleet-sim chaos-fleet deb package-check
 
 all: build
 
@@ -87,7 +87,12 @@ build: deps
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/kioskctl ./provisioning/cmd/kioskctl
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/kioskhub ./provisioning/cmd/kioskhub
 
-test: deps testdata models
+# axe-core for the browser tests' accessibility checks, fetched with npm
+# pack into the test data and checked against internal/browsertest/axe.sha256.
+axe: deps
+	@./internal/browsertest/fetch-axe.sh $(TESTDATA)
+
+test: deps testdata models axe
 	$(GO) vet $(PKGS)
 	KIOSK_TESTDATA=$(abspath $(TESTDATA)) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 	@# The face pipeline again with gocv's Mat profiler: it fails on any Mat
