@@ -14,6 +14,8 @@
     staff: { open: false, token: "", digits: "" }, awakeUntil: 0, screen: "",
     // Bus event time → DOM updated, and → next frame painted (ms).
     latencies: [], paints: [], handled: 0,
+    // Keys pressed and screen touches seen (the keys-only test reads them).
+    keys: 0, pointers: 0,
   };
   window.kioskUI = ui; // read by the browser tests and benchmarks
 
@@ -443,6 +445,57 @@
     }
   });
   $("cancel").addEventListener("click", () => { post("/api/session/cancel", {}); });
+  // ---- physical keypad ----
+  // The kiosk's keypad is a USB HID keyboard: digits, Enter, Escape
+  // (cancel), Backspace (one digit back), Delete (clear the entry) and F1,
+  // the accessibility key (display modes in turn). Everything else is
+  // ordinary keyboard focus: Tab moves in the page's order, Enter or Space
+  // presses the focused button.
+  const modeCycle = [[false, false], [true, false], [false, true], [true, true]];
+  document.addEventListener("keydown", (e) => {
+    ui.keys++;
+    const digit = /^[0-9]$/.test(e.key) ? e.key : "";
+    const pad = ui.screen === "enter_password" ? "pad" : ui.screen === "staff" && !ui.staff.token ? "staff-pad" : "";
+    let target = null;
+    if (digit && pad) {
+      target = document.querySelector(`#${pad} button[data-d="${digit}"]`);
+    } else if (e.key === "Enter" && pad && !(e.target instanceof HTMLButtonElement && e.target.id !== "key-ok" && e.target.id !== "staff-ok" && !e.target.closest(".pad"))) {
+      // Enter confirms the entry unless another button (language, mode,
+      // CAN/PIN choice) has the focus: that one it presses.
+      target = $(pad === "pad" ? "key-ok" : "staff-ok");
+    } else if (e.key === "Backspace" && pad) {
+      target = $(pad === "pad" ? "key-back" : "staff-back");
+    } else if (e.key === "Delete" && pad) {
+      if (pad === "pad") { ui.digits = ""; if (ui.mrz) { ui.mrz = newMRZ(); } renderPad(); } else { ui.staff.digits = ""; renderStaff(); }
+      e.preventDefault();
+      return;
+    } else if (e.key === "Escape") {
+      target = !$("cancel").hidden ? $("cancel") : ui.staff.open ? $("staff-close") : null;
+    } else if (e.key === "F1") {
+      const now = modeCycle.findIndex(([l, c]) => l === document.documentElement.classList.contains("large-text") && c === document.documentElement.classList.contains("high-contrast"));
+      const [l, c] = modeCycle[(now + 1) % modeCycle.length];
+      setMode("large-text", l); setMode("high-contrast", c); render();
+      e.preventDefault();
+      return;
+    }
+    if (target && !target.disabled && !target.hidden) {
+      e.preventDefault();
+      // Typing moves the focus onto the pad, so Enter then confirms.
+      if (target.closest(".pad")) { target.focus(); }
+      target.click();
+    }
+  });
+  document.addEventListener("pointerdown", () => { ui.pointers++; }, { capture: true });
+
+  // Display modes, chosen on screen; the next shopper starts without them.
+  function setMode(name, on) {
+    document.documentElement.classList.toggle(name, on);
+    const b = $(name === "large-text" ? "mode-large" : "mode-contrast");
+    b.setAttribute("aria-pressed", on);
+    b.classList.toggle("on", on);
+  }
+  $("mode-large").addEventListener("click", () => { setMode("large-text", !document.documentElement.classList.contains("large-text")); render(); });
+  $("mode-contrast").addEventListener("click", () => { setMode("high-contrast", !document.documentElement.classList.contains("high-contrast")); render(); });
   $("lang").addEventListener("click", () => {
     const langs = ["zh-CN", "en"];
     const lang = langs[(langs.indexOf(ui.lang) + 1) % langs.length];
@@ -569,6 +622,7 @@
       ui.faceSince = 0; ui.smileSince = 0; ui.guidance = "";
       // The next shopper starts in the kiosk's default language.
       if (prev !== "idle" && ui.lang !== ui.defaultLang) { loadLang(ui.defaultLang); }
+      if (prev !== "idle") { setMode("large-text", false); setMode("high-contrast", false); }
     }
     if (st.state === "reading_chip" || st.state === "face_match") { ui.wrong = false; }
     if (st.state === "enter_password") { ui.chip = {}; }
