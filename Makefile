@@ -17,7 +17,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian 12 packages the build, the tests and `make run` need.
 DEB_PACKAGES := build-essential pkg-config libopencv-dev libopencv-contrib-dev opencv-data \
 	pcscd libpcsclite-dev pcsc-tools vsmartcard-vpcd mosquitto mosquitto-clients ffmpeg gstreamer1.0-plugins-base util-linux postgresql-15 chromium fonts-wqy-microhei \
-	rabbitmq-server
+	rabbitmq-server espeak-ng sox
 
 # Packages: `go test ./...` runs these; pcscd-based tests isolate themselves.
 PKGS := ./...

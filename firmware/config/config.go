@@ -39,6 +39,16 @@ type Config struct {
 	ECR        ECR        `toml:"ecr"`
 	Tx         Tx         `toml:"transactions"`
 	Shutdown   Shutdown   `toml:"shutdown"`
+	Speech     Speech     `toml:"speech"`
+}
+
+// Speech configures speech output on the kiosk (espeak-ng).
+type Speech struct {
+	// Mode: "key" (the default) speaks once the shopper turns speech on
+	// with the speech_key GPIO input (a tactile key or a headset's
+	// detect switch) until the session ends; "always" speaks every
+	// session; "off" never.
+	Mode string `toml:"mode"`
 }
 
 // EID configures the chip inspection.
@@ -267,6 +277,7 @@ func Default() Config {
 			OfflineCurrency: "CNY", OutboxMaxRecords: 10000, OutboxMaxBytes: 64 << 20, AuthTimeout: 5 * time.Second,
 		},
 		Shutdown: Shutdown{Timeout: 10 * time.Second},
+		Speech:   Speech{Mode: "key"},
 	}
 }
 
@@ -470,6 +481,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	durIn("shutdown.timeout", c.Shutdown.Timeout, 100*time.Millisecond, 5*time.Minute)
+	oneOf("speech.mode", c.Speech.Mode, "off", "key", "always")
 
 	oneOf("eid.chip_auth", c.EID.ChipAuth, "any", "ca", "aa", "none")
 	if c.EID.ChipAuth == "none" && c.Device.Mode == "production" {

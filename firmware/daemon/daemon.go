@@ -43,6 +43,9 @@ type Options struct {
 	// SimCard makes the card inserted by the simulated reader's "insert"
 	// control. Nil means the default test card.
 	SimCard func() cardreader.CardHandler
+	// Speak replaces the kiosk's speech output (espeak-ng on the audio
+	// device) for tests, which record what would be said. Nil: espeak-ng.
+	Speak func(ctx context.Context, lang, text string) error
 }
 
 // Daemon is one running kioskd.
@@ -284,6 +287,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		run("session", d.session.Run)
 	}
 	run("feedback", d.runFeedback)
+	if d.session != nil && d.cfg.Speech.Mode != "off" {
+		run("speech", d.runSpeech)
+	}
 	if d.ecrSrv != nil {
 		wg.Go(func() {
 			var err error
