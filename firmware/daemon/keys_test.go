@@ -2,13 +2,16 @@ package daemon
 
 import (
 	"context"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
+	"kiosk/firmware/session"
 	"kiosk/internal/browsertest"
 	"kiosk/internal/testmedia"
 )
@@ -86,4 +89,69 @@ func TestShopperKeysOnlyPayment(t *testing.T) {
 	if c := b.Console(); len(c) > 0 {
 		t.Fatalf("console errors: %v", c)
 	}
+}
+
+// Before the card step times out the screen offers more time, as often as
+// configured (twice here): once taken with Enter on the keypad, once by
+// touch; then no offer, and the step times out. Speech says the offer.
+func TestShopperMoreTime(t *testing.T) {
+	cfg := shopperConfig(t, testmedia.Path(t, "franck.mp4")) + "card_timeout = \"6s\"\ntime_extensions = 2\nmore_time_warning = \"4s\"\n"
+	var said []string
+	var mu sync.Mutex
+	r := startWith(t, cfg, func(o *Options) {
+		o.Speak = func(ctx context.Context, lang, text string) error {
+			mu.Lock()
+			said = append(said, text)
+			mu.Unlock()
+			return nil
+		}
+	})
+	r.waitHealth(t, "ok", func(h Health) bool { return h.Status == "ok" })
+	b := browsertest.Start(t)
+	b.Run(t, 30*time.Second, chromedp.EmulateViewport(1080, 1920), chromedp.Navigate(r.base+"/"), screenIs("attract"))
+	postJSON(t, r.base+"/api/sim/gpio", `{"role":"speech_key","active":true}`)
+	if code, body := postJSON(t, r.base+"/api/sim/pay", `{"amount_minor":2350,"currency":"CNY"}`); code != 201 {
+		t.Fatalf("demo till: %d %s", code, body)
+	}
+	start := time.Now()
+	b.Run(t, 20*time.Second, screenIs("insert_card"), setLang("en"))
+	r.waitEventWithin(t, 10*time.Second, "session.more_time", nil)
+	b.Run(t, 10*time.Second,
+		chromedp.Poll[chromedp.Void](`!document.getElementById("more-time").hidden && document.activeElement.id === "more-time-btn"`),
+		chromedp.KeyEvent(kb.Enter))
+	r.waitEvent(t, "session.time_extended", nil)
+	b.Screenshot(t, "more-time-offer-en")
+	r.waitEventWithin(t, 10*time.Second, "session.more_time", nil)
+	b.Run(t, 10*time.Second,
+		chromedp.Poll[chromedp.Void](`!document.getElementById("more-time").hidden`),
+		chromedp.Click(chromedp.CSS(`#more-time-btn`)))
+	r.waitEvent(t, "session.time_extended", nil)
+	extended := time.Now()
+	e := r.waitEventWithin(t, 20*time.Second, "session.result", nil)
+	took := time.Since(extended)
+	st := e.Data.(session.Status)
+	if st.Outcome == nil || st.Outcome.Approved || len(st.Outcome.Reasons) == 0 || st.Outcome.Reasons[0].Code != "timeout" {
+		t.Fatalf("after the extensions: %+v, want a timeout", st.Outcome)
+	}
+	// Each extension gives the step its whole time again (6 s), and a
+	// third offer never comes.
+	if took < 5*time.Second {
+		t.Fatalf("step ended %v after the second extension, want its full 6 s", took)
+	}
+	t.Logf("card step: %v in all, %v after the last extension", time.Since(start).Round(time.Millisecond), took.Round(time.Millisecond))
+	if code, _ := postJSON(t, r.base+"/api/session/more-time", `{}`); code != http.StatusConflict {
+		t.Fatalf("more time with no offer: %d", code)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	n := 0
+	for _, s := range said {
+		if strings.Contains(s, "Do you need more time?") {
+			n++
+		}
+	}
+	if n < 1 {
+		t.Fatalf("the offer was never spoken: %q", said)
+	}
+	b.Run(t, 10*time.Second, chromedp.Navigate("about:blank"))
 }

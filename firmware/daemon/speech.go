@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"context"
+	"strconv"
+	"time"
 
 	"kiosk/drivers/gpio"
 	"kiosk/firmware/session"
@@ -93,6 +95,11 @@ func (d *Daemon) runSpeech(ctx context.Context) error {
 				}
 				if on {
 					say(lang, speech.StepText(cats[lang], v))
+				}
+			case session.TimeOffer:
+				if on && ev.Kind == "session.more_time" {
+					secs := int(time.Until(v.Until).Round(time.Second).Seconds())
+					say(lang, cats[lang].Text("more_time.offer", "s", strconv.Itoa(secs)))
 				}
 			case gpioEvent:
 				if v.Role != string(gpio.SpeechKey) || !v.Active || on {

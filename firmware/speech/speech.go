@@ -32,6 +32,10 @@ func Voice(lang string) (string, error) {
 // Catalogue is one language's screen strings (shopper.Catalogue).
 type Catalogue map[string]string
 
+// Text is the catalogue's string for key with {name} placeholders
+// replaced (vars: name, value, …); "" when the key is missing.
+func (c Catalogue) Text(key string, vars ...string) string { return c.t(key, vars...) }
+
 func (c Catalogue) t(key string, vars ...string) string {
 	s, ok := c[key]
 	if !ok {

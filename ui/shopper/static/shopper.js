@@ -154,8 +154,24 @@
       case "staff": renderStaff(); break;
     }
     preview(screen === "face");
+    renderMoreTime(st);
     if (changed) { onScreenChange(screen, st); }
   }
+
+  // The session offers more time before a step the shopper paces times
+  // out; the offer takes the focus, so Enter on the keypad accepts it.
+  function renderMoreTime(st) {
+    const o = st.more_time;
+    const on = !!o && o.step === st.state && !ui.staff.open;
+    const box = $("more-time");
+    const was = !box.hidden;
+    box.hidden = !on;
+    if (!on) { return; }
+    const left = Math.max(0, Math.ceil((Date.parse(o.until) - Date.now()) / 1000));
+    $("more-time-text").textContent = t("more_time.offer", { s: left });
+    if (!was) { $("more-time-btn").focus(); }
+  }
+  $("more-time-btn").addEventListener("click", () => { post("/api/session/more-time", {}); });
 
   function onScreenChange(screen, st) {
     if (screen !== "enter_password") { ui.digits = ""; ui.mrz = null; ui.sending = false; }
@@ -315,7 +331,7 @@
     const left = Math.max(0, Math.ceil((end - Date.now()) / 1000));
     $("countdown").textContent = "◷ " + t("smile.countdown", { s: left });
   }
-  setInterval(() => { tickCountdown(); chipProgress(); }, 250);
+  setInterval(() => { tickCountdown(); chipProgress(); if (ui.status && ui.status.more_time) { renderMoreTime(ui.status); } }, 250);
 
   function chipProgress() {
     if (ui.screen !== "reading_chip" || !ui.status) { return; }
@@ -641,6 +657,8 @@
     "kiosk.wake": () => { ui.awakeUntil = Date.now() + 30000; sounds.tick(); },
     "emrtd.progress": (ev) => { ui.chip = ev.data; chipProgress(); },
     "camera.state": (ev) => { ui.components.camera = { state: ev.data.state }; refresh(); },
+    "session.more_time": (ev) => { if (ui.status) { ui.status.more_time = ev.data; } },
+    "session.time_extended": () => { if (ui.status) { ui.status.more_time = null; } },
     "session.language": (ev) => { if (ev.data.lang !== ui.lang) { loadLang(ev.data.lang); } },
   };
   for (const s of ["idle", "insert_card", "enter_password", "reading_chip", "face_match", "smile", "authorizing", "result", "remove_card"]) {
