@@ -96,6 +96,10 @@ func (d *Daemon) runSpeech(ctx context.Context) error {
 				if on {
 					say(lang, speech.StepText(cats[lang], v))
 				}
+			case keyTyped:
+				if on && v.RequestID == reqID {
+					say(lang, speech.DigitText(cats[lang]))
+				}
 			case session.TimeOffer:
 				if on && ev.Kind == "session.more_time" {
 					secs := int(time.Until(v.Until).Round(time.Second).Seconds())

@@ -76,12 +76,23 @@ func TestSpeechFollowsSession(t *testing.T) {
 	waitSaid("en", "Amount: 23.50 CNY")
 	postJSON(t, r.base+"/api/sim/card", `{"action":"insert"}`)
 	waitSaid("en", "Enter the card access number")
+	// A digit typed on the pad (the page says only that one was typed).
+	if code, body := postJSON(t, r.base+"/api/session/keyed", fmt.Sprintf(`{"request_id":%q}`, id)); code != http.StatusNoContent {
+		t.Fatalf("keyed: %d %s", code, body)
+	}
+	if code, _ := postJSON(t, r.base+"/api/session/keyed", fmt.Sprintf(`{"request_id":%q,"digit":"7"}`, id)); code != http.StatusBadRequest {
+		t.Fatalf("a keyed message carrying a digit: %d, want 400", code)
+	}
+	waitSaid("en", "Digit entered.")
 	postJSON(t, r.base+"/api/session/password", `{"kind":"can","digits":"123456"}`)
 	waitSaid("en", "Look at the camera")
 	r.waitEventWithin(t, 90*time.Second, "session.result", nil)
 	waitSaid("en", "Payment")
 	postJSON(t, r.base+"/api/sim/card", `{"action":"remove"}`)
 	r.waitEvent(t, "session.idle", nil)
+	// The end of the session is said too, in its language (the speaker
+	// runs behind the bus: wait for it before counting).
+	waitSaid("en", "Pay with your eID and a smile")
 	for _, u := range spoken() {
 		if strings.Contains(u.text, "123456") {
 			t.Fatalf("the CAN was spoken: %q", u.text)

@@ -88,6 +88,7 @@ func (d *Daemon) registerUI(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/camera/preview.mjpg", d.servePreview)
 	mux.HandleFunc("GET /api/ui/state", u.serveState)
 	mux.HandleFunc("POST /api/session/language", u.setLanguage)
+	mux.HandleFunc("POST /api/session/keyed", u.keyed)
 
 	u.mux = http.NewServeMux()
 	u.mux.HandleFunc("POST /api/staff/login", u.login)
@@ -191,6 +192,32 @@ func (u *uiState) setLanguage(w http.ResponseWriter, r *http.Request) {
 	u.mu.Unlock()
 	u.d.bus.Publish(event.Event{Source: "ui", Kind: "session.language", Data: languageChange{RequestID: req.RequestID, Lang: req.Lang}})
 	writeJSON(w, http.StatusOK, languageChange{RequestID: req.RequestID, Lang: req.Lang})
+}
+
+// keyTyped is published when the shopper typed a character on the pad:
+// speech announces "digit entered". It carries no character, ever.
+type keyTyped struct {
+	RequestID string `json:"request_id"`
+}
+
+// keyed tells the kiosk a character was typed on the pad (never which),
+// so speech output can announce it without the page making a sound.
+func (u *uiState) keyed(w http.ResponseWriter, r *http.Request) {
+	var req keyTyped
+	if !decodeControl(w, r, &req) {
+		return
+	}
+	if u.d.session == nil {
+		writeError(w, http.StatusNotFound, "no sessions on this kiosk")
+		return
+	}
+	st := u.d.session.Status()
+	if st.Request == nil || st.State != session.AwaitPassword || st.Request.ID != req.RequestID {
+		writeError(w, http.StatusConflict, "no code is being typed in that session")
+		return
+	}
+	u.d.bus.Publish(event.Event{Source: "ui", Kind: "session.keyed", Data: req})
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // sessionLanguage is the language of the session with this request ID.

@@ -410,6 +410,9 @@
       ui.digits += k.dataset.d;
     }
     sounds.key();
+    // Speech on the kiosk says "digit entered"; the page sends that a key
+    // was typed, never which.
+    if (ui.status && ui.status.request) { post("/api/session/keyed", { request_id: ui.status.request.id }); }
     renderPad();
   };
   $("pad").addEventListener("click", onKey);
