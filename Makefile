@@ -17,7 +17,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian 12 packages the build, the tests and `make run` need.
 DEB_PACKAGES := build-essential pkg-config libopencv-dev libopencv-contrib-dev opencv-data \
 	pcscd libpcsclite-dev pcsc-tools vsmartcard-vpcd mosquitto mosquitto-clients ffmpeg gstreamer1.0-plugins-base util-linux postgresql-15 chromium fonts-wqy-microhei \
-	rabbitmq-server swtpm swtpm-tools
+	rabbitmq-server swtpm swtpm-tools espeak-ng sox
 
 # Packages: `go test ./...` runs these; pcscd-based tests isolate themselves.
 PKGS := ./...
@@ -51,7 +51,7 @@ FUZZ_TARGETS := \
 	./firmware/face:FuzzReferenceFromImage:300
 FUZZTIME ?=
 
-.PHONY: all deps testdata models build test test-short fuzz chaos run bench lint fmt clean cleanroom fleet-sim chaos-fleet deb package-check demo-enroll
+.PHONY: all deps testdata models axe accessibility-report build test test-short fuzz chaos run bench lint fmt clean cleanroom fleet-sim chaos-fleet deb package-check demo-enroll
 
 all: build
 
@@ -89,7 +89,27 @@ build: deps
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/kioskctl ./provisioning/cmd/kioskctl
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/kioskhub ./provisioning/cmd/kioskhub
 
-test: deps testdata models
+# axe-core for the browser tests' accessibility checks, fetched with npm
+# pack into the test data and checked against internal/browsertest/axe.sha256.
+axe: deps
+	@./internal/browsertest/fetch-axe.sh $(TESTDATA)
+
+# The accessibility checks of issue 18 (axe-core on every screen × language
+# × display mode, keys-only payment, speech rendered and measured with sox,
+# resume in every state), then one summary line.
+A11Y_TESTS := TestShopperScreensAxe|TestShopperKeysOnlyPayment|TestShopperMoreTime|TestSpeechFollowsSession|TestStepSpeechRenderedAndChecked|TestShopperResumesInEveryState
+accessibility-report: deps testdata models axe
+	@KIOSK_TESTDATA=$(abspath $(TESTDATA)) $(GO) test -count=1 -v -timeout 15m -run '^($(A11Y_TESTS))$$' ./firmware/daemon ./firmware/speech > $(CACHE)/accessibility.log 2>&1 || \
+		{ grep -E -B2 -A20 '^\s*--- FAIL' $(CACHE)/accessibility.log | grep -v 'level=' | head -80; exit 1; }
+	@for t in TestShopperScreensAxe TestShopperKeysOnlyPayment TestShopperMoreTime TestSpeechFollowsSession TestStepSpeechRenderedAndChecked TestShopperResumesInEveryState; do \
+		grep -q -- "--- PASS: $$t " $(CACHE)/accessibility.log || { echo "accessibility: $$t did not pass (see $(CACHE)/accessibility.log)"; exit 1; }; done
+	@grep -E 'resume: [0-9]+ fresh loads' $(CACHE)/accessibility.log | sed 's/^ *[a-z_]*_test.go:[0-9]*: /  /'
+	@grep -E 'keys-only payment: ' $(CACHE)/accessibility.log | sed 's/^ *[a-z_]*_test.go:[0-9]*: /  /'
+	@line=$$(grep -E -o 'accessibility: [0-9]+ screens × 2 languages × 3 modes, axe serious\+critical 0' $(CACHE)/accessibility.log | tail -1); \
+		[ -n "$$line" ] || { echo "accessibility: axe summary missing"; exit 1; }; \
+		echo "$$line, keys-only payment ok, speech ok, resume ok"
+
+test: deps testdata models axe
 	$(GO) vet $(PKGS)
 	KIOSK_TESTDATA=$(abspath $(TESTDATA)) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 	@# The face pipeline again with gocv's Mat profiler: it fails on any Mat

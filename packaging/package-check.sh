@@ -132,7 +132,7 @@ in_root getent passwd kioskd >/dev/null || fail "no kioskd user"
 in_root getent passwd kioskhub >/dev/null || fail "no kioskhub user"
 in_root getent passwd kiosk-display >/dev/null || fail "no kiosk-display user"
 groups=$(in_root id -nG kioskd)
-for g in kiosk-gpio video tss; do
+for g in kiosk-gpio video tss audio; do
 	[[ " $groups " == *" $g "* ]] || fail "kioskd not in group $g (groups: $groups)"
 done
 [ "$(in_root getent passwd kioskd | cut -d: -f7)" = /usr/sbin/nologin ] || fail "kioskd has a login shell"
@@ -169,7 +169,7 @@ notifywait=$work/notifywait
 # As systemd would: the service user and its groups, the state directory
 # the unit declares, the example simulation configuration.
 "$notifywait" -socket "$root/run/notify.sock" -env-socket /run/notify.sock -timeout 120s -- \
-	chroot --userspec=kioskd:kioskd --groups=video,kiosk-gpio,tss "$root" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/var/lib/kioskd NOTIFY_SOCKET=/run/notify.sock \
+	chroot --userspec=kioskd:kioskd --groups=video,kiosk-gpio,tss,audio "$root" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/var/lib/kioskd NOTIFY_SOCKET=/run/notify.sock \
 	/usr/bin/kioskd --config /usr/share/kioskd/examples/simulation.toml >"$logs/kioskd-ready.txt" 2>"$logs/kioskd.log" ||
 	{ tail -30 "$logs/kioskd.log" >&2; fail "the packaged kioskd did not start and stop as a notify service"; }
 ready_ms=$(sed -n 's/^ready in \([0-9]*\) ms$/\1/p' "$logs/kioskd-ready.txt")

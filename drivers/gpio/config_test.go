@@ -79,8 +79,8 @@ func TestRoles(t *testing.T) {
 			ins++
 		}
 	}
-	if outs != 6 || ins != 3 {
-		t.Errorf("got %d outputs, %d inputs; want 6, 3", outs, ins)
+	if outs != 6 || ins != 4 {
+		t.Errorf("got %d outputs, %d inputs; want 6, 4", outs, ins)
 	}
 	if Role("nope").IsOutput() || Role("nope").IsInput() {
 		t.Error("unknown role classified")

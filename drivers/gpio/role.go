@@ -18,12 +18,15 @@ const (
 	Presence      Role = "presence"
 	Tamper        Role = "tamper"
 	ServiceButton Role = "service_button"
+	// SpeechKey turns speech output on: a tactile key, or the headset
+	// jack's detect switch (EN 301 549 §5.1.3.1).
+	SpeechKey Role = "speech_key"
 )
 
 // Roles returns every known role: outputs first, then inputs, in a fixed
 // order that States and Status also use.
 func Roles() []Role {
-	return []Role{LEDGreen, LEDRed, LEDAmber, Buzzer, IR, Lock, Presence, Tamper, ServiceButton}
+	return []Role{LEDGreen, LEDRed, LEDAmber, Buzzer, IR, Lock, Presence, Tamper, ServiceButton, SpeechKey}
 }
 
 // IsOutput reports whether r is a known output role.
@@ -38,7 +41,7 @@ func (r Role) IsOutput() bool {
 // IsInput reports whether r is a known input role.
 func (r Role) IsInput() bool {
 	switch r {
-	case Presence, Tamper, ServiceButton:
+	case Presence, Tamper, ServiceButton, SpeechKey:
 		return true
 	}
 	return false

@@ -39,6 +39,16 @@ type Config struct {
 	ECR        ECR        `toml:"ecr"`
 	Tx         Tx         `toml:"transactions"`
 	Shutdown   Shutdown   `toml:"shutdown"`
+	Speech     Speech     `toml:"speech"`
+}
+
+// Speech configures speech output on the kiosk (espeak-ng).
+type Speech struct {
+	// Mode: "key" (the default) speaks once the shopper turns speech on
+	// with the speech_key GPIO input (a tactile key or a headset's
+	// detect switch) until the session ends; "always" speaks every
+	// session; "off" never.
+	Mode string `toml:"mode"`
 }
 
 // EID configures the chip inspection.
@@ -108,6 +118,11 @@ type Policy struct {
 	AuthorizeTimeout    time.Duration `toml:"authorize_timeout"`
 	ResultDisplay       time.Duration `toml:"result_display"`
 	RemoveTimeout       time.Duration `toml:"remove_timeout"`
+	// TimeExtensions: how often the shopper may take more time in the
+	// card and code steps (0-10; default 1). MoreTimeWarning: how long
+	// before such a step times out the offer comes.
+	TimeExtensions  int           `toml:"time_extensions"`
+	MoreTimeWarning time.Duration `toml:"more_time_warning"`
 }
 
 // ECR configures the till's payment API.
@@ -281,6 +296,7 @@ func Default() Config {
 			MaxPasswordAttempts: 3, CardTimeout: 60 * time.Second, PasswordTimeout: 60 * time.Second,
 			ChipTimeout: 30 * time.Second, FaceTimeout: 30 * time.Second, AuthorizeTimeout: 15 * time.Second,
 			ResultDisplay: 4 * time.Second, RemoveTimeout: 30 * time.Second,
+			TimeExtensions: 1, MoreTimeWarning: 15 * time.Second,
 		},
 		ECR: ECR{Listen: "127.0.0.1:8081", TokenFile: "/etc/kioskd/ecr-token"},
 		Tx: Tx{
@@ -290,6 +306,7 @@ func Default() Config {
 			OfflineCurrency: "CNY", OutboxMaxRecords: 10000, OutboxMaxBytes: 64 << 20, AuthTimeout: 5 * time.Second,
 		},
 		Shutdown: Shutdown{Timeout: 10 * time.Second},
+		Speech:   Speech{Mode: "key"},
 	}
 }
 
@@ -522,6 +539,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	durIn("shutdown.timeout", c.Shutdown.Timeout, 100*time.Millisecond, 5*time.Minute)
+	oneOf("speech.mode", c.Speech.Mode, "off", "key", "always")
 
 	oneOf("eid.chip_auth", c.EID.ChipAuth, "any", "ca", "aa", "none")
 	if c.EID.ChipAuth == "none" && c.Device.Mode == "production" {
@@ -580,6 +598,10 @@ func (c *Config) Validate() error {
 		durIn("policy."+d.key, d.v, time.Second, 10*time.Minute)
 	}
 	durIn("policy.result_display", pol.ResultDisplay, 0, time.Minute)
+	if pol.TimeExtensions < 0 || pol.TimeExtensions > 10 {
+		bad("policy.time_extensions", "%d out of range 0..10", pol.TimeExtensions)
+	}
+	durIn("policy.more_time_warning", pol.MoreTimeWarning, time.Second, 5*time.Minute)
 	if c.Device.Mode == "production" && !pol.RequirePassiveAuth {
 		bad("policy.require_passive_auth", "cannot be false in production mode")
 	}

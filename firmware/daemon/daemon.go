@@ -50,6 +50,9 @@ type Options struct {
 	// Now is the clock of certificate renewal and its health (tests);
 	// nil means time.Now.
 	Now func() time.Time
+	// Speak replaces the kiosk's speech output (espeak-ng on the audio
+	// device) for tests, which record what would be said. Nil: espeak-ng.
+	Speak func(ctx context.Context, lang, text string) error
 }
 
 // Daemon is one running kioskd.
@@ -332,6 +335,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		run("session", d.session.Run)
 	}
 	run("feedback", d.runFeedback)
+	if d.session != nil && d.cfg.Speech.Mode != "off" {
+		run("speech", d.runSpeech)
+	}
 	if d.ecrSrv != nil {
 		wg.Go(func() {
 			var err error

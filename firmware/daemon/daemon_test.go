@@ -82,18 +82,28 @@ type running struct {
 
 func start(t *testing.T, toml string) *running {
 	t.Helper()
+	return startWith(t, toml, nil)
+}
+
+// startWith is start with Options changed by mod.
+func startWith(t *testing.T, toml string, mod func(*Options)) *running {
+	t.Helper()
 	cfg, err := config.Parse([]byte(toml))
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
 	logger, logBuf := testLoggerBuf(t)
 	r := &running{done: make(chan error, 1), log: logBuf}
-	d, err := New(cfg, Options{
+	opts := Options{
 		Logger: logger, Version: "test",
 		Notify: func(s string) { r.mu.Lock(); r.notices = append(r.notices, s); r.mu.Unlock() },
 		// Short so the test sees watchdog pings.
 		WatchdogInterval: 50 * time.Millisecond,
-	})
+	}
+	if mod != nil {
+		mod(&opts)
+	}
+	d, err := New(cfg, opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

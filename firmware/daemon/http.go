@@ -140,6 +140,7 @@ func (d *Daemon) routes() http.Handler {
 	mux.HandleFunc("GET /api/session", d.sessionStatus)
 	mux.HandleFunc("POST /api/session/password", d.sessionPassword)
 	mux.HandleFunc("POST /api/session/cancel", d.sessionCancel)
+	mux.HandleFunc("POST /api/session/more-time", d.sessionMoreTime)
 	mux.HandleFunc("POST /api/sim/pay", d.simPay)
 	return mux
 }
@@ -491,4 +492,22 @@ func (d *Daemon) simPay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, sr)
+}
+
+// sessionMoreTime takes the screen's offer of more time (the shopper
+// touched "More time" or pressed Enter on the keypad).
+func (d *Daemon) sessionMoreTime(w http.ResponseWriter, r *http.Request) {
+	if d.session == nil {
+		writeError(w, http.StatusNotFound, "no sessions on this kiosk")
+		return
+	}
+	var req struct{}
+	if !decodeControl(w, r, &req) {
+		return
+	}
+	if err := d.session.MoreTime(); err != nil {
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 }

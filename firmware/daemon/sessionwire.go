@@ -162,6 +162,7 @@ func (d *Daemon) buildSession() error {
 			MaxPasswordAttempts: p.MaxPasswordAttempts, CardTimeout: p.CardTimeout, PasswordTimeout: p.PasswordTimeout,
 			ChipTimeout: p.ChipTimeout, FaceTimeout: p.FaceTimeout, AuthorizeTimeout: p.AuthorizeTimeout,
 			ResultDisplay: p.ResultDisplay, RemoveTimeout: p.RemoveTimeout,
+			TimeExtensions: p.TimeExtensions, MoreTimeWarning: p.MoreTimeWarning,
 		},
 		Publish: func(kind string, data any) {
 			d.bus.Publish(event.Event{Source: "session", Kind: kind, Data: data})

@@ -12,6 +12,7 @@ import (
 	"net/textproto"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -59,6 +60,14 @@ type uiState struct {
 	lockout staff.Lockout
 	errors  []staffError
 	service feedback.Service
+	// The shopper's language and the face step's start, kept for the
+	// session they belong to so a page loaded mid-session (the display
+	// restarts its browser) resumes in the shopper's language and with
+	// the face step's time left.
+	lang      string
+	langFor   string // request ID the language was chosen in
+	faceSince time.Time
+	faceFor   string // request ID of faceSince
 }
 
 type staffError struct {
@@ -78,6 +87,8 @@ func (d *Daemon) registerUI(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/camera/frame.jpg", d.serveFrame)
 	mux.HandleFunc("GET /api/camera/preview.mjpg", d.servePreview)
 	mux.HandleFunc("GET /api/ui/state", u.serveState)
+	mux.HandleFunc("POST /api/session/language", u.setLanguage)
+	mux.HandleFunc("POST /api/session/keyed", u.keyed)
 
 	u.mux = http.NewServeMux()
 	u.mux.HandleFunc("POST /api/staff/login", u.login)
@@ -162,6 +173,86 @@ type uiScreenState struct {
 	// NotReady is why a session could not start now ("camera_down", …),
 	// empty when it could: the till's API refuses with the same reason.
 	NotReady string `json:"not_ready,omitempty"`
+	// Language is the running session's language: the one its shopper
+	// chose, else the default (Languages[0]).
+	Language string `json:"language"`
+	// FaceSince is when the running session's face step began (the
+	// countdown's origin), absent outside the face steps.
+	FaceSince *time.Time `json:"face_since,omitempty"`
+}
+
+// languageChange is published when the shopper switches language, so
+// every follower of the session (a second page, speech) switches too.
+type languageChange struct {
+	RequestID string `json:"request_id"`
+	Lang      string `json:"lang"`
+}
+
+// setLanguage records the shopper's language for the running session.
+// The page names the session it was showing: a page left over from the
+// last shopper cannot set the next one's language.
+func (u *uiState) setLanguage(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		RequestID string `json:"request_id"`
+		Lang      string `json:"lang"`
+	}
+	if !decodeControl(w, r, &req) {
+		return
+	}
+	if !slices.Contains(shopper.Languages(), req.Lang) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("language %q: not one of %v", req.Lang, shopper.Languages()))
+		return
+	}
+	if u.d.session == nil {
+		writeError(w, http.StatusNotFound, "no sessions on this kiosk")
+		return
+	}
+	st := u.d.session.Status()
+	if st.Request == nil || st.State == session.Idle || st.Request.ID != req.RequestID {
+		writeError(w, http.StatusConflict, "that session is not running")
+		return
+	}
+	u.mu.Lock()
+	u.lang, u.langFor = req.Lang, req.RequestID
+	u.mu.Unlock()
+	u.d.bus.Publish(event.Event{Source: "ui", Kind: "session.language", Data: languageChange{RequestID: req.RequestID, Lang: req.Lang}})
+	writeJSON(w, http.StatusOK, languageChange{RequestID: req.RequestID, Lang: req.Lang})
+}
+
+// keyTyped is published when the shopper typed a character on the pad:
+// speech announces "digit entered". It carries no character, ever.
+type keyTyped struct {
+	RequestID string `json:"request_id"`
+}
+
+// keyed tells the kiosk a character was typed on the pad (never which),
+// so speech output can announce it without the page making a sound.
+func (u *uiState) keyed(w http.ResponseWriter, r *http.Request) {
+	var req keyTyped
+	if !decodeControl(w, r, &req) {
+		return
+	}
+	if u.d.session == nil {
+		writeError(w, http.StatusNotFound, "no sessions on this kiosk")
+		return
+	}
+	st := u.d.session.Status()
+	if st.Request == nil || st.State != session.AwaitPassword || st.Request.ID != req.RequestID {
+		writeError(w, http.StatusConflict, "no code is being typed in that session")
+		return
+	}
+	u.d.bus.Publish(event.Event{Source: "ui", Kind: "session.keyed", Data: req})
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// sessionLanguage is the language of the session with this request ID.
+func (u *uiState) sessionLanguage(id string) string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if id != "" && id == u.langFor {
+		return u.lang
+	}
+	return shopper.Languages()[0]
 }
 
 func (u *uiState) serveState(w http.ResponseWriter, r *http.Request) {
@@ -173,6 +264,22 @@ func (u *uiState) serveState(w http.ResponseWriter, r *http.Request) {
 		s.Service.Reason = d.session.OutOfService()
 		s.Service.OutOfService = s.Service.Reason != ""
 		s.NotReady = d.sessionReady()
+	}
+	s.Language = shopper.Languages()[0]
+	if s.Session != nil && s.Session.Request != nil && s.Session.State != session.Idle {
+		id := s.Session.Request.ID
+		s.Language = u.sessionLanguage(id)
+		if st := s.Session.State; st == session.FaceMatch || st == session.Smile {
+			u.mu.Lock()
+			since := u.faceSince
+			if u.faceFor != id {
+				// The bus has not reached record yet: the face_match
+				// step's own start, or at worst the smile's.
+				since = s.Session.Since
+			}
+			u.mu.Unlock()
+			s.FaceSince = &since
+		}
 	}
 	u.mu.Lock()
 	s.Service.Tamper = u.service.Tamper
@@ -439,6 +546,13 @@ func (u *uiState) record(e event.Event) {
 	case cardEvent:
 		detail = v.Err
 	case session.Status:
+		if e.Kind == "session.face_match" && v.Request != nil {
+			u.mu.Lock()
+			if u.faceFor != v.Request.ID {
+				u.faceSince, u.faceFor = v.Since, v.Request.ID
+			}
+			u.mu.Unlock()
+		}
 		if e.Kind == "session.result" && v.Outcome != nil && !v.Outcome.Approved {
 			var codes []string
 			for _, r := range v.Outcome.Reasons {

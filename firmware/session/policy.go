@@ -35,6 +35,11 @@ type Policy struct {
 	AuthorizeTimeout    time.Duration
 	ResultDisplay       time.Duration
 	RemoveTimeout       time.Duration
+	// TimeExtensions is how often the shopper may take more time in a
+	// step they pace (card, code); 0 offers none. MoreTimeWarning is how
+	// long before the step's timeout the offer comes (default 15 s).
+	TimeExtensions  int
+	MoreTimeWarning time.Duration
 }
 
 func (p Policy) withDefaults() Policy {
@@ -50,6 +55,7 @@ func (p Policy) withDefaults() Policy {
 	def(&p.AuthorizeTimeout, 15*time.Second)
 	def(&p.ResultDisplay, 3*time.Second)
 	def(&p.RemoveTimeout, 30*time.Second)
+	def(&p.MoreTimeWarning, 15*time.Second)
 	if p.MaxPasswordAttempts <= 0 {
 		p.MaxPasswordAttempts = 3
 	}

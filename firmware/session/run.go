@@ -281,17 +281,21 @@ func cancelCode(reason string) string {
 }
 
 func (s *session) waitCard(ctx context.Context, timeout time.Duration) error {
-	t := time.NewTimer(timeout)
-	defer t.Stop()
+	c := s.clock(AwaitCard, timeout)
+	defer c.stop()
 	for {
 		select {
+		case <-c.warn.C:
+			c.offer()
+		case <-s.m.extend:
+			c.extend()
 		case present := <-s.m.card:
 			if present && s.m.cardIn() {
 				return nil
 			}
 		case code := <-s.m.cancel:
 			return &abort{cancelCode(code)}
-		case <-t.C:
+		case <-c.end.C:
 			return &abort{"timeout"}
 		case <-ctx.Done():
 			return &abort{"shutdown"}
@@ -300,10 +304,14 @@ func (s *session) waitCard(ctx context.Context, timeout time.Duration) error {
 }
 
 func (s *session) waitPassword(ctx context.Context, timeout time.Duration) (emrtd.Password, error) {
-	t := time.NewTimer(timeout)
-	defer t.Stop()
+	c := s.clock(AwaitPassword, timeout)
+	defer c.stop()
 	for {
 		select {
+		case <-c.warn.C:
+			c.offer()
+		case <-s.m.extend:
+			c.extend()
 		case pw := <-s.m.password:
 			return pw, nil
 		case present := <-s.m.card:
@@ -312,7 +320,7 @@ func (s *session) waitPassword(ctx context.Context, timeout time.Duration) (emrt
 			}
 		case code := <-s.m.cancel:
 			return emrtd.Password{}, &abort{cancelCode(code)}
-		case <-t.C:
+		case <-c.end.C:
 			return emrtd.Password{}, &abort{"timeout"}
 		case <-ctx.Done():
 			return emrtd.Password{}, &abort{"shutdown"}

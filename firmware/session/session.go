@@ -171,9 +171,11 @@ type Status struct {
 	// Attempts left for the password, when the chip reported a counter.
 	PINRetriesLeft *int `json:"pin_retries_left,omitempty"`
 	// NeedsMRZ: the chip offers BAC only, so the pad asks for the MRZ.
-	NeedsMRZ bool      `json:"needs_mrz,omitempty"`
-	Outcome  *Outcome  `json:"outcome,omitempty"`
-	Since    time.Time `json:"since"`
+	NeedsMRZ bool `json:"needs_mrz,omitempty"`
+	// MoreTime is the standing offer of more time in this step, if any.
+	MoreTime *TimeOffer `json:"more_time,omitempty"`
+	Outcome  *Outcome   `json:"outcome,omitempty"`
+	Since    time.Time  `json:"since"`
 }
 
 // Outcome is the end of a session as the screen and the till see it.
@@ -191,6 +193,7 @@ type Machine struct {
 
 	start    chan Request
 	cancel   chan string
+	extend   chan struct{} // the shopper took the offer of more time
 	password chan emrtd.Password
 	card     chan bool // true inserted, false removed
 
@@ -221,6 +224,7 @@ func New(opts Options) *Machine {
 		opts: opts, log: log,
 		start:    make(chan Request),
 		cancel:   make(chan string, 1),
+		extend:   make(chan struct{}, 1),
 		password: make(chan emrtd.Password, 1),
 		card:     make(chan bool, 8),
 		status:   Status{State: Idle, Since: opts.Now()},

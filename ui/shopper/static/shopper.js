@@ -14,6 +14,8 @@
     staff: { open: false, token: "", digits: "" }, awakeUntil: 0, screen: "",
     // Bus event time → DOM updated, and → next frame painted (ms).
     latencies: [], paints: [], handled: 0,
+    // Keys pressed and screen touches seen (the keys-only test reads them).
+    keys: 0, pointers: 0,
   };
   window.kioskUI = ui; // read by the browser tests and benchmarks
 
@@ -152,8 +154,24 @@
       case "staff": renderStaff(); break;
     }
     preview(screen === "face");
+    renderMoreTime(st);
     if (changed) { onScreenChange(screen, st); }
   }
+
+  // The session offers more time before a step the shopper paces times
+  // out; the offer takes the focus, so Enter on the keypad accepts it.
+  function renderMoreTime(st) {
+    const o = st.more_time;
+    const on = !!o && o.step === st.state && !ui.staff.open;
+    const box = $("more-time");
+    const was = !box.hidden;
+    box.hidden = !on;
+    if (!on) { return; }
+    const left = Math.max(0, Math.ceil((Date.parse(o.until) - Date.now()) / 1000));
+    $("more-time-text").textContent = t("more_time.offer", { s: left });
+    if (!was) { $("more-time-btn").focus(); }
+  }
+  $("more-time-btn").addEventListener("click", () => { post("/api/session/more-time", {}); });
 
   function onScreenChange(screen, st) {
     if (screen !== "enter_password") { ui.digits = ""; ui.mrz = null; ui.sending = false; }
@@ -313,7 +331,7 @@
     const left = Math.max(0, Math.ceil((end - Date.now()) / 1000));
     $("countdown").textContent = "◷ " + t("smile.countdown", { s: left });
   }
-  setInterval(() => { tickCountdown(); chipProgress(); }, 250);
+  setInterval(() => { tickCountdown(); chipProgress(); if (ui.status && ui.status.more_time) { renderMoreTime(ui.status); } }, 250);
 
   function chipProgress() {
     if (ui.screen !== "reading_chip" || !ui.status) { return; }
@@ -392,6 +410,9 @@
       ui.digits += k.dataset.d;
     }
     sounds.key();
+    // Speech on the kiosk says "digit entered"; the page sends that a key
+    // was typed, never which.
+    if (ui.status && ui.status.request) { post("/api/session/keyed", { request_id: ui.status.request.id }); }
     renderPad();
   };
   $("pad").addEventListener("click", onKey);
@@ -443,9 +464,65 @@
     }
   });
   $("cancel").addEventListener("click", () => { post("/api/session/cancel", {}); });
+  // ---- physical keypad ----
+  // The kiosk's keypad is a USB HID keyboard: digits, Enter, Escape
+  // (cancel), Backspace (one digit back), Delete (clear the entry) and F1,
+  // the accessibility key (display modes in turn). Everything else is
+  // ordinary keyboard focus: Tab moves in the page's order, Enter or Space
+  // presses the focused button.
+  const modeCycle = [[false, false], [true, false], [false, true], [true, true]];
+  document.addEventListener("keydown", (e) => {
+    ui.keys++;
+    const digit = /^[0-9]$/.test(e.key) ? e.key : "";
+    const pad = ui.screen === "enter_password" ? "pad" : ui.screen === "staff" && !ui.staff.token ? "staff-pad" : "";
+    let target = null;
+    if (digit && pad) {
+      target = document.querySelector(`#${pad} button[data-d="${digit}"]`);
+    } else if (e.key === "Enter" && pad && !(e.target instanceof HTMLButtonElement && e.target.id !== "key-ok" && e.target.id !== "staff-ok" && !e.target.closest(".pad"))) {
+      // Enter confirms the entry unless another button (language, mode,
+      // CAN/PIN choice) has the focus: that one it presses.
+      target = $(pad === "pad" ? "key-ok" : "staff-ok");
+    } else if (e.key === "Backspace" && pad) {
+      target = $(pad === "pad" ? "key-back" : "staff-back");
+    } else if (e.key === "Delete" && pad) {
+      if (pad === "pad") { ui.digits = ""; if (ui.mrz) { ui.mrz = newMRZ(); } renderPad(); } else { ui.staff.digits = ""; renderStaff(); }
+      e.preventDefault();
+      return;
+    } else if (e.key === "Escape") {
+      target = !$("cancel").hidden ? $("cancel") : ui.staff.open ? $("staff-close") : null;
+    } else if (e.key === "F1") {
+      const now = modeCycle.findIndex(([l, c]) => l === document.documentElement.classList.contains("large-text") && c === document.documentElement.classList.contains("high-contrast"));
+      const [l, c] = modeCycle[(now + 1) % modeCycle.length];
+      setMode("large-text", l); setMode("high-contrast", c); render();
+      e.preventDefault();
+      return;
+    }
+    if (target && !target.disabled && !target.hidden) {
+      e.preventDefault();
+      // Typing moves the focus onto the pad, so Enter then confirms.
+      if (target.closest(".pad")) { target.focus(); }
+      target.click();
+    }
+  });
+  document.addEventListener("pointerdown", () => { ui.pointers++; }, { capture: true });
+
+  // Display modes, chosen on screen; the next shopper starts without them.
+  function setMode(name, on) {
+    document.documentElement.classList.toggle(name, on);
+    const b = $(name === "large-text" ? "mode-large" : "mode-contrast");
+    b.setAttribute("aria-pressed", on);
+    b.classList.toggle("on", on);
+  }
+  $("mode-large").addEventListener("click", () => { setMode("large-text", !document.documentElement.classList.contains("large-text")); render(); });
+  $("mode-contrast").addEventListener("click", () => { setMode("high-contrast", !document.documentElement.classList.contains("high-contrast")); render(); });
   $("lang").addEventListener("click", () => {
     const langs = ["zh-CN", "en"];
-    loadLang(langs[(langs.indexOf(ui.lang) + 1) % langs.length]);
+    const lang = langs[(langs.indexOf(ui.lang) + 1) % langs.length];
+    // The session keeps the shopper's language, so a page loaded anew
+    // (the display restarts its browser) resumes in it.
+    const st = ui.status;
+    if (st && st.state !== "idle" && st.request) { post("/api/session/language", { request_id: st.request.id, lang: lang }); }
+    loadLang(lang);
   });
 
   // ---- staff ----
@@ -591,6 +668,7 @@
       ui.faceSince = 0; ui.smileSince = 0; ui.guidance = "";
       // The next shopper starts in the kiosk's default language.
       if (prev !== "idle" && ui.lang !== ui.defaultLang) { loadLang(ui.defaultLang); }
+      if (prev !== "idle") { setMode("large-text", false); setMode("high-contrast", false); }
     }
     if (st.state === "reading_chip" || st.state === "face_match") { ui.wrong = false; }
     if (st.state === "enter_password") { ui.chip = {}; }
@@ -609,6 +687,9 @@
     "kiosk.wake": () => { ui.awakeUntil = Date.now() + 30000; sounds.tick(); },
     "emrtd.progress": (ev) => { ui.chip = ev.data; chipProgress(); },
     "camera.state": (ev) => { ui.components.camera = { state: ev.data.state }; refresh(); },
+    "session.more_time": (ev) => { if (ui.status) { ui.status.more_time = ev.data; } },
+    "session.time_extended": () => { if (ui.status) { ui.status.more_time = null; } },
+    "session.language": (ev) => { if (ev.data.lang !== ui.lang) { loadLang(ev.data.lang); } },
   };
   for (const s of ["idle", "insert_card", "enter_password", "reading_chip", "face_match", "smile", "authorizing", "result", "remove_card"]) {
     handlers["session." + s] = onSession;
@@ -636,6 +717,11 @@
       // A snapshot older than the last event seen is stale: keep the event's.
       const cur = ui.status ? Date.parse(ui.status.since) : 0;
       if (s.session && Date.parse(s.session.since) >= cur) { onSession({ data: s.session }); }
+      // Mid-session, the session's language and face-step start win over
+      // this page's defaults: the page may just have been (re)loaded.
+      const running = s.session && s.session.state !== "idle" && s.session.request;
+      if (running && s.language && s.language !== ui.lang) { loadLang(s.language); }
+      if (running && s.face_since) { ui.faceSince = Date.parse(s.face_since); }
       ui.service = s.service;
       ui.components = s.components || {};
       ui.notReady = s.not_ready || "";
@@ -652,5 +738,19 @@
   setInterval(refresh, 5000);
   addEventListener("resize", render);
 
-  loadLang(ui.lang).then(() => { connect(); refresh(); });
+  // A page loaded mid-session (the display restarted its browser) asks
+  // the session's language first, so its first catalogue is the right one.
+  (async () => {
+    let first = ui.lang;
+    try {
+      const r = await fetch("/api/ui/state");
+      const s = r.ok ? await r.json() : {};
+      if (s.session && s.session.state !== "idle" && s.session.request && s.language) { first = s.language; }
+    } catch (e) {
+      // kioskd restarting: start in the default; the stream resyncs.
+    }
+    await loadLang(first);
+    connect();
+    refresh();
+  })();
 })();
