@@ -271,7 +271,7 @@ func Default() Config {
 		ECR: ECR{Listen: "127.0.0.1:8081", TokenFile: "/etc/kioskd/ecr-token"},
 		Tx: Tx{
 			StateDir: "/var/lib/kioskd", Merchant: "MERCHANT-0001",
-			DeviceKey: "/var/lib/kioskd/identity/device.key", DeviceCert: "/var/lib/kioskd/identity/device.crt", DocSaltFile: "/etc/kioskd/doc-salt",
+			DeviceKey: "/var/lib/kioskd/identity/device.key", DeviceCert: "/var/lib/kioskd/identity/device.crt", DocSaltFile: "/var/lib/kioskd/doc-salt",
 			KeyStorage: "file", TPMDevice: "/dev/tpmrm0",
 			OfflineCurrency: "CNY", OutboxMaxRecords: 10000, OutboxMaxBytes: 64 << 20, AuthTimeout: 5 * time.Second,
 		},

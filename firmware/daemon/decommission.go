@@ -24,7 +24,7 @@ func (d *Daemon) decommission(ctx context.Context, wait time.Duration, force boo
 	if d.tx == nil {
 		return errors.New("no transaction stack")
 	}
-	if st := d.latched(); st.Wiped && !force {
+	if st := d.latched(); st.KeyGone() && !force {
 		// No key to sign the decommission event with: the hub must be told
 		// by staff.
 		return fmt.Errorf("the device key was wiped (tamper): revoke this kiosk at the hub (kioskctl provision revoke --device %s), then decommission with force", d.cfg.Device.ID)

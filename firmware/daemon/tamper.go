@@ -64,8 +64,35 @@ func (d *Daemon) onTamper(ctx context.Context) {
 			_ = f.Save(st)
 		}
 	}
-	if err := d.wipeSecrets(ctx); err != nil {
-		d.log.Error("tamper wipe incomplete: will be retried at the next start", "err", err)
+	// Each step is recorded as it succeeds: a step that failed is
+	// retried at the next start, one that succeeded never runs again (the
+	// key staff enrolled since must survive).
+	var errs []error
+	if !st.KeyWiped {
+		if d.keyCreatedSince(st.Since) {
+			d.log.Warn("tamper: the device key was made after the latch (enrolled again): not wiped again")
+			st.KeyWiped = true
+		} else if err := d.wipeKey(ctx); err != nil {
+			errs = append(errs, err)
+		} else {
+			st.KeyWiped = true
+		}
+		if err := f.Save(st); err != nil {
+			d.log.Error("tamper latch not saved", "err", err)
+		}
+	}
+	if !st.SaltWiped {
+		if err := d.wipeSalt(); err != nil {
+			errs = append(errs, err)
+		} else {
+			st.SaltWiped = true
+		}
+		if err := f.Save(st); err != nil {
+			d.log.Error("tamper latch not saved", "err", err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		d.log.Error("tamper wipe incomplete: the failed step will be retried at the next start", "err", err)
 		return
 	}
 	st.Wiped = true
@@ -85,21 +112,17 @@ func (d *Daemon) event(name string) *txreport.Report {
 		Auth: txreport.Auth{Mode: txreport.AuthNone}}
 }
 
-// wipeSecrets destroys the device key (TPM: evicted; file: overwritten
-// and removed), withdraws it from the signer, and wipes the document
-// salt (file and memory). The session was already aborted by going out
-// of service.
-func (d *Daemon) wipeSecrets(ctx context.Context) error {
-	var errs []error
+// wipeKey withdraws the device key from the signer and destroys it (TPM:
+// evicted; file: overwritten and removed). The session was already
+// aborted by going out of service.
+func (d *Daemon) wipeKey(ctx context.Context) error {
 	if d.tx != nil {
 		d.tx.signer.Withdraw()
-		clear(d.tx.salt)
 	}
 	d.setKey(nil)
+	var err error
 	if d.keys != nil {
-		if err := d.keys.Wipe(ctx); err != nil {
-			errs = append(errs, err)
-		}
+		err = d.keys.Wipe(ctx)
 	}
 	// Let go of the TPM so it can be enrolled again (a software TPM
 	// serves one connection at a time); reopened at the reset.
@@ -107,10 +130,27 @@ func (d *Daemon) wipeSecrets(ctx context.Context) error {
 		d.tpm.Close()
 		d.tpm, d.keys = nil, nil
 	}
-	if err := tamperlatch.Wipe(d.cfg.Tx.DocSaltFile); err != nil {
-		errs = append(errs, err)
+	return err
+}
+
+// wipeSalt clears the document salt in memory and on disk.
+func (d *Daemon) wipeSalt() error {
+	if d.tx != nil {
+		clear(d.tx.salt)
 	}
-	return errors.Join(errs...)
+	return tamperlatch.Wipe(d.cfg.Tx.DocSaltFile)
+}
+
+// keyCreatedSince says a key file was written after the latch closed: the
+// kiosk was enrolled again after a wipe whose record was lost. (A TPM key
+// carries no creation time here; there the step record alone decides.)
+func (d *Daemon) keyCreatedSince(since time.Time) bool {
+	fk, ok := d.keys.(*devicekey.File)
+	if !ok || since.IsZero() {
+		return false
+	}
+	fi, err := os.Stat(fk.Path)
+	return err == nil && fi.ModTime().After(since)
 }
 
 // simEphemeral: simulation that never had an enrolled key.
@@ -124,7 +164,7 @@ func (d *Daemon) tamperResetBlocked(ctx context.Context) error {
 		return errors.New("decommissioned: enroll the kiosk again, restore its salt and restart kioskd")
 	}
 	st := d.latched()
-	if !st.Wiped {
+	if !st.KeyGone() && !st.SaltWiped {
 		return nil
 	}
 	if d.keys == nil {
@@ -155,7 +195,7 @@ func (d *Daemon) completeTamperReset(ctx context.Context) error {
 		return err
 	}
 	st := d.latched()
-	if st.Wiped && d.tx != nil {
+	if st.KeyGone() && d.tx != nil {
 		var (
 			key  crypto.Signer
 			cert *x509.Certificate

@@ -155,6 +155,89 @@ embedded_hub = true
 	})
 }
 
+// A wipe whose salt step fails (the salt path cannot be wiped) records
+// the key step; after staff enroll a new key, the retry at the next start
+// must not wipe that new key again.
+func TestTamperRetryKeepsNewKey(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := devkey.Create(dir, "", "kiosk-tr"); err != nil {
+		t.Fatal(err)
+	}
+	keyFile, certFile := filepath.Join(dir, "kiosk-tr.key"), filepath.Join(dir, "kiosk-tr.crt")
+	// A directory: opening it for writing fails, even as root.
+	salt := filepath.Join(dir, "doc-salt")
+	if err := os.Mkdir(salt, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state")
+	conf := fmt.Sprintf(`
+[device]
+id = "kiosk-tr"
+mode = "simulation"
+[http]
+listen = "127.0.0.1:0"
+[camera]
+backend = "none"
+[cardreader]
+backend = "sim"
+[gpio]
+backend = "sim"
+[hub.embedded]
+listen = "127.0.0.1:0"
+[ecr]
+listen = ""
+[transactions]
+state_dir = %q
+device_key = %q
+device_cert = %q
+doc_salt_file = %q
+embedded_hub = true
+`, state, keyFile, certFile, salt)
+	latch := tamperlatch.File{Path: filepath.Join(state, "tamper.json")}
+	r := start(t, conf)
+	r.waitHealth(t, "hub ok", func(h Health) bool { return h.Components["hub"].State == "ok" })
+	if code, body := postJSON(t, r.base+"/api/sim/gpio", `{"role":"tamper","active":true}`); code != 200 {
+		t.Fatalf("tamper: %d %s", code, body)
+	}
+	waitCond(t, "key step recorded", func() bool {
+		st, _ := latch.Load()
+		return st.KeyWiped
+	})
+	if _, err := os.Stat(keyFile); !os.IsNotExist(err) {
+		t.Fatalf("key after the wipe: %v", err)
+	}
+	st, _ := latch.Load()
+	if st.Wiped || st.SaltWiped {
+		t.Fatalf("latch claims the salt was wiped: %+v", st)
+	}
+	r.stop(t)
+
+	// Staff enroll a new key; then a restart retries the salt step.
+	if err := os.Remove(certFile); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := devkey.Create(dir, "", "kiosk-tr"); err != nil {
+		t.Fatal(err)
+	}
+	r = start(t, conf)
+	waitCond(t, "out of service after restart", func() bool {
+		u := r.d.findUI()
+		if u == nil {
+			return false
+		}
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		return u.service.OutOfService
+	})
+	time.Sleep(500 * time.Millisecond) // the retry runs before the service state is published
+	if _, err := os.Stat(keyFile); err != nil {
+		t.Fatalf("the newly enrolled key was wiped again at restart: %v", err)
+	}
+	if err := r.d.tamperResetBlocked(context.Background()); err != nil {
+		t.Fatalf("reset blocked with the new key: %v", err)
+	}
+}
+
 func waitCond(t *testing.T, what string, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)

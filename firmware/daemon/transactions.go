@@ -22,6 +22,7 @@ import (
 	"kiosk/firmware/offline"
 	"kiosk/firmware/outbox"
 	"kiosk/firmware/session"
+	"kiosk/firmware/tamperlatch"
 	"kiosk/firmware/txflow"
 	"kiosk/firmware/txreport"
 	"kiosk/provisioning/devkey"
@@ -99,6 +100,13 @@ func (d *Daemon) openTx() (*txStack, error) {
 		return nil, &config.Error{Key: "transactions.doc_salt_file", Msg: err.Error()}
 	default:
 		return nil, &config.Error{Key: "transactions.doc_salt_file", Msg: "salt shorter than 16 characters"}
+	}
+	// Fail closed: a salt the tamper wipe cannot destroy would survive
+	// an opened enclosure (and leave the wipe to be retried forever).
+	if !sim {
+		if err := tamperlatch.CanWipe(cfg.DocSaltFile); err != nil {
+			return nil, &config.Error{Key: "transactions.doc_salt_file", Msg: err.Error() + " (keep it under the state directory, e.g. /var/lib/kioskd/doc-salt)"}
+		}
 	}
 	t.audit, err = audit.Open(filepath.Join(cfg.StateDir, "audit.log"))
 	switch {
