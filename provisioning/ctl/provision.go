@@ -102,7 +102,7 @@ func provisionRevoke(e *env, args []string) int {
 	fs := flag.NewFlagSet("provision revoke", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	device := fs.String("device", "", "revoke every certificate of this device")
-	serial := fs.String("serial", "", "revoke one certificate serial (hex)")
+	serial := fs.String("serial", "", "revoke one certificate serial (hex; 0x and colons accepted)")
 	reason := fs.String("reason", "revoked by staff", "reason recorded with the revocation")
 	cfgPath := fs.String("config", "/etc/kioskhub/kioskhub.toml", "kioskhub configuration")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || (*device == "") == (*serial == "") {
@@ -117,12 +117,16 @@ func provisionRevoke(e *env, args []string) int {
 		return ExitUsage
 	}
 	defer closeFn()
-	serials := []string{*serial}
-	if *device != "" {
-		serials, err = registrar.RevokeDevice(ctx, reg, *device, *reason, time.Now())
-	} else {
-		err = reg.Revoke(ctx, hubstore.Revocation{Serial: *serial, Reason: *reason, Revoked: time.Now().UTC()})
+	if *serial != "" {
+		c, err := registrar.RevokeSerial(ctx, reg, *serial, *reason, time.Now())
+		if err != nil {
+			fmt.Fprintln(e.stderr, "kioskctl provision revoke:", err)
+			return ExitFail
+		}
+		fmt.Fprintln(e.stdout, "revoked", c.Serial, "of device", c.Device)
+		return ExitOK
 	}
+	serials, err := registrar.RevokeDevice(ctx, reg, *device, *reason, time.Now())
 	if err != nil {
 		fmt.Fprintln(e.stderr, "kioskctl provision revoke:", err)
 		return ExitFail

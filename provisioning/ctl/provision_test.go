@@ -135,6 +135,32 @@ listen = "127.0.0.1:0"
 		t.Fatalf("replayed token: %d %q", code, errs)
 	}
 
+	// One serial as staff may type it: upper case, 0x, colons, zero
+	// padding all name the serial the hub looks up; an unknown serial is
+	// an error, not a revocation.
+	typed := "0x00" + strings.ToUpper(id.Serial)
+	if len(id.Serial)%2 == 0 {
+		var pairs []string
+		for i := 0; i < len(id.Serial); i += 2 {
+			pairs = append(pairs, strings.ToUpper(id.Serial[i:i+2]))
+		}
+		typed = strings.Join(pairs, ":")
+	}
+	code, out, errs = run("provision", "revoke", "--serial", typed, "--config", hubConf)
+	if code != ExitOK || strings.TrimSpace(out) != "revoked "+id.Serial+" of device kiosk-42" {
+		t.Fatalf("provision revoke --serial %s: %d %q %q", typed, code, out, errs)
+	}
+	code, out, errs = run("provision", "revoke", "--serial", "0x00"+strings.ToUpper(id.Serial), "--config", hubConf)
+	if code != ExitOK || !strings.Contains(out, "revoked "+id.Serial) {
+		t.Fatalf("provision revoke --serial 0x00…: %d %q %q", code, out, errs)
+	}
+	if code, out, errs := run("provision", "revoke", "--serial", "0x7A3F", "--config", hubConf); code != ExitFail || !strings.Contains(errs, "no certificate with serial 7a3f") {
+		t.Fatalf("revoke an unknown serial: %d %q %q", code, out, errs)
+	}
+	if code, _, errs := run("provision", "revoke", "--serial", "xyz", "--config", hubConf); code != ExitFail || !strings.Contains(errs, "not a positive hexadecimal") {
+		t.Fatalf("revoke a malformed serial: %d %q", code, errs)
+	}
+
 	code, out, errs = run("provision", "revoke", "--device", "kiosk-42", "--config", hubConf)
 	if code != ExitOK || !strings.Contains(out, "revoked "+id.Serial) {
 		t.Fatalf("provision revoke: %d %q %q", code, out, errs)

@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
+	"strings"
 	"time"
 
 	"kiosk/firmware/enrollwire"
@@ -185,6 +187,37 @@ func RevokeDevice(ctx context.Context, reg hubstore.Registry, device, reason str
 		serials = append(serials, c.Serial)
 	}
 	return serials, nil
+}
+
+// ParseSerial reads a certificate serial as staff may type it ("7A3F",
+// "0x7a3f", "7a:3f", zero-padded) into the form the hub looks up:
+// deviceca.SerialHex, lowercase hex without leading zeros.
+func ParseSerial(s string) (string, error) {
+	t := strings.ReplaceAll(strings.TrimSpace(s), ":", "")
+	t = strings.TrimPrefix(strings.TrimPrefix(t, "0x"), "0X")
+	n, ok := new(big.Int).SetString(t, 16)
+	if t == "" || !ok || n.Sign() <= 0 {
+		return "", fmt.Errorf("serial %q is not a positive hexadecimal number", s)
+	}
+	return n.Text(16), nil
+}
+
+// RevokeSerial revokes one certificate by serial; the serial must be one
+// the device CA issued (an unknown one is ErrNotFound, so a typo is not
+// reported as a revocation). It returns the certificate revoked.
+func RevokeSerial(ctx context.Context, reg hubstore.Registry, serial, reason string, now time.Time) (hubstore.DeviceCert, error) {
+	hex, err := ParseSerial(serial)
+	if err != nil {
+		return hubstore.DeviceCert{}, err
+	}
+	c, err := reg.CertBySerial(ctx, hex)
+	if errors.Is(err, hubstore.ErrNotFound) {
+		return c, fmt.Errorf("%w: no certificate with serial %s was issued by this hub's device CA", hubstore.ErrNotFound, hex)
+	}
+	if err != nil {
+		return c, err
+	}
+	return c, reg.Revoke(ctx, hubstore.Revocation{Serial: c.Serial, Device: c.Device, Reason: reason, Revoked: now.UTC()})
 }
 
 // RenewFilter is the subscription of every kiosk's renewal requests.
