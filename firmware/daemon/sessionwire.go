@@ -93,9 +93,23 @@ func (d *Daemon) buildSession() error {
 		tx.renewer, err = enroll.NewRenewer(enroll.RenewerOptions{
 			Hub: d.hub, Signer: tx.signer, HubKeys: hubKeys, Keys: pending, Chain: cfg.Tx.DeviceCert, Now: d.now,
 			Logger: d.log.With("component", "renewal"),
+			// A tamper latched (or decommission begun) refuses the commit.
+			Hold: func() error {
+				if st := d.latched(); st.Latched {
+					return errors.New("tamper latch is set")
+				}
+				return nil
+			},
 			OnRenewed: func(k crypto.Signer, _ *x509.Certificate) {
-				d.setKey(k)
-				d.hub.Reconnect("device certificate renewed")
+				d.keyMu.Lock()
+				withdrawn := tx.signer.Withdrawn()
+				if !withdrawn {
+					d.deviceKey = k
+				}
+				d.keyMu.Unlock()
+				if !withdrawn {
+					d.hub.Reconnect("device certificate renewed")
+				}
 			},
 		})
 		if err != nil {

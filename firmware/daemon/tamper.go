@@ -116,10 +116,14 @@ func (d *Daemon) event(name string) *txreport.Report {
 // evicted; file: overwritten and removed). The session was already
 // aborted by going out of service.
 func (d *Daemon) wipeKey(ctx context.Context) error {
+	// Under keyMu so a renewal finishing now cannot put its key back
+	// between the two (see the renewer's OnRenewed).
+	d.keyMu.Lock()
 	if d.tx != nil {
 		d.tx.signer.Withdraw()
 	}
-	d.setKey(nil)
+	d.deviceKey = nil
+	d.keyMu.Unlock()
 	var err error
 	if d.keys != nil {
 		err = d.keys.Wipe(ctx)
@@ -219,7 +223,7 @@ func (d *Daemon) completeTamperReset(ctx context.Context) error {
 			}
 			key, cert = k, fresh.Certificate()
 		}
-		if err := d.tx.signer.Replace(key, cert); err != nil {
+		if err := d.tx.signer.Restore(key, cert); err != nil {
 			return err
 		}
 		// The embedded hub (simulation) learns the new certificate as a

@@ -38,10 +38,13 @@ type RenewerOptions struct {
 	// OnRenewed is called after the switch (reconnect the link with the
 	// new certificate; update the daemon's key).
 	OnRenewed func(key crypto.Signer, cert *x509.Certificate)
-	Every     time.Duration // how often the certificate is checked (default 1 h)
-	Wait      time.Duration // for the hub's answer (default 30 s)
-	Now       func() time.Time
-	Logger    *slog.Logger
+	// Hold, when it returns an error, refuses to commit an answered
+	// renewal (the tamper latch): the new key is discarded.
+	Hold   func() error
+	Every  time.Duration // how often the certificate is checked (default 1 h)
+	Wait   time.Duration // for the hub's answer (default 30 s)
+	Now    func() time.Time
+	Logger *slog.Logger
 }
 
 // Renewer renews the device certificate through the hub when it has
@@ -244,6 +247,16 @@ func (r *Renewer) switchTo(device string, key crypto.Signer, ders [][]byte, comm
 	old := r.o.Signer.Certificate()
 	if len(chain) < 2 || leaf.CheckSignatureFrom(chain[1]) != nil || string(chain[1].RawSubject) != string(old.RawIssuer) {
 		return nil, errors.New("enroll: the renewed certificate is not from the device CA that issued the old one")
+	}
+	// A tamper while the request was out: the new key is discarded, the
+	// withdrawn signer stays withdrawn.
+	if r.o.Signer.Withdrawn() {
+		return nil, fmt.Errorf("enroll: renewal not committed: %w", txreport.ErrWithdrawn)
+	}
+	if r.o.Hold != nil {
+		if err := r.o.Hold(); err != nil {
+			return nil, fmt.Errorf("enroll: renewal not committed: %w", err)
+		}
 	}
 	if err := WriteFile(r.o.Chain, chainPEM, 0o644); err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -249,4 +250,92 @@ func TestRenewalRefusals(t *testing.T) {
 	if _, err := os.Stat(keys.Path + ".new"); !os.IsNotExist(err) {
 		t.Fatalf("pending key left after a refusal: %v", err)
 	}
+}
+
+// A tamper during a renewal: the enclosure opens after the hub answered
+// but before the kiosk saw the latch (the daemon withdraws the signer and
+// wipes the key store); the answer must bring back neither the key file
+// nor the signer. A set latch (Hold) refuses the commit, leaving the old
+// key and chain in place.
+func TestRenewalAfterTamper(t *testing.T) {
+	f := newFixture(t, func(o *registrar.Options) { o.Validity = 20 * 24 * time.Hour })
+	// renewer enrolls device and returns its renewer (made before the
+	// link runs: it routes the answer topic).
+	renewer := func(t *testing.T, device string, mod func(*enroll.RenewerOptions, *devicekey.File, *txreport.Signer)) (*enroll.Renewer, *devicekey.File, *txreport.Signer, string) {
+		dir := t.TempDir()
+		keys := &devicekey.File{Path: filepath.Join(dir, "device.key")}
+		if _, err := f.enrollWith(t, f.token(t, device, 30*time.Minute, time.Now()), dir, keys); err != nil {
+			t.Fatal(err)
+		}
+		key, _ := keys.Load(context.Background())
+		chainFile := filepath.Join(dir, enroll.FileChain)
+		chain, _ := deviceca.ReadCerts(chainFile)
+		signer, err := txreport.NewSigner(key, chain[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		hubKeys, _ := txreport.LoadKeyringFile(filepath.Join(dir, enroll.FileAuthCert))
+		tlsCfg, err := enroll.TLSConfig(dir, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		link, err := hub.New(hub.Options{Brokers: []string{f.broker.TLSURL()}, DeviceID: device, TopicPrefix: "kiosk/v1", TLS: tlsCfg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := enroll.RenewerOptions{Hub: link, Signer: signer, HubKeys: hubKeys, Keys: keys, Chain: chainFile, Wait: 10 * time.Second}
+		mod(&o, keys, signer)
+		rn, err := enroll.NewRenewer(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Go(func() { _ = link.Run(ctx) })
+		t.Cleanup(func() { cancel(); wg.Wait() })
+		waitFor(t, 10*time.Second, "kiosk link up", func() bool { return link.Status().Connected })
+		return rn, keys, signer, chainFile
+	}
+	t.Run("wiped", func(t *testing.T) {
+		renewed := false
+		rn, keys, signer, _ := renewer(t, "kiosk-tmid", func(o *enroll.RenewerOptions, keys *devicekey.File, signer *txreport.Signer) {
+			o.OnRenewed = func(crypto.Signer, *x509.Certificate) { renewed = true }
+			// The latch is not on disk yet when Hold looks; the wipe runs.
+			o.Hold = func() error {
+				signer.Withdraw()
+				return keys.Wipe(context.Background())
+			}
+		})
+		if err := rn.Renew(context.Background()); err == nil {
+			t.Fatal("a renewal committed after the tamper wipe")
+		}
+		if !signer.Withdrawn() || renewed {
+			t.Fatal("the renewal re-armed the withdrawn signer")
+		}
+		for _, p := range []string{keys.Path, keys.Path + ".new"} {
+			if _, err := os.Stat(p); !os.IsNotExist(err) {
+				t.Fatalf("%s after tamper and renewal answer: %v", p, err)
+			}
+		}
+	})
+	t.Run("held", func(t *testing.T) {
+		rn, keys, signer, chainFile := renewer(t, "kiosk-thold", func(o *enroll.RenewerOptions, _ *devicekey.File, _ *txreport.Signer) {
+			o.Hold = func() error { return errors.New("tamper latch is set") }
+		})
+		before, _ := os.ReadFile(chainFile)
+		oldFP := signer.Fingerprint()
+		if err := rn.Renew(context.Background()); err == nil || !strings.Contains(err.Error(), "tamper latch") {
+			t.Fatalf("renewal under a latch: %v", err)
+		}
+		after, _ := os.ReadFile(chainFile)
+		if string(before) != string(after) || signer.Fingerprint() != oldFP {
+			t.Fatal("a held renewal changed the chain or the signer")
+		}
+		if _, err := os.Stat(keys.Path + ".new"); !os.IsNotExist(err) {
+			t.Fatalf("pending key left: %v", err)
+		}
+		if _, err := keys.Load(context.Background()); err != nil {
+			t.Fatalf("old key after a held renewal: %v", err)
+		}
+	})
 }
