@@ -73,6 +73,9 @@ func (u *uiState) decommission(w http.ResponseWriter, r *http.Request) {
 type enrollRequest struct {
 	Hub   string `json:"hub"`
 	Token string `json:"token"`
+	// Force enrolls a kiosk whose device key still works (a replacement
+	// certificate); without it only a wiped kiosk is enrolled.
+	Force bool `json:"force,omitempty"`
 }
 
 func (u *uiState) enroll(w http.ResponseWriter, r *http.Request) {
@@ -80,7 +83,7 @@ func (u *uiState) enroll(w http.ResponseWriter, r *http.Request) {
 	if !decodeControl(w, r, &req) {
 		return
 	}
-	id, err := u.d.enrollAgain(r.Context(), req.Hub, req.Token)
+	id, err := u.d.enrollAgain(r.Context(), req.Hub, req.Token, req.Force)
 	req.Token = ""
 	if err != nil {
 		var re *enroll.RejectedError
@@ -101,9 +104,12 @@ var errEnrollInput = errors.New("enroll")
 // key goes where the configured key storage keeps it and the identity
 // beside transactions.device_cert; it takes effect at the tamper reset
 // (or a restart).
-func (d *Daemon) enrollAgain(ctx context.Context, broker, token string) (enroll.Identity, error) {
+func (d *Daemon) enrollAgain(ctx context.Context, broker, token string, force bool) (enroll.Identity, error) {
 	if d.decommissioned.Load() {
 		return enroll.Identity{}, fmt.Errorf("%w: decommissioned: enroll with kioskctl and restart", errEnrollInput)
+	}
+	if !force && d.key() != nil && !d.latched().KeyGone() {
+		return enroll.Identity{}, fmt.Errorf("%w: this kiosk has a working device key: enrolling replaces it (send force to do so anyway)", errEnrollInput)
 	}
 	u, err := url.Parse(broker)
 	if err != nil || (u.Scheme != "ssl" && u.Scheme != "tls" && u.Scheme != "mqtts" && u.Scheme != "wss") {

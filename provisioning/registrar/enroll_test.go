@@ -2,6 +2,7 @@ package registrar_test
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -25,6 +26,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"kiosk/firmware/devicekey"
+	"kiosk/firmware/devicekey/swtpmtest"
 	"kiosk/firmware/enroll"
 	"kiosk/firmware/enrollwire"
 	"kiosk/firmware/hub"
@@ -605,4 +607,54 @@ func TestBrokerACL(t *testing.T) {
 		t.Fatalf("k1 received %s", topic)
 	case <-time.After(300 * time.Millisecond):
 	}
+}
+
+// Enrolling a kiosk again with a token the hub refuses leaves its current
+// key and identity as they were: the new key waits at the pending slot
+// until a verified answer, and is discarded on a refusal. (File and TPM.)
+func TestReenrollRefusedKeepsKey(t *testing.T) {
+	f := newFixture(t)
+	check := func(t *testing.T, device, dir string, keys devicekey.Store) {
+		tok := f.token(t, device, 30*time.Minute, time.Now())
+		if _, err := f.enrollWith(t, tok, dir, keys); err != nil {
+			t.Fatal(err)
+		}
+		before, err := keys.Load(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		chainBefore, _ := os.ReadFile(filepath.Join(dir, enroll.FileChain))
+		var re *enroll.RejectedError
+		if _, err := f.enrollWith(t, tok, dir, keys); !errors.As(err, &re) || re.Code != enrollwire.CodeTokenUsed {
+			t.Fatalf("replayed token: %v", err)
+		}
+		after, err := keys.Load(context.Background())
+		if err != nil {
+			t.Fatalf("key after a refused enrollment: %v", err)
+		}
+		if !after.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(before.Public()) {
+			t.Fatal("a refused enrollment replaced the device key")
+		}
+		if chainAfter, _ := os.ReadFile(filepath.Join(dir, enroll.FileChain)); string(chainAfter) != string(chainBefore) {
+			t.Fatal("a refused enrollment changed the chain")
+		}
+		if fk, ok := keys.(*devicekey.File); ok {
+			if _, err := os.Stat(fk.Path + ".new"); !os.IsNotExist(err) {
+				t.Fatalf("pending key left: %v", err)
+			}
+		}
+	}
+	t.Run("file", func(t *testing.T) {
+		dir := t.TempDir()
+		check(t, "kiosk-keep", dir, &devicekey.File{Path: filepath.Join(dir, "device.key")})
+	})
+	t.Run("tpm", func(t *testing.T) {
+		sw := swtpmtest.Start(t)
+		tp, err := devicekey.OpenTPM("unix:" + sw.Socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tp.Close()
+		check(t, "kiosk-keep-tpm", t.TempDir(), tp)
+	})
 }
