@@ -232,8 +232,9 @@ func provisionCSR(e *env, args []string) int {
 	keyFile := fs.String("key", "", "device key file when there is no TPM (default DIR/device.key)")
 	storage := fs.String("key-storage", "auto", "auto, tpm or file")
 	tpmDev := fs.String("tpm", "/dev/tpmrm0", "TPM 2.0 device, or unix:PATH")
+	force := fs.Bool("force", false, "replace a device key that exists (the kiosk stops working until the bundle is imported)")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *device == "" || *out == "" {
-		fmt.Fprintln(e.stderr, "usage: kioskctl provision csr --device ID --out FILE [--dir DIR] [--key-storage auto|tpm|file] [--tpm DEV]")
+		fmt.Fprintln(e.stderr, "usage: kioskctl provision csr --device ID --out FILE [--dir DIR] [--key-storage auto|tpm|file] [--tpm DEV] [--force]")
 		return ExitUsage
 	}
 	if *keyFile == "" {
@@ -245,6 +246,12 @@ func provisionCSR(e *env, args []string) int {
 		return ExitUsage
 	}
 	defer closeKeys()
+	// The offline path makes its key in place (the bundle comes back in
+	// another run): a working key is replaced only when staff say so.
+	if _, err := keys.Load(context.Background()); err == nil && !*force {
+		fmt.Fprintln(e.stderr, "kioskctl provision csr: this kiosk already has a device key; a new CSR replaces it at once and the kiosk stops signing until the bundle is imported: add --force to do so")
+		return ExitFail
+	}
 	if err := enroll.ExportCSR(context.Background(), keys, *device, *out); err != nil {
 		fmt.Fprintln(e.stderr, "kioskctl provision csr:", err)
 		return ExitFail

@@ -215,6 +215,13 @@ issuing_key = %q
 	if code, out, errs := run("provision", "csr", "--device", "kiosk-7", "--out", csr, "--dir", idDir, "--key-storage", "file"); code != ExitOK {
 		t.Fatalf("csr: %d %q %q", code, out, errs)
 	}
+	keyBefore, _ := os.ReadFile(filepath.Join(idDir, "device.key"))
+	if code, _, errs := run("provision", "csr", "--device", "kiosk-7", "--out", csr, "--dir", idDir, "--key-storage", "file"); code != ExitFail || !strings.Contains(errs, "--force") {
+		t.Fatalf("second csr over a key: %d %q", code, errs)
+	}
+	if b, _ := os.ReadFile(filepath.Join(idDir, "device.key")); string(b) != string(keyBefore) {
+		t.Fatal("a refused csr replaced the key")
+	}
 	bundle := filepath.Join(dir, "usb", "kiosk-7.bundle")
 	if code, _, errs := run("provision", "sign", "--csr", csr, "--device", "kiosk-8", "--out", bundle, "--config", hubConf); code != ExitFail || !strings.Contains(errs, "another device") {
 		t.Fatalf("sign for the wrong device: %d %q", code, errs)
