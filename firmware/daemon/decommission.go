@@ -12,6 +12,7 @@ import (
 	"kiosk/firmware/enroll"
 	"kiosk/firmware/enrollwire"
 	"kiosk/firmware/event"
+	"kiosk/firmware/feedback"
 	"kiosk/firmware/hub"
 	"kiosk/firmware/retire"
 	"kiosk/firmware/txreport"
@@ -29,10 +30,23 @@ func (d *Daemon) decommission(ctx context.Context, wait time.Duration, force boo
 		// by staff.
 		return fmt.Errorf("the device key was wiped (tamper): revoke this kiosk at the hub (kioskctl provision revoke --device %s), then decommission with force", d.cfg.Device.ID)
 	}
+	// Out of service while the outbox drains; the key and salt stay until
+	// it drained (the link needs the key to deliver), and a decommission
+	// that fails puts the kiosk back as it was.
+	inMaintenance := false
+	if u := d.findUI(); u != nil {
+		u.mu.Lock()
+		inMaintenance = u.service.OutOfService && u.service.Reason == feedback.ReasonMaintenance
+		u.mu.Unlock()
+	}
 	d.bus.Publish(event.Event{Source: "decommission", Kind: "staff.action", Data: staffAction{Action: "maintenance", On: true}})
-	clear(d.tx.salt)
-	d.setKey(nil)
+	wiping := false
 	k := retire.Kiosk{
+		OnWipe: func() {
+			wiping = true
+			clear(d.tx.salt)
+			d.setKey(nil)
+		},
 		Commit: d.tx.flow.Commit, Outbox: d.tx.outbox, Event: d.event(txreport.EventDecommission), Signer: d.tx.signer,
 		Keys: d.keys, Latch: d.latchFile(),
 		Files:      []string{d.cfg.Tx.DocSaltFile, d.cfg.Tx.DeviceCert, d.cfg.Hub.CertFile, d.cfg.Hub.AuthCert},
@@ -42,6 +56,12 @@ func (d *Daemon) decommission(ctx context.Context, wait time.Duration, force boo
 		k.State = append(k.State, filepath.Join(d.cfg.Tx.StateDir, name))
 	}
 	err := retire.Decommission(ctx, k, wait, force)
+	if err != nil && !wiping {
+		if !inMaintenance {
+			d.bus.Publish(event.Event{Source: "decommission", Kind: "staff.action", Data: staffAction{Action: "maintenance", On: false}})
+		}
+		return err
+	}
 	if err != nil {
 		return err
 	}

@@ -310,6 +310,71 @@ embedded_hub = true
 	}
 }
 
+// A decommission that cannot drain the outbox (the hub is unreachable)
+// fails and leaves the kiosk as it was: key, salt (file and memory) and
+// signer in place, back in service, the decommission event still queued.
+func TestDecommissionFailureRestores(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := devkey.Create(dir, "", "kiosk-dcf"); err != nil {
+		t.Fatal(err)
+	}
+	keyFile, certFile := filepath.Join(dir, "kiosk-dcf.key"), filepath.Join(dir, "kiosk-dcf.crt")
+	salt := filepath.Join(dir, "doc-salt")
+	if err := os.WriteFile(salt, []byte("0123456789abcdef0123"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state")
+	r := start(t, fmt.Sprintf(`
+[device]
+id = "kiosk-dcf"
+mode = "simulation"
+[http]
+listen = "127.0.0.1:0"
+[camera]
+backend = "none"
+[cardreader]
+backend = "sim"
+[gpio]
+backend = "sim"
+[hub]
+brokers = ["tcp://127.0.0.1:1"]
+[ecr]
+listen = ""
+[transactions]
+state_dir = %q
+device_key = %q
+device_cert = %q
+doc_salt_file = %q
+`, state, keyFile, certFile, salt))
+	waitCond(t, "staff screen up", func() bool { return r.d.findUI() != nil })
+	if r.d.key() == nil {
+		t.Fatal("no device key at start")
+	}
+	if err := r.d.decommission(context.Background(), time.Second, false); err == nil || !strings.Contains(err.Error(), "outbox") {
+		t.Fatalf("decommission with the hub unreachable: %v", err)
+	}
+	if r.d.key() == nil || r.d.tx.signer.Withdrawn() {
+		t.Fatal("a failed decommission dropped the device key")
+	}
+	if strings.Trim(string(r.d.tx.salt), "\x00") == "" {
+		t.Fatal("a failed decommission cleared the salt in memory")
+	}
+	for _, f := range []string{keyFile, certFile, salt} {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("%s after a failed decommission: %v", f, err)
+		}
+	}
+	if st, _ := (tamperlatch.File{Path: filepath.Join(state, "tamper.json")}).Load(); st.Latched {
+		t.Fatalf("latch after a failed decommission: %+v", st)
+	}
+	waitCond(t, "back in service", func() bool {
+		u := r.d.findUI()
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		return !u.service.OutOfService
+	})
+}
+
 // Per-person staff accounts: the PIN finds the account (argon2id), a
 // wrong PIN counts towards the growing lockout.
 func TestStaffAccounts(t *testing.T) {
