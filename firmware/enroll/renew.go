@@ -176,7 +176,8 @@ func (r *Renewer) Renew(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("enroll: renewal csr: %w", err)
 	}
-	req := enrollwire.RenewRequest{V: enrollwire.Version, ID: enrollwire.NewRequestID(), Device: device, CSR: csr}
+	req := enrollwire.RenewRequest{V: enrollwire.Version, ID: enrollwire.NewRequestID(), Device: device, CSR: csr,
+		Expires: r.o.Now().Add(max(r.o.Wait, 5*time.Minute)).UTC()}
 	b, err := r.o.Signer.Seal(req)
 	if err != nil {
 		return err

@@ -362,6 +362,14 @@ func (h *Hub) handleTx(ctx context.Context, device string, payload []byte) outco
 			return outcome{retry: true}
 		}
 	}
+	// A verified tamper alarm revokes the certificate that signed it (and
+	// earlier ones) before the ack.
+	if r.Kind == txreport.KindEvent && r.Service == txreport.EventTamperAlarm && h.opts.Registrar != nil {
+		if err := h.opts.Registrar.TamperAlarm(ctx, device, txreport.Fingerprint(dev.Cert)); err != nil {
+			h.log.Error("refhub: tamper alarm revocation", "device", device, "err", err)
+			return outcome{retry: true}
+		}
+	}
 	hash, err := txreport.ReportHash(payload)
 	if err != nil { // cannot happen after Verify; never ack what is not named
 		h.log.Error("refhub: report hash", "tx", r.TxID, "err", err)

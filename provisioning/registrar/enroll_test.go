@@ -55,6 +55,7 @@ type fixture struct {
 	// authSigner is the hub's authorization key: it seals acks and
 	// renewal answers.
 	authSigner *txreport.Signer
+	reg        *registrar.Registrar
 }
 
 func writePEM(t testing.TB, path, typ string, der []byte) {
@@ -165,6 +166,7 @@ func newFixture(t testing.TB, mods ...func(*registrar.Options)) *fixture {
 	}
 	f.hub, err = refhub.New(refhub.Options{Brokers: []string{f.broker.TLSURL()}, ClientID: "hub-test", TLS: hubTLS,
 		Keyring: ring, Store: f.store, Registrar: reg, Signer: f.authSigner, Now: now})
+	f.reg = reg
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -146,6 +146,15 @@ func (r *Registrar) Handle(ctx context.Context, topic string, payload []byte) Re
 		return reject(enrollwire.CodeInternal, "the hub could not record the certificate: ask for a new token")
 	}
 	r.log.Info("device enrolled", "device", req.Device, "serial", dc.Serial, "not_after", dc.NotAfter)
+	// Enrolled again: what the device held before is revoked (a kiosk
+	// re-enrolled after a loss or a tamper must not leave a working old
+	// key). A failure is logged, not answered: the token is spent and the
+	// new certificate recorded; staff can revoke the serials by hand.
+	if serials, err := r.revokeBefore(ctx, req.Device, dc, "superseded by a new enrollment"); err != nil {
+		r.log.Error("enrollment: earlier certificates not revoked: revoke them with kioskctl provision revoke --serial", "device", req.Device, "err", err)
+	} else if len(serials) > 0 {
+		r.log.Warn("enrollment: earlier certificates revoked", "device", req.Device, "serials", serials)
+	}
 	b, err := enrollwire.Seal(tok, enrollwire.Accepted{V: enrollwire.Version, ID: req.ID, Device: req.Device,
 		Chain: r.o.CA.ChainPEM(cert), Root: r.o.CA.RootPEM(), BrokerCA: r.o.BrokerCA, AuthCert: r.o.AuthCert,
 		TrustBundle: r.o.TrustBundle, NotAfter: cert.NotAfter.UTC()})
@@ -263,6 +272,19 @@ func (r *Registrar) HandleRenew(ctx context.Context, device string, payload []by
 		return reject(enrollwire.CodeBadCSR, err.Error())
 	}
 	now := r.o.Now()
+	if now.After(req.Expires) || req.Expires.Sub(now) > enrollwire.MaxRenewRequestLife {
+		return reject(enrollwire.CodeRequestExpired, fmt.Sprintf("the request expires %s; the hub's time is %s", req.Expires.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339)))
+	}
+	// Only the device's newest certificate renews: one it replaced (by
+	// renewal or enrollment) cannot mint a fresh one.
+	certs, err := r.o.Registry.DeviceCerts(ctx, device)
+	if err != nil {
+		r.log.Error("renewal: registry", "device", device, "err", err)
+		return Reply{Retry: true}
+	}
+	if len(certs) == 0 || certs[len(certs)-1].Fingerprint != txreport.Fingerprint(dev.Cert) {
+		return reject(enrollwire.CodeSuperseded, "sealed by a certificate that is not this device's newest")
+	}
 	if left := dev.Cert.NotAfter.Sub(now); left > enrollwire.RenewWindow {
 		return reject(enrollwire.CodeNotDue, fmt.Sprintf("the certificate has %d days left; renewal opens at %d", int(left.Hours()/24), int(enrollwire.RenewWindow.Hours()/24)))
 	}
@@ -281,6 +303,49 @@ func (r *Registrar) HandleRenew(ctx context.Context, device string, payload []by
 	// signed before the switch still verify.
 	r.log.Info("device certificate renewed", "device", device, "serial", dc.Serial, "not_after", dc.NotAfter)
 	return answer(enrollwire.RenewAnswer{Status: "accepted", Chain: [][]byte{cert.Raw, r.o.CA.Issuing.Raw}, NotAfter: cert.NotAfter.UTC()})
+}
+
+// revokeBefore revokes the device's certificates issued before keep (and
+// any other than keep issued at the same time), keep itself not.
+func (r *Registrar) revokeBefore(ctx context.Context, device string, keep hubstore.DeviceCert, reason string) ([]string, error) {
+	certs, err := r.o.Registry.DeviceCerts(ctx, device)
+	if err != nil {
+		return nil, err
+	}
+	var serials []string
+	for _, c := range certs {
+		if c.Fingerprint == keep.Fingerprint || c.Issued.After(keep.Issued) {
+			continue
+		}
+		if err := r.o.Registry.Revoke(ctx, hubstore.Revocation{Serial: c.Serial, Device: device, Reason: reason, Revoked: r.o.Now().UTC()}); err != nil {
+			return serials, err
+		}
+		serials = append(serials, c.Serial)
+	}
+	return serials, nil
+}
+
+// TamperAlarm revokes the certificate that signed a device's verified
+// tamper alarm and every earlier one: the key may be in other hands now.
+// Certificates issued after it (the kiosk enrolled again before the
+// alarm arrived) stay.
+func (r *Registrar) TamperAlarm(ctx context.Context, device, fingerprint string) error {
+	c, err := r.o.Registry.CertByFingerprint(ctx, fingerprint)
+	if errors.Is(err, hubstore.ErrNotFound) {
+		return nil // not issued by the device CA (a pinned development key)
+	}
+	if err != nil {
+		return err
+	}
+	serials, err := r.revokeBefore(ctx, device, c, "tamper alarm")
+	if err != nil {
+		return err
+	}
+	if err := r.o.Registry.Revoke(ctx, hubstore.Revocation{Serial: c.Serial, Device: device, Reason: "tamper alarm", Revoked: r.o.Now().UTC()}); err != nil {
+		return err
+	}
+	r.log.Warn("tamper alarm: certificates revoked", "device", device, "serials", append(serials, c.Serial))
+	return nil
 }
 
 // Decommission revokes every certificate of a device that reported its
