@@ -44,11 +44,11 @@ func (d *Daemon) decommission(ctx context.Context, wait time.Duration, force boo
 	k := retire.Kiosk{
 		OnWipe: func() {
 			wiping = true
-			clear(d.tx.salt)
+			d.tx.clearSalt()
 			d.setKey(nil)
 		},
 		Commit: d.tx.flow.Commit, Outbox: d.tx.outbox, Event: d.event(txreport.EventDecommission), Signer: d.tx.signer,
-		Keys: d.keys, Latch: d.latchFile(),
+		Keys: d.keyStore(), Latch: d.latchFile(),
 		Files:      []string{d.cfg.Tx.DocSaltFile, d.cfg.Tx.DeviceCert, d.cfg.Hub.CertFile, d.cfg.Hub.AuthCert},
 		CloseState: d.tx.close,
 	}
@@ -143,15 +143,14 @@ func (d *Daemon) enrollAgain(ctx context.Context, broker, token string, force bo
 	if filepath.Base(d.cfg.Tx.DeviceCert) != enroll.FileChain {
 		return enroll.Identity{}, fmt.Errorf("%w: transactions.device_cert must be <identity dir>/%s", errEnrollInput, enroll.FileChain)
 	}
-	if d.keys == nil {
-		if err := d.openKeyStore(); err != nil {
-			return enroll.Identity{}, err
-		}
+	keys, err := d.openKeyStore()
+	if err != nil {
+		return enroll.Identity{}, err
 	}
 	tlsCfg, err := hub.TLSConfig(d.cfg.Hub.CAFile, "", "")
 	if err != nil {
 		return enroll.Identity{}, err
 	}
 	return enroll.Enroll(ctx, enroll.Options{Broker: broker, TLS: tlsCfg, Token: token, Dir: filepath.Dir(d.cfg.Tx.DeviceCert),
-		Keys: d.keys, Prefix: d.cfg.Hub.TopicPrefix, Wait: 20 * time.Second, Logger: d.log.With("component", "enroll")})
+		Keys: keys, Prefix: d.cfg.Hub.TopicPrefix, Wait: 20 * time.Second, Logger: d.log.With("component", "enroll")})
 }

@@ -89,7 +89,10 @@ func (d *Daemon) buildSession() error {
 	// An enrolled kiosk renews its certificate through the hub.
 	if !tx.ephemeral && len(cfg.Hub.Brokers) > 0 {
 		// Both stores make the new key beside the old one.
-		pending, _ := d.keys.(enroll.PendingKeys)
+		var pending enroll.PendingKeys
+		if _, ok := d.keyStore().(enroll.PendingKeys); ok {
+			pending = pendingKeys{d}
+		}
 		tx.renewer, err = enroll.NewRenewer(enroll.RenewerOptions{
 			Hub: d.hub, Signer: tx.signer, HubKeys: hubKeys, Keys: pending, Chain: cfg.Tx.DeviceCert, Now: d.now,
 			Logger: d.log.With("component", "renewal"),

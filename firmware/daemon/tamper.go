@@ -124,6 +124,8 @@ func (d *Daemon) wipeKey(ctx context.Context) error {
 	}
 	d.deviceKey = nil
 	d.keyMu.Unlock()
+	d.storeMu.Lock()
+	defer d.storeMu.Unlock()
 	var err error
 	if d.keys != nil {
 		err = d.keys.Wipe(ctx)
@@ -140,7 +142,7 @@ func (d *Daemon) wipeKey(ctx context.Context) error {
 // wipeSalt clears the document salt in memory and on disk.
 func (d *Daemon) wipeSalt() error {
 	if d.tx != nil {
-		clear(d.tx.salt)
+		d.tx.clearSalt()
 	}
 	return tamperlatch.Wipe(d.cfg.Tx.DocSaltFile)
 }
@@ -149,7 +151,7 @@ func (d *Daemon) wipeSalt() error {
 // kiosk was enrolled again after a wipe whose record was lost. (A TPM key
 // carries no creation time here; there the step record alone decides.)
 func (d *Daemon) keyCreatedSince(since time.Time) bool {
-	fk, ok := d.keys.(*devicekey.File)
+	fk, ok := d.keyStore().(*devicekey.File)
 	if !ok || since.IsZero() {
 		return false
 	}
@@ -171,12 +173,11 @@ func (d *Daemon) tamperResetBlocked(ctx context.Context) error {
 	if !st.KeyGone() && !st.SaltWiped {
 		return nil
 	}
-	if d.keys == nil {
-		if err := d.openKeyStore(); err != nil {
-			return err
-		}
+	keys, err := d.openKeyStore()
+	if err != nil {
+		return err
 	}
-	if _, err := d.keys.Load(ctx); errors.Is(err, devicekey.ErrNoKey) {
+	if _, err := keys.Load(ctx); errors.Is(err, devicekey.ErrNoKey) {
 		if d.simEphemeral() {
 			return nil // simulation without enrollment: a new development key
 		}
@@ -204,7 +205,11 @@ func (d *Daemon) completeTamperReset(ctx context.Context) error {
 			key  crypto.Signer
 			cert *x509.Certificate
 		)
-		k, err := d.keys.Load(ctx)
+		keys, err := d.openKeyStore()
+		if err != nil {
+			return err
+		}
+		k, err := keys.Load(ctx)
 		switch {
 		case errors.Is(err, devicekey.ErrNoKey) && d.simEphemeral():
 			d.log.Warn("simulation: a new ephemeral development key after the tamper reset")
@@ -234,10 +239,11 @@ func (d *Daemon) completeTamperReset(ctx context.Context) error {
 			}
 		}
 		if b, err := os.ReadFile(d.cfg.Tx.DocSaltFile); err == nil && len(strings.TrimSpace(string(b))) >= 16 {
-			d.tx.salt = []byte(strings.TrimSpace(string(b)))
+			d.tx.setSalt([]byte(strings.TrimSpace(string(b))))
 		} else {
-			d.tx.salt = make([]byte, 32) // simulation: a new random salt
-			_, _ = rand.Read(d.tx.salt)
+			salt := make([]byte, 32) // simulation: a new random salt
+			_, _ = rand.Read(salt)
+			d.tx.setSalt(salt)
 		}
 	}
 	if d.tx != nil {
