@@ -617,6 +617,15 @@ func (c *Config) Validate() error {
 		if h.AuthCert == "" {
 			bad("hub.auth_cert", "required in production mode: an unsigned approval would be taken on trust")
 		}
+		// One identity: renewal and the tamper wipe touch the transactions
+		// pair, so a hub pair elsewhere would keep an old (or wiped) key
+		// on the link.
+		if h.CertFile != "" && h.CertFile != c.Tx.DeviceCert {
+			bad("hub.cert_file", "%q must be transactions.device_cert (%q) in production mode: renewal and the tamper wipe act on that one", h.CertFile, c.Tx.DeviceCert)
+		}
+		if h.KeyFile != "" && c.Tx.KeyStorage != "tpm" && h.KeyFile != c.Tx.DeviceKey {
+			bad("hub.key_file", "%q must be transactions.device_key (%q) in production mode: renewal and the tamper wipe act on that one", h.KeyFile, c.Tx.DeviceKey)
+		}
 	}
 	return errors.Join(errs...)
 }
