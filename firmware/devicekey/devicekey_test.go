@@ -216,3 +216,36 @@ func TestFileWipeTakesPending(t *testing.T) {
 		t.Fatalf("a key after the wipe: %v", err)
 	}
 }
+
+// A commit that failed after the old key was evicted (here: evicted by
+// hand) leaves the new key at the pending handle only; the renewal's
+// discard must not destroy it.
+func TestTPMDiscardKeepsOnlyKey(t *testing.T) {
+	ctx := context.Background()
+	sw := swtpmtest.Start(t)
+	tp, err := OpenTPM("unix:" + sw.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	if _, err := tp.Create(ctx); err != nil {
+		t.Fatal(err)
+	}
+	nk, _, discard, err := tp.CreatePending(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.mu.Lock()
+	err = tp.evictAt(tp.Handle)
+	tp.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := discard(); err != nil {
+		t.Fatal(err)
+	}
+	k, err := tp.Load(ctx)
+	if err != nil || !k.Public().(*ecdsa.PublicKey).Equal(nk.Public()) {
+		t.Fatalf("the only key was discarded: %v", err)
+	}
+}

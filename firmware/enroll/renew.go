@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -259,11 +260,19 @@ func (r *Renewer) switchTo(device string, key crypto.Signer, ders [][]byte, comm
 			return nil, fmt.Errorf("enroll: renewal not committed: %w", err)
 		}
 	}
-	if err := WriteFile(r.o.Chain, chainPEM, 0o644); err != nil {
+	// The new chain is written aside first (a full disk fails here, with
+	// nothing changed), then the key is committed, then the chain renamed
+	// in: a failed commit leaves the old key with the old chain.
+	pending := r.o.Chain + ".new"
+	if err := WriteFile(pending, chainPEM, 0o644); err != nil {
 		return nil, err
 	}
 	if err := commit(); err != nil {
-		return nil, err
+		_ = os.Remove(pending)
+		return nil, fmt.Errorf("enroll: commit the renewed key: %w", err)
+	}
+	if err := os.Rename(pending, r.o.Chain); err != nil {
+		return nil, fmt.Errorf("enroll: the renewed key is in place but its chain is at %s: %w", pending, err)
 	}
 	if err := r.o.Signer.Replace(key, leaf); err != nil {
 		return nil, err

@@ -318,6 +318,26 @@ func TestRenewalAfterTamper(t *testing.T) {
 			}
 		}
 	})
+	t.Run("commit fails", func(t *testing.T) {
+		rn, keys, signer, chainFile := renewer(t, "kiosk-tcf", func(o *enroll.RenewerOptions, keys *devicekey.File, _ *txreport.Signer) {
+			o.Keys = failingCommit{keys}
+		})
+		before, _ := os.ReadFile(chainFile)
+		oldFP := signer.Fingerprint()
+		if err := rn.Renew(context.Background()); err == nil || !strings.Contains(err.Error(), "commit") {
+			t.Fatalf("renewal whose key commit fails: %v", err)
+		}
+		after, _ := os.ReadFile(chainFile)
+		if string(before) != string(after) || signer.Fingerprint() != oldFP {
+			t.Fatal("a failed key commit left a chain for a key that is not there")
+		}
+		if _, err := os.Stat(chainFile + ".new"); !os.IsNotExist(err) {
+			t.Fatalf("pending chain left: %v", err)
+		}
+		if _, err := keys.Load(context.Background()); err != nil {
+			t.Fatalf("old key after a failed commit: %v", err)
+		}
+	})
 	t.Run("held", func(t *testing.T) {
 		rn, keys, signer, chainFile := renewer(t, "kiosk-thold", func(o *enroll.RenewerOptions, _ *devicekey.File, _ *txreport.Signer) {
 			o.Hold = func() error { return errors.New("tamper latch is set") }
@@ -338,4 +358,13 @@ func TestRenewalAfterTamper(t *testing.T) {
 			t.Fatalf("old key after a held renewal: %v", err)
 		}
 	})
+}
+
+// failingCommit makes the pending key but fails its commit (a full disk,
+// a TPM error), leaving the old key where it was.
+type failingCommit struct{ *devicekey.File }
+
+func (f failingCommit) CreatePending(ctx context.Context) (crypto.Signer, func() error, func() error, error) {
+	k, _, discard, err := f.File.CreatePending(ctx)
+	return k, func() error { return errors.New("injected commit failure") }, discard, err
 }
