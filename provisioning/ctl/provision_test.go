@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"kiosk/firmware/devicekey"
 	"kiosk/firmware/devicekey/swtpmtest"
 	"kiosk/firmware/enroll"
+	"kiosk/firmware/enrollwire"
 	"kiosk/firmware/hub/mqtttest"
 	"kiosk/internal/testpki"
 	"kiosk/provisioning/devkey"
@@ -134,6 +136,17 @@ listen = "127.0.0.1:0"
 	if code != ExitUsage || !strings.Contains(errs, "token_used") {
 		t.Fatalf("replayed token: %d %q", code, errs)
 	}
+	// --token - reads it from stdin (kept out of argv): the hub sees the
+	// same spent token.
+	var sout, serr bytes.Buffer
+	code = Main([]string{"provision", "enroll", "--hub", broker.ProvisionURL(), "--token", "-", "--ca", bca.File,
+		"--dir", t.TempDir(), "--key-storage", "file"}, strings.NewReader(tok+"\n"), &sout, &serr, "test")
+	if code != ExitUsage || !strings.Contains(serr.String(), "token_used") {
+		t.Fatalf("--token - with the spent token on stdin: %d %q", code, serr.String())
+	}
+	if code, _, errs := run("provision", "enroll", "--hub", broker.ProvisionURL(), "--token", "-"); code != ExitUsage || !strings.Contains(errs, "no token on stdin") {
+		t.Fatalf("--token - with nothing on stdin: %d %q", code, errs)
+	}
 
 	// One serial as staff may type it: upper case, 0x, colons, zero
 	// padding all name the serial the hub looks up; an unknown serial is
@@ -229,6 +242,13 @@ issuing_key = %q
 	code, out, errs = run("provision", "sign", "--csr", csr, "--device", "kiosk-7", "--out", bundle, "--config", hubConf)
 	if code != ExitOK || !strings.Contains(out, rootSum) {
 		t.Fatalf("sign: %d %q %q", code, out, errs)
+	}
+	huge := filepath.Join(dir, "usb", "huge.bundle")
+	if err := os.WriteFile(huge, make([]byte, enrollwire.MaxBundle+1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := run("provision", "import", "--bundle", huge, "--root-sha256", rootSum, "--dir", idDir, "--key-storage", "file"); code != ExitUsage || !strings.Contains(errs, "larger than") {
+		t.Fatalf("oversized bundle: %d %q", code, errs)
 	}
 	// Refusals leave no identity behind.
 	good, _ := os.ReadFile(bundle)
