@@ -322,9 +322,15 @@ listen = "127.0.0.1:0"
 	}
 	step("rotated: certificate %s → %s in the TPM, link reconnected on the new one, demo-tx-2 acknowledged", oldSerial, newSerial)
 
-	// Decommission. A report signed now (before the wipe) is sent after
-	// it: the hub must refuse it.
-	late, err := signer.Sign(payment("demo-tx-late"))
+	// Decommission. A report signed now (before the wipe) but dated after
+	// the revocation, as a stolen key would date it, is sent after it: the
+	// hub must refuse it. (One decided before the revocation still
+	// verifies: the hub judges a report by its certificate at the
+	// report's decision time.)
+	lateReport := payment("demo-tx-late")
+	lateReport.Started = txreport.Timestamp(time.Now().Add(time.Minute))
+	lateReport.Decided = lateReport.Started
+	late, err := signer.Sign(lateReport)
 	if err != nil {
 		return err
 	}

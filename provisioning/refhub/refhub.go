@@ -44,6 +44,10 @@ type Options struct {
 	Password string
 	TLS      *tls.Config
 	Keyring  *txreport.Keyring
+	// ResolveAt, when set, is asked for a report whose certificate the
+	// keyring refuses now: the certificate as it stood at the report's
+	// decision time (devtrust.Trust.ResolveAt).
+	ResolveAt func(fp string, at time.Time) (txreport.Device, bool)
 	// Signer seals authorization responses and report acks (docs/mqtt.md,
 	// "Signed authorization", "Acknowledgement"); nil sends them
 	// unsigned, which kiosks that were given hub.auth_cert ignore.
@@ -339,6 +343,9 @@ func (h *Hub) process(ctx context.Context, device, rest string, payload []byte) 
 
 func (h *Hub) handleTx(ctx context.Context, device string, payload []byte) outcome {
 	r, dev, err := h.opts.Keyring.Verify(payload)
+	if errors.Is(err, txreport.ErrUnknownDevice) && h.opts.ResolveAt != nil {
+		r, dev, err = h.verifyAtDecision(payload, err)
+	}
 	if err == nil && r.Terminal != device {
 		err = fmt.Errorf("%w: topic device %q, report %q", txreport.ErrWrongDevice, device, r.Terminal)
 	}
@@ -383,6 +390,34 @@ func (h *Hub) handleTx(ctx context.Context, device string, payload []byte) outco
 		h.stats.applied.Add(1)
 	}
 	return outcome{sub: hub.TopicTxAck, reply: ack}
+}
+
+// verifyAtDecision verifies a report with its certificate as it stood
+// when the report was decided (signed while valid, expired or revoked
+// since). The unverified Decided only picks the time; the signature
+// then covers it.
+func (h *Hub) verifyAtDecision(payload []byte, nowErr error) (*txreport.Report, txreport.Device, error) {
+	env, err := txreport.ParseEnvelope(payload)
+	if err != nil {
+		return nil, txreport.Device{}, nowErr
+	}
+	var claim struct {
+		Decided string `json:"decided"`
+	}
+	if json.Unmarshal(env.Report, &claim) != nil {
+		return nil, txreport.Device{}, nowErr
+	}
+	at, err := time.Parse(time.RFC3339Nano, claim.Decided)
+	if err != nil {
+		return nil, txreport.Device{}, nowErr
+	}
+	kr := txreport.NewKeyring()
+	kr.SetResolver(func(fp string) (txreport.Device, bool) { return h.opts.ResolveAt(fp, at) })
+	r, dev, err := kr.Verify(payload)
+	if err != nil {
+		return nil, dev, nowErr
+	}
+	return r, dev, nil
 }
 
 func (h *Hub) handleAuth(ctx context.Context, device string, payload []byte) outcome {

@@ -165,7 +165,7 @@ func newFixture(t testing.TB, mods ...func(*registrar.Options)) *fixture {
 		t.Fatal(err)
 	}
 	f.hub, err = refhub.New(refhub.Options{Brokers: []string{f.broker.TLSURL()}, ClientID: "hub-test", TLS: hubTLS,
-		Keyring: ring, Store: f.store, Registrar: reg, Signer: f.authSigner, Now: now})
+		Keyring: ring, ResolveAt: f.trust.ResolveAt, Store: f.store, Registrar: reg, Signer: f.authSigner, Now: now})
 	f.reg = reg
 	if err != nil {
 		t.Fatal(err)
@@ -545,8 +545,11 @@ func TestDecommissionRevokes(t *testing.T) {
 		t.Fatalf("revocations %+v %v", revs, err)
 	}
 	rejected := f.hub.Stats().Rejected
+	// Decided after the revocation (a report decided before it would
+	// still verify: it was signed while the certificate was good).
+	after := txreport.Timestamp(time.Now().Add(time.Second))
 	r := &txreport.Report{V: 1, TxID: "tx-after", Terminal: "kiosk-dc", Kind: "payment", Amount: 1, Currency: "EUR",
-		Started: now, Decided: now, Decision: txreport.Approved, Auth: txreport.Auth{Mode: txreport.AuthOffline}}
+		Started: after, Decided: after, Decision: txreport.Approved, Auth: txreport.Auth{Mode: txreport.AuthOffline}}
 	b, _ := signer.Sign(r)
 	waitFor(t, 10*time.Second, "report after decommission refused", func() bool {
 		c.Publish("kiosk/v1/kiosk-dc/tx", 1, false, b).WaitTimeout(time.Second)

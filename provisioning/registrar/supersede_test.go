@@ -185,3 +185,57 @@ func TestTamperAlarmRevokesAtHub(t *testing.T) {
 		return false
 	})
 }
+
+// A report decided while the certificate was good still verifies after
+// the revocation (it waited in the kiosk's outbox); one decided after the
+// revocation does not.
+func TestReportVerifiesAtDecisionTime(t *testing.T) {
+	f := newFixture(t)
+	const device = "kiosk-late"
+	dir := t.TempDir()
+	if _, err := f.enroll(t, f.token(t, device, 30*time.Minute, time.Now()), dir); err != nil {
+		t.Fatal(err)
+	}
+	key, err := (&devicekey.File{Path: filepath.Join(dir, "device.key")}).Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsCfg, err := enroll.TLSConfig(dir, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.connect(t, device, tlsCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, _ := deviceca.ReadCerts(filepath.Join(dir, enroll.FileChain))
+	signer, err := txreport.NewSigner(key, chain[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign := func(tx string, decided time.Time) []byte {
+		b, err := signer.Sign(&txreport.Report{V: 1, TxID: tx, Terminal: device, Kind: "payment", Amount: 100, Currency: "EUR",
+			Started: txreport.Timestamp(decided), Decided: txreport.Timestamp(decided), Decision: txreport.Approved,
+			Auth: txreport.Auth{Mode: txreport.AuthOffline}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	early := sign("tx-before-revocation", time.Now().Add(-time.Second))
+	if _, err := registrar.RevokeDevice(context.Background(), f.store, device, "test", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	late := sign("tx-after-revocation", time.Now().Add(time.Second))
+	time.Sleep(time.Second) // every hub reloads revocations within it
+	publish := func(b []byte) {
+		if tok := c.Publish("kiosk/v1/"+device+"/tx", 1, false, b); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish: %v", tok.Error())
+		}
+	}
+	applied, rejected := f.hub.Stats().Applied, f.hub.Stats().Rejected
+	publish(late)
+	waitFor(t, 10*time.Second, "the late report refused", func() bool { return f.hub.Stats().Rejected == rejected+1 })
+	publish(early)
+	waitFor(t, 10*time.Second, "the early report applied", func() bool { return f.hub.Stats().Applied == applied+1 })
+}
