@@ -166,6 +166,22 @@ func (t *Trust) Resolve(fp string) (txreport.Device, bool) {
 	return e.dev, true
 }
 
+// RefusedForGood reports whether fp names a certificate the device CA
+// issued to device that is revoked or expired now: a report under it
+// will never be accepted (unless decided earlier: see ResolveAt).
+func (t *Trust) RefusedForGood(fp, device string) bool {
+	t.mu.RLock()
+	e, ok := t.known[fp]
+	t.mu.RUnlock()
+	if !ok || e.dev.ID != device {
+		return false
+	}
+	t.mu.RLock()
+	_, revoked := t.revoked[e.serial]
+	t.mu.RUnlock()
+	return revoked || t.o.Now().After(e.dev.Cert.NotAfter)
+}
+
 // ResolveAt resolves a certificate as it stood at a report's decision
 // time: within its validity then, and not revoked before then. A report
 // signed while the certificate was good still verifies after it expired

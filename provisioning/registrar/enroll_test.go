@@ -165,7 +165,7 @@ func newFixture(t testing.TB, mods ...func(*registrar.Options)) *fixture {
 		t.Fatal(err)
 	}
 	f.hub, err = refhub.New(refhub.Options{Brokers: []string{f.broker.TLSURL()}, ClientID: "hub-test", TLS: hubTLS,
-		Keyring: ring, ResolveAt: f.trust.ResolveAt, Store: f.store, Registrar: reg, Signer: f.authSigner, Now: now})
+		Keyring: ring, ResolveAt: f.trust.ResolveAt, RefusedForGood: f.trust.RefusedForGood, Store: f.store, Registrar: reg, Signer: f.authSigner, Now: now})
 	f.reg = reg
 	if err != nil {
 		t.Fatal(err)

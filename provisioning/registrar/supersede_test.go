@@ -12,9 +12,12 @@ import (
 	"testing"
 	"time"
 
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
 	"kiosk/firmware/devicekey"
 	"kiosk/firmware/enroll"
 	"kiosk/firmware/enrollwire"
+	"kiosk/firmware/hub"
 	"kiosk/firmware/txreport"
 	"kiosk/provisioning/deviceca"
 	"kiosk/provisioning/registrar"
@@ -233,9 +236,32 @@ func TestReportVerifiesAtDecisionTime(t *testing.T) {
 			t.Fatalf("publish: %v", tok.Error())
 		}
 	}
+	acks := make(chan []byte, 4)
+	if tok := c.Subscribe("kiosk/v1/"+device+"/"+hub.TopicTxAck, 1, func(_ mqtt.Client, m mqtt.Message) { acks <- m.Payload() }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
 	applied, rejected := f.hub.Stats().Applied, f.hub.Stats().Rejected
 	publish(late)
 	waitFor(t, 10*time.Second, "the late report refused", func() bool { return f.hub.Stats().Rejected == rejected+1 })
+	// Refused for good: a sealed negative ack naming exactly that report,
+	// so the kiosk stops resending it.
+	hubKeys := txreport.NewKeyring()
+	if err := hubKeys.Add(f.authSigner.Certificate()); err != nil {
+		t.Fatal(err)
+	}
+	lateHash, _ := txreport.ReportHash(late)
+	select {
+	case b := <-acks:
+		var a hub.TxAck
+		if _, err := hubKeys.Open(b, &a); err != nil || a.Status != hub.AckRefused || a.TxID != "tx-after-revocation" || a.ReportSHA256 != lateHash {
+			t.Fatalf("ack of the late report: %+v %v", a, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no negative ack for a report refused for good")
+	}
+	if f.hub.Stats().RefusedForGood != 1 {
+		t.Fatalf("stats %+v", f.hub.Stats())
+	}
 	publish(early)
 	waitFor(t, 10*time.Second, "the early report applied", func() bool { return f.hub.Stats().Applied == applied+1 })
 }
