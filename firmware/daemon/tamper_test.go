@@ -406,7 +406,7 @@ func TestStaffAccounts(t *testing.T) {
 	if err := staff.Add(accounts, "ben", "135790"); err != nil {
 		t.Fatal(err)
 	}
-	r := start(t, fmt.Sprintf(`
+	conf := fmt.Sprintf(`
 [device]
 id = "kiosk-staff"
 mode = "simulation"
@@ -427,7 +427,8 @@ listen = ""
 state_dir = %q
 doc_salt_file = %q
 embedded_hub = true
-`, accounts, filepath.Join(dir, "state"), filepath.Join(dir, "salt")))
+`, accounts, filepath.Join(dir, "state"), filepath.Join(dir, "salt"))
+	r := start(t, conf)
 	r.waitHealth(t, "hub ok", func(h Health) bool { return h.Components["hub"].State == "ok" })
 	code, body := postJSON(t, r.base+"/api/staff/login", `{"pin":"135790"}`)
 	var login struct{ Token string }
@@ -475,5 +476,11 @@ embedded_hub = true
 	}
 	if code, _ := postJSON(t, r.base+"/api/staff/login", `{"pin":"246810"}`); code != 429 {
 		t.Fatalf("right PIN during the lockout: %d, want 429", code)
+	}
+	// A restart does not lift it: the lockout lives in the state directory.
+	r.stop(t)
+	r = start(t, conf)
+	if code, _ := postJSON(t, r.base+"/api/staff/login", `{"pin":"246810"}`); code != 429 {
+		t.Fatalf("right PIN during the lockout after a restart: %d, want 429", code)
 	}
 }
