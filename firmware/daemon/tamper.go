@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"kiosk/firmware/audit"
 	"kiosk/firmware/devicekey"
 	"kiosk/firmware/hub"
 	"kiosk/firmware/tamperlatch"
@@ -286,9 +287,24 @@ func (d *Daemon) recordStaff(ctx context.Context, who, action, detail string) {
 		return
 	}
 	r := d.event(txreport.EventStaffAudit)
-	r.TxID = fmt.Sprintf("audit-%d-%s", e.Seq, e.Prev[:12])
+	if r.TxID, err = auditTxID(e); err != nil {
+		d.log.Error("staff audit entry not queued for the hub", "seq", e.Seq, "err", err)
+		return
+	}
 	r.Audit = &e
 	if err := d.tx.flow.Commit(ctx, r); err != nil {
 		d.log.Error("staff audit entry not queued for the hub", "seq", e.Seq, "err", err)
 	}
+}
+
+// auditTxID names an audit entry's report by its sequence and its own
+// hash: unique also after the log was reset (decommission), where the
+// sequence and the previous hash start over and the hub's deduplication
+// would drop the new entry as a resend of the old one.
+func auditTxID(e audit.Entry) (string, error) {
+	h, err := audit.Hash(e)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("audit-%d-%s", e.Seq, h[:16]), nil
 }

@@ -484,3 +484,28 @@ embedded_hub = true
 		t.Fatalf("right PIN during the lockout after a restart: %d, want 429", code)
 	}
 }
+
+// The first entry of a log started again (after a decommission) does not
+// reuse the report id of the first entry of the old log: the hub would
+// drop it as a duplicate.
+func TestAuditTxIDUniqueAfterReset(t *testing.T) {
+	ids := map[string]bool{}
+	for i := range 2 {
+		l, err := audit.Open(filepath.Join(t.TempDir(), "audit.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := l.Append("anna", "login", "", time.Date(2026, 12, 7, 6, i, 0, 0, time.UTC))
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := auditTxID(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ids[id] {
+			t.Fatalf("report id %s repeats after a reset", id)
+		}
+		ids[id] = true
+	}
+}
