@@ -376,6 +376,13 @@ func (h *Hub) handleTx(ctx context.Context, device string, payload []byte) outco
 			return outcome{retry: true}
 		}
 	}
+	// The first report under a renewed certificate retires the old one.
+	if h.opts.Registrar != nil && !(r.Kind == txreport.KindEvent && r.Service == txreport.EventTamperAlarm) {
+		if err := h.opts.Registrar.Used(ctx, device, txreport.Fingerprint(dev.Cert)); err != nil {
+			h.log.Error("refhub: retire superseded certificates", "device", device, "err", err)
+			// Applied already; the next report tries again.
+		}
+	}
 	// A verified tamper alarm revokes the certificate that signed it (and
 	// earlier ones) before the ack.
 	if r.Kind == txreport.KindEvent && r.Service == txreport.EventTamperAlarm && h.opts.Registrar != nil {

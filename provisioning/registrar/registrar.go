@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math/big"
 	"strings"
+	"sync"
 	"time"
 
 	"kiosk/firmware/enrollwire"
@@ -46,6 +47,11 @@ type Options struct {
 type Registrar struct {
 	o   Options
 	log *slog.Logger
+
+	// inUse: per device, the certificate whose first use retired the
+	// ones before it (Used), so the registry is asked once per switch.
+	mu    sync.Mutex
+	inUse map[string]string
 }
 
 // New checks options.
@@ -66,7 +72,7 @@ func New(o Options) (*Registrar, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Registrar{o: o, log: log}, nil
+	return &Registrar{o: o, log: log, inUse: map[string]string{}}, nil
 }
 
 // Filter is the subscription of every kiosk's requests (below the
@@ -323,6 +329,52 @@ func (r *Registrar) revokeBefore(ctx context.Context, device string, keep hubsto
 		serials = append(serials, c.Serial)
 	}
 	return serials, nil
+}
+
+// Used is told that device used the certificate fp (a verified report).
+// The first use of a device's newest certificate revokes the ones it
+// superseded: the renewal's grace period lasts until the kiosk has
+// switched, and reports decided before still verify (devtrust.ResolveAt).
+func (r *Registrar) Used(ctx context.Context, device, fp string) error {
+	r.mu.Lock()
+	same := r.inUse[device] == fp
+	r.mu.Unlock()
+	if same {
+		return nil
+	}
+	certs, err := r.o.Registry.DeviceCerts(ctx, device)
+	if err != nil {
+		return err
+	}
+	if len(certs) == 0 || certs[len(certs)-1].Fingerprint != fp {
+		return nil // not the newest (or not from the device CA): nothing to retire
+	}
+	newest := certs[len(certs)-1]
+	revs, err := r.o.Registry.Revocations(ctx)
+	if err != nil {
+		return err
+	}
+	done := map[string]bool{}
+	for _, rv := range revs {
+		done[rv.Serial] = true
+	}
+	var serials []string
+	for _, c := range certs[:len(certs)-1] {
+		if done[c.Serial] || c.Issued.After(newest.Issued) {
+			continue
+		}
+		if err := r.o.Registry.Revoke(ctx, hubstore.Revocation{Serial: c.Serial, Device: device, Reason: "superseded by renewal", Revoked: r.o.Now().UTC()}); err != nil {
+			return err
+		}
+		serials = append(serials, c.Serial)
+	}
+	if len(serials) > 0 {
+		r.log.Info("superseded certificates revoked on the first use of the newest", "device", device, "serials", serials)
+	}
+	r.mu.Lock()
+	r.inUse[device] = fp
+	r.mu.Unlock()
+	return nil
 }
 
 // TamperAlarm revokes the certificate that signed a device's verified

@@ -21,6 +21,7 @@ import (
 	"kiosk/firmware/txreport"
 	"kiosk/provisioning/deviceca"
 	"kiosk/provisioning/devkey"
+	"kiosk/provisioning/hubstore"
 	"kiosk/provisioning/registrar"
 )
 
@@ -187,6 +188,22 @@ func rotation(t *testing.T, f *fixture, device, dir string, keys rotatingStore) 
 		}
 	}
 	waitFor(t, 10*time.Second, "old-key and new-key reports applied", func() bool { return f.hub.Stats().Applied == applied+2 })
+	// The new certificate in use retires the old one; the old-key report
+	// was decided before, so it still verified.
+	waitFor(t, 10*time.Second, "the superseded certificate revoked", func() bool {
+		revs, _ := f.store.Revocations(ctx)
+		for _, r := range revs {
+			if r.Serial == oldSerial && r.Reason == "superseded by renewal" {
+				return true
+			}
+		}
+		return false
+	})
+	for _, r := range mustRevocations(t, f) {
+		if r.Serial == newSerial {
+			t.Fatal("the certificate in use was revoked")
+		}
+	}
 
 }
 
@@ -367,4 +384,13 @@ type failingCommit struct{ *devicekey.File }
 func (f failingCommit) CreatePending(ctx context.Context) (crypto.Signer, func() error, func() error, error) {
 	k, _, discard, err := f.File.CreatePending(ctx)
 	return k, func() error { return errors.New("injected commit failure") }, discard, err
+}
+
+func mustRevocations(t *testing.T, f *fixture) []hubstore.Revocation {
+	t.Helper()
+	revs, err := f.store.Revocations(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return revs
 }
