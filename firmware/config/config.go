@@ -301,7 +301,7 @@ func Default() Config {
 		ECR: ECR{Listen: "127.0.0.1:8081", TokenFile: "/etc/kioskd/ecr-token"},
 		Tx: Tx{
 			StateDir: "/var/lib/kioskd", Merchant: "MERCHANT-0001",
-			DeviceKey: "/var/lib/kioskd/identity/device.key", DeviceCert: "/var/lib/kioskd/identity/device.crt", DocSaltFile: "/etc/kioskd/doc-salt",
+			DeviceKey: "/var/lib/kioskd/identity/device.key", DeviceCert: "/var/lib/kioskd/identity/device.crt", DocSaltFile: "/var/lib/kioskd/doc-salt",
 			KeyStorage: "file", TPMDevice: "/dev/tpmrm0",
 			OfflineCurrency: "CNY", OutboxMaxRecords: 10000, OutboxMaxBytes: 64 << 20, AuthTimeout: 5 * time.Second,
 		},
@@ -677,6 +677,15 @@ func (c *Config) Validate() error {
 		}
 		if h.AuthCert == "" {
 			bad("hub.auth_cert", "required in production mode: an unsigned approval would be taken on trust")
+		}
+		// One identity: renewal and the tamper wipe touch the transactions
+		// pair, so a hub pair elsewhere would keep an old (or wiped) key
+		// on the link.
+		if h.CertFile != "" && h.CertFile != c.Tx.DeviceCert {
+			bad("hub.cert_file", "%q must be transactions.device_cert (%q) in production mode: renewal and the tamper wipe act on that one", h.CertFile, c.Tx.DeviceCert)
+		}
+		if h.KeyFile != "" && c.Tx.KeyStorage != "tpm" && h.KeyFile != c.Tx.DeviceKey {
+			bad("hub.key_file", "%q must be transactions.device_key (%q) in production mode: renewal and the tamper wipe act on that one", h.KeyFile, c.Tx.DeviceKey)
 		}
 	}
 	return errors.Join(errs...)

@@ -98,13 +98,18 @@ func TestParseErrors(t *testing.T) {
 // a plain broker is named, and ssl:// is not named.
 func TestProductionNeedsMutualTLS(t *testing.T) {
 	prod := "[device]\nmode = \"production\"\n[hub]\nauth_cert = \"/a.pem\"\n"
-	_, err := Parse([]byte(prod + "brokers = [\"ssl://h:8883\", \"mqtts://h:8883\", \"wss://h/mqtt\"]\ncert_file = \"/c.crt\"\nkey_file = \"/c.key\"\n"))
-	if err != nil && (strings.Contains(err.Error(), "hub.brokers") || strings.Contains(err.Error(), "hub.cert_file")) {
+	_, err := Parse([]byte(prod + "brokers = [\"ssl://h:8883\", \"mqtts://h:8883\", \"wss://h/mqtt\"]\ncert_file = \"/var/lib/kioskd/identity/device.crt\"\nkey_file = \"/var/lib/kioskd/identity/device.key\"\n"))
+	if err != nil && (strings.Contains(err.Error(), "hub.brokers") || strings.Contains(err.Error(), "hub.cert_file") || strings.Contains(err.Error(), "hub.key_file")) {
 		t.Fatalf("mutual TLS refused: %v", err)
 	}
-	_, err = Parse([]byte(prod + "brokers = [\"ssl://h:8883\", \"tcp://h:1883\"]\ncert_file = \"/c.crt\"\nkey_file = \"/c.key\"\n"))
+	_, err = Parse([]byte(prod + "brokers = [\"ssl://h:8883\", \"tcp://h:1883\"]\ncert_file = \"/var/lib/kioskd/identity/device.crt\"\nkey_file = \"/var/lib/kioskd/identity/device.key\"\n"))
 	if err == nil || !strings.Contains(err.Error(), "hub.brokers[1]") || strings.Contains(err.Error(), "hub.brokers[0]") || strings.Contains(err.Error(), "hub.cert_file") {
 		t.Fatalf("plain broker: %v", err)
+	}
+	// The link's identity is the one renewal and the tamper wipe act on.
+	_, err = Parse([]byte(prod + "brokers = [\"ssl://h:8883\"]\ncert_file = \"/c.crt\"\nkey_file = \"/c.key\"\n"))
+	if err == nil || !strings.Contains(err.Error(), "hub.cert_file") || !strings.Contains(err.Error(), "hub.key_file") {
+		t.Fatalf("hub pair other than the transactions pair: %v", err)
 	}
 	// Simulation may use the plain loopback broker without a certificate.
 	sim := "[device]\nmode = \"simulation\"\n[camera]\nbackend = \"none\"\n[cardreader]\nbackend = \"sim\"\n[gpio]\nbackend = \"sim\"\n[hub]\nbrokers = [\"tcp://127.0.0.1:1883\"]\n"

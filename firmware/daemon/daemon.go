@@ -69,7 +69,10 @@ type Daemon struct {
 
 	// The device key: in a TPM (tpm set) or a file; deviceKey is nil
 	// until the kiosk is enrolled.
-	keys      devicekey.Store
+	// storeMu guards keys and tpm: the feedback goroutine (tamper wipe),
+	// HTTP handlers (enrollment, health) and the renewer share them.
+	storeMu   sync.Mutex
+	keys      devicekey.Store // use keyStore() and openKeyStore()
 	tpm       *devicekey.TPM
 	keyMu     sync.Mutex
 	deviceKey crypto.Signer // use key() and setKey()
@@ -249,9 +252,12 @@ func (d *Daemon) closeStores() {
 	if d.broker != nil {
 		d.broker.Close()
 	}
+	d.storeMu.Lock()
 	if d.tpm != nil {
 		d.tpm.Close()
+		d.tpm, d.keys = nil, nil
 	}
+	d.storeMu.Unlock()
 }
 
 // hubOptions: with a TPM-held key the client certificate's key is

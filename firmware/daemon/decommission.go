@@ -12,6 +12,7 @@ import (
 	"kiosk/firmware/enroll"
 	"kiosk/firmware/enrollwire"
 	"kiosk/firmware/event"
+	"kiosk/firmware/feedback"
 	"kiosk/firmware/hub"
 	"kiosk/firmware/retire"
 	"kiosk/firmware/txreport"
@@ -24,17 +25,30 @@ func (d *Daemon) decommission(ctx context.Context, wait time.Duration, force boo
 	if d.tx == nil {
 		return errors.New("no transaction stack")
 	}
-	if st := d.latched(); st.Wiped && !force {
+	if st := d.latched(); st.KeyGone() && !force {
 		// No key to sign the decommission event with: the hub must be told
 		// by staff.
 		return fmt.Errorf("the device key was wiped (tamper): revoke this kiosk at the hub (kioskctl provision revoke --device %s), then decommission with force", d.cfg.Device.ID)
 	}
+	// Out of service while the outbox drains; the key and salt stay until
+	// it drained (the link needs the key to deliver), and a decommission
+	// that fails puts the kiosk back as it was.
+	inMaintenance := false
+	if u := d.findUI(); u != nil {
+		u.mu.Lock()
+		inMaintenance = u.service.OutOfService && u.service.Reason == feedback.ReasonMaintenance
+		u.mu.Unlock()
+	}
 	d.bus.Publish(event.Event{Source: "decommission", Kind: "staff.action", Data: staffAction{Action: "maintenance", On: true}})
-	clear(d.tx.salt)
-	d.setKey(nil)
+	wiping := false
 	k := retire.Kiosk{
+		OnWipe: func() {
+			wiping = true
+			d.tx.clearSalt()
+			d.setKey(nil)
+		},
 		Commit: d.tx.flow.Commit, Outbox: d.tx.outbox, Event: d.event(txreport.EventDecommission), Signer: d.tx.signer,
-		Keys: d.keys, Latch: d.latchFile(),
+		Keys: d.keyStore(), Latch: d.latchFile(),
 		Files:      []string{d.cfg.Tx.DocSaltFile, d.cfg.Tx.DeviceCert, d.cfg.Hub.CertFile, d.cfg.Hub.AuthCert},
 		CloseState: d.tx.close,
 	}
@@ -42,6 +56,12 @@ func (d *Daemon) decommission(ctx context.Context, wait time.Duration, force boo
 		k.State = append(k.State, filepath.Join(d.cfg.Tx.StateDir, name))
 	}
 	err := retire.Decommission(ctx, k, wait, force)
+	if err != nil && !wiping {
+		if !inMaintenance {
+			d.bus.Publish(event.Event{Source: "decommission", Kind: "staff.action", Data: staffAction{Action: "maintenance", On: false}})
+		}
+		return err
+	}
 	if err != nil {
 		return err
 	}
@@ -73,6 +93,9 @@ func (u *uiState) decommission(w http.ResponseWriter, r *http.Request) {
 type enrollRequest struct {
 	Hub   string `json:"hub"`
 	Token string `json:"token"`
+	// Force enrolls a kiosk whose device key still works (a replacement
+	// certificate); without it only a wiped kiosk is enrolled.
+	Force bool `json:"force,omitempty"`
 }
 
 func (u *uiState) enroll(w http.ResponseWriter, r *http.Request) {
@@ -80,7 +103,7 @@ func (u *uiState) enroll(w http.ResponseWriter, r *http.Request) {
 	if !decodeControl(w, r, &req) {
 		return
 	}
-	id, err := u.d.enrollAgain(r.Context(), req.Hub, req.Token)
+	id, err := u.d.enrollAgain(r.Context(), req.Hub, req.Token, req.Force)
 	req.Token = ""
 	if err != nil {
 		var re *enroll.RejectedError
@@ -101,9 +124,12 @@ var errEnrollInput = errors.New("enroll")
 // key goes where the configured key storage keeps it and the identity
 // beside transactions.device_cert; it takes effect at the tamper reset
 // (or a restart).
-func (d *Daemon) enrollAgain(ctx context.Context, broker, token string) (enroll.Identity, error) {
+func (d *Daemon) enrollAgain(ctx context.Context, broker, token string, force bool) (enroll.Identity, error) {
 	if d.decommissioned.Load() {
 		return enroll.Identity{}, fmt.Errorf("%w: decommissioned: enroll with kioskctl and restart", errEnrollInput)
+	}
+	if !force && d.key() != nil && !d.latched().KeyGone() {
+		return enroll.Identity{}, fmt.Errorf("%w: this kiosk has a working device key: enrolling replaces it (send force to do so anyway)", errEnrollInput)
 	}
 	u, err := url.Parse(broker)
 	if err != nil || (u.Scheme != "ssl" && u.Scheme != "tls" && u.Scheme != "mqtts" && u.Scheme != "wss") {
@@ -117,15 +143,14 @@ func (d *Daemon) enrollAgain(ctx context.Context, broker, token string) (enroll.
 	if filepath.Base(d.cfg.Tx.DeviceCert) != enroll.FileChain {
 		return enroll.Identity{}, fmt.Errorf("%w: transactions.device_cert must be <identity dir>/%s", errEnrollInput, enroll.FileChain)
 	}
-	if d.keys == nil {
-		if err := d.openKeyStore(); err != nil {
-			return enroll.Identity{}, err
-		}
+	keys, err := d.openKeyStore()
+	if err != nil {
+		return enroll.Identity{}, err
 	}
 	tlsCfg, err := hub.TLSConfig(d.cfg.Hub.CAFile, "", "")
 	if err != nil {
 		return enroll.Identity{}, err
 	}
 	return enroll.Enroll(ctx, enroll.Options{Broker: broker, TLS: tlsCfg, Token: token, Dir: filepath.Dir(d.cfg.Tx.DeviceCert),
-		Keys: d.keys, Prefix: d.cfg.Hub.TopicPrefix, Wait: 20 * time.Second, Logger: d.log.With("component", "enroll")})
+		Keys: keys, Prefix: d.cfg.Hub.TopicPrefix, Wait: 20 * time.Second, Logger: d.log.With("component", "enroll")})
 }

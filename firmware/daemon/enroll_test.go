@@ -142,10 +142,6 @@ doc_salt_file = %q
 	r.waitHealth(t, "hub ok over mutual TLS", func(h Health) bool { return h.Components["hub"].State == "ok" })
 	oldFP := r.d.tx.signer.Fingerprint()
 
-	postJSON(t, r.base+"/api/sim/gpio", `{"role":"tamper","active":true}`)
-	waitCond(t, "key wiped", func() bool { _, err := os.Stat(keyFile); return os.IsNotExist(err) })
-	postJSON(t, r.base+"/api/sim/gpio", `{"role":"tamper","active":false}`)
-
 	code, body := postJSON(t, r.base+"/api/staff/login", `{"pin":"246810"}`)
 	var login struct{ Token string }
 	if code != 200 || json.Unmarshal([]byte(body), &login) != nil {
@@ -166,9 +162,27 @@ doc_salt_file = %q
 		n, _ := resp.Body.Read(buf)
 		return resp.StatusCode, string(buf[:n])
 	}
-	if code, body := staffPost("/api/staff/reset-tamper", `{}`); code != http.StatusConflict || !strings.Contains(body, "enroll") {
-		t.Fatalf("reset before re-enrollment: %d %s", code, body)
+	// A healthy kiosk is not enrolled again without force: its key stays.
+	keyBefore, _ := os.ReadFile(keyFile)
+	if code, body := staffPost("/api/staff/enroll", fmt.Sprintf(`{"hub":%q,"token":%q}`, broker.ProvisionURL(), token())); code != http.StatusConflict || !strings.Contains(body, "force") {
+		t.Fatalf("enrollment of a healthy kiosk: %d %s", code, body)
 	}
+	if b, _ := os.ReadFile(keyFile); string(b) != string(keyBefore) || r.d.tx.signer.Fingerprint() != oldFP {
+		t.Fatal("a refused enrollment touched the device key")
+	}
+
+	postJSON(t, r.base+"/api/sim/gpio", `{"role":"tamper","active":true}`)
+	waitCond(t, "key wiped", func() bool { _, err := os.Stat(keyFile); return os.IsNotExist(err) })
+	postJSON(t, r.base+"/api/sim/gpio", `{"role":"tamper","active":false}`)
+
+	// Once the closed enclosure is seen, the reset is refused for the key.
+	waitCond(t, "reset refused for re-enrollment", func() bool {
+		code, body := staffPost("/api/staff/reset-tamper", `{}`)
+		if code != http.StatusConflict {
+			t.Fatalf("reset before re-enrollment: %d %s", code, body)
+		}
+		return strings.Contains(body, "enroll")
+	})
 	if code, body := staffPost("/api/staff/enroll", fmt.Sprintf(`{"hub":%q,"token":"kt1.other.%s"}`, broker.ProvisionURL(), strings.Repeat("A", 43))); code != http.StatusConflict {
 		t.Fatalf("token for another kiosk: %d %s", code, body)
 	}

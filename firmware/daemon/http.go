@@ -44,8 +44,8 @@ func (d *Daemon) Health() Health {
 		Status: "ok", Device: d.cfg.Device.ID, Mode: d.cfg.Device.Mode, Version: d.opts.Version,
 		Components: map[string]Component{},
 	}
-	if d.keys != nil {
-		h.KeyStorage = d.keys.Kind()
+	if ks := d.keyStore(); ks != nil {
+		h.KeyStorage = ks.Kind()
 	}
 	if !d.started.IsZero() {
 		h.UptimeS = time.Since(d.started).Seconds()

@@ -11,6 +11,7 @@ import (
 
 	"kiosk/firmware/config"
 	"kiosk/firmware/devicekey"
+	"kiosk/firmware/enroll"
 	"kiosk/firmware/txreport"
 )
 
@@ -28,33 +29,60 @@ func (d *Daemon) setKey(k crypto.Signer) {
 
 // openKeyStore opens the device key store (the TPM connection, or names
 // the key file).
-func (d *Daemon) openKeyStore() error {
+// openKeyStore opens it if it is not open (after a tamper wipe let go
+// of the TPM) and returns it.
+func (d *Daemon) openKeyStore() (devicekey.Store, error) {
+	d.storeMu.Lock()
+	defer d.storeMu.Unlock()
+	if d.keys != nil {
+		return d.keys, nil
+	}
 	cfg := d.cfg.Tx
 	switch cfg.KeyStorage {
 	case "tpm":
 		t, err := devicekey.OpenTPM(cfg.TPMDevice)
 		if err != nil {
-			return &config.Error{Key: "transactions.tpm_device", Msg: err.Error()}
+			return nil, &config.Error{Key: "transactions.tpm_device", Msg: err.Error()}
 		}
 		d.tpm, d.keys = t, t
 	default:
 		d.keys = &devicekey.File{Path: cfg.DeviceKey}
 	}
-	return nil
+	return d.keys, nil
+}
+
+// keyStore is the open key store, nil when closed (after a tamper wipe).
+func (d *Daemon) keyStore() devicekey.Store {
+	d.storeMu.Lock()
+	defer d.storeMu.Unlock()
+	return d.keys
+}
+
+// pendingKeys gives the renewer the key store current at each renewal
+// (the tamper reset may have reopened it), never a stale TPM handle.
+type pendingKeys struct{ d *Daemon }
+
+func (p pendingKeys) CreatePending(ctx context.Context) (crypto.Signer, func() error, func() error, error) {
+	pk, ok := p.d.keyStore().(enroll.PendingKeys)
+	if !ok {
+		return nil, nil, nil, errors.New("no key store open (wiped by the tamper latch?)")
+	}
+	return pk.CreatePending(ctx)
 }
 
 // openKeys opens the device key store and loads the key if one exists
 // (a kiosk that is not enrolled yet has none).
 func (d *Daemon) openKeys() error {
-	if err := d.openKeyStore(); err != nil {
+	keys, err := d.openKeyStore()
+	if err != nil {
 		return err
 	}
-	k, err := d.keys.Load(context.Background())
+	k, err := keys.Load(context.Background())
 	switch {
 	case err == nil:
 		d.setKey(k)
 	case errors.Is(err, devicekey.ErrNoKey):
-		d.log.Warn("no device key: this kiosk is not enrolled (kioskctl provision enroll)", "key_storage", d.keys.Kind())
+		d.log.Warn("no device key: this kiosk is not enrolled (kioskctl provision enroll)", "key_storage", keys.Kind())
 	default:
 		key := "transactions.device_key"
 		if d.cfg.Tx.KeyStorage == "tpm" {

@@ -89,13 +89,30 @@ func (d *Daemon) buildSession() error {
 	// An enrolled kiosk renews its certificate through the hub.
 	if !tx.ephemeral && len(cfg.Hub.Brokers) > 0 {
 		// Both stores make the new key beside the old one.
-		pending, _ := d.keys.(enroll.PendingKeys)
+		var pending enroll.PendingKeys
+		if _, ok := d.keyStore().(enroll.PendingKeys); ok {
+			pending = pendingKeys{d}
+		}
 		tx.renewer, err = enroll.NewRenewer(enroll.RenewerOptions{
 			Hub: d.hub, Signer: tx.signer, HubKeys: hubKeys, Keys: pending, Chain: cfg.Tx.DeviceCert, Now: d.now,
 			Logger: d.log.With("component", "renewal"),
+			// A tamper latched (or decommission begun) refuses the commit.
+			Hold: func() error {
+				if st := d.latched(); st.Latched {
+					return errors.New("tamper latch is set")
+				}
+				return nil
+			},
 			OnRenewed: func(k crypto.Signer, _ *x509.Certificate) {
-				d.setKey(k)
-				d.hub.Reconnect("device certificate renewed")
+				d.keyMu.Lock()
+				withdrawn := tx.signer.Withdrawn()
+				if !withdrawn {
+					d.deviceKey = k
+				}
+				d.keyMu.Unlock()
+				if !withdrawn {
+					d.hub.Reconnect("device certificate renewed")
+				}
 			},
 		})
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"kiosk/firmware/audit"
 	"kiosk/firmware/devicekey"
 	"kiosk/firmware/hub"
 	"kiosk/firmware/tamperlatch"
@@ -64,8 +65,35 @@ func (d *Daemon) onTamper(ctx context.Context) {
 			_ = f.Save(st)
 		}
 	}
-	if err := d.wipeSecrets(ctx); err != nil {
-		d.log.Error("tamper wipe incomplete: will be retried at the next start", "err", err)
+	// Each step is recorded as it succeeds: a step that failed is
+	// retried at the next start, one that succeeded never runs again (the
+	// key staff enrolled since must survive).
+	var errs []error
+	if !st.KeyWiped {
+		if d.keyCreatedSince(st.Since) {
+			d.log.Warn("tamper: the device key was made after the latch (enrolled again): not wiped again")
+			st.KeyWiped = true
+		} else if err := d.wipeKey(ctx); err != nil {
+			errs = append(errs, err)
+		} else {
+			st.KeyWiped = true
+		}
+		if err := f.Save(st); err != nil {
+			d.log.Error("tamper latch not saved", "err", err)
+		}
+	}
+	if !st.SaltWiped {
+		if err := d.wipeSalt(); err != nil {
+			errs = append(errs, err)
+		} else {
+			st.SaltWiped = true
+		}
+		if err := f.Save(st); err != nil {
+			d.log.Error("tamper latch not saved", "err", err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		d.log.Error("tamper wipe incomplete: the failed step will be retried at the next start", "err", err)
 		return
 	}
 	st.Wiped = true
@@ -85,21 +113,23 @@ func (d *Daemon) event(name string) *txreport.Report {
 		Auth: txreport.Auth{Mode: txreport.AuthNone}}
 }
 
-// wipeSecrets destroys the device key (TPM: evicted; file: overwritten
-// and removed), withdraws it from the signer, and wipes the document
-// salt (file and memory). The session was already aborted by going out
-// of service.
-func (d *Daemon) wipeSecrets(ctx context.Context) error {
-	var errs []error
+// wipeKey withdraws the device key from the signer and destroys it (TPM:
+// evicted; file: overwritten and removed). The session was already
+// aborted by going out of service.
+func (d *Daemon) wipeKey(ctx context.Context) error {
+	// Under keyMu so a renewal finishing now cannot put its key back
+	// between the two (see the renewer's OnRenewed).
+	d.keyMu.Lock()
 	if d.tx != nil {
 		d.tx.signer.Withdraw()
-		clear(d.tx.salt)
 	}
-	d.setKey(nil)
+	d.deviceKey = nil
+	d.keyMu.Unlock()
+	d.storeMu.Lock()
+	defer d.storeMu.Unlock()
+	var err error
 	if d.keys != nil {
-		if err := d.keys.Wipe(ctx); err != nil {
-			errs = append(errs, err)
-		}
+		err = d.keys.Wipe(ctx)
 	}
 	// Let go of the TPM so it can be enrolled again (a software TPM
 	// serves one connection at a time); reopened at the reset.
@@ -107,10 +137,27 @@ func (d *Daemon) wipeSecrets(ctx context.Context) error {
 		d.tpm.Close()
 		d.tpm, d.keys = nil, nil
 	}
-	if err := tamperlatch.Wipe(d.cfg.Tx.DocSaltFile); err != nil {
-		errs = append(errs, err)
+	return err
+}
+
+// wipeSalt clears the document salt in memory and on disk.
+func (d *Daemon) wipeSalt() error {
+	if d.tx != nil {
+		d.tx.clearSalt()
 	}
-	return errors.Join(errs...)
+	return tamperlatch.Wipe(d.cfg.Tx.DocSaltFile)
+}
+
+// keyCreatedSince says a key file was written after the latch closed: the
+// kiosk was enrolled again after a wipe whose record was lost. (A TPM key
+// carries no creation time here; there the step record alone decides.)
+func (d *Daemon) keyCreatedSince(since time.Time) bool {
+	fk, ok := d.keyStore().(*devicekey.File)
+	if !ok || since.IsZero() {
+		return false
+	}
+	fi, err := os.Stat(fk.Path)
+	return err == nil && fi.ModTime().After(since)
 }
 
 // simEphemeral: simulation that never had an enrolled key.
@@ -124,15 +171,14 @@ func (d *Daemon) tamperResetBlocked(ctx context.Context) error {
 		return errors.New("decommissioned: enroll the kiosk again, restore its salt and restart kioskd")
 	}
 	st := d.latched()
-	if !st.Wiped {
+	if !st.KeyGone() && !st.SaltWiped {
 		return nil
 	}
-	if d.keys == nil {
-		if err := d.openKeyStore(); err != nil {
-			return err
-		}
+	keys, err := d.openKeyStore()
+	if err != nil {
+		return err
 	}
-	if _, err := d.keys.Load(ctx); errors.Is(err, devicekey.ErrNoKey) {
+	if _, err := keys.Load(ctx); errors.Is(err, devicekey.ErrNoKey) {
 		if d.simEphemeral() {
 			return nil // simulation without enrollment: a new development key
 		}
@@ -155,12 +201,16 @@ func (d *Daemon) completeTamperReset(ctx context.Context) error {
 		return err
 	}
 	st := d.latched()
-	if st.Wiped && d.tx != nil {
+	if st.KeyGone() && d.tx != nil {
 		var (
 			key  crypto.Signer
 			cert *x509.Certificate
 		)
-		k, err := d.keys.Load(ctx)
+		keys, err := d.openKeyStore()
+		if err != nil {
+			return err
+		}
+		k, err := keys.Load(ctx)
 		switch {
 		case errors.Is(err, devicekey.ErrNoKey) && d.simEphemeral():
 			d.log.Warn("simulation: a new ephemeral development key after the tamper reset")
@@ -179,7 +229,7 @@ func (d *Daemon) completeTamperReset(ctx context.Context) error {
 			}
 			key, cert = k, fresh.Certificate()
 		}
-		if err := d.tx.signer.Replace(key, cert); err != nil {
+		if err := d.tx.signer.Restore(key, cert); err != nil {
 			return err
 		}
 		// The embedded hub (simulation) learns the new certificate as a
@@ -190,10 +240,11 @@ func (d *Daemon) completeTamperReset(ctx context.Context) error {
 			}
 		}
 		if b, err := os.ReadFile(d.cfg.Tx.DocSaltFile); err == nil && len(strings.TrimSpace(string(b))) >= 16 {
-			d.tx.salt = []byte(strings.TrimSpace(string(b)))
+			d.tx.setSalt([]byte(strings.TrimSpace(string(b))))
 		} else {
-			d.tx.salt = make([]byte, 32) // simulation: a new random salt
-			_, _ = rand.Read(d.tx.salt)
+			salt := make([]byte, 32) // simulation: a new random salt
+			_, _ = rand.Read(salt)
+			d.tx.setSalt(salt)
 		}
 	}
 	if d.tx != nil {
@@ -236,9 +287,24 @@ func (d *Daemon) recordStaff(ctx context.Context, who, action, detail string) {
 		return
 	}
 	r := d.event(txreport.EventStaffAudit)
-	r.TxID = fmt.Sprintf("audit-%d-%s", e.Seq, e.Prev[:12])
+	if r.TxID, err = auditTxID(e); err != nil {
+		d.log.Error("staff audit entry not queued for the hub", "seq", e.Seq, "err", err)
+		return
+	}
 	r.Audit = &e
 	if err := d.tx.flow.Commit(ctx, r); err != nil {
 		d.log.Error("staff audit entry not queued for the hub", "seq", e.Seq, "err", err)
 	}
+}
+
+// auditTxID names an audit entry's report by its sequence and its own
+// hash: unique also after the log was reset (decommission), where the
+// sequence and the previous hash start over and the hub's deduplication
+// would drop the new entry as a resend of the old one.
+func auditTxID(e audit.Entry) (string, error) {
+	h, err := audit.Hash(e)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("audit-%d-%s", e.Seq, h[:16]), nil
 }

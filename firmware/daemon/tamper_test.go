@@ -64,6 +64,24 @@ embedded_hub = true
 	r := start(t, conf)
 	r.waitHealth(t, "hub ok", func(h Health) bool { return h.Components["hub"].State == "ok" && h.KeyStorage == "file" })
 
+	// Health and sessions read the key store and the salt while the
+	// feedback goroutine wipes them (under go test -race a data race here
+	// fails the test).
+	readers := make(chan struct{})
+	readersDone := make(chan struct{})
+	go func() {
+		defer close(readersDone)
+		for {
+			select {
+			case <-readers:
+				return
+			default:
+			}
+			_ = r.d.Health()
+			_ = r.d.tx.docHash("D", "C01X00T47")
+			time.Sleep(time.Millisecond)
+		}
+	}()
 	if code, body := postJSON(t, r.base+"/api/sim/gpio", `{"role":"tamper","active":true}`); code != 200 {
 		t.Fatalf("tamper: %d %s", code, body)
 	}
@@ -73,6 +91,8 @@ embedded_hub = true
 		_, serr := os.Stat(salt)
 		return os.IsNotExist(kerr) && os.IsNotExist(serr)
 	})
+	close(readers)
+	<-readersDone
 	st, err := tamperlatch.File{Path: filepath.Join(state, "tamper.json")}.Load()
 	if err != nil || !st.Latched || !st.Wiped || !st.AlarmQueued {
 		t.Fatalf("latch %+v %v", st, err)
@@ -155,6 +175,89 @@ embedded_hub = true
 	})
 }
 
+// A wipe whose salt step fails (the salt path cannot be wiped) records
+// the key step; after staff enroll a new key, the retry at the next start
+// must not wipe that new key again.
+func TestTamperRetryKeepsNewKey(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := devkey.Create(dir, "", "kiosk-tr"); err != nil {
+		t.Fatal(err)
+	}
+	keyFile, certFile := filepath.Join(dir, "kiosk-tr.key"), filepath.Join(dir, "kiosk-tr.crt")
+	// A directory: opening it for writing fails, even as root.
+	salt := filepath.Join(dir, "doc-salt")
+	if err := os.Mkdir(salt, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state")
+	conf := fmt.Sprintf(`
+[device]
+id = "kiosk-tr"
+mode = "simulation"
+[http]
+listen = "127.0.0.1:0"
+[camera]
+backend = "none"
+[cardreader]
+backend = "sim"
+[gpio]
+backend = "sim"
+[hub.embedded]
+listen = "127.0.0.1:0"
+[ecr]
+listen = ""
+[transactions]
+state_dir = %q
+device_key = %q
+device_cert = %q
+doc_salt_file = %q
+embedded_hub = true
+`, state, keyFile, certFile, salt)
+	latch := tamperlatch.File{Path: filepath.Join(state, "tamper.json")}
+	r := start(t, conf)
+	r.waitHealth(t, "hub ok", func(h Health) bool { return h.Components["hub"].State == "ok" })
+	if code, body := postJSON(t, r.base+"/api/sim/gpio", `{"role":"tamper","active":true}`); code != 200 {
+		t.Fatalf("tamper: %d %s", code, body)
+	}
+	waitCond(t, "key step recorded", func() bool {
+		st, _ := latch.Load()
+		return st.KeyWiped
+	})
+	if _, err := os.Stat(keyFile); !os.IsNotExist(err) {
+		t.Fatalf("key after the wipe: %v", err)
+	}
+	st, _ := latch.Load()
+	if st.Wiped || st.SaltWiped {
+		t.Fatalf("latch claims the salt was wiped: %+v", st)
+	}
+	r.stop(t)
+
+	// Staff enroll a new key; then a restart retries the salt step.
+	if err := os.Remove(certFile); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := devkey.Create(dir, "", "kiosk-tr"); err != nil {
+		t.Fatal(err)
+	}
+	r = start(t, conf)
+	waitCond(t, "out of service after restart", func() bool {
+		u := r.d.findUI()
+		if u == nil {
+			return false
+		}
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		return u.service.OutOfService
+	})
+	time.Sleep(500 * time.Millisecond) // the retry runs before the service state is published
+	if _, err := os.Stat(keyFile); err != nil {
+		t.Fatalf("the newly enrolled key was wiped again at restart: %v", err)
+	}
+	if err := r.d.tamperResetBlocked(context.Background()); err != nil {
+		t.Fatalf("reset blocked with the new key: %v", err)
+	}
+}
+
 func waitCond(t *testing.T, what string, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -227,6 +330,71 @@ embedded_hub = true
 	}
 }
 
+// A decommission that cannot drain the outbox (the hub is unreachable)
+// fails and leaves the kiosk as it was: key, salt (file and memory) and
+// signer in place, back in service, the decommission event still queued.
+func TestDecommissionFailureRestores(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := devkey.Create(dir, "", "kiosk-dcf"); err != nil {
+		t.Fatal(err)
+	}
+	keyFile, certFile := filepath.Join(dir, "kiosk-dcf.key"), filepath.Join(dir, "kiosk-dcf.crt")
+	salt := filepath.Join(dir, "doc-salt")
+	if err := os.WriteFile(salt, []byte("0123456789abcdef0123"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state")
+	r := start(t, fmt.Sprintf(`
+[device]
+id = "kiosk-dcf"
+mode = "simulation"
+[http]
+listen = "127.0.0.1:0"
+[camera]
+backend = "none"
+[cardreader]
+backend = "sim"
+[gpio]
+backend = "sim"
+[hub]
+brokers = ["tcp://127.0.0.1:1"]
+[ecr]
+listen = ""
+[transactions]
+state_dir = %q
+device_key = %q
+device_cert = %q
+doc_salt_file = %q
+`, state, keyFile, certFile, salt))
+	waitCond(t, "staff screen up", func() bool { return r.d.findUI() != nil })
+	if r.d.key() == nil {
+		t.Fatal("no device key at start")
+	}
+	if err := r.d.decommission(context.Background(), time.Second, false); err == nil || !strings.Contains(err.Error(), "outbox") {
+		t.Fatalf("decommission with the hub unreachable: %v", err)
+	}
+	if r.d.key() == nil || r.d.tx.signer.Withdrawn() {
+		t.Fatal("a failed decommission dropped the device key")
+	}
+	if !r.d.tx.saltSet() {
+		t.Fatal("a failed decommission cleared the salt in memory")
+	}
+	for _, f := range []string{keyFile, certFile, salt} {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("%s after a failed decommission: %v", f, err)
+		}
+	}
+	if st, _ := (tamperlatch.File{Path: filepath.Join(state, "tamper.json")}).Load(); st.Latched {
+		t.Fatalf("latch after a failed decommission: %+v", st)
+	}
+	waitCond(t, "back in service", func() bool {
+		u := r.d.findUI()
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		return !u.service.OutOfService
+	})
+}
+
 // Per-person staff accounts: the PIN finds the account (argon2id), a
 // wrong PIN counts towards the growing lockout.
 func TestStaffAccounts(t *testing.T) {
@@ -238,7 +406,7 @@ func TestStaffAccounts(t *testing.T) {
 	if err := staff.Add(accounts, "ben", "135790"); err != nil {
 		t.Fatal(err)
 	}
-	r := start(t, fmt.Sprintf(`
+	conf := fmt.Sprintf(`
 [device]
 id = "kiosk-staff"
 mode = "simulation"
@@ -259,7 +427,8 @@ listen = ""
 state_dir = %q
 doc_salt_file = %q
 embedded_hub = true
-`, accounts, filepath.Join(dir, "state"), filepath.Join(dir, "salt")))
+`, accounts, filepath.Join(dir, "state"), filepath.Join(dir, "salt"))
+	r := start(t, conf)
 	r.waitHealth(t, "hub ok", func(h Health) bool { return h.Components["hub"].State == "ok" })
 	code, body := postJSON(t, r.base+"/api/staff/login", `{"pin":"135790"}`)
 	var login struct{ Token string }
@@ -307,5 +476,36 @@ embedded_hub = true
 	}
 	if code, _ := postJSON(t, r.base+"/api/staff/login", `{"pin":"246810"}`); code != 429 {
 		t.Fatalf("right PIN during the lockout: %d, want 429", code)
+	}
+	// A restart does not lift it: the lockout lives in the state directory.
+	r.stop(t)
+	r = start(t, conf)
+	if code, _ := postJSON(t, r.base+"/api/staff/login", `{"pin":"246810"}`); code != 429 {
+		t.Fatalf("right PIN during the lockout after a restart: %d, want 429", code)
+	}
+}
+
+// The first entry of a log started again (after a decommission) does not
+// reuse the report id of the first entry of the old log: the hub would
+// drop it as a duplicate.
+func TestAuditTxIDUniqueAfterReset(t *testing.T) {
+	ids := map[string]bool{}
+	for i := range 2 {
+		l, err := audit.Open(filepath.Join(t.TempDir(), "audit.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := l.Append("anna", "login", "", time.Date(2026, 12, 7, 6, i, 0, 0, time.UTC))
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := auditTxID(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ids[id] {
+			t.Fatalf("report id %s repeats after a reset", id)
+		}
+		ids[id] = true
 	}
 }

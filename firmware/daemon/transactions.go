@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"kiosk/drivers/cardreader"
@@ -22,6 +23,7 @@ import (
 	"kiosk/firmware/offline"
 	"kiosk/firmware/outbox"
 	"kiosk/firmware/session"
+	"kiosk/firmware/tamperlatch"
 	"kiosk/firmware/txflow"
 	"kiosk/firmware/txreport"
 	"kiosk/provisioning/devkey"
@@ -32,6 +34,7 @@ import (
 // txStack is the transaction half of kioskd: evidence, delivery, limits.
 type txStack struct {
 	signer  *txreport.Signer
+	saltMu  sync.RWMutex
 	salt    []byte
 	outbox  *outbox.Outbox
 	offline *offline.Ledger
@@ -47,6 +50,39 @@ type txStack struct {
 	// made for this run (and, after a tamper reset, a new one).
 	ephemeral bool
 	history   *ecr.History // what the till was told, across restarts
+}
+
+// The document salt is read by sessions and cleared or replaced by the
+// tamper wipe, the reset and decommission (other goroutines): saltMu.
+
+func (t *txStack) docHash(issuer, number string) string {
+	t.saltMu.RLock()
+	defer t.saltMu.RUnlock()
+	return txreport.DocumentHash(t.salt, issuer, number)
+}
+
+func (t *txStack) clearSalt() {
+	t.saltMu.Lock()
+	clear(t.salt)
+	t.saltMu.Unlock()
+}
+
+func (t *txStack) setSalt(b []byte) {
+	t.saltMu.Lock()
+	t.salt = b
+	t.saltMu.Unlock()
+}
+
+// saltSet reports whether the salt holds anything but zeros.
+func (t *txStack) saltSet() bool {
+	t.saltMu.RLock()
+	defer t.saltMu.RUnlock()
+	for _, c := range t.salt {
+		if c != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (t *txStack) close() {
@@ -99,6 +135,13 @@ func (d *Daemon) openTx() (*txStack, error) {
 		return nil, &config.Error{Key: "transactions.doc_salt_file", Msg: err.Error()}
 	default:
 		return nil, &config.Error{Key: "transactions.doc_salt_file", Msg: "salt shorter than 16 characters"}
+	}
+	// Fail closed: a salt the tamper wipe cannot destroy would survive
+	// an opened enclosure (and leave the wipe to be retried forever).
+	if !sim {
+		if err := tamperlatch.CanWipe(cfg.DocSaltFile); err != nil {
+			return nil, &config.Error{Key: "transactions.doc_salt_file", Msg: err.Error() + " (keep it under the state directory, e.g. /var/lib/kioskd/doc-salt)"}
+		}
 	}
 	t.audit, err = audit.Open(filepath.Join(cfg.StateDir, "audit.log"))
 	switch {
@@ -248,7 +291,7 @@ func toReport(cfg config.Config, tx *txStack, rec session.Record) *txreport.Repo
 		r.Reasons = append(r.Reasons, reason.Code)
 	}
 	if rec.DocNumber != "" && rec.Chip != nil {
-		r.DocHash = txreport.DocumentHash(tx.salt, rec.Chip.Issuer, rec.DocNumber)
+		r.DocHash = tx.docHash(rec.Chip.Issuer, rec.DocNumber)
 	}
 	if rec.Chip != nil {
 		for _, c := range rec.Chip.Checks {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -57,8 +58,11 @@ type uiState struct {
 
 	mu      sync.Mutex
 	tokens  map[string]staffSession // login token → who, until when
-	lockout staff.Lockout
+	lockout *staff.Lockout          // persisted in the state directory
 	errors  []staffError
+	// loginMu lets one PIN check run at a time (argon2id is slow), outside
+	// mu, so concurrent guesses cannot race past the lockout.
+	loginMu sync.Mutex
 	service feedback.Service
 	// The shopper's language and the face step's start, kept for the
 	// session they belong to so a page loaded mid-session (the display
@@ -80,6 +84,11 @@ type staffError struct {
 // screen at "/", the developer status page at "/status/", and their APIs.
 func (d *Daemon) registerUI(mux *http.ServeMux) {
 	u := &uiState{d: d, tokens: map[string]staffSession{}}
+	lo, err := staff.OpenLockout(filepath.Join(d.cfg.Tx.StateDir, "staff-lockout.json"))
+	if err != nil {
+		d.log.Error("staff lockout state unreadable: starting locked-ready (the next wrong PIN locks)", "err", err)
+	}
+	u.lockout = lo
 	u.loadPIN()
 	mux.Handle("GET /", shopper.Handler())
 	mux.Handle("GET /status", http.RedirectHandler("/status/", http.StatusFound))
@@ -383,10 +392,13 @@ func (u *uiState) login(w http.ResponseWriter, r *http.Request) {
 	if !decodeControl(w, r, &req) {
 		return
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	u.loginMu.Lock()
+	defer u.loginMu.Unlock()
 	now := time.Now()
-	if wait := u.lockout.Locked(now); wait > 0 {
+	u.mu.Lock()
+	wait := u.lockout.Locked(now)
+	u.mu.Unlock()
+	if wait > 0 {
 		req.PIN = ""
 		w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
 		writeError(w, http.StatusTooManyRequests, "too many wrong PINs; try later")
@@ -404,8 +416,13 @@ func (u *uiState) login(w http.ResponseWriter, r *http.Request) {
 		ok, who = subtle.ConstantTimeCompare(sum[:], u.pinSum[:]) == 1, "shared-pin"
 	}
 	req.PIN = ""
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	if !ok {
 		wait := u.lockout.Fail(now)
+		if u.lockout.SaveErr != nil {
+			u.d.log.Error("staff lockout not persisted", "err", u.lockout.SaveErr)
+		}
 		u.d.log.Warn("staff login refused", "failures", u.lockout.Failures(), "locked_for", wait)
 		if wait > 0 {
 			w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))

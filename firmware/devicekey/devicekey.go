@@ -1,6 +1,6 @@
 // Package devicekey holds the kiosk's device key: generated on the
 // device, never exported. Two backends behind one interface: a TPM 2.0
-// (the key is created and used inside it; not yet implemented) and a
+// (the key is created and used inside it, tpm.go) and a
 // PKCS #8 file of mode 0600 for kiosks without one.
 package devicekey
 
@@ -147,11 +147,17 @@ func (f *File) Load(ctx context.Context) (crypto.Signer, error) {
 	return ek, nil
 }
 
-// Wipe implements Store: the file is overwritten with zeros, synced and
-// removed. (On flash with wear levelling an overwrite is not a
-// guarantee; that is what the TPM backend is for.)
+// Wipe implements Store: the file and a renewal's pending key beside it
+// (Path + ".new") are overwritten with zeros, synced and removed, so a
+// renewal answered after a tamper has no key to commit. (On flash with
+// wear levelling an overwrite is not a guarantee; that is what the TPM
+// backend is for.)
 func (f *File) Wipe(ctx context.Context) error {
-	fh, err := os.OpenFile(f.Path, os.O_WRONLY, 0)
+	return errors.Join(wipeFile(f.Path+".new"), wipeFile(f.Path))
+}
+
+func wipeFile(path string) error {
+	fh, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -169,9 +175,9 @@ func (f *File) Wipe(ctx context.Context) error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("devicekey: wipe %s: %w", f.Path, err)
+		return fmt.Errorf("devicekey: wipe %s: %w", path, err)
 	}
-	if err := os.Remove(f.Path); err != nil {
+	if err := os.Remove(path); err != nil {
 		return fmt.Errorf("devicekey: wipe: %w", err)
 	}
 	return nil

@@ -190,3 +190,62 @@ func TestTPMRenewal(t *testing.T) {
 		t.Fatal("the pending handle is still occupied")
 	}
 }
+
+// A wipe during a renewal also destroys the pending key, so the renewal's
+// commit has nothing to put back.
+func TestFileWipeTakesPending(t *testing.T) {
+	ctx := context.Background()
+	f := &File{Path: filepath.Join(t.TempDir(), "device.key")}
+	if _, err := f.Create(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, commit, _, err := f.CreatePending(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Wipe(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(f.Path + ".new"); !os.IsNotExist(err) {
+		t.Fatalf("pending key after the wipe: %v", err)
+	}
+	if err := commit(); err == nil {
+		t.Fatal("a renewal committed after the wipe")
+	}
+	if _, err := f.Load(ctx); !errors.Is(err, ErrNoKey) {
+		t.Fatalf("a key after the wipe: %v", err)
+	}
+}
+
+// A commit that failed after the old key was evicted (here: evicted by
+// hand) leaves the new key at the pending handle only; the renewal's
+// discard must not destroy it.
+func TestTPMDiscardKeepsOnlyKey(t *testing.T) {
+	ctx := context.Background()
+	sw := swtpmtest.Start(t)
+	tp, err := OpenTPM("unix:" + sw.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	if _, err := tp.Create(ctx); err != nil {
+		t.Fatal(err)
+	}
+	nk, _, discard, err := tp.CreatePending(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.mu.Lock()
+	err = tp.evictAt(tp.Handle)
+	tp.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := discard(); err != nil {
+		t.Fatal(err)
+	}
+	k, err := tp.Load(ctx)
+	if err != nil || !k.Public().(*ecdsa.PublicKey).Equal(nk.Public()) {
+		t.Fatalf("the only key was discarded: %v", err)
+	}
+}

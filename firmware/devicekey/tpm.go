@@ -184,6 +184,12 @@ func (t *TPM) CreatePending(ctx context.Context) (key crypto.Signer, commit, dis
 	discard = func() error {
 		t.mu.Lock()
 		defer t.mu.Unlock()
+		// A commit that failed after evicting the old key leaves the new
+		// one only at the pending handle (Load falls back to it): it is
+		// the device's key now and must not be evicted.
+		if _, err := t.readPublicAt(t.Handle); errors.Is(err, ErrNoKey) {
+			return nil
+		}
 		return t.evictAt(ph)
 	}
 	return s, commit, discard, nil

@@ -118,10 +118,22 @@ func Enroll(ctx context.Context, o Options) (Identity, error) {
 		return Identity{}, err
 	}
 
-	key, err := o.Keys.Create(ctx)
+	// The new key waits at the pending slot: the current key (a kiosk
+	// enrolled before) stays until a verified answer for the new one.
+	pk, ok := o.Keys.(PendingKeys)
+	if !ok {
+		return Identity{}, errors.New("enroll: this key storage cannot hold a pending key")
+	}
+	key, commit, discard, err := pk.CreatePending(ctx)
 	if err != nil {
 		return Identity{}, err
 	}
+	committed := false
+	defer func() {
+		if !committed {
+			_ = discard()
+		}
+	}()
 	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: device}}, key)
 	if err != nil {
 		return Identity{}, fmt.Errorf("enroll: csr: %w", err)
@@ -158,7 +170,9 @@ func Enroll(ctx context.Context, o Options) (Identity, error) {
 				log.Warn("enrollment: ignored an answer that is not ours", "err", err)
 				continue
 			}
-			return store(o, device, key, &a)
+			id, err := store(o, device, key, &a, commit)
+			committed = err == nil
+			return id, err
 		}
 	}
 }
@@ -177,8 +191,9 @@ func wait(ctx context.Context, t mqtt.Token, what string) error {
 	return nil
 }
 
-// store checks the answer against the key and writes the identity.
-func store(o Options, device string, key crypto.Signer, a *enrollwire.Accepted) (Identity, error) {
+// store checks the answer against the key, commits the key (commit may
+// be nil: the key is in place already), then writes the identity.
+func store(o Options, device string, key crypto.Signer, a *enrollwire.Accepted, commit func() error) (Identity, error) {
 	chain, err := parseCerts(a.Chain)
 	if err != nil {
 		return Identity{}, fmt.Errorf("enroll: chain: %w", err)
@@ -221,6 +236,11 @@ func store(o Options, device string, key crypto.Signer, a *enrollwire.Accepted) 
 	}
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return Identity{}, fmt.Errorf("enroll: %w", err)
+	}
+	if commit != nil {
+		if err := commit(); err != nil {
+			return Identity{}, fmt.Errorf("enroll: commit the new key: %w", err)
+		}
 	}
 	// identity.json last: its presence means the rest is complete.
 	for _, w := range []struct{ name, data string }{

@@ -74,5 +74,5 @@ func ImportBundle(ctx context.Context, bundle []byte, rootSHA256, dir string, ke
 	if err != nil {
 		return Identity{}, fmt.Errorf("enroll: the key made with the CSR: %w", err)
 	}
-	return store(Options{Dir: dir, Keys: keys, Now: func() time.Time { return now }}, a.Device, key, a)
+	return store(Options{Dir: dir, Keys: keys, Now: func() time.Time { return now }}, a.Device, key, a, nil)
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -38,10 +39,13 @@ type RenewerOptions struct {
 	// OnRenewed is called after the switch (reconnect the link with the
 	// new certificate; update the daemon's key).
 	OnRenewed func(key crypto.Signer, cert *x509.Certificate)
-	Every     time.Duration // how often the certificate is checked (default 1 h)
-	Wait      time.Duration // for the hub's answer (default 30 s)
-	Now       func() time.Time
-	Logger    *slog.Logger
+	// Hold, when it returns an error, refuses to commit an answered
+	// renewal (the tamper latch): the new key is discarded.
+	Hold   func() error
+	Every  time.Duration // how often the certificate is checked (default 1 h)
+	Wait   time.Duration // for the hub's answer (default 30 s)
+	Now    func() time.Time
+	Logger *slog.Logger
 }
 
 // Renewer renews the device certificate through the hub when it has
@@ -173,7 +177,8 @@ func (r *Renewer) Renew(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("enroll: renewal csr: %w", err)
 	}
-	req := enrollwire.RenewRequest{V: enrollwire.Version, ID: enrollwire.NewRequestID(), Device: device, CSR: csr}
+	req := enrollwire.RenewRequest{V: enrollwire.Version, ID: enrollwire.NewRequestID(), Device: device, CSR: csr,
+		Expires: r.o.Now().Add(max(r.o.Wait, 5*time.Minute)).UTC()}
 	b, err := r.o.Signer.Seal(req)
 	if err != nil {
 		return err
@@ -245,11 +250,29 @@ func (r *Renewer) switchTo(device string, key crypto.Signer, ders [][]byte, comm
 	if len(chain) < 2 || leaf.CheckSignatureFrom(chain[1]) != nil || string(chain[1].RawSubject) != string(old.RawIssuer) {
 		return nil, errors.New("enroll: the renewed certificate is not from the device CA that issued the old one")
 	}
-	if err := WriteFile(r.o.Chain, chainPEM, 0o644); err != nil {
+	// A tamper while the request was out: the new key is discarded, the
+	// withdrawn signer stays withdrawn.
+	if r.o.Signer.Withdrawn() {
+		return nil, fmt.Errorf("enroll: renewal not committed: %w", txreport.ErrWithdrawn)
+	}
+	if r.o.Hold != nil {
+		if err := r.o.Hold(); err != nil {
+			return nil, fmt.Errorf("enroll: renewal not committed: %w", err)
+		}
+	}
+	// The new chain is written aside first (a full disk fails here, with
+	// nothing changed), then the key is committed, then the chain renamed
+	// in: a failed commit leaves the old key with the old chain.
+	pending := r.o.Chain + ".new"
+	if err := WriteFile(pending, chainPEM, 0o644); err != nil {
 		return nil, err
 	}
 	if err := commit(); err != nil {
-		return nil, err
+		_ = os.Remove(pending)
+		return nil, fmt.Errorf("enroll: commit the renewed key: %w", err)
+	}
+	if err := os.Rename(pending, r.o.Chain); err != nil {
+		return nil, fmt.Errorf("enroll: the renewed key is in place but its chain is at %s: %w", pending, err)
 	}
 	if err := r.o.Signer.Replace(key, leaf); err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func csr(t testing.TB, cn string) []byte {
@@ -173,7 +174,7 @@ func FuzzOpen(f *testing.F) {
 }
 
 func TestRenewRequestCheck(t *testing.T) {
-	good := RenewRequest{V: 1, ID: "abcdefgh", Device: "k1", CSR: csr(t, "k1")}
+	good := RenewRequest{V: 1, ID: "abcdefgh", Device: "k1", CSR: csr(t, "k1"), Expires: time.Now().Add(time.Minute)}
 	if _, err := good.Check(); err != nil {
 		t.Fatal(err)
 	}
@@ -183,6 +184,7 @@ func TestRenewRequestCheck(t *testing.T) {
 		"device":  func(r *RenewRequest) { r.Device = "provision" },
 		"other":   func(r *RenewRequest) { r.CSR = csr(t, "k2") },
 		"garbage": func(r *RenewRequest) { r.CSR = []byte{1} },
+		"expiry":  func(r *RenewRequest) { r.Expires = time.Time{} },
 	} {
 		r := good
 		mod(&r)

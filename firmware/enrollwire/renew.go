@@ -23,7 +23,15 @@ type RenewRequest struct {
 	ID     string `json:"id"`
 	Device string `json:"device"`
 	CSR    []byte `json:"csr"`
+	// Expires bounds a replay: the hub refuses the request after it (and
+	// one that claims more than MaxRenewRequestLife). ID is the nonce the
+	// answer echoes.
+	Expires time.Time `json:"expires"`
 }
+
+// MaxRenewRequestLife is the longest a renewal request may claim to
+// stay valid (its Expires from the hub's clock).
+const MaxRenewRequestLife = 30 * time.Minute
 
 // Check validates a decoded request: version, id, device, and the CSR
 // (signature, P-256, CN = device).
@@ -36,6 +44,9 @@ func (r *RenewRequest) Check() (*x509.CertificateRequest, error) {
 	}
 	if !ValidDevice(r.Device) {
 		return nil, fmt.Errorf("%w: device id %q", ErrMalformed, r.Device)
+	}
+	if r.Expires.IsZero() {
+		return nil, fmt.Errorf("%w: no expiry", ErrMalformed)
 	}
 	return ParseCSR(r.CSR, r.Device)
 }
@@ -59,6 +70,15 @@ type RenewAnswer struct {
 // CodeNotDue: the presenting certificate has more than the renewal
 // window left; a key cannot mint itself certificates at will.
 const CodeNotDue = "not_due"
+
+// CodeSuperseded: the request was sealed by a certificate that is not the
+// device's newest; only the newest renews (an old key cannot mint fresh
+// certificates).
+const CodeSuperseded = "superseded"
+
+// CodeRequestExpired: the request's Expires passed (a replay, or a kiosk
+// clock far behind the hub's), or lies too far ahead.
+const CodeRequestExpired = "request_expired"
 
 // RenewWindow is when a certificate may be renewed: less than this left.
 const RenewWindow = 30 * 24 * time.Hour

@@ -27,8 +27,14 @@ type TxAck struct {
 	TxID         string `json:"tx_id"`
 	Terminal     string `json:"terminal_id"`
 	ReportSHA256 string `json:"report_sha256"` // txreport.ReportHash of the envelope
-	Status       string `json:"status"`        // applied (first time) or duplicate (already held)
+	Status       string `json:"status"`        // applied (first time), duplicate (already held) or refused (AckRefused)
 }
+
+// AckRefused is a TxAck status: the hub refuses the report for good (its
+// certificate was revoked or had expired when the report was decided).
+// The kiosk drops it from the outbox and counts it, instead of resending
+// it forever.
+const AckRefused = "refused"
 
 // AuthRequest asks the hub to authorize a payment. ID correlates the
 // response; the hub ignores requests received after Expires.

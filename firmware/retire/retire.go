@@ -35,6 +35,10 @@ type Kiosk struct {
 	// overwritten and removed afterwards.
 	CloseState func()
 	State      []string
+	// OnWipe runs once the outbox drained (or force), before anything is
+	// wiped: the caller drops its in-memory secrets there. Until then a
+	// failed decommission leaves the kiosk as it was.
+	OnWipe func()
 }
 
 // Decommission runs the whole sequence. With force the wipe happens even
@@ -60,6 +64,9 @@ func Decommission(ctx context.Context, k Kiosk, wait time.Duration, force bool) 
 	st := tamperlatch.State{Latched: true, Since: time.Now().UTC(), Decommissioned: true}
 	if err := k.Latch.Save(st); err != nil {
 		return err
+	}
+	if k.OnWipe != nil {
+		k.OnWipe()
 	}
 	var errs []error
 	if k.Signer != nil {

@@ -10,9 +10,11 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -202,9 +204,59 @@ func Add(path, name, pin string) error {
 // screen locks for 30 s, doubling with each further failure up to a day
 // (about 15 guesses a day at the cap, against a million PINs). A success
 // resets it.
+//
+// With Path set the state is kept in that file (written atomically after
+// each change), so a restart does not reset it (OpenLockout).
 type Lockout struct {
 	failures int
 	until    time.Time
+	// Path, when set, persists the state; SaveErr holds the last write
+	// error (the in-memory state still counts).
+	Path    string
+	SaveErr error
+}
+
+type lockoutFile struct {
+	Failures int       `json:"failures"`
+	Until    time.Time `json:"until,omitzero"`
+}
+
+// OpenLockout reads a persisted lockout (a missing file is a fresh one).
+// A file that cannot be read or parsed counts as Free failures (the next
+// wrong PIN locks) and is reported: the lockout never restarts at zero
+// because its file was damaged.
+func OpenLockout(path string) (*Lockout, error) {
+	l := &Lockout{Path: path}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return l, nil
+	}
+	var f lockoutFile
+	if err == nil {
+		err = json.Unmarshal(b, &f)
+	}
+	if err != nil {
+		l.failures = Free
+		return l, fmt.Errorf("staff lockout %s: %w", path, err)
+	}
+	l.failures, l.until = max(f.Failures, 0), f.Until
+	return l, nil
+}
+
+func (l *Lockout) save() {
+	if l.Path == "" {
+		return
+	}
+	b, _ := json.Marshal(lockoutFile{Failures: l.failures, Until: l.until.UTC()})
+	tmp := l.Path + ".tmp"
+	err := os.MkdirAll(filepath.Dir(l.Path), 0o700)
+	if err == nil {
+		err = os.WriteFile(tmp, b, 0o600)
+	}
+	if err == nil {
+		err = os.Rename(tmp, l.Path)
+	}
+	l.SaveErr = err
 }
 
 // Free is how many wrong PINs come without a wait.
@@ -222,6 +274,7 @@ func (l *Lockout) Locked(now time.Time) time.Duration {
 func (l *Lockout) Fail(now time.Time) time.Duration {
 	l.failures++
 	if l.failures <= Free {
+		l.save()
 		return 0
 	}
 	d := 30 * time.Second << min(l.failures-Free-1, 20)
@@ -229,11 +282,15 @@ func (l *Lockout) Fail(now time.Time) time.Duration {
 		d = 24 * time.Hour
 	}
 	l.until = now.Add(d)
+	l.save()
 	return d
 }
 
 // Succeed resets the lockout.
-func (l *Lockout) Succeed() { l.failures, l.until = 0, time.Time{} }
+func (l *Lockout) Succeed() {
+	l.failures, l.until = 0, time.Time{}
+	l.save()
+}
 
 // Failures is the count since the last success.
 func (l *Lockout) Failures() int { return l.failures }

@@ -90,3 +90,39 @@ func TestLockoutGrows(t *testing.T) {
 		t.Fatal("success did not reset")
 	}
 }
+
+// A persisted lockout survives a reopen (a restart); a damaged file
+// counts as Free failures rather than a fresh start.
+func TestLockoutPersisted(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state", "staff-lockout.json")
+	l, err := OpenLockout(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for range Free + 2 {
+		l.Fail(now)
+	}
+	if l.SaveErr != nil {
+		t.Fatal(l.SaveErr)
+	}
+	want := l.Locked(now)
+	again, err := OpenLockout(path)
+	if err != nil || again.Failures() != Free+2 || again.Locked(now) != want {
+		t.Fatalf("reopened: failures %d locked %v (want %v) %v", again.Failures(), again.Locked(now), want, err)
+	}
+	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("lockout file: %v %v", st, err)
+	}
+	again.Succeed()
+	if l3, _ := OpenLockout(path); l3.Failures() != 0 || l3.Locked(now) != 0 {
+		t.Fatal("success not persisted")
+	}
+	if err := os.WriteFile(path, []byte("{broken"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l4, err := OpenLockout(path)
+	if err == nil || l4.Failures() != Free || l4.Fail(now) == 0 {
+		t.Fatalf("damaged file: failures %d, %v", l4.Failures(), err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 )
 
@@ -21,6 +22,11 @@ type State struct {
 	// Wiped: the device key, the document salt and session data were
 	// destroyed; the kiosk must be enrolled again before a reset.
 	Wiped bool `json:"wiped"`
+	// KeyWiped and SaltWiped record the wipe's steps one by one, so a
+	// step that failed is retried at the next start without redoing the
+	// ones that succeeded (a key enrolled since must not be wiped again).
+	KeyWiped  bool `json:"key_wiped,omitempty"`
+	SaltWiped bool `json:"salt_wiped,omitempty"`
 	// AlarmQueued: the signed alarm is in the outbox (made before the
 	// key was wiped).
 	AlarmQueued bool `json:"alarm_queued"`
@@ -28,6 +34,10 @@ type State struct {
 	// state wiped); only a new enrollment brings it back.
 	Decommissioned bool `json:"decommissioned,omitempty"`
 }
+
+// KeyGone says the device key was destroyed by this latch (the whole
+// wipe, or its key step): the kiosk must be enrolled again.
+func (s State) KeyGone() bool { return s.Wiped || s.KeyWiped }
 
 // File is a latch file.
 type File struct {
@@ -118,6 +128,24 @@ func Wipe(path string) error {
 	}
 	if err != nil {
 		return fmt.Errorf("wipe %s: %w", path, err)
+	}
+	return nil
+}
+
+// CanWipe says whether this process could wipe path: write the file
+// (when it exists) and remove it from its directory. access(2) also
+// reports a read-only mount (EROFS), such as /etc under systemd's
+// ProtectSystem=strict, which file modes alone do not show.
+func CanWipe(path string) error {
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file: a tamper could not wipe it", path)
+	}
+	if err := syscall.Access(path, 2 /* W_OK */); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s is not writable by this process, so a tamper could not wipe it: %w", path, err)
+	}
+	dir := filepath.Dir(path)
+	if err := syscall.Access(dir, 2|1 /* W_OK|X_OK */); err != nil {
+		return fmt.Errorf("directory %s is not writable by this process, so a tamper could not remove %s: %w", dir, filepath.Base(path), err)
 	}
 	return nil
 }

@@ -43,3 +43,26 @@ func TestLatch(t *testing.T) {
 		t.Fatalf("wiping a missing file: %v", err)
 	}
 }
+
+// A salt the process cannot wipe is reported. (Tests run as root, for
+// whom access(2) fails only on a read-only mount such as /etc under
+// ProtectSystem=strict; here the cases root cannot wipe either.)
+func TestCanWipe(t *testing.T) {
+	dir := t.TempDir()
+	ok := filepath.Join(dir, "doc-salt")
+	if err := os.WriteFile(ok, []byte("0123456789abcdef"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := CanWipe(ok); err != nil {
+		t.Fatalf("writable salt refused: %v", err)
+	}
+	if err := CanWipe(filepath.Join(dir, "missing")); err != nil {
+		t.Fatalf("missing salt in a writable directory refused: %v", err)
+	}
+	if err := CanWipe(dir); err == nil {
+		t.Fatal("a directory reported wipeable")
+	}
+	if err := CanWipe(filepath.Join(ok, "doc-salt")); err == nil {
+		t.Fatal("a path under a regular file reported wipeable")
+	}
+}

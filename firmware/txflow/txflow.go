@@ -92,9 +92,13 @@ type Status struct {
 	AckRefusal  string `json:"ack_refusal,omitempty"`
 	// AcksStale counts valid acks for reports no longer queued: the hub
 	// acknowledging a resend twice, or an old ack replayed.
-	AcksStale   uint64 `json:"acks_stale"`
-	Alarm       string `json:"alarm,omitempty"` // outbox_high, outbox_full
-	SenderError string `json:"sender_error,omitempty"`
+	AcksStale uint64 `json:"acks_stale"`
+	// HubRefused counts reports the hub refused for good (hub.AckRefused):
+	// dropped from the outbox, not delivered; LastHubRefused names the last.
+	HubRefused     uint64 `json:"hub_refused"`
+	LastHubRefused string `json:"last_hub_refused,omitempty"`
+	Alarm          string `json:"alarm,omitempty"` // outbox_high, outbox_full
+	SenderError    string `json:"sender_error,omitempty"`
 }
 
 // Flow is safe for concurrent use.
@@ -112,6 +116,9 @@ type Flow struct {
 	refused   uint64
 	refusal   string
 	stale     uint64
+	// hubRefused: reports the hub refused for good.
+	hubRefused     uint64
+	lastHubRefused string
 }
 
 // New checks options and registers the ack route on the hub client (so
@@ -219,6 +226,7 @@ func (f *Flow) Status() Status {
 	f.mu.Lock()
 	st.Published, st.Delivered, st.LastAck, st.SenderError = f.published, f.delivered, f.lastAck, f.senderErr
 	st.AcksRefused, st.AckRefusal, st.AcksStale = f.refused, f.refusal, f.stale
+	st.HubRefused, st.LastHubRefused = f.hubRefused, f.lastHubRefused
 	f.mu.Unlock()
 	return st
 }
@@ -374,6 +382,16 @@ func (f *Flow) handleAck(m hub.Message, sent map[string]time.Time, acked map[str
 		acked[a.TxID] = true
 	}
 	f.settle(a.TxID)
+	if a.Status == hub.AckRefused {
+		// Resending cannot help: the hub will never take it. It is gone
+		// from the outbox; the count and the log say so.
+		f.log.Error("sender: the hub refused a report for good (its certificate was revoked or expired when it was decided); dropped", "tx", a.TxID)
+		f.mu.Lock()
+		f.hubRefused++
+		f.lastHubRefused = a.TxID
+		f.mu.Unlock()
+		return
+	}
 	f.mu.Lock()
 	f.delivered++
 	f.lastAck = f.opts.Now()

@@ -853,3 +853,46 @@ func TestForgedAcksChangeNothing(t *testing.T) {
 		t.Fatalf("after the replay: %+v", st)
 	}
 }
+
+// A report the hub refuses for good (hub.AckRefused, sealed by the hub,
+// naming exactly the queued report) leaves the outbox and is counted; it
+// is not counted delivered.
+func TestRefusedAckDropsReport(t *testing.T) {
+	b := mqtttest.StartMosquitto(t)
+	k := startKiosk(t, []string{b.URL()}, kioskOpts{authTimeout: 300 * time.Millisecond})
+	k.waitConnected(t)
+	a, err := k.flow.Authorize(context.Background(), Payment{TxID: "ref-1", Merchant: "Shop", Amount: 700, Currency: "CHF"})
+	if err != nil || !a.Approved {
+		t.Fatalf("offline approval: %+v %v", a, err)
+	}
+	if err := k.flow.Commit(context.Background(), report("ref-1", 700, a)); err != nil {
+		t.Fatal(err)
+	}
+	rec, ok, err := k.outbox.Get("ref-1")
+	if err != nil || !ok {
+		t.Fatalf("outbox get: %v %v", ok, err)
+	}
+	hash, err := txreport.ReportHash(rec.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := testHubSigner(t).Seal(hub.TxAck{TxID: "ref-1", Terminal: device, ReportSHA256: hash, Status: hub.AckRefused})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := mqttClient(t, b.URL(), "hub-like")
+	if tok := c.Publish("kiosk/v1/"+device+"/tx-ack", 1, false, ack); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for k.flow.Status().HubRefused == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("refused ack not taken: %+v", k.flow.Status())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	st := k.flow.Status()
+	if st.Outbox.Depth != 0 || st.Delivered != 0 || st.LastHubRefused != "ref-1" {
+		t.Fatalf("after a refused ack: %+v", st)
+	}
+}

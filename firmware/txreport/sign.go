@@ -68,8 +68,26 @@ func NewSigner(key crypto.Signer, cert *x509.Certificate) (*Signer, error) {
 	return &Signer{key: key, cert: cert, fp: Fingerprint(cert)}, nil
 }
 
-// Replace makes s sign with a new key and certificate from now on.
+// Replace makes s sign with a new key and certificate from now on (a
+// renewal). A withdrawn signer stays withdrawn (ErrWithdrawn): a renewal
+// that completes after a tamper must not bring a key back; only Restore
+// re-arms it.
 func (s *Signer) Replace(key crypto.Signer, cert *x509.Certificate) error {
+	if err := checkPair(key, cert); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.key == nil {
+		return ErrWithdrawn
+	}
+	s.key, s.cert, s.fp = key, cert, Fingerprint(cert)
+	return nil
+}
+
+// Restore re-arms a withdrawn signer with a new key and certificate:
+// staff putting a re-enrolled kiosk back in service.
+func (s *Signer) Restore(key crypto.Signer, cert *x509.Certificate) error {
 	if err := checkPair(key, cert); err != nil {
 		return err
 	}
@@ -80,11 +98,18 @@ func (s *Signer) Replace(key crypto.Signer, cert *x509.Certificate) error {
 }
 
 // Withdraw drops the key: every later Sign and Seal fails with
-// ErrWithdrawn until Replace.
+// ErrWithdrawn until Restore.
 func (s *Signer) Withdraw() {
 	s.mu.Lock()
 	s.key = nil
 	s.mu.Unlock()
+}
+
+// Withdrawn reports whether the key was withdrawn.
+func (s *Signer) Withdrawn() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.key == nil
 }
 
 func checkPair(key crypto.Signer, cert *x509.Certificate) error {

@@ -392,3 +392,33 @@ func TestValidateEvent(t *testing.T) {
 		}
 	}
 }
+
+// A withdrawn signer (tamper) is not re-armed by a renewal's Replace;
+// only Restore (staff, after re-enrollment) brings it back.
+func TestWithdrawnStaysWithdrawn(t *testing.T) {
+	s := signer(t, "kiosk-w")
+	k, c, err := devkey.Generate("kiosk-w", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Replace(k, c); err != nil || s.Fingerprint() != Fingerprint(c) {
+		t.Fatalf("replace on an armed signer: %v", err)
+	}
+	s.Withdraw()
+	if !s.Withdrawn() {
+		t.Fatal("not withdrawn")
+	}
+	k2, c2, _ := devkey.Generate("kiosk-w", time.Hour)
+	if err := s.Replace(k2, c2); !errors.Is(err, ErrWithdrawn) {
+		t.Fatalf("replace after withdraw: %v", err)
+	}
+	if _, err := s.Seal(map[string]string{"a": "b"}); !errors.Is(err, ErrWithdrawn) {
+		t.Fatalf("seal after a refused replace: %v", err)
+	}
+	if err := s.Restore(k2, c2); err != nil || s.Withdrawn() {
+		t.Fatalf("restore: %v", err)
+	}
+	if _, err := s.Seal(map[string]string{"a": "b"}); err != nil {
+		t.Fatalf("seal after restore: %v", err)
+	}
+}

@@ -322,9 +322,15 @@ listen = "127.0.0.1:0"
 	}
 	step("rotated: certificate %s → %s in the TPM, link reconnected on the new one, demo-tx-2 acknowledged", oldSerial, newSerial)
 
-	// Decommission. A report signed now (before the wipe) is sent after
-	// it: the hub must refuse it.
-	late, err := signer.Sign(payment("demo-tx-late"))
+	// Decommission. A report signed now (before the wipe) but dated after
+	// the revocation, as a stolen key would date it, is sent after it: the
+	// hub must refuse it. (One decided before the revocation still
+	// verifies: the hub judges a report by its certificate at the
+	// report's decision time.)
+	lateReport := payment("demo-tx-late")
+	lateReport.Started = txreport.Timestamp(time.Now().Add(time.Minute))
+	lateReport.Decided = lateReport.Started
+	late, err := signer.Sign(lateReport)
 	if err != nil {
 		return err
 	}
@@ -359,9 +365,9 @@ listen = "127.0.0.1:0"
 		n, err := rejected(healthAddr)
 		return err == nil && n > before
 	}); err != nil {
-		return errors.New("a report under the revoked certificate was not refused")
+		return errors.New("a report under the revoked certificate was not refused for the revocation")
 	}
-	step("a report signed under the revoked certificate was refused")
+	step("demo-tx-late, dated after the revocation, was refused for it (the hub counted it in refused_for_good)")
 	fmt.Printf("enroll: enrolled in %d ms, key_storage %s, rotated, decommissioned, revoked refused\n", enrolledMS, id.KeyStorage)
 	return nil
 }
@@ -380,7 +386,10 @@ func payment(tx string) *txreport.Report {
 		Currency: "EUR", Started: now, Decided: now, Decision: txreport.Approved, Auth: txreport.Auth{Mode: txreport.AuthOffline}}
 }
 
-// rejected is the hub's count of refused messages (GET /healthz).
+// rejected is the hub's count of reports refused for good (their
+// certificate revoked or expired before their decision time; GET
+// /healthz): not any rejection, so a malformed message cannot pass for
+// the revocation.
 func rejected(addr string) (uint64, error) {
 	resp, err := http.Get("http://" + addr + "/healthz")
 	if err != nil {
@@ -391,7 +400,7 @@ func rejected(addr string) (uint64, error) {
 	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
 		return 0, err
 	}
-	return h.Stats.Rejected, nil
+	return h.Stats.RefusedForGood, nil
 }
 
 func waitFor(ctx context.Context, d time.Duration, ok func() bool) error {

@@ -1,11 +1,13 @@
 package ctl
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"os/signal"
@@ -16,6 +18,7 @@ import (
 
 	"kiosk/firmware/devicekey"
 	"kiosk/firmware/enroll"
+	"kiosk/firmware/enrollwire"
 	"kiosk/firmware/hub"
 	"kiosk/provisioning/deviceca"
 	"kiosk/provisioning/hubd"
@@ -102,7 +105,7 @@ func provisionRevoke(e *env, args []string) int {
 	fs := flag.NewFlagSet("provision revoke", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	device := fs.String("device", "", "revoke every certificate of this device")
-	serial := fs.String("serial", "", "revoke one certificate serial (hex)")
+	serial := fs.String("serial", "", "revoke one certificate serial (hex; 0x and colons accepted)")
 	reason := fs.String("reason", "revoked by staff", "reason recorded with the revocation")
 	cfgPath := fs.String("config", "/etc/kioskhub/kioskhub.toml", "kioskhub configuration")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || (*device == "") == (*serial == "") {
@@ -117,12 +120,16 @@ func provisionRevoke(e *env, args []string) int {
 		return ExitUsage
 	}
 	defer closeFn()
-	serials := []string{*serial}
-	if *device != "" {
-		serials, err = registrar.RevokeDevice(ctx, reg, *device, *reason, time.Now())
-	} else {
-		err = reg.Revoke(ctx, hubstore.Revocation{Serial: *serial, Reason: *reason, Revoked: time.Now().UTC()})
+	if *serial != "" {
+		c, err := registrar.RevokeSerial(ctx, reg, *serial, *reason, time.Now())
+		if err != nil {
+			fmt.Fprintln(e.stderr, "kioskctl provision revoke:", err)
+			return ExitFail
+		}
+		fmt.Fprintln(e.stdout, "revoked", c.Serial, "of device", c.Device)
+		return ExitOK
 	}
+	serials, err := registrar.RevokeDevice(ctx, reg, *device, *reason, time.Now())
 	if err != nil {
 		fmt.Fprintln(e.stderr, "kioskctl provision revoke:", err)
 		return ExitFail
@@ -138,7 +145,7 @@ func provisionEnroll(e *env, args []string) int {
 	fs := flag.NewFlagSet("provision enroll", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	broker := fs.String("hub", "", "the hub's MQTT broker URL (ssl://, mqtts:// or wss://)")
-	token := fs.String("token", "", "enrollment token from bank staff")
+	token := fs.String("token", "", "enrollment token from bank staff; - reads it from stdin (kept out of the process list)")
 	dir := fs.String("dir", "/var/lib/kioskd/identity", "identity directory")
 	keyFile := fs.String("key", "", "device key file when there is no TPM (default DIR/device.key)")
 	storage := fs.String("key-storage", "auto", "auto (the TPM if --tpm exists, else a file), tpm or file")
@@ -150,6 +157,14 @@ func provisionEnroll(e *env, args []string) int {
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *broker == "" || *token == "" {
 		fmt.Fprintln(e.stderr, "usage: kioskctl provision enroll --hub BROKER_URL --token T [--dir DIR] [--ca FILE] [--key-storage auto|tpm|file] [--tpm DEV] [--key FILE]")
 		return ExitUsage
+	}
+	if *token == "-" {
+		t, err := readToken(e.stdin)
+		if err != nil {
+			fmt.Fprintln(e.stderr, "kioskctl provision enroll: --token -:", err)
+			return ExitUsage
+		}
+		*token = t
 	}
 	// The token travels in the request: never in clear text.
 	if u, err := url.Parse(*broker); err != nil || (u.Scheme != "ssl" && u.Scheme != "tls" && u.Scheme != "mqtts" && u.Scheme != "wss") {
@@ -228,8 +243,9 @@ func provisionCSR(e *env, args []string) int {
 	keyFile := fs.String("key", "", "device key file when there is no TPM (default DIR/device.key)")
 	storage := fs.String("key-storage", "auto", "auto, tpm or file")
 	tpmDev := fs.String("tpm", "/dev/tpmrm0", "TPM 2.0 device, or unix:PATH")
+	force := fs.Bool("force", false, "replace a device key that exists (the kiosk stops working until the bundle is imported)")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *device == "" || *out == "" {
-		fmt.Fprintln(e.stderr, "usage: kioskctl provision csr --device ID --out FILE [--dir DIR] [--key-storage auto|tpm|file] [--tpm DEV]")
+		fmt.Fprintln(e.stderr, "usage: kioskctl provision csr --device ID --out FILE [--dir DIR] [--key-storage auto|tpm|file] [--tpm DEV] [--force]")
 		return ExitUsage
 	}
 	if *keyFile == "" {
@@ -241,6 +257,12 @@ func provisionCSR(e *env, args []string) int {
 		return ExitUsage
 	}
 	defer closeKeys()
+	// The offline path makes its key in place (the bundle comes back in
+	// another run): a working key is replaced only when staff say so.
+	if _, err := keys.Load(context.Background()); err == nil && !*force {
+		fmt.Fprintln(e.stderr, "kioskctl provision csr: this kiosk already has a device key; a new CSR replaces it at once and the kiosk stops signing until the bundle is imported: add --force to do so")
+		return ExitFail
+	}
 	if err := enroll.ExportCSR(context.Background(), keys, *device, *out); err != nil {
 		fmt.Fprintln(e.stderr, "kioskctl provision csr:", err)
 		return ExitFail
@@ -288,6 +310,36 @@ func provisionSign(e *env, args []string) int {
 	return ExitOK
 }
 
+// readToken reads the token from the first line of r (at most 1 KiB).
+func readToken(r io.Reader) (string, error) {
+	line, err := bufio.NewReader(io.LimitReader(r, 1024)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", err
+	}
+	if t := strings.TrimSpace(line); t != "" {
+		return t, nil
+	}
+	return "", errors.New("no token on stdin")
+}
+
+// readBounded reads a file of at most max bytes; a larger one is refused
+// before it is read whole.
+func readBounded(path string, max int) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, int64(max)+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(b) > max {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, max)
+	}
+	return b, nil
+}
+
 // provisionImport (kiosk, offline): a signed bundle into the identity.
 func provisionImport(e *env, args []string) int {
 	fs := flag.NewFlagSet("provision import", flag.ContinueOnError)
@@ -311,7 +363,7 @@ func provisionImport(e *env, args []string) int {
 		return ExitUsage
 	}
 	defer closeKeys()
-	b, err := os.ReadFile(*bundle)
+	b, err := readBounded(*bundle, enrollwire.MaxBundle)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "kioskctl provision import:", err)
 		return ExitUsage

@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"kiosk/firmware/devicekey"
 	"kiosk/firmware/devicekey/swtpmtest"
 	"kiosk/firmware/enroll"
+	"kiosk/firmware/enrollwire"
 	"kiosk/firmware/hub/mqtttest"
 	"kiosk/internal/testpki"
 	"kiosk/provisioning/devkey"
@@ -134,6 +136,43 @@ listen = "127.0.0.1:0"
 	if code != ExitUsage || !strings.Contains(errs, "token_used") {
 		t.Fatalf("replayed token: %d %q", code, errs)
 	}
+	// --token - reads it from stdin (kept out of argv): the hub sees the
+	// same spent token.
+	var sout, serr bytes.Buffer
+	code = Main([]string{"provision", "enroll", "--hub", broker.ProvisionURL(), "--token", "-", "--ca", bca.File,
+		"--dir", t.TempDir(), "--key-storage", "file"}, strings.NewReader(tok+"\n"), &sout, &serr, "test")
+	if code != ExitUsage || !strings.Contains(serr.String(), "token_used") {
+		t.Fatalf("--token - with the spent token on stdin: %d %q", code, serr.String())
+	}
+	if code, _, errs := run("provision", "enroll", "--hub", broker.ProvisionURL(), "--token", "-"); code != ExitUsage || !strings.Contains(errs, "no token on stdin") {
+		t.Fatalf("--token - with nothing on stdin: %d %q", code, errs)
+	}
+
+	// One serial as staff may type it: upper case, 0x, colons, zero
+	// padding all name the serial the hub looks up; an unknown serial is
+	// an error, not a revocation.
+	typed := "0x00" + strings.ToUpper(id.Serial)
+	if len(id.Serial)%2 == 0 {
+		var pairs []string
+		for i := 0; i < len(id.Serial); i += 2 {
+			pairs = append(pairs, strings.ToUpper(id.Serial[i:i+2]))
+		}
+		typed = strings.Join(pairs, ":")
+	}
+	code, out, errs = run("provision", "revoke", "--serial", typed, "--config", hubConf)
+	if code != ExitOK || strings.TrimSpace(out) != "revoked "+id.Serial+" of device kiosk-42" {
+		t.Fatalf("provision revoke --serial %s: %d %q %q", typed, code, out, errs)
+	}
+	code, out, errs = run("provision", "revoke", "--serial", "0x00"+strings.ToUpper(id.Serial), "--config", hubConf)
+	if code != ExitOK || !strings.Contains(out, "revoked "+id.Serial) {
+		t.Fatalf("provision revoke --serial 0x00…: %d %q %q", code, out, errs)
+	}
+	if code, out, errs := run("provision", "revoke", "--serial", "0x7A3F", "--config", hubConf); code != ExitFail || !strings.Contains(errs, "no certificate with serial 7a3f") {
+		t.Fatalf("revoke an unknown serial: %d %q %q", code, out, errs)
+	}
+	if code, _, errs := run("provision", "revoke", "--serial", "xyz", "--config", hubConf); code != ExitFail || !strings.Contains(errs, "not a positive hexadecimal") {
+		t.Fatalf("revoke a malformed serial: %d %q", code, errs)
+	}
 
 	code, out, errs = run("provision", "revoke", "--device", "kiosk-42", "--config", hubConf)
 	if code != ExitOK || !strings.Contains(out, "revoked "+id.Serial) {
@@ -189,6 +228,13 @@ issuing_key = %q
 	if code, out, errs := run("provision", "csr", "--device", "kiosk-7", "--out", csr, "--dir", idDir, "--key-storage", "file"); code != ExitOK {
 		t.Fatalf("csr: %d %q %q", code, out, errs)
 	}
+	keyBefore, _ := os.ReadFile(filepath.Join(idDir, "device.key"))
+	if code, _, errs := run("provision", "csr", "--device", "kiosk-7", "--out", csr, "--dir", idDir, "--key-storage", "file"); code != ExitFail || !strings.Contains(errs, "--force") {
+		t.Fatalf("second csr over a key: %d %q", code, errs)
+	}
+	if b, _ := os.ReadFile(filepath.Join(idDir, "device.key")); string(b) != string(keyBefore) {
+		t.Fatal("a refused csr replaced the key")
+	}
 	bundle := filepath.Join(dir, "usb", "kiosk-7.bundle")
 	if code, _, errs := run("provision", "sign", "--csr", csr, "--device", "kiosk-8", "--out", bundle, "--config", hubConf); code != ExitFail || !strings.Contains(errs, "another device") {
 		t.Fatalf("sign for the wrong device: %d %q", code, errs)
@@ -196,6 +242,13 @@ issuing_key = %q
 	code, out, errs = run("provision", "sign", "--csr", csr, "--device", "kiosk-7", "--out", bundle, "--config", hubConf)
 	if code != ExitOK || !strings.Contains(out, rootSum) {
 		t.Fatalf("sign: %d %q %q", code, out, errs)
+	}
+	huge := filepath.Join(dir, "usb", "huge.bundle")
+	if err := os.WriteFile(huge, make([]byte, enrollwire.MaxBundle+1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := run("provision", "import", "--bundle", huge, "--root-sha256", rootSum, "--dir", idDir, "--key-storage", "file"); code != ExitUsage || !strings.Contains(errs, "larger than") {
+		t.Fatalf("oversized bundle: %d %q", code, errs)
 	}
 	// Refusals leave no identity behind.
 	good, _ := os.ReadFile(bundle)

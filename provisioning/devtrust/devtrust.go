@@ -48,7 +48,7 @@ type Trust struct {
 	mu      sync.RWMutex
 	known   map[string]entry     // fingerprint → device
 	missing map[string]time.Time // fingerprint → until when "unknown" is cached
-	revoked map[string]bool      // serial → revoked
+	revoked map[string]time.Time // serial → when it was revoked
 	loaded  time.Time            // last successful reload (Now clock)
 }
 
@@ -74,7 +74,7 @@ func New(o Options) (*Trust, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Trust{o: o, log: log, known: map[string]entry{}, missing: map[string]time.Time{}, revoked: map[string]bool{}}, nil
+	return &Trust{o: o, log: log, known: map[string]entry{}, missing: map[string]time.Time{}, revoked: map[string]time.Time{}}, nil
 }
 
 // Reload reads the revocations.
@@ -83,13 +83,13 @@ func (t *Trust) Reload(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("devtrust: revocations: %w", err)
 	}
-	set := make(map[string]bool, len(revs))
+	set := make(map[string]time.Time, len(revs))
 	for _, r := range revs {
-		set[r.Serial] = true
+		set[r.Serial] = r.Revoked
 	}
 	t.mu.Lock()
 	for s := range set {
-		if !t.revoked[s] {
+		if _, was := t.revoked[s]; !was {
 			t.log.Info("device certificate revoked", "serial", s)
 		}
 	}
@@ -121,7 +121,8 @@ func (t *Trust) Run(ctx context.Context) {
 func (t *Trust) Revoked(serial string) bool {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	return t.revoked[serial]
+	_, ok := t.revoked[serial]
+	return ok
 }
 
 // Resolve is a txreport.Resolver.
@@ -130,7 +131,8 @@ func (t *Trust) Resolve(fp string) (txreport.Device, bool) {
 	t.mu.RLock()
 	fresh := !t.loaded.IsZero() && now.Sub(t.loaded) < t.o.Stale
 	e, ok := t.known[fp]
-	revoked := ok && t.revoked[e.serial]
+	_, revoked := t.revoked[e.serial]
+	revoked = ok && revoked
 	until, neg := t.missing[fp]
 	t.mu.RUnlock()
 	switch {
@@ -158,7 +160,60 @@ func (t *Trust) Resolve(fp string) (txreport.Device, bool) {
 		return txreport.Device{}, false
 	}
 	t.known[fp] = e
-	if t.revoked[e.serial] {
+	if _, revoked := t.revoked[e.serial]; revoked {
+		return txreport.Device{}, false
+	}
+	return e.dev, true
+}
+
+// RefusedForGood reports whether fp names a certificate the device CA
+// issued to device that is revoked or expired now: a report under it
+// will never be accepted (unless decided earlier: see ResolveAt).
+func (t *Trust) RefusedForGood(fp, device string) bool {
+	t.mu.RLock()
+	e, ok := t.known[fp]
+	t.mu.RUnlock()
+	if !ok || e.dev.ID != device {
+		return false
+	}
+	t.mu.RLock()
+	_, revoked := t.revoked[e.serial]
+	t.mu.RUnlock()
+	return revoked || t.o.Now().After(e.dev.Cert.NotAfter)
+}
+
+// ResolveAt resolves a certificate as it stood at a report's decision
+// time: within its validity then, and not revoked before then. A report
+// signed while the certificate was good still verifies after it expired
+// or was revoked (issue 14: "reports signed under the old key still
+// verify"); a time after the hub's now counts as now. The decision time
+// is the kiosk's claim, signed with the key: a key stolen before its
+// revocation can backdate reports, which the revocation time bounds.
+func (t *Trust) ResolveAt(fp string, at time.Time) (txreport.Device, bool) {
+	now := t.o.Now()
+	if at.After(now) {
+		at = now
+	}
+	t.mu.RLock()
+	fresh := !t.loaded.IsZero() && now.Sub(t.loaded) < t.o.Stale
+	e, ok := t.known[fp]
+	t.mu.RUnlock()
+	if !fresh {
+		return txreport.Device{}, false
+	}
+	if !ok {
+		var err error
+		if e, err = t.lookup(fp, at); err != nil {
+			return txreport.Device{}, false
+		}
+		t.mu.Lock()
+		t.known[fp] = e
+		t.mu.Unlock()
+	}
+	t.mu.RLock()
+	revokedAt, revoked := t.revoked[e.serial]
+	t.mu.RUnlock()
+	if at.After(e.dev.Cert.NotAfter) || at.Before(e.dev.Cert.NotBefore) || (revoked && !revokedAt.After(at)) {
 		return txreport.Device{}, false
 	}
 	return e.dev, true

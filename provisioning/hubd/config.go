@@ -261,6 +261,12 @@ func (c *Config) Validate() error {
 		if (c.AMQP.Cert == "") != (c.AMQP.Key == "") {
 			bad("amqp.key", "amqp.cert and amqp.key go together")
 		}
+		// Enrollment and renewal are answered on the MQTT provisioning
+		// topics only; an AMQP-fed instance would take the CA key and
+		// leave every kiosk unanswered.
+		if c.CA.IssuingKey != "" {
+			bad("ca.issuing_key", "an [amqp] hub does not enroll or renew kiosks (provisioning is served over MQTT): leave it empty here and run an MQTT-mode instance with the CA key")
+		}
 	}
 	for i, b := range c.MQTT.Brokers {
 		u, err := url.Parse(b)

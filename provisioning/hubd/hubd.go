@@ -188,8 +188,10 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	h, err := refhub.New(refhub.Options{
 		Brokers: cfg.MQTT.Brokers, ClientID: instance, Group: cfg.MQTT.Group, Prefix: cfg.MQTT.Prefix, TLS: tlsCfg,
 		Keyring: ring, Signer: signer, Store: store, Workers: cfg.MQTT.Workers, Queue: queue, Registrar: reg,
-		Limits: hubstore.Limits{MaxTx: cfg.Limits.MaxTx, MaxDaily: cfg.Limits.MaxDaily},
-		Logger: log.With("component", "hub"), Now: o.Now,
+		ResolveAt:      resolveAt(trust),
+		RefusedForGood: refusedForGood(trust),
+		Limits:         hubstore.Limits{MaxTx: cfg.Limits.MaxTx, MaxDaily: cfg.Limits.MaxDaily},
+		Logger:         log.With("component", "hub"), Now: o.Now,
 	})
 	if err != nil {
 		return &Error{Key: "mqtt.brokers", Msg: err.Error()}
@@ -401,4 +403,21 @@ func prune(ctx context.Context, s hubstore.Store, keep time.Duration, now func()
 		}
 		t.Reset(time.Hour)
 	}
+}
+
+// resolveAt is the trust's report-time resolver, nil without a device CA.
+func resolveAt(t *devtrust.Trust) func(string, time.Time) (txreport.Device, bool) {
+	if t == nil {
+		return nil
+	}
+	return t.ResolveAt
+}
+
+// refusedForGood is the trust's permanent-refusal check, nil without a
+// device CA.
+func refusedForGood(t *devtrust.Trust) func(string, string) bool {
+	if t == nil {
+		return nil
+	}
+	return t.RefusedForGood
 }

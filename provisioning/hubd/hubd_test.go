@@ -53,6 +53,13 @@ root = "/etc/kioskhub/ca/root.crt"
 issuing_key = "/etc/kioskhub/ca/issuing.key"`, "ca.broker_ca"},
 		{`[store]
 retentoin = "30d"`, "store.retentoin"},
+		{`[amqp]
+urls = ["amqp://guest@rabbit:5672"]
+[ca]
+root = "/etc/kioskhub/ca/root.crt"
+issuing_cert = "/etc/kioskhub/ca/issuing.crt"
+issuing_key = "/etc/kioskhub/ca/issuing.key"
+broker_ca = "/etc/kioskhub/broker-ca.pem"`, "ca.issuing_key"},
 	} {
 		_, err := hubd.Parse([]byte(tc.conf))
 		var ce *hubd.Error

@@ -92,6 +92,32 @@ func (s *Bolt) CertByFingerprint(ctx context.Context, fp string) (DeviceCert, er
 	return c, err
 }
 
+// CertBySerial implements Registry (a scan: the bolt store serves one
+// hub instance with a small fleet).
+func (s *Bolt) CertBySerial(ctx context.Context, serial string) (DeviceCert, error) {
+	var c DeviceCert
+	if err := ctx.Err(); err != nil {
+		return c, err
+	}
+	found := false
+	err := s.update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketCerts).ForEach(func(_, v []byte) error {
+			var x DeviceCert
+			if err := json.Unmarshal(v, &x); err != nil {
+				return err
+			}
+			if x.Serial == serial {
+				c, found = x, true
+			}
+			return nil
+		})
+	})
+	if err == nil && !found {
+		err = ErrNotFound
+	}
+	return c, err
+}
+
 // DeviceCerts implements Registry.
 func (s *Bolt) DeviceCerts(ctx context.Context, device string) ([]DeviceCert, error) {
 	if err := ctx.Err(); err != nil {

@@ -21,6 +21,9 @@ type Registry interface {
 	PutCert(ctx context.Context, c DeviceCert) error
 	// CertByFingerprint finds an issued certificate (ErrNotFound).
 	CertByFingerprint(ctx context.Context, fp string) (DeviceCert, error)
+	// CertBySerial finds an issued certificate by its serial in
+	// deviceca.SerialHex form (ErrNotFound).
+	CertBySerial(ctx context.Context, serial string) (DeviceCert, error)
 	// DeviceCerts lists a device's certificates, oldest first.
 	DeviceCerts(ctx context.Context, device string) ([]DeviceCert, error)
 	// Revoke records a serial as revoked (idempotent: the first time

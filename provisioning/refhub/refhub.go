@@ -44,6 +44,14 @@ type Options struct {
 	Password string
 	TLS      *tls.Config
 	Keyring  *txreport.Keyring
+	// ResolveAt, when set, is asked for a report whose certificate the
+	// keyring refuses now: the certificate as it stood at the report's
+	// decision time (devtrust.Trust.ResolveAt).
+	ResolveAt func(fp string, at time.Time) (txreport.Device, bool)
+	// RefusedForGood, when set, says a refused report's certificate was
+	// revoked or expired (devtrust.Trust.RefusedForGood): such a report
+	// gets a sealed AckRefused so the kiosk stops resending it.
+	RefusedForGood func(fp, device string) bool
 	// Signer seals authorization responses and report acks (docs/mqtt.md,
 	// "Signed authorization", "Acknowledgement"); nil sends them
 	// unsigned, which kiosks that were given hub.auth_cert ignore.
@@ -67,14 +75,17 @@ type Options struct {
 
 // Stats count what the hub did.
 type Stats struct {
-	Applied      uint64 `json:"applied"`
-	Duplicates   uint64 `json:"duplicates"`
-	Rejected     uint64 `json:"rejected"`
-	AuthApproved uint64 `json:"auth_approved"`
-	AuthDeclined uint64 `json:"auth_declined"`
-	AuthExpired  uint64 `json:"auth_expired"`
-	Dropped      uint64 `json:"dropped"`
-	ReplyFailed  uint64 `json:"reply_failed"` // answers the broker did not take (the kiosk resends or decides offline)
+	Applied    uint64 `json:"applied"`
+	Duplicates uint64 `json:"duplicates"`
+	Rejected   uint64 `json:"rejected"`
+	// RefusedForGood: rejected reports acknowledged as refused (their
+	// certificate revoked or expired), so the kiosk stops resending.
+	RefusedForGood uint64 `json:"refused_for_good"`
+	AuthApproved   uint64 `json:"auth_approved"`
+	AuthDeclined   uint64 `json:"auth_declined"`
+	AuthExpired    uint64 `json:"auth_expired"`
+	Dropped        uint64 `json:"dropped"`
+	ReplyFailed    uint64 `json:"reply_failed"` // answers the broker did not take (the kiosk resends or decides offline)
 }
 
 // Hub is one reference hub instance.
@@ -84,7 +95,7 @@ type Hub struct {
 	work  chan mqtt.Message
 	conn  mqtt.Client
 	stats struct {
-		applied, dups, rejected, authOK, authNo, authExpired, dropped, replyFailed atomic.Uint64
+		applied, dups, rejected, refusedForGood, authOK, authNo, authExpired, dropped, replyFailed atomic.Uint64
 	}
 	connected chan struct{}
 	once      sync.Once
@@ -124,7 +135,7 @@ func New(opts Options) (*Hub, error) {
 func (h *Hub) Stats() Stats {
 	s := &h.stats
 	return Stats{
-		Applied: s.applied.Load(), Duplicates: s.dups.Load(), Rejected: s.rejected.Load(),
+		Applied: s.applied.Load(), Duplicates: s.dups.Load(), Rejected: s.rejected.Load(), RefusedForGood: s.refusedForGood.Load(),
 		AuthApproved: s.authOK.Load(), AuthDeclined: s.authNo.Load(), AuthExpired: s.authExpired.Load(),
 		Dropped: s.dropped.Load(), ReplyFailed: s.replyFailed.Load(),
 	}
@@ -339,6 +350,9 @@ func (h *Hub) process(ctx context.Context, device, rest string, payload []byte) 
 
 func (h *Hub) handleTx(ctx context.Context, device string, payload []byte) outcome {
 	r, dev, err := h.opts.Keyring.Verify(payload)
+	if errors.Is(err, txreport.ErrUnknownDevice) && h.opts.ResolveAt != nil {
+		r, dev, err = h.verifyAtDecision(payload, err)
+	}
 	if err == nil && r.Terminal != device {
 		err = fmt.Errorf("%w: topic device %q, report %q", txreport.ErrWrongDevice, device, r.Terminal)
 	}
@@ -347,7 +361,7 @@ func (h *Hub) handleTx(ctx context.Context, device string, payload []byte) outco
 		// the kiosk forget the real one.
 		h.stats.rejected.Add(1)
 		h.log.Warn("refhub: report rejected", "device", device, "err", err)
-		return outcome{}
+		return h.refuseForGood(device, payload)
 	}
 	dup, err := h.opts.Store.Apply(ctx, r, payload, txreport.Fingerprint(dev.Cert), h.opts.ClientID, h.opts.Now())
 	if err != nil {
@@ -359,6 +373,21 @@ func (h *Hub) handleTx(ctx context.Context, device string, payload []byte) outco
 	if r.Kind == txreport.KindEvent && r.Service == txreport.EventDecommission && h.opts.Registrar != nil {
 		if err := h.opts.Registrar.Decommission(ctx, device); err != nil {
 			h.log.Error("refhub: decommission", "device", device, "err", err)
+			return outcome{retry: true}
+		}
+	}
+	// The first report under a renewed certificate retires the old one.
+	if h.opts.Registrar != nil && !(r.Kind == txreport.KindEvent && r.Service == txreport.EventTamperAlarm) {
+		if err := h.opts.Registrar.Used(ctx, device, txreport.Fingerprint(dev.Cert)); err != nil {
+			h.log.Error("refhub: retire superseded certificates", "device", device, "err", err)
+			// Applied already; the next report tries again.
+		}
+	}
+	// A verified tamper alarm revokes the certificate that signed it (and
+	// earlier ones) before the ack.
+	if r.Kind == txreport.KindEvent && r.Service == txreport.EventTamperAlarm && h.opts.Registrar != nil {
+		if err := h.opts.Registrar.TamperAlarm(ctx, device, txreport.Fingerprint(dev.Cert)); err != nil {
+			h.log.Error("refhub: tamper alarm revocation", "device", device, "err", err)
 			return outcome{retry: true}
 		}
 	}
@@ -375,6 +404,59 @@ func (h *Hub) handleTx(ctx context.Context, device string, payload []byte) outco
 		h.stats.applied.Add(1)
 	}
 	return outcome{sub: hub.TopicTxAck, reply: ack}
+}
+
+// refuseForGood acknowledges a report with AckRefused when its
+// certificate is one the device CA issued to this device and is revoked
+// or expired: resending cannot help. The ack names the exact payload's
+// hash, so it can only remove that payload from the kiosk's outbox;
+// anything else (forged, unknown) stays unanswered.
+func (h *Hub) refuseForGood(device string, payload []byte) outcome {
+	if h.opts.RefusedForGood == nil {
+		return outcome{}
+	}
+	env, err := txreport.ParseEnvelope(payload)
+	if err != nil || !h.opts.RefusedForGood(strings.ToLower(env.Cert), device) {
+		return outcome{}
+	}
+	var claim struct {
+		TxID     string `json:"tx_id"`
+		Terminal string `json:"terminal_id"`
+	}
+	hash, herr := txreport.ReportHash(payload)
+	if json.Unmarshal(env.Report, &claim) != nil || claim.TxID == "" || claim.Terminal != device || herr != nil {
+		return outcome{}
+	}
+	h.stats.refusedForGood.Add(1)
+	return outcome{sub: hub.TopicTxAck, reply: hub.TxAck{TxID: claim.TxID, Terminal: device, ReportSHA256: hash, Status: hub.AckRefused}}
+}
+
+// verifyAtDecision verifies a report with its certificate as it stood
+// when the report was decided (signed while valid, expired or revoked
+// since). The unverified Decided only picks the time; the signature
+// then covers it.
+func (h *Hub) verifyAtDecision(payload []byte, nowErr error) (*txreport.Report, txreport.Device, error) {
+	env, err := txreport.ParseEnvelope(payload)
+	if err != nil {
+		return nil, txreport.Device{}, nowErr
+	}
+	var claim struct {
+		Decided string `json:"decided"`
+	}
+	if json.Unmarshal(env.Report, &claim) != nil {
+		return nil, txreport.Device{}, nowErr
+	}
+	at, err := time.Parse(time.RFC3339Nano, claim.Decided)
+	if err != nil {
+		return nil, txreport.Device{}, nowErr
+	}
+	kr := txreport.NewKeyring()
+	kr.SetResolver(func(fp string) (txreport.Device, bool) { return h.opts.ResolveAt(fp, at) })
+	r, dev, err := kr.Verify(payload)
+	if err != nil {
+		return nil, dev, nowErr
+	}
+	return r, dev, nil
 }
 
 func (h *Hub) handleAuth(ctx context.Context, device string, payload []byte) outcome {

@@ -2,6 +2,7 @@ package registrar_test
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -25,6 +26,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"kiosk/firmware/devicekey"
+	"kiosk/firmware/devicekey/swtpmtest"
 	"kiosk/firmware/enroll"
 	"kiosk/firmware/enrollwire"
 	"kiosk/firmware/hub"
@@ -53,6 +55,7 @@ type fixture struct {
 	// authSigner is the hub's authorization key: it seals acks and
 	// renewal answers.
 	authSigner *txreport.Signer
+	reg        *registrar.Registrar
 }
 
 func writePEM(t testing.TB, path, typ string, der []byte) {
@@ -162,7 +165,8 @@ func newFixture(t testing.TB, mods ...func(*registrar.Options)) *fixture {
 		t.Fatal(err)
 	}
 	f.hub, err = refhub.New(refhub.Options{Brokers: []string{f.broker.TLSURL()}, ClientID: "hub-test", TLS: hubTLS,
-		Keyring: ring, Store: f.store, Registrar: reg, Signer: f.authSigner, Now: now})
+		Keyring: ring, ResolveAt: f.trust.ResolveAt, RefusedForGood: f.trust.RefusedForGood, Store: f.store, Registrar: reg, Signer: f.authSigner, Now: now})
+	f.reg = reg
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -541,8 +545,11 @@ func TestDecommissionRevokes(t *testing.T) {
 		t.Fatalf("revocations %+v %v", revs, err)
 	}
 	rejected := f.hub.Stats().Rejected
+	// Decided after the revocation (a report decided before it would
+	// still verify: it was signed while the certificate was good).
+	after := txreport.Timestamp(time.Now().Add(time.Second))
 	r := &txreport.Report{V: 1, TxID: "tx-after", Terminal: "kiosk-dc", Kind: "payment", Amount: 1, Currency: "EUR",
-		Started: now, Decided: now, Decision: txreport.Approved, Auth: txreport.Auth{Mode: txreport.AuthOffline}}
+		Started: after, Decided: after, Decision: txreport.Approved, Auth: txreport.Auth{Mode: txreport.AuthOffline}}
 	b, _ := signer.Sign(r)
 	waitFor(t, 10*time.Second, "report after decommission refused", func() bool {
 		c.Publish("kiosk/v1/kiosk-dc/tx", 1, false, b).WaitTimeout(time.Second)
@@ -605,4 +612,54 @@ func TestBrokerACL(t *testing.T) {
 		t.Fatalf("k1 received %s", topic)
 	case <-time.After(300 * time.Millisecond):
 	}
+}
+
+// Enrolling a kiosk again with a token the hub refuses leaves its current
+// key and identity as they were: the new key waits at the pending slot
+// until a verified answer, and is discarded on a refusal. (File and TPM.)
+func TestReenrollRefusedKeepsKey(t *testing.T) {
+	f := newFixture(t)
+	check := func(t *testing.T, device, dir string, keys devicekey.Store) {
+		tok := f.token(t, device, 30*time.Minute, time.Now())
+		if _, err := f.enrollWith(t, tok, dir, keys); err != nil {
+			t.Fatal(err)
+		}
+		before, err := keys.Load(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		chainBefore, _ := os.ReadFile(filepath.Join(dir, enroll.FileChain))
+		var re *enroll.RejectedError
+		if _, err := f.enrollWith(t, tok, dir, keys); !errors.As(err, &re) || re.Code != enrollwire.CodeTokenUsed {
+			t.Fatalf("replayed token: %v", err)
+		}
+		after, err := keys.Load(context.Background())
+		if err != nil {
+			t.Fatalf("key after a refused enrollment: %v", err)
+		}
+		if !after.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(before.Public()) {
+			t.Fatal("a refused enrollment replaced the device key")
+		}
+		if chainAfter, _ := os.ReadFile(filepath.Join(dir, enroll.FileChain)); string(chainAfter) != string(chainBefore) {
+			t.Fatal("a refused enrollment changed the chain")
+		}
+		if fk, ok := keys.(*devicekey.File); ok {
+			if _, err := os.Stat(fk.Path + ".new"); !os.IsNotExist(err) {
+				t.Fatalf("pending key left: %v", err)
+			}
+		}
+	}
+	t.Run("file", func(t *testing.T) {
+		dir := t.TempDir()
+		check(t, "kiosk-keep", dir, &devicekey.File{Path: filepath.Join(dir, "device.key")})
+	})
+	t.Run("tpm", func(t *testing.T) {
+		sw := swtpmtest.Start(t)
+		tp, err := devicekey.OpenTPM("unix:" + sw.Socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tp.Close()
+		check(t, "kiosk-keep-tpm", t.TempDir(), tp)
+	})
 }

@@ -12,6 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
+	"strings"
+	"sync"
 	"time"
 
 	"kiosk/firmware/enrollwire"
@@ -44,6 +47,11 @@ type Options struct {
 type Registrar struct {
 	o   Options
 	log *slog.Logger
+
+	// inUse: per device, the certificate whose first use retired the
+	// ones before it (Used), so the registry is asked once per switch.
+	mu    sync.Mutex
+	inUse map[string]string
 }
 
 // New checks options.
@@ -64,7 +72,7 @@ func New(o Options) (*Registrar, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Registrar{o: o, log: log}, nil
+	return &Registrar{o: o, log: log, inUse: map[string]string{}}, nil
 }
 
 // Filter is the subscription of every kiosk's requests (below the
@@ -144,6 +152,15 @@ func (r *Registrar) Handle(ctx context.Context, topic string, payload []byte) Re
 		return reject(enrollwire.CodeInternal, "the hub could not record the certificate: ask for a new token")
 	}
 	r.log.Info("device enrolled", "device", req.Device, "serial", dc.Serial, "not_after", dc.NotAfter)
+	// Enrolled again: what the device held before is revoked (a kiosk
+	// re-enrolled after a loss or a tamper must not leave a working old
+	// key). A failure is logged, not answered: the token is spent and the
+	// new certificate recorded; staff can revoke the serials by hand.
+	if serials, err := r.revokeBefore(ctx, req.Device, dc, "superseded by a new enrollment"); err != nil {
+		r.log.Error("enrollment: earlier certificates not revoked: revoke them with kioskctl provision revoke --serial", "device", req.Device, "err", err)
+	} else if len(serials) > 0 {
+		r.log.Warn("enrollment: earlier certificates revoked", "device", req.Device, "serials", serials)
+	}
 	b, err := enrollwire.Seal(tok, enrollwire.Accepted{V: enrollwire.Version, ID: req.ID, Device: req.Device,
 		Chain: r.o.CA.ChainPEM(cert), Root: r.o.CA.RootPEM(), BrokerCA: r.o.BrokerCA, AuthCert: r.o.AuthCert,
 		TrustBundle: r.o.TrustBundle, NotAfter: cert.NotAfter.UTC()})
@@ -185,6 +202,37 @@ func RevokeDevice(ctx context.Context, reg hubstore.Registry, device, reason str
 		serials = append(serials, c.Serial)
 	}
 	return serials, nil
+}
+
+// ParseSerial reads a certificate serial as staff may type it ("7A3F",
+// "0x7a3f", "7a:3f", zero-padded) into the form the hub looks up:
+// deviceca.SerialHex, lowercase hex without leading zeros.
+func ParseSerial(s string) (string, error) {
+	t := strings.ReplaceAll(strings.TrimSpace(s), ":", "")
+	t = strings.TrimPrefix(strings.TrimPrefix(t, "0x"), "0X")
+	n, ok := new(big.Int).SetString(t, 16)
+	if t == "" || !ok || n.Sign() <= 0 {
+		return "", fmt.Errorf("serial %q is not a positive hexadecimal number", s)
+	}
+	return n.Text(16), nil
+}
+
+// RevokeSerial revokes one certificate by serial; the serial must be one
+// the device CA issued (an unknown one is ErrNotFound, so a typo is not
+// reported as a revocation). It returns the certificate revoked.
+func RevokeSerial(ctx context.Context, reg hubstore.Registry, serial, reason string, now time.Time) (hubstore.DeviceCert, error) {
+	hex, err := ParseSerial(serial)
+	if err != nil {
+		return hubstore.DeviceCert{}, err
+	}
+	c, err := reg.CertBySerial(ctx, hex)
+	if errors.Is(err, hubstore.ErrNotFound) {
+		return c, fmt.Errorf("%w: no certificate with serial %s was issued by this hub's device CA", hubstore.ErrNotFound, hex)
+	}
+	if err != nil {
+		return c, err
+	}
+	return c, reg.Revoke(ctx, hubstore.Revocation{Serial: c.Serial, Device: c.Device, Reason: reason, Revoked: now.UTC()})
 }
 
 // RenewFilter is the subscription of every kiosk's renewal requests.
@@ -230,6 +278,19 @@ func (r *Registrar) HandleRenew(ctx context.Context, device string, payload []by
 		return reject(enrollwire.CodeBadCSR, err.Error())
 	}
 	now := r.o.Now()
+	if now.After(req.Expires) || req.Expires.Sub(now) > enrollwire.MaxRenewRequestLife {
+		return reject(enrollwire.CodeRequestExpired, fmt.Sprintf("the request expires %s; the hub's time is %s", req.Expires.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339)))
+	}
+	// Only the device's newest certificate renews: one it replaced (by
+	// renewal or enrollment) cannot mint a fresh one.
+	certs, err := r.o.Registry.DeviceCerts(ctx, device)
+	if err != nil {
+		r.log.Error("renewal: registry", "device", device, "err", err)
+		return Reply{Retry: true}
+	}
+	if len(certs) == 0 || certs[len(certs)-1].Fingerprint != txreport.Fingerprint(dev.Cert) {
+		return reject(enrollwire.CodeSuperseded, "sealed by a certificate that is not this device's newest")
+	}
 	if left := dev.Cert.NotAfter.Sub(now); left > enrollwire.RenewWindow {
 		return reject(enrollwire.CodeNotDue, fmt.Sprintf("the certificate has %d days left; renewal opens at %d", int(left.Hours()/24), int(enrollwire.RenewWindow.Hours()/24)))
 	}
@@ -248,6 +309,95 @@ func (r *Registrar) HandleRenew(ctx context.Context, device string, payload []by
 	// signed before the switch still verify.
 	r.log.Info("device certificate renewed", "device", device, "serial", dc.Serial, "not_after", dc.NotAfter)
 	return answer(enrollwire.RenewAnswer{Status: "accepted", Chain: [][]byte{cert.Raw, r.o.CA.Issuing.Raw}, NotAfter: cert.NotAfter.UTC()})
+}
+
+// revokeBefore revokes the device's certificates issued before keep (and
+// any other than keep issued at the same time), keep itself not.
+func (r *Registrar) revokeBefore(ctx context.Context, device string, keep hubstore.DeviceCert, reason string) ([]string, error) {
+	certs, err := r.o.Registry.DeviceCerts(ctx, device)
+	if err != nil {
+		return nil, err
+	}
+	var serials []string
+	for _, c := range certs {
+		if c.Fingerprint == keep.Fingerprint || c.Issued.After(keep.Issued) {
+			continue
+		}
+		if err := r.o.Registry.Revoke(ctx, hubstore.Revocation{Serial: c.Serial, Device: device, Reason: reason, Revoked: r.o.Now().UTC()}); err != nil {
+			return serials, err
+		}
+		serials = append(serials, c.Serial)
+	}
+	return serials, nil
+}
+
+// Used is told that device used the certificate fp (a verified report).
+// The first use of a device's newest certificate revokes the ones it
+// superseded: the renewal's grace period lasts until the kiosk has
+// switched, and reports decided before still verify (devtrust.ResolveAt).
+func (r *Registrar) Used(ctx context.Context, device, fp string) error {
+	r.mu.Lock()
+	same := r.inUse[device] == fp
+	r.mu.Unlock()
+	if same {
+		return nil
+	}
+	certs, err := r.o.Registry.DeviceCerts(ctx, device)
+	if err != nil {
+		return err
+	}
+	if len(certs) == 0 || certs[len(certs)-1].Fingerprint != fp {
+		return nil // not the newest (or not from the device CA): nothing to retire
+	}
+	newest := certs[len(certs)-1]
+	revs, err := r.o.Registry.Revocations(ctx)
+	if err != nil {
+		return err
+	}
+	done := map[string]bool{}
+	for _, rv := range revs {
+		done[rv.Serial] = true
+	}
+	var serials []string
+	for _, c := range certs[:len(certs)-1] {
+		if done[c.Serial] || c.Issued.After(newest.Issued) {
+			continue
+		}
+		if err := r.o.Registry.Revoke(ctx, hubstore.Revocation{Serial: c.Serial, Device: device, Reason: "superseded by renewal", Revoked: r.o.Now().UTC()}); err != nil {
+			return err
+		}
+		serials = append(serials, c.Serial)
+	}
+	if len(serials) > 0 {
+		r.log.Info("superseded certificates revoked on the first use of the newest", "device", device, "serials", serials)
+	}
+	r.mu.Lock()
+	r.inUse[device] = fp
+	r.mu.Unlock()
+	return nil
+}
+
+// TamperAlarm revokes the certificate that signed a device's verified
+// tamper alarm and every earlier one: the key may be in other hands now.
+// Certificates issued after it (the kiosk enrolled again before the
+// alarm arrived) stay.
+func (r *Registrar) TamperAlarm(ctx context.Context, device, fingerprint string) error {
+	c, err := r.o.Registry.CertByFingerprint(ctx, fingerprint)
+	if errors.Is(err, hubstore.ErrNotFound) {
+		return nil // not issued by the device CA (a pinned development key)
+	}
+	if err != nil {
+		return err
+	}
+	serials, err := r.revokeBefore(ctx, device, c, "tamper alarm")
+	if err != nil {
+		return err
+	}
+	if err := r.o.Registry.Revoke(ctx, hubstore.Revocation{Serial: c.Serial, Device: device, Reason: "tamper alarm", Revoked: r.o.Now().UTC()}); err != nil {
+		return err
+	}
+	r.log.Warn("tamper alarm: certificates revoked", "device", device, "serials", append(serials, c.Serial))
+	return nil
 }
 
 // Decommission revokes every certificate of a device that reported its

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"kiosk/firmware/txreport"
 	"kiosk/provisioning/deviceca"
 	"kiosk/provisioning/devkey"
+	"kiosk/provisioning/hubstore"
 	"kiosk/provisioning/registrar"
 )
 
@@ -186,6 +188,22 @@ func rotation(t *testing.T, f *fixture, device, dir string, keys rotatingStore) 
 		}
 	}
 	waitFor(t, 10*time.Second, "old-key and new-key reports applied", func() bool { return f.hub.Stats().Applied == applied+2 })
+	// The new certificate in use retires the old one; the old-key report
+	// was decided before, so it still verified.
+	waitFor(t, 10*time.Second, "the superseded certificate revoked", func() bool {
+		revs, _ := f.store.Revocations(ctx)
+		for _, r := range revs {
+			if r.Serial == oldSerial && r.Reason == "superseded by renewal" {
+				return true
+			}
+		}
+		return false
+	})
+	for _, r := range mustRevocations(t, f) {
+		if r.Serial == newSerial {
+			t.Fatal("the certificate in use was revoked")
+		}
+	}
 
 }
 
@@ -249,4 +267,130 @@ func TestRenewalRefusals(t *testing.T) {
 	if _, err := os.Stat(keys.Path + ".new"); !os.IsNotExist(err) {
 		t.Fatalf("pending key left after a refusal: %v", err)
 	}
+}
+
+// A tamper during a renewal: the enclosure opens after the hub answered
+// but before the kiosk saw the latch (the daemon withdraws the signer and
+// wipes the key store); the answer must bring back neither the key file
+// nor the signer. A set latch (Hold) refuses the commit, leaving the old
+// key and chain in place.
+func TestRenewalAfterTamper(t *testing.T) {
+	f := newFixture(t, func(o *registrar.Options) { o.Validity = 20 * 24 * time.Hour })
+	// renewer enrolls device and returns its renewer (made before the
+	// link runs: it routes the answer topic).
+	renewer := func(t *testing.T, device string, mod func(*enroll.RenewerOptions, *devicekey.File, *txreport.Signer)) (*enroll.Renewer, *devicekey.File, *txreport.Signer, string) {
+		dir := t.TempDir()
+		keys := &devicekey.File{Path: filepath.Join(dir, "device.key")}
+		if _, err := f.enrollWith(t, f.token(t, device, 30*time.Minute, time.Now()), dir, keys); err != nil {
+			t.Fatal(err)
+		}
+		key, _ := keys.Load(context.Background())
+		chainFile := filepath.Join(dir, enroll.FileChain)
+		chain, _ := deviceca.ReadCerts(chainFile)
+		signer, err := txreport.NewSigner(key, chain[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		hubKeys, _ := txreport.LoadKeyringFile(filepath.Join(dir, enroll.FileAuthCert))
+		tlsCfg, err := enroll.TLSConfig(dir, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		link, err := hub.New(hub.Options{Brokers: []string{f.broker.TLSURL()}, DeviceID: device, TopicPrefix: "kiosk/v1", TLS: tlsCfg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := enroll.RenewerOptions{Hub: link, Signer: signer, HubKeys: hubKeys, Keys: keys, Chain: chainFile, Wait: 10 * time.Second}
+		mod(&o, keys, signer)
+		rn, err := enroll.NewRenewer(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Go(func() { _ = link.Run(ctx) })
+		t.Cleanup(func() { cancel(); wg.Wait() })
+		waitFor(t, 10*time.Second, "kiosk link up", func() bool { return link.Status().Connected })
+		return rn, keys, signer, chainFile
+	}
+	t.Run("wiped", func(t *testing.T) {
+		renewed := false
+		rn, keys, signer, _ := renewer(t, "kiosk-tmid", func(o *enroll.RenewerOptions, keys *devicekey.File, signer *txreport.Signer) {
+			o.OnRenewed = func(crypto.Signer, *x509.Certificate) { renewed = true }
+			// The latch is not on disk yet when Hold looks; the wipe runs.
+			o.Hold = func() error {
+				signer.Withdraw()
+				return keys.Wipe(context.Background())
+			}
+		})
+		if err := rn.Renew(context.Background()); err == nil {
+			t.Fatal("a renewal committed after the tamper wipe")
+		}
+		if !signer.Withdrawn() || renewed {
+			t.Fatal("the renewal re-armed the withdrawn signer")
+		}
+		for _, p := range []string{keys.Path, keys.Path + ".new"} {
+			if _, err := os.Stat(p); !os.IsNotExist(err) {
+				t.Fatalf("%s after tamper and renewal answer: %v", p, err)
+			}
+		}
+	})
+	t.Run("commit fails", func(t *testing.T) {
+		rn, keys, signer, chainFile := renewer(t, "kiosk-tcf", func(o *enroll.RenewerOptions, keys *devicekey.File, _ *txreport.Signer) {
+			o.Keys = failingCommit{keys}
+		})
+		before, _ := os.ReadFile(chainFile)
+		oldFP := signer.Fingerprint()
+		if err := rn.Renew(context.Background()); err == nil || !strings.Contains(err.Error(), "commit") {
+			t.Fatalf("renewal whose key commit fails: %v", err)
+		}
+		after, _ := os.ReadFile(chainFile)
+		if string(before) != string(after) || signer.Fingerprint() != oldFP {
+			t.Fatal("a failed key commit left a chain for a key that is not there")
+		}
+		if _, err := os.Stat(chainFile + ".new"); !os.IsNotExist(err) {
+			t.Fatalf("pending chain left: %v", err)
+		}
+		if _, err := keys.Load(context.Background()); err != nil {
+			t.Fatalf("old key after a failed commit: %v", err)
+		}
+	})
+	t.Run("held", func(t *testing.T) {
+		rn, keys, signer, chainFile := renewer(t, "kiosk-thold", func(o *enroll.RenewerOptions, _ *devicekey.File, _ *txreport.Signer) {
+			o.Hold = func() error { return errors.New("tamper latch is set") }
+		})
+		before, _ := os.ReadFile(chainFile)
+		oldFP := signer.Fingerprint()
+		if err := rn.Renew(context.Background()); err == nil || !strings.Contains(err.Error(), "tamper latch") {
+			t.Fatalf("renewal under a latch: %v", err)
+		}
+		after, _ := os.ReadFile(chainFile)
+		if string(before) != string(after) || signer.Fingerprint() != oldFP {
+			t.Fatal("a held renewal changed the chain or the signer")
+		}
+		if _, err := os.Stat(keys.Path + ".new"); !os.IsNotExist(err) {
+			t.Fatalf("pending key left: %v", err)
+		}
+		if _, err := keys.Load(context.Background()); err != nil {
+			t.Fatalf("old key after a held renewal: %v", err)
+		}
+	})
+}
+
+// failingCommit makes the pending key but fails its commit (a full disk,
+// a TPM error), leaving the old key where it was.
+type failingCommit struct{ *devicekey.File }
+
+func (f failingCommit) CreatePending(ctx context.Context) (crypto.Signer, func() error, func() error, error) {
+	k, _, discard, err := f.File.CreatePending(ctx)
+	return k, func() error { return errors.New("injected commit failure") }, discard, err
+}
+
+func mustRevocations(t *testing.T, f *fixture) []hubstore.Revocation {
+	t.Helper()
+	revs, err := f.store.Revocations(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return revs
 }

@@ -93,6 +93,18 @@ func (s *Store) CertByFingerprint(ctx context.Context, fp string) (hubstore.Devi
 	return c, nil
 }
 
+// CertBySerial implements hubstore.Registry.
+func (s *Store) CertBySerial(ctx context.Context, serial string) (hubstore.DeviceCert, error) {
+	c, err := scanCert(s.pool.QueryRow(ctx, `SELECT `+certCols+` FROM device_certs WHERE serial = $1`, serial))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c, hubstore.ErrNotFound
+	}
+	if err != nil {
+		return c, fmt.Errorf("pgstore: cert by serial: %w", err)
+	}
+	return c, nil
+}
+
 // DeviceCerts implements hubstore.Registry.
 func (s *Store) DeviceCerts(ctx context.Context, device string) ([]hubstore.DeviceCert, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+certCols+` FROM device_certs WHERE device = $1 ORDER BY issued`, device)

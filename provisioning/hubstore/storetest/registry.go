@@ -72,6 +72,12 @@ func registry(t *testing.T, s hubstore.Store) {
 	if _, err := r.CertByFingerprint(ctx, "none"); !errors.Is(err, hubstore.ErrNotFound) {
 		t.Fatalf("missing certificate: %v", err)
 	}
+	if got, err := r.CertBySerial(ctx, "a3"); err != nil || got.Device != "k2" || got.Fingerprint != "fp3" {
+		t.Fatalf("CertBySerial: %+v %v", got, err)
+	}
+	if _, err := r.CertBySerial(ctx, "ff"); !errors.Is(err, hubstore.ErrNotFound) {
+		t.Fatalf("CertBySerial of an unknown serial: %v", err)
+	}
 	list, err := r.DeviceCerts(ctx, "k1")
 	if err != nil || len(list) != 2 || list[0].Serial != "a1" || list[1].Serial != "a2" {
 		t.Fatalf("DeviceCerts: %+v %v", list, err)
