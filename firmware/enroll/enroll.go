@@ -14,7 +14,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -255,27 +254,7 @@ func store(o Options, device string, key crypto.Signer, a *enrollwire.Accepted, 
 }
 
 func parseCerts(s string) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	b := []byte(s)
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no PEM certificate")
-	}
-	return out, nil
+	return enrollwire.ParseCertificates([]byte(s))
 }
 
 // WriteFile replaces path atomically (temporary file, sync, rename).

@@ -22,6 +22,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"kiosk/firmware/enrollwire"
 )
 
 // File names Init writes in its directory.
@@ -275,28 +277,7 @@ func ReadCerts(path string) ([]*x509.Certificate, error) {
 }
 
 // ParsePEM parses every CERTIFICATE block; at least one is required.
-func ParsePEM(b []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no PEM certificate")
-	}
-	return out, nil
-}
+func ParsePEM(b []byte) ([]*x509.Certificate, error) { return enrollwire.ParseCertificates(b) }
 
 // SerialHex is the canonical text form of a serial: lowercase hex.
 func SerialHex(c *x509.Certificate) string { return c.SerialNumber.Text(16) }
