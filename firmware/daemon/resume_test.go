@@ -158,6 +158,15 @@ func TestShopperResumesInEveryState(t *testing.T) {
 	for _, kind := range []string{"payment", "service"} {
 		t.Run(kind, func(t *testing.T) {
 			r := start(t, shopperConfig(t, video))
+			// Registered after start's own clean-up, so it runs first: a
+			// subtest that fails with the page open leaves it before kioskd
+			// stops, and the page's lost connections are not reported as
+			// console errors of the next run.
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(b.Ctx, 10*time.Second)
+				defer cancel()
+				_ = chromedp.Do(ctx, chromedp.Navigate("about:blank"))
+			})
 			r.waitHealth(t, "ok", func(h Health) bool { return h.Status == "ok" })
 			b.Run(t, 30*time.Second, chromedp.EmulateViewport(1080, 1920, chromedp.EmulateTouch), chromedp.Navigate(r.base+"/"), screenIs("attract"))
 			wantAmount := "23.50"
@@ -250,9 +259,11 @@ func TestShopperResumesInEveryState(t *testing.T) {
 			postJSON(t, r.base+"/api/sim/card", `{"action":"remove"}`)
 			r.waitEvent(t, "session.idle", nil)
 			// Back to idle: the next shopper starts in the default language.
-			ctx, cancel := context.WithTimeout(b.Ctx, 10*time.Second)
+			// The page's markup says "attract" before its script has run, so
+			// the poll waits for the script (window.kioskUI) too.
+			ctx, cancel := context.WithTimeout(b.Ctx, 40*time.Second)
 			err := chromedp.Do(ctx, chromedp.Navigate("about:blank"), chromedp.Navigate(r.base+"/"),
-				chromedp.Poll[chromedp.Void](`document.body.dataset.screen === "attract" && window.kioskUI.lang === "zh-CN"`))
+				chromedp.Poll[chromedp.Void](`window.kioskUI && document.body.dataset.screen === "attract" && window.kioskUI.lang === "zh-CN"`, chromedp.WithPollingTimeout(30*time.Second)))
 			cancel()
 			if err != nil {
 				t.Fatalf("idle page after the session: %v", err)
