@@ -291,7 +291,9 @@ func provisionSign(e *env, args []string) int {
 		return ExitUsage
 	}
 	defer closeFn()
-	csr, err := os.ReadFile(*csrFile)
+	// A CSR is a few hundred bytes: anything near the enrollment
+	// request's bound is not one.
+	csr, err := readBounded(*csrFile, enrollwire.MaxRequest)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "kioskctl provision sign:", err)
 		return ExitUsage

@@ -239,6 +239,13 @@ issuing_key = %q
 	if code, _, errs := run("provision", "sign", "--csr", csr, "--device", "kiosk-8", "--out", bundle, "--config", hubConf); code != ExitFail || !strings.Contains(errs, "another device") {
 		t.Fatalf("sign for the wrong device: %d %q", code, errs)
 	}
+	hugeCSR := filepath.Join(dir, "usb", "huge.csr")
+	if err := os.WriteFile(hugeCSR, make([]byte, enrollwire.MaxRequest+1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := run("provision", "sign", "--csr", hugeCSR, "--device", "kiosk-7", "--out", bundle, "--config", hubConf); code != ExitUsage || !strings.Contains(errs, "larger than") {
+		t.Fatalf("sign an oversized CSR file: %d %q", code, errs)
+	}
 	code, out, errs = run("provision", "sign", "--csr", csr, "--device", "kiosk-7", "--out", bundle, "--config", hubConf)
 	if code != ExitOK || !strings.Contains(out, rootSum) {
 		t.Fatalf("sign: %d %q %q", code, out, errs)
