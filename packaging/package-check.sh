@@ -122,8 +122,8 @@ apt_in_root install --no-install-recommends "/tmp/kioskd_${v1}_${arch}.deb" "/tm
 say "apt-get install ./kioskd_${v1}_${arch}.deb ./kioskhub_${v1}_${arch}.deb: $(($(date +%s) - t0)) s"
 t0=$(date +%s)
 # The browser the display unit runs, for its start under systemd below.
-apt_in_root install --no-install-recommends chromium
-say "apt-get install chromium (for the display unit): $(($(date +%s) - t0)) s"
+apt_in_root install --no-install-recommends chromium xwayland
+say "apt-get install chromium xwayland (for the display unit): $(($(date +%s) - t0)) s"
 
 step="files, users, modes, conffiles"
 for f in /usr/bin/kioskd /usr/bin/kioskctl /usr/bin/kioskhub /lib/systemd/system/kioskd.service \
@@ -236,21 +236,31 @@ mkdir -p /etc/systemd/system/kiosk-display.service.d
 printf '[Service]\nEnvironment=WLR_BACKENDS=headless WLR_LIBINPUT_NO_DEVICES=1 WLR_RENDERER=pixman XDG_RUNTIME_DIR=/run/kiosk-display\nPAMName=\nTTYPath=\nStandardInput=null\nUtmpIdentifier=\n' \
 	>/etc/systemd/system/kiosk-display.service.d/headless.conf
 systemctl daemon-reload
-# screen_open: a Chromium of the unit has a connection to kioskd's screen
-# (the page's event stream keeps one open).
+# screen_open: a process of the unit (Chromium's network service) holds a
+# connection to kioskd's screen (the page's event stream keeps one open).
+unit_procs() {
+	cat "/sys/fs/cgroup$(systemctl show -p ControlGroup --value kiosk-display.service)/cgroup.procs" 2>/dev/null
+}
 screen_open() {
 	local inodes pid fd inode i
 	inodes=$(awk '$3 == "0100007F:1F90" && $4 == "01" { print $10 }' /proc/net/tcp)
 	[ -n "$inodes" ] || return 1
-	for pid in $(systemctl show -p ControlGroup --value kiosk-display.service | xargs -I{} cat /sys/fs/cgroup{}/cgroup.procs 2>/dev/null); do
-		[ "$(cat /proc/$pid/comm 2>/dev/null)" = chromium ] || continue
+	for pid in $(unit_procs); do
 		for fd in /proc/$pid/fd/*; do
-			case "$(readlink "$fd" 2>/dev/null)" in "socket:["*"]") ;; *) continue ;; esac
-			inode=$(readlink "$fd"); inode=${inode#socket:[}; inode=${inode%]}
+			inode=$(readlink "$fd" 2>/dev/null) || continue
+			case "$inode" in "socket:["*"]") ;; *) continue ;; esac
+			inode=${inode#socket:[}; inode=${inode%]}
 			for i in $inodes; do [ "$i" = "$inode" ] && return 0; done
 		done
 	done
 	return 1
+}
+# screen_diag: what the check saw, for the log when it fails.
+screen_diag() {
+	echo "--- $1: the unit's processes"
+	for pid in $(unit_procs); do echo "$pid $(cat /proc/$pid/comm 2>/dev/null) $(tr '\0' ' ' </proc/$pid/cmdline 2>/dev/null | cut -c1-120)"; done
+	echo "--- $1: TCP to 127.0.0.1:8080 (state, inode)"
+	awk '$3 == "0100007F:1F90" { print $4, $10 }' /proc/net/tcp
 }
 wait_screen() {
 	local i
@@ -259,6 +269,7 @@ wait_screen() {
 		sleep 0.5
 	done
 	echo "$1_ms=never"
+	screen_diag "$1" >>/root/display-diag.log 2>&1
 }
 t0=$(date +%s%N)
 systemctl start kiosk-display.service
@@ -271,8 +282,10 @@ wait_screen display_screen
 display_pid=$(systemctl show -p MainPID --value kiosk-display.service)
 echo "display_pid=$display_pid"
 t0=$(date +%s%N)
-kill -KILL "$display_pid"
+# Never kill 0 (this script's own process group) when cage is not running.
+[ "$display_pid" -gt 0 ] 2>/dev/null && kill -KILL "$display_pid"
 for i in $(seq 1 60); do
+	[ "$display_pid" -gt 0 ] 2>/dev/null || break
 	p=$(systemctl show -p MainPID --value kiosk-display.service)
 	[ "$p" != 0 ] && [ "$p" != "$display_pid" ] && [ "$(systemctl is-active kiosk-display.service)" = active ] && break
 	sleep 0.5
@@ -280,7 +293,7 @@ done
 echo "display_restart_pid=$(systemctl show -p MainPID --value kiosk-display.service)"
 echo "display_restarts=$(systemctl show -p NRestarts --value kiosk-display.service)"
 wait_screen display_rescreen
-journalctl -u kiosk-display.service --no-pager >/root/display.log 2>&1
+{ cat /root/display-diag.log 2>/dev/null; journalctl -u kiosk-display.service --no-pager; } >/root/display.log 2>&1
 systemctl stop kiosk-display.service
 rm -rf /etc/systemd/system/kiosk-display.service.d
 systemctl stop kioskd.service
