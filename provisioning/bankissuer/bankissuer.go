@@ -158,7 +158,9 @@ func (a *Authority) CRL() ([]byte, error) {
 	now := time.Now()
 	tmpl := &x509.RevocationList{Number: big.NewInt(now.Unix()), ThisUpdate: now.Add(-time.Minute), NextUpdate: now.AddDate(0, 0, 7)}
 	for _, s := range a.Revoked {
-		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{SerialNumber: s, RevocationTime: now.Add(-time.Minute)})
+		// gmsm v0.15.5 encodes the deprecated field only.
+		//lint:ignore SA1019 smx509.CreateRevocationList reads RevokedCertificates, not RevokedCertificateEntries
+		tmpl.RevokedCertificates = append(tmpl.RevokedCertificates, pkix.RevokedCertificate{SerialNumber: s, RevocationTime: now.Add(-time.Minute)})
 	}
 	return smx509.CreateRevocationList(rand.Reader, tmpl, a.Cert, a.Key)
 }
