@@ -26,6 +26,7 @@ import (
 	"kiosk/drivers/gpio"
 	"kiosk/firmware/config"
 	"kiosk/firmware/devicekey"
+	"kiosk/firmware/bankeid/bankcard"
 	"kiosk/firmware/emrtd/cardimage"
 	"kiosk/firmware/emrtd/vcard"
 	"kiosk/firmware/event"
@@ -155,7 +156,19 @@ func New(cfg config.Config, opts Options) (*Daemon, error) {
 	case "sim":
 		d.simCard = simreader.New("Simulated Reader 00", log.With("component", "cardreader"))
 		d.cards = d.simCard
-		if cfg.EID.SimCard != "" && opts.SimCard == nil {
+		if cfg.EID.SimCard != "" && opts.SimCard == nil && bankcard.IsImage(cfg.EID.SimCard) {
+			// A virtual bank eID card (kioskctl eid issue --kind bankeid).
+			im, err := bankcard.Load(cfg.EID.SimCard)
+			if err != nil {
+				return nil, &config.Error{Key: "eid.sim_card", Msg: err.Error()}
+			}
+			chip, err := bankcard.New(im, bankcard.Options{Logger: log.With("component", "bankcard")})
+			if err != nil {
+				return nil, &config.Error{Key: "eid.sim_card", Msg: err.Error()}
+			}
+			d.opts.SimCard = func() cardreader.CardHandler { return chip }
+		}
+		if cfg.EID.SimCard != "" && d.opts.SimCard == nil {
 			// The demo's eID: one virtual chip, re-inserted each time, so
 			// its PIN counter behaves like a real card's.
 			img, err := cardimage.Load(cfg.EID.SimCard)

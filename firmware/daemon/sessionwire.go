@@ -19,6 +19,7 @@ import (
 	"kiosk/drivers/cardreader"
 	"kiosk/firmware/config"
 	"kiosk/firmware/ecr"
+	"kiosk/firmware/bankeid"
 	"kiosk/firmware/emrtd"
 	"kiosk/firmware/emrtd/pa"
 	"kiosk/firmware/enroll"
@@ -166,6 +167,11 @@ func (d *Daemon) buildSession() error {
 	}
 	if chip.extended, err = emrtd.ParseExtendedMode(cfg.EID.ExtendedLength); err != nil {
 		return &config.Error{Key: "eid.extended_length", Msg: err.Error()}
+	}
+	if dir := cfg.EID.BankEIDTrustDir; dir != "" {
+		if chip.bankTrust, err = bankeid.LoadTrust(dir); err != nil {
+			return &config.Error{Key: "eid.bankeid_trust_dir", Msg: err.Error()}
+		}
 	}
 
 	d.face, d.faceClose = d.newFace()
