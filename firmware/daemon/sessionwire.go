@@ -17,9 +17,9 @@ import (
 
 	"kiosk/drivers/camera"
 	"kiosk/drivers/cardreader"
+	"kiosk/firmware/bankeid"
 	"kiosk/firmware/config"
 	"kiosk/firmware/ecr"
-	"kiosk/firmware/bankeid"
 	"kiosk/firmware/emrtd"
 	"kiosk/firmware/emrtd/pa"
 	"kiosk/firmware/enroll"

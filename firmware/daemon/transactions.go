@@ -13,11 +13,11 @@ import (
 
 	"kiosk/drivers/cardreader"
 	"kiosk/firmware/audit"
+	"kiosk/firmware/bankeid"
 	"kiosk/firmware/config"
 	"kiosk/firmware/devicekey"
-	"kiosk/firmware/ecr"
-	"kiosk/firmware/bankeid"
 	"kiosk/firmware/document"
+	"kiosk/firmware/ecr"
 	"kiosk/firmware/emrtd"
 	"kiosk/firmware/emrtd/pa"
 	"kiosk/firmware/enroll"

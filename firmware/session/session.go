@@ -127,19 +127,19 @@ type Reason struct {
 // Record is the evidence of one finished session. It carries no images,
 // templates, PINs or CANs.
 type Record struct {
-	Request   Request            `json:"request"`
-	Approved  bool               `json:"approved"`
-	Reasons   []Reason           `json:"reasons,omitempty"`
-	Chip      *ChipSummary       `json:"chip,omitempty"`
-	Face      *FaceResult        `json:"face,omitempty"`
+	Request  Request      `json:"request"`
+	Approved bool         `json:"approved"`
+	Reasons  []Reason     `json:"reasons,omitempty"`
+	Chip     *ChipSummary `json:"chip,omitempty"`
+	Face     *FaceResult  `json:"face,omitempty"`
 	// HolderSignature is the holder's own signature over the transaction
 	// challenge (bank eID), beside the device's signature on the report.
-	HolderSignature *bankeid.Evidence `json:"holder_signature,omitempty"`
-	Auth      *Authorization     `json:"authorization,omitempty"`
-	Started   time.Time          `json:"started"`
-	Finished  time.Time          `json:"finished"`
-	PhasesMS  map[string]float64 `json:"ms"`
-	DocNumber string             `json:"-"` // for the salted hash only; never serialised
+	HolderSignature *bankeid.Evidence  `json:"holder_signature,omitempty"`
+	Auth            *Authorization     `json:"authorization,omitempty"`
+	Started         time.Time          `json:"started"`
+	Finished        time.Time          `json:"finished"`
+	PhasesMS        map[string]float64 `json:"ms"`
+	DocNumber       string             `json:"-"` // for the salted hash only; never serialised
 }
 
 // ChipSummary is the part of the eID report that goes into the record.
@@ -166,14 +166,14 @@ var (
 
 // Options configure a Machine.
 type Options struct {
-	Chip       Chip
-	Face       Face
+	Chip Chip
+	Face Face
 	// FaceReferences, when set, gives the face reference of documents
 	// that carry none; nil: such documents are declined
 	// (no_face_reference).
 	FaceReferences FaceReferences
-	Authorizer Authorizer
-	Policy     Policy
+	Authorizer     Authorizer
+	Policy         Policy
 	// Publish receives every transition and progress update (must not block).
 	Publish func(kind string, data any)
 	Logger  *slog.Logger
