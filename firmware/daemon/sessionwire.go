@@ -120,6 +120,14 @@ func (d *Daemon) buildSession() error {
 			return fmt.Errorf("certificate renewal: %w", err)
 		}
 	}
+	// The bank eID authorities: the kiosk checks cards against them, the
+	// embedded hub the holder signatures in reports.
+	var bankTrust *bankeid.Trust
+	if dir := cfg.EID.BankEIDTrustDir; dir != "" {
+		if bankTrust, err = bankeid.LoadTrust(dir); err != nil {
+			return &config.Error{Key: "eid.bankeid_trust_dir", Msg: err.Error()}
+		}
+	}
 	if cfg.Tx.EmbeddedHub && d.broker != nil {
 		keys := txreport.NewKeyring()
 		if err := keys.Add(tx.signer.Certificate()); err != nil {
@@ -133,13 +141,14 @@ func (d *Daemon) buildSession() error {
 		tx.refhub, err = refhub.New(refhub.Options{
 			Brokers: []string{d.broker.URL()}, Prefix: cfg.Hub.TopicPrefix, Keyring: keys, Signer: hubSigner, Store: store,
 			Limits: hubstore.Limits{MaxTx: 500_00, MaxDaily: 5000_00}, Logger: d.log.With("component", "embedded-hub"),
+			BankEIDTrust: bankTrust,
 		})
 		if err != nil {
 			return fmt.Errorf("embedded hub: %w", err)
 		}
 	}
 
-	chip := &chipReader{d: d, trust: d.trust}
+	chip := &chipReader{d: d, trust: d.trust, bankTrust: bankTrust}
 	if chip.staleCRL, err = pa.ParseCRLPolicy(cfg.EID.StaleCRL); err != nil {
 		return &config.Error{Key: "eid.stale_crl", Msg: err.Error()}
 	}
@@ -167,11 +176,6 @@ func (d *Daemon) buildSession() error {
 	}
 	if chip.extended, err = emrtd.ParseExtendedMode(cfg.EID.ExtendedLength); err != nil {
 		return &config.Error{Key: "eid.extended_length", Msg: err.Error()}
-	}
-	if dir := cfg.EID.BankEIDTrustDir; dir != "" {
-		if chip.bankTrust, err = bankeid.LoadTrust(dir); err != nil {
-			return &config.Error{Key: "eid.bankeid_trust_dir", Msg: err.Error()}
-		}
 	}
 
 	d.face, d.faceClose = d.newFace()

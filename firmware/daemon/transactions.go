@@ -345,6 +345,10 @@ func toReport(cfg config.Config, tx *txStack, rec session.Record) *txreport.Repo
 			r.Face = fs
 		}
 	}
+	if h := rec.HolderSignature; h != nil {
+		r.HolderSignature = &txreport.HolderSignature{Profile: h.Profile, Algorithm: h.Algorithm,
+			Challenge: h.Challenge, Signature: h.Signature, Certificate: h.Certificate}
+	}
 	if a := rec.Auth; a != nil && rec.Request.Kind == "payment" {
 		r.Auth.Mode = "offline"
 		if a.Online {

@@ -22,6 +22,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"kiosk/firmware/bankeid"
 	"kiosk/firmware/enrollwire"
 	"kiosk/firmware/hub"
 	"kiosk/firmware/txreport"
@@ -69,8 +70,14 @@ type Options struct {
 	// <prefix>/provision/+/csr (MQTT only: the AMQP queue carries no
 	// provisioning topics).
 	Registrar *registrar.Registrar
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// BankEIDTrust is the eID authorities whose holder signatures the hub
+	// accepts (package bankeid). A report carrying a holder signature is
+	// applied only when it verifies: the certificate chains to one of
+	// them and is not revoked, and it signed this report's challenge
+	// (terminal, tx id, amount, currency). nil: such reports are refused.
+	BankEIDTrust *bankeid.Trust
+	Logger       *slog.Logger
+	Now          func() time.Time
 }
 
 // Stats count what the hub did.
@@ -356,6 +363,9 @@ func (h *Hub) handleTx(ctx context.Context, device string, payload []byte) outco
 	if err == nil && r.Terminal != device {
 		err = fmt.Errorf("%w: topic device %q, report %q", txreport.ErrWrongDevice, device, r.Terminal)
 	}
+	if err == nil && r.HolderSignature != nil {
+		err = h.verifyHolder(r)
+	}
 	if err != nil {
 		// Not acknowledged: a forged or corrupted report must not make
 		// the kiosk forget the real one.
@@ -404,6 +414,25 @@ func (h *Hub) handleTx(ctx context.Context, device string, payload []byte) outco
 		h.stats.applied.Add(1)
 	}
 	return outcome{sub: hub.TopicTxAck, reply: ack}
+}
+
+// verifyHolder checks a report's holder signature (bank eID) against
+// the eID authorities at the report's decision time.
+func (h *Hub) verifyHolder(r *txreport.Report) error {
+	if h.opts.BankEIDTrust == nil {
+		return errors.New("holder signature, but no eID authority is configured")
+	}
+	at, err := time.Parse(time.RFC3339Nano, r.Decided)
+	if err != nil {
+		return fmt.Errorf("holder signature: decided %q: %w", r.Decided, err)
+	}
+	hs := r.HolderSignature
+	ev := &bankeid.Evidence{Profile: hs.Profile, Algorithm: hs.Algorithm, Challenge: hs.Challenge, Signature: hs.Signature, Certificate: hs.Certificate}
+	if _, err := bankeid.VerifyEvidence(ev, h.opts.BankEIDTrust, at,
+		bankeid.Challenge{KioskID: r.Terminal, TransactionID: r.TxID, Amount: r.Amount, Currency: r.Currency}); err != nil {
+		return fmt.Errorf("holder signature: %w", err)
+	}
+	return nil
 }
 
 // refuseForGood acknowledges a report with AckRefused when its
