@@ -34,10 +34,10 @@ const NonceSize = 16
 // amount (8 bytes, big-endian, signed), DO'84' currency, DO'85' time (Unix
 // seconds, 8 bytes), DO'86' nonce. One encoding per value: the parser
 // refuses other orders, duplicates and trailing bytes.
-const (
-	challengeTag tlv.Tag = 0x7F71
-	maxFieldLen          = 64
-)
+const challengeTag tlv.Tag = 0x7F71
+
+// maxFieldLen bounds the kiosk and transaction ids.
+const maxFieldLen = 64
 
 // ErrChallenge is wrapped by every challenge encoding or parsing error.
 var ErrChallenge = errors.New("bankeid: malformed challenge")

@@ -60,8 +60,13 @@ func TestSM2SampleVector(t *testing.T) {
 	pub := &priv.PublicKey
 	wantX := unhex(t, "09F9DF31 1E5421A1 50DD7D16 1E4BC5C6 72179FAD 1833FC07 6BB08FF3 56F35020")
 	wantY := unhex(t, "CCEA490C E26775A5 2DC6EA71 8CC1AA60 0AED05FB F35E084A 6632F607 2DA9AD13")
-	if !bytes.Equal(pub.X.FillBytes(make([]byte, 32)), wantX) || !bytes.Equal(pub.Y.FillBytes(make([]byte, 32)), wantY) {
-		t.Fatalf("public key from the sample d: %X, %X", pub.X, pub.Y)
+	spki, err := smx509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The SubjectPublicKeyInfo ends in the uncompressed point 04 || x || y.
+	if point := append(append([]byte{0x04}, wantX...), wantY...); !bytes.HasSuffix(spki, point) {
+		t.Fatalf("public key from the sample d: %X", spki)
 	}
 	uid := []byte("1234567812345678")
 	za, err := sm2.CalculateZA(pub, uid)

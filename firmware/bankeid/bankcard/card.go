@@ -18,7 +18,6 @@ import (
 // terminal with its own reason (bankeid failure code in the comment).
 const (
 	ProfileGood               = "good"
-	ProfileECDSA              = "ecdsa"               // good, ECDSA P-256 key and root
 	ProfileWrongPIN           = "wrong-pin"           // pin_wrong: the card's PIN is not the holder's
 	ProfileBlockedPIN         = "blocked-pin"         // pin_blocked
 	ProfileRevoked            = "revoked"             // cert_revoked: on the authority's CRL
@@ -33,7 +32,7 @@ const (
 // give ("" for cards that pass).
 func Profiles() map[string]string {
 	return map[string]string{
-		ProfileGood: "", ProfileECDSA: "", ProfileWrongPIN: bankeid.CodePINWrong, ProfileBlockedPIN: bankeid.CodePINBlocked,
+		ProfileGood: "", ProfileWrongPIN: bankeid.CodePINWrong, ProfileBlockedPIN: bankeid.CodePINBlocked,
 		ProfileRevoked: bankeid.CodeCertRevoked, ProfileOtherAuthority: bankeid.CodeCertUntrusted,
 		ProfileReplay: bankeid.CodeSignatureInvalid, ProfileMalformedCert: bankeid.CodeCertMalformed,
 		ProfileMalformedSignature: bankeid.CodeSignatureMalformed, ProfileMalformedStatus: bankeid.CodeCardError,
