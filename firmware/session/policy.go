@@ -67,7 +67,7 @@ func (p Policy) withDefaults() Policy {
 // UI catalogues hold the words in each language.
 func shopperMessage(code string) string {
 	switch {
-	case code == "wrong_password" || code == "bac_failed" || code == "pin_wrong":
+	case code == "wrong_password" || code == "bac_failed" || code == "pin_wrong" || code == "pin_format":
 		return "msg.wrong_password"
 	case code == "pin_blocked":
 		return "msg.pin_blocked"
@@ -91,7 +91,8 @@ func shopperMessage(code string) string {
 		return "msg.not_live"
 	case code == "no_consent":
 		return "msg.no_consent"
-	case code == "chip_read_failed" || code == "bac_needs_mrz" || strings.HasPrefix(code, "card_access") || code == "read_failed":
+	case code == "chip_read_failed" || code == "bac_needs_mrz" || strings.HasPrefix(code, "card_access") || code == "read_failed" ||
+		code == "card_error" || code == "not_bankeid":
 		return "msg.card_unreadable"
 	case code == "declined_by_bank" || strings.HasPrefix(code, "limit") || strings.HasPrefix(code, "offline"):
 		return "msg.declined_by_bank"

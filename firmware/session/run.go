@@ -377,7 +377,7 @@ func randomID() string {
 // and says only that mutual authentication failed (9303-11 §4.3.3), which
 // a mistyped MRZ causes; a bank eID says pin_wrong.
 func wrongPassword(d document.Document) bool {
-	return hasFailure(d, "wrong_password") || hasFailure(d, "bac_failed") || hasFailure(d, "pin_wrong")
+	return hasFailure(d, "wrong_password") || hasFailure(d, "bac_failed") || hasFailure(d, "pin_wrong") || hasFailure(d, "pin_format")
 }
 
 func hasFailure(d document.Document, code string) bool { return slices.Contains(d.Failures(), code) }
