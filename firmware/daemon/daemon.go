@@ -34,6 +34,7 @@ import (
 	"kiosk/firmware/hub"
 	"kiosk/firmware/session"
 	"kiosk/internal/backoff"
+	"kiosk/provisioning/refhub"
 )
 
 // Options are the parts of a Daemon that do not come from the config file.
@@ -54,6 +55,9 @@ type Options struct {
 	// Speak replaces the kiosk's speech output (espeak-ng on the audio
 	// device) for tests, which record what would be said. Nil: espeak-ng.
 	Speak func(ctx context.Context, lang, text string) error
+	// Enrolments is the embedded hub's store of enrolled face references
+	// (bank eID holders); nil: it has none (tests set it).
+	Enrolments refhub.Enrolments
 }
 
 // Daemon is one running kioskd.

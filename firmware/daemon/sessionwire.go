@@ -24,6 +24,7 @@ import (
 	"kiosk/firmware/emrtd/pa"
 	"kiosk/firmware/enroll"
 	"kiosk/firmware/event"
+	"kiosk/firmware/hub"
 	"kiosk/firmware/session"
 	"kiosk/firmware/txflow"
 	"kiosk/firmware/txreport"
@@ -129,6 +130,13 @@ func (d *Daemon) buildSession() error {
 		}
 	}
 	if cfg.Tx.EmbeddedHub && d.broker != nil {
+		// The embedded hub answers face reference requests from its
+		// enrolment store (empty unless a test gives one): "none
+		// enrolled" at once rather than a timeout.
+		var enrolments refhub.Enrolments = &refhub.MemoryEnrolments{}
+		if d.opts.Enrolments != nil {
+			enrolments = d.opts.Enrolments
+		}
 		keys := txreport.NewKeyring()
 		if err := keys.Add(tx.signer.Certificate()); err != nil {
 			return fmt.Errorf("embedded hub keyring: %w", err)
@@ -141,7 +149,7 @@ func (d *Daemon) buildSession() error {
 		tx.refhub, err = refhub.New(refhub.Options{
 			Brokers: []string{d.broker.URL()}, Prefix: cfg.Hub.TopicPrefix, Keyring: keys, Signer: hubSigner, Store: store,
 			Limits: hubstore.Limits{MaxTx: 500_00, MaxDaily: 5000_00}, Logger: d.log.With("component", "embedded-hub"),
-			BankEIDTrust: bankTrust,
+			BankEIDTrust: bankTrust, Enrolments: enrolments,
 		})
 		if err != nil {
 			return fmt.Errorf("embedded hub: %w", err)
@@ -179,10 +187,15 @@ func (d *Daemon) buildSession() error {
 	}
 
 	d.face, d.faceClose = d.newFace()
+	var faceRefs session.FaceReferences
+	if d.hub != nil {
+		faceRefs = &hubFaceRefs{client: d.hub, signer: tx.signer, hubs: hubKeys, rsp: d.hub.Route(hub.TopicFaceRefRsp, 4),
+			timeout: cfg.Policy.AuthorizeTimeout, now: d.now, log: d.log.With("component", "faceref")}
+	}
 
 	p := cfg.Policy
 	d.session = session.New(session.Options{
-		Chip: chip, Face: d.face, Authorizer: &authorizer{d: d, tx: tx},
+		Chip: chip, Face: d.face, Authorizer: &authorizer{d: d, tx: tx}, FaceReferences: faceRefs,
 		Policy: session.Policy{
 			RequirePassiveAuth: p.RequirePassiveAuth, ChipAuthExemptTypes: chip.exempt, AllowExpired: p.AllowExpired,
 			MatchThreshold: p.MatchThreshold, LivenessThreshold: p.LivenessThreshold, RequireConsent: p.RequireConsent,
