@@ -61,3 +61,26 @@ func TestFaceRefSealOpen(t *testing.T) {
 		t.Errorf("not found: %v %v", none, err)
 	}
 }
+
+// FuzzOpenFaceRef: any response (from the network, after the hub's seal)
+// opens only when it is the genuine answer, and never panics.
+func FuzzOpenFaceRef(f *testing.F) {
+	priv, err := ecdh.P256().GenerateKey(rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	req := FaceRefRequest{ID: "r1", Terminal: "kiosk-1", EIDNumber: "EID-1", Key: priv.PublicKey().Bytes()}
+	good, err := SealFaceRef(req, []byte("face"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good.Ephemeral, good.Nonce, good.Ciphertext, true)
+	f.Add([]byte{4}, []byte{}, []byte{}, true)
+	f.Fuzz(func(t *testing.T, eph, nonce, ct []byte, found bool) {
+		resp := FaceRefResponse{ID: req.ID, Terminal: req.Terminal, EIDNumber: req.EIDNumber, Found: found, Ephemeral: eph, Nonce: nonce, Ciphertext: ct}
+		ref, err := OpenFaceRef(priv, req, resp)
+		if err == nil && ref != nil && !(bytes.Equal(eph, good.Ephemeral) && bytes.Equal(nonce, good.Nonce) && bytes.Equal(ct, good.Ciphertext)) {
+			t.Fatalf("a forged response opened to %q", ref)
+		}
+	})
+}
