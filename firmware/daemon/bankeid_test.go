@@ -231,7 +231,12 @@ func TestShopperPaysAndOpensAccountWithBankEIDOverPCSC(t *testing.T) {
 		go func() { cardDone <- vpcd.Serve(ctx, srv.VPCDAddr(0), card, nil) }()
 		stopCard := sync.OnceFunc(func() { cancel(); <-cardDone })
 		defer stopCard()
-		runSteps(t, b, what+": type the PIN", append(append([]chromedp.Action[chromedp.Void]{screenIs("enter_password")}, typeOn("246810")...),
+		// The pad knows the card: it asks for the bank eID PIN (in the
+		// screen's language, which is the default again for the next
+		// customer).
+		runSteps(t, b, what+": type the PIN", append(append([]chromedp.Action[chromedp.Void]{screenIs("enter_password"),
+			chromedp.Poll[chromedp.Void](`window.kioskUI.kind === "pin" && document.getElementById("code-title").textContent === window.kioskUI.cat["code.title_bankeid"]`, chromedp.WithPollingTimeout(20*time.Second)),
+		}, typeOn("246810")...),
 			chromedp.Click(chromedp.CSS(`#key-ok`))))
 		b.Run(t, 60*time.Second, screenIs("face"))
 		b.Run(t, 90*time.Second,

@@ -195,7 +195,7 @@ func (d *Daemon) buildSession() error {
 
 	p := cfg.Policy
 	d.session = session.New(session.Options{
-		Chip: chip, Face: d.face, Authorizer: &authorizer{d: d, tx: tx}, FaceReferences: faceRefs,
+		Chip: chip, Face: d.face, Authorizer: &authorizer{d: d, tx: tx}, FaceReferences: faceRefs, Probe: chip.Probe,
 		Policy: session.Policy{
 			RequirePassiveAuth: p.RequirePassiveAuth, ChipAuthExemptTypes: chip.exempt, AllowExpired: p.AllowExpired,
 			MatchThreshold: p.MatchThreshold, LivenessThreshold: p.LivenessThreshold, RequireConsent: p.RequireConsent,

@@ -205,6 +205,16 @@ type chipReader struct {
 	bankTrust *bankeid.Trust
 }
 
+// Probe tells the kind of the card in the reader (document.Detect).
+func (c *chipReader) Probe(ctx context.Context) (document.Kind, error) {
+	card, err := c.d.cards.Connect(ctx, "")
+	if err != nil {
+		return "", fmt.Errorf("connect card: %w", err)
+	}
+	defer card.Close()
+	return document.Detect(ctx, card)
+}
+
 // Read detects the document in the reader (package document) and reads
 // it with its driver: an eMRTD with the CAN, PIN or MRZ, a bank eID with
 // the PIN, signing a challenge for the session's transaction.

@@ -58,7 +58,13 @@ type session struct {
 
 func (m *Machine) runSession(ctx context.Context, req Request) {
 	s := &session{m: m, req: req, rec: Record{Request: req, Started: m.opts.Now(), PhasesMS: map[string]float64{}}}
-	m.set(AwaitCard, func(st *Status) { st.Request = &req; st.Outcome = nil; st.PINRetriesLeft = nil; st.NeedsMRZ = false })
+	m.set(AwaitCard, func(st *Status) {
+		st.Request = &req
+		st.Outcome = nil
+		st.PINRetriesLeft = nil
+		st.NeedsMRZ = false
+		st.Document = ""
+	})
 	reasons, err := s.steps(ctx)
 	var ab *abort
 	switch {
@@ -86,6 +92,22 @@ func (s *session) steps(ctx context.Context) ([]Reason, error) {
 	if !m.cardIn() {
 		if err := s.waitCard(ctx, p.CardTimeout); err != nil {
 			return nil, err
+		}
+	}
+
+	// Which document it is, so the pad asks for the right secret (a bank
+	// eID takes its PIN). Only a hint: the read detects again.
+	if m.opts.Probe != nil {
+		if kind, err := runStep(ctx, s, p.ChipTimeout, m.opts.Probe); err == nil {
+			m.mu.Lock()
+			m.status.Document = string(kind)
+			m.mu.Unlock()
+		} else {
+			var ab *abort
+			if errors.As(err, &ab) {
+				return nil, err
+			}
+			m.log.Warn("document probe failed", "tx", s.req.ID, "err", err)
 		}
 	}
 
@@ -245,7 +267,13 @@ func (s *session) finish(ctx context.Context, reasons []Reason) {
 	done := m.status
 	m.history.add(done)
 	m.mu.Unlock()
-	m.set(Idle, func(st *Status) { st.Request = nil; st.Outcome = nil; st.PINRetriesLeft = nil; st.NeedsMRZ = false })
+	m.set(Idle, func(st *Status) {
+		st.Request = nil
+		st.Outcome = nil
+		st.PINRetriesLeft = nil
+		st.NeedsMRZ = false
+		st.Document = ""
+	})
 }
 
 // runStep runs f with a step timeout; card removal or a cancel aborts it.

@@ -172,8 +172,11 @@ type Options struct {
 	// that carry none; nil: such documents are declined
 	// (no_face_reference).
 	FaceReferences FaceReferences
-	Authorizer     Authorizer
-	Policy         Policy
+	// Probe, when set, tells the kind of the card just inserted (before
+	// the password step), for the pad; nil: the pad does not know.
+	Probe      func(ctx context.Context) (document.Kind, error)
+	Authorizer Authorizer
+	Policy     Policy
 	// Publish receives every transition and progress update (must not block).
 	Publish func(kind string, data any)
 	Logger  *slog.Logger
@@ -196,6 +199,9 @@ type Status struct {
 	PINRetriesLeft *int `json:"pin_retries_left,omitempty"`
 	// NeedsMRZ: the chip offers BAC only, so the pad asks for the MRZ.
 	NeedsMRZ bool `json:"needs_mrz,omitempty"`
+	// Document is the kind of the card in the reader once probed
+	// ("emrtd", "bankeid"): the pad asks a bank eID's holder for its PIN.
+	Document string `json:"document,omitempty"`
 	// MoreTime is the standing offer of more time in this step, if any.
 	MoreTime *TimeOffer `json:"more_time,omitempty"`
 	Outcome  *Outcome   `json:"outcome,omitempty"`
