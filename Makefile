@@ -32,6 +32,9 @@ DEMO_CARD_REV := 2
 # `make fuzz FUZZTIME=10m` digs deeper on every target.
 FUZZ_TARGETS := \
 	./firmware/emrtd/tlv:FuzzParse:60000 \
+	./firmware/bankeid:FuzzParseChallenge:60000 ./firmware/bankeid:FuzzParseSignature:60000 \
+	./firmware/bankeid:FuzzParsePINBlock:60000 ./firmware/bankeid:FuzzRead:5000 ./firmware/bankeid:FuzzTrust:5000 \
+	./firmware/bankeid/bankcard:FuzzProcess:5000 ./firmware/hub:FuzzOpenFaceRef:20000 \
 	./firmware/emrtd/lds:FuzzParseDG1:60000 ./firmware/emrtd/lds:FuzzParseDG2:50000 \
 	./firmware/emrtd/lds:FuzzParseCOM:60000 ./firmware/emrtd/lds:FuzzParseSOD:500 \
 	./firmware/emrtd/sm:FuzzUnwrap:80000 ./firmware/emrtd/pace:FuzzParseCardAccess:60000 \

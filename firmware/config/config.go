@@ -74,6 +74,10 @@ type EID struct {
 	// CRLMaxAge is how long a CRL without nextUpdate counts as fresh
 	// after its thisUpdate.
 	CRLMaxAge time.Duration `toml:"crl_max_age"`
+	// BankEIDTrustDir holds the eID authorities whose bank eID cards the
+	// kiosk accepts (root certificates and their CRLs, package bankeid);
+	// empty: bank eID cards are refused.
+	BankEIDTrustDir string `toml:"bankeid_trust_dir"`
 	// SimCard is the card image the simulated reader inserts (simulation).
 	SimCard string `toml:"sim_card"`
 }

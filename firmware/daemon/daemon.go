@@ -24,6 +24,7 @@ import (
 	"kiosk/drivers/cardreader/pcsc"
 	simreader "kiosk/drivers/cardreader/sim"
 	"kiosk/drivers/gpio"
+	"kiosk/firmware/bankeid/bankcard"
 	"kiosk/firmware/config"
 	"kiosk/firmware/devicekey"
 	"kiosk/firmware/emrtd/cardimage"
@@ -33,6 +34,7 @@ import (
 	"kiosk/firmware/hub"
 	"kiosk/firmware/session"
 	"kiosk/internal/backoff"
+	"kiosk/provisioning/refhub"
 )
 
 // Options are the parts of a Daemon that do not come from the config file.
@@ -53,6 +55,9 @@ type Options struct {
 	// Speak replaces the kiosk's speech output (espeak-ng on the audio
 	// device) for tests, which record what would be said. Nil: espeak-ng.
 	Speak func(ctx context.Context, lang, text string) error
+	// Enrolments is the embedded hub's store of enrolled face references
+	// (bank eID holders); nil: it has none (tests set it).
+	Enrolments refhub.Enrolments
 }
 
 // Daemon is one running kioskd.
@@ -155,7 +160,19 @@ func New(cfg config.Config, opts Options) (*Daemon, error) {
 	case "sim":
 		d.simCard = simreader.New("Simulated Reader 00", log.With("component", "cardreader"))
 		d.cards = d.simCard
-		if cfg.EID.SimCard != "" && opts.SimCard == nil {
+		if cfg.EID.SimCard != "" && opts.SimCard == nil && bankcard.IsImage(cfg.EID.SimCard) {
+			// A virtual bank eID card (kioskctl eid issue --kind bankeid).
+			im, err := bankcard.Load(cfg.EID.SimCard)
+			if err != nil {
+				return nil, &config.Error{Key: "eid.sim_card", Msg: err.Error()}
+			}
+			chip, err := bankcard.New(im, bankcard.Options{Logger: log.With("component", "bankcard")})
+			if err != nil {
+				return nil, &config.Error{Key: "eid.sim_card", Msg: err.Error()}
+			}
+			d.opts.SimCard = func() cardreader.CardHandler { return chip }
+		}
+		if cfg.EID.SimCard != "" && d.opts.SimCard == nil {
 			// The demo's eID: one virtual chip, re-inserted each time, so
 			// its PIN counter behaves like a real card's.
 			img, err := cardimage.Load(cfg.EID.SimCard)

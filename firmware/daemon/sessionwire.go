@@ -17,12 +17,14 @@ import (
 
 	"kiosk/drivers/camera"
 	"kiosk/drivers/cardreader"
+	"kiosk/firmware/bankeid"
 	"kiosk/firmware/config"
 	"kiosk/firmware/ecr"
 	"kiosk/firmware/emrtd"
 	"kiosk/firmware/emrtd/pa"
 	"kiosk/firmware/enroll"
 	"kiosk/firmware/event"
+	"kiosk/firmware/hub"
 	"kiosk/firmware/session"
 	"kiosk/firmware/txflow"
 	"kiosk/firmware/txreport"
@@ -119,7 +121,22 @@ func (d *Daemon) buildSession() error {
 			return fmt.Errorf("certificate renewal: %w", err)
 		}
 	}
+	// The bank eID authorities: the kiosk checks cards against them, the
+	// embedded hub the holder signatures in reports.
+	var bankTrust *bankeid.Trust
+	if dir := cfg.EID.BankEIDTrustDir; dir != "" {
+		if bankTrust, err = bankeid.LoadTrust(dir); err != nil {
+			return &config.Error{Key: "eid.bankeid_trust_dir", Msg: err.Error()}
+		}
+	}
 	if cfg.Tx.EmbeddedHub && d.broker != nil {
+		// The embedded hub answers face reference requests from its
+		// enrolment store (empty unless a test gives one): "none
+		// enrolled" at once rather than a timeout.
+		var enrolments refhub.Enrolments = &refhub.MemoryEnrolments{}
+		if d.opts.Enrolments != nil {
+			enrolments = d.opts.Enrolments
+		}
 		keys := txreport.NewKeyring()
 		if err := keys.Add(tx.signer.Certificate()); err != nil {
 			return fmt.Errorf("embedded hub keyring: %w", err)
@@ -132,13 +149,14 @@ func (d *Daemon) buildSession() error {
 		tx.refhub, err = refhub.New(refhub.Options{
 			Brokers: []string{d.broker.URL()}, Prefix: cfg.Hub.TopicPrefix, Keyring: keys, Signer: hubSigner, Store: store,
 			Limits: hubstore.Limits{MaxTx: 500_00, MaxDaily: 5000_00}, Logger: d.log.With("component", "embedded-hub"),
+			BankEIDTrust: bankTrust, Enrolments: enrolments,
 		})
 		if err != nil {
 			return fmt.Errorf("embedded hub: %w", err)
 		}
 	}
 
-	chip := &chipReader{d: d, trust: d.trust}
+	chip := &chipReader{d: d, trust: d.trust, bankTrust: bankTrust}
 	if chip.staleCRL, err = pa.ParseCRLPolicy(cfg.EID.StaleCRL); err != nil {
 		return &config.Error{Key: "eid.stale_crl", Msg: err.Error()}
 	}
@@ -169,10 +187,15 @@ func (d *Daemon) buildSession() error {
 	}
 
 	d.face, d.faceClose = d.newFace()
+	var faceRefs session.FaceReferences
+	if d.hub != nil {
+		faceRefs = &hubFaceRefs{client: d.hub, signer: tx.signer, hubs: hubKeys, rsp: d.hub.Route(hub.TopicFaceRefRsp, 4),
+			timeout: cfg.Policy.AuthorizeTimeout, now: d.now, log: d.log.With("component", "faceref")}
+	}
 
 	p := cfg.Policy
 	d.session = session.New(session.Options{
-		Chip: chip, Face: d.face, Authorizer: &authorizer{d: d, tx: tx},
+		Chip: chip, Face: d.face, Authorizer: &authorizer{d: d, tx: tx}, FaceReferences: faceRefs, Probe: chip.Probe,
 		Policy: session.Policy{
 			RequirePassiveAuth: p.RequirePassiveAuth, ChipAuthExemptTypes: chip.exempt, AllowExpired: p.AllowExpired,
 			MatchThreshold: p.MatchThreshold, LivenessThreshold: p.LivenessThreshold, RequireConsent: p.RequireConsent,

@@ -13,8 +13,10 @@ import (
 
 	"kiosk/drivers/cardreader"
 	"kiosk/firmware/audit"
+	"kiosk/firmware/bankeid"
 	"kiosk/firmware/config"
 	"kiosk/firmware/devicekey"
+	"kiosk/firmware/document"
 	"kiosk/firmware/ecr"
 	"kiosk/firmware/emrtd"
 	"kiosk/firmware/emrtd/pa"
@@ -198,14 +200,44 @@ type chipReader struct {
 	// staleCRL and missingCRL are eid.stale_crl and eid.missing_crl.
 	staleCRL, missingCRL pa.CRLPolicy
 	exempt               []string // eid.chip_auth_exempt_types
+	// bankTrust is eid.bankeid_trust_dir's eID authorities; nil: bank eID
+	// cards are refused (cert_untrusted).
+	bankTrust *bankeid.Trust
 }
 
-func (c *chipReader) Read(ctx context.Context, pw emrtd.Password) (*emrtd.Report, error) {
+// Probe tells the kind of the card in the reader (document.Detect).
+func (c *chipReader) Probe(ctx context.Context) (document.Kind, error) {
+	card, err := c.d.cards.Connect(ctx, "")
+	if err != nil {
+		return "", fmt.Errorf("connect card: %w", err)
+	}
+	defer card.Close()
+	return document.Detect(ctx, card)
+}
+
+// Read detects the document in the reader (package document) and reads
+// it with its driver: an eMRTD with the CAN, PIN or MRZ, a bank eID with
+// the PIN, signing a challenge for the session's transaction.
+func (c *chipReader) Read(ctx context.Context, pw emrtd.Password) (document.Document, error) {
 	card, err := c.d.cards.Connect(ctx, "")
 	if err != nil {
 		return nil, fmt.Errorf("connect card: %w", err)
 	}
 	defer card.Close()
+	kind, err := document.Detect(ctx, card)
+	if err != nil {
+		return nil, err
+	}
+	if kind == document.KindBankEID {
+		// The pad's digits are the card's PIN, whichever label the
+		// shopper chose (a bank eID has no CAN); MRZ entry fails pin_format.
+		opts := bankeid.Options{PIN: bankeid.PIN(pw.Secret), Trust: c.bankTrust, Logger: c.d.log.With("component", "bankeid")}
+		if st := c.d.session.Status(); st.Request != nil {
+			r := st.Request
+			opts.Transaction = bankeid.Challenge{KioskID: c.d.cfg.Device.ID, TransactionID: r.ID, Amount: r.AmountMinor, Currency: r.Currency}
+		}
+		return document.ReadAs(ctx, kind, card, document.Request{BankEID: opts})
+	}
 	opts := emrtd.Options{
 		Password: pw, Trust: c.trust.Store(), ATR: card.ATR(), Extended: c.extended,
 		StaleCRL: c.staleCRL, MissingCRL: c.missingCRL,
@@ -220,7 +252,7 @@ func (c *chipReader) Read(ctx context.Context, pw emrtd.Password) (*emrtd.Report
 		r := st.Request
 		opts.AATransaction = fmt.Appendf(nil, "%s|%s|%s|%d|%s", r.ID, c.d.cfg.Tx.Merchant, r.MerchantRef, r.AmountMinor, r.Currency)
 	}
-	return emrtd.Read(ctx, card, opts)
+	return document.ReadAs(ctx, kind, card, document.Request{EMRTD: opts})
 }
 
 // authorizer joins the session to the transaction flow.
@@ -322,6 +354,10 @@ func toReport(cfg config.Config, tx *txStack, rec session.Record) *txreport.Repo
 			}
 			r.Face = fs
 		}
+	}
+	if h := rec.HolderSignature; h != nil {
+		r.HolderSignature = &txreport.HolderSignature{Profile: h.Profile, Algorithm: h.Algorithm,
+			Challenge: h.Challenge, Signature: h.Signature, Certificate: h.Certificate}
 	}
 	if a := rec.Auth; a != nil && rec.Request.Kind == "payment" {
 		r.Auth.Mode = "offline"

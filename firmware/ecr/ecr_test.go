@@ -17,13 +17,14 @@ import (
 	"testing"
 	"time"
 
+	"kiosk/firmware/document"
 	"kiosk/firmware/emrtd"
 	"kiosk/firmware/session"
 )
 
 type noChip struct{}
 
-func (noChip) Read(ctx context.Context, _ emrtd.Password) (*emrtd.Report, error) {
+func (noChip) Read(ctx context.Context, _ emrtd.Password) (document.Document, error) {
 	<-ctx.Done()
 	return nil, ctx.Err()
 }

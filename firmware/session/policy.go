@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"kiosk/firmware/document"
 	"kiosk/firmware/emrtd"
 )
 
@@ -66,7 +67,7 @@ func (p Policy) withDefaults() Policy {
 // UI catalogues hold the words in each language.
 func shopperMessage(code string) string {
 	switch {
-	case code == "wrong_password" || code == "bac_failed":
+	case code == "wrong_password" || code == "bac_failed" || code == "pin_wrong" || code == "pin_format":
 		return "msg.wrong_password"
 	case code == "pin_blocked":
 		return "msg.pin_blocked"
@@ -82,17 +83,20 @@ func shopperMessage(code string) string {
 		return "msg.face_mismatch"
 	case code == "no_face" || code == "face_timeout":
 		return "msg.face_not_seen"
+	case code == "no_face_reference":
+		return "msg.no_face_reference"
 	case code == "no_reference_face" || code == "reference_quality" || code == "no_chip_photo":
 		return "msg.chip_photo_unusable"
 	case code == "not_live":
 		return "msg.not_live"
 	case code == "no_consent":
 		return "msg.no_consent"
-	case code == "chip_read_failed" || code == "bac_needs_mrz" || strings.HasPrefix(code, "card_access") || code == "read_failed":
+	case code == "chip_read_failed" || code == "bac_needs_mrz" || strings.HasPrefix(code, "card_access") || code == "read_failed" ||
+		code == "card_error" || code == "not_bankeid":
 		return "msg.card_unreadable"
 	case code == "declined_by_bank" || strings.HasPrefix(code, "limit") || strings.HasPrefix(code, "offline"):
 		return "msg.declined_by_bank"
-	case code == "authorization_unavailable" || code == "record_not_stored" || code == "internal_error" || code == "shutdown" || code == "face_failed":
+	case code == "authorization_unavailable" || code == "face_reference_unavailable" || code == "record_not_stored" || code == "internal_error" || code == "shutdown" || code == "face_failed":
 		return "msg.technical"
 	default:
 		return "msg.document_not_genuine"
@@ -160,6 +164,20 @@ func (p Policy) chipReasons(r *emrtd.Report, kind string) []Reason {
 	}
 	if r.Face == nil || len(r.Face.Image) == 0 {
 		add("no_chip_photo")
+	}
+	return out
+}
+
+// documentReasons applies the policy to a document read by a driver
+// other than emrtd (a bank eID): every failure the driver gave declines;
+// a refusal without a code declines as document_refused.
+func (p Policy) documentReasons(d document.Document) []Reason {
+	var out []Reason
+	for _, f := range d.Failures() {
+		out = append(out, reason(f))
+	}
+	if !d.Passed() && len(out) == 0 {
+		out = append(out, reason("document_refused"))
 	}
 	return out
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"kiosk/firmware/document"
 	"kiosk/firmware/emrtd"
 	"kiosk/internal/backoff"
 )
@@ -57,7 +58,13 @@ type session struct {
 
 func (m *Machine) runSession(ctx context.Context, req Request) {
 	s := &session{m: m, req: req, rec: Record{Request: req, Started: m.opts.Now(), PhasesMS: map[string]float64{}}}
-	m.set(AwaitCard, func(st *Status) { st.Request = &req; st.Outcome = nil; st.PINRetriesLeft = nil; st.NeedsMRZ = false })
+	m.set(AwaitCard, func(st *Status) {
+		st.Request = &req
+		st.Outcome = nil
+		st.PINRetriesLeft = nil
+		st.NeedsMRZ = false
+		st.Document = ""
+	})
 	reasons, err := s.steps(ctx)
 	var ab *abort
 	switch {
@@ -88,9 +95,25 @@ func (s *session) steps(ctx context.Context) ([]Reason, error) {
 		}
 	}
 
+	// Which document it is, so the pad asks for the right secret (a bank
+	// eID takes its PIN). Only a hint: the read detects again.
+	if m.opts.Probe != nil {
+		if kind, err := runStep(ctx, s, p.ChipTimeout, m.opts.Probe); err == nil {
+			m.mu.Lock()
+			m.status.Document = string(kind)
+			m.mu.Unlock()
+		} else {
+			var ab *abort
+			if errors.As(err, &ab) {
+				return nil, err
+			}
+			m.log.Warn("document probe failed", "tx", s.req.ID, "err", err)
+		}
+	}
+
 	// CAN, PIN or MRZ, then read and verify the chip; a wrong password
 	// may be retried while the chip allows it.
-	var report *emrtd.Report
+	var doc document.Document
 	askedMRZ := false
 	for attempt := 1; ; attempt++ {
 		m.set(AwaitPassword, nil)
@@ -100,7 +123,7 @@ func (s *session) steps(ctx context.Context) ([]Reason, error) {
 		}
 		m.set(ReadingChip, nil)
 		t0 := time.Now()
-		report, err = runStep(ctx, s, p.ChipTimeout, func(c context.Context) (*emrtd.Report, error) {
+		doc, err = runStep(ctx, s, p.ChipTimeout, func(c context.Context) (document.Document, error) {
 			return m.opts.Chip.Read(c, pw)
 		})
 		s.rec.PhasesMS["chip"] += ms(time.Since(t0))
@@ -112,7 +135,7 @@ func (s *session) steps(ctx context.Context) ([]Reason, error) {
 			m.log.Warn("chip read failed", "tx", s.req.ID, "err", err)
 			return nil, &abort{"chip_read_failed"}
 		}
-		if hasFailure(report, "bac_needs_mrz") && pw.Kind != emrtd.MRZ && !askedMRZ {
+		if hasFailure(doc, "bac_needs_mrz") && pw.Kind != emrtd.MRZ && !askedMRZ {
 			// A BAC-only chip (no EF.CardAccess): the holder typed a CAN or
 			// PIN the chip has no use for. Ask for the MRZ once; the chip
 			// refused no password, so no attempt is spent.
@@ -122,25 +145,43 @@ func (s *session) steps(ctx context.Context) ([]Reason, error) {
 			m.status.NeedsMRZ = true
 			m.mu.Unlock()
 			m.publish("session.needs_mrz", map[string]any{})
-			report.Wipe()
+			doc.Wipe()
 			continue
 		}
-		if wrongPassword(report) && attempt < p.MaxPasswordAttempts && !hasFailure(report, "pin_blocked") {
-			left := report.Access.RetriesLeft
+		if wrongPassword(doc) && attempt < p.MaxPasswordAttempts && !hasFailure(doc, "pin_blocked") {
+			left := retriesLeft(doc)
 			m.mu.Lock()
 			m.status.PINRetriesLeft = left
 			m.mu.Unlock()
 			m.publish("session.wrong_password", map[string]any{"retries_left": left, "attempt": attempt})
-			report.Wipe()
+			doc.Wipe()
 			continue
 		}
 		break
 	}
-	defer report.Wipe()
-	s.rec.Chip = summarize(report)
-	s.rec.DocNumber = report.Document.DocumentNumber
-	if reasons := p.chipReasons(report, s.req.Kind); len(reasons) > 0 {
-		return reasons, nil
+	defer doc.Wipe()
+	s.rec.Chip = summarize(doc)
+	// The face reference: the chip photo of an eMRTD, or the one the
+	// bank enrolled for a bank eID's holder (fetched, in memory only).
+	var faceRef []byte
+	if d, ok := doc.(*document.EMRTD); ok {
+		s.rec.DocNumber = d.R.Document.DocumentNumber
+		if reasons := p.chipReasons(d.R, s.req.Kind); len(reasons) > 0 {
+			return reasons, nil
+		}
+		faceRef = d.R.Face.Image
+	} else {
+		s.rec.DocNumber = doc.Holder().ID
+		if reasons := p.documentReasons(doc); len(reasons) > 0 {
+			return reasons, nil
+		}
+		s.rec.HolderSignature = doc.TransactionSignature()
+		ref, reasons, err := s.faceReference(ctx, doc)
+		if err != nil || len(reasons) > 0 {
+			return reasons, err
+		}
+		faceRef = ref
+		defer clear(ref)
 	}
 
 	// Face match, liveness and the smile that confirms.
@@ -148,7 +189,7 @@ func (s *session) steps(ctx context.Context) ([]Reason, error) {
 	t0 := time.Now()
 	smiling := false
 	face, err := runStep(ctx, s, p.FaceTimeout, func(c context.Context) (FaceResult, error) {
-		return m.opts.Face.Verify(c, report.Face.Image, func(fp FaceProgress) {
+		return m.opts.Face.Verify(c, faceRef, func(fp FaceProgress) {
 			if fp.Stage == "smile" && !smiling {
 				smiling = true
 				m.set(Smile, nil)
@@ -160,7 +201,8 @@ func (s *session) steps(ctx context.Context) ([]Reason, error) {
 		})
 	})
 	s.rec.PhasesMS["face"] = ms(time.Since(t0))
-	report.Wipe() // the chip photo is not needed any more
+	doc.Wipe() // the chip photo is not needed any more
+	clear(faceRef)
 	if err != nil {
 		var ab *abort
 		if errors.As(err, &ab) {
@@ -225,7 +267,13 @@ func (s *session) finish(ctx context.Context, reasons []Reason) {
 	done := m.status
 	m.history.add(done)
 	m.mu.Unlock()
-	m.set(Idle, func(st *Status) { st.Request = nil; st.Outcome = nil; st.PINRetriesLeft = nil; st.NeedsMRZ = false })
+	m.set(Idle, func(st *Status) {
+		st.Request = nil
+		st.Outcome = nil
+		st.PINRetriesLeft = nil
+		st.NeedsMRZ = false
+		st.Document = ""
+	})
 }
 
 // runStep runs f with a step timeout; card removal or a cancel aborts it.
@@ -355,16 +403,68 @@ func randomID() string {
 
 // wrongPassword: the chip refused the password. BAC has no retry counter
 // and says only that mutual authentication failed (9303-11 §4.3.3), which
-// a mistyped MRZ causes.
-func wrongPassword(r *emrtd.Report) bool {
-	return hasFailure(r, "wrong_password") || hasFailure(r, "bac_failed")
+// a mistyped MRZ causes; a bank eID says pin_wrong.
+func wrongPassword(d document.Document) bool {
+	return hasFailure(d, "wrong_password") || hasFailure(d, "bac_failed") || hasFailure(d, "pin_wrong") || hasFailure(d, "pin_format")
 }
 
-func hasFailure(r *emrtd.Report, code string) bool { return slices.Contains(r.Failures, code) }
+func hasFailure(d document.Document, code string) bool { return slices.Contains(d.Failures(), code) }
 
-func summarize(r *emrtd.Report) *ChipSummary {
-	return &ChipSummary{
-		Passed: r.Passed, DocType: r.Document.Type, Issuer: r.Document.IssuingState, Expiry: r.Document.Expiry,
-		Protocol: r.Access.Protocol, Checks: r.Checks, Access: r.Access,
+// retriesLeft is the PIN retry counter the card reported, if any.
+func retriesLeft(d document.Document) *int {
+	switch d := d.(type) {
+	case *document.EMRTD:
+		return d.R.Access.RetriesLeft
+	case *document.BankEID:
+		return d.R.PINRetriesLeft
 	}
+	return nil
+}
+
+func summarize(d document.Document) *ChipSummary {
+	switch d := d.(type) {
+	case *document.EMRTD:
+		r := d.R
+		return &ChipSummary{
+			Document: string(document.KindEMRTD),
+			Passed:   r.Passed, DocType: r.Document.Type, Issuer: r.Document.IssuingState, Expiry: r.Document.Expiry,
+			Protocol: r.Access.Protocol, Checks: r.Checks, Access: r.Access,
+		}
+	case *document.BankEID:
+		r := d.R
+		cs := &ChipSummary{Document: string(document.KindBankEID), Passed: r.Passed, DocType: "bankeid", Protocol: r.Profile,
+			Access: emrtd.AccessInfo{Password: "PIN", RetriesLeft: r.PINRetriesLeft}}
+		if r.Identity != nil {
+			cs.Issuer = r.Identity.Authority
+		}
+		for _, c := range r.Checks {
+			cs.Checks = append(cs.Checks, emrtd.Check{Name: "bankeid_" + c.Name, OK: c.OK, Code: c.Code, Reason: c.Reason, Required: true})
+		}
+		return cs
+	}
+	return &ChipSummary{Document: string(d.Kind()), Passed: d.Passed()}
+}
+
+// faceReference asks the bank for the holder's enrolled face reference
+// (a document that carries none). No source, or no reference for this
+// holder, declines with no_face_reference.
+func (s *session) faceReference(ctx context.Context, doc document.Document) ([]byte, []Reason, error) {
+	src := s.m.opts.FaceReferences
+	if src == nil {
+		return nil, []Reason{reason("no_face_reference")}, nil
+	}
+	ref, err := runStep(ctx, s, s.m.opts.Policy.AuthorizeTimeout, func(c context.Context) ([]byte, error) {
+		return src.FaceReference(c, doc.Holder())
+	})
+	var ab *abort
+	switch {
+	case errors.As(err, &ab):
+		return nil, nil, err
+	case errors.Is(err, ErrNoFaceReference) || (err == nil && len(ref) == 0):
+		return nil, []Reason{reason("no_face_reference")}, nil
+	case err != nil:
+		s.m.log.Warn("face reference unavailable", "tx", s.req.ID, "err", err)
+		return nil, []Reason{reason("face_reference_unavailable")}, nil
+	}
+	return ref, nil, nil
 }

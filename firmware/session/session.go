@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"kiosk/firmware/bankeid"
+	"kiosk/firmware/document"
 	"kiosk/firmware/emrtd"
 )
 
@@ -47,10 +49,23 @@ type Request struct {
 	Created     time.Time `json:"created"`
 }
 
-// Chip reads and verifies the inserted eID with the holder's password.
+// Chip reads and verifies the inserted identity document with the
+// holder's password (CAN, PIN or MRZ for an eMRTD, the PIN for a bank
+// eID): the driver is the card's (package document).
 type Chip interface {
-	Read(ctx context.Context, pw emrtd.Password) (*emrtd.Report, error)
+	Read(ctx context.Context, pw emrtd.Password) (document.Document, error)
 }
+
+// FaceReferences supplies the enrolled face reference of a document that
+// carries none (a bank eID): the bank holds it. The answer is in memory
+// only; the session wipes it after the match. ErrNoFaceReference (wrapped)
+// means the bank has none for this holder.
+type FaceReferences interface {
+	FaceReference(ctx context.Context, holder document.Holder) ([]byte, error)
+}
+
+// ErrNoFaceReference: the bank holds no face reference for the holder.
+var ErrNoFaceReference = errors.New("session: no enrolled face reference")
 
 // FaceProgress is guidance while the face step runs.
 type FaceProgress struct {
@@ -112,20 +127,25 @@ type Reason struct {
 // Record is the evidence of one finished session. It carries no images,
 // templates, PINs or CANs.
 type Record struct {
-	Request   Request            `json:"request"`
-	Approved  bool               `json:"approved"`
-	Reasons   []Reason           `json:"reasons,omitempty"`
-	Chip      *ChipSummary       `json:"chip,omitempty"`
-	Face      *FaceResult        `json:"face,omitempty"`
-	Auth      *Authorization     `json:"authorization,omitempty"`
-	Started   time.Time          `json:"started"`
-	Finished  time.Time          `json:"finished"`
-	PhasesMS  map[string]float64 `json:"ms"`
-	DocNumber string             `json:"-"` // for the salted hash only; never serialised
+	Request  Request      `json:"request"`
+	Approved bool         `json:"approved"`
+	Reasons  []Reason     `json:"reasons,omitempty"`
+	Chip     *ChipSummary `json:"chip,omitempty"`
+	Face     *FaceResult  `json:"face,omitempty"`
+	// HolderSignature is the holder's own signature over the transaction
+	// challenge (bank eID), beside the device's signature on the report.
+	HolderSignature *bankeid.Evidence  `json:"holder_signature,omitempty"`
+	Auth            *Authorization     `json:"authorization,omitempty"`
+	Started         time.Time          `json:"started"`
+	Finished        time.Time          `json:"finished"`
+	PhasesMS        map[string]float64 `json:"ms"`
+	DocNumber       string             `json:"-"` // for the salted hash only; never serialised
 }
 
 // ChipSummary is the part of the eID report that goes into the record.
 type ChipSummary struct {
+	// Document is the driver: "emrtd" or "bankeid".
+	Document string           `json:"document,omitempty"`
 	Passed   bool             `json:"passed"`
 	DocType  string           `json:"doc_type"`
 	Issuer   string           `json:"issuer"`
@@ -146,8 +166,15 @@ var (
 
 // Options configure a Machine.
 type Options struct {
-	Chip       Chip
-	Face       Face
+	Chip Chip
+	Face Face
+	// FaceReferences, when set, gives the face reference of documents
+	// that carry none; nil: such documents are declined
+	// (no_face_reference).
+	FaceReferences FaceReferences
+	// Probe, when set, tells the kind of the card just inserted (before
+	// the password step), for the pad; nil: the pad does not know.
+	Probe      func(ctx context.Context) (document.Kind, error)
 	Authorizer Authorizer
 	Policy     Policy
 	// Publish receives every transition and progress update (must not block).
@@ -172,6 +199,9 @@ type Status struct {
 	PINRetriesLeft *int `json:"pin_retries_left,omitempty"`
 	// NeedsMRZ: the chip offers BAC only, so the pad asks for the MRZ.
 	NeedsMRZ bool `json:"needs_mrz,omitempty"`
+	// Document is the kind of the card in the reader once probed
+	// ("emrtd", "bankeid"): the pad asks a bank eID's holder for its PIN.
+	Document string `json:"document,omitempty"`
 	// MoreTime is the standing offer of more time in this step, if any.
 	MoreTime *TimeOffer `json:"more_time,omitempty"`
 	Outcome  *Outcome   `json:"outcome,omitempty"`

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"kiosk/firmware/document"
 	"kiosk/firmware/emrtd"
 )
 
@@ -17,7 +18,7 @@ type fakeChip struct {
 	reads   []emrtd.Password
 }
 
-func (c *fakeChip) Read(ctx context.Context, pw emrtd.Password) (*emrtd.Report, error) {
+func (c *fakeChip) Read(ctx context.Context, pw emrtd.Password) (document.Document, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.reads = append(c.reads, pw)
@@ -31,7 +32,7 @@ func (c *fakeChip) Read(ctx context.Context, pw emrtd.Password) (*emrtd.Report, 
 		f.Image = append([]byte(nil), r.Face.Image...)
 		cp.Face = &f
 	}
-	return &cp, nil
+	return &document.EMRTD{R: &cp}, nil
 }
 
 type fakeFace struct {

@@ -64,6 +64,20 @@ type Report struct {
 	// Audit is a staff action (event "staff_audit"): one entry of the
 	// kiosk's hash-chained audit log (package audit).
 	Audit *AuditEntry `json:"audit,omitempty"`
+	// HolderSignature is the holder's own act: a bank eID card's
+	// signature over this transaction's challenge (package bankeid), which
+	// the hub verifies against the eID authority.
+	HolderSignature *HolderSignature `json:"holder_signature,omitempty"`
+}
+
+// HolderSignature is a document's signature over the transaction
+// challenge with the certificate that verifies it (bytes as base64).
+type HolderSignature struct {
+	Profile     string `json:"profile"`
+	Algorithm   string `json:"algorithm"`
+	Challenge   []byte `json:"challenge"`
+	Signature   []byte `json:"signature"`
+	Certificate []byte `json:"certificate"`
 }
 
 // AuditEntry is one entry of a kiosk's staff audit log.
@@ -164,6 +178,7 @@ var (
 	currencyRe = regexp.MustCompile(`^[A-Z]{3}$`)
 	hexRe      = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	codeRe     = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+	nameRe     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$`)
 )
 
 // Validate checks what the hub relies on. Strings must also be in the
@@ -186,7 +201,7 @@ func (r *Report) Validate() error {
 			}
 		}
 		if !codeRe.MatchString(r.Service) || r.Amount != 0 || r.Currency != "" || r.Decision != "" || len(r.Reasons) != 0 ||
-			r.Auth.Mode != AuthNone || r.DocHash != "" || r.Face != nil {
+			r.Auth.Mode != AuthNone || r.DocHash != "" || r.Face != nil || r.HolderSignature != nil {
 			return bad("event %q: an event names itself in service and carries no amount, decision or document", r.Service)
 		}
 		if a := r.Audit; (a != nil) != (r.Service == EventStaffAudit) {
@@ -201,6 +216,11 @@ func (r *Report) Validate() error {
 	}
 	if r.Audit != nil {
 		return bad("an audit entry in a %s report", r.Kind)
+	}
+	if h := r.HolderSignature; h != nil && (!nameRe.MatchString(h.Profile) || !nameRe.MatchString(h.Algorithm) ||
+		len(h.Challenge) == 0 || len(h.Challenge) > 512 || len(h.Signature) == 0 || len(h.Signature) > 160 ||
+		len(h.Certificate) == 0 || len(h.Certificate) > 4096) {
+		return bad("holder_signature: profile or algorithm not a name, or a part empty or too long")
 	}
 	if r.Amount < 0 || r.Amount > maxSafeInt {
 		return bad("amount %d", r.Amount)

@@ -31,9 +31,9 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		"config check":     {"config check FILE  validate a kioskd configuration file", configCheck},
-		"eid issue":        {"eid issue --out DIR --photo FACE.jpg [...]  make a virtual test eID card and its trust store", eidIssue},
+		"eid issue":        {"eid issue [--kind emrtd] --out DIR --photo FACE.jpg [...] | --kind bankeid --out DIR [...]  make a virtual test eID card (ICAO or bank eID) and its trust store", eidIssue},
 		"eid emulate":      {"eid emulate --card DIR --vpcd 127.0.0.1:PORT  run a virtual card against pcscd", eidEmulate},
-		"eid read":         {"eid read (--can N | --pin N | --mrz D,B,E) --trust DIR [--json]  read and verify an eID", eidRead},
+		"eid read":         {"eid read (--can N | --pin N | --mrz D,B,E) --trust DIR [--json]  read and verify an eID (ICAO or bank eID, from the card)", eidRead},
 		"eid trust import": {"eid trust import --master-list FILE --root CERT --out DIR [--json]  verify an ICAO master list and write its CSCAs into a trust directory", eidTrustImport},
 		"eid verify":       {"eid verify --sod FILE [--dg N=FILE ...] --trust DIR [--at RFC3339|signing] [--sod-only] [--json]  passive authentication of files", eidVerify},
 		"face compare":     {"face compare A.jpg B.jpg [--json] [--models DIR]  compare the faces of two pictures", faceCompare},

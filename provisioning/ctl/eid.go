@@ -21,6 +21,8 @@ import (
 	"kiosk/drivers/cardreader/link"
 	"kiosk/drivers/cardreader/pcsc"
 	"kiosk/drivers/cardreader/vpcd"
+	"kiosk/firmware/bankeid/bankcard"
+	"kiosk/firmware/document"
 	"kiosk/firmware/emrtd"
 	"kiosk/firmware/emrtd/bac"
 	"kiosk/firmware/emrtd/cardimage"
@@ -145,8 +147,17 @@ func profileNames() string {
 }
 
 func eidIssue(e *env, args []string) int {
+	switch k := kindOf(args); k {
+	case "bankeid":
+		return eidIssueBankEID(e, args)
+	case "emrtd":
+	default:
+		fmt.Fprintf(e.stderr, "unknown --kind %q (emrtd or bankeid)\n", k)
+		return ExitUsage
+	}
 	fs := flag.NewFlagSet("eid issue", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
+	fs.String("kind", "emrtd", "document kind: emrtd (ICAO 9303) or bankeid (bank eID card; see --kind bankeid --help)")
 	out := fs.String("out", "", "directory for the card image and its trust store (DIR/trust)")
 	photo := fs.String("photo", "", "face photo for DG2 (JPEG, JP2 or J2K)")
 	docNo := fs.String("doc-number", "C01X00T47", "document number")
@@ -224,6 +235,16 @@ func eidEmulate(e *env, args []string) int {
 		}
 		m.Turnaround = *turnaround
 		model = &m
+	}
+	if bankcard.IsImage(*dir) {
+		ctx, stop := signalContext()
+		defer stop()
+		return emulateBankEID(ctx, e, *dir, *addr, func(h cardreader.CardHandler) (cardreader.CardHandler, error) {
+			if model == nil {
+				return h, nil
+			}
+			return link.New(h, *model)
+		})
 	}
 	img, err := cardimage.Load(*dir)
 	if err != nil {
@@ -321,6 +342,7 @@ func eidRead(e *env, args []string) int {
 	staleCRL := fs.String("stale-crl", "decline", "a CRL past its next update: decline or warn")
 	missingCRL := fs.String("missing-crl", "home", "no CRL for the CSCA: home (decline for --home-country, warn otherwise), warn or decline")
 	home := fs.String("home-country", "", "the kiosk's state (alpha-2 or MRZ code): a missing CRL of its CSCA declines")
+	bank := addBankReadFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return ExitUsage
 	}
@@ -378,11 +400,6 @@ func eidRead(e *env, args []string) int {
 	if *txn != "" {
 		txnData = []byte(*txn)
 	}
-	trust, ok := loadTrust(e, *trustDir, *home)
-	if !ok {
-		return ExitUsage
-	}
-
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
@@ -398,6 +415,22 @@ func eidRead(e *env, args []string) int {
 	}
 	defer card.Close()
 
+	// The driver comes from the card (SELECT of the bank eID AID).
+	kind, err := document.Detect(ctx, card)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "card reader: %v\n", err)
+		return ExitUsage
+	}
+	if kind == document.KindBankEID {
+		if pw.Kind != emrtd.PIN {
+			return usage("a bank eID card takes --pin")
+		}
+		return readBankEID(ctx, e, card, pw.Secret, *trustDir, bank, *asJSON)
+	}
+	trust, ok := loadTrust(e, *trustDir, *home)
+	if !ok {
+		return ExitUsage
+	}
 	report, err := emrtd.Read(ctx, card, emrtd.Options{Password: pw, Trust: trust, ATR: card.ATR(), Extended: em,
 		RequireChipAuthenticity: policy, ExemptTypes: exemptTypes, AATransaction: txnData, StaleCRL: stale, MissingCRL: missing,
 		Logger: slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
@@ -416,8 +449,9 @@ func eidRead(e *env, args []string) int {
 		enc := json.NewEncoder(e.stdout)
 		if err := enc.Encode(struct {
 			Reader string `json:"reader"`
+			Kind   string `json:"kind"`
 			*emrtd.Report
-		}{card.Reader(), report}); err != nil {
+		}{card.Reader(), "emrtd", report}); err != nil {
 			return ExitFail
 		}
 	} else {

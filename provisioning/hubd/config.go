@@ -84,6 +84,10 @@ type Keys struct {
 	// (CN = device id), trusted by fingerprint; simulation only.
 	// Production trusts what the device CA ([ca]) issued.
 	Devices string `toml:"devices"`
+	// BankEIDTrust is a directory of eID authority roots and their CRLs
+	// (package bankeid) against which holder signatures in reports are
+	// verified; empty: reports carrying one are refused.
+	BankEIDTrust string `toml:"bankeid_trust_dir"`
 }
 
 // CA is the bank's device CA as the hub uses it: device certificates are

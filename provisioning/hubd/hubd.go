@@ -23,6 +23,7 @@ import (
 
 	sd "github.com/coreos/go-systemd/v22/daemon"
 
+	"kiosk/firmware/bankeid"
 	"kiosk/firmware/hub"
 	"kiosk/firmware/logging"
 	"kiosk/firmware/txreport"
@@ -185,8 +186,15 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 			return &Error{Key: "amqp.urls", Msg: err.Error()}
 		}
 	}
+	var bankTrust *bankeid.Trust
+	if dir := cfg.Keys.BankEIDTrust; dir != "" {
+		if bankTrust, err = bankeid.LoadTrust(dir); err != nil {
+			return &Error{Key: "keys.bankeid_trust_dir", Msg: err.Error()}
+		}
+	}
 	h, err := refhub.New(refhub.Options{
-		Brokers: cfg.MQTT.Brokers, ClientID: instance, Group: cfg.MQTT.Group, Prefix: cfg.MQTT.Prefix, TLS: tlsCfg,
+		BankEIDTrust: bankTrust,
+		Brokers:      cfg.MQTT.Brokers, ClientID: instance, Group: cfg.MQTT.Group, Prefix: cfg.MQTT.Prefix, TLS: tlsCfg,
 		Keyring: ring, Signer: signer, Store: store, Workers: cfg.MQTT.Workers, Queue: queue, Registrar: reg,
 		ResolveAt:      resolveAt(trust),
 		RefusedForGood: refusedForGood(trust),

@@ -22,6 +22,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"kiosk/firmware/bankeid"
 	"kiosk/firmware/enrollwire"
 	"kiosk/firmware/hub"
 	"kiosk/firmware/txreport"
@@ -69,8 +70,18 @@ type Options struct {
 	// <prefix>/provision/+/csr (MQTT only: the AMQP queue carries no
 	// provisioning topics).
 	Registrar *registrar.Registrar
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// BankEIDTrust is the eID authorities whose holder signatures the hub
+	// accepts (package bankeid). A report carrying a holder signature is
+	// applied only when it verifies: the certificate chains to one of
+	// them and is not revoked, and it signed this report's challenge
+	// (terminal, tx id, amount, currency). nil: such reports are refused.
+	BankEIDTrust *bankeid.Trust
+	// Enrolments, when set, answers kiosks' face reference requests
+	// (hub.TopicFaceRefReq): the face the bank enrolled for an eID
+	// identity, encrypted to the requesting kiosk and sealed by the hub.
+	Enrolments Enrolments
+	Logger     *slog.Logger
+	Now        func() time.Time
 }
 
 // Stats count what the hub did.
@@ -162,6 +173,9 @@ func (h *Hub) Filters() []string {
 	share := "$share/" + h.opts.Group + "/"
 	p := share + h.opts.Prefix + "/+/"
 	f := []string{p + hub.TopicTx, p + hub.TopicAuthReq}
+	if h.opts.Enrolments != nil {
+		f = append(f, p+hub.TopicFaceRefReq)
+	}
 	if h.opts.Registrar != nil {
 		f = append(f, share+h.opts.Registrar.Filter(), share+h.opts.Registrar.RenewFilter())
 	}
@@ -344,6 +358,10 @@ func (h *Hub) process(ctx context.Context, device, rest string, payload []byte) 
 		return h.handleTx(ctx, device, payload)
 	case hub.TopicAuthReq:
 		return h.handleAuth(ctx, device, payload)
+	case hub.TopicFaceRefReq:
+		if h.opts.Enrolments != nil {
+			return h.handleFaceRef(ctx, device, payload)
+		}
 	}
 	return outcome{}
 }
@@ -355,6 +373,9 @@ func (h *Hub) handleTx(ctx context.Context, device string, payload []byte) outco
 	}
 	if err == nil && r.Terminal != device {
 		err = fmt.Errorf("%w: topic device %q, report %q", txreport.ErrWrongDevice, device, r.Terminal)
+	}
+	if err == nil && r.HolderSignature != nil {
+		err = h.verifyHolder(r)
 	}
 	if err != nil {
 		// Not acknowledged: a forged or corrupted report must not make
@@ -404,6 +425,25 @@ func (h *Hub) handleTx(ctx context.Context, device string, payload []byte) outco
 		h.stats.applied.Add(1)
 	}
 	return outcome{sub: hub.TopicTxAck, reply: ack}
+}
+
+// verifyHolder checks a report's holder signature (bank eID) against
+// the eID authorities at the report's decision time.
+func (h *Hub) verifyHolder(r *txreport.Report) error {
+	if h.opts.BankEIDTrust == nil {
+		return errors.New("holder signature, but no eID authority is configured")
+	}
+	at, err := time.Parse(time.RFC3339Nano, r.Decided)
+	if err != nil {
+		return fmt.Errorf("holder signature: decided %q: %w", r.Decided, err)
+	}
+	hs := r.HolderSignature
+	ev := &bankeid.Evidence{Profile: hs.Profile, Algorithm: hs.Algorithm, Challenge: hs.Challenge, Signature: hs.Signature, Certificate: hs.Certificate}
+	if _, err := bankeid.VerifyEvidence(ev, h.opts.BankEIDTrust, at,
+		bankeid.Challenge{KioskID: r.Terminal, TransactionID: r.TxID, Amount: r.Amount, Currency: r.Currency}); err != nil {
+		return fmt.Errorf("holder signature: %w", err)
+	}
+	return nil
 }
 
 // refuseForGood acknowledges a report with AckRefused when its
@@ -495,6 +535,76 @@ func (h *Hub) handleAuth(ctx context.Context, device string, payload []byte) out
 		h.stats.authNo.Add(1)
 	}
 	return outcome{sub: hub.TopicAuthRsp, reply: resp}
+}
+
+// Enrolments is the bank's store of enrolled face references by eID
+// number (one eID per person). FaceReference returns nil, nil when it
+// holds none.
+type Enrolments interface {
+	FaceReference(ctx context.Context, eidNumber string) ([]byte, error)
+}
+
+// MemoryEnrolments is an in-memory Enrolments (tests, simulation).
+type MemoryEnrolments struct {
+	mu    sync.Mutex
+	faces map[string][]byte
+}
+
+// Enrol stores the face reference of eidNumber.
+func (m *MemoryEnrolments) Enrol(eidNumber string, face []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.faces == nil {
+		m.faces = map[string][]byte{}
+	}
+	m.faces[eidNumber] = append([]byte(nil), face...)
+}
+
+// FaceReference implements Enrolments.
+func (m *MemoryEnrolments) FaceReference(_ context.Context, eidNumber string) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if f, ok := m.faces[eidNumber]; ok {
+		return append([]byte(nil), f...), nil
+	}
+	return nil, nil
+}
+
+// handleFaceRef answers a device-signed face reference request: the
+// enrolled face, encrypted to the request's one-time key, sealed by the
+// hub (docs/mqtt.md, "Face reference"). The face never leaves the hub in
+// the clear and is not logged.
+func (h *Hub) handleFaceRef(ctx context.Context, device string, payload []byte) outcome {
+	var req hub.FaceRefRequest
+	dev, err := h.opts.Keyring.Open(payload, &req)
+	if err == nil && (dev.ID != device || req.Terminal != device) {
+		err = fmt.Errorf("%w: topic device %q, request %q, certificate %q", txreport.ErrWrongDevice, device, req.Terminal, dev.ID)
+	}
+	if err == nil && (req.ID == "" || len(req.ID) > 128 || req.EIDNumber == "" || len(req.EIDNumber) > 64) {
+		err = errors.New("request id or eID number missing or too long")
+	}
+	if now := h.opts.Now(); err == nil && (req.Expires.IsZero() || req.Expires.After(now.Add(maxAuthLifetime)) || now.After(req.Expires)) {
+		err = errors.New("request expired or without a near expiry")
+	}
+	if err != nil {
+		h.stats.rejected.Add(1)
+		h.log.Warn("refhub: face reference request rejected", "device", device, "err", err)
+		return outcome{}
+	}
+	face, err := h.opts.Enrolments.FaceReference(ctx, req.EIDNumber)
+	if err != nil {
+		h.log.Error("refhub: enrolment store", "device", device, "err", err)
+		return outcome{retry: true}
+	}
+	defer clear(face)
+	resp := hub.FaceRefResponse{ID: req.ID, Terminal: req.Terminal, EIDNumber: req.EIDNumber}
+	if len(face) > 0 {
+		if resp, err = hub.SealFaceRef(req, face); err != nil {
+			h.log.Warn("refhub: face reference not sealed", "device", device, "err", err)
+			return outcome{}
+		}
+	}
+	return outcome{sub: hub.TopicFaceRefRsp, reply: resp}
 }
 
 // encode is a reply's payload (an authorization response or a report

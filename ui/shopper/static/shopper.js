@@ -10,7 +10,7 @@
     lang: "zh-CN", defaultLang: "zh-CN",
     cat: {}, status: null, service: { out_of_service: false, reason: "" },
     components: {}, notReady: "", faceTimeoutMs: 30000, faceSince: 0, smileTimeoutMs: 10000, smileSince: 0, merchant: "", chip: {}, guidance: "",
-    retriesLeft: null, wrong: false, kind: "can", digits: "", sending: false, mrz: null, needsMRZ: false,
+    retriesLeft: null, wrong: false, kind: "can", digits: "", sending: false, mrz: null, needsMRZ: false, bankEID: false,
     staff: { open: false, token: "", digits: "" }, awakeUntil: 0, screen: "",
     // Bus event time → DOM updated, and → next frame painted (ms).
     latencies: [], paints: [], handled: 0,
@@ -185,8 +185,9 @@
       $("kind-" + k).classList.toggle("on", kind === k);
       $("kind-" + k).setAttribute("aria-pressed", kind === k);
     }
-    $("code-title").textContent = t(mrz ? "code.title_mrz" : can ? "code.title_can" : "code.title_pin");
-    const hint = mrz ? (ui.needsMRZ ? "code.needs_mrz" : "code.hint_mrz") : can ? "code.hint_can" : "code.hint_pin";
+    const bank = ui.bankEID && kind === "pin";
+    $("code-title").textContent = t(mrz ? "code.title_mrz" : can ? "code.title_can" : bank ? "code.title_bankeid" : "code.title_pin");
+    const hint = mrz ? (ui.needsMRZ ? "code.needs_mrz" : "code.hint_mrz") : can ? "code.hint_can" : bank ? "code.hint_bankeid" : "code.hint_pin";
     $("code-hint").textContent = ui.sending ? t("code.sent") : t(hint);
     const left = ui.retriesLeft;
     $("code-error").hidden = !ui.wrong && left == null;
@@ -657,7 +658,10 @@
   function onSession(ev) {
     const st = ev.data;
     const prev = ui.status ? ui.status.state : "idle";
-    if (st.state === "insert_card" && prev !== "insert_card") { ui.retriesLeft = null; ui.wrong = false; ui.kind = "can"; ui.needsMRZ = false; }
+    if (st.state === "insert_card" && prev !== "insert_card") { ui.retriesLeft = null; ui.wrong = false; ui.kind = "can"; ui.needsMRZ = false; ui.bankEID = false; }
+    // A bank eID card takes its PIN (no CAN, no MRZ): the pad turns to
+    // PIN entry (once; the shopper may still switch).
+    if (st.document === "bankeid" && !ui.bankEID) { ui.bankEID = true; ui.kind = "pin"; ui.digits = ""; }
     // The chip offers BAC only: the pad switches to MRZ entry (once; the
     // shopper may still switch back).
     if (st.needs_mrz && !ui.needsMRZ) { ui.kind = "mrz"; ui.mrz = null; ui.digits = ""; }
