@@ -13,6 +13,8 @@
 package jobwire
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -82,6 +84,8 @@ const (
 	ReasonBadDocument   = "bad_document"
 	ReasonRecordFull    = "record_full"
 	ReasonStateUnusable = "state_unusable"
+	ReasonBusy          = "busy"
+	ReasonInterrupted   = "interrupted"
 )
 
 // Limits.
@@ -148,6 +152,18 @@ func (j *Job) Check() error {
 }
 
 var kindRe = regexp.MustCompile(`^[a-z][a-z_]{0,31}$`)
+
+// Hash identifies a job's content (SHA-256 of its JSON encoding, hex).
+// Signatures are randomised, so two sealings of one job differ in bytes
+// but not in Hash: a kiosk tells a job offered again from a replayed id by
+// it.
+func (j *Job) Hash() string {
+	c := *j
+	c.Created, c.Expires = c.Created.UTC(), c.Expires.UTC()
+	b, _ := json.Marshal(c)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
 
 // Seal signs a job with the operations key.
 func Seal(s *txreport.Signer, j Job) ([]byte, error) {
