@@ -31,6 +31,7 @@ import (
 	"kiosk/firmware/event"
 	"kiosk/firmware/face"
 	"kiosk/firmware/hub"
+	"kiosk/firmware/jobs"
 	"kiosk/firmware/session"
 	"kiosk/internal/backoff"
 )
@@ -53,6 +54,8 @@ type Options struct {
 	// Speak replaces the kiosk's speech output (espeak-ng on the audio
 	// device) for tests, which record what would be said. Nil: espeak-ng.
 	Speak func(ctx context.Context, lang, text string) error
+	// Reboot replaces `systemctl reboot` for the reboot job (tests).
+	Reboot func(ctx context.Context) error
 }
 
 // Daemon is one running kioskd.
@@ -91,6 +94,7 @@ type Daemon struct {
 
 	hub    *hub.Client
 	broker *hub.EmbeddedBroker
+	jobs   *jobs.Runner // nil without an operations certificate
 
 	trust      *trustStore
 	tx         *txStack
@@ -324,7 +328,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	if d.hub != nil {
 		run("hub", d.hub.Run)
-		run("hub-commands", d.serveCommands)
+		if d.jobs != nil {
+			run("jobs", d.jobs.Run)
+		}
 		run("telemetry", d.telemetry)
 		run("hub-events", d.forwardEvents)
 	}

@@ -86,6 +86,9 @@ func (d *Daemon) buildSession() error {
 	if err != nil {
 		return fmt.Errorf("transaction flow: %w", err)
 	}
+	if err := d.buildJobs(nil); err != nil {
+		return err
+	}
 	// An enrolled kiosk renews its certificate through the hub.
 	if !tx.ephemeral && len(cfg.Hub.Brokers) > 0 {
 		// Both stores make the new key beside the old one.

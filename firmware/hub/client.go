@@ -1,6 +1,7 @@
 // Package hub is kioskd's MQTT 3.1.1 link to the bank hub (and fleet
 // operators). It owns the connection: presence with a last will, reconnect
-// with capped exponential back-off and jitter, commands in, telemetry out.
+// with capped exponential back-off and jitter, routed topics in (signed
+// jobs, answers), telemetry out. There are no unsigned commands.
 // Topics and payloads are documented in docs/mqtt.md.
 package hub
 
@@ -43,10 +44,10 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Message is a command received from the hub.
+// Message is a message received on a routed topic.
 type Message struct {
 	Topic   string // full topic
-	Name    string // the last topic level: the command name
+	Name    string // the subtopic below <prefix>/<device>/
 	Payload []byte
 }
 
@@ -59,7 +60,7 @@ type Status struct {
 	Session    uint64    `json:"session"`
 	Reconnects uint64    `json:"reconnects"`
 	Since      time.Time `json:"since"`
-	Dropped    uint64    `json:"dropped_commands"`
+	Dropped    uint64    `json:"dropped_messages"` // routed messages dropped because their consumer lagged
 }
 
 // Presence is the retained payload on <prefix>/<id>/presence. The will
@@ -73,9 +74,8 @@ type Presence struct {
 
 // Client is the hub link. Create with New, run with Run.
 type Client struct {
-	opts     Options
-	log      *slog.Logger
-	commands chan Message
+	opts Options
+	log  *slog.Logger
 
 	mu          sync.Mutex
 	status      Status
@@ -120,9 +120,8 @@ func New(opts Options) (*Client, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &Client{
-		opts:     opts,
-		log:      log,
-		commands: make(chan Message, 64),
+		opts: opts,
+		log:  log,
 		// Session numbers grow across restarts without storage: the first
 		// is the start time in milliseconds.
 		session:     uint64(opts.Now().UnixMilli()),
@@ -142,11 +141,6 @@ func (c *Client) Topic(parts ...string) string {
 
 // DeviceID is the kiosk's id, the <device> of its topics.
 func (c *Client) DeviceID() string { return c.opts.DeviceID }
-
-// Commands delivers hub commands. Handlers of paho must never block, so
-// messages are queued here; when the queue is full they are dropped and
-// counted (the hub retries commands that are not answered).
-func (c *Client) Commands() <-chan Message { return c.commands }
 
 // Status returns the current link state.
 func (c *Client) Status() Status {
@@ -352,8 +346,8 @@ func (c *Client) connect(ctx context.Context, lost chan<- error) (mqtt.Client, e
 		return nil, fmt.Errorf("connect to %s: %w", strings.Join(c.opts.Brokers, ", "), err)
 	}
 	// Subscribe on every connection (the session may be new on another
-	// broker): commands, authorization responses and routed topics.
-	filters := []string{c.Topic("cmd", "+"), c.Topic(TopicAuthRsp)}
+	// broker): authorization responses and routed topics.
+	filters := []string{c.Topic(TopicAuthRsp)}
 	c.mu.Lock()
 	for sub := range c.routes {
 		filters = append(filters, c.Topic(sub))
@@ -396,15 +390,10 @@ func (c *Client) dispatch(_ mqtt.Client, m mqtt.Message) {
 		return
 	}
 	msg := Message{Topic: m.Topic(), Payload: append([]byte(nil), m.Payload()...)}
-	var ch chan Message
-	if name, ok := strings.CutPrefix(sub, "cmd/"); ok && !strings.Contains(name, "/") {
-		msg.Name, ch = name, c.commands
-	} else {
-		c.mu.Lock()
-		ch = c.routes[sub]
-		c.mu.Unlock()
-		msg.Name = sub
-	}
+	c.mu.Lock()
+	ch := c.routes[sub]
+	c.mu.Unlock()
+	msg.Name = sub
 	if ch == nil {
 		return
 	}
