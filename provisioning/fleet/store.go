@@ -210,16 +210,16 @@ func (m *MemStore) Report(_ context.Context, st jobwire.Status, now time.Time) (
 	if err != nil {
 		return Execution{}, err
 	}
-	if apply(e, st) {
+	if Apply(e, st) {
 		e.Updated = now
 	}
 	return *e, nil
 }
 
-// apply is the one rule of status updates (shared by every store): a
+// Apply is the one rule of status updates (shared by every store): a
 // finished execution stays finished; otherwise a status with a higher
 // sequence number, or a terminal one, replaces the current one.
-func apply(e *Execution, st jobwire.Status) bool {
+func Apply(e *Execution, st jobwire.Status) bool {
 	if jobwire.Terminal(e.Status) {
 		return false
 	}
