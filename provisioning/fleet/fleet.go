@@ -69,6 +69,7 @@ type Service struct {
 	work chan mqtt.Message
 
 	mu        sync.Mutex
+	presence  map[string]hub.Presence // device → last presence seen
 	conn      mqtt.Client
 	rollouts  chan string
 	changed   map[string]chan struct{} // job → closed on its next status
@@ -98,7 +99,7 @@ func New(o Options) (*Service, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Service{o: o, log: log, work: make(chan mqtt.Message, 4096), rollouts: make(chan string, 64),
-		changed: map[string]chan struct{}{}, connected: make(chan struct{})}, nil
+		changed: map[string]chan struct{}{}, connected: make(chan struct{}), presence: map[string]hub.Presence{}}, nil
 }
 
 // Connected is closed once the service has subscribed.
@@ -181,6 +182,29 @@ func (s *Service) Cancel(ctx context.Context, id string) (int, error) {
 	s.notify(id)
 	return n, err
 }
+
+// Device is a kiosk as the service sees it.
+type Device struct {
+	ID      string    `json:"id"`
+	Online  bool      `json:"online"`
+	Session uint64    `json:"session"`
+	Since   time.Time `json:"since,omitzero"`
+}
+
+// Devices lists the kiosks whose presence the service has seen.
+func (s *Service) Devices() []Device {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Device, 0, len(s.presence))
+	for id, p := range s.presence {
+		out = append(out, Device{ID: id, Online: p.State == "online", Session: p.Session, Since: p.Time})
+	}
+	slices.SortFunc(out, func(a, b Device) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Jobs lists every job, oldest first.
+func (s *Service) Jobs(ctx context.Context) ([]Job, error) { return s.o.Store.Jobs(ctx) }
 
 // Summary counts a job's executions by status.
 type Summary struct {
@@ -333,7 +357,23 @@ func (s *Service) handle(ctx context.Context, topic string, payload []byte) {
 	switch sub {
 	case "presence":
 		var p hub.Presence
-		if json.Unmarshal(payload, &p) == nil && p.State == "online" {
+		if json.Unmarshal(payload, &p) != nil || (p.State != "online" && p.State != "offline") {
+			return
+		}
+		s.mu.Lock()
+		old, seen := s.presence[device]
+		// A will of an older session arriving after a newer "online" is
+		// stale (the session counter, cf. Sparkplug bdSeq).
+		stale := seen && p.Session < old.Session
+		if !stale {
+			s.presence[device] = p
+		}
+		s.mu.Unlock()
+		if stale {
+			return
+		}
+		s.event(Event{Kind: "presence", Device: device, Status: p.State, Time: s.o.Now()})
+		if p.State == "online" {
 			s.reoffer(ctx, device)
 		}
 	case jobwire.TopicStatus:

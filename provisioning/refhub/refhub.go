@@ -69,8 +69,11 @@ type Options struct {
 	// <prefix>/provision/+/csr (MQTT only: the AMQP queue carries no
 	// provisioning topics).
 	Registrar *registrar.Registrar
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// ObserveAuth, when set, is told how long each authorization took
+	// from receipt to the decision (metrics). It must not block.
+	ObserveAuth func(time.Duration)
+	Logger      *slog.Logger
+	Now         func() time.Time
 }
 
 // Stats count what the hub did.
@@ -460,6 +463,10 @@ func (h *Hub) verifyAtDecision(payload []byte, nowErr error) (*txreport.Report, 
 }
 
 func (h *Hub) handleAuth(ctx context.Context, device string, payload []byte) outcome {
+	if h.opts.ObserveAuth != nil {
+		start := time.Now()
+		defer func() { h.opts.ObserveAuth(time.Since(start)) }()
+	}
 	// Only a request the device signed may spend its limits.
 	var req hub.AuthRequest
 	dev, err := h.opts.Keyring.Open(payload, &req)
