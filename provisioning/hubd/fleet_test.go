@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"kiosk/firmware/jobs"
 	"kiosk/firmware/jobwire"
 	"kiosk/firmware/txreport"
+	"kiosk/provisioning/ctl"
 	"kiosk/provisioning/devkey"
 	"kiosk/provisioning/hubd"
 )
@@ -168,11 +170,39 @@ branch-1 = ["kiosk-f1", "kiosk-f2", "kiosk-f3"]
 		t.Fatalf("summary %+v", st.Summary)
 	}
 
+	// The operator's tool over the same API.
+	kioskctl := func(args ...string) (int, string) {
+		var out, errb bytes.Buffer
+		n := 2 // the command's words, then the connection flags
+		if args[1] == "job" {
+			n = 3
+		}
+		full := append(append(slices.Clone(args[:n]), "--hub", base, "--token-file", filepath.Join(dir, "token")), args[n:]...)
+		code := ctl.Main(full, nil, &out, &errb, "test")
+		return code, out.String() + errb.String()
+	}
+	if code, out := kioskctl("fleet", "job", "create", "--kind", "ping", "--group", "branch-1", "--wait"); code != 0 || !strings.Contains(out, "succeeded 3") {
+		t.Fatalf("kioskctl fleet job create --wait: %d\n%s", code, out)
+	}
+	if code, out := kioskctl("fleet", "list", "--json"); code != 0 || strings.Count(out, `"online":true`) != 3 {
+		t.Fatalf("kioskctl fleet list: %d\n%s", code, out)
+	}
+	if code, out := kioskctl("fleet", "job", "status", "ping-1"); code != 0 || !strings.Contains(out, "kiosk-f2") || strings.Count(out, "  succeeded  ") != 3 {
+		t.Fatalf("kioskctl fleet job status: %d\n%s", code, out)
+	}
+	if code, out := kioskctl("fleet", "job", "cancel", "ping-1"); code != 0 || !strings.Contains(out, "0 device(s) not offered yet") {
+		t.Fatalf("kioskctl fleet job cancel: %d\n%s", code, out)
+	}
+	if code, out := kioskctl("fleet", "job", "status", "nope"); code != 1 || !strings.Contains(out, "HTTP 404") {
+		t.Fatalf("unknown job: %d\n%s", code, out)
+	}
+	prevOK := 3
+
 	code, body = call("GET", "/metrics", "", "")
 	if code != http.StatusOK {
 		t.Fatalf("metrics: %d", code)
 	}
-	for _, want := range []string{"kioskhub_kiosks_online 3", `kioskhub_job_outcomes_total{status="succeeded"} 3`,
+	for _, want := range []string{"kioskhub_kiosks_online 3", fmt.Sprintf(`kioskhub_job_outcomes_total{status="succeeded"} %d`, 3+prevOK),
 		"kioskhub_tx_received_total", "kioskhub_tx_applied_total", "kioskhub_tx_duplicates_total", "kioskhub_auth_duration_seconds_bucket"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)
