@@ -60,7 +60,7 @@ type kiosk struct {
 }
 
 type world struct {
-	t       *testing.T
+	t       testing.TB
 	broker  *mqtttest.Broker
 	ops     *txreport.Signer
 	devices *txreport.Keyring
@@ -69,7 +69,7 @@ type world struct {
 	events  chan Event
 }
 
-func newWorld(t *testing.T, n int) *world {
+func newWorld(t testing.TB, n int) *world {
 	t.Helper()
 	w := &world{t: t, broker: mqtttest.StartMosquitto(t), ops: newSigner(t, "hub-operations"), devices: txreport.NewKeyring(),
 		kiosks: map[string]*kiosk{}, events: make(chan Event, 1024)}
