@@ -33,6 +33,7 @@ import (
 	"kiosk/firmware/hub"
 	"kiosk/firmware/jobs"
 	"kiosk/firmware/session"
+	"kiosk/firmware/txreport"
 	"kiosk/internal/backoff"
 )
 
@@ -95,6 +96,9 @@ type Daemon struct {
 	hub    *hub.Client
 	broker *hub.EmbeddedBroker
 	jobs   *jobs.Runner // nil without an operations certificate
+	// presenceKeys opens the hub's sealed presence: the hub's
+	// authorization certificates, known once buildSession has run.
+	presenceKeys atomic.Pointer[txreport.Keyring]
 
 	trust      *trustStore
 	tx         *txStack
@@ -206,6 +210,15 @@ func New(cfg config.Config, opts Options) (*Daemon, error) {
 		opts.Logger = log.With("component", "hub")
 		opts.OnState = func(s hub.Status) {
 			d.bus.Publish(event.Event{Source: "hub", Kind: "hub.state", Data: s})
+		}
+		opts.OpenHubPresence = func(b []byte) (hub.Presence, error) {
+			keys := d.presenceKeys.Load()
+			if keys == nil {
+				return hub.Presence{}, errors.New("no hub.auth_cert: hub presence is not followed")
+			}
+			var p hub.Presence
+			_, err := keys.Open(b, &p)
+			return p, err
 		}
 		h, err := hub.New(opts)
 		if err != nil {

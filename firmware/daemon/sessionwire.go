@@ -75,6 +75,8 @@ func (d *Daemon) buildSession() error {
 	}
 	if hubKeys == nil {
 		d.log.Warn("authorization responses and report acks are not verified (simulation without hub.auth_cert)")
+	} else {
+		d.presenceKeys.Store(hubKeys)
 	}
 	tx.flow, err = txflow.New(txflow.Options{
 		Hub: d.hub, Outbox: tx.outbox, Offline: tx.offline, Signer: tx.signer, HubKeys: hubKeys,
