@@ -96,6 +96,13 @@ type Daemon struct {
 	hub    *hub.Client
 	broker *hub.EmbeddedBroker
 	jobs   *jobs.Runner // nil without an operations certificate
+	// fileCfg is the configuration file's; cfg has the operator's
+	// settings laid over it (opconfig.go). opMu guards opConfig (nil:
+	// none applied) and opErr.
+	fileCfg  config.Config
+	opMu     sync.Mutex
+	opConfig *OperatorConfig
+	opErr    string
 	// presenceKeys opens the hub's sealed presence: the hub's
 	// authorization certificates, known once buildSession has run.
 	presenceKeys atomic.Pointer[txreport.Keyring]
@@ -125,7 +132,12 @@ func New(cfg config.Config, opts Options) (*Daemon, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Daemon{cfg: cfg, opts: opts, log: log, bus: event.New(nil)}
+	fileCfg := cfg
+	cfg, opConfig, opErr := applyOperatorConfig(cfg)
+	if opErr != "" {
+		log.Error("operator configuration", "err", opErr)
+	}
+	d := &Daemon{cfg: cfg, fileCfg: fileCfg, opConfig: opConfig, opErr: opErr, opts: opts, log: log, bus: event.New(nil)}
 
 	switch cfg.Camera.Backend {
 	case "none":

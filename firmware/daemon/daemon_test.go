@@ -644,12 +644,17 @@ func (o *observer) wait(t *testing.T, topic string, n int) string {
 // made in dir.
 func sealJob(t testing.TB, dir, id, kind string) []byte {
 	t.Helper()
+	return sealJobDoc(t, dir, id, kind, "")
+}
+
+func sealJobDoc(t testing.TB, dir, id, kind, doc string) []byte {
+	t.Helper()
 	ops, err := txreport.LoadSigner(filepath.Join(dir, "ops", "hub-operations.key"), filepath.Join(dir, "ops", "hub-operations.crt"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	b, err := jobwire.Seal(ops, jobwire.Job{V: jobwire.Version, ID: id, Device: "kiosk-test", Kind: kind, Created: now, Expires: now.Add(time.Minute)})
+	b, err := jobwire.Seal(ops, jobwire.Job{V: jobwire.Version, ID: id, Device: "kiosk-test", Kind: kind, Doc: doc, Created: now, Expires: now.Add(time.Minute)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -112,6 +112,7 @@ func (d *Daemon) Health() Health {
 			h.Components["certificate"] = c
 		}
 	}
+	h.Components["config"] = d.configComponent()
 	if d.jobs != nil {
 		h.Components["jobs"] = Component{State: "ok", Info: d.jobs.Stats()}
 	} else if d.hub != nil {

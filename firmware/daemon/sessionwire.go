@@ -175,17 +175,9 @@ func (d *Daemon) buildSession() error {
 
 	d.face, d.faceClose = d.newFace()
 
-	p := cfg.Policy
 	d.session = session.New(session.Options{
 		Chip: chip, Face: d.face, Authorizer: &authorizer{d: d, tx: tx},
-		Policy: session.Policy{
-			RequirePassiveAuth: p.RequirePassiveAuth, ChipAuthExemptTypes: chip.exempt, AllowExpired: p.AllowExpired,
-			MatchThreshold: p.MatchThreshold, LivenessThreshold: p.LivenessThreshold, RequireConsent: p.RequireConsent,
-			MaxPasswordAttempts: p.MaxPasswordAttempts, CardTimeout: p.CardTimeout, PasswordTimeout: p.PasswordTimeout,
-			ChipTimeout: p.ChipTimeout, FaceTimeout: p.FaceTimeout, AuthorizeTimeout: p.AuthorizeTimeout,
-			ResultDisplay: p.ResultDisplay, RemoveTimeout: p.RemoveTimeout,
-			TimeExtensions: p.TimeExtensions, MoreTimeWarning: p.MoreTimeWarning,
-		},
+		Policy: sessionPolicy(cfg, chip.exempt),
 		Publish: func(kind string, data any) {
 			d.bus.Publish(event.Event{Source: "session", Kind: kind, Data: data})
 		},
