@@ -322,3 +322,111 @@ func fleetWatch(e *env, args []string) int {
 		}
 	}
 }
+
+// fleetConfigSet: kioskctl fleet config set (--group G | --device D ...) key=value ...
+// A value that is JSON (a number, true/false, a quoted string) is taken
+// as such; anything else as a string ("45s").
+func fleetConfigSet(e *env, args []string) int {
+	fs, hubURL, tokenFile, asJSON := fleetFlags(e, "fleet config set")
+	var req hubd.ConfigRequest
+	var devices listFlag
+	fs.StringVar(&req.Group, "group", "", "target group")
+	fs.Var(&devices, "device", "target device (repeat or comma-separate)")
+	fs.IntVar(&req.InFlight, "in-flight", 0, "at most this many devices working at once (0: no limit)")
+	fs.IntVar(&req.AbortPercent, "abort-percent", 0, "stop the rollout once more than this % failed or refused it")
+	wait := fs.Bool("wait", false, "show the rollout's progress until it ends")
+	if err := fs.Parse(args); err != nil || fs.NArg() == 0 || (req.Group == "" && len(devices) == 0) {
+		fmt.Fprintln(e.stderr, "usage: kioskctl fleet config set (--group NAME | --device ID ...) [--wait] [--json] KEY=VALUE ...")
+		return ExitUsage
+	}
+	req.Devices = devices
+	req.Settings = map[string]json.RawMessage{}
+	for _, kv := range fs.Args() {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			fmt.Fprintf(e.stderr, "kioskctl fleet config set: %q is not KEY=VALUE\n", kv)
+			return ExitUsage
+		}
+		if json.Valid([]byte(v)) {
+			req.Settings[k] = json.RawMessage(v)
+		} else {
+			b, _ := json.Marshal(v)
+			req.Settings[k] = b
+		}
+	}
+	c, ok := newFleetClient(e, *hubURL, *tokenFile)
+	if !ok {
+		return ExitUsage
+	}
+	var out struct {
+		Version int       `json:"version"`
+		Job     fleet.Job `json:"job"`
+	}
+	if err := c.do(context.Background(), "POST", "/fleet/config", req, &out); err != nil {
+		fmt.Fprintf(e.stderr, "kioskctl fleet config set: %v\n", err)
+		return ExitFail
+	}
+	if !*wait {
+		if *asJSON {
+			printJSON(e, out)
+		} else {
+			fmt.Fprintf(e.stdout, "config v%d: job %s for %d device(s)\n", out.Version, out.Job.ID, len(out.Job.Devices))
+		}
+		return ExitOK
+	}
+	if !*asJSON {
+		fmt.Fprintf(e.stdout, "config v%d: job %s\n", out.Version, out.Job.ID)
+	}
+	return watchJob(e, c, out.Job.ID, *asJSON)
+}
+
+// fleetConfigGet: kioskctl fleet config get.
+func fleetConfigGet(e *env, args []string) int {
+	fs, hubURL, tokenFile, asJSON := fleetFlags(e, "fleet config get")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+		return ExitUsage
+	}
+	c, ok := newFleetClient(e, *hubURL, *tokenFile)
+	if !ok {
+		return ExitUsage
+	}
+	var st fleet.ConfigState
+	if err := c.do(context.Background(), "GET", "/fleet/config", nil, &st); err != nil {
+		fmt.Fprintf(e.stderr, "kioskctl fleet config get: %v\n", err)
+		return ExitFail
+	}
+	if *asJSON {
+		printJSON(e, st)
+		return ExitOK
+	}
+	if st.Desired == nil {
+		fmt.Fprintln(e.stdout, "desired: none (kiosks run their files)")
+	} else {
+		keys := make([]string, 0, len(st.Desired.Settings))
+		for k := range st.Desired.Settings {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		fmt.Fprintf(e.stdout, "desired: v%d (job %s)\n", st.Desired.Version, st.DesiredJobID)
+		for _, k := range keys {
+			fmt.Fprintf(e.stdout, "  %s = %s\n", k, st.Desired.Settings[k])
+		}
+	}
+	devs := make([]string, 0, len(st.Reported))
+	for d := range st.Reported {
+		devs = append(devs, d)
+	}
+	slices.Sort(devs)
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DEVICE\tAPPLIED\tHASH\tREFUSED")
+	for _, d := range devs {
+		r := st.Reported[d]
+		h := r.Hash
+		if len(h) > 12 {
+			h = h[:12]
+		}
+		fmt.Fprintf(tw, "%s\tv%d\t%s\t%s\n", d, r.Version, h, r.Rejected)
+	}
+	_ = tw.Flush()
+	return ExitOK
+}

@@ -116,6 +116,30 @@ func operatorAPI(mux *http.ServeMux, token []byte, svc *fleet.Service) {
 		}
 		writeJSON(w, http.StatusCreated, j)
 	}))
+	mux.HandleFunc("GET /fleet/config", auth(func(w http.ResponseWriter, r *http.Request) {
+		st, err := svc.ConfigState(r.Context())
+		if err != nil {
+			writeJSONError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
+	}))
+	mux.HandleFunc("POST /fleet/config", auth(func(w http.ResponseWriter, r *http.Request) {
+		var req ConfigRequest
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			writeJSONError(w, http.StatusBadRequest, "config request: "+err.Error())
+			return
+		}
+		j, v, err := svc.SetConfig(r.Context(), fleet.Spec{Group: req.Group, Devices: req.Devices, TTL: time.Hour,
+			InFlight: req.InFlight, AbortPercent: req.AbortPercent, MinFinished: req.MinFinished}, req.Settings)
+		if err != nil {
+			writeJSONError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusCreated, map[string]any{"version": v, "job": j})
+	}))
 	mux.HandleFunc("GET /fleet/jobs/{id}", auth(func(w http.ResponseWriter, r *http.Request) {
 		sum, es, err := svc.Status(r.Context(), r.PathValue("id"))
 		if errors.Is(err, fleet.ErrNotFound) {
@@ -154,6 +178,17 @@ type JobRequest struct {
 	InFlight     int      `json:"in_flight,omitempty"`
 	AbortPercent int      `json:"abort_percent,omitempty"`
 	MinFinished  int      `json:"min_finished,omitempty"`
+}
+
+// ConfigRequest is the body of POST /fleet/config: the next desired
+// version's settings, for a group or devices.
+type ConfigRequest struct {
+	Group        string                     `json:"group,omitempty"`
+	Devices      []string                   `json:"devices,omitempty"`
+	Settings     map[string]json.RawMessage `json:"settings"`
+	InFlight     int                        `json:"in_flight,omitempty"`
+	AbortPercent int                        `json:"abort_percent,omitempty"`
+	MinFinished  int                        `json:"min_finished,omitempty"`
 }
 
 // JobStatus is GET /fleet/jobs/{id}.

@@ -101,9 +101,27 @@ branch-1 = ["kiosk-f1", "kiosk-f2", "kiosk-f3"]
 			t.Fatal(err)
 		}
 		r, err := jobs.New(jobs.Options{Link: c, Operations: opsRing, Signer: signer, StateDir: t.TempDir(),
-			Handlers: map[string]jobs.Handler{jobwire.KindPing: func(context.Context, jobwire.Job) (jobs.Outcome, error) {
-				return jobs.Outcome{Result: id}, nil
-			}}})
+			Handlers: map[string]jobs.Handler{
+				jobwire.KindPing: func(context.Context, jobwire.Job) (jobs.Outcome, error) {
+					return jobs.Outcome{Result: id}, nil
+				},
+				// A stand-in for kioskd's validation (tested in
+				// firmware/daemon): time_extensions above 10 is refused.
+				jobwire.KindSetConfig: func(_ context.Context, j jobwire.Job) (jobs.Outcome, error) {
+					var doc struct {
+						Version  int                        `json:"version"`
+						Settings map[string]json.RawMessage `json:"settings"`
+					}
+					if err := json.Unmarshal([]byte(j.Doc), &doc); err != nil {
+						return jobs.Outcome{}, jobs.Reject(jobwire.ReasonBadDocument, "%v", err)
+					}
+					var n int
+					if json.Unmarshal(doc.Settings["policy.time_extensions"], &n) == nil && n > 10 {
+						return jobs.Outcome{}, jobs.Reject(jobwire.ReasonBadDocument, "offending keys policy.time_extensions")
+					}
+					return jobs.Outcome{Result: map[string]any{"version": doc.Version, "hash": fmt.Sprintf("h%d", doc.Version)}}, nil
+				},
+			}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -174,7 +192,7 @@ branch-1 = ["kiosk-f1", "kiosk-f2", "kiosk-f3"]
 	kioskctl := func(args ...string) (int, string) {
 		var out, errb bytes.Buffer
 		n := 2 // the command's words, then the connection flags
-		if args[1] == "job" {
+		if args[1] == "job" || args[1] == "config" {
 			n = 3
 		}
 		full := append(append(slices.Clone(args[:n]), "--hub", base, "--token-file", filepath.Join(dir, "token")), args[n:]...)
@@ -196,7 +214,19 @@ branch-1 = ["kiosk-f1", "kiosk-f2", "kiosk-f3"]
 	if code, out := kioskctl("fleet", "job", "status", "nope"); code != 1 || !strings.Contains(out, "HTTP 404") {
 		t.Fatalf("unknown job: %d\n%s", code, out)
 	}
-	prevOK := 3
+	// Desired configuration: v1 applied everywhere, v2 (invalid) refused
+	// everywhere, the applied version stays v1.
+	if code, out := kioskctl("fleet", "config", "set", "--group", "branch-1", "--wait", "policy.card_timeout=45s"); code != 0 || !strings.Contains(out, "config v1") {
+		t.Fatalf("config set v1: %d\n%s", code, out)
+	}
+	if code, out := kioskctl("fleet", "config", "set", "--group", "branch-1", "--wait", "policy.time_extensions=99"); code != 1 || !strings.Contains(out, "rejected 3") {
+		t.Fatalf("config set v2: %d\n%s", code, out)
+	}
+	code, out := kioskctl("fleet", "config", "get")
+	if code != 0 || !strings.Contains(out, "desired: v2") || strings.Count(out, "  v1  ") != 3 || strings.Count(out, "v2: bad_document: offending keys policy.time_extensions") != 3 {
+		t.Fatalf("config get: %d\n%s", code, out)
+	}
+	prevOK := 3 + 3
 
 	code, body = call("GET", "/metrics", "", "")
 	if code != http.StatusOK {
