@@ -103,6 +103,10 @@ type Daemon struct {
 	opMu     sync.Mutex
 	opConfig *OperatorConfig
 	opErr    string
+	// bundleMu serialises trust bundle installs; bundleVersion is the
+	// installed bundle's version (0: eid.trust_dir).
+	bundleMu      sync.Mutex
+	bundleVersion atomic.Int64
 	// presenceKeys opens the hub's sealed presence: the hub's
 	// authorization certificates, known once buildSession has run.
 	presenceKeys atomic.Pointer[txreport.Keyring]

@@ -89,7 +89,12 @@ func (d *Daemon) Health() Health {
 		if r := d.session.OutOfService(); r != "" {
 			h.Components["session"] = Component{State: "degraded", Detail: "out of service: " + r}
 		}
-		h.Components["eid"] = d.trust.Component(time.Now())
+		ec := d.trust.Component(time.Now())
+		if in, ok := ec.Info.(TrustInfo); ok {
+			in.Bundle = int(d.bundleVersion.Load())
+			ec.Info = in
+		}
+		h.Components["eid"] = ec
 		fs := d.faceStatus()
 		h.Components["face"] = fs
 		ts := d.tx.flow.Status()

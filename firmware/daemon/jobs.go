@@ -27,7 +27,6 @@ var notYet = map[string]string{
 	jobwire.KindUpdateFirmware: "not supported yet: the firmware payload comes with the OTA issue",
 	jobwire.KindCollectLogs:    "not supported yet on this kiosk version",
 	jobwire.KindRotateCert:     "not supported yet as a job: the certificate renews itself from 30 days before expiry",
-	jobwire.KindTrustBundle:    "not supported yet: signed trust bundles come later; use reload_trust after installing files",
 	jobwire.KindServiceOn:      "not supported yet: use maintenance_on/maintenance_off",
 	jobwire.KindServiceOff:     "not supported yet: use maintenance_on/maintenance_off",
 }
@@ -83,6 +82,7 @@ func (d *Daemon) jobHandlers() map[string]jobs.Handler {
 			return jobs.Outcome{Result: in}, nil
 		},
 		jobwire.KindSetConfig:      d.setConfigJob,
+		jobwire.KindTrustBundle:    d.trustBundleJob,
 		jobwire.KindMaintenanceOn:  d.maintenanceJob(true),
 		jobwire.KindMaintenanceOff: d.maintenanceJob(false),
 		jobwire.KindReboot: func(context.Context, jobwire.Job) (jobs.Outcome, error) {

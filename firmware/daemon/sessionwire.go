@@ -38,7 +38,7 @@ func (d *Daemon) buildSession() error {
 	if d.cards == nil || d.hub == nil {
 		return nil
 	}
-	d.trust = openTrust(cfg.EID.TrustDir, cfg.EID.HomeCountry, cfg.EID.CRLMaxAge)
+	d.trust = openTrust(d.trustDir(), cfg.EID.HomeCountry, cfg.EID.CRLMaxAge)
 	c := d.trust.Component(time.Now())
 	if c.State != "ok" {
 		d.log.Error("CSCA trust store", "dir", cfg.EID.TrustDir, "problem", c.Detail)
