@@ -51,7 +51,7 @@ FUZZ_TARGETS := \
 	./firmware/face:FuzzReferenceFromImage:300
 FUZZTIME ?=
 
-.PHONY: all deps testdata models axe accessibility-report build test test-short fuzz chaos run bench lint fmt clean cleanroom fleet-sim chaos-fleet deb package-check demo-enroll
+.PHONY: all deps testdata models axe accessibility-report build test test-short fuzz chaos run bench lint fmt clean cleanroom fleet-sim chaos-fleet deb package-check demo-enroll demo-fleet
 
 all: build
 
@@ -147,6 +147,11 @@ CHAOS_BROKER ?= rabbitmq
 # forced rotation, decommission, the revoked kiosk refused.
 demo-enroll: deps
 	$(GO) run ./internal/enrolldemo
+
+# Fleet operations end to end: mosquitto, kioskhub and 5 kioskd daemons
+# (simulated devices); the last line counts what every kiosk did.
+demo-fleet: deps
+	$(GO) run ./internal/fleetdemo
 
 fleet-sim: deps
 	$(GO) build -o $(BIN)/kioskhub ./provisioning/cmd/kioskhub
