@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -36,6 +35,22 @@ var bundleFileRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 type bundleDoc struct {
 	Version int               `json:"version"`
 	Files   map[string][]byte `json:"files"`
+}
+
+// parseBundleDoc checks an update_trust_bundle document from the network.
+func parseBundleDoc(s string) (bundleDoc, error) {
+	var doc bundleDoc
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&doc); err != nil || doc.Version < 1 || len(doc.Files) == 0 || len(doc.Files) > maxBundleFiles {
+		return bundleDoc{}, fmt.Errorf(`the document must be {"version":N≥1,"files":{name: base64}} with 1-%d files (%v)`, maxBundleFiles, err)
+	}
+	for name := range doc.Files {
+		if !bundleFileRe.MatchString(name) || name == "installed.json" {
+			return bundleDoc{}, fmt.Errorf("file name %q", name)
+		}
+	}
+	return doc, nil
 }
 
 // installedBundle is <state_dir>/trust-bundle/installed.json.
@@ -81,16 +96,9 @@ func (d *Daemon) trustBundleJob(_ context.Context, j jobwire.Job) (jobs.Outcome,
 	if d.trust == nil {
 		return jobs.Outcome{}, jobs.Reject(jobwire.ReasonUnsupported, "this kiosk runs no sessions")
 	}
-	var doc bundleDoc
-	dec := json.NewDecoder(bytes.NewReader([]byte(j.Doc)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&doc); err != nil || doc.Version < 1 || len(doc.Files) == 0 || len(doc.Files) > maxBundleFiles {
-		return jobs.Outcome{}, jobs.Reject(jobwire.ReasonBadDocument, `the document must be {"version":N≥1,"files":{name: base64}} with 1-%d files (%v)`, maxBundleFiles, err)
-	}
-	for name := range doc.Files {
-		if !bundleFileRe.MatchString(name) || name == "installed.json" {
-			return jobs.Outcome{}, jobs.Reject(jobwire.ReasonBadDocument, "file name %q", name)
-		}
+	doc, err := parseBundleDoc(j.Doc)
+	if err != nil {
+		return jobs.Outcome{}, jobs.Reject(jobwire.ReasonBadDocument, "%v", err)
 	}
 	d.bundleMu.Lock()
 	defer d.bundleMu.Unlock()

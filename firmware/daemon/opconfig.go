@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,6 +36,21 @@ type OperatorConfig struct {
 type configDoc struct {
 	Version  int                        `json:"version"`
 	Settings map[string]json.RawMessage `json:"settings"`
+}
+
+// parseConfigDoc checks a set_configuration document from the network
+// (the settings' values are checked by config.WithSettings).
+func parseConfigDoc(s string) (configDoc, error) {
+	var doc configDoc
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&doc); err != nil || doc.Version < 1 || doc.Settings == nil {
+		return configDoc{}, fmt.Errorf(`the document must be {"version":N≥1,"settings":{key: value}} (%v)`, err)
+	}
+	if len(doc.Settings) > config.MaxSettings {
+		return configDoc{}, fmt.Errorf("%d settings (max %d)", len(doc.Settings), config.MaxSettings)
+	}
+	return doc, nil
 }
 
 func readOperatorConfig(stateDir string) (*OperatorConfig, error) {
@@ -131,11 +145,9 @@ func (d *Daemon) setConfigJob(_ context.Context, j jobwire.Job) (jobs.Outcome, e
 	if d.session == nil {
 		return jobs.Outcome{}, jobs.Reject(jobwire.ReasonUnsupported, "this kiosk runs no sessions")
 	}
-	var doc configDoc
-	dec := json.NewDecoder(bytes.NewReader([]byte(j.Doc)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&doc); err != nil || doc.Version < 1 || doc.Settings == nil {
-		return jobs.Outcome{}, jobs.Reject(jobwire.ReasonBadDocument, `the document must be {"version":N≥1,"settings":{key: value}} (%v)`, err)
+	doc, err := parseConfigDoc(j.Doc)
+	if err != nil {
+		return jobs.Outcome{}, jobs.Reject(jobwire.ReasonBadDocument, "%v", err)
 	}
 	d.opMu.Lock()
 	defer d.opMu.Unlock()
