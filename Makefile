@@ -49,12 +49,12 @@ FUZZ_TARGETS := \
 	./firmware/emrtd/aa:FuzzVerify:60000 ./firmware/txreport:FuzzVerify:30000 \
 	./firmware/txreport:FuzzOpen:30000 \
 	./drivers/cardreader/vpcd:FuzzFrames:30000 ./drivers/cardreader:FuzzValidateCommand:150000 \
-	./firmware/daemon:FuzzParseCommand:10000 ./firmware/config:FuzzParse:10000 \
+	./firmware/jobwire:FuzzOpen:20000 ./firmware/daemon:FuzzFleetDocs:5000 ./firmware/config:FuzzWithSettings:5000 ./firmware/config:FuzzParse:10000 \
 	./firmware/enrollwire:FuzzParseRequest:4000 ./firmware/enrollwire:FuzzOpen:40000 ./firmware/enrollwire:FuzzParseBundle:10000 \
 	./firmware/face:FuzzReferenceFromImage:300
 FUZZTIME ?=
 
-.PHONY: all deps testdata models axe accessibility-report build test test-short fuzz chaos run bench lint fmt clean cleanroom fleet-sim chaos-fleet deb package-check demo-enroll
+.PHONY: all deps testdata models axe accessibility-report build test test-short fuzz chaos run bench lint fmt clean cleanroom fleet-sim chaos-fleet deb package-check demo-enroll demo-fleet
 
 all: build
 
@@ -150,6 +150,11 @@ CHAOS_BROKER ?= rabbitmq
 # forced rotation, decommission, the revoked kiosk refused.
 demo-enroll: deps
 	$(GO) run ./internal/enrolldemo
+
+# Fleet operations end to end: mosquitto, kioskhub and 5 kioskd daemons
+# (simulated devices); the last line counts what every kiosk did.
+demo-fleet: deps
+	$(GO) run ./internal/fleetdemo
 
 fleet-sim: deps
 	$(GO) build -o $(BIN)/kioskhub ./provisioning/cmd/kioskhub

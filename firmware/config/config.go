@@ -251,7 +251,12 @@ type Hub struct {
 	KeyFile      string   `toml:"key_file"`
 	// AuthCert is a PEM file of the certificates whose signatures on
 	// authorization responses the kiosk accepts (docs/mqtt.md).
-	AuthCert       string         `toml:"auth_cert"`
+	AuthCert string `toml:"auth_cert"`
+	// OperationsCert is a PEM file of the hub's operations certificates:
+	// fleet jobs count only when sealed by one of them (docs/mqtt.md,
+	// "Jobs"). It must not be the authorization key's certificate. Empty:
+	// no job is accepted (simulation; required in production).
+	OperationsCert string         `toml:"operations_cert"`
 	KeepAlive      time.Duration  `toml:"keepalive"`
 	ConnectTimeout time.Duration  `toml:"connect_timeout"`
 	RetryMax       time.Duration  `toml:"retry_max"`
@@ -643,6 +648,9 @@ func (c *Config) Validate() error {
 		bad("transactions.outbox_max_bytes", "at least 1 MiB")
 	}
 	durIn("transactions.auth_timeout", tx.AuthTimeout, 100*time.Millisecond, 2*time.Minute)
+	if h.OperationsCert != "" && h.OperationsCert == h.AuthCert {
+		bad("hub.operations_cert", "must not be hub.auth_cert: the operations key is separate from the authorization key")
+	}
 	if tx.EmbeddedHub && (c.Device.Mode != "simulation" || len(h.Brokers) != 0) {
 		bad("transactions.embedded_hub", "only with the embedded broker in simulation mode")
 	}
@@ -681,6 +689,9 @@ func (c *Config) Validate() error {
 		}
 		if h.AuthCert == "" {
 			bad("hub.auth_cert", "required in production mode: an unsigned approval would be taken on trust")
+		}
+		if h.OperationsCert == "" {
+			bad("hub.operations_cert", "required in production mode: fleet jobs are verified with the hub's operations certificate")
 		}
 		// One identity: renewal and the tamper wipe touch the transactions
 		// pair, so a hub pair elsewhere would keep an old (or wiped) key

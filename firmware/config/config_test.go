@@ -111,6 +111,14 @@ func TestProductionNeedsMutualTLS(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "hub.cert_file") || !strings.Contains(err.Error(), "hub.key_file") {
 		t.Fatalf("hub pair other than the transactions pair: %v", err)
 	}
+	// Fleet jobs need the operations certificate, distinct from the
+	// authorization one.
+	if _, err = Parse([]byte(prod)); err == nil || !strings.Contains(err.Error(), "hub.operations_cert: required in production mode") {
+		t.Fatalf("no operations_cert: %v", err)
+	}
+	if _, err = Parse([]byte(prod + "operations_cert = \"/a.pem\"\n")); err == nil || !strings.Contains(err.Error(), "hub.operations_cert: must not be hub.auth_cert") {
+		t.Fatalf("operations_cert = auth_cert: %v", err)
+	}
 	// Simulation may use the plain loopback broker without a certificate.
 	sim := "[device]\nmode = \"simulation\"\n[camera]\nbackend = \"none\"\n[cardreader]\nbackend = \"sim\"\n[gpio]\nbackend = \"sim\"\n[hub]\nbrokers = [\"tcp://127.0.0.1:1883\"]\n"
 	if _, err := Parse([]byte(sim)); err != nil {

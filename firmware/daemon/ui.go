@@ -298,6 +298,9 @@ func (u *uiState) serveState(w http.ResponseWriter, r *http.Request) {
 		s.Components[name] = Component{State: c.State}
 	}
 	ft := d.cfg.Policy.FaceTimeout
+	if d.session != nil {
+		ft = d.session.Policy().FaceTimeout // an operator may have changed it
+	}
 	if ft <= 0 {
 		ft = 30 * time.Second // session.Policy's default
 	}
