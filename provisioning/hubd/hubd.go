@@ -218,7 +218,7 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	}
 	h, err = refhub.New(refhub.Options{
 		BankEIDTrust: bankTrust,
-		Brokers: cfg.MQTT.Brokers, ClientID: instance, Group: cfg.MQTT.Group, Prefix: cfg.MQTT.Prefix, TLS: tlsCfg,
+		Brokers:      cfg.MQTT.Brokers, ClientID: instance, Group: cfg.MQTT.Group, Prefix: cfg.MQTT.Prefix, TLS: tlsCfg,
 		Keyring: ring, Signer: signer, Store: store, Workers: cfg.MQTT.Workers, Queue: queue, Registrar: reg,
 		ObserveAuth:    m.observeAuth,
 		ResolveAt:      resolveAt(trust),
