@@ -51,7 +51,7 @@ FUZZ_TARGETS := \
 	./firmware/face:FuzzReferenceFromImage:300
 FUZZTIME ?=
 
-.PHONY: all deps testdata models axe accessibility-report build test test-short fuzz chaos run bench lint fmt clean cleanroom fleet-sim chaos-fleet deb package-check demo-enroll
+.PHONY: all deps testdata models axe accessibility-report build test test-short fuzz chaos soak run bench lint fmt clean cleanroom fleet-sim chaos-fleet deb package-check demo-enroll
 
 all: build
 
@@ -128,6 +128,16 @@ CHAOS_N ?= 20
 chaos: deps build testdata models
 	$(GO) build -o $(CACHE)/chaos ./internal/chaos
 	$(CACHE)/chaos -n $(CHAOS_N) -kioskd $(BIN)/kioskd -media $(TESTDATA)/media -models $(MODELS)
+
+# SOAK_N payments back to back through one kioskd process (built with
+# gocv's Mat profiler), sampled after each: RSS, Go heap, Mats, goroutines,
+# open files, state files. CSV and plot in test-artifacts/; fails over the
+# memory budget (README, "Soak"). `make soak N=1000` for the full run.
+SOAK_N ?= 200
+soak: deps testdata models
+	$(GO) build -tags matprofile -ldflags "$(LDFLAGS)" -o $(BIN)/kioskd-matprofile ./firmware/cmd/kioskd
+	$(GO) build -o $(CACHE)/soak ./internal/soak
+	$(CACHE)/soak -n $(if $(filter command line,$(origin N)),$(N),$(SOAK_N)) -kioskd $(BIN)/kioskd-matprofile -media $(TESTDATA)/media -models $(MODELS) -out test-artifacts
 
 # N simulated kiosks (each a real MQTT client with its own key, outbox and
 # offline ledger) against mosquitto, K kioskhub processes and PostgreSQL;

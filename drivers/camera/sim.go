@@ -3,6 +3,7 @@ package camera
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"gocv.io/x/gocv"
@@ -22,6 +23,11 @@ type pacedSource struct {
 	ctx      context.Context
 	interval time.Duration
 	due      time.Time
+
+	// A jump asked for by Cue (another goroutine), made by Read.
+	cueMu sync.Mutex
+	cue   time.Duration
+	cued  bool
 }
 
 var _ Source = (*pacedSource)(nil)
@@ -56,6 +62,13 @@ func (s *pacedSource) Open(ctx context.Context) error {
 func (s *pacedSource) Read(dst *gocv.Mat) error {
 	if s.ctx == nil {
 		return ErrClosed
+	}
+	if at, ok := s.takeCue(); ok {
+		if f, isFile := s.inner.(*fileSource); isFile {
+			if err := f.seek(at); err != nil {
+				return err
+			}
+		}
 	}
 	// Decode first, then wait: decoding time is absorbed by the interval.
 	if err := s.inner.Read(dst); err != nil {

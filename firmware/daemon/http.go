@@ -112,6 +112,7 @@ func (d *Daemon) Health() Health {
 			h.Components["certificate"] = c
 		}
 	}
+	h.Components["memory"] = d.memoryComponent()
 	for _, c := range h.Components {
 		if c.State != "ok" && c.State != "disabled" {
 			h.Status = "degraded"
@@ -135,6 +136,7 @@ func (d *Daemon) routes() http.Handler {
 		writeJSON(w, http.StatusOK, d.Health())
 	})
 	mux.HandleFunc("GET /api/events", d.serveEvents)
+	mux.HandleFunc("GET /api/diagnostics/counters", d.serveCounters)
 	mux.HandleFunc("POST /api/sim/card", d.simCardControl)
 	mux.HandleFunc("POST /api/sim/gpio", d.simGPIOControl)
 	mux.HandleFunc("GET /api/session", d.sessionStatus)

@@ -182,6 +182,7 @@ func (d *Daemon) buildSession() error {
 			TimeExtensions: p.TimeExtensions, MoreTimeWarning: p.MoreTimeWarning,
 		},
 		Publish: func(kind string, data any) {
+			d.cueCamera(kind)
 			d.bus.Publish(event.Event{Source: "session", Kind: kind, Data: data})
 		},
 		Logger: d.log.With("component", "session"),
