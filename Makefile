@@ -119,6 +119,7 @@ test: deps testdata models axe
 	@grep -E '^matprofile: 0 live Mats' $(CACHE)/matprofile.log
 	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory chaos
+	@$(MAKE) --no-print-directory soak N=$(TEST_SOAK_N) SOAK_FLAGS="-ref $(TEST_SOAK_REF)"
 
 # Payments through the whole kioskd binary (till, card, camera, face,
 # hub) while kioskd and mosquitto are killed at random and kioskd also in
@@ -134,10 +135,15 @@ chaos: deps build testdata models
 # open files, state files. CSV and plot in test-artifacts/; fails over the
 # memory budget (README, "Soak"). `make soak N=1000` for the full run.
 SOAK_N ?= 200
+SOAK_FLAGS ?=
+# make test's short soak: the budget is measured from payment 15 (past
+# the allocator's warm-up) to the last, scaled to the run with a floor.
+TEST_SOAK_N ?= 45
+TEST_SOAK_REF ?= 15
 soak: deps testdata models
 	$(GO) build -tags matprofile -ldflags "$(LDFLAGS)" -o $(BIN)/kioskd-matprofile ./firmware/cmd/kioskd
 	$(GO) build -o $(CACHE)/soak ./internal/soak
-	$(CACHE)/soak -n $(if $(filter command line,$(origin N)),$(N),$(SOAK_N)) -kioskd $(BIN)/kioskd-matprofile -media $(TESTDATA)/media -models $(MODELS) -out test-artifacts
+	$(CACHE)/soak -n $(if $(filter command line,$(origin N)),$(N),$(SOAK_N)) -kioskd $(BIN)/kioskd-matprofile -media $(TESTDATA)/media -models $(MODELS) -out test-artifacts $(SOAK_FLAGS)
 
 # N simulated kiosks (each a real MQTT client with its own key, outbox and
 # offline ledger) against mosquitto, K kioskhub processes and PostgreSQL;

@@ -102,6 +102,10 @@ type Spec struct {
 	// Cues ("sim" of a video file only) name positions in the media that
 	// Pump.Cue jumps to, e.g. a smile for the face step's smile phase.
 	Cues map[string]time.Duration
+	// CueLength, when set, makes a cued part a segment: after playing
+	// for this long it starts again from its cue, until the next cue
+	// (a smile that a loaded machine missed comes round again soon).
+	CueLength time.Duration
 	// USB pins a "v4l2" device to a USB identity: Open refuses (with an
 	// *IdentityError) a device whose sysfs entry shows another vendor,
 	// product or (when pinned) serial, or no USB device at all, such as a

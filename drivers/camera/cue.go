@@ -54,6 +54,32 @@ func (s *pacedSource) takeCue() (time.Duration, bool) {
 	return at, ok
 }
 
+// followCue makes a pending jump, or jumps back to the start of the
+// cued segment once it has played for Spec.CueLength.
+func (s *pacedSource) followCue() error {
+	f, isFile := s.inner.(*fileSource)
+	if !isFile {
+		return nil
+	}
+	at, ok := s.takeCue()
+	switch {
+	case ok:
+		s.segStart, s.inSeg = at, true
+	case s.inSeg && s.spec.CueLength > 0 && s.segLeft <= 0:
+		at = s.segStart
+	default:
+		if s.inSeg {
+			s.segLeft--
+		}
+		return nil
+	}
+	if err := f.seek(at); err != nil {
+		return err
+	}
+	s.segLeft = int(s.spec.CueLength.Seconds() * f.nominalFPS())
+	return nil
+}
+
 // seek positions a video file at media time at: the next Read returns the
 // frame shown at that time. OpenCV's FFmpeg backend seeks to the key frame
 // before and decodes forward, so the position is frame-exact.
@@ -70,6 +96,9 @@ func (s *fileSource) seek(at time.Duration) error {
 }
 
 func (s Spec) validateCues() error {
+	if s.CueLength < 0 || s.CueLength > time.Hour {
+		return invalid("sim: cue length %s out of range [0, 1h]", s.CueLength)
+	}
 	if len(s.Cues) == 0 {
 		return nil
 	}

@@ -41,7 +41,8 @@ func TestSimCue(t *testing.T) {
 		}
 	}
 
-	src, err := NewSource(Spec{Kind: KindSim, Path: video, FPS: 200, Cues: map[string]time.Duration{"smile": at}})
+	const segment = 200 * time.Millisecond
+	src, err := NewSource(Spec{Kind: KindSim, Path: video, FPS: 200, Cues: map[string]time.Duration{"smile": at}, CueLength: segment})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,6 +82,24 @@ func TestSimCue(t *testing.T) {
 	if d := diff(first, want); d <= 1 {
 		t.Fatalf("test is blind: the first frame and the frame at %s differ by only %.2f", at, d)
 	}
+	// The segment plays for CueLength, then starts again from the cue.
+	frames := int(segment.Seconds() * ref.(*fileSource).nominalFPS())
+	for i := range frames {
+		if err := src.Read(&got); err != nil {
+			t.Fatal(err)
+		}
+		if i == frames-1 {
+			if d := diff(got, want); d <= 1 {
+				t.Errorf("segment's last frame is its first (%.2f): no frame advanced", d)
+			}
+		}
+	}
+	if err := src.Read(&got); err != nil {
+		t.Fatal(err)
+	}
+	if d := diff(got, want); d > 1 {
+		t.Errorf("after %s the segment did not start again from its cue (differs by %.2f)", segment, d)
+	}
 }
 
 func TestCueSpec(t *testing.T) {
@@ -88,6 +107,7 @@ func TestCueSpec(t *testing.T) {
 		{Kind: KindFile, Path: "x.mp4", Cues: map[string]time.Duration{"smile": time.Second}},
 		{Kind: KindSim, Path: "x.mp4", Cues: map[string]time.Duration{"Smile!": time.Second}},
 		{Kind: KindSim, Path: "x.mp4", Cues: map[string]time.Duration{"smile": -time.Second}},
+		{Kind: KindSim, Path: "x.mp4", CueLength: -time.Second},
 	} {
 		if _, err := NewSource(s); !errors.Is(err, ErrInvalidSpec) {
 			t.Errorf("%+v: %v, want ErrInvalidSpec", s, err)

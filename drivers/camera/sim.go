@@ -28,6 +28,11 @@ type pacedSource struct {
 	cueMu sync.Mutex
 	cue   time.Duration
 	cued  bool
+	// The segment being played since the last cue (Spec.CueLength):
+	// where it starts and how many frames are left of it.
+	segStart time.Duration
+	segLeft  int
+	inSeg    bool
 }
 
 var _ Source = (*pacedSource)(nil)
@@ -63,12 +68,8 @@ func (s *pacedSource) Read(dst *gocv.Mat) error {
 	if s.ctx == nil {
 		return ErrClosed
 	}
-	if at, ok := s.takeCue(); ok {
-		if f, isFile := s.inner.(*fileSource); isFile {
-			if err := f.seek(at); err != nil {
-				return err
-			}
-		}
+	if err := s.followCue(); err != nil {
+		return err
 	}
 	// Decode first, then wait: decoding time is absorbed by the interval.
 	if err := s.inner.Read(dst); err != nil {

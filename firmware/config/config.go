@@ -212,6 +212,9 @@ type Camera struct {
 	// test runs use them to show a smile on cue instead of waiting for
 	// the looping video; the face pipeline still analyses every frame.
 	SimCues map[string]time.Duration `toml:"sim_cues"`
+	// SimCueLength, when set, loops each cued part: after this long the
+	// camera jumps back to the cue, until the next one.
+	SimCueLength time.Duration `toml:"sim_cue_length"`
 }
 
 // CameraUSB is a camera's USB identity as sysfs reports it: idVendor and
@@ -492,6 +495,10 @@ func (c *Config) Validate() error {
 			bad("camera.sim_cues", "cue %s at %s out of range 0s..24h", name, at)
 		}
 	}
+	if cam.SimCueLength != 0 && len(cam.SimCues) == 0 {
+		bad("camera.sim_cue_length", "only with camera.sim_cues")
+	}
+	durIn("camera.sim_cue_length", cam.SimCueLength, 0, time.Hour)
 	if m := c.Memory.RSSCeilingMiB; m < 128 || m > 16384 {
 		bad("memory.rss_ceiling_mib", "%d out of range 128..16384 (MiB)", m)
 	}

@@ -72,7 +72,7 @@ func TestParseErrors(t *testing.T) {
 		{"production refuses a file camera", "[device]\nmode = \"production\"\n[camera]\nbackend = \"file\"\npath = \"v.mp4\"\n", []string{"camera.backend", "only v4l2"}},
 		{"production refuses gstreamer", "[device]\nmode = \"production\"\n[camera]\nbackend = \"gstreamer\"\npipeline = \"filesrc location=v.mp4 ! decodebin ! appsink\"\n", []string{"camera.backend", "only v4l2"}},
 		{"sim cues", "[device]\nmode = \"simulation\"\n[camera]\nbackend = \"file\"\npath = \"v.mp4\"\nsim_cues = { smile = \"17s\" }\n[memory]\nrss_ceiling_mib = 20\n", []string{"camera.sim_cues", "only for backend sim", "memory.rss_ceiling_mib"}},
-		{"bad sim cue", "[device]\nmode = \"simulation\"\n[cardreader]\nbackend = \"sim\"\n[gpio]\nbackend = \"sim\"\n[camera]\nbackend = \"sim\"\npath = \"v.mp4\"\nsim_cues = { laugh = \"1s\", smile = \"-1s\" }\n", []string{"laugh", "out of range"}},
+		{"bad sim cue", "[device]\nmode = \"simulation\"\n[cardreader]\nbackend = \"sim\"\n[gpio]\nbackend = \"sim\"\n[camera]\nbackend = \"sim\"\npath = \"v.mp4\"\nsim_cues = { laugh = \"1s\", smile = \"-1s\" }\nsim_cue_length = \"2h\"\n", []string{"laugh", "out of range", "camera.sim_cue_length"}},
 		{"production refuses sim cues", "[device]\nmode = \"production\"\n[camera]\nbackend = \"sim\"\npath = \"v.mp4\"\nsim_cues = { smile = \"17s\" }\n", []string{"camera.sim_cues", "refused in production"}},
 		{"production needs a USB pin", "[device]\nmode = \"production\"\n", []string{"camera.usb.vendor"}},
 		{"bad USB pin", base + "[camera.usb]\nvendor = \"46d\"\nproduct = \"xyzw\"\n", []string{"camera.usb", "camera.usb.vendor", "camera.usb.product"}},

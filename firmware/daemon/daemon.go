@@ -125,7 +125,7 @@ func New(cfg config.Config, opts Options) (*Daemon, error) {
 		spec := camera.Spec{
 			Kind: cfg.Camera.Backend, Device: cfg.Camera.Device, Pipeline: cfg.Camera.Pipeline,
 			Path: cfg.Camera.Path, Width: cfg.Camera.Width, Height: cfg.Camera.Height, FPS: cfg.Camera.FPS,
-			Loop: cfg.Camera.Backend == "sim", Cues: cfg.Camera.SimCues,
+			Loop: cfg.Camera.Backend == "sim", Cues: cfg.Camera.SimCues, CueLength: cfg.Camera.SimCueLength,
 		}
 		if u := cfg.Camera.USB; u.Pinned() {
 			spec.USB = &camera.USBID{Vendor: u.Vendor, Product: u.Product, Serial: u.Serial}

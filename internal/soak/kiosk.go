@@ -78,6 +78,7 @@ listen = %q
 backend = "sim"
 path = %q
 sim_cues = { face = %q, smile = %q }
+sim_cue_length = %q
 [cardreader]
 backend = "sim"
 [gpio]
@@ -110,7 +111,7 @@ offline_cap_minor = 1000000
 embedded_hub = true
 [shutdown]
 timeout = "10s"
-`, device, k.httpAddr, filepath.Join(o.media, "franck.mp4"), o.faceCue, o.smileCue, k.embAddr,
+`, device, k.httpAddr, filepath.Join(o.media, "franck.mp4"), o.faceCue, o.smileCue, o.cueLength, k.embAddr,
 		filepath.Join(dir, "card", "trust"), filepath.Join(dir, "card"), o.models, k.ecrAddr, k.tokenFile,
 		filepath.Join(dir, "state"), dk.Key, dk.Cert, saltFile)
 	return k, os.WriteFile(k.conf, []byte(conf), 0o600)

@@ -18,7 +18,9 @@
 // step begins and to just before the smile that runs from about 1.5 s to
 // 5 s as its smile phase begins (camera.sim_cues): the verification steps
 // stay real (match, liveness and smile on the video's frames), only the
-// wait for the looping video to come round to a smile goes.
+// wait for the looping video to come round to a smile goes. Each cued
+// part loops (-cue-length), so a smile a loaded machine missed comes
+// round again within seconds.
 package main
 
 import (
@@ -45,6 +47,7 @@ func main() {
 	flag.Float64Var(&o.rssFloor, "rss-floor", 4, "MiB of RSS growth always allowed (allocator noise on a short run)")
 	flag.StringVar(&o.faceCue, "face-cue", "7s", "position in franck.mp4 the camera shows as the face step begins")
 	flag.StringVar(&o.smileCue, "smile-cue", "1s", "position in franck.mp4 the camera jumps to as the smile phase begins (just before the smile that lasts from about 1.5 s to 5 s)")
+	flag.StringVar(&o.cueLength, "cue-length", "5s", "how long a cued part plays before the camera jumps back to its cue (a missed smile comes round again)")
 	flag.DurationVar(&o.limit, "max", 2*time.Hour, "give up after this long")
 	verbose := flag.Bool("v", false, "log each payment")
 	flag.Parse()
@@ -68,6 +71,6 @@ type options struct {
 	n, ref                       int
 	bin, media, models, out, dir string
 	rssBudget, rssFloor          float64
-	faceCue, smileCue            string
+	faceCue, smileCue, cueLength string
 	limit                        time.Duration
 }
