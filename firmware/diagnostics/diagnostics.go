@@ -36,6 +36,11 @@ type Counters struct {
 	// RSSBytes is the resident set (VmRSS), HWMBytes its peak (VmHWM).
 	RSSBytes int64 `json:"rss_bytes"`
 	HWMBytes int64 `json:"hwm_bytes"`
+	// The resident set split as the kernel counts it: anonymous memory
+	// (heaps: Go's and the C allocator's) and file-backed pages, among
+	// them the bbolt stores' memory maps, which grow with their files.
+	RSSAnonBytes int64 `json:"rss_anon_bytes"`
+	RSSFileBytes int64 `json:"rss_file_bytes"`
 	// HeapObjectsBytes are live and not yet swept heap objects,
 	// HeapTotalBytes all memory the Go runtime holds for the heap
 	// (runtime/metrics).
@@ -95,6 +100,10 @@ func Sample(stateFiles ...string) (Counters, error) {
 			c.RSSBytes = kB(v)
 		case "VmHWM":
 			c.HWMBytes = kB(v)
+		case "RssAnon":
+			c.RSSAnonBytes = kB(v)
+		case "RssFile":
+			c.RSSFileBytes = kB(v)
 		case "Threads":
 			c.Threads, _ = strconv.Atoi(v)
 		}

@@ -25,7 +25,8 @@ func TestSample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if before.RSSBytes <= 0 || before.HWMBytes < before.RSSBytes || before.HeapObjectsBytes <= 0 ||
+	if before.RSSBytes <= 0 || before.HWMBytes < before.RSSBytes || before.RSSAnonBytes <= 0 || before.RSSFileBytes <= 0 ||
+		before.RSSAnonBytes+before.RSSFileBytes > before.RSSBytes || before.HeapObjectsBytes <= 0 ||
 		before.HeapTotalBytes < before.HeapObjectsBytes || before.Goroutines < 1 || before.Threads < 1 || before.OpenFiles < 3 {
 		t.Fatalf("implausible counters %+v", before)
 	}
@@ -85,19 +86,29 @@ func TestCollect(t *testing.T) {
 }
 
 func TestCollectBounded(t *testing.T) {
-	zb, err := Collect(context.Background(), Options{MaxBytes: 3000})
+	const bound = 2200 // the counters fit, the profiles do not both
+	zb, err := Collect(context.Background(), Options{MaxBytes: bound})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(zb) > 3000 {
-		t.Fatalf("%d bytes over the 3000-byte bound", len(zb))
+	if len(zb) > bound {
+		t.Fatalf("%d bytes over the %d-byte bound", len(zb), bound)
 	}
 	files := unzip(t, zb)
-	if _, ok := files["heap.pb.gz"]; ok {
-		t.Errorf("heap profile in a 3000-byte archive")
+	if _, ok := files["counters.json"]; !ok {
+		t.Fatal("no counters.json")
 	}
-	if !strings.Contains(string(files["README.txt"]), "Left out") {
-		t.Errorf("README does not say what was left out: %s", files["README.txt"])
+	left := 0
+	for _, p := range []string{"heap.pb.gz", "goroutine.pb.gz"} {
+		if _, ok := files[p]; !ok {
+			left++
+			if !strings.Contains(string(files["README.txt"]), "Left out") || !strings.Contains(string(files["README.txt"]), p) {
+				t.Errorf("README does not name %s as left out: %s", p, files["README.txt"])
+			}
+		}
+	}
+	if left == 0 {
+		t.Errorf("both profiles in a %d-byte archive", bound)
 	}
 	if _, err := Collect(context.Background(), Options{MaxBytes: 100}); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("100-byte bound: %v, want ErrTooLarge", err)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
@@ -9,8 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -126,6 +123,9 @@ func (k *kiosk) start(bin string) error {
 	cmd := exec.Command(bin, "--config", k.conf)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// The allocator setting of systemd/kioskd.service, so the soak
+	// measures kioskd as it runs on a kiosk.
+	cmd.Env = append(os.Environ(), "MALLOC_ARENA_MAX=2")
 	if err := cmd.Start(); err != nil {
 		out.Close()
 		return fmt.Errorf("start kioskd: %w", err)
@@ -164,24 +164,6 @@ func (k *kiosk) stop() error {
 		return fmt.Errorf("kioskd exited %d", code)
 	}
 	return nil
-}
-
-// procStatus reads a field of kioskd's /proc/PID/status in kB (the outside
-// view of the RSS, to check the inside one).
-func (k *kiosk) procStatusKB(field string) int64 {
-	f, err := os.Open("/proc/" + strconv.Itoa(k.cmd.Process.Pid) + "/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
-			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return n
-		}
-	}
-	return 0
 }
 
 // freeAddr is a loopback address with a port free right now.

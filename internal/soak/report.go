@@ -133,7 +133,7 @@ func writeCSV(path string, s []sample) error {
 	}
 	w := csv.NewWriter(f)
 	files := []string{"outbox.db", "offline.db", "payments.db", "hub.db", "audit.log"}
-	head := []string{"payment", "approved", "took_ms", "rss_kib", "hwm_kib", "heap_objects_kib", "heap_total_kib", "go_total_kib",
+	head := []string{"payment", "approved", "took_ms", "rss_kib", "rss_anon_kib", "rss_file_kib", "hwm_kib", "heap_objects_kib", "heap_total_kib", "go_total_kib",
 		"gc_cycles", "goroutines", "threads", "open_files", "mats"}
 	for _, name := range files {
 		head = append(head, strings.ReplaceAll(name, ".", "_")+"_bytes")
@@ -142,7 +142,7 @@ func writeCSV(path string, s []sample) error {
 	for _, x := range s {
 		c := x.c
 		row := []string{strconv.Itoa(x.i), strconv.FormatBool(x.approved), strconv.FormatInt(x.took.Milliseconds(), 10),
-			kib(c.RSSBytes), kib(c.HWMBytes), kib(c.HeapObjectsBytes), kib(c.HeapTotalBytes), kib(c.GoTotalBytes),
+			kib(c.RSSBytes), kib(c.RSSAnonBytes), kib(c.RSSFileBytes), kib(c.HWMBytes), kib(c.HeapObjectsBytes), kib(c.HeapTotalBytes), kib(c.GoTotalBytes),
 			strconv.FormatInt(c.GCCycles, 10), strconv.Itoa(c.Goroutines), strconv.Itoa(c.Threads), strconv.Itoa(c.OpenFiles), strconv.Itoa(c.Mats)}
 		for _, name := range files {
 			row = append(row, strconv.FormatInt(c.Files[name], 10))
@@ -176,6 +176,8 @@ func writePlot(path string, s []sample, r report) error {
 	mem.Legend.Top, mem.Legend.Left = true, true
 	if err := addLines(mem, []named{
 		{"RSS", series(func(x sample) float64 { return mib(x.c.RSSBytes) })},
+		{"RSS anonymous", series(func(x sample) float64 { return mib(x.c.RSSAnonBytes) })},
+		{"RSS file-backed", series(func(x sample) float64 { return mib(x.c.RSSFileBytes) })},
 		{"Go heap (all)", series(func(x sample) float64 { return mib(x.c.HeapTotalBytes) })},
 		{"Go heap objects", series(func(x sample) float64 { return mib(x.c.HeapObjectsBytes) })},
 	}); err != nil {
@@ -214,7 +216,8 @@ type named struct {
 	xy   plotter.XYs
 }
 
-var palette = []color.Color{color.RGBA{R: 0xc0, A: 0xff}, color.RGBA{B: 0xc0, A: 0xff}, color.RGBA{G: 0x90, A: 0xff}}
+var palette = []color.Color{color.RGBA{R: 0xc0, A: 0xff}, color.RGBA{B: 0xc0, A: 0xff}, color.RGBA{G: 0x90, A: 0xff},
+	color.RGBA{R: 0xc0, G: 0x80, A: 0xff}, color.RGBA{R: 0x80, B: 0x80, A: 0xff}, color.RGBA{G: 0x80, B: 0x80, A: 0xff}}
 
 func addLines(p *plot.Plot, lines []named) error {
 	for i, l := range lines {

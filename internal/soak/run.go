@@ -89,6 +89,9 @@ func run(ctx context.Context, log *slog.Logger, o options) (int, error) {
 	fmt.Fprintf(os.Stderr, "soak: %s per payment (median %s, slowest %s), %s in all; %s.csv, %s.png\n",
 		(wall / time.Duration(o.n)).Round(time.Millisecond), r.medianTook.Round(time.Millisecond), r.maxTook.Round(time.Millisecond),
 		wall.Round(time.Second), base, base)
+	fmt.Fprintf(os.Stderr, "soak: from payment %d to %d: RSS anonymous %.1f→%.1f MiB, file-backed %.1f→%.1f MiB, Go heap %.1f→%.1f MiB, Go total %.1f→%.1f MiB\n",
+		r.ref.i, r.last.i, mib(r.ref.c.RSSAnonBytes), mib(r.last.c.RSSAnonBytes), mib(r.ref.c.RSSFileBytes), mib(r.last.c.RSSFileBytes),
+		mib(r.ref.c.HeapTotalBytes), mib(r.last.c.HeapTotalBytes), mib(r.ref.c.GoTotalBytes), mib(r.last.c.GoTotalBytes))
 	fmt.Fprintf(os.Stderr, "soak: heap %.1f→%.1f MiB, Mats %d→%d, threads %d→%d, state files %s\n",
 		mib(r.ref.c.HeapObjectsBytes), mib(r.last.c.HeapObjectsBytes), r.ref.c.Mats, r.last.c.Mats, r.ref.c.Threads, r.last.c.Threads, r.files)
 	failures := r.check(o)
