@@ -184,6 +184,9 @@ func (d *Daemon) buildSession() error {
 		Publish: func(kind string, data any) {
 			d.cueCamera(kind)
 			d.bus.Publish(event.Event{Source: "session", Kind: kind, Data: data})
+			if kind == "session."+string(session.Idle) {
+				trimCHeap()
+			}
 		},
 		Logger: d.log.With("component", "session"),
 		Ready:  d.sessionReady,

@@ -173,7 +173,8 @@ func writePlot(path string, s []sample, r report) error {
 	mem.Title.Text = fmt.Sprintf("kioskd soak: %d payments, RSS slope %.1f KiB/payment after payment %d", r.n, r.slopeKiB, r.ref.i)
 	mem.X.Label.Text = "payment"
 	mem.Y.Label.Text = "MiB"
-	mem.Legend.Top, mem.Legend.Left = true, true
+	// Legends at the right, below the top line, where no series runs.
+	mem.Legend.Top, mem.Legend.YOffs = true, -vg.Points(40)
 	if err := addLines(mem, []named{
 		{"RSS", series(func(x sample) float64 { return mib(x.c.RSSBytes) })},
 		{"RSS anonymous", series(func(x sample) float64 { return mib(x.c.RSSAnonBytes) })},
@@ -186,7 +187,7 @@ func writePlot(path string, s []sample, r report) error {
 	counts := plot.New()
 	counts.X.Label.Text = "payment"
 	counts.Y.Label.Text = "count"
-	counts.Legend.Top, counts.Legend.Left = true, true
+	counts.Legend.Top, counts.Legend.YOffs = true, -vg.Points(40)
 	if err := addLines(counts, []named{
 		{"goroutines", series(func(x sample) float64 { return float64(x.c.Goroutines) })},
 		{"open files", series(func(x sample) float64 { return float64(x.c.OpenFiles) })},
