@@ -154,7 +154,7 @@ func New(cfg config.Config, opts Options) (*Daemon, error) {
 		spec := camera.Spec{
 			Kind: cfg.Camera.Backend, Device: cfg.Camera.Device, Pipeline: cfg.Camera.Pipeline,
 			Path: cfg.Camera.Path, Width: cfg.Camera.Width, Height: cfg.Camera.Height, FPS: cfg.Camera.FPS,
-			Loop: cfg.Camera.Backend == "sim",
+			Loop: cfg.Camera.Backend == "sim", Cues: cfg.Camera.SimCues, CueLength: cfg.Camera.SimCueLength,
 		}
 		if u := cfg.Camera.USB; u.Pinned() {
 			spec.USB = &camera.USBID{Vendor: u.Vendor, Product: u.Product, Serial: u.Serial}
@@ -541,6 +541,30 @@ func (d *Daemon) runGPIO(ctx context.Context) error {
 		if !backoff.Sleep(ctx, wait) {
 			return nil
 		}
+	}
+}
+
+// cueCamera shows the simulated camera's configured part of its video
+// as the face step ("face") and its smile phase ("smile") begin
+// (camera.sim_cues; config refuses them outside simulation).
+func (d *Daemon) cueCamera(sessionKind string) {
+	if d.pump == nil || len(d.cfg.Camera.SimCues) == 0 {
+		return
+	}
+	var cue string
+	switch sessionKind {
+	case "session." + string(session.FaceMatch):
+		cue = "face"
+	case "session." + string(session.Smile):
+		cue = "smile"
+	default:
+		return
+	}
+	if _, ok := d.cfg.Camera.SimCues[cue]; !ok {
+		return
+	}
+	if err := d.pump.Cue(cue); err != nil {
+		d.log.Warn("camera cue", "cue", cue, "err", err)
 	}
 }
 

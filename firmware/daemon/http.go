@@ -123,6 +123,7 @@ func (d *Daemon) Health() Health {
 	} else if d.hub != nil {
 		h.Components["jobs"] = Component{State: "disabled", Detail: "no hub.operations_cert: fleet jobs are refused"}
 	}
+	h.Components["memory"] = d.memoryComponent()
 	for _, c := range h.Components {
 		if c.State != "ok" && c.State != "disabled" {
 			h.Status = "degraded"
@@ -146,6 +147,7 @@ func (d *Daemon) routes() http.Handler {
 		writeJSON(w, http.StatusOK, d.Health())
 	})
 	mux.HandleFunc("GET /api/events", d.serveEvents)
+	mux.HandleFunc("GET /api/diagnostics/counters", d.serveCounters)
 	mux.HandleFunc("POST /api/sim/card", d.simCardControl)
 	mux.HandleFunc("POST /api/sim/gpio", d.simGPIOControl)
 	mux.HandleFunc("GET /api/session", d.sessionStatus)

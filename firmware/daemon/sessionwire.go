@@ -202,7 +202,11 @@ func (d *Daemon) buildSession() error {
 		Chip: chip, Face: d.face, Authorizer: &authorizer{d: d, tx: tx}, FaceReferences: faceRefs, Probe: chip.Probe,
 		Policy: sessionPolicy(cfg, chip.exempt),
 		Publish: func(kind string, data any) {
+			d.cueCamera(kind)
 			d.bus.Publish(event.Event{Source: "session", Kind: kind, Data: data})
+			if kind == "session."+string(session.Idle) {
+				trimCHeap()
+			}
 		},
 		Logger: d.log.With("component", "session"),
 		Ready:  d.sessionReady,

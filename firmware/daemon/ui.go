@@ -107,6 +107,7 @@ func (d *Daemon) registerUI(mux *http.ServeMux) {
 	u.mux.HandleFunc("POST /api/staff/reset-tamper", u.staffOnly(u.resetTamper))
 	u.mux.HandleFunc("POST /api/staff/decommission", u.staffOnly(u.decommission))
 	u.mux.HandleFunc("POST /api/staff/enroll", u.staffOnly(u.enroll))
+	u.mux.HandleFunc("POST /api/staff/diagnostics", u.staffOnly(u.diagnostics))
 	mux.Handle("GET /api/staff/", u)
 	mux.Handle("POST /api/staff/", u)
 }
