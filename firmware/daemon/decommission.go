@@ -49,7 +49,7 @@ func (d *Daemon) decommission(ctx context.Context, wait time.Duration, force boo
 		},
 		Commit: d.tx.flow.Commit, Outbox: d.tx.outbox, Event: d.event(txreport.EventDecommission), Signer: d.tx.signer,
 		Keys: d.keyStore(), Latch: d.latchFile(),
-		Files:      []string{d.cfg.Tx.DocSaltFile, d.cfg.Tx.DeviceCert, d.cfg.Hub.CertFile, d.cfg.Hub.AuthCert},
+		Files:      []string{d.cfg.Tx.DocSaltFile, d.cfg.Tx.DeviceCert, d.cfg.Hub.CertFile, d.cfg.Hub.AuthCert, d.cfg.Hub.OperationsCert},
 		CloseState: d.tx.close,
 	}
 	for _, name := range []string{"outbox.db", "offline.db", "payments.db", "audit.log"} {

@@ -29,12 +29,13 @@ import (
 
 // File names in the identity directory.
 const (
-	FileChain       = "device.crt"       // device certificate then issuing CA
-	FileRoot        = "device-root.pem"  // the bank device CA root
-	FileBrokerCA    = "broker-ca.pem"    // hub.ca_file
-	FileAuthCert    = "hub-auth.pem"     // hub.auth_cert
-	FileTrustBundle = "trust-bundle.pem" // initial trust bundle
-	FileIdentity    = "identity.json"    // Identity
+	FileChain       = "device.crt"         // device certificate then issuing CA
+	FileRoot        = "device-root.pem"    // the bank device CA root
+	FileBrokerCA    = "broker-ca.pem"      // hub.ca_file
+	FileAuthCert    = "hub-auth.pem"       // hub.auth_cert
+	FileOpsCert     = "hub-operations.pem" // hub.operations_cert
+	FileTrustBundle = "trust-bundle.pem"   // initial trust bundle
+	FileIdentity    = "identity.json"      // Identity
 )
 
 // Identity is what identity.json records about the enrollment.
@@ -204,6 +205,14 @@ func store(o Options, device string, key crypto.Signer, a *enrollwire.Accepted, 
 	if _, err := parseCerts(a.AuthCert); err != nil {
 		return Identity{}, fmt.Errorf("enroll: hub authorization certificate: %w", err)
 	}
+	if a.OpsCert != "" {
+		if _, err := parseCerts(a.OpsCert); err != nil {
+			return Identity{}, fmt.Errorf("enroll: hub operations certificate: %w", err)
+		}
+		if a.OpsCert == a.AuthCert {
+			return Identity{}, errors.New("enroll: the hub's operations certificate is its authorization certificate")
+		}
+	}
 	if a.BrokerCA != "" {
 		if _, err := parseCerts(a.BrokerCA); err != nil {
 			return Identity{}, fmt.Errorf("enroll: broker CA: %w", err)
@@ -244,8 +253,14 @@ func store(o Options, device string, key crypto.Signer, a *enrollwire.Accepted, 
 	// identity.json last: its presence means the rest is complete.
 	for _, w := range []struct{ name, data string }{
 		{FileChain, a.Chain}, {FileRoot, a.Root}, {FileBrokerCA, a.BrokerCA}, {FileAuthCert, a.AuthCert},
-		{FileTrustBundle, a.TrustBundle}, {FileIdentity, string(idJSON) + "\n"},
+		{FileTrustBundle, a.TrustBundle}, {FileOpsCert, a.OpsCert}, {FileIdentity, string(idJSON) + "\n"},
 	} {
+		if w.name == FileOpsCert && w.data == "" {
+			// The hub runs no fleet jobs: no file, so a production
+			// kioskd names the missing hub.operations_cert.
+			_ = os.Remove(filepath.Join(o.Dir, w.name))
+			continue
+		}
 		if err := WriteFile(filepath.Join(o.Dir, w.name), []byte(w.data), 0o644); err != nil {
 			return Identity{}, err
 		}

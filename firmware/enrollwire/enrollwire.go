@@ -211,6 +211,10 @@ type Accepted struct {
 	// AuthCert is the hub's authorization certificate(s), PEM: the
 	// kiosk's hub.auth_cert.
 	AuthCert string `json:"auth_cert"`
+	// OpsCert is the hub's operations certificate(s), PEM: the kiosk's
+	// hub.operations_cert, which fleet jobs must be sealed by. Empty when
+	// the hub runs no fleet jobs.
+	OpsCert string `json:"operations_cert,omitempty"`
 	// TrustBundle is the initial trust bundle, PEM (may be empty).
 	TrustBundle string    `json:"trust_bundle,omitempty"`
 	NotAfter    time.Time `json:"not_after"`

@@ -401,8 +401,14 @@ func deviceTrust(cfg Config, store hubstore.Store, ring *txreport.Keyring, signe
 	if err != nil {
 		return nil, nil, err
 	}
+	// Enrolled kiosks get the operations certificate with the rest, so
+	// that fleet jobs reach them without a second delivery.
+	opsCert, err := read("keys.operations_cert", cfg.Keys.OperationsCert)
+	if err != nil {
+		return nil, nil, err
+	}
 	r, err := registrar.New(registrar.Options{CA: ca, Registry: reg, Prefix: cfg.MQTT.Prefix, Validity: cfg.CA.Validity.Duration,
-		BrokerCA: brokerCA, AuthCert: authCert, TrustBundle: bundle, Keyring: ring, Signer: signer, Now: now,
+		BrokerCA: brokerCA, AuthCert: authCert, OpsCert: opsCert, TrustBundle: bundle, Keyring: ring, Signer: signer, Now: now,
 		Logger: log.With("component", "registrar")})
 	if err != nil {
 		return nil, nil, &Error{Key: "ca.issuing_key", Msg: err.Error()}

@@ -140,11 +140,16 @@ func newFixture(t testing.TB, mods ...func(*registrar.Options)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	_, opsCert, err := devkey.Generate("hub-operations", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ring := txreport.NewKeyring()
 	brokerCAPEM, _ := os.ReadFile(f.brokerCA)
 	now := func() time.Time { return f.now() }
 	ro := registrar.Options{CA: f.ca, Registry: f.store, Prefix: "kiosk/v1", BrokerCA: string(brokerCAPEM),
 		AuthCert: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: authCert.Raw})), Now: now,
+		OpsCert: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: opsCert.Raw})),
 		Keyring: ring, Signer: f.authSigner}
 	if os.Getenv("REGISTRAR_TEST_LOG") != "" {
 		ro.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -250,7 +255,9 @@ func TestEnrollEndToEnd(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("device key mode: %v %v", st, err)
 	}
-	for _, name := range []string{enroll.FileChain, enroll.FileRoot, enroll.FileBrokerCA, enroll.FileAuthCert, enroll.FileIdentity} {
+	// Everything a production kioskd.toml points at, the operations
+	// certificate (fleet jobs) included.
+	for _, name := range []string{enroll.FileChain, enroll.FileRoot, enroll.FileBrokerCA, enroll.FileAuthCert, enroll.FileOpsCert, enroll.FileIdentity} {
 		if b, err := os.ReadFile(filepath.Join(kdir, name)); err != nil || len(b) == 0 {
 			t.Fatalf("%s: %v", name, err)
 		}

@@ -32,6 +32,7 @@ type Options struct {
 	// What an enrolled kiosk is given to trust (PEM).
 	BrokerCA    string
 	AuthCert    string
+	OpsCert     string // the operations certificate (fleet jobs); may be empty
 	TrustBundle string
 	// Keyring and Signer serve renewals: the request must be sealed by a
 	// device the keyring trusts (by chain, not revoked), the answer is
@@ -165,7 +166,7 @@ func (r *Registrar) Handle(ctx context.Context, topic string, payload []byte) Re
 		r.log.Warn("enrollment: earlier certificates revoked", "device", req.Device, "serials", serials)
 	}
 	b, err := enrollwire.Seal(tok, enrollwire.Accepted{V: enrollwire.Version, ID: req.ID, Device: req.Device,
-		Chain: r.o.CA.ChainPEM(cert), Root: r.o.CA.RootPEM(), BrokerCA: r.o.BrokerCA, AuthCert: r.o.AuthCert,
+		Chain: r.o.CA.ChainPEM(cert), Root: r.o.CA.RootPEM(), BrokerCA: r.o.BrokerCA, AuthCert: r.o.AuthCert, OpsCert: r.o.OpsCert,
 		TrustBundle: r.o.TrustBundle, NotAfter: cert.NotAfter.UTC()})
 	if err != nil {
 		return Reply{}
@@ -445,7 +446,7 @@ func (r *Registrar) SignOffline(ctx context.Context, csrPEM []byte, device strin
 		return nil, fmt.Errorf("record certificate: %w", err)
 	}
 	acc, err := json.Marshal(enrollwire.Accepted{V: enrollwire.Version, ID: "offline-" + enrollwire.NewRequestID(), Device: device,
-		Chain: r.o.CA.ChainPEM(cert), Root: r.o.CA.RootPEM(), BrokerCA: r.o.BrokerCA, AuthCert: r.o.AuthCert,
+		Chain: r.o.CA.ChainPEM(cert), Root: r.o.CA.RootPEM(), BrokerCA: r.o.BrokerCA, AuthCert: r.o.AuthCert, OpsCert: r.o.OpsCert,
 		TrustBundle: r.o.TrustBundle, NotAfter: cert.NotAfter.UTC()})
 	if err != nil {
 		return nil, err
