@@ -31,7 +31,7 @@ fail() {
 if [ "${PACKAGE_CHECK_NS:-}" != 1 ]; then
 	[ "$(id -u)" = 0 ] || fail "needs root (mmdebstrap --mode=root, chroot, mounts)"
 	missing=
-	for t in mmdebstrap:mmdebstrap lintian:lintian systemd-nspawn:systemd-container; do
+	for t in mmdebstrap:mmdebstrap lintian:lintian systemd-nspawn:systemd-container ip:iproute2; do
 		command -v "${t%%:*}" >/dev/null || missing="$missing ${t#*:}"
 	done
 	if [ -n "$missing" ]; then
@@ -173,8 +173,11 @@ notifywait=$work/notifywait
 (cd "$repo" && go build -o "$notifywait" ./internal/notifywait) || fail "build notifywait"
 # As systemd would: the service user and its groups, the state directory
 # the unit declares, the example simulation configuration.
+# In a network namespace of its own (loopback only): the kiosk's ports
+# (8080, 8081, 1883) stay free for whatever else runs on this machine,
+# the clean room's make run included.
 "$notifywait" -socket "$root/run/notify.sock" -env-socket /run/notify.sock -timeout 120s -- \
-	chroot --userspec=kioskd:kioskd --groups=video,kiosk-gpio,tss,audio "$root" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/var/lib/kioskd NOTIFY_SOCKET=/run/notify.sock \
+	unshare --net -- /bin/sh -c 'ip link set lo up && exec "$0" "$@"' chroot --userspec=kioskd:kioskd --groups=video,kiosk-gpio,tss,audio "$root" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/var/lib/kioskd NOTIFY_SOCKET=/run/notify.sock \
 	/usr/bin/kioskd --config /usr/share/kioskd/examples/simulation.toml >"$logs/kioskd-ready.txt" 2>"$logs/kioskd.log" ||
 	{ tail -30 "$logs/kioskd.log" >&2; fail "the packaged kioskd did not start and stop as a notify service"; }
 ready_ms=$(sed -n 's/^ready in \([0-9]*\) ms$/\1/p' "$logs/kioskd-ready.txt")
@@ -197,8 +200,8 @@ say "systemd-analyze: units verify; security exposure kioskd $exposure, kioskhub
 
 # --- Upgrade, remove, purge -----------------------------------------------------
 step="under systemd: start, upgrade, stop"
-# The root boots its own systemd (systemd-nspawn, sharing this machine's
-# network) and a oneshot unit drives the test inside it: the packaged
+# The root boots its own systemd (systemd-nspawn, with a network of its
+# own: loopback only) and a oneshot unit drives the test inside it: the packaged
 # kioskd.service, hardened as shipped (sandbox, system-call filter,
 # watchdog), started with the example simulation configuration through a
 # drop-in; the upgrade to v2 with apt-get, whose postinst must restart the
@@ -239,7 +242,9 @@ systemctl daemon-reload
 # screen_open: a process of the unit (Chromium's network service) holds a
 # connection to kioskd's screen (the page's event stream keeps one open).
 unit_procs() {
-	cat "/sys/fs/cgroup$(systemctl show -p ControlGroup --value kiosk-display.service)/cgroup.procs" 2>/dev/null
+	# By each process's own cgroup line: the cgroup file system's layout
+	# under systemd-nspawn is not the one systemctl names.
+	grep -l 'kiosk-display\.service' /proc/[0-9]*/cgroup 2>/dev/null | cut -d/ -f3
 }
 screen_open() {
 	local inodes pid fd inode i
@@ -307,7 +312,7 @@ printf '[Unit]\nDescription=package check\nAfter=multi-user.target\n[Service]\nT
 	>"$root/etc/systemd/system/kiosk-package-check.service"
 ln -sf /etc/systemd/system/kiosk-package-check.service "$root/etc/systemd/system/multi-user.target.wants/kiosk-package-check.service"
 grep " $root/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l
-timeout 600 systemd-nspawn --quiet --directory="$root" --boot --register=no --keep-unit >"$logs/boot.log" 2>&1 ||
+timeout 600 systemd-nspawn --quiet --directory="$root" --boot --register=no --keep-unit --private-network >"$logs/boot.log" 2>&1 ||
 	{ tail -20 "$logs/boot.log" >&2; fail "booting the root under systemd-nspawn"; }
 cp "$root/root/package-check.log" "$logs/systemd-run.log" 2>/dev/null || true
 res() { sed -n "s/^$1=//p" "$root/root/package-check.result"; }
