@@ -34,7 +34,7 @@ import (
 	"kiosk/firmware/hub"
 	"kiosk/firmware/session"
 	"kiosk/internal/backoff"
-	"kiosk/provisioning/refhub"
+	"kiosk/provisioning/hubstore"
 )
 
 // Options are the parts of a Daemon that do not come from the config file.
@@ -57,7 +57,7 @@ type Options struct {
 	Speak func(ctx context.Context, lang, text string) error
 	// Enrolments is the embedded hub's store of enrolled face references
 	// (bank eID holders); nil: it has none (tests set it).
-	Enrolments refhub.Enrolments
+	Enrolments hubstore.Enrolments
 }
 
 // Daemon is one running kioskd.

@@ -192,8 +192,11 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 			return &Error{Key: "keys.bankeid_trust_dir", Msg: err.Error()}
 		}
 	}
+	// The bank's enrolled faces live in the shared store: every instance
+	// answers face reference requests from it (docs/mqtt.md).
+	enrolments, _ := store.(hubstore.Enrolments)
 	h, err := refhub.New(refhub.Options{
-		BankEIDTrust: bankTrust,
+		BankEIDTrust: bankTrust, Enrolments: enrolments,
 		Brokers:      cfg.MQTT.Brokers, ClientID: instance, Group: cfg.MQTT.Group, Prefix: cfg.MQTT.Prefix, TLS: tlsCfg,
 		Keyring: ring, Signer: signer, Store: store, Workers: cfg.MQTT.Workers, Queue: queue, Registrar: reg,
 		ResolveAt:      resolveAt(trust),
