@@ -197,7 +197,7 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	enrolments, _ := store.(hubstore.Enrolments)
 	h, err := refhub.New(refhub.Options{
 		BankEIDTrust: bankTrust, Enrolments: enrolments,
-		Brokers:      cfg.MQTT.Brokers, ClientID: instance, Group: cfg.MQTT.Group, Prefix: cfg.MQTT.Prefix, TLS: tlsCfg,
+		Brokers: cfg.MQTT.Brokers, ClientID: instance, Group: cfg.MQTT.Group, Prefix: cfg.MQTT.Prefix, TLS: tlsCfg,
 		Keyring: ring, Signer: signer, Store: store, Workers: cfg.MQTT.Workers, Queue: queue, Registrar: reg,
 		ResolveAt:      resolveAt(trust),
 		RefusedForGood: refusedForGood(trust),
