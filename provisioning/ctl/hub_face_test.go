@@ -28,6 +28,7 @@ import (
 	"kiosk/provisioning/hubstore"
 	"kiosk/provisioning/hubstore/pgstore"
 	"kiosk/provisioning/pgtest"
+	"kiosk/provisioning/rabbittest"
 	"kiosk/provisioning/registrar"
 )
 
@@ -39,11 +40,25 @@ import (
 // by a revoked one, get no answer. Bad input is refused and stores
 // nothing.
 func TestHubFaceEnrolmentOnKioskhub(t *testing.T) {
+	broker := mqtttest.StartMosquitto(t)
+	faceEnrolment(t, []string{broker.URL()}, fmt.Sprintf("[mqtt]\nbrokers = [%q]\n", broker.URL()))
+}
+
+// The same behind RabbitMQ (one node): kiosks speak MQTT to it, kioskhub
+// takes the requests from the shared quorum queue over AMQP.
+func TestHubFaceEnrolmentOnKioskhubAMQP(t *testing.T) {
+	c := rabbittest.Start(t, 1)
+	urls, _ := json.Marshal(c.AMQPURLs())
+	faceEnrolment(t, c.MQTTURLs(), "[amqp]\nurls = "+string(urls)+"\n")
+}
+
+// faceEnrolment runs the test with kiosks on kioskBrokers and hubConf as
+// kioskhub's broker section.
+func faceEnrolment(t *testing.T, kioskBrokers []string, hubConf string) {
 	ctx := context.Background()
 	now := time.Now()
 	pg := pgtest.Start(t)
 	dsn := pg.NewDatabase(t)
-	broker := mqtttest.StartMosquitto(t)
 	dir := t.TempDir()
 
 	caFiles, err := deviceca.Init(filepath.Join(dir, "ca"), "Test Bank", now)
@@ -110,9 +125,7 @@ level = "warn"
 kind = "postgres"
 dsn = %q
 max_conns = 4
-[mqtt]
-brokers = [%q]
-[keys]
+%s[keys]
 auth_key = %q
 auth_cert = %q
 [ca]
@@ -120,7 +133,7 @@ root = %q
 issuing_cert = %q
 [http]
 listen = "127.0.0.1:0"
-`, dsn, broker.URL(), auth.Key, auth.Cert, caFiles.RootCert, caFiles.IssuingCert), 0o600); err != nil {
+`, dsn, hubConf, auth.Key, auth.Cert, caFiles.RootCert, caFiles.IssuingCert), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
@@ -182,7 +195,7 @@ listen = "127.0.0.1:0"
 		t.Fatal("kioskhub not ready")
 	}
 
-	kGood := faceKiosk(t, hctx, &wg, broker.URL(), good, hubKeys)
+	kGood := faceKiosk(t, hctx, &wg, kioskBrokers, good, hubKeys)
 	face, found := kGood.ask(t, "EID-3301-0001", true)
 	if !found || !bytes.Equal(face, franck) {
 		t.Fatalf("enrolled identity: found=%v, %d bytes, want the enrolled %d", found, len(face), len(franck))
@@ -201,7 +214,7 @@ listen = "127.0.0.1:0"
 	// and answers nothing.
 	rejected := hubStats(t, healthAddr).Stats.Rejected
 	for _, s := range []*txreport.Signer{revoked, stranger} {
-		k := faceKiosk(t, hctx, &wg, broker.URL(), s, hubKeys)
+		k := faceKiosk(t, hctx, &wg, kioskBrokers, s, hubKeys)
 		k.ask(t, "EID-3301-0009", false)
 		rejected++
 		deadline := time.Now().Add(20 * time.Second)
@@ -226,9 +239,9 @@ type faceKioskClient struct {
 	rsp    <-chan hub.Message
 }
 
-func faceKiosk(t *testing.T, ctx context.Context, wg *sync.WaitGroup, broker string, s *txreport.Signer, hubs *txreport.Keyring) *faceKioskClient {
+func faceKiosk(t *testing.T, ctx context.Context, wg *sync.WaitGroup, brokers []string, s *txreport.Signer, hubs *txreport.Keyring) *faceKioskClient {
 	t.Helper()
-	c, err := hub.New(hub.Options{Brokers: []string{broker}, DeviceID: s.DeviceID(), TopicPrefix: "kiosk/v1",
+	c, err := hub.New(hub.Options{Brokers: brokers, DeviceID: s.DeviceID(), TopicPrefix: "kiosk/v1",
 		ConnectTimeout: 2 * time.Second, RetryMin: 50 * time.Millisecond, RetryMax: 300 * time.Millisecond, KeepAlive: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
