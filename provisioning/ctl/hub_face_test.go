@@ -314,3 +314,50 @@ func hubStats(t *testing.T, addr string) hubd.Health {
 	}
 	return h
 }
+
+// The reference hub's bbolt file (--db): enrol, replace, remove; a
+// missing file is not created; conflicting flags are usage errors.
+func TestHubFaceEnrolmentBolt(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "hub.db")
+	s, err := hubstore.OpenBolt(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	audrey := testmedia.Path(t, "audrey.jpg")
+	if code, out, errs := run("hub", "face", "enroll", "--identity", "EID-1", "--photo", testmedia.Path(t, "franck_01829.jpg"), "--db", db); code != ExitOK {
+		t.Fatalf("enroll: %d %q %q", code, out, errs)
+	}
+	if code, out, errs := run("hub", "face", "enroll", "--identity", "EID-1", "--photo", audrey, "--db", db); code != ExitOK {
+		t.Fatalf("enroll again: %d %q %q", code, out, errs)
+	}
+	want, err := os.ReadFile(audrey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, err := s.FaceReference(context.Background(), "EID-1"); err != nil || !bytes.Equal(f, want) {
+		t.Fatalf("a second enrolment does not replace the first: %d bytes, %v", len(f), err)
+	}
+	if code, _, errs := run("hub", "face", "remove", "--identity", "EID-1", "--db", db); code != ExitOK {
+		t.Fatalf("remove: %d %q", code, errs)
+	}
+	if f, err := s.FaceReference(context.Background(), "EID-1"); err != nil || f != nil {
+		t.Fatalf("removed: %d bytes, %v", len(f), err)
+	}
+	missing := filepath.Join(t.TempDir(), "missing.db")
+	if code, _, errs := run("hub", "face", "enroll", "--identity", "EID-1", "--photo", audrey, "--db", missing); code != ExitFail || !strings.Contains(errs, "no such file") {
+		t.Fatalf("enroll into a missing file: %d %q", code, errs)
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Fatalf("a missing store was created: %v", err)
+	}
+	for _, args := range [][]string{
+		{"enroll", "--identity", "EID-1", "--photo", audrey, "--db", db, "--dsn", "postgres://x/y"},
+		{"remove", "--identity", "EID-1", "--photo", audrey, "--db", db},
+		{"remove", "--db", db},
+		{"enroll", "--identity", "EID-1", "--photo", audrey, "--db", db, "extra"},
+	} {
+		if code, _, errs := run(append([]string{"hub", "face"}, args...)...); code != ExitUsage || !strings.Contains(errs, "usage") {
+			t.Errorf("%q: exit %d %q, want 2 with the usage", args, code, errs)
+		}
+	}
+}
