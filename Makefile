@@ -49,12 +49,12 @@ FUZZ_TARGETS := \
 	./firmware/emrtd/aa:FuzzVerify:60000 ./firmware/txreport:FuzzVerify:30000 \
 	./firmware/txreport:FuzzOpen:30000 \
 	./drivers/cardreader/vpcd:FuzzFrames:30000 ./drivers/cardreader:FuzzValidateCommand:150000 \
-	./firmware/daemon:FuzzParseCommand:10000 ./firmware/config:FuzzParse:10000 \
+	./firmware/jobwire:FuzzOpen:20000 ./firmware/daemon:FuzzFleetDocs:5000 ./firmware/config:FuzzWithSettings:5000 ./firmware/config:FuzzParse:10000 \
 	./firmware/enrollwire:FuzzParseRequest:4000 ./firmware/enrollwire:FuzzOpen:40000 ./firmware/enrollwire:FuzzParseBundle:10000 \
 	./firmware/face:FuzzReferenceFromImage:300
 FUZZTIME ?=
 
-.PHONY: all deps testdata models axe accessibility-report build test test-short fuzz chaos run bench lint fmt clean cleanroom fleet-sim chaos-fleet deb package-check demo-enroll
+.PHONY: all deps testdata models axe accessibility-report build test test-short fuzz chaos soak run bench lint fmt clean cleanroom fleet-sim chaos-fleet deb package-check demo-enroll demo-fleet
 
 all: build
 
@@ -122,6 +122,7 @@ test: deps testdata models axe
 	@grep -E '^matprofile: 0 live Mats' $(CACHE)/matprofile.log
 	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory chaos
+	@$(MAKE) --no-print-directory soak N=$(TEST_SOAK_N) SOAK_FLAGS="-ref $(TEST_SOAK_REF)"
 
 # Payments through the whole kioskd binary (till, card, camera, face,
 # hub) while kioskd and mosquitto are killed at random and kioskd also in
@@ -131,6 +132,21 @@ CHAOS_N ?= 20
 chaos: deps build testdata models
 	$(GO) build -o $(CACHE)/chaos ./internal/chaos
 	$(CACHE)/chaos -n $(CHAOS_N) -kioskd $(BIN)/kioskd -media $(TESTDATA)/media -models $(MODELS)
+
+# SOAK_N payments back to back through one kioskd process (built with
+# gocv's Mat profiler), sampled after each: RSS, Go heap, Mats, goroutines,
+# open files, state files. CSV and plot in test-artifacts/; fails over the
+# memory budget (README, "Soak"). `make soak N=1000` for the full run.
+SOAK_N ?= 200
+SOAK_FLAGS ?=
+# make test's short soak: the budget is measured from payment 15 (past
+# the allocator's warm-up) to the last, scaled to the run with a floor.
+TEST_SOAK_N ?= 45
+TEST_SOAK_REF ?= 15
+soak: deps testdata models
+	$(GO) build -tags matprofile -ldflags "$(LDFLAGS)" -o $(BIN)/kioskd-matprofile ./firmware/cmd/kioskd
+	$(GO) build -o $(CACHE)/soak ./internal/soak
+	$(CACHE)/soak -n $(if $(filter command line,$(origin N)),$(N),$(SOAK_N)) -kioskd $(BIN)/kioskd-matprofile -media $(TESTDATA)/media -models $(MODELS) -out test-artifacts $(SOAK_FLAGS)
 
 # N simulated kiosks (each a real MQTT client with its own key, outbox and
 # offline ledger) against mosquitto, K kioskhub processes and PostgreSQL;
@@ -150,6 +166,11 @@ CHAOS_BROKER ?= rabbitmq
 # forced rotation, decommission, the revoked kiosk refused.
 demo-enroll: deps
 	$(GO) run ./internal/enrolldemo
+
+# Fleet operations end to end: mosquitto, kioskhub and 5 kioskd daemons
+# (simulated devices); the last line counts what every kiosk did.
+demo-fleet: deps
+	$(GO) run ./internal/fleetdemo
 
 fleet-sim: deps
 	$(GO) build -o $(BIN)/kioskhub ./provisioning/cmd/kioskhub

@@ -110,7 +110,7 @@ install -m 0644 "$repo/packaging/kioskd/simulation.toml" "$r/usr/share/kioskd/ex
 doc kioskd "$r"
 deps=$(shlibs -e"$r/usr/bin/kioskd" -e"$r/usr/bin/kioskctl")
 [ -n "$deps" ] || fail "dpkg-shlibdeps found no dependencies for kioskd"
-control kioskd "$r" "$deps, pcscd, procps, systemd" "cage, chromium, fonts-wqy-microhei, libccid, espeak-ng" \
+control kioskd "$r" "$deps, pcscd, procps, systemd" "cage, xwayland, chromium, fonts-wqy-microhei, libccid, espeak-ng" \
 	"bank and checkout kiosk appliance: eID chip and face verification
  kioskd drives the kiosk's camera (OpenCV), smart-card reader (PC/SC),
  GPIO lines and its link to the bank's hub (MQTT): it reads and verifies

@@ -115,10 +115,15 @@ apt_in_root() { in_root apt-get -y -q -o Dpkg::Options::=--force-confold "$@" >>
 step="install v1"
 apt_in_root update
 t0=$(date +%s)
-# Without the recommended browser (large); cage, which the display unit
-# runs, is installed so that systemd-analyze verify can check that unit.
+# Without the recommended browser first (large): the packages must install
+# without it. cage, which the display unit runs, lets systemd-analyze
+# verify that unit.
 apt_in_root install --no-install-recommends "/tmp/kioskd_${v1}_${arch}.deb" "/tmp/kioskhub_${v1}_${arch}.deb" cage
 say "apt-get install ./kioskd_${v1}_${arch}.deb ./kioskhub_${v1}_${arch}.deb: $(($(date +%s) - t0)) s"
+t0=$(date +%s)
+# The browser the display unit runs, for its start under systemd below.
+apt_in_root install --no-install-recommends chromium xwayland
+say "apt-get install chromium xwayland (for the display unit): $(($(date +%s) - t0)) s"
 
 step="files, users, modes, conffiles"
 for f in /usr/bin/kioskd /usr/bin/kioskctl /usr/bin/kioskhub /lib/systemd/system/kioskd.service \
@@ -222,6 +227,75 @@ echo "upgrade_rc=$?"
 sleep 2
 echo "upgrade_state=$(systemctl is-active kioskd.service)"
 echo "upgrade_pid=$(systemctl show -p MainPID --value kioskd.service)"
+# The shopper screen: cage on wlroots' headless backend (no display in a
+# container), no tty or login session (none here); the rest as shipped.
+# Started alone it must pull kioskd in and wait for its READY=1; a killed
+# cage is restarted; each time Chromium holds kioskd's screen open.
+systemctl stop kioskd.service
+mkdir -p /etc/systemd/system/kiosk-display.service.d
+printf '[Service]\nEnvironment=WLR_BACKENDS=headless WLR_LIBINPUT_NO_DEVICES=1 WLR_RENDERER=pixman XDG_RUNTIME_DIR=/run/kiosk-display\nPAMName=\nTTYPath=\nStandardInput=null\nUtmpIdentifier=\n' \
+	>/etc/systemd/system/kiosk-display.service.d/headless.conf
+systemctl daemon-reload
+# screen_open: a process of the unit (Chromium's network service) holds a
+# connection to kioskd's screen (the page's event stream keeps one open).
+unit_procs() {
+	cat "/sys/fs/cgroup$(systemctl show -p ControlGroup --value kiosk-display.service)/cgroup.procs" 2>/dev/null
+}
+screen_open() {
+	local inodes pid fd inode i
+	inodes=$(awk '$3 == "0100007F:1F90" && $4 == "01" { print $10 }' /proc/net/tcp)
+	[ -n "$inodes" ] || return 1
+	for pid in $(unit_procs); do
+		for fd in /proc/$pid/fd/*; do
+			inode=$(readlink "$fd" 2>/dev/null) || continue
+			case "$inode" in "socket:["*"]") ;; *) continue ;; esac
+			inode=${inode#socket:[}; inode=${inode%]}
+			for i in $inodes; do [ "$i" = "$inode" ] && return 0; done
+		done
+	done
+	return 1
+}
+# screen_diag: what the check saw, for the log when it fails.
+screen_diag() {
+	echo "--- $1: the unit's processes"
+	for pid in $(unit_procs); do echo "$pid $(cat /proc/$pid/comm 2>/dev/null) $(tr '\0' ' ' </proc/$pid/cmdline 2>/dev/null | cut -c1-120)"; done
+	echo "--- $1: TCP to 127.0.0.1:8080 (state, inode)"
+	awk '$3 == "0100007F:1F90" { print $4, $10 }' /proc/net/tcp
+}
+wait_screen() {
+	local i
+	for i in $(seq 1 120); do
+		screen_open && { echo "$1_ms=$((($(date +%s%N) - t0) / 1000000))"; return 0; }
+		sleep 0.5
+	done
+	echo "$1_ms=never"
+	screen_diag "$1" >>/root/display-diag.log 2>&1
+}
+t0=$(date +%s%N)
+systemctl start kiosk-display.service
+echo "display_state=$(systemctl is-active kiosk-display.service)"
+echo "display_kioskd_state=$(systemctl is-active kioskd.service)"
+echo "display_user=$(ps -o user= -p "$(systemctl show -p MainPID --value kiosk-display.service)")"
+echo "ready_at=$(systemctl show -p ActiveEnterTimestampMonotonic --value kioskd.service)"
+echo "display_at=$(systemctl show -p ExecMainStartTimestampMonotonic --value kiosk-display.service)"
+wait_screen display_screen
+display_pid=$(systemctl show -p MainPID --value kiosk-display.service)
+echo "display_pid=$display_pid"
+t0=$(date +%s%N)
+# Never kill 0 (this script's own process group) when cage is not running.
+[ "$display_pid" -gt 0 ] 2>/dev/null && kill -KILL "$display_pid"
+for i in $(seq 1 60); do
+	[ "$display_pid" -gt 0 ] 2>/dev/null || break
+	p=$(systemctl show -p MainPID --value kiosk-display.service)
+	[ "$p" != 0 ] && [ "$p" != "$display_pid" ] && [ "$(systemctl is-active kiosk-display.service)" = active ] && break
+	sleep 0.5
+done
+echo "display_restart_pid=$(systemctl show -p MainPID --value kiosk-display.service)"
+echo "display_restarts=$(systemctl show -p NRestarts --value kiosk-display.service)"
+wait_screen display_rescreen
+{ cat /root/display-diag.log 2>/dev/null; journalctl -u kiosk-display.service --no-pager; } >/root/display.log 2>&1
+systemctl stop kiosk-display.service
+rm -rf /etc/systemd/system/kiosk-display.service.d
 systemctl stop kioskd.service
 echo "stop_result=$(systemctl show -p Result --value kioskd.service)"
 journalctl -u kioskd.service --no-pager >>/root/package-check.log 2>&1
@@ -244,8 +318,18 @@ res() { sed -n "s/^$1=//p" "$root/root/package-check.result"; }
 [ "$(res upgrade_state)" = active ] || fail "kioskd.service not active after the upgrade: $(res upgrade_state)"
 [ "$(res upgrade_pid)" != "$(res start_pid)" ] || fail "the upgrade did not restart kioskd.service (MainPID $(res start_pid) before and after)"
 [ "$(res stop_result)" = success ] || fail "kioskd.service stopped with result $(res stop_result)"
+cp "$root/root/display.log" "$logs/display.log" 2>/dev/null || true
+[ "$(res display_state)" = active ] || fail "kiosk-display.service did not start: $(res display_state) (log: $logs/display.log)"
+[ "$(res display_kioskd_state)" = active ] || fail "starting kiosk-display.service did not start kioskd.service"
+[ "$(res display_user)" = kiosk-display ] || fail "kiosk-display.service ran as $(res display_user), want kiosk-display"
+[ "$(res display_at)" -ge "$(res ready_at)" ] || fail "the screen started before kioskd was ready ($(res display_at) < $(res ready_at) µs)"
+[ "$(res display_screen_ms)" != never ] || fail "Chromium in kiosk-display.service never opened kioskd's screen (log: $logs/display.log)"
+[ "$(res display_restarts)" = 1 ] && [ "$(res display_restart_pid)" != "$(res display_pid)" ] ||
+	fail "kiosk-display.service not restarted after cage was killed (restarts $(res display_restarts), MainPID $(res display_pid) → $(res display_restart_pid))"
+[ "$(res display_rescreen_ms)" != never ] || fail "after the restart Chromium never opened kioskd's screen again (log: $logs/display.log)"
 rm -f "$root/etc/systemd/system/multi-user.target.wants/kiosk-package-check.service" "$root/etc/systemd/system/kiosk-package-check.service"
 say "under systemd: kioskd.service (hardened as shipped) active in $(res start_ms) ms as user kioskd; the upgrade restarted it (MainPID $(res start_pid) → $(res upgrade_pid)); stopped cleanly"
+say "under systemd: kiosk-display.service (cage headless + Chromium, as kiosk-display) started after kioskd's READY, showed the screen in $(res display_screen_ms) ms; cage killed → restarted, screen again in $(res display_rescreen_ms) ms"
 mount -t proc proc "$root/proc"
 mount -t sysfs sysfs "$root/sys"
 mount --rbind /dev "$root/dev"

@@ -99,6 +99,13 @@ type Spec struct {
 	FPS           float64
 	// Loop restarts a "file" source at its end ("sim" always loops).
 	Loop bool
+	// Cues ("sim" of a video file only) name positions in the media that
+	// Pump.Cue jumps to, e.g. a smile for the face step's smile phase.
+	Cues map[string]time.Duration
+	// CueLength, when set, makes a cued part a segment: after playing
+	// for this long it starts again from its cue, until the next cue
+	// (a smile that a loaded machine missed comes round again soon).
+	CueLength time.Duration
 	// USB pins a "v4l2" device to a USB identity: Open refuses (with an
 	// *IdentityError) a device whose sysfs entry shows another vendor,
 	// product or (when pinned) serial, or no USB device at all, such as a
@@ -148,6 +155,9 @@ func (s Spec) validate() error {
 	}
 	if math.IsNaN(s.FPS) || math.IsInf(s.FPS, 0) || s.FPS < 0 || s.FPS > 1000 {
 		return invalid("fps %v out of range [0, 1000]", s.FPS)
+	}
+	if err := s.validateCues(); err != nil {
+		return err
 	}
 	if s.USB != nil && s.Kind != KindV4L2 {
 		return invalid("%s: a USB identity pins only v4l2 devices", s.Kind)

@@ -3,6 +3,7 @@ package camera
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"gocv.io/x/gocv"
@@ -22,6 +23,16 @@ type pacedSource struct {
 	ctx      context.Context
 	interval time.Duration
 	due      time.Time
+
+	// A jump asked for by Cue (another goroutine), made by Read.
+	cueMu sync.Mutex
+	cue   time.Duration
+	cued  bool
+	// The segment being played since the last cue (Spec.CueLength):
+	// where it starts and how many frames are left of it.
+	segStart time.Duration
+	segLeft  int
+	inSeg    bool
 }
 
 var _ Source = (*pacedSource)(nil)
@@ -56,6 +67,9 @@ func (s *pacedSource) Open(ctx context.Context) error {
 func (s *pacedSource) Read(dst *gocv.Mat) error {
 	if s.ctx == nil {
 		return ErrClosed
+	}
+	if err := s.followCue(); err != nil {
+		return err
 	}
 	// Decode first, then wait: decoding time is absorbed by the interval.
 	if err := s.inner.Read(dst); err != nil {

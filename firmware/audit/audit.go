@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -152,4 +153,110 @@ func (l *Log) Append(staff, action, detail string, now time.Time) (Entry, error)
 	}
 	l.seq, l.prev = e.Seq, h
 	return e, nil
+}
+
+// Held is what a holder of copies (the hub) can say of a kiosk's chain
+// from the entries it received, in any order, with redeliveries.
+type Held struct {
+	First uint64 `json:"first"` // sequence range held (0, 0: none)
+	Last  uint64 `json:"last"`
+	// Missing are the sequence numbers between First and Last that were
+	// never received: not delivered yet (still in the kiosk's outbox) or
+	// removed before they left the kiosk.
+	Missing []uint64 `json:"missing,omitempty"`
+	// Breaks are links that do not hold: an entry whose Prev is not the
+	// hash of the entry held before it, or two different entries with one
+	// sequence number (a kiosk that rewrote its log after delivering).
+	Breaks []string `json:"breaks,omitempty"`
+}
+
+// Intact: a gapless chain from First to Last with every link holding.
+func (h Held) Intact() bool { return len(h.Missing) == 0 && len(h.Breaks) == 0 }
+
+// maxMissing bounds the list of missing numbers reported (a forged
+// sequence of 2^63 must not make a list that size).
+const maxMissing = 1000
+
+// VerifyHeld checks the entries a holder received. Unlike Verify it
+// accepts a chain that starts after 1 (earlier entries pruned by
+// retention: First's own link cannot be checked) and reports gaps rather
+// than failing on the first. Because every entry is kept as delivered,
+// a kiosk that truncates and rewrites its log shows as a second entry for
+// a sequence number, or as a broken link at the first rewritten entry.
+func VerifyHeld(entries []Entry) Held {
+	var h Held
+	bySeq := map[uint64]Entry{}
+	hashes := map[uint64]string{}
+	for _, e := range entries {
+		if e.Seq == 0 {
+			h.Breaks = append(h.Breaks, "an entry with sequence 0")
+			continue
+		}
+		eh, err := Hash(e)
+		if err != nil {
+			h.Breaks = append(h.Breaks, fmt.Sprintf("sequence %d: %v", e.Seq, err))
+			continue
+		}
+		if prev, ok := hashes[e.Seq]; ok {
+			if prev != eh {
+				h.Breaks = append(h.Breaks, fmt.Sprintf("sequence %d: two different entries (the log was rewritten)", e.Seq))
+			}
+			continue // a redelivery of the same entry
+		}
+		bySeq[e.Seq], hashes[e.Seq] = e, eh
+	}
+	if len(bySeq) == 0 {
+		return h
+	}
+	seqs := make([]uint64, 0, len(bySeq))
+	for s := range bySeq {
+		seqs = append(seqs, s)
+	}
+	slices.Sort(seqs)
+	h.First, h.Last = seqs[0], seqs[len(seqs)-1]
+	if h.First == 1 && bySeq[1].Prev != Genesis {
+		h.Breaks = append(h.Breaks, "sequence 1: does not start the chain")
+	}
+	for i := 1; i < len(seqs); i++ {
+		s, before := seqs[i], seqs[i-1]
+		for m := before + 1; m < s && len(h.Missing) < maxMissing; m++ {
+			h.Missing = append(h.Missing, m)
+		}
+		if s == before+1 && bySeq[s].Prev != hashes[before] {
+			h.Breaks = append(h.Breaks, fmt.Sprintf("sequence %d: previous entry removed or altered", s))
+		}
+	}
+	return h
+}
+
+// Epochs splits held entries into the chains a kiosk wrote one after the
+// other: decommission resets the log, so a later entry 1 (linked to
+// Genesis) starts a new chain. Entries belong to the last chain started
+// at or before their time; entries older than the first start (or all,
+// when no entry 1 is held: pruned) form the first group. Each group is
+// for VerifyHeld. A chain restarted without a decommission is for the
+// operator to notice: the command that prints this shows every start.
+func Epochs(entries []Entry) [][]Entry {
+	var starts []string
+	seen := map[string]bool{}
+	for _, e := range entries {
+		if e.Seq == 1 && e.Prev == Genesis && !seen[e.Time] {
+			seen[e.Time] = true
+			starts = append(starts, e.Time)
+		}
+	}
+	slices.Sort(starts) // RFC 3339 UTC with fixed milliseconds: sorts as time
+	groups := make([][]Entry, len(starts)+1)
+	for _, e := range entries {
+		// Index of the last start at or before e.Time, +1 (0: before all).
+		i, found := slices.BinarySearch(starts, e.Time)
+		if found {
+			i++
+		}
+		groups[i] = append(groups[i], e)
+	}
+	if len(groups[0]) == 0 {
+		groups = groups[1:]
+	}
+	return groups
 }

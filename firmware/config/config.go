@@ -40,6 +40,15 @@ type Config struct {
 	Tx         Tx         `toml:"transactions"`
 	Shutdown   Shutdown   `toml:"shutdown"`
 	Speech     Speech     `toml:"speech"`
+	Memory     Memory     `toml:"memory"`
+}
+
+// Memory is the resident-memory budget kioskd watches in its health.
+type Memory struct {
+	// RSSCeilingMiB turns health "degraded" while kioskd's resident set
+	// is above it: staff and the fleet see a kiosk that is growing before
+	// systemd's MemoryMax= (set higher in kioskd.service) stops it.
+	RSSCeilingMiB int `toml:"rss_ceiling_mib"`
 }
 
 // Speech configures speech output on the kiosk (espeak-ng).
@@ -201,6 +210,15 @@ type Camera struct {
 	// USB pins the v4l2 device to a USB identity read from sysfs
 	// (required in production, where only v4l2 is accepted).
 	USB CameraUSB `toml:"usb"`
+	// SimCues (backend sim, simulation only) name positions in the video
+	// the simulated camera jumps to when a face phase starts: "face" as
+	// the face step begins, "smile" as its smile phase begins. Soak and
+	// test runs use them to show a smile on cue instead of waiting for
+	// the looping video; the face pipeline still analyses every frame.
+	SimCues map[string]time.Duration `toml:"sim_cues"`
+	// SimCueLength, when set, loops each cued part: after this long the
+	// camera jumps back to the cue, until the next one.
+	SimCueLength time.Duration `toml:"sim_cue_length"`
 }
 
 // CameraUSB is a camera's USB identity as sysfs reports it: idVendor and
@@ -251,7 +269,12 @@ type Hub struct {
 	KeyFile      string   `toml:"key_file"`
 	// AuthCert is a PEM file of the certificates whose signatures on
 	// authorization responses the kiosk accepts (docs/mqtt.md).
-	AuthCert       string         `toml:"auth_cert"`
+	AuthCert string `toml:"auth_cert"`
+	// OperationsCert is a PEM file of the hub's operations certificates:
+	// fleet jobs count only when sealed by one of them (docs/mqtt.md,
+	// "Jobs"). It must not be the authorization key's certificate. Empty:
+	// no job is accepted (simulation; required in production).
+	OperationsCert string         `toml:"operations_cert"`
 	KeepAlive      time.Duration  `toml:"keepalive"`
 	ConnectTimeout time.Duration  `toml:"connect_timeout"`
 	RetryMax       time.Duration  `toml:"retry_max"`
@@ -310,6 +333,7 @@ func Default() Config {
 			OfflineCurrency: "CNY", OutboxMaxRecords: 10000, OutboxMaxBytes: 64 << 20, AuthTimeout: 5 * time.Second,
 		},
 		Shutdown: Shutdown{Timeout: 10 * time.Second},
+		Memory:   Memory{RSSCeilingMiB: 512},
 		Speech:   Speech{Mode: "key"},
 	}
 }
@@ -469,6 +493,23 @@ func (c *Config) Validate() error {
 		if len(u.Serial) > 255 || strings.ContainsAny(u.Serial, "\x00\n") {
 			bad("camera.usb.serial", "not a USB serial number")
 		}
+	}
+	for name, at := range cam.SimCues {
+		switch {
+		case cam.Backend != "sim":
+			bad("camera.sim_cues", "only for backend sim, not %q", cam.Backend)
+		case name != "face" && name != "smile":
+			bad("camera.sim_cues", "cue %q is not one of face, smile", name)
+		case at < 0 || at > 24*time.Hour:
+			bad("camera.sim_cues", "cue %s at %s out of range 0s..24h", name, at)
+		}
+	}
+	if cam.SimCueLength != 0 && len(cam.SimCues) == 0 {
+		bad("camera.sim_cue_length", "only with camera.sim_cues")
+	}
+	durIn("camera.sim_cue_length", cam.SimCueLength, 0, time.Hour)
+	if m := c.Memory.RSSCeilingMiB; m < 128 || m > 16384 {
+		bad("memory.rss_ceiling_mib", "%d out of range 128..16384 (MiB)", m)
 	}
 	durIn("camera.reopen_min", cam.ReopenMin, 10*time.Millisecond, time.Minute)
 	durIn("camera.reopen_max", cam.ReopenMax, cam.ReopenMin, 10*time.Minute)
@@ -643,6 +684,9 @@ func (c *Config) Validate() error {
 		bad("transactions.outbox_max_bytes", "at least 1 MiB")
 	}
 	durIn("transactions.auth_timeout", tx.AuthTimeout, 100*time.Millisecond, 2*time.Minute)
+	if h.OperationsCert != "" && h.OperationsCert == h.AuthCert {
+		bad("hub.operations_cert", "must not be hub.auth_cert: the operations key is separate from the authorization key")
+	}
 	if tx.EmbeddedHub && (c.Device.Mode != "simulation" || len(h.Brokers) != 0) {
 		bad("transactions.embedded_hub", "only with the embedded broker in simulation mode")
 	}
@@ -659,6 +703,9 @@ func (c *Config) Validate() error {
 		case "none":
 		default:
 			bad("camera.backend", "%s is refused in production mode (only v4l2)", cam.Backend)
+		}
+		if len(cam.SimCues) != 0 {
+			bad("camera.sim_cues", "the simulated camera's cues are refused in production mode")
 		}
 		if cr.Backend == "sim" {
 			bad("cardreader.backend", "sim is refused in production mode")
@@ -681,6 +728,9 @@ func (c *Config) Validate() error {
 		}
 		if h.AuthCert == "" {
 			bad("hub.auth_cert", "required in production mode: an unsigned approval would be taken on trust")
+		}
+		if h.OperationsCert == "" {
+			bad("hub.operations_cert", "required in production mode: fleet jobs are verified with the hub's operations certificate")
 		}
 		// One identity: renewal and the tamper wipe touch the transactions
 		// pair, so a hub pair elsewhere would keep an old (or wiped) key

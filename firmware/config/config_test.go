@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -35,7 +36,7 @@ func TestReferenceFileMatchesDefaults(t *testing.T) {
 		t.Fatalf("camera.usb: file %+v, default %+v; want an example in the file only", c.Camera.USB, d.Camera.USB)
 	}
 	c.Camera.USB = CameraUSB{}
-	if c.Camera != d.Camera || c.CardReader != d.CardReader || c.Log != d.Log || c.HTTP != d.HTTP || c.Shutdown != d.Shutdown || c.Face != d.Face {
+	if !reflect.DeepEqual(c.Camera, d.Camera) || c.Memory != d.Memory || c.CardReader != d.CardReader || c.Log != d.Log || c.HTTP != d.HTTP || c.Shutdown != d.Shutdown || c.Face != d.Face {
 		t.Fatalf("reference file and Default() disagree:\nfile %+v\ndefault %+v", c, d)
 	}
 }
@@ -70,6 +71,9 @@ func TestParseErrors(t *testing.T) {
 			[]string{"hub.brokers[0]", "hub.brokers[1]", "hub.cert_file"}},
 		{"production refuses a file camera", "[device]\nmode = \"production\"\n[camera]\nbackend = \"file\"\npath = \"v.mp4\"\n", []string{"camera.backend", "only v4l2"}},
 		{"production refuses gstreamer", "[device]\nmode = \"production\"\n[camera]\nbackend = \"gstreamer\"\npipeline = \"filesrc location=v.mp4 ! decodebin ! appsink\"\n", []string{"camera.backend", "only v4l2"}},
+		{"sim cues", "[device]\nmode = \"simulation\"\n[camera]\nbackend = \"file\"\npath = \"v.mp4\"\nsim_cues = { smile = \"17s\" }\n[memory]\nrss_ceiling_mib = 20\n", []string{"camera.sim_cues", "only for backend sim", "memory.rss_ceiling_mib"}},
+		{"bad sim cue", "[device]\nmode = \"simulation\"\n[cardreader]\nbackend = \"sim\"\n[gpio]\nbackend = \"sim\"\n[camera]\nbackend = \"sim\"\npath = \"v.mp4\"\nsim_cues = { laugh = \"1s\", smile = \"-1s\" }\nsim_cue_length = \"2h\"\n", []string{"laugh", "out of range", "camera.sim_cue_length"}},
+		{"production refuses sim cues", "[device]\nmode = \"production\"\n[camera]\nbackend = \"sim\"\npath = \"v.mp4\"\nsim_cues = { smile = \"17s\" }\n", []string{"camera.sim_cues", "refused in production"}},
 		{"production needs a USB pin", "[device]\nmode = \"production\"\n", []string{"camera.usb.vendor"}},
 		{"bad USB pin", base + "[camera.usb]\nvendor = \"46d\"\nproduct = \"xyzw\"\n", []string{"camera.usb", "camera.usb.vendor", "camera.usb.product"}},
 		{"syntax", "[device\nid = 1\n", []string{"line 2", "table name"}},
@@ -110,6 +114,14 @@ func TestProductionNeedsMutualTLS(t *testing.T) {
 	_, err = Parse([]byte(prod + "brokers = [\"ssl://h:8883\"]\ncert_file = \"/c.crt\"\nkey_file = \"/c.key\"\n"))
 	if err == nil || !strings.Contains(err.Error(), "hub.cert_file") || !strings.Contains(err.Error(), "hub.key_file") {
 		t.Fatalf("hub pair other than the transactions pair: %v", err)
+	}
+	// Fleet jobs need the operations certificate, distinct from the
+	// authorization one.
+	if _, err = Parse([]byte(prod)); err == nil || !strings.Contains(err.Error(), "hub.operations_cert: required in production mode") {
+		t.Fatalf("no operations_cert: %v", err)
+	}
+	if _, err = Parse([]byte(prod + "operations_cert = \"/a.pem\"\n")); err == nil || !strings.Contains(err.Error(), "hub.operations_cert: must not be hub.auth_cert") {
+		t.Fatalf("operations_cert = auth_cert: %v", err)
 	}
 	// Simulation may use the plain loopback broker without a certificate.
 	sim := "[device]\nmode = \"simulation\"\n[camera]\nbackend = \"none\"\n[cardreader]\nbackend = \"sim\"\n[gpio]\nbackend = \"sim\"\n[hub]\nbrokers = [\"tcp://127.0.0.1:1883\"]\n"

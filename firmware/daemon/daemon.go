@@ -32,7 +32,9 @@ import (
 	"kiosk/firmware/event"
 	"kiosk/firmware/face"
 	"kiosk/firmware/hub"
+	"kiosk/firmware/jobs"
 	"kiosk/firmware/session"
+	"kiosk/firmware/txreport"
 	"kiosk/internal/backoff"
 	"kiosk/provisioning/hubstore"
 )
@@ -58,6 +60,8 @@ type Options struct {
 	// Enrolments is the embedded hub's store of enrolled face references
 	// (bank eID holders); nil: it has none (tests set it).
 	Enrolments hubstore.Enrolments
+	// Reboot replaces `systemctl reboot` for the reboot job (tests).
+	Reboot func(ctx context.Context) error
 }
 
 // Daemon is one running kioskd.
@@ -96,6 +100,21 @@ type Daemon struct {
 
 	hub    *hub.Client
 	broker *hub.EmbeddedBroker
+	jobs   *jobs.Runner // nil without an operations certificate
+	// fileCfg is the configuration file's; cfg has the operator's
+	// settings laid over it (opconfig.go). opMu guards opConfig (nil:
+	// none applied) and opErr.
+	fileCfg  config.Config
+	opMu     sync.Mutex
+	opConfig *OperatorConfig
+	opErr    string
+	// bundleMu serialises trust bundle installs; bundleVersion is the
+	// installed bundle's version (0: eid.trust_dir).
+	bundleMu      sync.Mutex
+	bundleVersion atomic.Int64
+	// presenceKeys opens the hub's sealed presence: the hub's
+	// authorization certificates, known once buildSession has run.
+	presenceKeys atomic.Pointer[txreport.Keyring]
 
 	trust      *trustStore
 	tx         *txStack
@@ -122,7 +141,12 @@ func New(cfg config.Config, opts Options) (*Daemon, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Daemon{cfg: cfg, opts: opts, log: log, bus: event.New(nil)}
+	fileCfg := cfg
+	cfg, opConfig, opErr := applyOperatorConfig(cfg)
+	if opErr != "" {
+		log.Error("operator configuration", "err", opErr)
+	}
+	d := &Daemon{cfg: cfg, fileCfg: fileCfg, opConfig: opConfig, opErr: opErr, opts: opts, log: log, bus: event.New(nil)}
 
 	switch cfg.Camera.Backend {
 	case "none":
@@ -130,7 +154,7 @@ func New(cfg config.Config, opts Options) (*Daemon, error) {
 		spec := camera.Spec{
 			Kind: cfg.Camera.Backend, Device: cfg.Camera.Device, Pipeline: cfg.Camera.Pipeline,
 			Path: cfg.Camera.Path, Width: cfg.Camera.Width, Height: cfg.Camera.Height, FPS: cfg.Camera.FPS,
-			Loop: cfg.Camera.Backend == "sim",
+			Loop: cfg.Camera.Backend == "sim", Cues: cfg.Camera.SimCues, CueLength: cfg.Camera.SimCueLength,
 		}
 		if u := cfg.Camera.USB; u.Pinned() {
 			spec.USB = &camera.USBID{Vendor: u.Vendor, Product: u.Product, Serial: u.Serial}
@@ -219,6 +243,15 @@ func New(cfg config.Config, opts Options) (*Daemon, error) {
 		opts.Logger = log.With("component", "hub")
 		opts.OnState = func(s hub.Status) {
 			d.bus.Publish(event.Event{Source: "hub", Kind: "hub.state", Data: s})
+		}
+		opts.OpenHubPresence = func(b []byte) (hub.Presence, error) {
+			keys := d.presenceKeys.Load()
+			if keys == nil {
+				return hub.Presence{}, errors.New("no hub.auth_cert: hub presence is not followed")
+			}
+			var p hub.Presence
+			_, err := keys.Open(b, &p)
+			return p, err
 		}
 		h, err := hub.New(opts)
 		if err != nil {
@@ -341,7 +374,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	if d.hub != nil {
 		run("hub", d.hub.Run)
-		run("hub-commands", d.serveCommands)
+		if d.jobs != nil {
+			run("jobs", d.jobs.Run)
+		}
 		run("telemetry", d.telemetry)
 		run("hub-events", d.forwardEvents)
 	}
@@ -506,6 +541,30 @@ func (d *Daemon) runGPIO(ctx context.Context) error {
 		if !backoff.Sleep(ctx, wait) {
 			return nil
 		}
+	}
+}
+
+// cueCamera shows the simulated camera's configured part of its video
+// as the face step ("face") and its smile phase ("smile") begin
+// (camera.sim_cues; config refuses them outside simulation).
+func (d *Daemon) cueCamera(sessionKind string) {
+	if d.pump == nil || len(d.cfg.Camera.SimCues) == 0 {
+		return
+	}
+	var cue string
+	switch sessionKind {
+	case "session." + string(session.FaceMatch):
+		cue = "face"
+	case "session." + string(session.Smile):
+		cue = "smile"
+	default:
+		return
+	}
+	if _, ok := d.cfg.Camera.SimCues[cue]; !ok {
+		return
+	}
+	if err := d.pump.Cue(cue); err != nil {
+		d.log.Warn("camera cue", "cue", cue, "err", err)
 	}
 }
 

@@ -26,6 +26,8 @@ import (
 	"kiosk/firmware/emrtd/vcard"
 	"kiosk/firmware/event"
 	"kiosk/firmware/hub/mqtttest"
+	"kiosk/firmware/jobwire"
+	"kiosk/firmware/txreport"
 	"kiosk/internal/testmedia"
 	"kiosk/provisioning/devkey"
 	"kiosk/provisioning/issuer"
@@ -247,6 +249,10 @@ func simKiosk(t testing.TB, video string, mod func(*issuer.Options), broker stri
 			t.Fatal(err)
 		}
 	}
+	// The hub's operations key: fleet jobs sealed by it run (sealJob).
+	if _, err := devkey.Create(filepath.Join(dir, "ops"), filepath.Join(dir, "ops", "devices"), "hub-operations"); err != nil {
+		t.Fatal(err)
+	}
 	photo, err := os.ReadFile(testmedia.Path(t, "franck_01829.jpg"))
 	if err != nil {
 		t.Fatal(err)
@@ -310,13 +316,14 @@ backend = "sim"
 telemetry_every = "1s"
 retry_max = "1s"
 brokers = [%s]
+operations_cert = %q
 [hub.embedded]
 listen = "127.0.0.1:0"
 [shutdown]
 timeout = "5s"
 `, filepath.Join(card, "trust"), card, testmedia.Models(t), filepath.Join(dir, "state"), broker == "",
 		filepath.Join(dir, "kiosk-test.key"), filepath.Join(dir, "kiosk-test.crt"), filepath.Join(dir, "doc-salt"),
-		filepath.Join(dir, "ecr-token"), video, quoteIf(broker)), dir, trust
+		filepath.Join(dir, "ecr-token"), video, quoteIf(broker), filepath.Join(dir, "ops", "hub-operations.crt")), dir, trust
 }
 
 func quoteIf(s string) string {
@@ -331,9 +338,28 @@ func quoteIf(s string) string {
 // API exactly as the status page uses it.
 func TestSimulationEndToEnd(t *testing.T) {
 	video := testmedia.Path(t, "franck.mp4")
-	r := start(t, simConfig(t, video))
+	cfg, dir := simConfigWith(t, video, nil, "")
+	r := start(t, cfg)
 
 	h := r.waitHealth(t, "ok", func(h Health) bool { return h.Status == "ok" })
+	// The fleet pings the kiosk over MQTT (before the tamper below
+	// withdraws the device key that seals the statuses).
+	jobObs := mqttObserver(t, r.d.broker.URL(), "kiosk/v1/kiosk-test/#")
+	// The unsigned command of earlier versions is gone: only a job
+	// sealed by the operations key runs.
+	jobObs.publish(t, "kiosk/v1/kiosk-test/cmd/ping", `{"id":"p1"}`)
+	jobObs.publish(t, "kiosk/v1/kiosk-test/jobs/notify", string(sealJob(t, dir, "p2", jobwire.KindPing)))
+	for _, want := range []string{`"status":"queued"`, `"status":"in_progress"`, `"status":"succeeded"`} {
+		if st := jobObs.waitMatch(t, "kiosk/v1/kiosk-test/jobs/status", want); !strings.Contains(st, `"job_id":"p2"`) {
+			t.Fatalf("ping job status %s", st)
+		}
+	}
+	jobObs.mu.Lock()
+	unsigned := len(jobObs.msgs["kiosk/v1/kiosk-test/reply/ping"])
+	jobObs.mu.Unlock()
+	if unsigned != 0 {
+		t.Fatal("an unsigned command was answered")
+	}
 	for _, c := range []string{"camera", "cardreader", "gpio", "hub"} {
 		if h.Components[c].State != "ok" {
 			t.Fatalf("%s not ok: %+v", c, h.Components[c])
@@ -429,18 +455,9 @@ func TestSimulationEndToEnd(t *testing.T) {
 		t.Fatalf("status page: %.200s", page)
 	}
 
-	// The fleet sees telemetry and can ping the kiosk over MQTT.
-	obs := mqttObserver(t, r.d.broker.URL(), "kiosk/v1/kiosk-test/#")
+	// The fleet sees telemetry.
+	obs := jobObs
 	obs.wait(t, "kiosk/v1/kiosk-test/telemetry/health", 1)
-	obs.publish(t, "kiosk/v1/kiosk-test/cmd/ping", `{"id":"p1"}`)
-	reply := obs.wait(t, "kiosk/v1/kiosk-test/reply/ping", 1)
-	if !strings.Contains(reply, `"id":"p1"`) || !strings.Contains(reply, `"ok":true`) {
-		t.Fatalf("ping reply %s", reply)
-	}
-	obs.publish(t, "kiosk/v1/kiosk-test/cmd/ping", `not json`)
-	if reply := obs.wait(t, "kiosk/v1/kiosk-test/reply/ping", 2); !strings.Contains(reply, `"ok":false`) {
-		t.Fatalf("bad command reply %s", reply)
-	}
 
 	time.Sleep(120 * time.Millisecond)
 	if !r.notified("WATCHDOG=1") {
@@ -623,15 +640,42 @@ func (o *observer) wait(t *testing.T, topic string, n int) string {
 	return ""
 }
 
-func FuzzParseCommand(f *testing.F) {
-	f.Add([]byte(`{"id":"c1"}`))
-	f.Add([]byte(`{"id":""}`))
-	f.Add([]byte(`[]`))
-	f.Add([]byte(`{"id":"` + strings.Repeat("x", 200) + `"}`))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		c, err := parseCommand(b)
-		if err == nil && (c.ID == "" || len(c.ID) > 128) {
-			t.Fatalf("accepted bad id %q", c.ID)
+// sealJob seals a job for kiosk-test with the operations key simKiosk
+// made in dir.
+func sealJob(t testing.TB, dir, id, kind string) []byte {
+	t.Helper()
+	return sealJobDoc(t, dir, id, kind, "")
+}
+
+func sealJobDoc(t testing.TB, dir, id, kind, doc string) []byte {
+	t.Helper()
+	ops, err := txreport.LoadSigner(filepath.Join(dir, "ops", "hub-operations.key"), filepath.Join(dir, "ops", "hub-operations.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	b, err := jobwire.Seal(ops, jobwire.Job{V: jobwire.Version, ID: id, Device: "kiosk-test", Kind: kind, Doc: doc, Created: now, Expires: now.Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// waitMatch waits for a message on topic containing want.
+func (o *observer) waitMatch(t *testing.T, topic, want string) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		o.mu.Lock()
+		m := slices.Clone(o.msgs[topic])
+		o.mu.Unlock()
+		for _, s := range m {
+			if strings.Contains(s, want) {
+				return s
+			}
 		}
-	})
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no message on %s with %s", topic, want)
+	return ""
 }

@@ -12,11 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"kiosk/firmware/devicekey"
 	"kiosk/firmware/enroll"
 	"kiosk/firmware/hub"
 	"kiosk/firmware/hub/mqtttest"
 	"kiosk/firmware/staff"
+	"kiosk/internal/browsertest"
 	"kiosk/internal/testpki"
 	"kiosk/provisioning/deviceca"
 	"kiosk/provisioning/devkey"
@@ -183,11 +186,32 @@ doc_salt_file = %q
 		}
 		return strings.Contains(body, "enroll")
 	})
-	if code, body := staffPost("/api/staff/enroll", fmt.Sprintf(`{"hub":%q,"token":"kt1.other.%s"}`, broker.ProvisionURL(), strings.Repeat("A", 43))); code != http.StatusConflict {
-		t.Fatalf("token for another kiosk: %d %s", code, body)
+	// Staff enroll again on the kiosk's own screen, in Chromium: a token
+	// for another kiosk is refused with its reason, then theirs works.
+	b := browsertest.Start(t)
+	steps := []chromedp.Action[chromedp.Void]{chromedp.Navigate(r.base + "/"), setLang("en"), screenIs("out_of_service"),
+		chromedp.Click(chromedp.CSS(`#staff-open`)), screenIs("staff")}
+	for _, d := range "246810" {
+		steps = append(steps, chromedp.Click(chromedp.CSS(fmt.Sprintf(`#staff-pad button[data-d="%c"]`, d))))
 	}
-	if code, body := staffPost("/api/staff/enroll", fmt.Sprintf(`{"hub":%q,"token":%q}`, broker.ProvisionURL(), token())); code != 200 || !strings.Contains(body, `"key_storage":"file"`) {
-		t.Fatalf("staff enrollment: %d %s", code, body)
+	enrollWith := func(tok string) chromedp.Action[chromedp.Void] {
+		return chromedp.Steps(
+			chromedp.Evaluate[chromedp.Void](`document.getElementById("staff-enroll-result").textContent = ""`),
+			chromedp.SetValue(chromedp.CSS(`#enroll-hub`), broker.ProvisionURL()),
+			chromedp.SetValue(chromedp.CSS(`#enroll-token`), tok),
+			chromedp.Click(chromedp.CSS(`#staff-enroll-btn`)))
+	}
+	steps = append(steps, chromedp.Click(chromedp.CSS(`#staff-ok`)), chromedp.WaitVisible(chromedp.CSS(`#staff-panel`)),
+		chromedp.Poll[chromedp.Void](`!document.getElementById("staff-enroll").hidden`),
+		enrollWith("kt1.other."+strings.Repeat("A", 43)),
+		chromedp.Poll[chromedp.Void](`document.getElementById("staff-enroll-result").textContent.startsWith(window.kioskUI.cat["staff.enroll_failed"])`, chromedp.WithPollingTimeout(30*time.Second)),
+		enrollWith(token()),
+		chromedp.Poll[chromedp.Void](`document.getElementById("staff-enroll-result").textContent === window.kioskUI.cat["staff.enrolled"]`, chromedp.WithPollingTimeout(60*time.Second)),
+		// The typed token does not stay on the screen.
+		chromedp.Poll[chromedp.Void](`document.getElementById("enroll-token").value === ""`))
+	b.Run(t, 120*time.Second, steps...)
+	if _, err := os.Stat(keyFile); err != nil {
+		t.Fatalf("no new key after the screen's enrollment: %v", err)
 	}
 	if code, body := staffPost("/api/staff/reset-tamper", `{}`); code != 200 {
 		t.Fatalf("reset after re-enrollment: %d %s", code, body)

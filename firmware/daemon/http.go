@@ -89,7 +89,12 @@ func (d *Daemon) Health() Health {
 		if r := d.session.OutOfService(); r != "" {
 			h.Components["session"] = Component{State: "degraded", Detail: "out of service: " + r}
 		}
-		h.Components["eid"] = d.trust.Component(time.Now())
+		ec := d.trust.Component(time.Now())
+		if in, ok := ec.Info.(TrustInfo); ok {
+			in.Bundle = int(d.bundleVersion.Load())
+			ec.Info = in
+		}
+		h.Components["eid"] = ec
 		fs := d.faceStatus()
 		h.Components["face"] = fs
 		ts := d.tx.flow.Status()
@@ -112,6 +117,13 @@ func (d *Daemon) Health() Health {
 			h.Components["certificate"] = c
 		}
 	}
+	h.Components["config"] = d.configComponent()
+	if d.jobs != nil {
+		h.Components["jobs"] = Component{State: "ok", Info: d.jobs.Stats()}
+	} else if d.hub != nil {
+		h.Components["jobs"] = Component{State: "disabled", Detail: "no hub.operations_cert: fleet jobs are refused"}
+	}
+	h.Components["memory"] = d.memoryComponent()
 	for _, c := range h.Components {
 		if c.State != "ok" && c.State != "disabled" {
 			h.Status = "degraded"
@@ -135,6 +147,7 @@ func (d *Daemon) routes() http.Handler {
 		writeJSON(w, http.StatusOK, d.Health())
 	})
 	mux.HandleFunc("GET /api/events", d.serveEvents)
+	mux.HandleFunc("GET /api/diagnostics/counters", d.serveCounters)
 	mux.HandleFunc("POST /api/sim/card", d.simCardControl)
 	mux.HandleFunc("POST /api/sim/gpio", d.simGPIOControl)
 	mux.HandleFunc("GET /api/session", d.sessionStatus)
@@ -299,71 +312,6 @@ func (d *Daemon) simGPIOControl(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"role": req.Role, "active": req.Active})
-}
-
-// command is the JSON body of a hub command (docs/mqtt.md).
-type command struct {
-	ID string `json:"id"`
-}
-
-// commandReply is published on <prefix>/<device>/reply/<command>.
-type commandReply struct {
-	ID     string     `json:"id"`
-	OK     bool       `json:"ok"`
-	Error  string     `json:"error,omitempty"`
-	Health *Health    `json:"health,omitempty"`
-	Trust  *TrustInfo `json:"trust,omitempty"`
-}
-
-// parseCommand validates a hub command payload.
-func parseCommand(payload []byte) (command, error) {
-	var c command
-	if len(payload) > 64<<10 {
-		return c, errors.New("command larger than 64 KiB")
-	}
-	if err := json.Unmarshal(payload, &c); err != nil {
-		return c, fmt.Errorf("command is not a JSON object: %w", err)
-	}
-	if c.ID == "" || len(c.ID) > 128 {
-		return c, errors.New(`command needs an "id" of 1-128 characters`)
-	}
-	return c, nil
-}
-
-// serveCommands answers fleet commands. Later issues add more.
-func (d *Daemon) serveCommands(ctx context.Context) error {
-	for {
-		var m hub.Message
-		select {
-		case <-ctx.Done():
-			return nil
-		case m = <-d.hub.Commands():
-		}
-		c, err := parseCommand(m.Payload)
-		reply := commandReply{ID: c.ID}
-		switch {
-		case err != nil:
-			reply.Error = err.Error()
-		case m.Name == "ping":
-			reply.OK = true
-		case m.Name == "health":
-			h := d.Health()
-			reply.OK, reply.Health = true, &h
-		case m.Name == "reload_trust":
-			in, err := d.ReloadTrust()
-			reply.OK, reply.Trust = err == nil, &in
-			if err != nil {
-				reply.Error = err.Error()
-			}
-		default:
-			reply.Error = fmt.Sprintf("unknown command %q", m.Name)
-		}
-		d.log.Info("hub command", "command", m.Name, "id", c.ID, "ok", reply.OK, "err", reply.Error)
-		b, _ := json.Marshal(reply)
-		if err := d.hub.Publish(ctx, "reply/"+m.Name, 1, false, b); err != nil {
-			d.log.Warn("command reply not sent", "command", m.Name, "err", err)
-		}
-	}
 }
 
 // telemetry publishes the health snapshot periodically (QoS 0: a lost

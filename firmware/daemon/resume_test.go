@@ -269,7 +269,12 @@ func TestShopperResumesInEveryState(t *testing.T) {
 				t.Fatalf("idle page after the session: %v", err)
 			}
 			t.Logf("%s: states covered by fresh loads: %v", kind, covered)
-			for _, st := range []session.State{session.AwaitCard, session.AwaitPassword, session.FaceMatch, session.Smile, session.RemoveCard} {
+			// face_match and smile share the face screen and its resume
+			// (the countdown from the face step's start); the match itself
+			// takes about a second, often less than a load on a busy
+			// machine, so the face screen counts once for both.
+			covered[session.Smile] += covered[session.FaceMatch]
+			for _, st := range []session.State{session.AwaitCard, session.AwaitPassword, session.Smile, session.RemoveCard} {
 				if covered[st] == 0 {
 					t.Errorf("%s: no page was loaded fresh in %s", kind, st)
 				}

@@ -40,7 +40,7 @@ func (d *Daemon) buildSession() error {
 	if d.cards == nil || d.hub == nil {
 		return nil
 	}
-	d.trust = openTrust(cfg.EID.TrustDir, cfg.EID.HomeCountry, cfg.EID.CRLMaxAge)
+	d.trust = openTrust(d.trustDir(), cfg.EID.HomeCountry, cfg.EID.CRLMaxAge)
 	c := d.trust.Component(time.Now())
 	if c.State != "ok" {
 		d.log.Error("CSCA trust store", "dir", cfg.EID.TrustDir, "problem", c.Detail)
@@ -77,6 +77,8 @@ func (d *Daemon) buildSession() error {
 	}
 	if hubKeys == nil {
 		d.log.Warn("authorization responses and report acks are not verified (simulation without hub.auth_cert)")
+	} else {
+		d.presenceKeys.Store(hubKeys)
 	}
 	tx.flow, err = txflow.New(txflow.Options{
 		Hub: d.hub, Outbox: tx.outbox, Offline: tx.offline, Signer: tx.signer, HubKeys: hubKeys,
@@ -87,6 +89,9 @@ func (d *Daemon) buildSession() error {
 	})
 	if err != nil {
 		return fmt.Errorf("transaction flow: %w", err)
+	}
+	if err := d.buildJobs(nil); err != nil {
+		return err
 	}
 	// An enrolled kiosk renews its certificate through the hub.
 	if !tx.ephemeral && len(cfg.Hub.Brokers) > 0 {
@@ -193,19 +198,15 @@ func (d *Daemon) buildSession() error {
 			timeout: cfg.Policy.AuthorizeTimeout, now: d.now, log: d.log.With("component", "faceref")}
 	}
 
-	p := cfg.Policy
 	d.session = session.New(session.Options{
 		Chip: chip, Face: d.face, Authorizer: &authorizer{d: d, tx: tx}, FaceReferences: faceRefs, Probe: chip.Probe,
-		Policy: session.Policy{
-			RequirePassiveAuth: p.RequirePassiveAuth, ChipAuthExemptTypes: chip.exempt, AllowExpired: p.AllowExpired,
-			MatchThreshold: p.MatchThreshold, LivenessThreshold: p.LivenessThreshold, RequireConsent: p.RequireConsent,
-			MaxPasswordAttempts: p.MaxPasswordAttempts, CardTimeout: p.CardTimeout, PasswordTimeout: p.PasswordTimeout,
-			ChipTimeout: p.ChipTimeout, FaceTimeout: p.FaceTimeout, AuthorizeTimeout: p.AuthorizeTimeout,
-			ResultDisplay: p.ResultDisplay, RemoveTimeout: p.RemoveTimeout,
-			TimeExtensions: p.TimeExtensions, MoreTimeWarning: p.MoreTimeWarning,
-		},
+		Policy: sessionPolicy(cfg, chip.exempt),
 		Publish: func(kind string, data any) {
+			d.cueCamera(kind)
 			d.bus.Publish(event.Event{Source: "session", Kind: kind, Data: data})
+			if kind == "session."+string(session.Idle) {
+				trimCHeap()
+			}
 		},
 		Logger: d.log.With("component", "session"),
 		Ready:  d.sessionReady,

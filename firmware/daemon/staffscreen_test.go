@@ -77,7 +77,10 @@ embedded_hub = true
 		chromedp.Click(chromedp.CSS(`#staff-decommission`)),
 		// Without its key the kiosk cannot sign the decommission event:
 		// the screen says what to do instead.
-		chromedp.Poll[chromedp.Void](`document.getElementById("staff-decommission").textContent.includes("kioskctl provision revoke")`, chromedp.WithPollingTimeout(30*time.Second)))
+		chromedp.Poll[chromedp.Void](`document.getElementById("staff-decommission").textContent.includes("kioskctl provision revoke")`, chromedp.WithPollingTimeout(30*time.Second)),
+		// Diagnostics still come after the wipe: a link to save the archive.
+		chromedp.Click(chromedp.CSS(`#staff-diagnostics`)),
+		chromedp.Poll[chromedp.Void](`(() => { const a = document.querySelector("#staff-diagnostics-result a"); return a !== null && a.download.startsWith("kioskd-diagnostics-kiosk-screen-") && a.textContent.includes("KiB"); })()`, chromedp.WithPollingTimeout(30*time.Second)))
 	runSteps(t, b, "staff decommission refused", steps)
 	b.Screenshot(t, "staff-decommission-after-tamper")
 	if st, err := (tamperlatch.File{Path: filepath.Join(state, "tamper.json")}).Load(); err != nil || st.Decommissioned {

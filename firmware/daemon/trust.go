@@ -16,7 +16,7 @@ import (
 // reads take the current store when they start; a reload swaps it whole,
 // so a read never sees half of an old and half of a new directory.
 type trustStore struct {
-	dir string
+	dir string // guarded by reloadMu after openTrust (a bundle moves it)
 	// home and crlMaxAge: eid.home_country, eid.crl_max_age.
 	home      string
 	crlMaxAge time.Duration
@@ -35,6 +35,8 @@ type trustLoad struct {
 
 // TrustInfo summarises the loaded trust store for health and replies.
 type TrustInfo struct {
+	// Bundle is the installed trust bundle's version (0: eid.trust_dir).
+	Bundle   int       `json:"bundle"`
 	CSCAs    int       `json:"cscas"`
 	CRLs     int       `json:"crls"` // CSCAs with a CRL
 	LoadedAt time.Time `json:"loaded_at"`
@@ -63,8 +65,10 @@ func openTrust(dir, home string, crlMaxAge time.Duration) *trustStore {
 	return t
 }
 
-func (t *trustStore) load() (*pa.TrustStore, error) {
-	s, err := pa.LoadTrustStore(t.dir)
+func (t *trustStore) load() (*pa.TrustStore, error) { return t.loadDir(t.dir) }
+
+func (t *trustStore) loadDir(dir string) (*pa.TrustStore, error) {
+	s, err := pa.LoadTrustStore(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -89,14 +93,37 @@ func (t *trustStore) Store() *pa.TrustStore { return t.cur.Load().store }
 func (t *trustStore) Reload() (TrustInfo, error) {
 	t.reloadMu.Lock()
 	defer t.reloadMu.Unlock()
+	return t.reloadFrom(t.dir)
+}
+
+// ReloadDir loads another directory (a trust bundle) under the same
+// rules as Reload and, when it is taken, reloads from it from now on.
+func (t *trustStore) ReloadDir(dir string) (TrustInfo, error) {
+	t.reloadMu.Lock()
+	defer t.reloadMu.Unlock()
+	in, err := t.reloadFrom(dir)
+	if err == nil {
+		t.dir = dir
+	}
+	return in, err
+}
+
+// Dir is the directory the store loads from.
+func (t *trustStore) Dir() string {
+	t.reloadMu.Lock()
+	defer t.reloadMu.Unlock()
+	return t.dir
+}
+
+func (t *trustStore) reloadFrom(dir string) (TrustInfo, error) {
 	old := t.cur.Load()
 	fail := func(err error) (TrustInfo, error) {
 		msg := err.Error()
 		t.reloadErr.Store(&msg)
 		return t.info(old, time.Now()), fmt.Errorf("reload trust store %s (keeping the store loaded at %s): %w",
-			t.dir, old.loaded.UTC().Format(time.RFC3339), err)
+			dir, old.loaded.UTC().Format(time.RFC3339), err)
 	}
-	s, err := t.load()
+	s, err := t.loadDir(dir)
 	if err != nil {
 		return fail(err)
 	}
@@ -201,6 +228,6 @@ func (d *Daemon) ReloadTrust() (TrustInfo, error) {
 		d.log.Error("trust store not reloaded", "err", err)
 		return in, err
 	}
-	d.log.Info("trust store reloaded", "dir", d.trust.dir, "cscas", in.CSCAs, "crls", in.CRLs, "stale_crls", len(in.StaleCRLs))
+	d.log.Info("trust store reloaded", "dir", d.trust.Dir(), "cscas", in.CSCAs, "crls", in.CRLs, "stale_crls", len(in.StaleCRLs))
 	return in, nil
 }

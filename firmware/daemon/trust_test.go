@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"kiosk/firmware/jobwire"
 	"kiosk/internal/testmedia"
 	"kiosk/provisioning/issuer"
 )
@@ -53,12 +54,13 @@ func TestTrustReload(t *testing.T) {
 	now := time.Now()
 	writeCRL(t, trust, trustDir, issuer.CRLOptions{ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(24 * time.Hour),
 		Revoked: []*big.Int{trust.DS.SerialNumber}, Number: 2})
-	// The fleet operator's way: the hub's reload_trust command.
-	obs := mqttObserver(t, r.d.broker.URL(), "kiosk/v1/kiosk-test/reply/#")
-	obs.publish(t, "kiosk/v1/kiosk-test/cmd/reload_trust", `{"id":"r1"}`)
-	reply := obs.wait(t, "kiosk/v1/kiosk-test/reply/reload_trust", 1)
-	if !strings.Contains(reply, `"id":"r1"`) || !strings.Contains(reply, `"ok":true`) || !strings.Contains(reply, `"cscas":1,"crls":1`) {
-		t.Fatalf("reload_trust reply %s", reply)
+	// The fleet operator's way: a reload_trust job sealed by the hub's
+	// operations key.
+	obs := mqttObserver(t, r.d.broker.URL(), "kiosk/v1/kiosk-test/jobs/status")
+	obs.publish(t, "kiosk/v1/kiosk-test/jobs/notify", string(sealJob(t, dir, "r1", jobwire.KindReloadTrust)))
+	reply := obs.waitMatch(t, "kiosk/v1/kiosk-test/jobs/status", `"status":"succeeded"`)
+	if !strings.Contains(reply, `"job_id":"r1"`) || !strings.Contains(reply, `\"cscas\":1,\"crls\":1`) {
+		t.Fatalf("reload_trust status %s", reply)
 	}
 	st := payThroughTill(t, r, "till-revoked")
 	if st.Outcome == nil || st.Outcome.Approved || !slices.Contains(reasonsOf(st), "ds_revoked") {

@@ -107,6 +107,7 @@ func (d *Daemon) registerUI(mux *http.ServeMux) {
 	u.mux.HandleFunc("POST /api/staff/reset-tamper", u.staffOnly(u.resetTamper))
 	u.mux.HandleFunc("POST /api/staff/decommission", u.staffOnly(u.decommission))
 	u.mux.HandleFunc("POST /api/staff/enroll", u.staffOnly(u.enroll))
+	u.mux.HandleFunc("POST /api/staff/diagnostics", u.staffOnly(u.diagnostics))
 	mux.Handle("GET /api/staff/", u)
 	mux.Handle("POST /api/staff/", u)
 }
@@ -298,6 +299,9 @@ func (u *uiState) serveState(w http.ResponseWriter, r *http.Request) {
 		s.Components[name] = Component{State: c.State}
 	}
 	ft := d.cfg.Policy.FaceTimeout
+	if d.session != nil {
+		ft = d.session.Policy().FaceTimeout // an operator may have changed it
+	}
 	if ft <= 0 {
 		ft = 30 * time.Second // session.Policy's default
 	}

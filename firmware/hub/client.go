@@ -1,6 +1,7 @@
 // Package hub is kioskd's MQTT 3.1.1 link to the bank hub (and fleet
 // operators). It owns the connection: presence with a last will, reconnect
-// with capped exponential back-off and jitter, commands in, telemetry out.
+// with capped exponential back-off and jitter, routed topics in (signed
+// jobs, answers), telemetry out. There are no unsigned commands.
 // Topics and payloads are documented in docs/mqtt.md.
 package hub
 
@@ -11,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -41,12 +43,22 @@ type Options struct {
 	OnState func(Status)
 	// Now is injectable for tests; nil means time.Now.
 	Now func() time.Time
+	// OpenHubPresence, when set, opens the hub instances' sealed presence
+	// (<prefix>/_hub/presence/+) and the client follows it: once every
+	// instance it knows is offline, Authorize returns ErrHubOffline at
+	// once (and ends a wait under way) instead of waiting out the
+	// timeout. Nil: hub presence is not followed.
+	OpenHubPresence func(payload []byte) (Presence, error)
 }
 
-// Message is a command received from the hub.
+// ErrHubOffline is returned by Authorize while every hub instance the
+// kiosk knows has said (sealed) that it is offline: decide offline now.
+var ErrHubOffline = errors.New("hub: the hub is offline")
+
+// Message is a message received on a routed topic.
 type Message struct {
 	Topic   string // full topic
-	Name    string // the last topic level: the command name
+	Name    string // the subtopic below <prefix>/<device>/
 	Payload []byte
 }
 
@@ -59,7 +71,7 @@ type Status struct {
 	Session    uint64    `json:"session"`
 	Reconnects uint64    `json:"reconnects"`
 	Since      time.Time `json:"since"`
-	Dropped    uint64    `json:"dropped_commands"`
+	Dropped    uint64    `json:"dropped_messages"` // routed messages dropped because their consumer lagged
 }
 
 // Presence is the retained payload on <prefix>/<id>/presence. The will
@@ -73,9 +85,8 @@ type Presence struct {
 
 // Client is the hub link. Create with New, run with Run.
 type Client struct {
-	opts     Options
-	log      *slog.Logger
-	commands chan Message
+	opts Options
+	log  *slog.Logger
 
 	mu          sync.Mutex
 	status      Status
@@ -84,6 +95,10 @@ type Client struct {
 	changed     chan struct{} // closed and replaced on every state change
 	routes      map[string]chan Message
 	pendingAuth map[string]chan []byte
+	// hubs is the last presence of each hub instance; hubDown is closed
+	// while all known instances are offline.
+	hubs    map[string]Presence
+	hubDown chan struct{}
 	// kick asks Run to drop the connection and connect again (a new
 	// client certificate).
 	kick chan string
@@ -120,9 +135,8 @@ func New(opts Options) (*Client, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &Client{
-		opts:     opts,
-		log:      log,
-		commands: make(chan Message, 64),
+		opts: opts,
+		log:  log,
 		// Session numbers grow across restarts without storage: the first
 		// is the start time in milliseconds.
 		session:     uint64(opts.Now().UnixMilli()),
@@ -130,6 +144,8 @@ func New(opts Options) (*Client, error) {
 		routes:      map[string]chan Message{},
 		pendingAuth: map[string]chan []byte{},
 		kick:        make(chan string, 1),
+		hubs:        map[string]Presence{},
+		hubDown:     make(chan struct{}),
 	}
 	c.status = Status{State: "down", Detail: "not connected yet", Since: opts.Now()}
 	return c, nil
@@ -142,11 +158,6 @@ func (c *Client) Topic(parts ...string) string {
 
 // DeviceID is the kiosk's id, the <device> of its topics.
 func (c *Client) DeviceID() string { return c.opts.DeviceID }
-
-// Commands delivers hub commands. Handlers of paho must never block, so
-// messages are queued here; when the queue is full they are dropped and
-// counted (the hub retries commands that are not answered).
-func (c *Client) Commands() <-chan Message { return c.commands }
 
 // Status returns the current link state.
 func (c *Client) Status() Status {
@@ -352,8 +363,11 @@ func (c *Client) connect(ctx context.Context, lost chan<- error) (mqtt.Client, e
 		return nil, fmt.Errorf("connect to %s: %w", strings.Join(c.opts.Brokers, ", "), err)
 	}
 	// Subscribe on every connection (the session may be new on another
-	// broker): commands, authorization responses and routed topics.
-	filters := []string{c.Topic("cmd", "+"), c.Topic(TopicAuthRsp)}
+	// broker): authorization responses and routed topics.
+	filters := []string{c.Topic(TopicAuthRsp)}
+	if c.opts.OpenHubPresence != nil {
+		filters = append(filters, c.hubPresenceTopic("+"))
+	}
 	c.mu.Lock()
 	for sub := range c.routes {
 		filters = append(filters, c.Topic(sub))
@@ -387,6 +401,10 @@ func (c *Client) connect(ctx context.Context, lost chan<- error) (mqtt.Client, e
 // blocks: messages go to buffered channels, and are dropped (counted)
 // when a consumer lags; QoS 1 senders retry what is not answered.
 func (c *Client) dispatch(_ mqtt.Client, m mqtt.Message) {
+	if inst, ok := strings.CutPrefix(m.Topic(), c.hubPresenceTopic("")); ok && c.opts.OpenHubPresence != nil {
+		c.onHubPresence(inst, m.Payload())
+		return
+	}
 	sub, ok := strings.CutPrefix(m.Topic(), c.Topic(""))
 	if !ok {
 		return
@@ -396,15 +414,10 @@ func (c *Client) dispatch(_ mqtt.Client, m mqtt.Message) {
 		return
 	}
 	msg := Message{Topic: m.Topic(), Payload: append([]byte(nil), m.Payload()...)}
-	var ch chan Message
-	if name, ok := strings.CutPrefix(sub, "cmd/"); ok && !strings.Contains(name, "/") {
-		msg.Name, ch = name, c.commands
-	} else {
-		c.mu.Lock()
-		ch = c.routes[sub]
-		c.mu.Unlock()
-		msg.Name = sub
-	}
+	c.mu.Lock()
+	ch := c.routes[sub]
+	c.mu.Unlock()
+	msg.Name = sub
 	if ch == nil {
 		return
 	}
@@ -415,4 +428,81 @@ func (c *Client) dispatch(_ mqtt.Client, m mqtt.Message) {
 		c.status.Dropped++
 		c.mu.Unlock()
 	}
+}
+
+func (c *Client) hubPresenceTopic(instance string) string {
+	return c.opts.TopicPrefix + "/" + HubPresenceLevel + "/presence/" + instance
+}
+
+// onHubPresence follows one hub instance's presence. An empty payload
+// (a retained message cleared) forgets the instance; a presence whose
+// session is lower than the instance's last is stale (a late will) and
+// ignored; one that does not open is logged and ignored.
+func (c *Client) onHubPresence(instance string, payload []byte) {
+	if instance == "" || strings.Contains(instance, "/") {
+		return
+	}
+	var p Presence
+	if len(payload) > 0 {
+		var err error
+		if p, err = c.opts.OpenHubPresence(payload); err != nil || (p.State != "online" && p.State != "offline") {
+			c.log.Warn("hub: hub presence refused", "instance", instance, "err", err, "state", p.State)
+			return
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old, seen := c.hubs[instance]
+	switch {
+	case len(payload) == 0:
+		delete(c.hubs, instance)
+	case seen && p.Session < old.Session:
+		return
+	default:
+		c.hubs[instance] = p
+	}
+	down := len(c.hubs) > 0
+	for _, h := range c.hubs {
+		down = down && h.State != "online"
+	}
+	select {
+	case <-c.hubDown: // closed: the hub was down
+		if !down {
+			c.hubDown = make(chan struct{})
+			c.log.Info("hub: hub online again", "instance", instance)
+		}
+	default:
+		if down {
+			close(c.hubDown)
+			c.log.Warn("hub: every hub instance is offline: payments are decided offline at once", "instance", instance)
+		}
+	}
+}
+
+// HubOffline reports whether every hub instance the kiosk knows of has
+// said it is offline (false when none is known).
+func (c *Client) HubOffline() bool {
+	c.mu.Lock()
+	ch := c.hubDown
+	c.mu.Unlock()
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// HubInstances returns the last presence of each hub instance known.
+func (c *Client) HubInstances() map[string]Presence {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.hubs)
+}
+
+// hubDownCh is closed while the hub is offline (see HubOffline).
+func (c *Client) hubDownCh() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.hubDown
 }

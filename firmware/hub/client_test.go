@@ -110,7 +110,16 @@ func runClient(t *testing.T, c *Client) func() {
 func TestMosquittoPresenceCommandsAndShutdown(t *testing.T) {
 	b := mqtttest.StartMosquitto(t)
 	obs := newObserver(t, b.URL(), "kiosk/v1/kiosk-t1/#")
-	c, stop := startClient(t, b.URL())
+	c, err := New(Options{
+		Brokers: []string{b.URL()}, DeviceID: "kiosk-t1", TopicPrefix: "kiosk/v1",
+		ConnectTimeout: 2 * time.Second, RetryMin: 100 * time.Millisecond, RetryMax: 500 * time.Millisecond,
+		KeepAlive: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs := c.Route("jobs/notify", 4)
+	stop := runClient(t, c)
 	st := waitStatus(t, c, true)
 	if st.State != "ok" || st.Broker != b.URL() {
 		t.Fatalf("status after connect: %+v", st)
@@ -120,17 +129,17 @@ func TestMosquittoPresenceCommandsAndShutdown(t *testing.T) {
 		t.Fatalf("presence session %d, status session %d", p.Session, st.Session)
 	}
 
-	// A command from the hub reaches Commands().
-	if tok := obs.c.Publish("kiosk/v1/kiosk-t1/cmd/ping", 1, false, []byte(`{"id":"c1"}`)); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+	// A message on a routed topic reaches its channel.
+	if tok := obs.c.Publish("kiosk/v1/kiosk-t1/jobs/notify", 1, false, []byte(`{"id":"c1"}`)); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatal(tok.Error())
 	}
 	select {
-	case m := <-c.Commands():
-		if m.Name != "ping" || string(m.Payload) != `{"id":"c1"}` {
-			t.Fatalf("command = %+v", m)
+	case m := <-jobs:
+		if m.Name != "jobs/notify" || string(m.Payload) != `{"id":"c1"}` {
+			t.Fatalf("routed message = %+v", m)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("command not delivered")
+		t.Fatal("routed message not delivered")
 	}
 
 	// Publish a telemetry message and see it arrive.

@@ -18,6 +18,12 @@ const (
 	TopicAuthRsp = "auth/resp" // hub → kiosk: AuthResponse, QoS 1
 )
 
+// HubPresenceLevel is the topic level of the hub's own presence:
+// <prefix>/_hub/presence/<instance>, retained, sealed by the hub's
+// authorization key, with a sealed "offline" last will (docs/mqtt.md, "Hub
+// presence"). A device id cannot start with '_', so it never clashes.
+const HubPresenceLevel = "_hub"
+
 // TxAck is the hub's acknowledgement of a transaction report, sealed with
 // the hub's key (docs/mqtt.md, "Acknowledgement"). It names the terminal
 // and the SHA-256 of the report it stored, so it cannot be carried over to
@@ -85,9 +91,14 @@ type AuthCodec interface {
 // waits for a matching response that codec accepts until ctx ends or
 // req.Expires passes; a response codec refuses (unsigned, forged) is
 // logged and the wait goes on. ErrNotConnected when the link is down,
-// ErrAuthTimeout when no acceptable answer came: both mean "decide
-// offline".
+// ErrAuthTimeout when no acceptable answer came, ErrHubOffline when the
+// hub said (sealed) it is offline, before or during the wait: all mean
+// "decide offline".
 func (c *Client) Authorize(ctx context.Context, req AuthRequest, codec AuthCodec) (AuthResponse, error) {
+	if c.HubOffline() {
+		return AuthResponse{}, ErrHubOffline
+	}
+	hubDown := c.hubDownCh()
 	if req.ID == "" {
 		req.ID = NewID()
 	}
@@ -145,6 +156,8 @@ func (c *Client) Authorize(ctx context.Context, req AuthRequest, codec AuthCodec
 				continue
 			}
 			return r, nil
+		case <-hubDown:
+			return AuthResponse{}, ErrHubOffline
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				return AuthResponse{}, ErrAuthTimeout

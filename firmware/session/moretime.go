@@ -51,7 +51,7 @@ type stepClock struct {
 }
 
 func (s *session) clock(step State, timeout time.Duration) *stepClock {
-	p := s.m.opts.Policy
+	p := s.p
 	c := &stepClock{s: s, step: step, timeout: timeout, left: p.TimeExtensions}
 	// Drop an extension asked for in an earlier step.
 	select {
@@ -65,7 +65,7 @@ func (s *session) clock(step State, timeout time.Duration) *stepClock {
 }
 
 func (c *stepClock) warnIn() time.Duration {
-	w := c.timeout - c.s.m.opts.Policy.MoreTimeWarning
+	w := c.timeout - c.s.p.MoreTimeWarning
 	if w < 0 {
 		w = 0
 	}

@@ -54,10 +54,13 @@ type session struct {
 	m   *Machine
 	req Request
 	rec Record
+	// p is the policy as it stood when the session began: a policy set
+	// by an operator (SetPolicy) applies from the next session.
+	p Policy
 }
 
 func (m *Machine) runSession(ctx context.Context, req Request) {
-	s := &session{m: m, req: req, rec: Record{Request: req, Started: m.opts.Now(), PhasesMS: map[string]float64{}}}
+	s := &session{m: m, req: req, rec: Record{Request: req, Started: m.opts.Now(), PhasesMS: map[string]float64{}}, p: m.Policy()}
 	m.set(AwaitCard, func(st *Status) {
 		st.Request = &req
 		st.Outcome = nil
@@ -80,7 +83,7 @@ func (m *Machine) runSession(ctx context.Context, req Request) {
 // steps runs the session up to the authorization and returns the decline
 // reasons (none = approved).
 func (s *session) steps(ctx context.Context) ([]Reason, error) {
-	m, p := s.m, s.m.opts.Policy
+	m, p := s.m, s.p
 
 	if pc, ok := m.opts.Authorizer.(Prechecker); ok {
 		if ok, code := pc.Precheck(ctx, s.req); !ok {
@@ -245,7 +248,7 @@ func (s *session) steps(ctx context.Context) ([]Reason, error) {
 // finish commits the record (fsynced) and only then shows the result;
 // it waits for the card to be taken before going idle.
 func (s *session) finish(ctx context.Context, reasons []Reason) {
-	m, p := s.m, s.m.opts.Policy
+	m, p := s.m, s.p
 	s.rec.Approved = len(reasons) == 0
 	s.rec.Reasons = reasons
 	s.rec.Finished = m.opts.Now()
@@ -453,7 +456,7 @@ func (s *session) faceReference(ctx context.Context, doc document.Document) ([]b
 	if src == nil {
 		return nil, []Reason{reason("no_face_reference")}, nil
 	}
-	ref, err := runStep(ctx, s, s.m.opts.Policy.AuthorizeTimeout, func(c context.Context) ([]byte, error) {
+	ref, err := runStep(ctx, s, s.p.AuthorizeTimeout, func(c context.Context) ([]byte, error) {
 		return src.FaceReference(c, doc.Holder())
 	})
 	var ab *abort

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"kiosk/firmware/bankeid"
@@ -220,6 +221,8 @@ type Outcome struct {
 type Machine struct {
 	opts Options
 	log  *slog.Logger
+	// policy is the current policy (Options.Policy until SetPolicy).
+	policy atomic.Pointer[Policy]
 
 	start    chan Request
 	cancel   chan string
@@ -250,7 +253,7 @@ func New(opts Options) *Machine {
 		log = slog.New(slog.DiscardHandler)
 	}
 	opts.Policy = opts.Policy.withDefaults()
-	return &Machine{
+	m := &Machine{
 		opts: opts, log: log,
 		start:    make(chan Request),
 		cancel:   make(chan string, 1),
@@ -260,6 +263,20 @@ func New(opts Options) *Machine {
 		status:   Status{State: Idle, Since: opts.Now()},
 		history:  newHistory(256),
 	}
+	p := opts.Policy
+	m.policy.Store(&p)
+	return m
+}
+
+// Policy returns the policy the next session will use.
+func (m *Machine) Policy() Policy { return *m.policy.Load() }
+
+// SetPolicy replaces the policy from the next session on (an operator's
+// configuration change); a session under way keeps the one it began with.
+// Unset durations take their defaults.
+func (m *Machine) SetPolicy(p Policy) {
+	p = p.withDefaults()
+	m.policy.Store(&p)
 }
 
 // Status returns the current step.

@@ -45,6 +45,7 @@ func commands() map[string]command {
 		"hub tx list":      {"hub tx list --db FILE [--json]  list the transactions a reference hub holds", hubTxList},
 		"hub face enroll":  {"hub face enroll --identity ID --photo FILE.jpg [--config FILE | --dsn URL | --db FILE]  enrol a bank eID holder's face reference at the hub", func(e *env, a []string) int { return hubFace(e, a, true) }},
 		"hub face remove":  {"hub face remove --identity ID [--config FILE | --dsn URL | --db FILE]  remove a holder's face reference", func(e *env, a []string) int { return hubFace(e, a, false) }},
+		"hub audit verify": {"hub audit verify (--db FILE | --dsn URL) --terminal ID [--json]  check a kiosk's staff audit chain from the hub's copies", hubAuditVerify},
 		"ca init":          {"ca init --out DIR [--org NAME]  make the bank's device CA (root + issuing)", caInit},
 		"provision token":  {"provision token --device ID --ttl 30m [--config FILE]  mint a one-time enrollment token at the hub", provisionToken},
 		"provision csr":    {"provision csr --device ID --out FILE [--dir DIR] [--tpm DEV]  offline: make the key, write a CSR file (kiosk)", provisionCSR},
@@ -54,6 +55,13 @@ func commands() map[string]command {
 		"provision enroll": {"provision enroll --hub BROKER_URL --token T [--dir DIR] [--ca FILE]  enroll this kiosk with the hub", provisionEnroll},
 		"staff add":        {"staff add --file FILE --name NAME  add a staff account (PIN of 6-12 digits on stdin; argon2id)", staffAdd},
 		"dev-key create":   {"dev-key create --out DIR --device ID [--devices HUBDIR]  make a development device key and certificate", devKeyCreate},
+		"fleet config set": {"fleet config set (--group NAME | --device ID ...) [--wait] [--json] KEY=VALUE ...  the next desired configuration version", fleetConfigSet},
+		"fleet config get": {"fleet config get [--json]  the desired configuration and what each kiosk applied", fleetConfigGet},
+		"fleet list":       {"fleet list [--hub URL] [--token-file F] [--json]  kiosks the hub sees, online or not", fleetList},
+		"fleet watch":      {"fleet watch [--hub URL] [--token-file F] [--json]  presence changes and job progress as they happen", fleetWatch},
+		"fleet job create": {"fleet job create --kind KIND (--group NAME | --device ID ...) [--ttl 1h] [--per-minute N] [--in-flight N] [--abort-percent P] [--wait] [--json]  a signed job for kiosks", fleetJobCreate},
+		"fleet job status": {"fleet job status [--json] JOB_ID  a job's executions", fleetJobStatus},
+		"fleet job cancel": {"fleet job cancel [--json] JOB_ID  cancel what is not offered yet", fleetJobCancel},
 		"version":          {"version            print the version", func(e *env, _ []string) int { fmt.Fprintln(e.stdout, "kioskctl", e.version); return ExitOK }},
 	}
 }

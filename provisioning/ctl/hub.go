@@ -108,6 +108,24 @@ func hubServe(e *env, args []string) int {
 	return ExitOK
 }
 
+// txLister is what reads a hub store's transactions.
+type txLister interface {
+	List(context.Context, hubstore.ListQuery) (hubstore.Page, error)
+}
+
+// txSource opens a hub store for reading: a bbolt file (db) or the
+// production PostgreSQL database (dsn).
+func txSource(ctx context.Context, db, dsn string) (txLister, func(), error) {
+	if db != "" {
+		return &hubstore.File{Path: db}, func() {}, nil // read-only: a missing file is an error, never created
+	}
+	pg, err := pgstore.Open(ctx, dsn, pgstore.Options{MaxConns: 2})
+	if err != nil {
+		return nil, nil, err
+	}
+	return pg, func() { _ = pg.Close() }, nil
+}
+
 // hubTxList prints one page of the transactions a hub store holds, from
 // a bbolt file or the production PostgreSQL database.
 func hubTxList(e *env, args []string) int {
@@ -125,20 +143,12 @@ func hubTxList(e *env, args []string) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var src interface {
-		List(context.Context, hubstore.ListQuery) (hubstore.Page, error)
+	src, closeSrc, err := txSource(ctx, *db, *dsn)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "kioskctl hub tx list:", err)
+		return ExitFail
 	}
-	if *db != "" {
-		src = &hubstore.File{Path: *db} // read-only: a missing file is an error, never created
-	} else {
-		pg, err := pgstore.Open(ctx, *dsn, pgstore.Options{MaxConns: 2})
-		if err != nil {
-			fmt.Fprintln(e.stderr, "kioskctl hub tx list:", err)
-			return ExitFail
-		}
-		defer pg.Close()
-		src = pg
-	}
+	defer closeSrc()
 	page, err := src.List(ctx, hubstore.ListQuery{Terminal: *terminal, Limit: *limit, After: *after})
 	if errors.Is(err, hubstore.ErrBadCursor) {
 		fmt.Fprintln(e.stderr, "kioskctl hub tx list:", err)

@@ -32,11 +32,22 @@ func caInit(e *env, args []string) int {
 	fs.SetOutput(e.stderr)
 	out := fs.String("out", "", "directory for root.crt, root.key, issuing.crt, issuing.key")
 	org := fs.String("org", "Bank", "organization named in the CA certificates")
+	rootKeyOut := fs.String("root-key-out", "", "write the root key here (offline storage, e.g. a removable disk) instead of DIR")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *out == "" {
-		fmt.Fprintln(e.stderr, "usage: kioskctl ca init --out DIR [--org NAME]")
+		fmt.Fprintln(e.stderr, "usage: kioskctl ca init --out DIR [--org NAME] [--root-key-out FILE]")
 		return ExitUsage
 	}
-	f, err := deviceca.Init(*out, *org, time.Now())
+	files := deviceca.FilesIn(*out)
+	if *rootKeyOut != "" {
+		// The hub host holds DIR (the issuing key); the root key must
+		// not land there by another name.
+		if within(*out, *rootKeyOut) {
+			fmt.Fprintf(e.stderr, "kioskctl ca init: --root-key-out %s is inside %s: the root key belongs off the hub's disk\n", *rootKeyOut, *out)
+			return ExitUsage
+		}
+		files.RootKey = *rootKeyOut
+	}
+	f, err := deviceca.InitFiles(files, *org, time.Now())
 	if err != nil {
 		fmt.Fprintln(e.stderr, "kioskctl ca init:", err)
 		return ExitFail
@@ -49,7 +60,21 @@ func caInit(e *env, args []string) int {
 	fmt.Fprintf(e.stdout, "root %s (until %s)\nissuing %s (until %s)\nkeys %s, %s (mode 0600; keep the root key offline)\nroot sha256 %s\n",
 		f.RootCert, ca.Root.NotAfter.UTC().Format(time.DateOnly), f.IssuingCert, ca.Issuing.NotAfter.UTC().Format(time.DateOnly),
 		f.RootKey, f.IssuingKey, ca.RootFingerprint())
+	if *rootKeyOut == "" {
+		fmt.Fprintf(e.stderr, "kioskctl ca init: warning: %s lies beside the issuing key: move it to offline storage before %s goes on the hub (or use --root-key-out)\n", f.RootKey, *out)
+	}
 	return ExitOK
+}
+
+// within tells whether path lies inside dir (after cleaning both).
+func within(dir, path string) bool {
+	d, err1 := filepath.Abs(dir)
+	p, err2 := filepath.Abs(path)
+	if err1 != nil || err2 != nil {
+		return true // cannot tell: refuse
+	}
+	rel, err := filepath.Rel(d, p)
+	return err != nil || (rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)))
 }
 
 // hubRegistry opens the device registry of a kioskhub configuration.
@@ -291,7 +316,9 @@ func provisionSign(e *env, args []string) int {
 		return ExitUsage
 	}
 	defer closeFn()
-	csr, err := os.ReadFile(*csrFile)
+	// A CSR is a few hundred bytes: anything near the enrollment
+	// request's bound is not one.
+	csr, err := readBounded(*csrFile, enrollwire.MaxRequest)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "kioskctl provision sign:", err)
 		return ExitUsage

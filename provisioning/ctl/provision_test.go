@@ -18,6 +18,7 @@ import (
 	"kiosk/firmware/enrollwire"
 	"kiosk/firmware/hub/mqtttest"
 	"kiosk/internal/testpki"
+	"kiosk/provisioning/deviceca"
 	"kiosk/provisioning/devkey"
 	"kiosk/provisioning/hubd"
 )
@@ -38,6 +39,24 @@ func TestProvisionCommands(t *testing.T) {
 	}
 	if code, _, errs := run("ca", "init", "--out", caDir); code != ExitFail || !strings.Contains(errs, "exist") {
 		t.Fatalf("ca init over an existing CA: %d %q", code, errs)
+	}
+	// The root key straight to offline storage: never in the hub's CA
+	// directory, and not by another name inside it either.
+	offDir, offKey := filepath.Join(dir, "ca2"), filepath.Join(dir, "usb", "root.key")
+	if code, _, errs := run("ca", "init", "--out", offDir, "--root-key-out", filepath.Join(offDir, "sub", "r.key")); code != ExitUsage || !strings.Contains(errs, "inside") {
+		t.Fatalf("ca init with the root key inside DIR: %d %q", code, errs)
+	}
+	if code, out, errs := run("ca", "init", "--out", offDir, "--root-key-out", offKey); code != ExitOK || strings.Contains(errs, "warning") {
+		t.Fatalf("ca init --root-key-out: %d %q %q", code, out, errs)
+	}
+	if _, err := os.Stat(filepath.Join(offDir, "root.key")); !os.IsNotExist(err) {
+		t.Fatalf("root.key in the CA directory: %v", err)
+	}
+	if st, err := os.Stat(offKey); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("offline root key: %v %v", st, err)
+	}
+	if _, err := deviceca.Load(filepath.Join(offDir, "root.crt"), filepath.Join(offDir, "issuing.crt"), filepath.Join(offDir, "issuing.key")); err != nil {
+		t.Fatalf("CA without its root key does not load: %v", err)
 	}
 
 	bca := testpki.New(t, dir, "broker-ca")
@@ -238,6 +257,13 @@ issuing_key = %q
 	bundle := filepath.Join(dir, "usb", "kiosk-7.bundle")
 	if code, _, errs := run("provision", "sign", "--csr", csr, "--device", "kiosk-8", "--out", bundle, "--config", hubConf); code != ExitFail || !strings.Contains(errs, "another device") {
 		t.Fatalf("sign for the wrong device: %d %q", code, errs)
+	}
+	hugeCSR := filepath.Join(dir, "usb", "huge.csr")
+	if err := os.WriteFile(hugeCSR, make([]byte, enrollwire.MaxRequest+1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := run("provision", "sign", "--csr", hugeCSR, "--device", "kiosk-7", "--out", bundle, "--config", hubConf); code != ExitUsage || !strings.Contains(errs, "larger than") {
+		t.Fatalf("sign an oversized CSR file: %d %q", code, errs)
 	}
 	code, out, errs = run("provision", "sign", "--csr", csr, "--device", "kiosk-7", "--out", bundle, "--config", hubConf)
 	if code != ExitOK || !strings.Contains(out, rootSum) {

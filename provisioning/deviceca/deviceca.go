@@ -58,14 +58,22 @@ func FilesIn(dir string) Files {
 // dir. Keys are written with mode 0600; existing files are never
 // overwritten.
 func Init(dir, org string, now time.Time) (Files, error) {
-	f := FilesIn(dir)
+	return InitFiles(FilesIn(dir), org, now)
+}
+
+// InitFiles is Init with each file's path given, so that the root key
+// can go straight to offline storage, never beside the issuing key on the
+// hub's disk. Missing directories are made with mode 0700.
+func InitFiles(f Files, org string, now time.Time) (Files, error) {
 	for _, p := range []string{f.RootCert, f.RootKey, f.IssuingCert, f.IssuingKey} {
 		if _, err := os.Stat(p); err == nil {
 			return Files{}, fmt.Errorf("%w: %s", ErrExists, p)
 		}
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return Files{}, fmt.Errorf("ca dir: %w", err)
+	for _, p := range []string{f.RootCert, f.RootKey, f.IssuingCert, f.IssuingKey} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return Files{}, fmt.Errorf("ca dir: %w", err)
+		}
 	}
 	rootKey, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	if err != nil {

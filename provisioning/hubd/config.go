@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -32,6 +33,15 @@ type Config struct {
 	CA     CA     `toml:"ca"`
 	Limits Limits `toml:"limits"`
 	HTTP   HTTP   `toml:"http"`
+	Fleet  Fleet  `toml:"fleet"`
+}
+
+// Fleet configures fleet jobs (docs/mqtt.md, "Jobs"); they run only with
+// keys.operations_key, over mqtt.brokers.
+type Fleet struct {
+	// Groups name sets of devices a job can target (kioskctl fleet job
+	// create --group NAME).
+	Groups map[string][]string `toml:"groups"`
 }
 
 // Log configures logging.
@@ -80,6 +90,12 @@ type Keys struct {
 	// AuthCert is the kiosks' hub.auth_cert.
 	AuthKey  string `toml:"auth_key"`
 	AuthCert string `toml:"auth_cert"`
+	// OperationsKey/OperationsCert seal fleet jobs; OperationsCert is the
+	// kiosks' hub.operations_cert. Never the authorization pair: a job
+	// key that leaks must not approve payments. Without them this
+	// instance runs no fleet jobs.
+	OperationsKey  string `toml:"operations_key"`
+	OperationsCert string `toml:"operations_cert"`
 	// Devices is a directory of pinned development device certificates
 	// (CN = device id), trusted by fingerprint; simulation only.
 	// Production trusts what the device CA ([ca]) issued.
@@ -113,6 +129,10 @@ type Limits struct {
 // HTTP serves health on a local port.
 type HTTP struct {
 	Listen string `toml:"listen"`
+	// OperatorTokenFile holds the bearer token of the operator API
+	// (/fleet/..., kioskctl fleet); without it the API is not served.
+	// /healthz and /metrics need none (keep the port local).
+	OperatorTokenFile string `toml:"operator_token_file"`
 }
 
 // Duration is a TOML string like "720h".
@@ -323,6 +343,27 @@ func (c *Config) Validate() error {
 	if v := c.CA.Validity.Duration; v < 24*time.Hour || v > 5*365*24*time.Hour {
 		bad("ca.validity", "%s out of range 1 day..5 years", v)
 	}
+	if (c.Keys.OperationsKey == "") != (c.Keys.OperationsCert == "") {
+		bad("keys.operations_cert", "keys.operations_key and keys.operations_cert go together")
+	}
+	if c.Keys.OperationsKey != "" {
+		if c.Keys.OperationsKey == c.Keys.AuthKey || c.Keys.OperationsCert == c.Keys.AuthCert {
+			bad("keys.operations_key", "must not be the authorization key: jobs and payment answers are sealed by separate keys")
+		}
+		if len(c.MQTT.Brokers) == 0 {
+			bad("keys.operations_key", "fleet jobs travel over MQTT: mqtt.brokers is required")
+		}
+	}
+	for name, devs := range c.Fleet.Groups {
+		if !groupRe.MatchString(name) {
+			bad("fleet.groups", "%q is not a group name (letters, digits, '-', '_')", name)
+		}
+		for _, d := range devs {
+			if !groupRe.MatchString(d) {
+				bad("fleet.groups."+name, "%q is not a device id", d)
+			}
+		}
+	}
 	if c.Limits.MaxTx < 0 || c.Limits.MaxDaily < 0 {
 		bad("limits", "limits cannot be negative")
 	}
@@ -333,6 +374,8 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+var groupRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 
 // redactURL drops a URL's password (AMQP URLs carry credentials).
 func redactURL(s string) string {

@@ -29,6 +29,7 @@ import (
 	"kiosk/firmware/txreport"
 	"kiosk/provisioning/deviceca"
 	"kiosk/provisioning/devtrust"
+	"kiosk/provisioning/fleet"
 	"kiosk/provisioning/hubqueue"
 	"kiosk/provisioning/hubstore"
 	"kiosk/provisioning/hubstore/pgstore"
@@ -196,10 +197,34 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 			return &Error{Key: "keys.bankeid_trust_dir", Msg: err.Error()}
 		}
 	}
-	h, err := refhub.New(refhub.Options{
+	// Metrics read the hub and the fleet service at each scrape.
+	var h *refhub.Hub
+	var svc *fleet.Service
+	devices := func() []fleet.Device {
+		if svc == nil {
+			return nil
+		}
+		return svc.Devices()
+	}
+	var certs func(context.Context) []time.Time
+	if r, ok := store.(hubstore.Registry); ok && trust != nil {
+		certs = certExpiryLister(r, devices)
+	}
+	m := newMetrics(func() refhub.Stats { return h.Stats() }, devices, certs, o.Now)
+	if svc, err = buildFleet(cfg, store, ring, tlsCfg, instance, m.onJobEvent, o.Now, log); err != nil {
+		return err
+	}
+	var token []byte
+	if cfg.HTTP.OperatorTokenFile != "" {
+		if token, err = readToken(cfg.HTTP.OperatorTokenFile); err != nil {
+			return err
+		}
+	}
+	h, err = refhub.New(refhub.Options{
 		BankEIDTrust: bankTrust, Enrolments: enrolments,
 		Brokers: cfg.MQTT.Brokers, ClientID: instance, Group: cfg.MQTT.Group, Prefix: cfg.MQTT.Prefix, TLS: tlsCfg,
 		Keyring: ring, Signer: signer, Store: store, Workers: cfg.MQTT.Workers, Queue: queue, Registrar: reg,
+		ObserveAuth:    m.observeAuth,
 		ResolveAt:      resolveAt(trust),
 		RefusedForGood: refusedForGood(trust),
 		Limits:         hubstore.Limits{MaxTx: cfg.Limits.MaxTx, MaxDaily: cfg.Limits.MaxDaily},
@@ -236,6 +261,13 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	var wg sync.WaitGroup
 	hubDone := make(chan error, 1)
 	wg.Go(func() { hubDone <- h.Run(runCtx) })
+	if svc != nil {
+		wg.Go(func() {
+			if err := svc.Run(runCtx); err != nil {
+				log.Error("fleet service", "err", err)
+			}
+		})
+	}
 	var srv *http.Server
 	if ln != nil {
 		mux := http.NewServeMux()
@@ -247,6 +279,13 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 			}
 			_ = json.NewEncoder(w).Encode(hl)
 		})
+		mux.Handle("GET /metrics", m.handler())
+		switch {
+		case svc != nil && token != nil:
+			operatorAPI(mux, token, svc)
+		case svc != nil:
+			log.Warn("no http.operator_token_file: the operator API (/fleet/...) is not served")
+		}
 		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		wg.Go(func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -53,6 +53,15 @@ root = "/etc/kioskhub/ca/root.crt"
 issuing_key = "/etc/kioskhub/ca/issuing.key"`, "ca.broker_ca"},
 		{`[store]
 retentoin = "30d"`, "store.retentoin"},
+		{`[keys]
+auth_key = "/etc/kioskhub/auth.key"
+auth_cert = "/etc/kioskhub/auth.crt"
+operations_key = "/etc/kioskhub/auth.key"
+operations_cert = "/etc/kioskhub/ops.crt"`, "keys.operations_key"},
+		{`[keys]
+operations_key = "/etc/kioskhub/ops.key"`, "keys.operations_cert"},
+		{`[fleet.groups]
+"bad/name" = ["kiosk-1"]`, "fleet.groups"},
 		{`[amqp]
 urls = ["amqp://guest@rabbit:5672"]
 [ca]

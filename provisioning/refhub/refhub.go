@@ -81,8 +81,11 @@ type Options struct {
 	// identity, encrypted to the requesting kiosk and sealed by the hub.
 	// Every hubstore.Store implements it (kioskhub passes its store).
 	Enrolments hubstore.Enrolments
-	Logger     *slog.Logger
-	Now        func() time.Time
+	// ObserveAuth, when set, is told how long each authorization took
+	// from receipt to the decision (metrics). It must not block.
+	ObserveAuth func(time.Duration)
+	Logger      *slog.Logger
+	Now         func() time.Time
 }
 
 // Stats count what the hub did.
@@ -209,6 +212,18 @@ func (h *Hub) Run(ctx context.Context) error {
 	o.SetKeepAlive(10 * time.Second)
 	o.SetOrderMatters(false)
 	o.SetDefaultPublishHandler(h.enqueue)
+	// The hub's own presence (docs/mqtt.md, "Hub presence"): sealed, so
+	// only the hub can make kiosks decide offline at once. One session
+	// number per run: a will of this run never outranks its "online".
+	presenceTopic := h.opts.Prefix + "/" + hub.HubPresenceLevel + "/presence/" + h.opts.ClientID
+	session := uint64(h.opts.Now().UnixMilli())
+	if h.opts.Signer != nil {
+		will, err := h.opts.Signer.Seal(hub.Presence{State: "offline", Session: session})
+		if err != nil {
+			return fmt.Errorf("refhub: presence: %w", err)
+		}
+		o.SetBinaryWill(presenceTopic, will, 1, true)
+	}
 	o.SetOnConnectHandler(func(c mqtt.Client) {
 		// Subscribe in OnConnect so subscriptions come back after every
 		// reconnect. Never wait in this callback on paho's own goroutine
@@ -218,6 +233,14 @@ func (h *Hub) Run(ctx context.Context) error {
 			if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 				h.log.Error("refhub: subscribe failed", "filter", f, "err", tok.Error())
 				return
+			}
+		}
+		if h.opts.Signer != nil {
+			if online, err := h.opts.Signer.Seal(hub.Presence{State: "online", Session: session, Time: h.opts.Now().UTC()}); err == nil {
+				tok := c.Publish(presenceTopic, 1, true, online)
+				if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+					h.log.Warn("refhub: presence not published", "err", tok.Error())
+				}
 			}
 		}
 		h.log.Info("refhub connected", "client", h.opts.ClientID, "filters", h.Filters())
@@ -242,6 +265,12 @@ func (h *Hub) Run(ctx context.Context) error {
 	}
 	<-ctx.Done()
 	wg.Wait()
+	if h.opts.Signer != nil && h.conn.IsConnectionOpen() {
+		// A clean stop says so itself (the will covers a crash).
+		if off, err := h.opts.Signer.Seal(hub.Presence{State: "offline", Session: session, Time: h.opts.Now().UTC()}); err == nil {
+			h.conn.Publish(presenceTopic, 1, true, off).WaitTimeout(2 * time.Second)
+		}
+	}
 	h.conn.Disconnect(250)
 	return nil
 }
@@ -501,6 +530,10 @@ func (h *Hub) verifyAtDecision(payload []byte, nowErr error) (*txreport.Report, 
 }
 
 func (h *Hub) handleAuth(ctx context.Context, device string, payload []byte) outcome {
+	if h.opts.ObserveAuth != nil {
+		start := time.Now()
+		defer func() { h.opts.ObserveAuth(time.Since(start)) }()
+	}
 	// Only a request the device signed may spend its limits.
 	var req hub.AuthRequest
 	dev, err := h.opts.Keyring.Open(payload, &req)

@@ -125,12 +125,10 @@ func (r *Registrar) Handle(ctx context.Context, topic string, payload []byte) Re
 		return reject(enrollwire.CodeWrongDevice, fmt.Sprintf("request for %q on the topic of %q", req.Device, topicDev))
 	}
 	now := r.o.Now()
-	// Sign first: it changes nothing, so a failure leaves the token.
-	cert, err := r.o.CA.Issue(csr, req.Device, r.o.Validity, now)
-	if err != nil {
-		r.log.Error("enrollment: issue", "device", req.Device, "err", err)
-		return reject(enrollwire.CodeInternal, "the hub could not sign the certificate")
-	}
+	// The token first: the CA signs nothing for a request whose token is
+	// not valid (an unauthenticated caller must not get the device CA to
+	// sign, even a certificate it never sees). Spent here, it stays spent
+	// if signing fails: staff mint a new one, as for a failed record.
 	if err := r.o.Registry.UseToken(ctx, tok.Hash(), req.Device, now); err != nil {
 		switch {
 		case errors.Is(err, hubstore.ErrTokenUnknown), errors.Is(err, hubstore.ErrTokenDevice):
@@ -142,6 +140,11 @@ func (r *Registrar) Handle(ctx context.Context, topic string, payload []byte) Re
 		}
 		r.log.Error("enrollment: registry", "device", req.Device, "err", err)
 		return Reply{Retry: true}
+	}
+	cert, err := r.o.CA.Issue(csr, req.Device, r.o.Validity, now)
+	if err != nil {
+		r.log.Error("enrollment: issue", "device", req.Device, "err", err)
+		return reject(enrollwire.CodeInternal, "the hub could not sign the certificate: ask for a new token")
 	}
 	dc := hubstore.DeviceCert{Fingerprint: txreport.Fingerprint(cert), Serial: deviceca.SerialHex(cert), Device: req.Device,
 		NotAfter: cert.NotAfter.UTC(), Issued: now.UTC(), DER: cert.Raw}
@@ -418,6 +421,9 @@ func (r *Registrar) Decommission(ctx context.Context, device string) error {
 // a bundle for it, after checking that it is for device (staff say which
 // kiosk they expect): the certificate is recorded like an online one.
 func (r *Registrar) SignOffline(ctx context.Context, csrPEM []byte, device string) ([]byte, error) {
+	if len(csrPEM) > enrollwire.MaxRequest {
+		return nil, fmt.Errorf("%w: CSR file of %d bytes (max %d)", enrollwire.ErrMalformed, len(csrPEM), enrollwire.MaxRequest)
+	}
 	blk, _ := pem.Decode(csrPEM)
 	if blk == nil || blk.Type != "CERTIFICATE REQUEST" {
 		return nil, fmt.Errorf("%w: no PEM CERTIFICATE REQUEST", enrollwire.ErrMalformed)

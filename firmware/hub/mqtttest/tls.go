@@ -116,6 +116,8 @@ func WriteACLs(dir, prefix string, hubUsers []string) (ACLs, error) {
 	}
 	// The username is the client certificate's CN (use_identity_as_username).
 	fmt.Fprintf(&mtls, "\npattern readwrite %s/%%u/#\n", prefix)
+	// Every kiosk follows the hubs' sealed presence (docs/mqtt.md).
+	fmt.Fprintf(&mtls, "pattern read %s/_hub/presence/+\n", prefix)
 	prov := fmt.Sprintf("pattern write %[1]s/provision/%%c/csr\npattern read %[1]s/provision/%%c/csr/accepted\npattern read %[1]s/provision/%%c/csr/rejected\n", prefix)
 	a := ACLs{Global: "per_listener_settings true", MutualTLS: filepath.Join(dir, "mosquitto-mtls.acl"),
 		Provisioning: filepath.Join(dir, "mosquitto-provisioning.acl")}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"kiosk/provisioning/fleet"
+	"kiosk/provisioning/fleet/fleettest"
 	"kiosk/provisioning/hubstore"
 	"kiosk/provisioning/hubstore/pgstore"
 	"kiosk/provisioning/hubstore/storetest"
@@ -109,4 +111,17 @@ func dbName(t *testing.T, dsn string) string {
 		t.Fatal(err)
 	}
 	return strings.TrimPrefix(u.Path, "/")
+}
+
+// The fleet job store's conformance suite against a real PostgreSQL.
+func TestPostgresJobs(t *testing.T) {
+	srv := pgtest.Start(t)
+	fleettest.Run(t, func(t *testing.T) fleet.Store {
+		s, err := pgstore.Open(context.Background(), srv.NewDatabase(t), pgstore.Options{MaxConns: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
 }

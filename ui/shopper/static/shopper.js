@@ -577,6 +577,31 @@
     $("staff-enroll-result").textContent = r.ok ? t("staff.enrolled") : t("staff.enroll_failed") + " " + ((r.body && r.body.error) || "");
     await loadStaff();
   });
+  // Diagnostics: kioskd's counters and heap/goroutine profiles (no images,
+  // templates, PINs or MRZ data), offered as a file to save; the fleet
+  // pulls the same archive through a job.
+  $("staff-diagnostics").addEventListener("click", async () => {
+    const out = $("staff-diagnostics-result");
+    out.textContent = t("staff.diagnostics_collecting");
+    let r;
+    try {
+      r = await fetch("/api/staff/diagnostics", { method: "POST", headers: { "X-Staff-Token": ui.staff.token } });
+    } catch (e) {
+      r = null;
+    }
+    if (!r || !r.ok) {
+      out.textContent = t("staff.diagnostics_failed") + " " + (r ? r.status : "network");
+      return;
+    }
+    const blob = await r.blob();
+    const m = /filename="([^"]+)"/.exec(r.headers.get("Content-Disposition") || "");
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(blob);
+    a.download = m ? m[1] : "kioskd-diagnostics.zip";
+    a.textContent = t("staff.diagnostics_save") + " (" + Math.ceil(blob.size / 1024) + " KiB)";
+    out.textContent = "";
+    out.appendChild(a);
+  });
   // Decommissioning is for good: the first tap arms, the second does it.
   let decommissionArmed = false;
   $("staff-decommission").addEventListener("click", async () => {

@@ -1,0 +1,41 @@
+package daemon
+
+import (
+	"testing"
+
+	"kiosk/firmware/config"
+)
+
+// FuzzFleetDocs: the documents of set_configuration and
+// update_trust_bundle jobs come from the network (inside a verified job,
+// but a parser must not trust even that). Whatever parses keeps the
+// bounds; a configuration document never changes anything but operator
+// keys.
+func FuzzFleetDocs(f *testing.F) {
+	f.Add(`{"version":2,"settings":{"policy.card_timeout":"45s","policy.time_extensions":2}}`)
+	f.Add(`{"version":2,"files":{"csca.pem":"AAAA","csca.crl":"AAAA"}}`)
+	f.Add(`{"version":1,"files":{"../x":"AAAA"}}`)
+	f.Add(`{"version":-1,"settings":{}}`)
+	base := config.Default()
+	base.Device.Mode = "simulation"
+	base.Camera.Backend, base.CardReader.Backend, base.GPIO.Backend = "none", "sim", "sim"
+	base.Hub.Brokers = []string{"tcp://127.0.0.1:1"}
+	f.Fuzz(func(t *testing.T, s string) {
+		if doc, err := parseBundleDoc(s); err == nil {
+			if doc.Version < 1 || len(doc.Files) == 0 || len(doc.Files) > maxBundleFiles {
+				t.Fatalf("bundle out of bounds: %d files, version %d", len(doc.Files), doc.Version)
+			}
+			for name := range doc.Files {
+				if !bundleFileRe.MatchString(name) {
+					t.Fatalf("file name %q accepted", name)
+				}
+			}
+		}
+		if doc, err := parseConfigDoc(s); err == nil {
+			got, err := base.WithSettings(doc.Settings)
+			if err == nil && (got.Device != base.Device || got.Tx != base.Tx || got.EID.TrustDir != base.EID.TrustDir || got.Hub.AuthCert != base.Hub.AuthCert) {
+				t.Fatal("a setting changed more than operator keys")
+			}
+		}
+	})
+}

@@ -1,0 +1,141 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"time"
+
+	"kiosk/firmware/config"
+	"kiosk/firmware/event"
+	"kiosk/firmware/feedback"
+	"kiosk/firmware/jobs"
+	"kiosk/firmware/jobwire"
+	"kiosk/firmware/session"
+	"kiosk/firmware/txreport"
+)
+
+// Fleet jobs (docs/mqtt.md, "Jobs") replace the unsigned ping, health and
+// reload_trust commands of earlier versions: only a job sealed by the
+// hub's operations key (hub.operations_cert) runs, once, before its
+// expiry, on the kiosk it names, after the session under way.
+
+// notYet names the kinds this kiosk knows but does not carry out yet, with
+// the reason the operator sees.
+var notYet = map[string]string{
+	jobwire.KindUpdateFirmware: "not supported yet: the firmware payload comes with the OTA issue",
+	jobwire.KindCollectLogs:    "not supported yet on this kiosk version",
+	jobwire.KindRotateCert:     "not supported yet as a job: the certificate renews itself from 30 days before expiry",
+	jobwire.KindServiceOn:      "not supported yet: use maintenance_on/maintenance_off",
+	jobwire.KindServiceOff:     "not supported yet: use maintenance_on/maintenance_off",
+}
+
+// buildJobs makes the job runner, or none (with a warning) when no
+// operations certificate is configured and none was made for the embedded
+// hub: then no job is accepted at all.
+func (d *Daemon) buildJobs(ops *txreport.Keyring) error {
+	if d.hub == nil || d.tx == nil {
+		return nil
+	}
+	if d.cfg.Hub.OperationsCert != "" {
+		var err error
+		if ops, err = txreport.LoadKeyringFile(d.cfg.Hub.OperationsCert); err != nil {
+			return &config.Error{Key: "hub.operations_cert", Msg: err.Error()}
+		}
+	}
+	if ops == nil {
+		d.log.Warn("fleet jobs are refused: no hub.operations_cert (simulation)")
+		return nil
+	}
+	r, err := jobs.New(jobs.Options{
+		Link: d.hub, Operations: ops, Signer: d.tx.signer, StateDir: d.cfg.Tx.StateDir,
+		Handlers: d.jobHandlers(), Unsupported: notYet,
+		Idle: func() bool {
+			return d.session == nil || d.session.Status().State == session.Idle
+		},
+		OnStatus: func(st jobwire.Status) {
+			d.bus.Publish(event.Event{Source: "jobs", Kind: "job." + st.Status, Data: map[string]string{"job": st.JobID, "reason": st.Reason}})
+		},
+		Logger: d.log.With("component", "jobs"),
+	})
+	if err != nil {
+		return fmt.Errorf("fleet jobs: %w", err)
+	}
+	d.jobs = r
+	return nil
+}
+
+func (d *Daemon) jobHandlers() map[string]jobs.Handler {
+	return map[string]jobs.Handler{
+		jobwire.KindPing: func(context.Context, jobwire.Job) (jobs.Outcome, error) {
+			return jobs.Outcome{Result: map[string]string{"device": d.cfg.Device.ID, "version": d.opts.Version}}, nil
+		},
+		jobwire.KindHealth: func(context.Context, jobwire.Job) (jobs.Outcome, error) {
+			return jobs.Outcome{Result: d.Health()}, nil
+		},
+		jobwire.KindReloadTrust: func(context.Context, jobwire.Job) (jobs.Outcome, error) {
+			in, err := d.ReloadTrust()
+			if err != nil {
+				return jobs.Outcome{}, err
+			}
+			return jobs.Outcome{Result: in}, nil
+		},
+		jobwire.KindSetConfig:      d.setConfigJob,
+		jobwire.KindTrustBundle:    d.trustBundleJob,
+		jobwire.KindMaintenanceOn:  d.maintenanceJob(true),
+		jobwire.KindMaintenanceOff: d.maintenanceJob(false),
+		jobwire.KindReboot: func(context.Context, jobwire.Job) (jobs.Outcome, error) {
+			// The reboot comes after the terminal status is recorded and
+			// sent, so the kiosk does not run it again when it is back.
+			return jobs.Outcome{After: func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				if err := d.reboot(ctx); err != nil {
+					d.log.Error("reboot job: reboot failed", "err", err)
+				}
+			}}, nil
+		},
+	}
+}
+
+// reboot restarts the machine through systemd (Options.Reboot in tests).
+func (d *Daemon) reboot(ctx context.Context) error {
+	if d.opts.Reboot != nil {
+		return d.opts.Reboot(ctx)
+	}
+	out, err := exec.CommandContext(ctx, "systemctl", "reboot").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("systemctl reboot: %w: %s", err, out)
+	}
+	return nil
+}
+
+// maintenanceJob asks the feedback controller (the one writer of the
+// service state) as the staff screen does, and waits to see it applied.
+func (d *Daemon) maintenanceJob(on bool) jobs.Handler {
+	return func(ctx context.Context, _ jobwire.Job) (jobs.Outcome, error) {
+		if d.session == nil {
+			return jobs.Outcome{}, jobs.Reject(jobwire.ReasonUnsupported, "this kiosk runs no sessions")
+		}
+		if !on && d.latched().Latched {
+			return jobs.Outcome{}, errors.New("the tamper latch is set: staff must reset it at the kiosk")
+		}
+		d.bus.Publish(event.Event{Source: "jobs", Kind: "staff.action", Data: staffAction{Action: "maintenance", On: on}})
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			reason := d.session.OutOfService()
+			if on && reason != "" || !on && reason != feedback.ReasonMaintenance {
+				return jobs.Outcome{Result: map[string]string{"out_of_service": reason}}, nil
+			}
+			select {
+			case <-ctx.Done():
+				return jobs.Outcome{}, fmt.Errorf("service state did not change: %q", reason)
+			case <-t.C:
+			}
+		}
+	}
+}

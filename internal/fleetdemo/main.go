@@ -1,0 +1,464 @@
+// Command fleetdemo is `make demo-fleet`: fleet operations end to end on
+// this machine. mosquitto, kioskhub (in process, bbolt store, an
+// authorization and a separate operations key, a group of five) and five
+// kioskd daemons (the real daemon package, simulated devices) run
+// together; the operator API runs a group job, a configuration change with
+// one invalid value then a valid one, a trust bundle, and a rogue client
+// publishes a forged ack to every kiosk. Every number of the last line is
+// counted from the hub's executions and the kiosks' own health:
+//
+//	fleet: 5 kiosks, job 5/5 succeeded, config v2 applied 5/5 (invalid rejected 5/5), bundle v2 5/5, forged ack ignored 5/5
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"kiosk/firmware/config"
+	"kiosk/firmware/daemon"
+	"kiosk/firmware/hub"
+	"kiosk/firmware/hub/mqtttest"
+	"kiosk/firmware/jobwire"
+	"kiosk/firmware/txflow"
+	"kiosk/firmware/txreport"
+	"kiosk/provisioning/devkey"
+	"kiosk/provisioning/hubd"
+	"kiosk/provisioning/issuer"
+)
+
+const kiosks = 5
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "demo-fleet:", err)
+		os.Exit(1)
+	}
+}
+
+func step(format string, a ...any) { fmt.Printf("demo-fleet: "+format+"\n", a...) }
+
+func run() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "demo-fleet-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	// mosquitto drops root for its own user: it must reach its files.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
+	mqDir := filepath.Join(dir, "mosquitto")
+	if err := os.MkdirAll(mqDir, 0o777); err != nil {
+		return err
+	}
+	if err := os.Chmod(mqDir, 0o777); err != nil {
+		return err
+	}
+	broker, err := mqtttest.Launch(mqDir, "")
+	if err != nil {
+		return err
+	}
+	defer broker.Stop()
+	step("mosquitto on %s", broker.URL())
+
+	// The hub's keys: authorization and operations, never the same.
+	devices := filepath.Join(dir, "hub", "devices")
+	auth, err := devkey.Create(filepath.Join(dir, "hub", "auth"), filepath.Join(dir, "unused"), "hub-auth")
+	if err != nil {
+		return err
+	}
+	ops, err := devkey.Create(filepath.Join(dir, "hub", "ops"), filepath.Join(dir, "unused"), "hub-operations")
+	if err != nil {
+		return err
+	}
+	// One CSCA for the branch (the trust store every kiosk starts with).
+	_, trust, err := issuer.Issue(issuer.Options{DocNumber: "C01X00T47", Surname: "DEMO", Given: "FLEET", Nationality: "UTO", Sex: "F",
+		Birth: "640812", Expiry: time.Now().AddDate(5, 0, 0).Format("060102"), CAN: "123456", PIN: "2468", Photo: photo()})
+	if err != nil {
+		return fmt.Errorf("issuer: %w", err)
+	}
+
+	var ids []string
+	var confs []config.Config
+	for i := range kiosks {
+		id := fmt.Sprintf("kiosk-%02d", i+1)
+		ids = append(ids, id)
+		kdir := filepath.Join(dir, id)
+		if _, err := devkey.Create(kdir, devices, id); err != nil {
+			return err
+		}
+		if err := trust.WriteDir(filepath.Join(kdir, "trust")); err != nil {
+			return err
+		}
+		c, err := config.Parse(fmt.Appendf(nil, `[device]
+id = %q
+mode = "simulation"
+[http]
+listen = "127.0.0.1:0"
+[camera]
+backend = "none"
+[cardreader]
+backend = "sim"
+[gpio]
+backend = "sim"
+[eid]
+trust_dir = %q
+[ecr]
+listen = ""
+[transactions]
+state_dir = %q
+device_key = %q
+device_cert = %q
+doc_salt_file = %q
+[hub]
+brokers = [%q]
+auth_cert = %q
+operations_cert = %q
+telemetry_every = "2s"
+retry_max = "1s"
+[shutdown]
+timeout = "5s"
+`, id, filepath.Join(kdir, "trust"), filepath.Join(kdir, "state"), filepath.Join(kdir, id+".key"), filepath.Join(kdir, id+".crt"),
+			filepath.Join(kdir, "doc-salt"), broker.URL(), auth.Cert, ops.Cert))
+		if err != nil {
+			return fmt.Errorf("%s config: %w", id, err)
+		}
+		confs = append(confs, c)
+	}
+
+	token := strings.Repeat("demo-operator-", 4)
+	if err := os.WriteFile(filepath.Join(dir, "hub", "token"), []byte(token), 0o600); err != nil {
+		return err
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	group, _ := json.Marshal(ids)
+	hcfg, err := hubd.Parse(fmt.Appendf(nil, `mode = "simulation"
+[log]
+level = "error"
+format = "text"
+[store]
+kind = "bolt"
+path = %q
+[mqtt]
+brokers = [%q]
+[keys]
+auth_key = %q
+auth_cert = %q
+operations_key = %q
+operations_cert = %q
+devices = %q
+[http]
+listen = %q
+operator_token_file = %q
+[fleet.groups]
+branch-1 = %s
+`, filepath.Join(dir, "hub", "hub.db"), broker.URL(), auth.Key, auth.Cert, ops.Key, ops.Cert, devices, addr,
+		filepath.Join(dir, "hub", "token"), group))
+	if err != nil {
+		return fmt.Errorf("kioskhub config: %w", err)
+	}
+	hubCtx, hubStop := context.WithCancel(ctx)
+	defer hubStop()
+	ready := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		if err := hubd.Run(hubCtx, hcfg, hubd.Options{Logger: nil, Ready: func(string) { close(ready) }}); err != nil {
+			fmt.Fprintln(os.Stderr, "demo-fleet: kioskhub:", err)
+		}
+	})
+	select {
+	case <-ready:
+	case <-ctx.Done():
+		return fmt.Errorf("kioskhub did not start")
+	}
+	step("kioskhub serving (operator API on %s)", addr)
+
+	// The five kiosks: the real daemon, simulated devices.
+	kctx, kstop := context.WithCancel(ctx)
+	defer kstop()
+	var ds []*daemon.Daemon
+	for i, c := range confs {
+		d, err := daemon.New(c, daemon.Options{Version: "demo"})
+		if err != nil {
+			return fmt.Errorf("%s: %w", ids[i], err)
+		}
+		ds = append(ds, d)
+		wg.Go(func() { _ = d.Run(kctx) })
+	}
+	api := &apiClient{base: "http://" + addr, token: token}
+	if err := waitFor(ctx, "five kiosks online", func() bool {
+		var devs []struct {
+			Online bool `json:"online"`
+		}
+		if api.call(ctx, "GET", "/fleet/devices", nil, &devs) != nil {
+			return false
+		}
+		n := 0
+		for _, d := range devs {
+			if d.Online {
+				n++
+			}
+		}
+		return n == kiosks
+	}); err != nil {
+		return err
+	}
+	step("%d kiosks online", kiosks)
+
+	// 1. A group job.
+	jobOK, err := api.jobOutcome(ctx, map[string]any{"kind": jobwire.KindHealth, "group": "branch-1", "ttl": "5m"}, "")
+	if err != nil {
+		return err
+	}
+	step("group job (health): %d/%d succeeded", jobOK, kiosks)
+
+	// 2. Configuration: v1 with an invalid value, then v2.
+	invalidRejected, err := api.configOutcome(ctx, map[string]any{"policy.time_extensions": 99, "policy.card_timeout": "45s"},
+		jobwire.StatusRejected, "offending keys policy.time_extensions")
+	if err != nil {
+		return err
+	}
+	step("config v1 (time_extensions = 99): rejected by %d/%d, naming the key", invalidRejected, kiosks)
+	if _, err := api.configOutcome(ctx, map[string]any{"policy.card_timeout": "45s", "policy.time_extensions": 2}, jobwire.StatusSucceeded, ""); err != nil {
+		return err
+	}
+	configApplied := 0
+	for _, d := range ds {
+		if v, ok := d.Health().Components["config"].Info.(map[string]any); ok && v["version"] == 2 {
+			configApplied++
+		}
+	}
+	step("config v2: applied by %d/%d (their health reports v2)", configApplied, kiosks)
+
+	// 3. A trust bundle v2: the same CSCA with a fresh CRL.
+	files := map[string][]byte{}
+	bdir := filepath.Join(dir, "bundle")
+	if err := trust.WriteDir(bdir); err != nil {
+		return err
+	}
+	ents, err := os.ReadDir(bdir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if files[e.Name()], err = os.ReadFile(filepath.Join(bdir, e.Name())); err != nil {
+			return err
+		}
+	}
+	now := time.Now()
+	crl, err := issuer.NewCRL(trust.CSCA, trust.CSCAKey, issuer.CRLOptions{ThisUpdate: now.Add(-time.Minute), NextUpdate: now.Add(7 * 24 * time.Hour), Number: 2})
+	if err != nil {
+		return err
+	}
+	files["csca.crl"] = pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crl})
+	doc, _ := json.Marshal(map[string]any{"version": 2, "files": files})
+	if _, err := api.jobOutcome(ctx, map[string]any{"kind": jobwire.KindTrustBundle, "group": "branch-1", "ttl": "5m", "doc": string(doc)}, ""); err != nil {
+		return err
+	}
+	bundleOK := 0
+	for _, d := range ds {
+		if in, ok := d.Health().Components["eid"].Info.(daemon.TrustInfo); ok && in.Bundle == 2 {
+			bundleOK++
+		}
+	}
+	step("trust bundle v2: installed by %d/%d", bundleOK, kiosks)
+
+	// 4. A forged ack to every kiosk (sealed by a key that is not the hub's).
+	rogue, err := newRogue()
+	if err != nil {
+		return err
+	}
+	before := make([]uint64, kiosks)
+	for i, d := range ds {
+		before[i] = txStatus(d).AcksRefused
+	}
+	pub := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker.URL()).SetClientID("rogue"))
+	if tok := pub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		return fmt.Errorf("rogue client: %v", tok.Error())
+	}
+	defer pub.Disconnect(100)
+	for _, id := range ids {
+		b, err := rogue.Seal(hub.TxAck{TxID: "tx-forged", Terminal: id, ReportSHA256: strings.Repeat("0", 64), Status: "applied"})
+		if err != nil {
+			return err
+		}
+		if tok := pub.Publish("kiosk/v1/"+id+"/"+hub.TopicTxAck, 1, false, b); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			return fmt.Errorf("rogue publish: %v", tok.Error())
+		}
+	}
+	forgedIgnored := 0
+	_ = waitFor(ctx, "the forged acks refused", func() bool {
+		forgedIgnored = 0
+		for i, d := range ds {
+			if txStatus(d).AcksRefused > before[i] {
+				forgedIgnored++
+			}
+		}
+		return forgedIgnored == kiosks
+	})
+	step("forged ack: refused by %d/%d (counted in their health)", forgedIgnored, kiosks)
+
+	kstop()
+	hubStop()
+	fmt.Printf("fleet: %d kiosks, job %d/%d succeeded, config v2 applied %d/%d (invalid rejected %d/%d), bundle v2 %d/%d, forged ack ignored %d/%d\n",
+		kiosks, jobOK, kiosks, configApplied, kiosks, invalidRejected, kiosks, bundleOK, kiosks, forgedIgnored, kiosks)
+	if jobOK != kiosks || configApplied != kiosks || invalidRejected != kiosks || bundleOK != kiosks || forgedIgnored != kiosks {
+		return fmt.Errorf("not every kiosk did what it should")
+	}
+	return nil
+}
+
+func txStatus(d *daemon.Daemon) txflow.Status {
+	s, _ := d.Health().Components["transactions"].Info.(txflow.Status)
+	return s
+}
+
+type apiClient struct{ base, token string }
+
+func (a *apiClient) call(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, b)
+	}
+	return json.Unmarshal(b, out)
+}
+
+type execution struct {
+	Device string `json:"device"`
+	Status string `json:"status"`
+	Reason string `json:"reason"`
+}
+
+// wait polls a job until every execution finished and returns them.
+func (a *apiClient) wait(ctx context.Context, id string) ([]execution, error) {
+	var st struct {
+		Summary struct {
+			Done bool `json:"done"`
+		} `json:"summary"`
+		Executions []execution `json:"executions"`
+	}
+	err := waitFor(ctx, "job "+id, func() bool { return a.call(ctx, "GET", "/fleet/jobs/"+id, nil, &st) == nil && st.Summary.Done })
+	return st.Executions, err
+}
+
+// jobOutcome creates a job and counts the executions that succeeded.
+func (a *apiClient) jobOutcome(ctx context.Context, req map[string]any, _ string) (int, error) {
+	var j struct {
+		ID string `json:"id"`
+	}
+	if err := a.call(ctx, "POST", "/fleet/jobs", req, &j); err != nil {
+		return 0, err
+	}
+	es, err := a.wait(ctx, j.ID)
+	n := 0
+	for _, e := range es {
+		if e.Status == jobwire.StatusSucceeded {
+			n++
+		} else {
+			step("  %s: %s %s", e.Device, e.Status, e.Reason)
+		}
+	}
+	return n, err
+}
+
+// configOutcome sets the next desired version and counts executions that
+// ended in status with reason containing want.
+func (a *apiClient) configOutcome(ctx context.Context, settings map[string]any, status, want string) (int, error) {
+	var out struct {
+		Version int `json:"version"`
+		Job     struct {
+			ID string `json:"id"`
+		} `json:"job"`
+	}
+	if err := a.call(ctx, "POST", "/fleet/config", map[string]any{"group": "branch-1", "settings": settings}, &out); err != nil {
+		return 0, err
+	}
+	es, err := a.wait(ctx, out.Job.ID)
+	n := 0
+	for _, e := range es {
+		if e.Status == status && strings.Contains(e.Reason, want) {
+			n++
+		} else {
+			step("  %s: %s %s", e.Device, e.Status, e.Reason)
+		}
+	}
+	return n, err
+}
+
+func waitFor(ctx context.Context, what string, cond func() bool) error {
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("timed out waiting for %s", what)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func newRogue() (*txreport.Signer, error) {
+	k, c, err := devkey.Generate("hub-auth", time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	return txreport.NewSigner(k, c)
+}
+
+// photo is a plain grey JPEG: the demo's card is never read, only its
+// issuer's CSCA and CRL are used.
+func photo() []byte {
+	img := image.NewGray(image.Rect(0, 0, 120, 160))
+	for i := range img.Pix {
+		img.Pix[i] = 128
+	}
+	img.Set(0, 0, color.Gray{Y: 0})
+	var b bytes.Buffer
+	_ = jpeg.Encode(&b, img, nil)
+	return b.Bytes()
+}

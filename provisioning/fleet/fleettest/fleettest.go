@@ -1,0 +1,105 @@
+// Package fleettest is the conformance suite of fleet.Store: every store
+// (memory, PostgreSQL) must pass it.
+package fleettest
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"kiosk/firmware/jobwire"
+	"kiosk/provisioning/fleet"
+)
+
+// Run runs the suite; open returns an empty store.
+func Run(t *testing.T, open func(t *testing.T) fleet.Store) {
+	ctx := context.Background()
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	job := fleet.Job{ID: "j1", Kind: jobwire.KindPing, Devices: []string{"k1", "k2", "k3"}, Created: now, Expires: now.Add(time.Hour),
+		InFlight: 1, AbortPercent: 50, MinFinished: 1, State: fleet.JobRunning}
+	st := func(dev, status string, seq int) jobwire.Status {
+		return jobwire.Status{V: jobwire.Version, JobID: "j1", Device: dev, Status: status, Seq: seq, Time: now}
+	}
+
+	t.Run("lifecycle", func(t *testing.T) {
+		s := open(t)
+		if err := s.CreateJob(ctx, job); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateJob(ctx, job); err == nil {
+			t.Fatal("a job id was stored twice")
+		}
+		got, err := s.Job(ctx, "j1")
+		if err != nil || got.InFlight != 1 || len(got.Devices) != 3 || !got.Expires.Equal(job.Expires) {
+			t.Fatalf("job %+v %v", got, err)
+		}
+		if _, err := s.Job(ctx, "nope"); !errors.Is(err, fleet.ErrNotFound) {
+			t.Fatalf("unknown job: %v", err)
+		}
+		if err := s.Offer(ctx, "j1", "k1", now); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Offer(ctx, "j1", "k9", now); !errors.Is(err, fleet.ErrNotFound) {
+			t.Fatalf("offer to a device outside the job: %v", err)
+		}
+		// Only offered, unfinished executions of live jobs are offered again.
+		u, err := s.Unfinished(ctx, "k1", now)
+		if err != nil || len(u) != 1 || u[0].Status != fleet.ExecOffered || u[0].Offers != 1 {
+			t.Fatalf("unfinished %+v %v", u, err)
+		}
+		if u, _ := s.Unfinished(ctx, "k2", now); len(u) != 0 {
+			t.Fatalf("k2 not offered yet, but unfinished: %+v", u)
+		}
+		if u, _ := s.Unfinished(ctx, "k1", now.Add(2*time.Hour)); len(u) != 0 {
+			t.Fatalf("expired job offered again: %+v", u)
+		}
+		// Sequence: in_progress (2) then a late queued (1) changes nothing;
+		// a terminal status is final.
+		for _, c := range []struct {
+			st   jobwire.Status
+			want string
+		}{
+			{st("k1", jobwire.StatusInProgress, 2), jobwire.StatusInProgress},
+			{st("k1", jobwire.StatusQueued, 1), jobwire.StatusInProgress},
+			{st("k1", jobwire.StatusSucceeded, 3), jobwire.StatusSucceeded},
+			{st("k1", jobwire.StatusFailed, 3), jobwire.StatusSucceeded},
+		} {
+			e, err := s.Report(ctx, c.st, now)
+			if err != nil || e.Status != c.want {
+				t.Fatalf("after %s: %+v %v", c.st.Status, e, err)
+			}
+		}
+		if u, _ := s.Unfinished(ctx, "k1", now); len(u) != 0 {
+			t.Fatalf("finished execution offered again: %+v", u)
+		}
+		if err := s.Warn(ctx, "j1", "k2", "bad_signature: forged"); err != nil {
+			t.Fatal(err)
+		}
+		n, err := s.CancelCreated(ctx, "j1", now)
+		if err != nil || n != 2 {
+			t.Fatalf("cancelled %d, %v", n, err)
+		}
+		if err := s.SetJobState(ctx, "j1", fleet.JobCancelled); err != nil {
+			t.Fatal(err)
+		}
+		es, err := s.Executions(ctx, "j1")
+		if err != nil || len(es) != 3 {
+			t.Fatalf("%+v %v", es, err)
+		}
+		if es[0].Device != "k1" || es[0].Status != jobwire.StatusSucceeded || es[1].Status != jobwire.StatusCanceled ||
+			len(es[1].Warnings) != 1 || es[2].Status != jobwire.StatusCanceled {
+			t.Fatalf("executions %+v", es)
+		}
+		if _, err := s.Report(ctx, st("k2", jobwire.StatusSucceeded, 3), now); err != nil {
+			t.Fatal(err)
+		}
+		if es, _ := s.Executions(ctx, "j1"); es[1].Status != jobwire.StatusCanceled {
+			t.Fatalf("a cancelled execution changed: %+v", es[1])
+		}
+		js, err := s.Jobs(ctx)
+		if err != nil || len(js) != 1 || js[0].State != fleet.JobCancelled {
+			t.Fatalf("jobs %+v %v", js, err)
+		}
+	})
+}

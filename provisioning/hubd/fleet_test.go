@@ -1,0 +1,241 @@
+package hubd_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"kiosk/firmware/hub"
+	"kiosk/firmware/hub/mqtttest"
+	"kiosk/firmware/jobs"
+	"kiosk/firmware/jobwire"
+	"kiosk/firmware/txreport"
+	"kiosk/provisioning/ctl"
+	"kiosk/provisioning/devkey"
+	"kiosk/provisioning/hubd"
+)
+
+// kioskhub with fleet jobs: the operator API (token required) creates a
+// group job that three kiosks (the real job runner over the real hub
+// client) carry out through mosquitto; /metrics carries the named series.
+func TestFleetJobsThroughKioskhub(t *testing.T) {
+	b := mqtttest.StartMosquitto(t)
+	dir := t.TempDir()
+	devices := filepath.Join(dir, "devices")
+	auth, err := devkey.Create(filepath.Join(dir, "auth"), filepath.Join(dir, "unused"), "hub-auth")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, err := devkey.Create(filepath.Join(dir, "ops"), filepath.Join(dir, "unused"), "hub-operations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{"kiosk-f1", "kiosk-f2", "kiosk-f3"}
+	for _, id := range ids {
+		if _, err := devkey.Create(filepath.Join(dir, "kiosks"), devices, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	token := strings.Repeat("t0k3n", 8)
+	if err := os.WriteFile(filepath.Join(dir, "token"), []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	cfg, err := hubd.Parse(fmt.Appendf(nil, `mode = "simulation"
+[store]
+kind = "bolt"
+path = %q
+[mqtt]
+brokers = [%q]
+[keys]
+auth_key = %q
+auth_cert = %q
+operations_key = %q
+operations_cert = %q
+devices = %q
+[http]
+listen = %q
+operator_token_file = %q
+[fleet.groups]
+branch-1 = ["kiosk-f1", "kiosk-f2", "kiosk-f3"]
+`, filepath.Join(dir, "hub.db"), b.URL(), auth.Key, auth.Cert, ops.Key, ops.Cert, devices, addr, filepath.Join(dir, "token")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	ready := make(chan struct{})
+	wg.Go(func() {
+		if err := hubd.Run(ctx, cfg, hubd.Options{Ready: func(string) { close(ready) }}); err != nil {
+			t.Errorf("kioskhub: %v", err)
+		}
+	})
+	select {
+	case <-ready:
+	case <-time.After(30 * time.Second):
+		t.Fatal("kioskhub not ready")
+	}
+
+	opsRing, err := txreport.LoadKeyringFile(ops.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		signer, err := txreport.LoadSigner(filepath.Join(dir, "kiosks", id+".key"), filepath.Join(dir, "kiosks", id+".crt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := hub.New(hub.Options{Brokers: []string{b.URL()}, DeviceID: id, TopicPrefix: "kiosk/v1", RetryMax: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := jobs.New(jobs.Options{Link: c, Operations: opsRing, Signer: signer, StateDir: t.TempDir(),
+			Handlers: map[string]jobs.Handler{
+				jobwire.KindPing: func(context.Context, jobwire.Job) (jobs.Outcome, error) {
+					return jobs.Outcome{Result: id}, nil
+				},
+				// A stand-in for kioskd's validation (tested in
+				// firmware/daemon): time_extensions above 10 is refused.
+				jobwire.KindSetConfig: func(_ context.Context, j jobwire.Job) (jobs.Outcome, error) {
+					var doc struct {
+						Version  int                        `json:"version"`
+						Settings map[string]json.RawMessage `json:"settings"`
+					}
+					if err := json.Unmarshal([]byte(j.Doc), &doc); err != nil {
+						return jobs.Outcome{}, jobs.Reject(jobwire.ReasonBadDocument, "%v", err)
+					}
+					var n int
+					if json.Unmarshal(doc.Settings["policy.time_extensions"], &n) == nil && n > 10 {
+						return jobs.Outcome{}, jobs.Reject(jobwire.ReasonBadDocument, "offending keys policy.time_extensions")
+					}
+					return jobs.Outcome{Result: map[string]any{"version": doc.Version, "hash": fmt.Sprintf("h%d", doc.Version)}}, nil
+				},
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { _ = c.Run(ctx) })
+		wg.Go(func() { _ = r.Run(ctx) })
+	}
+
+	base := "http://" + addr
+	call := func(method, path, tok, body string) (int, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, bytes.NewBufferString(body))
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	if code, _ := call("POST", "/fleet/jobs", "", `{"kind":"ping","group":"branch-1"}`); code != http.StatusUnauthorized {
+		t.Fatalf("job without a token: %d", code)
+	}
+	if code, _ := call("POST", "/fleet/jobs", "wrong"+token, `{"kind":"ping","group":"branch-1"}`); code != http.StatusUnauthorized {
+		t.Fatalf("job with a wrong token: %d", code)
+	}
+	if code, body := call("POST", "/fleet/jobs", token, `{"kind":"nope","group":"branch-1"}`); code != http.StatusBadRequest || !strings.Contains(string(body), "unknown kind") {
+		t.Fatalf("unknown kind: %d %s", code, body)
+	}
+	// Wait until the kiosks are seen online, so the job reaches them now.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, body := call("GET", "/fleet/devices", token, "")
+		if strings.Count(string(body), `"online":true`) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("devices %s", body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	code, body := call("POST", "/fleet/jobs", token, `{"id":"ping-1","kind":"ping","group":"branch-1","ttl":"5m"}`)
+	if code != http.StatusCreated {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	var st hubd.JobStatus
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		_, body := call("GET", "/fleet/jobs/ping-1", token, "")
+		if err := json.Unmarshal(body, &st); err != nil {
+			t.Fatalf("status %s: %v", body, err)
+		}
+		if st.Summary.Done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job not done: %s", body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st.Summary.Counts[jobwire.StatusSucceeded] != 3 {
+		t.Fatalf("summary %+v", st.Summary)
+	}
+
+	// The operator's tool over the same API.
+	kioskctl := func(args ...string) (int, string) {
+		var out, errb bytes.Buffer
+		n := 2 // the command's words, then the connection flags
+		if args[1] == "job" || args[1] == "config" {
+			n = 3
+		}
+		full := append(append(slices.Clone(args[:n]), "--hub", base, "--token-file", filepath.Join(dir, "token")), args[n:]...)
+		code := ctl.Main(full, nil, &out, &errb, "test")
+		return code, out.String() + errb.String()
+	}
+	if code, out := kioskctl("fleet", "job", "create", "--kind", "ping", "--group", "branch-1", "--wait"); code != 0 || !strings.Contains(out, "succeeded 3") {
+		t.Fatalf("kioskctl fleet job create --wait: %d\n%s", code, out)
+	}
+	if code, out := kioskctl("fleet", "list", "--json"); code != 0 || strings.Count(out, `"online":true`) != 3 {
+		t.Fatalf("kioskctl fleet list: %d\n%s", code, out)
+	}
+	if code, out := kioskctl("fleet", "job", "status", "ping-1"); code != 0 || !strings.Contains(out, "kiosk-f2") || strings.Count(out, "  succeeded  ") != 3 {
+		t.Fatalf("kioskctl fleet job status: %d\n%s", code, out)
+	}
+	if code, out := kioskctl("fleet", "job", "cancel", "ping-1"); code != 0 || !strings.Contains(out, "0 device(s) not offered yet") {
+		t.Fatalf("kioskctl fleet job cancel: %d\n%s", code, out)
+	}
+	if code, out := kioskctl("fleet", "job", "status", "nope"); code != 1 || !strings.Contains(out, "HTTP 404") {
+		t.Fatalf("unknown job: %d\n%s", code, out)
+	}
+	// Desired configuration: v1 applied everywhere, v2 (invalid) refused
+	// everywhere, the applied version stays v1.
+	if code, out := kioskctl("fleet", "config", "set", "--group", "branch-1", "--wait", "policy.card_timeout=45s"); code != 0 || !strings.Contains(out, "config v1") {
+		t.Fatalf("config set v1: %d\n%s", code, out)
+	}
+	if code, out := kioskctl("fleet", "config", "set", "--group", "branch-1", "--wait", "policy.time_extensions=99"); code != 1 || !strings.Contains(out, "rejected 3") {
+		t.Fatalf("config set v2: %d\n%s", code, out)
+	}
+	code, out := kioskctl("fleet", "config", "get")
+	if code != 0 || !strings.Contains(out, "desired: v2") || strings.Count(out, "  v1  ") != 3 || strings.Count(out, "v2: bad_document: offending keys policy.time_extensions") != 3 {
+		t.Fatalf("config get: %d\n%s", code, out)
+	}
+	prevOK := 3 + 3
+
+	code, body = call("GET", "/metrics", "", "")
+	if code != http.StatusOK {
+		t.Fatalf("metrics: %d", code)
+	}
+	for _, want := range []string{"kioskhub_kiosks_online 3", fmt.Sprintf(`kioskhub_job_outcomes_total{status="succeeded"} %d`, 3+prevOK),
+		"kioskhub_tx_received_total", "kioskhub_tx_applied_total", "kioskhub_tx_duplicates_total", "kioskhub_auth_duration_seconds_bucket"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}
