@@ -26,7 +26,6 @@ import (
 	"kiosk/internal/testmedia"
 	"kiosk/provisioning/bankissuer"
 	"kiosk/provisioning/hubstore"
-	"kiosk/provisioning/refhub"
 )
 
 // bankEIDKiosk is a simulated kiosk whose reader holds a good bank eID
@@ -162,7 +161,7 @@ func TestBankEIDPaymentWithEnrolledFace(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			enrolled := &refhub.MemoryEnrolments{}
+			enrolled := &hubstore.MemoryEnrolments{}
 			enrolled.Enrol("EID-3301-0001", face)
 			cfg := bankEIDKiosk(t, testmedia.Path(t, "franck.mp4")) + "\n[policy]\nface_timeout = \"60s\"\n"
 			r := startWith(t, cfg, func(o *Options) { o.Enrolments = enrolled })
@@ -201,7 +200,7 @@ func TestShopperPaysAndOpensAccountWithBankEIDOverPCSC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	enrolled := &refhub.MemoryEnrolments{}
+	enrolled := &hubstore.MemoryEnrolments{}
 	enrolled.Enrol("EID-3301-0001", face)
 	r := startWith(t, shopperConfigFrom(t, cfg), func(o *Options) { o.Enrolments = enrolled })
 	r.waitHealth(t, "ok", func(h Health) bool { return h.Status == "ok" })

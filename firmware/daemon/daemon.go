@@ -36,7 +36,7 @@ import (
 	"kiosk/firmware/session"
 	"kiosk/firmware/txreport"
 	"kiosk/internal/backoff"
-	"kiosk/provisioning/refhub"
+	"kiosk/provisioning/hubstore"
 )
 
 // Options are the parts of a Daemon that do not come from the config file.
@@ -59,7 +59,7 @@ type Options struct {
 	Speak func(ctx context.Context, lang, text string) error
 	// Enrolments is the embedded hub's store of enrolled face references
 	// (bank eID holders); nil: it has none (tests set it).
-	Enrolments refhub.Enrolments
+	Enrolments hubstore.Enrolments
 	// Reboot replaces `systemctl reboot` for the reboot job (tests).
 	Reboot func(ctx context.Context) error
 }

@@ -138,7 +138,7 @@ func (d *Daemon) buildSession() error {
 		// The embedded hub answers face reference requests from its
 		// enrolment store (empty unless a test gives one): "none
 		// enrolled" at once rather than a timeout.
-		var enrolments refhub.Enrolments = &refhub.MemoryEnrolments{}
+		var enrolments hubstore.Enrolments = &hubstore.MemoryEnrolments{}
 		if d.opts.Enrolments != nil {
 			enrolments = d.opts.Enrolments
 		}

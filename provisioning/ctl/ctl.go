@@ -43,6 +43,8 @@ func commands() map[string]command {
 		"face bench":       {"face bench [--camera VIDEO] [--json]  per-stage face timings, sustained fps, peak RSS", faceBench},
 		"hub serve":        {"hub serve --broker URL [--broker URL2] --devices DIR --db FILE [--max-tx MINOR --max-daily MINOR] [--group NAME]  run the reference bank hub", hubServe},
 		"hub tx list":      {"hub tx list --db FILE [--json]  list the transactions a reference hub holds", hubTxList},
+		"hub face enroll":  {"hub face enroll --identity ID --photo FILE.jpg [--config FILE | --dsn URL | --db FILE]  enrol a bank eID holder's face reference at the hub", func(e *env, a []string) int { return hubFace(e, a, true) }},
+		"hub face remove":  {"hub face remove --identity ID [--config FILE | --dsn URL | --db FILE]  remove a holder's face reference", func(e *env, a []string) int { return hubFace(e, a, false) }},
 		"hub audit verify": {"hub audit verify (--db FILE | --dsn URL) --terminal ID [--json]  check a kiosk's staff audit chain from the hub's copies", hubAuditVerify},
 		"ca init":          {"ca init --out DIR [--org NAME]  make the bank's device CA (root + issuing)", caInit},
 		"provision token":  {"provision token --device ID --ttl 30m [--config FILE]  mint a one-time enrollment token at the hub", provisionToken},

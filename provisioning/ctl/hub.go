@@ -83,7 +83,7 @@ func hubServe(e *env, args []string) int {
 	}
 	h, err := refhub.New(refhub.Options{
 		Brokers: brokers, ClientID: *clientID, Group: *group, Prefix: *prefix, TLS: tlsCfg,
-		Keyring: ring, Signer: authSigner, Store: store, Limits: hubstore.Limits{MaxTx: *maxTx, MaxDaily: *maxDaily},
+		Keyring: ring, Signer: authSigner, Store: store, Enrolments: store, Limits: hubstore.Limits{MaxTx: *maxTx, MaxDaily: *maxDaily},
 		Logger: slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level})),
 	})
 	if err != nil {

@@ -175,6 +175,9 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 		ring.SetResolver(trust.Resolve)
 	}
 
+	// The bank's enrolled faces live in the shared store: every instance
+	// answers face reference requests from it (docs/mqtt.md).
+	enrolments, _ := store.(hubstore.Enrolments)
 	var queue *hubqueue.Client
 	if len(cfg.AMQP.URLs) > 0 {
 		qtls, err := hub.TLSConfig(cfg.AMQP.CA, cfg.AMQP.Cert, cfg.AMQP.Key)
@@ -182,7 +185,8 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 			return &Error{Key: "amqp.ca", Msg: err.Error()}
 		}
 		queue, err = hubqueue.New(hubqueue.Options{URLs: cfg.AMQP.URLs, TLS: qtls, Queue: cfg.AMQP.Queue, Prefix: cfg.MQTT.Prefix,
-			Prefetch: cfg.AMQP.Prefetch, Workers: cfg.MQTT.Workers, Name: instance, Logger: log.With("component", "amqp")})
+			Prefetch: cfg.AMQP.Prefetch, Workers: cfg.MQTT.Workers, Name: instance, Logger: log.With("component", "amqp"),
+			Topics: queueTopics(enrolments != nil)})
 		if err != nil {
 			return &Error{Key: "amqp.urls", Msg: err.Error()}
 		}
@@ -217,8 +221,8 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 		}
 	}
 	h, err = refhub.New(refhub.Options{
-		BankEIDTrust: bankTrust,
-		Brokers:      cfg.MQTT.Brokers, ClientID: instance, Group: cfg.MQTT.Group, Prefix: cfg.MQTT.Prefix, TLS: tlsCfg,
+		BankEIDTrust: bankTrust, Enrolments: enrolments,
+		Brokers: cfg.MQTT.Brokers, ClientID: instance, Group: cfg.MQTT.Group, Prefix: cfg.MQTT.Prefix, TLS: tlsCfg,
 		Keyring: ring, Signer: signer, Store: store, Workers: cfg.MQTT.Workers, Queue: queue, Registrar: reg,
 		ObserveAuth:    m.observeAuth,
 		ResolveAt:      resolveAt(trust),
@@ -473,4 +477,15 @@ func refusedForGood(t *devtrust.Trust) func(string, string) bool {
 		return nil
 	}
 	return t.RefusedForGood
+}
+
+// queueTopics are the sub-topics an AMQP-fed instance consumes: reports
+// and authorization requests, and face reference requests when its
+// store holds enrolments.
+func queueTopics(faces bool) []string {
+	t := []string{hub.TopicTx, hub.TopicAuthReq}
+	if faces {
+		t = append(t, hub.TopicFaceRefReq)
+	}
+	return t
 }

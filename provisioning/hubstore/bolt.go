@@ -26,6 +26,9 @@ var (
 	bucketTokens  = []byte("tokens")  // token hash → Token JSON
 	bucketCerts   = []byte("certs")   // fingerprint → DeviceCert JSON
 	bucketRevoked = []byte("revoked") // serial → Revocation JSON
+
+	// Enrolled face references (EnrolmentStore).
+	bucketFaces = []byte("faces") // identity → faceRecord JSON
 )
 
 // Bolt is a Store in one bbolt file, for one machine: the demo's embedded
@@ -73,7 +76,7 @@ func (s *Bolt) update(f func(*bolt.Tx) error) error {
 	}
 	defer db.Close()
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketTx, bucketAuth, bucketDaily, bucketTokens, bucketCerts, bucketRevoked} {
+		for _, b := range [][]byte{bucketTx, bucketAuth, bucketDaily, bucketTokens, bucketCerts, bucketRevoked, bucketFaces} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

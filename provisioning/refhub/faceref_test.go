@@ -12,6 +12,7 @@ import (
 	"kiosk/firmware/hub"
 	"kiosk/firmware/txreport"
 	"kiosk/provisioning/devkey"
+	"kiosk/provisioning/hubstore"
 )
 
 // The hub answers a face reference request only when the requesting
@@ -34,7 +35,7 @@ func TestHandleFaceRef(t *testing.T) {
 		return s
 	}
 	k1, k2 := signer("kiosk-1"), signer("kiosk-2")
-	enrolled := &MemoryEnrolments{}
+	enrolled := &hubstore.MemoryEnrolments{}
 	enrolled.Enrol("EID-1", []byte("the enrolled face"))
 	now := time.Now()
 	h := &Hub{opts: Options{Keyring: ring, Enrolments: enrolled, Now: func() time.Time { return now }}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}

@@ -79,7 +79,8 @@ type Options struct {
 	// Enrolments, when set, answers kiosks' face reference requests
 	// (hub.TopicFaceRefReq): the face the bank enrolled for an eID
 	// identity, encrypted to the requesting kiosk and sealed by the hub.
-	Enrolments Enrolments
+	// Every hubstore.Store implements it (kioskhub passes its store).
+	Enrolments hubstore.Enrolments
 	// ObserveAuth, when set, is told how long each authorization took
 	// from receipt to the decision (metrics). It must not block.
 	ObserveAuth func(time.Duration)
@@ -568,39 +569,6 @@ func (h *Hub) handleAuth(ctx context.Context, device string, payload []byte) out
 		h.stats.authNo.Add(1)
 	}
 	return outcome{sub: hub.TopicAuthRsp, reply: resp}
-}
-
-// Enrolments is the bank's store of enrolled face references by eID
-// number (one eID per person). FaceReference returns nil, nil when it
-// holds none.
-type Enrolments interface {
-	FaceReference(ctx context.Context, eidNumber string) ([]byte, error)
-}
-
-// MemoryEnrolments is an in-memory Enrolments (tests, simulation).
-type MemoryEnrolments struct {
-	mu    sync.Mutex
-	faces map[string][]byte
-}
-
-// Enrol stores the face reference of eidNumber.
-func (m *MemoryEnrolments) Enrol(eidNumber string, face []byte) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.faces == nil {
-		m.faces = map[string][]byte{}
-	}
-	m.faces[eidNumber] = append([]byte(nil), face...)
-}
-
-// FaceReference implements Enrolments.
-func (m *MemoryEnrolments) FaceReference(_ context.Context, eidNumber string) ([]byte, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if f, ok := m.faces[eidNumber]; ok {
-		return append([]byte(nil), f...), nil
-	}
-	return nil, nil
 }
 
 // handleFaceRef answers a device-signed face reference request: the

@@ -28,6 +28,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("ConcurrentAuthorize", func(t *testing.T) { concurrentAuthorize(t, open(t)) })
 	t.Run("Registry", func(t *testing.T) { registry(t, open(t)) })
 	t.Run("ConcurrentUseToken", func(t *testing.T) { concurrentUseToken(t, open(t)) })
+	t.Run("Enrolments", func(t *testing.T) { enrolments(t, open(t)) })
 }
 
 var day0 = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
