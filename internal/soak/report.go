@@ -20,8 +20,12 @@ import (
 
 // report is what the budget and the last line are made of.
 type report struct {
-	n, approved         int
-	first, ref, last    sample
+	n, approved      int
+	first, ref, last sample
+	// refRSS and lastRSS are the medians of the 10 samples up to the
+	// reference and of the last 10: one payment's sample can stand
+	// 7–10 MiB above its neighbours (C buffers not yet handed back).
+	refRSS, lastRSS     int64
 	slopeKiB            float64 // least-squares RSS slope from ref to last
 	medianTook, maxTook time.Duration
 	files               string
@@ -41,6 +45,7 @@ func refIndex(n, ref int) int {
 func summarize(s []sample, o options) report {
 	r := report{n: len(s), first: s[0], last: s[len(s)-1]}
 	r.ref = s[refIndex(len(s), o.ref)-1]
+	r.refRSS, r.lastRSS = medianRSS(s[max(0, r.ref.i-10):r.ref.i]), medianRSS(s[max(0, len(s)-10):])
 	took := make([]time.Duration, 0, len(s))
 	for _, x := range s {
 		if x.approved {
@@ -83,10 +88,19 @@ func summarize(s []sample, o options) report {
 	return r
 }
 
-// line is the run's last line.
+func medianRSS(s []sample) int64 {
+	v := make([]int64, len(s))
+	for i, x := range s {
+		v[i] = x.c.RSSBytes
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+// line is the run's last line (after-N and last are 10-sample medians).
 func (r report) line() string {
 	return fmt.Sprintf("soak: %d payments, approved %d, RSS first %.1f MiB after-%d %.1f MiB last %.1f MiB, slope %.1f KiB/payment, goroutines %d→%d, fds %d→%d",
-		r.n, r.approved, mib(r.first.c.RSSBytes), r.ref.i, mib(r.ref.c.RSSBytes), mib(r.last.c.RSSBytes), r.slopeKiB,
+		r.n, r.approved, mib(r.first.c.RSSBytes), r.ref.i, mib(r.refRSS), mib(r.lastRSS), r.slopeKiB,
 		r.ref.c.Goroutines, r.last.c.Goroutines, r.ref.c.OpenFiles, r.last.c.OpenFiles)
 }
 
@@ -103,7 +117,7 @@ func (r report) check(o options) []string {
 		f = append(f, fmt.Sprintf("%d of %d payments approved", r.approved, r.n))
 	}
 	allowed := max(o.rssFloor, o.rssBudget*float64(r.last.i-r.ref.i)/900)
-	if grew := mib(r.last.c.RSSBytes - r.ref.c.RSSBytes); grew > allowed {
+	if grew := mib(r.lastRSS - r.refRSS); grew > allowed {
 		f = append(f, fmt.Sprintf("RSS grew %.1f MiB from payment %d to %d (budget %.1f MiB)", grew, r.ref.i, r.last.i, allowed))
 	}
 	if r.last.c.Goroutines != r.ref.c.Goroutines {

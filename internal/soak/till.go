@@ -86,7 +86,9 @@ func (t *till) pay(ctx context.Context, ref string) (payment, error) {
 	if err := t.waitReady(ctx, 60*time.Second); err != nil {
 		return p, fmt.Errorf("kioskd not ready: %w", err)
 	}
-	body := fmt.Sprintf(`{"amount_minor":2350,"currency":"CNY","merchant_ref":%q}`, ref)
+	// ¥1.00: the embedded hub allows a terminal ¥5,000 a UTC day, which
+	// ¥23.50 payments (the demo's) used up after 212 of them.
+	body := fmt.Sprintf(`{"amount_minor":100,"currency":"CNY","merchant_ref":%q}`, ref)
 	if code, b, err := t.ecr(ctx, "POST", "/v1/payments", body); err != nil || code != http.StatusCreated {
 		return p, fmt.Errorf("create payment: %d %s %v", code, b, err)
 	}
