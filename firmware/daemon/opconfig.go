@@ -78,31 +78,7 @@ func writeOperatorConfig(stateDir string, oc OperatorConfig) error {
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(stateDir, ".operator-config-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(stateDir, operatorFile)); err != nil {
-		return err
-	}
-	dir, err := os.Open(stateDir)
-	if err != nil {
-		return err
-	}
-	defer dir.Close()
-	return dir.Sync()
+	return writeFileAtomic(stateDir, operatorFile, b)
 }
 
 // applyOperatorConfig lays the persisted operator settings over cfg at
