@@ -53,6 +53,12 @@ FUZZ_TARGETS := \
 	./firmware/enrollwire:FuzzParseRequest:4000 ./firmware/enrollwire:FuzzOpen:40000 ./firmware/enrollwire:FuzzParseBundle:10000 \
 	./firmware/face:FuzzReferenceFromImage:300
 FUZZTIME ?=
+# make test fuzzes only the packages that do not link OpenCV: fuzzing a
+# gocv package rebuilds OpenCV's bindings with coverage instrumentation
+# (minutes on a fresh machine). Their seed corpora still run in go test;
+# `make fuzz` runs every target.
+FUZZ_GOCV := ./firmware/face:% ./firmware/daemon:%
+FUZZ_TEST_TARGETS := $(filter-out $(FUZZ_GOCV),$(FUZZ_TARGETS))
 
 .PHONY: all deps testdata models axe accessibility-report build test test-short fuzz chaos soak run bench lint fmt clean cleanroom fleet-sim chaos-fleet deb package-check demo-enroll demo-fleet
 
@@ -113,16 +119,22 @@ accessibility-report: deps testdata models axe
 		echo "$$line, keys-only payment ok, speech ok, resume ok"
 
 test: deps testdata models axe
+	@mkdir -p $(CACHE); date +%s >$(CACHE)/test-started
 	$(GO) vet $(PKGS)
 	KIOSK_TESTDATA=$(abspath $(TESTDATA)) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+	@echo "test: go test done at +$$(( $$(date +%s) - $$(cat $(CACHE)/test-started) )) s"
 	@# The face pipeline again with gocv's Mat profiler: it fails on any Mat
 	@# left open at the end of the run.
 	@KIOSK_TESTDATA=$(abspath $(TESTDATA)) $(GO) test -tags matprofile -count=1 -v ./firmware/face > $(CACHE)/matprofile.log 2>&1 || \
 		{ grep -E -B2 -A40 '^(--- FAIL|Mat leak)' $(CACHE)/matprofile.log; exit 1; }
 	@grep -E '^matprofile: 0 live Mats' $(CACHE)/matprofile.log
-	@$(MAKE) --no-print-directory fuzz
+	@echo "test: Mat profiler run done at +$$(( $$(date +%s) - $$(cat $(CACHE)/test-started) )) s"
+	@$(MAKE) --no-print-directory fuzz FUZZ_TARGETS="$(FUZZ_TEST_TARGETS)"
+	@echo "test: fuzz done at +$$(( $$(date +%s) - $$(cat $(CACHE)/test-started) )) s"
 	@$(MAKE) --no-print-directory chaos
+	@echo "test: chaos done at +$$(( $$(date +%s) - $$(cat $(CACHE)/test-started) )) s"
 	@$(MAKE) --no-print-directory soak N=$(TEST_SOAK_N) SOAK_FLAGS="-ref $(TEST_SOAK_REF)"
+	@echo "test: soak done at +$$(( $$(date +%s) - $$(cat $(CACHE)/test-started) )) s"
 
 # Payments through the whole kioskd binary (till, card, camera, face,
 # hub) while kioskd and mosquitto are killed at random and kioskd also in
