@@ -37,9 +37,10 @@ import (
 
 	"kiosk/firmware/hub/mqtttest"
 	"kiosk/firmware/txreport"
+	"kiosk/internal/simkiosk"
+	"kiosk/internal/till"
 	"kiosk/provisioning/devkey"
 	"kiosk/provisioning/hubstore"
-	"kiosk/provisioning/issuer"
 	"kiosk/provisioning/refhub"
 )
 
@@ -108,7 +109,7 @@ func run(ctx context.Context, log *slog.Logger, s setup) (int, error) {
 
 	// The hub: the reference hub on a bbolt store that is slow to
 	// acknowledge new reports, and tells us when it stored one.
-	keys, err := txreport.LoadKeyring(filepath.Join(dir, "devices"))
+	keys, err := txreport.LoadKeyring(k.DevicesDir)
 	if err != nil {
 		return 2, err
 	}
@@ -131,13 +132,23 @@ func run(ctx context.Context, log *slog.Logger, s setup) (int, error) {
 	go func() { _ = rh.Run(hubCtx); close(hubDone) }()
 	defer func() { stopHub(); <-hubDone; bolt.Close() }() // stopping twice is harmless
 
-	proc := newSupervisor(k.bin, k.conf, filepath.Join(dir, "kioskd.log"), log)
+	proc := newSupervisor(k.bin, k.Conf, filepath.Join(dir, "kioskd.log"), log)
 	if err := proc.start(); err != nil {
 		return 2, err
 	}
 	defer proc.stop()
-	till := &till{http: k.httpAddr, ecr: k.ecrAddr, tokenFile: k.tokenFile, proc: proc}
-	if err := till.waitReady(ctx, 60*time.Second); err != nil {
+	tc := &till.Client{HTTP: k.HTTPAddr, ECR: k.ECRAddr, TokenFile: k.TokenFile, Ready: []string{"camera", "cardreader", "face"},
+		// A payment is cut short when kioskd restarts under it.
+		Watch: func() func() error {
+			gen := proc.generation()
+			return func() error {
+				if proc.generation() != gen {
+					return errInterrupted
+				}
+				return nil
+			}
+		}}
+	if err := tc.WaitReady(ctx, 60*time.Second); err != nil {
 		return 2, fmt.Errorf("kioskd did not come up: %w (log: %s)", err, filepath.Join(dir, "kioskd.log"))
 	}
 
@@ -146,7 +157,7 @@ func run(ctx context.Context, log *slog.Logger, s setup) (int, error) {
 	var st strikes
 	var wg sync.WaitGroup
 	defer func() { stopStrikes(); wg.Wait() }()
-	wg.Go(func() { st.inWindow(strikeCtx, proc, till, store.applied, log) })
+	wg.Go(func() { st.inWindow(strikeCtx, proc, tc, store.applied, log) })
 	wg.Go(func() { st.broker(strikeCtx, mq, log) })
 
 	var refs []string
@@ -163,14 +174,14 @@ func run(ctx context.Context, log *slog.Logger, s setup) (int, error) {
 		// of it (card read, face step, authorization, commit…).
 		var strike *time.Timer
 		if mrand.IntN(4) == 0 {
-			strike = time.AfterFunc(randDur(0, 8*time.Second), func() {
+			strike = time.AfterFunc(randDur(0, 2*time.Second), func() {
 				if proc.kill() {
 					st.kills.Add(1)
 					log.Info("killed kioskd during a payment", "ref", ref)
 				}
 			})
 		}
-		status, err := till.pay(ctx, ref)
+		p, err := tc.Pay(ctx, ref, 2350)
 		if strike != nil {
 			strike.Stop()
 		}
@@ -180,14 +191,14 @@ func run(ctx context.Context, log *slog.Logger, s setup) (int, error) {
 		case err != nil:
 			log.Warn("payment", "ref", ref, "err", err)
 		default:
-			log.Info("payment", "ref", ref, "status", status)
+			log.Info("payment", "ref", ref, "status", p.Status)
 		}
 		// What counts is what kioskd says now, after any restart: its
 		// payment history is restored from the outbox after a kill.
-		if err := till.waitReady(ctx, 60*time.Second); err != nil {
+		if err := tc.WaitReady(ctx, 60*time.Second); err != nil {
 			return 1, fmt.Errorf("kioskd did not come back: %w", err)
 		}
-		if p, err := till.lookup(ctx, ref); err == nil && p.decided() {
+		if p, err := tc.Lookup(ctx, ref); err == nil && p.Decided() {
 			committed++
 		}
 	}
@@ -195,16 +206,16 @@ func run(ctx context.Context, log *slog.Logger, s setup) (int, error) {
 	wg.Wait()
 
 	// Everything up again; kioskd drains its outbox to the hub.
-	if err := till.waitReady(ctx, 60*time.Second); err != nil {
+	if err := tc.WaitReady(ctx, 60*time.Second); err != nil {
 		return 1, fmt.Errorf("kioskd after the strikes: %w", err)
 	}
 	want := map[string]bool{}
 	for _, ref := range refs {
-		p, err := till.lookup(ctx, ref)
+		p, err := tc.Lookup(ctx, ref)
 		if err != nil {
 			continue // never created (kioskd died before answering) or unknown
 		}
-		if p.decided() {
+		if p.Decided() {
 			want[p.ID] = true
 		}
 	}
@@ -279,7 +290,7 @@ func (c *counter) Load() int { c.mu.Lock(); defer c.mu.Unlock(); return c.n }
 // inWindow kills kioskd right after the hub stored a report, for one
 // report in three, and holds the hub's ack until kioskd is back and
 // connected (and a moment more, for its outbox to send again).
-func (s *strikes) inWindow(ctx context.Context, p *supervisor, t *till, events <-chan applied, log *slog.Logger) {
+func (s *strikes) inWindow(ctx context.Context, p *supervisor, t *till.Client, events <-chan applied, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -288,10 +299,10 @@ func (s *strikes) inWindow(ctx context.Context, p *supervisor, t *till, events <
 			if mrand.IntN(3) == 0 && p.kill() {
 				s.windowKills.Add(1)
 				log.Info("killed kioskd in the publish→ack window", "tx", ev.tx)
-				if err := t.waitHub(ctx, 60*time.Second); err != nil {
+				if err := t.WaitHealthy(ctx, 60*time.Second, "hub"); err != nil {
 					log.Warn("kioskd not back on the hub", "err", err)
 				}
-				sleep(ctx, 500*time.Millisecond)
+				till.Sleep(ctx, 500*time.Millisecond)
 			}
 			close(ev.release)
 		}
@@ -301,7 +312,7 @@ func (s *strikes) inWindow(ctx context.Context, p *supervisor, t *till, events <
 // broker kills (SIGKILL) or stops (SIGTERM) mosquitto every 4–12 s and
 // restarts it after 0.1–1.5 s.
 func (s *strikes) broker(ctx context.Context, mq *mqtttest.Broker, log *slog.Logger) {
-	for sleep(ctx, randDur(4*time.Second, 12*time.Second)) {
+	for till.Sleep(ctx, randDur(4*time.Second, 12*time.Second)) {
 		if mrand.IntN(2) == 0 {
 			mq.Kill()
 		} else {
@@ -315,71 +326,33 @@ func (s *strikes) broker(ctx context.Context, mq *mqtttest.Broker, log *slog.Log
 	}
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 func randDur(lo, hi time.Duration) time.Duration { return lo + mrand.N(hi-lo) }
 
-// kiosk is the files of one simulated kiosk.
+// kiosk is one simulated kiosk and the hub certificate it trusts.
 type kiosk struct {
-	dir, bin, conf             string
-	media, models              string
-	deviceKey, deviceCert      string
-	hubCert, tokenFile         string
-	httpAddr, ecrAddr, embAddr string
+	*simkiosk.Kiosk
+	bin, media, models, hubCert string
 }
 
 // prepare writes the device and hub keys and issues the virtual eID.
 func prepare(dir string, s setup) (*kiosk, error) {
-	k := &kiosk{dir: dir, bin: s.bin, conf: filepath.Join(dir, "kioskd.toml"), media: s.media, models: s.models,
-		tokenFile: filepath.Join(dir, "ecr-token")}
-	dk, err := devkey.Create(filepath.Join(dir, "device"), filepath.Join(dir, "devices"), device)
+	sk, err := simkiosk.Prepare(dir, device, "C01X00T47", s.media)
 	if err != nil {
-		return nil, fmt.Errorf("device key: %w", err)
+		return nil, err
 	}
-	k.deviceKey, k.deviceCert = dk.Key, dk.Cert
 	hk, err := devkey.Create(filepath.Join(dir, "hub"), filepath.Join(dir, "hub", "certs"), "chaos-hub")
 	if err != nil {
 		return nil, fmt.Errorf("hub key: %w", err)
 	}
-	k.hubCert = hk.Cert
-	photo, err := os.ReadFile(filepath.Join(s.media, "franck_01829.jpg"))
-	if err != nil {
-		return nil, err
-	}
-	img, trust, err := issuer.Issue(issuer.Options{
-		DocNumber: "C01X00T47", Surname: "MUSTERMANN", Given: "ERIKA", Nationality: "UTO", Sex: "F",
-		Birth: "640812", Expiry: time.Now().AddDate(5, 0, 0).Format("060102"), CAN: "123456", PIN: "2468", Photo: photo,
-		ChipAuth: &issuer.CAParams{}, ActiveAuth: issuer.AAECDSAP256,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("issue the card: %w", err)
-	}
-	if err := img.Save(filepath.Join(dir, "card")); err != nil {
-		return nil, err
-	}
-	if err := trust.WriteDir(filepath.Join(dir, "card", "trust")); err != nil {
-		return nil, err
-	}
-	for _, a := range []*string{&k.httpAddr, &k.ecrAddr, &k.embAddr} {
-		if *a, err = freeAddr(); err != nil {
-			return nil, err
-		}
-	}
-	return k, nil
+	return &kiosk{Kiosk: sk, bin: s.bin, media: s.media, models: s.models, hubCert: hk.Cert}, nil
 }
 
 // writeConfig is kioskd's configuration: simulation mode against the
 // external broker and hub (no embedded hub), the device key signing
-// reports, the hub's certificate checking its answers and acks.
+// reports, the hub's certificate checking its answers and acks. The
+// camera's cues (simulation only) show the face as the face step begins
+// and the smile as the smile phase begins, so a payment takes about a
+// second and the kills land in every part of it.
 func (k *kiosk) writeConfig(broker string) error {
 	conf := fmt.Sprintf(`[device]
 id = %q
@@ -391,6 +364,8 @@ listen = %q
 [camera]
 backend = "sim"
 path = %q
+sim_cues = { face = "7s", smile = "1s" }
+sim_cue_length = "5s"
 [cardreader]
 backend = "sim"
 [gpio]
@@ -410,6 +385,7 @@ models_dir = %q
 smile_timeout = "40s"
 [policy]
 face_timeout = "60s"
+result_display = "100ms"
 [ecr]
 listen = %q
 token_file = %q
@@ -424,8 +400,8 @@ auth_timeout = "2s"
 embedded_hub = false
 [shutdown]
 timeout = "5s"
-`, device, k.httpAddr, filepath.Join(k.media, "franck.mp4"), broker, k.hubCert, k.embAddr,
-		filepath.Join(k.dir, "card", "trust"), filepath.Join(k.dir, "card"), k.models, k.ecrAddr, k.tokenFile,
-		filepath.Join(k.dir, "state"), k.deviceKey, k.deviceCert)
-	return os.WriteFile(k.conf, []byte(conf), 0o600)
+`, device, k.HTTPAddr, filepath.Join(k.media, "franck.mp4"), broker, k.hubCert, k.EmbAddr,
+		k.TrustDir, k.CardDir, k.models, k.ECRAddr, k.TokenFile,
+		filepath.Join(k.Dir, "state"), k.DeviceKey, k.DeviceCert)
+	return os.WriteFile(k.Conf, []byte(conf), 0o600)
 }
