@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -252,35 +253,12 @@ func eidEmulate(e *env, args []string) int {
 		return ExitUsage
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, nil))
-	// The PIN retry counter survives restarts of the emulator, as on a
-	// chip: card.json holds the maximum, pin-state.json the current value.
-	statePath := filepath.Join(*dir, "pin-state.json")
-	var retries *int
-	if b, err := os.ReadFile(statePath); err == nil {
-		var st struct {
-			Left *int `json:"pin_retries_left"`
-		}
-		if err := json.Unmarshal(b, &st); err != nil || st.Left == nil || *st.Left < 0 || *st.Left > img.Meta.PINRetries {
-			fmt.Fprintf(e.stderr, "%s: invalid PIN state\n", statePath)
-			return ExitUsage
-		}
-		retries = st.Left
+	pins, err := loadPINState(*dir, img.Meta.PINRetries, log)
+	if err != nil {
+		fmt.Fprintln(e.stderr, err)
+		return ExitUsage
 	}
-	card, err := vcard.New(img, vcard.Options{
-		Logger:     log,
-		PINRetries: retries,
-		OnPINRetries: func(left int) {
-			b, _ := json.Marshal(map[string]int{"pin_retries_left": left})
-			tmp := statePath + ".tmp"
-			werr := os.WriteFile(tmp, b, 0o600)
-			if werr == nil {
-				werr = os.Rename(tmp, statePath)
-			}
-			if werr != nil {
-				log.Error("PIN retry counter not saved", "err", werr)
-			}
-		},
-	})
+	card, err := vcard.New(img, vcard.Options{Logger: log, PINRetries: pins.left, OnPINRetries: pins.save})
 	if err != nil {
 		fmt.Fprintf(e.stderr, "card: %v\n", err)
 		return ExitUsage
@@ -537,4 +515,43 @@ func loadTrust(e *env, dir, home string) (*pa.TrustStore, bool) {
 	}
 	trust.SetHomeCountry(home)
 	return trust, true
+}
+
+// pinState is an emulated card's PIN retry counter, which survives
+// restarts of the emulator as on a chip: the card's image holds the
+// maximum, pin-state.json the current value.
+type pinState struct {
+	path string
+	left *int // nil: none saved yet (the card starts at its maximum)
+	log  *slog.Logger
+}
+
+func loadPINState(dir string, maxRetries int, log *slog.Logger) (*pinState, error) {
+	ps := &pinState{path: filepath.Join(dir, "pin-state.json"), log: log}
+	b, err := os.ReadFile(ps.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return ps, nil
+	}
+	var st struct {
+		Left *int `json:"pin_retries_left"`
+	}
+	if err != nil || json.Unmarshal(b, &st) != nil || st.Left == nil || *st.Left < 0 || *st.Left > maxRetries {
+		return nil, fmt.Errorf("%s: invalid PIN state", ps.path)
+	}
+	ps.left = st.Left
+	return ps, nil
+}
+
+// save writes the counter atomically; a failure is logged, as a chip
+// that cannot write its counter would be broken rather than lenient.
+func (ps *pinState) save(left int) {
+	b, _ := json.Marshal(map[string]int{"pin_retries_left": left})
+	tmp := ps.path + ".tmp"
+	err := os.WriteFile(tmp, b, 0o600)
+	if err == nil {
+		err = os.Rename(tmp, ps.path)
+	}
+	if err != nil {
+		ps.log.Error("PIN retry counter not saved", "err", err)
+	}
 }

@@ -112,29 +112,12 @@ func emulateBankEID(ctx context.Context, e *env, dir, addr string, wrap func(car
 		return ExitUsage
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, nil))
-	statePath := filepath.Join(dir, "pin-state.json")
-	var retries *int
-	if b, err := os.ReadFile(statePath); err == nil {
-		var st struct {
-			Left *int `json:"pin_retries_left"`
-		}
-		if err := json.Unmarshal(b, &st); err != nil || st.Left == nil || *st.Left < 0 || *st.Left > im.Meta.PINRetries {
-			fmt.Fprintf(e.stderr, "%s: invalid PIN state\n", statePath)
-			return ExitUsage
-		}
-		retries = st.Left
+	pins, err := loadPINState(dir, im.Meta.PINRetries, log)
+	if err != nil {
+		fmt.Fprintln(e.stderr, err)
+		return ExitUsage
 	}
-	card, err := bankcard.New(im, bankcard.Options{Logger: log, PINRetries: retries, OnPINRetries: func(left int) {
-		b, _ := json.Marshal(map[string]int{"pin_retries_left": left})
-		tmp := statePath + ".tmp"
-		werr := os.WriteFile(tmp, b, 0o600)
-		if werr == nil {
-			werr = os.Rename(tmp, statePath)
-		}
-		if werr != nil {
-			log.Error("PIN retry counter not saved", "err", werr)
-		}
-	}})
+	card, err := bankcard.New(im, bankcard.Options{Logger: log, PINRetries: pins.left, OnPINRetries: pins.save})
 	if err != nil {
 		fmt.Fprintf(e.stderr, "card: %v\n", err)
 		return ExitUsage
