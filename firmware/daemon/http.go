@@ -315,16 +315,26 @@ func (d *Daemon) simGPIOControl(w http.ResponseWriter, r *http.Request) {
 }
 
 // telemetry publishes the health snapshot periodically (QoS 0: a lost
-// sample is replaced by the next one).
+// sample is replaced by the next one), and once at each connection, so
+// the fleet's overview (kioskctl fleet list) has it at once.
 func (d *Daemon) telemetry(ctx context.Context) error {
 	t := time.NewTicker(d.cfg.Hub.TelemetryEvery)
 	defer t.Stop()
+	wasUp := false
 	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
+		changed := d.hub.Changed()
+		up := d.hub.Status().Connected
+		if !up || wasUp {
+			wasUp = up
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-changed:
+				continue
+			case <-t.C:
+			}
 		}
+		wasUp = up
 		b, err := json.Marshal(d.Health())
 		if err != nil {
 			return err
