@@ -89,6 +89,12 @@ func (d *Daemon) Health() Health {
 		if r := d.session.OutOfService(); r != "" {
 			h.Components["session"] = Component{State: "degraded", Detail: "out of service: " + r}
 		}
+		// The fleet's hold (service_off), also while another reason wins.
+		if hold, _ := d.serviceHold(); hold.OutOfService {
+			c := h.Components["session"]
+			c.Info = map[string]any{"fleet_hold": hold}
+			h.Components["session"] = c
+		}
 		ec := d.trust.Component(time.Now())
 		if in, ok := ec.Info.(TrustInfo); ok {
 			in.Bundle = int(d.bundleVersion.Load())

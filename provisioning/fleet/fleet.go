@@ -349,6 +349,35 @@ func (s *Service) StoredGroups(ctx context.Context) (map[string][]string, error)
 	return s.o.Store.Groups(ctx)
 }
 
+// RotationAllowed is nil when jobID is a running, unexpired
+// rotate_certificate job whose execution on device is offered and not
+// finished: the operator's signed request that lets the registrar renew
+// that kiosk's certificate before its renewal window.
+func (s *Service) RotationAllowed(ctx context.Context, device, jobID string) error {
+	j, err := s.o.Store.Job(ctx, jobID)
+	switch {
+	case err != nil:
+		return fmt.Errorf("job %q: %w", jobID, err)
+	case j.Kind != jobwire.KindRotateCert:
+		return fmt.Errorf("job %q is a %s job", jobID, j.Kind)
+	case j.State != JobRunning || !s.o.Now().Before(j.Expires):
+		return fmt.Errorf("job %q is %s (expires %s)", jobID, j.State, j.Expires.Format(time.RFC3339))
+	}
+	es, err := s.o.Store.Executions(ctx, jobID)
+	if err != nil {
+		return err
+	}
+	for _, e := range es {
+		if e.Device == device {
+			if e.Status == ExecCreated || jobwire.Terminal(e.Status) {
+				return fmt.Errorf("job %q is %s on %s", jobID, e.Status, device)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("job %q is not for %s", jobID, device)
+}
+
 // Changed returns a channel closed at the job's next status change.
 func (s *Service) Changed(id string) <-chan struct{} {
 	s.mu.Lock()

@@ -164,8 +164,16 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 		return err
 	}
 	defer store.Close()
+	// The fleet service (built below) tells the registrar which early
+	// renewals an operator's rotate_certificate job asked for.
 	var svc *fleet.Service
-	trust, reg, err := deviceTrust(cfg, store, ring, signer, o.Now, log)
+	rotation := func(ctx context.Context, device, job string) error {
+		if svc == nil {
+			return errors.New("this hub runs no fleet jobs")
+		}
+		return svc.RotationAllowed(ctx, device, job)
+	}
+	trust, reg, err := deviceTrust(cfg, store, ring, signer, rotation, o.Now, log)
 	if err != nil {
 		return err
 	}
@@ -363,7 +371,8 @@ loop:
 // deviceTrust builds, from [ca], the chain-and-revocation check of device
 // certificates and, with the issuing key, the enrollment registrar; both
 // nil without a CA.
-func deviceTrust(cfg Config, store hubstore.Store, ring *txreport.Keyring, signer *txreport.Signer, now func() time.Time, log *slog.Logger) (*devtrust.Trust, *registrar.Registrar, error) {
+func deviceTrust(cfg Config, store hubstore.Store, ring *txreport.Keyring, signer *txreport.Signer,
+	rotation func(ctx context.Context, device, job string) error, now func() time.Time, log *slog.Logger) (*devtrust.Trust, *registrar.Registrar, error) {
 	if cfg.CA.Root == "" {
 		return nil, nil, nil
 	}
@@ -421,7 +430,7 @@ func deviceTrust(cfg Config, store hubstore.Store, ring *txreport.Keyring, signe
 	}
 	r, err := registrar.New(registrar.Options{CA: ca, Registry: reg, Prefix: cfg.MQTT.Prefix, Validity: cfg.CA.Validity.Duration,
 		BrokerCA: brokerCA, AuthCert: authCert, OpsCert: opsCert, TrustBundle: bundle, Keyring: ring, Signer: signer, Now: now,
-		Logger: log.With("component", "registrar")})
+		Rotation: rotation, Logger: log.With("component", "registrar")})
 	if err != nil {
 		return nil, nil, &Error{Key: "ca.issuing_key", Msg: err.Error()}
 	}
