@@ -49,7 +49,7 @@ FUZZ_TARGETS := \
 	./firmware/emrtd/aa:FuzzVerify:60000 ./firmware/txreport:FuzzVerify:30000 \
 	./firmware/txreport:FuzzOpen:30000 \
 	./drivers/cardreader/vpcd:FuzzFrames:30000 ./drivers/cardreader:FuzzValidateCommand:150000 \
-	./firmware/jobwire:FuzzOpen:20000 ./firmware/daemon:FuzzFleetDocs:5000 ./firmware/config:FuzzWithSettings:5000 ./firmware/config:FuzzParse:10000 \
+	./firmware/jobwire:FuzzOpen:20000 ./provisioning/fleet:FuzzParseHealth:30000 ./firmware/daemon:FuzzFleetDocs:5000 ./firmware/config:FuzzWithSettings:5000 ./firmware/config:FuzzParse:10000 \
 	./firmware/enrollwire:FuzzParseRequest:4000 ./firmware/enrollwire:FuzzOpen:40000 ./firmware/enrollwire:FuzzParseBundle:10000 \
 	./firmware/face:FuzzReferenceFromImage:300
 FUZZTIME ?=

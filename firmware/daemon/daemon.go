@@ -33,6 +33,7 @@ import (
 	"kiosk/firmware/face"
 	"kiosk/firmware/hub"
 	"kiosk/firmware/jobs"
+	"kiosk/firmware/logtail"
 	"kiosk/firmware/session"
 	"kiosk/firmware/txreport"
 	"kiosk/internal/backoff"
@@ -69,6 +70,7 @@ type Daemon struct {
 	cfg     config.Config
 	opts    Options
 	log     *slog.Logger
+	logs    *logtail.Ring // the log's last lines, redacted (collect_logs)
 	bus     *event.Bus
 	started time.Time
 	// lifeMu orders sd_notify states: once stopping is set (with
@@ -141,12 +143,15 @@ func New(cfg config.Config, opts Options) (*Daemon, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// The last lines, redacted, for the fleet's collect_logs job.
+	logs := logtail.New(0, 0)
+	log = slog.New(logtail.Tee(log.Handler(), logs, slog.LevelInfo))
 	fileCfg := cfg
 	cfg, opConfig, opErr := applyOperatorConfig(cfg)
 	if opErr != "" {
 		log.Error("operator configuration", "err", opErr)
 	}
-	d := &Daemon{cfg: cfg, fileCfg: fileCfg, opConfig: opConfig, opErr: opErr, opts: opts, log: log, bus: event.New(nil)}
+	d := &Daemon{cfg: cfg, fileCfg: fileCfg, opConfig: opConfig, opErr: opErr, opts: opts, log: log, logs: logs, bus: event.New(nil)}
 
 	switch cfg.Camera.Backend {
 	case "none":

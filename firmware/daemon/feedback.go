@@ -29,7 +29,8 @@ func (o gpioOutputs) Set(role gpio.Role, active bool) error {
 }
 
 // runFeedback follows the event bus with the lights, buzzer and IR
-// illuminator, and owns the service state (tamper, maintenance): it is
+// illuminator, and owns the service state (tamper, the fleet's hold,
+// maintenance): it is
 // the one writer of session.Machine.SetOutOfService.
 func (d *Daemon) runFeedback(ctx context.Context) error {
 	sub := d.bus.Subscribe(ctx, 256)
@@ -61,6 +62,16 @@ func (d *Daemon) runFeedback(ctx context.Context) error {
 		c.Latch()
 		if !st.Wiped {
 			d.onTamper(ctx)
+		}
+	}
+	// The fleet's out-of-service hold survives restarts.
+	if d.session != nil {
+		h, err := d.serviceHold()
+		if err != nil {
+			d.log.Error("fleet service hold", "err", err)
+		}
+		if h.OutOfService {
+			c.SetService(true)
 		}
 	}
 	// The inputs' first levels may have been published before this
@@ -117,6 +128,8 @@ func (d *Daemon) runFeedback(ctx context.Context) error {
 			switch v.Action {
 			case "maintenance":
 				c.SetMaintenance(v.On)
+			case "service": // the fleet's service_off (On) / service_on
+				c.SetService(v.On)
 			case "reset_tamper":
 				if c.Service().Tamper {
 					d.log.Warn("tamper reset refused", "err", feedback.ErrTamperActive)

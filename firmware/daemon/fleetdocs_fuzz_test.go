@@ -6,8 +6,8 @@ import (
 	"kiosk/firmware/config"
 )
 
-// FuzzFleetDocs: the documents of set_configuration and
-// update_trust_bundle jobs come from the network (inside a verified job,
+// FuzzFleetDocs: the documents of set_configuration, update_trust_bundle
+// and collect_logs jobs come from the network (inside a verified job,
 // but a parser must not trust even that). Whatever parses keeps the
 // bounds; a configuration document never changes anything but operator
 // keys.
@@ -16,6 +16,8 @@ func FuzzFleetDocs(f *testing.F) {
 	f.Add(`{"version":2,"files":{"csca.pem":"AAAA","csca.crl":"AAAA"}}`)
 	f.Add(`{"version":1,"files":{"../x":"AAAA"}}`)
 	f.Add(`{"version":-1,"settings":{}}`)
+	f.Add(`{"lines":200,"diagnostics":false}`)
+	f.Add(`{"lines":-1}`)
 	base := config.Default()
 	base.Device.Mode = "simulation"
 	base.Camera.Backend, base.CardReader.Backend, base.GPIO.Backend = "none", "sim", "sim"
@@ -30,6 +32,9 @@ func FuzzFleetDocs(f *testing.F) {
 					t.Fatalf("file name %q accepted", name)
 				}
 			}
+		}
+		if doc, err := parseLogsDoc(s); err == nil && (doc.Lines < 0 || doc.Lines > maxLogLines) {
+			t.Fatalf("collect_logs lines %d accepted", doc.Lines)
 		}
 		if doc, err := parseConfigDoc(s); err == nil {
 			got, err := base.WithSettings(doc.Settings)

@@ -89,6 +89,12 @@ func (d *Daemon) Health() Health {
 		if r := d.session.OutOfService(); r != "" {
 			h.Components["session"] = Component{State: "degraded", Detail: "out of service: " + r}
 		}
+		// The fleet's hold (service_off), also while another reason wins.
+		if hold, _ := d.serviceHold(); hold.OutOfService {
+			c := h.Components["session"]
+			c.Info = map[string]any{"fleet_hold": hold}
+			h.Components["session"] = c
+		}
 		ec := d.trust.Component(time.Now())
 		if in, ok := ec.Info.(TrustInfo); ok {
 			in.Bundle = int(d.bundleVersion.Load())
@@ -315,16 +321,26 @@ func (d *Daemon) simGPIOControl(w http.ResponseWriter, r *http.Request) {
 }
 
 // telemetry publishes the health snapshot periodically (QoS 0: a lost
-// sample is replaced by the next one).
+// sample is replaced by the next one), and once at each connection, so
+// the fleet's overview (kioskctl fleet list) has it at once.
 func (d *Daemon) telemetry(ctx context.Context) error {
 	t := time.NewTicker(d.cfg.Hub.TelemetryEvery)
 	defer t.Stop()
+	wasUp := false
 	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
+		changed := d.hub.Changed()
+		up := d.hub.Status().Connected
+		if !up || wasUp {
+			wasUp = up
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-changed:
+				continue
+			case <-t.C:
+			}
 		}
+		wasUp = up
 		b, err := json.Marshal(d.Health())
 		if err != nil {
 			return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os/exec"
 	"time"
 
@@ -25,10 +26,6 @@ import (
 // the reason the operator sees.
 var notYet = map[string]string{
 	jobwire.KindUpdateFirmware: "not supported yet: the firmware payload comes with the OTA issue",
-	jobwire.KindCollectLogs:    "not supported yet on this kiosk version",
-	jobwire.KindRotateCert:     "not supported yet as a job: the certificate renews itself from 30 days before expiry",
-	jobwire.KindServiceOn:      "not supported yet: use maintenance_on/maintenance_off",
-	jobwire.KindServiceOff:     "not supported yet: use maintenance_on/maintenance_off",
 }
 
 // buildJobs makes the job runner, or none (with a warning) when no
@@ -48,9 +45,11 @@ func (d *Daemon) buildJobs(ops *txreport.Keyring) error {
 		d.log.Warn("fleet jobs are refused: no hub.operations_cert (simulation)")
 		return nil
 	}
+	handlers := d.jobHandlers()
+	maps.Copy(handlers, d.opsJobHandlers()) // fleetops.go
 	r, err := jobs.New(jobs.Options{
 		Link: d.hub, Operations: ops, Signer: d.tx.signer, StateDir: d.cfg.Tx.StateDir,
-		Handlers: d.jobHandlers(), Unsupported: notYet,
+		Handlers: handlers, Unsupported: notYet,
 		Idle: func() bool {
 			return d.session == nil || d.session.Status().State == session.Idle
 		},

@@ -56,6 +56,11 @@ type Renewer struct {
 	log     *slog.Logger
 	answers <-chan hub.Message
 
+	// renewMu runs one renewal at a time: the window's (Run) and an
+	// operator's (RenewFor, a rotate_certificate job) share the answer
+	// topic.
+	renewMu sync.Mutex
+
 	mu       sync.Mutex
 	renewals int
 	lastErr  string
@@ -148,7 +153,14 @@ func (r *Renewer) Run(ctx context.Context) error {
 // by the current key), and switches to it: chain file, key, signer, then
 // OnRenewed. Reports signed before the switch keep the old certificate's
 // fingerprint and still verify at the hub.
-func (r *Renewer) Renew(ctx context.Context) (err error) {
+func (r *Renewer) Renew(ctx context.Context) error { return r.RenewFor(ctx, "") }
+
+// RenewFor renews now, before the window if need be, for the operator's
+// rotate_certificate job (the hub renews early only for such a job; ""
+// for none).
+func (r *Renewer) RenewFor(ctx context.Context, job string) (err error) {
+	r.renewMu.Lock()
+	defer r.renewMu.Unlock()
 	defer func() {
 		r.mu.Lock()
 		if err != nil {
@@ -178,7 +190,7 @@ func (r *Renewer) Renew(ctx context.Context) (err error) {
 		return fmt.Errorf("enroll: renewal csr: %w", err)
 	}
 	req := enrollwire.RenewRequest{V: enrollwire.Version, ID: enrollwire.NewRequestID(), Device: device, CSR: csr,
-		Expires: r.o.Now().Add(max(r.o.Wait, 5*time.Minute)).UTC()}
+		Expires: r.o.Now().Add(max(r.o.Wait, 5*time.Minute)).UTC(), Job: job}
 	b, err := r.o.Signer.Seal(req)
 	if err != nil {
 		return err

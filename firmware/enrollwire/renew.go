@@ -3,8 +3,12 @@ package enrollwire
 import (
 	"crypto/x509"
 	"fmt"
+	"regexp"
 	"time"
 )
+
+// jobRe is a fleet job id (firmware/jobwire's rule).
+var jobRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$`)
 
 // Renewal of an enrolled kiosk's certificate, over its own mutual-TLS
 // link: per-device topics below <prefix>/<device>/, the request sealed
@@ -27,6 +31,11 @@ type RenewRequest struct {
 	// one that claims more than MaxRenewRequestLife). ID is the nonce the
 	// answer echoes.
 	Expires time.Time `json:"expires"`
+	// Job names the operator's rotate_certificate job (docs/mqtt.md,
+	// "Jobs") that asks for this renewal before it is due: the hub
+	// renews early only for a running job of that kind offered to this
+	// device. Empty for the kiosk's own renewal in the window.
+	Job string `json:"job,omitempty"`
 }
 
 // MaxRenewRequestLife is the longest a renewal request may claim to
@@ -47,6 +56,9 @@ func (r *RenewRequest) Check() (*x509.CertificateRequest, error) {
 	}
 	if r.Expires.IsZero() {
 		return nil, fmt.Errorf("%w: no expiry", ErrMalformed)
+	}
+	if r.Job != "" && !jobRe.MatchString(r.Job) {
+		return nil, fmt.Errorf("%w: job id", ErrMalformed)
 	}
 	return ParseCSR(r.CSR, r.Device)
 }

@@ -42,9 +42,12 @@ type Options struct {
 	Now     func() time.Time
 }
 
-// Service reasons.
+// Service reasons, in precedence order.
 const (
-	ReasonTamper      = "tamper"
+	ReasonTamper = "tamper"
+	// ReasonService: the fleet took the kiosk out of service (a
+	// service_off job); it holds across restarts until service_on.
+	ReasonService     = "service"
 	ReasonMaintenance = "maintenance"
 )
 
@@ -97,6 +100,7 @@ type Controller struct {
 	tamperIn    bool // input level
 	tamperLatch bool // stays until staff reset it with the enclosure shut
 	maint       bool
+	held        bool // out of service by the fleet (persisted by the caller)
 	reason      string
 }
 
@@ -197,6 +201,15 @@ func (c *Controller) SetMaintenance(on bool) {
 	c.serviceChanged()
 }
 
+// SetService takes the kiosk out of service for the fleet (out) or ends
+// that hold. Staff maintenance does not lift it.
+func (c *Controller) SetService(out bool) {
+	c.mu.Lock()
+	c.held = out
+	c.mu.Unlock()
+	c.serviceChanged()
+}
+
 // ResetTamper clears the tamper latch once the enclosure is shut again.
 func (c *Controller) ResetTamper() error {
 	c.mu.Lock()
@@ -242,6 +255,8 @@ func (c *Controller) serviceChanged() {
 	switch {
 	case c.tamperLatch:
 		reason = ReasonTamper
+	case c.held:
+		reason = ReasonService
 	case c.maint:
 		reason = ReasonMaintenance
 	}
@@ -283,7 +298,7 @@ func (c *Controller) updateLEDsLocked() {
 	switch c.reason {
 	case ReasonTamper:
 		green, red, amber = off, tamperBlink, off
-	case ReasonMaintenance:
+	case ReasonMaintenance, ReasonService:
 		green, red, amber = off, maintenance, off
 	}
 	c.setLocked(gpio.LEDGreen, green)

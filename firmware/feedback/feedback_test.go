@@ -294,6 +294,39 @@ func TestTamperTakesKioskOutOfService(t *testing.T) {
 	}
 }
 
+// The fleet's hold ranks between tamper and maintenance: maintenance
+// neither hides nor lifts it, a tamper latch wins over it.
+func TestFleetHold(t *testing.T) {
+	h := newHarness(t, gpio.Config{})
+	h.c.SetMaintenance(true)
+	h.c.SetService(true)
+	if s := h.c.Service(); s.Reason != ReasonService {
+		t.Fatalf("held in maintenance: %+v", s)
+	}
+	h.c.SetMaintenance(false)
+	if s := h.c.Service(); s.Reason != ReasonService {
+		t.Fatalf("maintenance off lifted the hold: %+v", s)
+	}
+	if p := h.c.Patterns(); p[gpio.LEDRed] != "maintenance" || p[gpio.LEDAmber] != "off" {
+		t.Fatalf("held patterns %v", p)
+	}
+	h.c.Input(gpio.Tamper, true)
+	if s := h.c.Service(); s.Reason != ReasonTamper {
+		t.Fatalf("tamper while held: %+v", s)
+	}
+	h.c.Input(gpio.Tamper, false)
+	if err := h.c.ResetTamper(); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.c.Service(); s.Reason != ReasonService {
+		t.Fatalf("after the reset: %+v", s)
+	}
+	h.c.SetService(false)
+	if s := h.c.Service(); s.OutOfService {
+		t.Fatalf("hold lifted: %+v", s)
+	}
+}
+
 func TestPresenceWakesScreen(t *testing.T) {
 	h := newHarness(t, gpio.Config{})
 	h.c.Input(gpio.Presence, true)

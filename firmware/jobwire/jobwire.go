@@ -107,6 +107,9 @@ var (
 	deviceRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 )
 
+// ValidDevice reports whether s is a device (or group) name jobs accept.
+func ValidDevice(s string) bool { return deviceRe.MatchString(s) }
+
 // ErrMalformed is returned for a job or status that does not parse or
 // breaks a rule of this package.
 var ErrMalformed = errors.New("jobwire: malformed")
@@ -206,6 +209,35 @@ func Open(ops *txreport.Keyring, b []byte) (Job, error) {
 		return Job{}, err
 	}
 	return j, nil
+}
+
+// LogsResult is a collect_logs job's result: the kiosk's last log lines,
+// redacted (firmware/logtail), and its diagnostics archive bounded to
+// what fits in a status (the full archive comes from the staff screen).
+type LogsResult struct {
+	Device string `json:"device"`
+	// Since is when the kioskd process started: the lines are this
+	// process's (kept in memory; earlier runs are in the kiosk's journal).
+	Since time.Time `json:"since"`
+	Lines []string  `json:"lines"`
+	// Omitted counts older lines not sent (dropped from the kiosk's
+	// ring, over the result's bound, or more than were asked for).
+	Omitted int `json:"omitted"`
+	// Diagnostics is the diagnostics zip (base64): counters and health,
+	// and the heap and goroutine profiles when they fit (its README.txt
+	// names what was left out). Empty when not asked for or not fitting;
+	// DiagnosticsNote says which.
+	Diagnostics     string `json:"diagnostics,omitempty"`
+	DiagnosticsNote string `json:"diagnostics_note,omitempty"`
+}
+
+// CertResult is a rotate_certificate job's result: the new device
+// certificate and the one it replaced (serials in hex).
+type CertResult struct {
+	Serial           string    `json:"serial"`
+	NotAfter         time.Time `json:"not_after"`
+	PreviousSerial   string    `json:"previous_serial"`
+	PreviousNotAfter time.Time `json:"previous_not_after"`
 }
 
 // Status is a kiosk's report on one job execution.

@@ -53,7 +53,7 @@ type Options struct {
 
 // Event is one change seen by the service.
 type Event struct {
-	Kind      string    `json:"kind"` // status, warning, job
+	Kind      string    `json:"kind"` // presence, status, warning, job
 	JobID     string    `json:"job_id"`
 	Device    string    `json:"device,omitempty"`
 	Status    string    `json:"status"`
@@ -70,6 +70,7 @@ type Service struct {
 
 	mu        sync.Mutex
 	presence  map[string]hub.Presence // device → last presence seen
+	reported  map[string]HealthReport // device → last health telemetry
 	conn      mqtt.Client
 	rollouts  chan string
 	changed   map[string]chan struct{} // job → closed on its next status
@@ -99,7 +100,8 @@ func New(o Options) (*Service, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Service{o: o, log: log, work: make(chan mqtt.Message, 4096), rollouts: make(chan string, 64),
-		changed: map[string]chan struct{}{}, connected: make(chan struct{}), presence: map[string]hub.Presence{}}, nil
+		changed: map[string]chan struct{}{}, connected: make(chan struct{}), presence: map[string]hub.Presence{},
+		reported: map[string]HealthReport{}}, nil
 }
 
 // Connected is closed once the service has subscribed.
@@ -164,6 +166,7 @@ func (s *Service) Create(ctx context.Context, sp Spec) (Job, error) {
 	if err := s.o.Store.CreateJob(ctx, j); err != nil {
 		return Job{}, err
 	}
+	s.event(Event{Kind: "job", JobID: j.ID, Status: "created", Reason: fmt.Sprintf("%s for %d device(s)", j.Kind, len(j.Devices)), Time: now})
 	select {
 	case s.rollouts <- j.ID:
 	case <-ctx.Done():
@@ -189,15 +192,96 @@ type Device struct {
 	Online  bool      `json:"online"`
 	Session uint64    `json:"session"`
 	Since   time.Time `json:"since,omitzero"`
+	// Reported is the kiosk's last health telemetry; nil before the
+	// first.
+	Reported *HealthReport `json:"reported,omitempty"`
 }
 
-// Devices lists the kiosks whose presence the service has seen.
+// HealthReport is what a kiosk's health telemetry (<p>/<d>/telemetry/health,
+// docs/mqtt.md "Health object") says about it. Telemetry is not sealed:
+// this is for operators' overview, never for a decision.
+type HealthReport struct {
+	Time          time.Time `json:"time"` // when the hub received it
+	Status        string    `json:"status"`
+	Firmware      string    `json:"firmware"`
+	TrustBundle   int       `json:"trust_bundle"`
+	ConfigVersion int       `json:"config_version"`
+	ConfigHash    string    `json:"config_hash,omitempty"`
+	OutboxDepth   int       `json:"outbox_depth"`
+	CertNotAfter  time.Time `json:"cert_not_after,omitzero"`
+	// Service is the session component's detail ("out of service: …").
+	Service string `json:"service,omitempty"`
+}
+
+// healthDoc is the part of the kiosk's health object the hub reads.
+type healthDoc struct {
+	Status     string `json:"status"`
+	Version    string `json:"version"`
+	Components struct {
+		EID struct {
+			Info struct {
+				Bundle int `json:"bundle"`
+			} `json:"info"`
+		} `json:"eid"`
+		Config struct {
+			Info struct {
+				Version int    `json:"version"`
+				Hash    string `json:"hash"`
+			} `json:"info"`
+		} `json:"config"`
+		Transactions struct {
+			Info struct {
+				Outbox struct {
+					Depth int `json:"depth"`
+				} `json:"outbox"`
+			} `json:"info"`
+		} `json:"transactions"`
+		Certificate struct {
+			Info struct {
+				NotAfter time.Time `json:"not_after"`
+			} `json:"info"`
+		} `json:"certificate"`
+		Session struct {
+			Detail string `json:"detail"`
+		} `json:"session"`
+	} `json:"components"`
+}
+
+// maxHealth bounds a telemetry message read.
+const maxHealth = 64 << 10
+
+func parseHealth(b []byte, now time.Time) (HealthReport, bool) {
+	var h healthDoc
+	if len(b) > maxHealth || json.Unmarshal(b, &h) != nil || h.Status == "" {
+		return HealthReport{}, false
+	}
+	c := h.Components
+	r := HealthReport{Time: now.UTC(), Status: h.Status, Firmware: h.Version, TrustBundle: c.EID.Info.Bundle,
+		ConfigVersion: c.Config.Info.Version, ConfigHash: c.Config.Info.Hash, OutboxDepth: c.Transactions.Info.Outbox.Depth,
+		CertNotAfter: c.Certificate.Info.NotAfter}
+	if d, ok := strings.CutPrefix(c.Session.Detail, "out of service: "); ok {
+		r.Service = d
+	}
+	return r, true
+}
+
+// Devices lists the kiosks whose presence or telemetry the service has
+// seen.
 func (s *Service) Devices() []Device {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]Device, 0, len(s.presence))
 	for id, p := range s.presence {
-		out = append(out, Device{ID: id, Online: p.State == "online", Session: p.Session, Since: p.Time})
+		d := Device{ID: id, Online: p.State == "online", Session: p.Session, Since: p.Time}
+		if r, ok := s.reported[id]; ok {
+			d.Reported = &r
+		}
+		out = append(out, d)
+	}
+	for id, r := range s.reported {
+		if _, ok := s.presence[id]; !ok {
+			out = append(out, Device{ID: id, Reported: &r})
+		}
 	}
 	slices.SortFunc(out, func(a, b Device) int { return strings.Compare(a.ID, b.ID) })
 	return out
@@ -229,6 +313,69 @@ func (s *Service) Status(ctx context.Context, id string) (Summary, []Execution, 
 		sum.Done = sum.Done && jobwire.Terminal(e.Status)
 	}
 	return sum, es, nil
+}
+
+// PruneJobs removes jobs that expired before before (retention).
+func (s *Service) PruneJobs(ctx context.Context, before time.Time) (int64, error) {
+	return s.o.Store.PruneJobs(ctx, before)
+}
+
+// MaxGroup bounds a stored group's devices.
+const MaxGroup = 10000
+
+// SetGroup stores a group at the hub (shared by the instances): its
+// devices replace the group's; none removes it. A stored group wins over
+// a static one of the same name.
+func (s *Service) SetGroup(ctx context.Context, name string, devices []string) error {
+	if !jobwire.ValidDevice(name) {
+		return fmt.Errorf("fleet: group name %q", name)
+	}
+	devices = slices.Clone(devices)
+	slices.Sort(devices)
+	devices = slices.Compact(devices)
+	if len(devices) > MaxGroup {
+		return fmt.Errorf("fleet: %d devices in a group (max %d)", len(devices), MaxGroup)
+	}
+	for _, d := range devices {
+		if !jobwire.ValidDevice(d) {
+			return fmt.Errorf("fleet: device %q", d)
+		}
+	}
+	return s.o.Store.SetGroup(ctx, name, devices)
+}
+
+// StoredGroups returns the groups stored at the hub.
+func (s *Service) StoredGroups(ctx context.Context) (map[string][]string, error) {
+	return s.o.Store.Groups(ctx)
+}
+
+// RotationAllowed is nil when jobID is a running, unexpired
+// rotate_certificate job whose execution on device is offered and not
+// finished: the operator's signed request that lets the registrar renew
+// that kiosk's certificate before its renewal window.
+func (s *Service) RotationAllowed(ctx context.Context, device, jobID string) error {
+	j, err := s.o.Store.Job(ctx, jobID)
+	switch {
+	case err != nil:
+		return fmt.Errorf("job %q: %w", jobID, err)
+	case j.Kind != jobwire.KindRotateCert:
+		return fmt.Errorf("job %q is a %s job", jobID, j.Kind)
+	case j.State != JobRunning || !s.o.Now().Before(j.Expires):
+		return fmt.Errorf("job %q is %s (expires %s)", jobID, j.State, j.Expires.Format(time.RFC3339))
+	}
+	es, err := s.o.Store.Executions(ctx, jobID)
+	if err != nil {
+		return err
+	}
+	for _, e := range es {
+		if e.Device == device {
+			if e.Status == ExecCreated || jobwire.Terminal(e.Status) {
+				return fmt.Errorf("job %q is %s on %s", jobID, e.Status, device)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("job %q is not for %s", jobID, device)
 }
 
 // Changed returns a channel closed at the job's next status change.
@@ -274,6 +421,11 @@ func (s *Service) statusFilter() string {
 
 func (s *Service) presenceFilter() string { return s.o.Prefix + "/+/presence" }
 
+// topicHealth is the kiosks' health telemetry below <p>/<d>/.
+const topicHealth = "telemetry/health"
+
+func (s *Service) healthFilter() string { return s.o.Prefix + "/+/" + topicHealth }
+
 // Run serves until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	o := mqtt.NewClientOptions()
@@ -298,7 +450,7 @@ func (s *Service) Run(ctx context.Context) error {
 	o.SetOrderMatters(false)
 	o.SetDefaultPublishHandler(s.enqueue)
 	o.SetOnConnectHandler(func(c mqtt.Client) {
-		for _, f := range []string{s.statusFilter(), s.presenceFilter()} {
+		for _, f := range []string{s.statusFilter(), s.presenceFilter(), s.healthFilter()} {
 			tok := c.Subscribe(f, 1, s.enqueue)
 			if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 				s.log.Error("fleet: subscribe failed", "filter", f, "err", tok.Error())
@@ -336,12 +488,41 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
-// enqueue runs on paho's router: never block there.
+// enqueue runs on paho's router: never block there. Health telemetry is
+// taken at once (a parse and a map write), so a fleet's telemetry never
+// crowds job statuses out of the work queue.
 func (s *Service) enqueue(_ mqtt.Client, m mqtt.Message) {
+	if device, ok := s.healthDevice(m.Topic()); ok {
+		s.onHealth(device, m.Payload())
+		return
+	}
 	select {
 	case s.work <- m:
 	default:
 		s.log.Warn("fleet: work queue full, message dropped", "topic", m.Topic())
+	}
+}
+
+func (s *Service) healthDevice(topic string) (string, bool) {
+	rest, ok := strings.CutPrefix(topic, s.o.Prefix+"/")
+	if !ok {
+		return "", false
+	}
+	device, sub, ok := strings.Cut(rest, "/")
+	return device, ok && sub == topicHealth && device != ""
+}
+
+func (s *Service) onHealth(device string, payload []byte) {
+	r, ok := parseHealth(payload, s.o.Now())
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Bounded like a job's targets: a flood of made-up device ids cannot
+	// grow the map without end.
+	if _, known := s.reported[device]; known || len(s.reported) < MaxTargets {
+		s.reported[device] = r
 	}
 }
 
@@ -410,7 +591,9 @@ func (s *Service) onStatus(ctx context.Context, device string, payload []byte) {
 	}
 	s.event(Event{Kind: "status", JobID: st.JobID, Device: device, Status: e.Status, Reason: e.Reason, Time: s.o.Now(), Execution: e})
 	if sum, _, err := s.Status(ctx, st.JobID); err == nil && sum.Done && sum.Job.State == JobRunning {
-		_ = s.o.Store.SetJobState(ctx, st.JobID, JobDone)
+		if s.o.Store.SetJobState(ctx, st.JobID, JobDone) == nil {
+			s.event(Event{Kind: "job", JobID: st.JobID, Status: JobDone, Time: s.o.Now()})
+		}
 	}
 	s.notify(st.JobID)
 }

@@ -87,18 +87,27 @@ type Store interface {
 	Unfinished(ctx context.Context, device string, now time.Time) ([]Execution, error)
 	// CancelCreated cancels the executions not offered yet.
 	CancelCreated(ctx context.Context, jobID string, now time.Time) (int, error)
+	// PruneJobs removes the jobs (and their executions) that expired
+	// before before: retention. A job past its expiry can change no more.
+	PruneJobs(ctx context.Context, before time.Time) (int64, error)
+	// SetGroup stores a group's devices (replacing them); none removes
+	// the group.
+	SetGroup(ctx context.Context, name string, devices []string) error
+	// Groups returns the stored groups.
+	Groups(ctx context.Context) (map[string][]string, error)
 }
 
 // MemStore is a Store in memory: one hub instance, tests and demos.
 type MemStore struct {
-	mu   sync.Mutex
-	jobs map[string]*Job
-	exec map[string]map[string]*Execution // job → device
+	mu     sync.Mutex
+	jobs   map[string]*Job
+	exec   map[string]map[string]*Execution // job → device
+	groups map[string][]string
 }
 
 // NewMemStore returns an empty store.
 func NewMemStore() *MemStore {
-	return &MemStore{jobs: map[string]*Job{}, exec: map[string]map[string]*Execution{}}
+	return &MemStore{jobs: map[string]*Job{}, exec: map[string]map[string]*Execution{}, groups: map[string][]string{}}
 }
 
 var _ Store = (*MemStore)(nil)
@@ -273,4 +282,39 @@ func (m *MemStore) CancelCreated(_ context.Context, jobID string, now time.Time)
 		}
 	}
 	return n, nil
+}
+
+func (m *MemStore) PruneJobs(_ context.Context, before time.Time) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var n int64
+	for id, j := range m.jobs {
+		if j.Expires.Before(before) {
+			delete(m.jobs, id)
+			delete(m.exec, id)
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (m *MemStore) SetGroup(_ context.Context, name string, devices []string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(devices) == 0 {
+		delete(m.groups, name)
+		return nil
+	}
+	m.groups[name] = slices.Clone(devices)
+	return nil
+}
+
+func (m *MemStore) Groups(context.Context) (map[string][]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string][]string, len(m.groups))
+	for k, v := range m.groups {
+		out[k] = slices.Clone(v)
+	}
+	return out, nil
 }

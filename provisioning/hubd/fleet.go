@@ -40,10 +40,19 @@ func buildFleet(cfg Config, store hubstore.Store, ring *txreport.Keyring, tlsCfg
 	svc, err := fleet.New(fleet.Options{
 		Brokers: cfg.MQTT.Brokers, ClientID: instance + "-fleet", Prefix: cfg.MQTT.Prefix, Group: cfg.MQTT.Group + "-fleet", TLS: tlsCfg,
 		Operations: ops, Devices: ring, Store: js,
-		Groups: func(_ context.Context, g string) ([]string, error) {
+		// A group stored at the hub (kioskctl fleet group set) wins over
+		// the configuration's [fleet.groups].
+		Groups: func(ctx context.Context, g string) ([]string, error) {
+			stored, err := js.Groups(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if devs, ok := stored[g]; ok {
+				return devs, nil
+			}
 			devs, ok := groups[g]
 			if !ok {
-				return nil, fmt.Errorf("no group %q in [fleet.groups]", g)
+				return nil, fmt.Errorf("no group %q stored at the hub or in [fleet.groups]", g)
 			}
 			return devs, nil
 		},
@@ -70,7 +79,7 @@ func readToken(path string) ([]byte, error) {
 
 // operatorAPI serves /fleet/... for kioskctl fleet, behind the bearer
 // token: every request, reads included (job results hold device health).
-func operatorAPI(mux *http.ServeMux, token []byte, svc *fleet.Service) {
+func operatorAPI(mux *http.ServeMux, token []byte, svc *fleet.Service, store hubstore.Store, events *broadcaster, static map[string][]string) {
 	auth := func(h http.HandlerFunc) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -81,6 +90,32 @@ func operatorAPI(mux *http.ServeMux, token []byte, svc *fleet.Service) {
 			h(w, r)
 		}
 	}
+	mux.HandleFunc("GET /fleet/groups", auth(func(w http.ResponseWriter, r *http.Request) {
+		stored, err := svc.StoredGroups(r.Context())
+		if err != nil {
+			writeJSONError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, Groups{Stored: stored, Static: static})
+	}))
+	mux.HandleFunc("PUT /fleet/groups/{name}", auth(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Devices []string `json:"devices"`
+		}
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			writeJSONError(w, http.StatusBadRequest, "group: "+err.Error())
+			return
+		}
+		if err := svc.SetGroup(r.Context(), r.PathValue("name"), req.Devices); err != nil {
+			writeJSONError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"group": r.PathValue("name"), "devices": len(req.Devices)})
+	}))
+	mux.HandleFunc("GET /fleet/tx", auth(serveTxTail(store)))
+	mux.HandleFunc("GET /fleet/events", auth(serveEvents(events)))
 	mux.HandleFunc("GET /fleet/devices", auth(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, svc.Devices())
 	}))
@@ -189,6 +224,13 @@ type ConfigRequest struct {
 	InFlight     int                        `json:"in_flight,omitempty"`
 	AbortPercent int                        `json:"abort_percent,omitempty"`
 	MinFinished  int                        `json:"min_finished,omitempty"`
+}
+
+// Groups is GET /fleet/groups: the groups stored at the hub and the
+// configuration's [fleet.groups] (a stored group of the same name wins).
+type Groups struct {
+	Stored map[string][]string `json:"stored"`
+	Static map[string][]string `json:"static"`
 }
 
 // JobStatus is GET /fleet/jobs/{id}.

@@ -19,7 +19,9 @@ import (
 	"kiosk/firmware/hub/mqtttest"
 	"kiosk/firmware/jobs"
 	"kiosk/firmware/jobwire"
+	"kiosk/firmware/txflow"
 	"kiosk/firmware/txreport"
+	"kiosk/internal/fleetsim"
 	"kiosk/provisioning/ctl"
 	"kiosk/provisioning/devkey"
 	"kiosk/provisioning/hubd"
@@ -41,7 +43,7 @@ func TestFleetJobsThroughKioskhub(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids := []string{"kiosk-f1", "kiosk-f2", "kiosk-f3"}
-	for _, id := range ids {
+	for _, id := range append(slices.Clone(ids), "kiosk-tx") {
 		if _, err := devkey.Create(filepath.Join(dir, "kiosks"), devices, id); err != nil {
 			t.Fatal(err)
 		}
@@ -192,7 +194,7 @@ branch-1 = ["kiosk-f1", "kiosk-f2", "kiosk-f3"]
 	kioskctl := func(args ...string) (int, string) {
 		var out, errb bytes.Buffer
 		n := 2 // the command's words, then the connection flags
-		if args[1] == "job" || args[1] == "config" {
+		if args[1] == "job" || args[1] == "config" || args[1] == "tx" || args[1] == "group" {
 			n = 3
 		}
 		full := append(append(slices.Clone(args[:n]), "--hub", base, "--token-file", filepath.Join(dir, "token")), args[n:]...)
@@ -228,11 +230,90 @@ branch-1 = ["kiosk-f1", "kiosk-f2", "kiosk-f3"]
 	}
 	prevOK := 3 + 3
 
+	// A group stored at the hub wins over the configuration's.
+	if code, out := kioskctl("fleet", "group", "set", "--device", "kiosk-f2,kiosk-f3", "branch-1"); code != 0 {
+		t.Fatalf("group set: %d\n%s", code, out)
+	}
+	if code, out := kioskctl("fleet", "group", "list"); code != 0 || !strings.Contains(out, "kiosk-f2,kiosk-f3") || !strings.Contains(out, "config (overridden)") {
+		t.Fatalf("group list: %d\n%s", code, out)
+	}
+	if code, out := kioskctl("fleet", "job", "create", "--id", "grp-1", "--kind", "ping", "--group", "branch-1", "--wait"); code != 0 || !strings.Contains(out, "succeeded 2") {
+		t.Fatalf("job for the stored group: %d\n%s", code, out)
+	}
+	if code, out := kioskctl("fleet", "group", "set", "branch-1"); code != 0 || !strings.Contains(out, "removed") {
+		t.Fatalf("group removal: %d\n%s", code, out)
+	}
+	prevOK += 2
+
+	// fleet watch: streamed, not polled; the job's creation and its
+	// statuses arrive as they happen.
+	watched := make(chan string, 1)
+	go func() {
+		code, out := kioskctl("fleet", "watch", "--json", "--count", "4")
+		watched <- fmt.Sprintf("%d\n%s", code, out)
+	}()
+	time.Sleep(500 * time.Millisecond) // the stream is open
+	if code, out := kioskctl("fleet", "job", "create", "--id", "watch-1", "--kind", "ping", "--group", "branch-1", "--wait"); code != 0 {
+		t.Fatalf("job for watch: %d\n%s", code, out)
+	}
+	select {
+	case got := <-watched:
+		if !strings.HasPrefix(got, "0\n") || !strings.Contains(got, `{"kind":"job","job_id":"watch-1","status":"created"`) ||
+			strings.Count(got, `"job_id":"watch-1","device":"kiosk-f`) != 3 || strings.Count(got, `"online":true`) != 3 {
+			t.Fatalf("fleet watch: %s", got)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("fleet watch saw no events")
+	}
+	prevOK += 3
+
+	// fleet tx tail: a long poll that answers as the hub applies
+	// transactions (and --since shows the recent ones first).
+	authRing, err := txreport.LoadKeyringFile(auth.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := startKiosk(t, ctx, &wg, []string{b.URL()}, dir, "kiosk-tx", authRing)
+	tailed := make(chan string, 1)
+	go func() {
+		code, out := kioskctl("fleet", "tx", "tail", "--json", "--count", "2", "--since", "1m")
+		tailed <- fmt.Sprintf("%d\n%s", code, out)
+	}()
+	time.Sleep(500 * time.Millisecond) // the tail is waiting
+	for n := range 2 {
+		tx := fmt.Sprintf("tail-%d", n)
+		if err := k.flow.Commit(ctx, fleetsim.Report(k.id, tx, 100, txflow.Authorization{Reason: "offline_disabled"}, time.Now())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case got := <-tailed:
+		var lines []hubd.TxLine
+		code, rest, _ := strings.Cut(got, "\n")
+		for l := range strings.Lines(rest) {
+			var x hubd.TxLine
+			if json.Unmarshal([]byte(l), &x) == nil {
+				lines = append(lines, x)
+			}
+		}
+		if code != "0" || len(lines) != 2 || lines[0].TxID == lines[1].TxID || !strings.HasPrefix(lines[0].TxID, "tail-") ||
+			!strings.HasPrefix(lines[1].TxID, "tail-") || lines[0].Terminal != "kiosk-tx" || lines[0].Decision != "declined" {
+			t.Fatalf("fleet tx tail: %s", got)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("fleet tx tail did not see the transactions")
+	}
+	if code, out := kioskctl("fleet", "tx", "tail", "--since", "1m", "--count", "2", "--terminal", "kiosk-tx"); code != 0 ||
+		!strings.Contains(out, "RECEIVED") || !strings.Contains(out, "tail-1") {
+		t.Fatalf("fleet tx tail (table): %d\n%s", code, out)
+	}
+
 	code, body = call("GET", "/metrics", "", "")
 	if code != http.StatusOK {
 		t.Fatalf("metrics: %d", code)
 	}
-	for _, want := range []string{"kioskhub_kiosks_online 3", fmt.Sprintf(`kioskhub_job_outcomes_total{status="succeeded"} %d`, 3+prevOK),
+	// Online: the three job kiosks and the one that paid for the tail.
+	for _, want := range []string{"kioskhub_kiosks_online 4", fmt.Sprintf(`kioskhub_job_outcomes_total{status="succeeded"} %d`, 3+prevOK),
 		"kioskhub_tx_received_total", "kioskhub_tx_applied_total", "kioskhub_tx_duplicates_total", "kioskhub_auth_duration_seconds_bucket"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)

@@ -164,7 +164,16 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 		return err
 	}
 	defer store.Close()
-	trust, reg, err := deviceTrust(cfg, store, ring, signer, o.Now, log)
+	// The fleet service (built below) tells the registrar which early
+	// renewals an operator's rotate_certificate job asked for.
+	var svc *fleet.Service
+	rotation := func(ctx context.Context, device, job string) error {
+		if svc == nil {
+			return errors.New("this hub runs no fleet jobs")
+		}
+		return svc.RotationAllowed(ctx, device, job)
+	}
+	trust, reg, err := deviceTrust(cfg, store, ring, signer, rotation, o.Now, log)
 	if err != nil {
 		return err
 	}
@@ -199,7 +208,6 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	}
 	// Metrics read the hub and the fleet service at each scrape.
 	var h *refhub.Hub
-	var svc *fleet.Service
 	devices := func() []fleet.Device {
 		if svc == nil {
 			return nil
@@ -211,7 +219,12 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 		certs = certExpiryLister(r, devices)
 	}
 	m := newMetrics(func() refhub.Stats { return h.Stats() }, devices, certs, o.Now)
-	if svc, err = buildFleet(cfg, store, ring, tlsCfg, instance, m.onJobEvent, o.Now, log); err != nil {
+	events := newBroadcaster()
+	onEvent := func(e fleet.Event) {
+		m.onJobEvent(e)
+		events.publish(e)
+	}
+	if svc, err = buildFleet(cfg, store, ring, tlsCfg, instance, onEvent, o.Now, log); err != nil {
 		return err
 	}
 	var token []byte
@@ -282,18 +295,21 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 		mux.Handle("GET /metrics", m.handler())
 		switch {
 		case svc != nil && token != nil:
-			operatorAPI(mux, token, svc)
+			operatorAPI(mux, token, svc, store, events, cfg.Fleet.Groups)
 		case svc != nil:
 			log.Warn("no http.operator_token_file: the operator API (/fleet/...) is not served")
 		}
-		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		// Long polls (GET /fleet/tx) end when the hub stops: their
+		// contexts derive from runCtx, cancelled before Shutdown.
+		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second,
+			BaseContext: func(net.Listener) context.Context { return runCtx }}
 		wg.Go(func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("health server", "err", err)
 			}
 		})
 	}
-	wg.Go(func() { prune(runCtx, store, cfg.Store.Retention.Duration, o.Now, log) })
+	wg.Go(func() { prune(runCtx, store, svc, cfg.Store.Retention.Duration, o.Now, log) })
 	if trust != nil {
 		wg.Go(func() { trust.Run(runCtx) })
 	}
@@ -355,7 +371,8 @@ loop:
 // deviceTrust builds, from [ca], the chain-and-revocation check of device
 // certificates and, with the issuing key, the enrollment registrar; both
 // nil without a CA.
-func deviceTrust(cfg Config, store hubstore.Store, ring *txreport.Keyring, signer *txreport.Signer, now func() time.Time, log *slog.Logger) (*devtrust.Trust, *registrar.Registrar, error) {
+func deviceTrust(cfg Config, store hubstore.Store, ring *txreport.Keyring, signer *txreport.Signer,
+	rotation func(ctx context.Context, device, job string) error, now func() time.Time, log *slog.Logger) (*devtrust.Trust, *registrar.Registrar, error) {
 	if cfg.CA.Root == "" {
 		return nil, nil, nil
 	}
@@ -413,7 +430,7 @@ func deviceTrust(cfg Config, store hubstore.Store, ring *txreport.Keyring, signe
 	}
 	r, err := registrar.New(registrar.Options{CA: ca, Registry: reg, Prefix: cfg.MQTT.Prefix, Validity: cfg.CA.Validity.Duration,
 		BrokerCA: brokerCA, AuthCert: authCert, OpsCert: opsCert, TrustBundle: bundle, Keyring: ring, Signer: signer, Now: now,
-		Logger: log.With("component", "registrar")})
+		Rotation: rotation, Logger: log.With("component", "registrar")})
 	if err != nil {
 		return nil, nil, &Error{Key: "ca.issuing_key", Msg: err.Error()}
 	}
@@ -442,7 +459,7 @@ func OpenStore(ctx context.Context, c Store) (hubstore.Store, func(context.Conte
 
 // prune applies the retention hourly (and once at start). Every instance
 // may prune: the deletes are idempotent.
-func prune(ctx context.Context, s hubstore.Store, keep time.Duration, now func() time.Time, log *slog.Logger) {
+func prune(ctx context.Context, s hubstore.Store, jobs *fleet.Service, keep time.Duration, now func() time.Time, log *slog.Logger) {
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -457,6 +474,14 @@ func prune(ctx context.Context, s hubstore.Store, keep time.Duration, now func()
 			log.Warn("retention: prune failed", "err", err)
 		case n != (hubstore.Pruned{}):
 			log.Info("retention: pruned", "transactions", n.Transactions, "authorizations", n.Authorizations, "daily", n.DailyEntries)
+		}
+		// Jobs go by the same retention, counted from their expiry.
+		if jobs != nil {
+			if n, err := jobs.PruneJobs(ctx, now().Add(-keep)); err != nil && ctx.Err() == nil {
+				log.Warn("retention: prune jobs failed", "err", err)
+			} else if n > 0 {
+				log.Info("retention: pruned jobs", "jobs", n)
+			}
 		}
 		t.Reset(time.Hour)
 	}

@@ -40,8 +40,13 @@ type Options struct {
 	// not answered.
 	Keyring *txreport.Keyring
 	Signer  *txreport.Signer
-	Now     func() time.Time
-	Logger  *slog.Logger
+	// Rotation allows a renewal before the window: nil when device's
+	// running rotate_certificate job jobID (an operator's signed request,
+	// docs/mqtt.md "Jobs") is offered to it and unfinished. Nil: never
+	// early.
+	Rotation func(ctx context.Context, device, jobID string) error
+	Now      func() time.Time
+	Logger   *slog.Logger
 }
 
 // Registrar answers enrollment requests.
@@ -296,7 +301,18 @@ func (r *Registrar) HandleRenew(ctx context.Context, device string, payload []by
 		return reject(enrollwire.CodeSuperseded, "sealed by a certificate that is not this device's newest")
 	}
 	if left := dev.Cert.NotAfter.Sub(now); left > enrollwire.RenewWindow {
-		return reject(enrollwire.CodeNotDue, fmt.Sprintf("the certificate has %d days left; renewal opens at %d", int(left.Hours()/24), int(enrollwire.RenewWindow.Hours()/24)))
+		early := errors.New("no rotate_certificate job named")
+		if req.Job != "" {
+			early = errors.New("this hub runs no fleet jobs")
+			if r.o.Rotation != nil {
+				early = r.o.Rotation(ctx, device, req.Job)
+			}
+		}
+		if early != nil {
+			return reject(enrollwire.CodeNotDue, fmt.Sprintf("the certificate has %d days left; renewal opens at %d (or for an operator's rotate_certificate job: %v)",
+				int(left.Hours()/24), int(enrollwire.RenewWindow.Hours()/24), early))
+		}
+		r.log.Info("early renewal for a rotate_certificate job", "device", device, "job", req.Job)
 	}
 	cert, err := r.o.CA.Issue(csr, device, r.o.Validity, now)
 	if err != nil {

@@ -102,4 +102,53 @@ func Run(t *testing.T, open func(t *testing.T) fleet.Store) {
 			t.Fatalf("jobs %+v %v", js, err)
 		}
 	})
+
+	t.Run("retention", func(t *testing.T) {
+		s := open(t)
+		old := job
+		old.ID, old.Expires = "old", now.Add(-time.Hour)
+		old.Created = old.Expires.Add(-time.Hour)
+		if err := s.CreateJob(ctx, old); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateJob(ctx, job); err != nil {
+			t.Fatal(err)
+		}
+		n, err := s.PruneJobs(ctx, now)
+		if err != nil || n != 1 {
+			t.Fatalf("pruned %d, %v", n, err)
+		}
+		if _, err := s.Job(ctx, "old"); !errors.Is(err, fleet.ErrNotFound) {
+			t.Fatalf("a pruned job is still there: %v", err)
+		}
+		if es, err := s.Executions(ctx, "old"); !errors.Is(err, fleet.ErrNotFound) {
+			t.Fatalf("a pruned job's executions: %+v %v", es, err)
+		}
+		if _, err := s.Job(ctx, "j1"); err != nil {
+			t.Fatalf("an unexpired job was pruned: %v", err)
+		}
+	})
+
+	t.Run("groups", func(t *testing.T) {
+		s := open(t)
+		if err := s.SetGroup(ctx, "branch-1", []string{"k1", "k2"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetGroup(ctx, "branch-2", []string{"k3"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetGroup(ctx, "branch-1", []string{"k1", "k4"}); err != nil {
+			t.Fatal(err)
+		}
+		g, err := s.Groups(ctx)
+		if err != nil || len(g) != 2 || len(g["branch-1"]) != 2 || g["branch-1"][1] != "k4" || g["branch-2"][0] != "k3" {
+			t.Fatalf("groups %v %v", g, err)
+		}
+		if err := s.SetGroup(ctx, "branch-2", nil); err != nil {
+			t.Fatal(err)
+		}
+		if g, err := s.Groups(ctx); err != nil || len(g) != 1 {
+			t.Fatalf("after removal: %v %v", g, err)
+		}
+	})
 }

@@ -229,3 +229,46 @@ func (s *Store) CancelCreated(ctx context.Context, jobID string, now time.Time) 
 	}
 	return int(tag.RowsAffected()), nil
 }
+
+// PruneJobs implements fleet.Store (executions go with their job).
+func (s *Store) PruneJobs(ctx context.Context, before time.Time) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM jobs WHERE expires < $1`, before.UTC())
+	if err != nil {
+		return 0, fmt.Errorf("pgstore: prune jobs: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// SetGroup implements fleet.Store.
+func (s *Store) SetGroup(ctx context.Context, name string, devices []string) error {
+	var err error
+	if len(devices) == 0 {
+		_, err = s.pool.Exec(ctx, `DELETE FROM fleet_groups WHERE name = $1`, name)
+	} else {
+		_, err = s.pool.Exec(ctx, `INSERT INTO fleet_groups (name, devices) VALUES ($1, $2)
+			ON CONFLICT (name) DO UPDATE SET devices = EXCLUDED.devices`, name, devices)
+	}
+	if err != nil {
+		return fmt.Errorf("pgstore: set group: %w", err)
+	}
+	return nil
+}
+
+// Groups implements fleet.Store.
+func (s *Store) Groups(ctx context.Context) (map[string][]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT name, devices FROM fleet_groups`)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: groups: %w", err)
+	}
+	defer rows.Close()
+	out := map[string][]string{}
+	for rows.Next() {
+		var name string
+		var devs []string
+		if err := rows.Scan(&name, &devs); err != nil {
+			return nil, fmt.Errorf("pgstore: groups: %w", err)
+		}
+		out[name] = devs
+	}
+	return out, rows.Err()
+}
