@@ -308,15 +308,28 @@ branch-1 = ["kiosk-f1", "kiosk-f2", "kiosk-f3"]
 		t.Fatalf("fleet tx tail (table): %d\n%s", code, out)
 	}
 
-	code, body = call("GET", "/metrics", "", "")
-	if code != http.StatusOK {
-		t.Fatalf("metrics: %d", code)
-	}
 	// Online: the three job kiosks and the one that paid for the tail.
-	for _, want := range []string{"kioskhub_kiosks_online 4", fmt.Sprintf(`kioskhub_job_outcomes_total{status="succeeded"} %d`, 3+prevOK),
-		"kioskhub_tx_received_total", "kioskhub_tx_applied_total", "kioskhub_tx_duplicates_total", "kioskhub_auth_duration_seconds_bucket"} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("metrics lack %q", want)
+	// The job counter follows the stored status (the event comes after
+	// the store write that `--wait` sees), so the scrape may be retried.
+	wants := []string{"kioskhub_kiosks_online 4", fmt.Sprintf(`kioskhub_job_outcomes_total{status="succeeded"} %d`, 3+prevOK),
+		"kioskhub_tx_received_total", "kioskhub_tx_applied_total", "kioskhub_tx_duplicates_total", "kioskhub_auth_duration_seconds_bucket"}
+	var lacking []string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		code, body = call("GET", "/metrics", "", "")
+		if code != http.StatusOK {
+			t.Fatalf("metrics: %d", code)
 		}
+		lacking = lacking[:0]
+		for _, want := range wants {
+			if !strings.Contains(string(body), want) {
+				lacking = append(lacking, want)
+			}
+		}
+		if len(lacking) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, want := range lacking {
+		t.Errorf("metrics lack %q", want)
 	}
 }
