@@ -448,7 +448,9 @@ func (r *run) verify(ctx context.Context, reference []byte) error {
 		}
 	}()
 
-	r.emit("match", GuideLookAtCamera)
+	// The first guidance goes out with the first frame, which starts the
+	// phase's clock, so it carries the step's end (FaceProgress.Until).
+	r.d.Guidance = GuideLookAtCamera
 	var seq uint64
 	for {
 		// Frame time bounds the phases and the step; this wall-clock
