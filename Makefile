@@ -106,14 +106,15 @@ axe: deps
 # The accessibility checks of issue 18 (axe-core on every screen × language
 # × display mode, keys-only payment, speech rendered and measured with sox,
 # resume in every state), then one summary line.
-A11Y_TESTS := TestShopperScreensAxe|TestShopperKeysOnlyPayment|TestShopperMoreTime|TestSpeechFollowsSession|TestStepSpeechRenderedAndChecked|TestShopperResumesInEveryState
+A11Y_TESTS := TestShopperScreensAxe|TestShopperKeysOnlyPayment|TestShopperMoreTime|TestFaceStepMoreTime|TestSpeechFollowsSession|TestStepSpeechRenderedAndChecked|TestVolumeLevelsRendered|TestShopperResumesInEveryState
 accessibility-report: deps testdata models axe
-	@KIOSK_TESTDATA=$(abspath $(TESTDATA)) $(GO) test -count=1 -v -timeout 15m -run '^($(A11Y_TESTS))$$' ./firmware/daemon ./firmware/speech > $(CACHE)/accessibility.log 2>&1 || \
+	@KIOSK_TESTDATA=$(abspath $(TESTDATA)) $(GO) test -count=1 -v -timeout 15m -run '^($(A11Y_TESTS))$$' ./firmware/daemon ./firmware/speech ./firmware/session > $(CACHE)/accessibility.log 2>&1 || \
 		{ grep -E -B2 -A20 '^\s*--- FAIL' $(CACHE)/accessibility.log | grep -v 'level=' | head -80; exit 1; }
-	@for t in TestShopperScreensAxe TestShopperKeysOnlyPayment TestShopperMoreTime TestSpeechFollowsSession TestStepSpeechRenderedAndChecked TestShopperResumesInEveryState; do \
+	@for t in $(subst |, ,$(A11Y_TESTS)); do \
 		grep -q -- "--- PASS: $$t " $(CACHE)/accessibility.log || { echo "accessibility: $$t did not pass (see $(CACHE)/accessibility.log)"; exit 1; }; done
 	@grep -E 'resume: [0-9]+ fresh loads' $(CACHE)/accessibility.log | sed 's/^ *[a-z_]*_test.go:[0-9]*: /  /'
 	@grep -E 'keys-only payment: ' $(CACHE)/accessibility.log | sed 's/^ *[a-z_]*_test.go:[0-9]*: /  /'
+	@grep -E 'face step: offer in ' $(CACHE)/accessibility.log | sed 's/^ *[a-z_]*_test.go:[0-9]*: /  /'
 	@line=$$(grep -E -o 'accessibility: [0-9]+ screens × 2 languages × 3 modes, axe serious\+critical 0' $(CACHE)/accessibility.log | tail -1); \
 		[ -n "$$line" ] || { echo "accessibility: axe summary missing"; exit 1; }; \
 		echo "$$line, keys-only payment ok, speech ok, resume ok"

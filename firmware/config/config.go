@@ -58,6 +58,33 @@ type Speech struct {
 	// detect switch) until the session ends; "always" speaks every
 	// session; "off" never.
 	Mode string `toml:"mode"`
+	// Volume is the level every session starts at (1-8, default 4:
+	// espeak-ng's own amplitude); the shopper's changes last until the
+	// session ends (EN 301 549 §5.1.3.13 volume reset).
+	Volume int `toml:"volume"`
+	// The keypad's keys for speech control, as the page's keyboard
+	// events name them (KeyboardEvent.key): repeat the step, pause and
+	// resume, volume down and up. "" leaves an action without a key (the
+	// speech_key input repeats, too).
+	RepeatKey     string `toml:"repeat_key"`
+	PauseKey      string `toml:"pause_key"`
+	VolumeDownKey string `toml:"volume_down_key"`
+	VolumeUpKey   string `toml:"volume_up_key"`
+}
+
+// SpeechVolumes is how many volume levels speech has (Speech.Volume).
+const SpeechVolumes = 8
+
+// Keys reports the speech control keys by action (repeat, pause,
+// volume_down, volume_up), those that are set.
+func (s Speech) Keys() map[string]string {
+	k := map[string]string{}
+	for action, key := range map[string]string{"repeat": s.RepeatKey, "pause": s.PauseKey, "volume_down": s.VolumeDownKey, "volume_up": s.VolumeUpKey} {
+		if key != "" {
+			k[action] = key
+		}
+	}
+	return k
 }
 
 // EID configures the chip inspection.
@@ -131,9 +158,10 @@ type Policy struct {
 	AuthorizeTimeout    time.Duration `toml:"authorize_timeout"`
 	ResultDisplay       time.Duration `toml:"result_display"`
 	RemoveTimeout       time.Duration `toml:"remove_timeout"`
-	// TimeExtensions: how often the shopper may take more time in the
-	// card and code steps (0-10; default 1). MoreTimeWarning: how long
-	// before such a step times out the offer comes.
+	// TimeExtensions: how often the shopper may take more time in each
+	// of the card, code and face steps (0-10; default 1).
+	// MoreTimeWarning: how long before such a step times out the offer
+	// comes (in the face step at most half of its phase).
 	TimeExtensions  int           `toml:"time_extensions"`
 	MoreTimeWarning time.Duration `toml:"more_time_warning"`
 }
@@ -334,7 +362,7 @@ func Default() Config {
 		},
 		Shutdown: Shutdown{Timeout: 10 * time.Second},
 		Memory:   Memory{RSSCeilingMiB: 512},
-		Speech:   Speech{Mode: "key"},
+		Speech:   Speech{Mode: "key", Volume: 4, RepeatKey: "F2", PauseKey: "F3", VolumeDownKey: "F4", VolumeUpKey: "F5"},
 	}
 }
 
@@ -585,6 +613,26 @@ func (c *Config) Validate() error {
 	}
 	durIn("shutdown.timeout", c.Shutdown.Timeout, 100*time.Millisecond, 5*time.Minute)
 	oneOf("speech.mode", c.Speech.Mode, "off", "key", "always")
+	if v := c.Speech.Volume; v < 1 || v > SpeechVolumes {
+		bad("speech.volume", "%d out of range 1..%d", v, SpeechVolumes)
+	}
+	// The pad's own keys (digits, Enter, Escape, Backspace, Delete, Tab,
+	// Space, F1 the accessibility key) cannot also control speech.
+	seenKey := map[string]string{}
+	for _, k := range []struct{ name, key string }{{"speech.repeat_key", c.Speech.RepeatKey}, {"speech.pause_key", c.Speech.PauseKey},
+		{"speech.volume_down_key", c.Speech.VolumeDownKey}, {"speech.volume_up_key", c.Speech.VolumeUpKey}} {
+		switch {
+		case k.key == "":
+		case len(k.key) > 32 || strings.ContainsAny(k.key, " \t\n\"'<>&") || (len(k.key) == 1 && strings.Contains("0123456789", k.key)):
+			bad(k.name, "%q is not a key for speech control", k.key)
+		case slices.Contains([]string{"Enter", "Escape", "Backspace", "Delete", "Tab", "F1"}, k.key):
+			bad(k.name, "%q is one of the keypad's own keys", k.key)
+		case seenKey[k.key] != "":
+			bad(k.name, "%q is also %s", k.key, seenKey[k.key])
+		default:
+			seenKey[k.key] = k.name
+		}
+	}
 
 	oneOf("eid.chip_auth", c.EID.ChipAuth, "any", "ca", "aa", "none")
 	if c.EID.ChipAuth == "none" && c.Device.Mode == "production" {

@@ -61,6 +61,8 @@ func TestParseErrors(t *testing.T) {
 		{"chip authenticity off in production", "[device]\nmode = \"production\"\n[eid]\nchip_auth = \"none\"\n", []string{"eid.chip_auth"}},
 		{"bad exempt type", base + "[eid]\nchip_auth_exempt_types = [\"P\", \"passport\", \"\"]\n", []string{"eid.chip_auth_exempt_types", "passport"}},
 		{"http not loopback", base + "[http]\nlisten = \"0.0.0.0:8080\"\n", []string{"http.listen"}},
+		{"bad speech", base + "[speech]\nvolume = 9\nrepeat_key = \"Enter\"\npause_key = \"5\"\nvolume_down_key = \"F6\"\nvolume_up_key = \"F6\"\n",
+			[]string{"speech.volume", "speech.repeat_key", "speech.pause_key", "speech.volume_up_key"}},
 		{"bad broker", base + "[hub]\nbrokers = [\"http://x\"]\n", []string{"hub.brokers[0]"}},
 		{"bad gpio role", base + "[gpio.pins.lazer]\nline = \"GPIO1\"\n", []string{"gpio.pins.lazer"}},
 		{"dup gpio line", base + "[gpio.pins.led_red]\nline = \"A\"\n[gpio.pins.led_green]\nline = \"A\"\n", []string{"gpio.pins.led_red.line"}},

@@ -56,8 +56,10 @@ type Options struct {
 	// nil means time.Now.
 	Now func() time.Time
 	// Speak replaces the kiosk's speech output (espeak-ng on the audio
-	// device) for tests, which record what would be said. Nil: espeak-ng.
-	Speak func(ctx context.Context, lang, text string) error
+	// device) for tests, which record what would be said and at which
+	// volume level (1-8). It must return when ctx ends (the shopper
+	// paused or asked again). Nil: espeak-ng.
+	Speak func(ctx context.Context, lang, text string, volume int) error
 	// Enrolments is the embedded hub's store of enrolled face references
 	// (bank eID holders); nil: it has none (tests set it).
 	Enrolments hubstore.Enrolments

@@ -206,17 +206,26 @@ func TestShopperResumesInEveryState(t *testing.T) {
 						t.Errorf("pad after a wrong PIN: %q lacks the %d attempts left", got.Main, *left)
 					}
 				case session.Smile:
-					// The countdown: the smile step's own bound or the
-					// face step's, whichever ends first (45 s and 60 s here).
+					// The countdown: the step's end as the session has it
+					// (the earlier of the face step's 60 s and the
+					// verifier's phase: the smile's 45 s, or the match
+					// phase's after a face was lost, within both phases'
+					// 55 s); before the verifier's first word, the smile's
+					// own bound or the face step's, whichever ends first.
 					n, err := strconv.Atoi(regexp.MustCompile(`\d+`).FindString(got.Countdown))
-					u := r.d.findUI()
-					u.mu.Lock()
-					face := u.faceSince
-					u.mu.Unlock()
-					smile := r.d.session.Status().Since
-					end := face.Add(60 * time.Second)
-					if e := smile.Add(45 * time.Second); e.Before(end) {
-						end = e
+					var end time.Time
+					if p := r.d.session.Status().Progress; p != nil && !p.Until.IsZero() {
+						end = p.Until
+					} else {
+						u := r.d.findUI()
+						u.mu.Lock()
+						face := u.faceSince
+						u.mu.Unlock()
+						smile := r.d.session.Status().Since
+						end = face.Add(60 * time.Second)
+						if e := smile.Add(45 * time.Second); e.Before(end) {
+							end = e
+						}
 					}
 					want := time.Until(end).Seconds()
 					if err != nil || float64(n) > want+2 || float64(n) < want-3 {

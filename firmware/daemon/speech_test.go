@@ -19,15 +19,17 @@ import (
 
 // Speech on the kiosk through a real session: silent until the shopper
 // presses the speech key, then every step spoken in the session's
-// language, switching when the shopper switches; each utterance is
-// rendered by espeak-ng to WAV and checked with sox.
+// language, switching when the shopper switches; the keypad's speech keys
+// repeat, pause and resume, and set the volume (each said, the volume
+// back to its default in the next session); each utterance is rendered
+// by espeak-ng to WAV at its volume and checked with sox.
 func TestSpeechFollowsSession(t *testing.T) {
 	var mu sync.Mutex
 	var said []utterance
 	r := startWith(t, simConfig(t, testmedia.Path(t, "franck.mp4"))+"\n[policy]\nface_timeout = \"60s\"\n", func(o *Options) {
-		o.Speak = func(ctx context.Context, lang, text string) error {
+		o.Speak = func(ctx context.Context, lang, text string, volume int) error {
 			mu.Lock()
-			said = append(said, utterance{lang, text})
+			said = append(said, utterance{lang, text, volume})
 			mu.Unlock()
 			return nil
 		}
@@ -84,6 +86,60 @@ func TestSpeechFollowsSession(t *testing.T) {
 		t.Fatalf("a keyed message carrying a digit: %d, want 400", code)
 	}
 	waitSaid("en", "Digit entered.")
+
+	// The keypad's speech keys (the page passes them on).
+	control := func(action string) {
+		t.Helper()
+		if code, body := postJSON(t, r.base+"/api/session/speech", fmt.Sprintf(`{"request_id":%q,"action":%q}`, id, action)); code != http.StatusNoContent {
+			t.Fatalf("speech %s: %d %s", action, code, body)
+		}
+	}
+	count := func(part string) (n int) {
+		for _, u := range spoken() {
+			if strings.Contains(u.text, part) {
+				n++
+			}
+		}
+		return n
+	}
+	if code, _ := postJSON(t, r.base+"/api/session/speech", fmt.Sprintf(`{"request_id":%q,"action":"shout"}`, id)); code != http.StatusBadRequest {
+		t.Fatalf("unknown speech action: %d", code)
+	}
+	if code, _ := postJSON(t, r.base+"/api/session/speech", `{"request_id":"not-this-one","action":"repeat"}`); code != http.StatusConflict {
+		t.Fatalf("speech control for another session: %d", code)
+	}
+	before := count("Enter the card access number")
+	control("repeat")
+	waitCond(t, "the step repeated", func() bool { return count("Enter the card access number") > before })
+	control("volume_up")
+	waitSaid("en", "Volume 5 of 8.")
+	control("pause")
+	waitSaid("en", "Speech paused.")
+	// Paused: a typed digit is not said.
+	n := len(spoken())
+	postJSON(t, r.base+"/api/session/keyed", fmt.Sprintf(`{"request_id":%q}`, id))
+	time.Sleep(300 * time.Millisecond)
+	if s := spoken(); len(s) != n {
+		t.Fatalf("spoke while paused: %v", s[n:])
+	}
+	control("pause")
+	waitSaid("en", "Speech resumed. Enter the card access number")
+	// The speech key pressed again repeats, too.
+	before = count("Enter the card access number")
+	postJSON(t, r.base+"/api/sim/gpio", `{"role":"speech_key","active":false}`)
+	time.Sleep(100 * time.Millisecond) // past the inputs' debounce
+	postJSON(t, r.base+"/api/sim/gpio", `{"role":"speech_key","active":true}`)
+	waitCond(t, "the step repeated by the speech key", func() bool { return count("Enter the card access number") > before })
+	for _, u := range spoken()[n:] {
+		if u.volume != 5 {
+			t.Fatalf("after volume up %q was said at %d, want 5", u.text, u.volume)
+		}
+	}
+	control("volume_down")
+	control("volume_down")
+	waitSaid("en", "Volume 3 of 8.")
+	control("volume_up") // back to the default 4 for what follows
+
 	postJSON(t, r.base+"/api/session/password", `{"kind":"can","digits":"123456"}`)
 	waitSaid("en", "Look at the camera")
 	r.waitEventWithin(t, 90*time.Second, "session.result", nil)
@@ -104,14 +160,14 @@ func TestSpeechFollowsSession(t *testing.T) {
 	s := spoken()
 	for i, u := range s {
 		wav := filepath.Join(dir, fmt.Sprintf("%02d.wav", i))
-		if err := (speech.Synth{}).Render(context.Background(), u.lang, u.text, wav); err != nil {
+		if err := (speech.Synth{Volume: u.volume}).Render(context.Background(), u.lang, u.text, wav); err != nil {
 			t.Fatal(err)
 		}
 		secs, rms := soxStatD(t, wav)
 		if secs < 0.5 || secs > 30 || rms < 0.01 {
 			t.Errorf("utterance %q: %.2f s, RMS %.4f", u.text, secs, rms)
 		}
-		t.Logf("%s %.1f s: %s", u.lang, secs, u.text)
+		t.Logf("%s %.1f s, volume %d, RMS %.3f: %s", u.lang, secs, u.volume, rms, u.text)
 	}
 	// The next session starts silent again.
 	if code, body := postJSON(t, r.base+"/api/sim/pay", `{"amount_minor":100,"currency":"CNY"}`); code != 201 {
@@ -121,6 +177,14 @@ func TestSpeechFollowsSession(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if n := len(spoken()); n != len(s) {
 		t.Fatalf("the next session spoke without the key: %v", spoken()[len(s):])
+	}
+	// ... and at the default volume again (§5.1.3.13 volume reset).
+	postJSON(t, r.base+"/api/sim/gpio", `{"role":"speech_key","active":false}`)
+	time.Sleep(100 * time.Millisecond)
+	postJSON(t, r.base+"/api/sim/gpio", `{"role":"speech_key","active":true}`)
+	waitCond(t, "speech in the next session", func() bool { return len(spoken()) > len(s) })
+	if u := spoken()[len(s)]; u.volume != 4 || !strings.Contains(u.text, "F2") {
+		t.Fatalf("the next session began at volume %d with %q, want 4 and the keys said", u.volume, u.text)
 	}
 	postJSON(t, r.base+"/api/session/cancel", `{}`)
 }

@@ -98,6 +98,7 @@ func (d *Daemon) registerUI(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/ui/state", u.serveState)
 	mux.HandleFunc("POST /api/session/language", u.setLanguage)
 	mux.HandleFunc("POST /api/session/keyed", u.keyed)
+	mux.HandleFunc("POST /api/session/speech", u.sessionSpeech)
 
 	u.mux = http.NewServeMux()
 	u.mux.HandleFunc("POST /api/staff/login", u.login)
@@ -189,6 +190,9 @@ type uiScreenState struct {
 	// FaceSince is when the running session's face step began (the
 	// countdown's origin), absent outside the face steps.
 	FaceSince *time.Time `json:"face_since,omitempty"`
+	// SpeechKeys are the keypad's speech control keys by action
+	// (speech.*_key): the page sends them to POST /api/session/speech.
+	SpeechKeys map[string]string `json:"speech_keys,omitempty"`
 }
 
 // languageChange is published when the shopper switches language, so
@@ -308,6 +312,9 @@ func (u *uiState) serveState(w http.ResponseWriter, r *http.Request) {
 	s.FaceTimeoutMS = ft.Milliseconds()
 	s.SmileTimeoutMS = d.cfg.Face.SmileTimeout.Milliseconds()
 	s.Merchant = d.cfg.Tx.Merchant
+	if d.cfg.Speech.Mode != "off" {
+		s.SpeechKeys = d.cfg.Speech.Keys()
+	}
 	writeJSON(w, http.StatusOK, s)
 }
 

@@ -249,6 +249,8 @@ type Decision struct {
 	// Rematches counts returns from the smile phase to the match phase
 	// (a frame that failed the identity or liveness check).
 	Rematches int `json:"rematches"`
+	// Extended is the time the shopper's extensions added to the limits.
+	Extended time.Duration `json:"extended,omitempty"`
 	// MatchLatencyMS is wall time from receiving the first good frame to
 	// the match decision (MatchMS is the same span in frame time, without
 	// the processing of the deciding frame).
@@ -281,9 +283,24 @@ type SmileSummary struct {
 
 // Verify implements session.Face.
 func (v *Verifier) Verify(ctx context.Context, reference []byte, progress func(session.FaceProgress)) (session.FaceResult, error) {
-	d, err := v.VerifyDecision(ctx, reference, progress)
+	d, err := v.verifyDecision(ctx, reference, progress, nil)
 	return d.Result, err
 }
+
+// VerifyExtendable implements session.FaceExtender: each value on more
+// (the shopper took the session's offer of more time) gives the phase
+// the step is in its whole time again, counted from the next frame. Only
+// the time changes: the match is still decided once on MatchFrames good
+// frames (a mismatch ends the step at once, however much time is left),
+// and every frame of the smile phase must still show the matched, live
+// person, so more time buys no more tries at a match, only time to get
+// into view and to smile.
+func (v *Verifier) VerifyExtendable(ctx context.Context, reference []byte, progress func(session.FaceProgress), more <-chan struct{}) (session.FaceResult, error) {
+	d, err := v.verifyDecision(ctx, reference, progress, more)
+	return d.Result, err
+}
+
+var _ session.FaceExtender = (*Verifier)(nil)
 
 type phase int
 
@@ -321,12 +338,17 @@ type run struct {
 	phase      phase
 	phaseStart time.Time
 	stepStart  time.Time // frame time of the first frame
-	lastStage  string
-	lastGuide  string
-	seenFace   bool
-	bestSim    float64
-	goodWall   time.Time // when the first good frame was received
-	recv       time.Time // when the current frame was received
+	// more receives the session's extensions; extra is the time they
+	// added to the phase and step limits (see extend).
+	more      <-chan struct{}
+	extra     time.Duration
+	lastStage string
+	lastGuide string
+	lastUntil time.Time
+	seenFace  bool
+	bestSim   float64
+	goodWall  time.Time // when the first good frame was received
+	recv      time.Time // when the current frame was received
 
 	// per track
 	track    int
@@ -356,10 +378,14 @@ type run struct {
 // end of a file (ctx done, camera closed) or a model fails; declines are
 // Decision.Result.Reason.
 func (v *Verifier) VerifyDecision(ctx context.Context, reference []byte, progress func(session.FaceProgress)) (Decision, error) {
+	return v.verifyDecision(ctx, reference, progress, nil)
+}
+
+func (v *Verifier) verifyDecision(ctx context.Context, reference []byte, progress func(session.FaceProgress), more <-chan struct{}) (Decision, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	cfg := v.cfg
-	r := &run{v: v, cfg: cfg, progress: progress}
+	r := &run{v: v, cfg: cfg, progress: progress, more: more}
 	r.d.Started = time.Now()
 	r.d.Config = cfg
 	r.d.Quality.Rejected = map[string]int{}
@@ -377,7 +403,7 @@ func (v *Verifier) VerifyDecision(ctx context.Context, reference []byte, progres
 	} else {
 		v.log.Info("face step done", "matched", r.d.Result.Matched, "live", r.d.Result.Live,
 			"consent", r.d.Result.Consent, "reason", r.d.Result.Reason, "frames", r.d.Quality.Frames, "wall_ms", r.d.WallMS,
-			"rematches", r.d.Rematches, "smile_evaluations", r.d.Smile.Evaluations, "identity_failures", r.d.Smile.IdentityFailures,
+			"rematches", r.d.Rematches, "extended", r.d.Extended, "smile_evaluations", r.d.Smile.Evaluations, "identity_failures", r.d.Smile.IdentityFailures,
 			"liveness_failures", r.d.Smile.LivenessFailures, "second_face", r.d.Smile.SecondFace)
 	}
 	return r.d, err
@@ -422,7 +448,9 @@ func (r *run) verify(ctx context.Context, reference []byte) error {
 		}
 	}()
 
-	r.emit("match", GuideLookAtCamera)
+	// The first guidance goes out with the first frame, which starts the
+	// phase's clock, so it carries the step's end (FaceProgress.Until).
+	r.d.Guidance = GuideLookAtCamera
 	var seq uint64
 	for {
 		// Frame time bounds the phases and the step; this wall-clock
@@ -480,13 +508,57 @@ func median(v []float64) float64 {
 
 func (r *run) emit(stage, guide string) {
 	r.d.Guidance = guide
-	if stage == r.lastStage && guide == r.lastGuide {
+	until := r.deadline()
+	if stage == r.lastStage && guide == r.lastGuide && until.Equal(r.lastUntil) {
 		return
 	}
-	r.lastStage, r.lastGuide = stage, guide
+	r.lastStage, r.lastGuide, r.lastUntil = stage, guide, until
 	if r.progress != nil {
-		r.progress(session.FaceProgress{Stage: stage, Guidance: guide})
+		r.progress(session.FaceProgress{Stage: stage, Guidance: guide, Until: until})
 	}
+}
+
+// limits are the current phase's time and the whole step's, each with
+// the time the shopper added.
+func (r *run) limits() (phase, step time.Duration) {
+	phase = r.cfg.MatchTimeout
+	if r.phase == phaseSmile {
+		phase = r.cfg.SmileTimeout
+	}
+	return phase + r.extra, r.cfg.MatchTimeout + r.cfg.SmileTimeout + r.extra
+}
+
+// deadline is the frame time the step ends at unless more time is
+// taken (zero before the first frame).
+func (r *run) deadline() time.Time {
+	if r.phaseStart.IsZero() {
+		return time.Time{}
+	}
+	phase, step := r.limits()
+	end := r.phaseStart.Add(phase)
+	if s := r.stepStart.Add(step); s.Before(end) {
+		end = s
+	}
+	return end
+}
+
+// extend gives the current phase its whole time again from frame time
+// now: both limits grow by the same amount, so the step's end moves to
+// now plus the phase's configured time (and a later phase, e.g. a return
+// to matching, keeps the longer limits: this shopper needs the time).
+func (r *run) extend(now time.Time) {
+	if r.phaseStart.IsZero() {
+		return // no frame yet: the phase's time has not begun
+	}
+	phase := r.cfg.MatchTimeout
+	if r.phase == phaseSmile {
+		phase = r.cfg.SmileTimeout
+	}
+	if d := now.Add(phase).Sub(r.deadline()); d > 0 {
+		r.extra += d
+		r.d.Extended += d
+	}
+	r.emit(r.lastStage, r.lastGuide)
 }
 
 func (r *run) stage() string {
@@ -552,6 +624,11 @@ func (r *run) frame(f *camera.Frame) (bool, error) {
 	if r.phaseStart.IsZero() {
 		r.phaseStart, r.stepStart = f.Time, f.Time
 	}
+	select {
+	case <-r.more:
+		r.extend(f.Time)
+	default:
+	}
 	if err := r.collect(false); err != nil {
 		return false, err
 	}
@@ -559,13 +636,10 @@ func (r *run) frame(f *camera.Frame) (bool, error) {
 		r.capture(f.Mat, "consent")
 		return true, nil
 	}
-	limit := cfg.MatchTimeout
-	if r.phase == phaseSmile {
-		limit = cfg.SmileTimeout
-	}
+	limit, stepLimit := r.limits()
 	// A return to matching restarts the phase clock; the step as a whole
 	// still ends after both phases' time.
-	if f.Time.Sub(r.phaseStart) > limit || f.Time.Sub(r.stepStart) > cfg.MatchTimeout+cfg.SmileTimeout {
+	if f.Time.Sub(r.phaseStart) > limit || f.Time.Sub(r.stepStart) > stepLimit {
 		r.timeout()
 		return true, nil
 	}

@@ -6,7 +6,7 @@ import (
 )
 
 // Time extensions for the steps the shopper paces (insert the card, type
-// the code): before such a step times out the screen offers more time,
+// the code; the face step in facetime.go): before such a step times out the screen offers more time,
 // up to Policy.TimeExtensions times per step (EN 301 549 §11.2.2.2.1 /
 // WCAG 2.1 SC 2.2.1 "Timing adjustable": warn before the time runs out
 // and extend it with a simple action; WCAG asks for at least ten

@@ -37,8 +37,9 @@ type Policy struct {
 	ResultDisplay       time.Duration
 	RemoveTimeout       time.Duration
 	// TimeExtensions is how often the shopper may take more time in a
-	// step they pace (card, code); 0 offers none. MoreTimeWarning is how
-	// long before the step's timeout the offer comes (default 15 s).
+	// step they pace (card, code, face); 0 offers none. MoreTimeWarning is
+	// how long before the step's timeout the offer comes (default 15 s;
+	// in the face step at most half of the phase, facetime.go).
 	TimeExtensions  int
 	MoreTimeWarning time.Duration
 }

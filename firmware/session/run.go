@@ -190,19 +190,7 @@ func (s *session) steps(ctx context.Context) ([]Reason, error) {
 	// Face match, liveness and the smile that confirms.
 	m.set(FaceMatch, nil)
 	t0 := time.Now()
-	smiling := false
-	face, err := runStep(ctx, s, p.FaceTimeout, func(c context.Context) (FaceResult, error) {
-		return m.opts.Face.Verify(c, faceRef, func(fp FaceProgress) {
-			if fp.Stage == "smile" && !smiling {
-				smiling = true
-				m.set(Smile, nil)
-			}
-			m.mu.Lock()
-			m.status.Progress = &fp
-			m.mu.Unlock()
-			m.publish("session.progress", fp)
-		})
-	})
+	face, err := s.runFace(ctx, faceRef)
 	s.rec.PhasesMS["face"] = ms(time.Since(t0))
 	doc.Wipe() // the chip photo is not needed any more
 	clear(faceRef)

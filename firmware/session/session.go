@@ -72,6 +72,11 @@ var ErrNoFaceReference = errors.New("session: no enrolled face reference")
 type FaceProgress struct {
 	Stage    string `json:"stage"`              // "match" or "smile"
 	Guidance string `json:"guidance,omitempty"` // e.g. "come_closer", "hold_still"
+	// Until is when the step ends unless the shopper takes more time:
+	// the verifier reports its phase's end (the camera's clock, which is
+	// the wall clock on a live camera); the session publishes the earlier
+	// of that and policy.face_timeout's end.
+	Until time.Time `json:"until,omitzero"`
 }
 
 // FaceResult is the outcome of the face step: match, liveness, consent.
@@ -235,6 +240,10 @@ type Machine struct {
 	status  Status
 	present bool
 	history *history
+	// faceEnd is when policy.face_timeout ends the running face step
+	// (zero outside it): the screen's countdown is the earlier of it and
+	// the verifier's end (facetime.go).
+	faceEnd time.Time
 	// outOfService is why the kiosk refuses new sessions ("" = in service);
 	// see service.go.
 	outOfService string

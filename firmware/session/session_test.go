@@ -39,6 +39,10 @@ type fakeFace struct {
 	res  FaceResult
 	hang bool
 	got  []byte
+	// phase, when set, makes VerifyExtendable (facetime_test.go) a
+	// verifier with a phase of that length; extended counts extensions.
+	phase    time.Duration
+	extended int
 }
 
 func (f *fakeFace) Verify(ctx context.Context, ref []byte, progress func(FaceProgress)) (FaceResult, error) {

@@ -132,9 +132,26 @@ func StepText(c Catalogue, st session.Status) string {
 // DigitText is what a typed digit says: never the digit.
 func DigitText(c Catalogue) string { return c.t("speech.digit") }
 
+// VolumeText says a volume level ("Volume 5 of 8").
+func VolumeText(c Catalogue, level int) string {
+	return c.t("speech.volume", "n", strconv.Itoa(level), "max", strconv.Itoa(Volumes))
+}
+
 // Synth runs espeak-ng. Binary defaults to "espeak-ng" on PATH.
+// Volume is a level of Volumes (0: espeak-ng's default amplitude).
 type Synth struct {
 	Binary string
+	Volume int
+}
+
+// Volumes is how many volume levels there are; level Volumes/2 is
+// espeak-ng's default amplitude (100 of 0-200), each level a step of 25.
+const Volumes = 8
+
+// amplitude is espeak-ng's -a for a volume level.
+func amplitude(level int) int {
+	level = max(1, min(Volumes, level))
+	return level * 200 / Volumes
 }
 
 // ErrNoSynth: espeak-ng is not installed (Debian package espeak-ng).
@@ -172,7 +189,11 @@ func (s Synth) run(ctx context.Context, lang, text string, extra ...string) erro
 		return err
 	}
 	// The text goes on stdin, never on a command line others may read.
-	args := append([]string{"-v", v, "-s", "150", "--stdin"}, extra...)
+	args := []string{"-v", v, "-s", "150", "--stdin"}
+	if s.Volume > 0 {
+		args = append(args, "-a", strconv.Itoa(amplitude(s.Volume)))
+	}
+	args = append(args, extra...)
 	cmd := exec.CommandContext(ctx, b, args...)
 	cmd.Stdin = strings.NewReader(text)
 	if out, err := cmd.CombinedOutput(); err != nil {

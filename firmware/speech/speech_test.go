@@ -2,6 +2,7 @@ package speech
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -112,6 +113,58 @@ func TestStepSpeechRenderedAndChecked(t *testing.T) {
 		}
 		if secs, rms := soxStat(t, wav); secs < 0.3 || secs > 5 || rms < 0.01 {
 			t.Errorf("%s: digit announcement %.2f s, RMS %.4f", lang, secs, rms)
+		}
+	}
+}
+
+// The volume levels as the speaker plays them: one sentence rendered at
+// levels 2, 4 (espeak-ng's default) and 8 and measured with sox; each
+// step up is louder, the top level about four times level 2.
+func TestVolumeLevelsRendered(t *testing.T) {
+	if _, err := exec.LookPath("espeak-ng"); err != nil {
+		t.Fatal("espeak-ng not installed: run `make deps`")
+	}
+	if _, err := exec.LookPath("sox"); err != nil {
+		t.Fatal("sox not installed: run `make deps`")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	for _, lang := range shopper.Languages() {
+		m, err := shopper.Catalogue(lang)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := Catalogue(m)
+		var rms []float64
+		for _, level := range []int{2, 4, 8} {
+			text := VolumeText(c, level)
+			if !strings.Contains(text, strconv.Itoa(level)) || !strings.Contains(text, strconv.Itoa(Volumes)) || strings.Contains(text, "{") {
+				t.Fatalf("%s: volume text %q", lang, text)
+			}
+			// The same words at every level, so only the volume differs.
+			wav := filepath.Join(dir, fmt.Sprintf("volume-%s-%d.wav", lang, level))
+			if err := (Synth{Volume: level}).Render(ctx, lang, VolumeText(c, 4), wav); err != nil {
+				t.Fatal(err)
+			}
+			secs, r := soxStat(t, wav)
+			if secs < 0.5 || secs > 10 || r < 0.005 {
+				t.Errorf("%s level %d: %.2f s, RMS %.4f", lang, level, secs, r)
+			}
+			rms = append(rms, r)
+			t.Logf("%s level %d (%q): %.1f s, RMS %.4f", lang, level, text, secs, r)
+		}
+		if !(rms[1] > 1.5*rms[0] && rms[2] > 1.5*rms[1] && rms[2] > 3*rms[0]) {
+			t.Errorf("%s: RMS at levels 2, 4, 8: %.4f %.4f %.4f, want each louder (×2 per doubling)", lang, rms[0], rms[1], rms[2])
+		}
+	}
+	// Pause and resume are said too, in both languages.
+	for _, lang := range shopper.Languages() {
+		m, _ := shopper.Catalogue(lang)
+		for _, k := range []string{"speech.paused", "speech.resumed", "speech.help"} {
+			if Catalogue(m).Text(k) == "" {
+				t.Errorf("%s: no %s", lang, k)
+			}
 		}
 	}
 }

@@ -9,7 +9,7 @@
   const ui = {
     lang: "zh-CN", defaultLang: "zh-CN",
     cat: {}, status: null, service: { out_of_service: false, reason: "" },
-    components: {}, notReady: "", faceTimeoutMs: 30000, faceSince: 0, smileTimeoutMs: 10000, smileSince: 0, merchant: "", chip: {}, guidance: "",
+    components: {}, notReady: "", speechKeys: {}, faceTimeoutMs: 30000, faceSince: 0, smileTimeoutMs: 10000, smileSince: 0, merchant: "", chip: {}, guidance: "",
     retriesLeft: null, wrong: false, kind: "can", digits: "", sending: false, mrz: null, needsMRZ: false, bankEID: false,
     staff: { open: false, token: "", digits: "" }, awakeUntil: 0, screen: "",
     // Bus event time → DOM updated, and → next frame painted (ms).
@@ -326,9 +326,13 @@
   }
   function tickCountdown() {
     if (ui.screen !== "face" || !ui.status || ui.status.state !== "smile") { return; }
-    // The smile step ends at its own timeout or the face step's, whichever
-    // comes first.
-    const end = Math.min(ui.faceSince + ui.faceTimeoutMs, (ui.smileSince || ui.faceSince) + ui.smileTimeoutMs);
+    // The session says when the step ends (the earlier of its own clock
+    // and the smile phase's, moved by any time the shopper took); before
+    // its first word, the smile step ends at its own timeout or the face
+    // step's, whichever comes first.
+    const p = ui.status.progress;
+    const until = p && p.until ? Date.parse(p.until) : NaN;
+    const end = !isNaN(until) ? until : Math.min(ui.faceSince + ui.faceTimeoutMs, (ui.smileSince || ui.faceSince) + ui.smileTimeoutMs);
     const left = Math.max(0, Math.ceil((end - Date.now()) / 1000));
     $("countdown").textContent = "◷ " + t("smile.countdown", { s: left });
   }
@@ -468,12 +472,22 @@
   // ---- physical keypad ----
   // The kiosk's keypad is a USB HID keyboard: digits, Enter, Escape
   // (cancel), Backspace (one digit back), Delete (clear the entry) and F1,
-  // the accessibility key (display modes in turn). Everything else is
+  // the accessibility key (display modes in turn), and the speech keys
+  // (by default F2 repeat, F3 pause, F4/F5 volume). Everything else is
   // ordinary keyboard focus: Tab moves in the page's order, Enter or Space
   // presses the focused button.
   const modeCycle = [[false, false], [true, false], [false, true], [true, true]];
   document.addEventListener("keydown", (e) => {
     ui.keys++;
+    // The speech keys (speech.*_key): speech runs in the kiosk, so the
+    // page only passes them on, for the session it shows.
+    const speechAction = Object.keys(ui.speechKeys).find((a) => ui.speechKeys[a] === e.key);
+    if (speechAction) {
+      e.preventDefault();
+      const st = ui.status;
+      if (st && st.state !== "idle" && st.request) { post("/api/session/speech", { request_id: st.request.id, action: speechAction }); }
+      return;
+    }
     const digit = /^[0-9]$/.test(e.key) ? e.key : "";
     const pad = ui.screen === "enter_password" ? "pad" : ui.screen === "staff" && !ui.staff.token ? "staff-pad" : "";
     let target = null;
@@ -718,6 +732,7 @@
     "camera.state": (ev) => { ui.components.camera = { state: ev.data.state }; refresh(); },
     "session.more_time": (ev) => { if (ui.status) { ui.status.more_time = ev.data; } },
     "session.time_extended": () => { if (ui.status) { ui.status.more_time = null; } },
+    "session.more_time_withdrawn": () => { if (ui.status) { ui.status.more_time = null; } },
     "session.language": (ev) => { if (ev.data.lang !== ui.lang) { loadLang(ev.data.lang); } },
   };
   for (const s of ["idle", "insert_card", "enter_password", "reading_chip", "face_match", "smile", "authorizing", "result", "remove_card"]) {
@@ -757,6 +772,7 @@
       ui.faceTimeoutMs = s.face_timeout_ms || ui.faceTimeoutMs;
       ui.smileTimeoutMs = s.smile_timeout_ms || ui.smileTimeoutMs;
       ui.merchant = s.merchant || "";
+      ui.speechKeys = s.speech_keys || {};
       if (s.languages && s.languages.length) { ui.defaultLang = s.languages[0]; }
       render();
     } catch (e) {
