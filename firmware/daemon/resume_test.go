@@ -270,10 +270,19 @@ func TestShopperResumesInEveryState(t *testing.T) {
 			// Back to idle: the next shopper starts in the default language.
 			// The page's markup says "attract" before its script has run, so
 			// the poll waits for the script (window.kioskUI) too.
-			ctx, cancel := context.WithTimeout(b.Ctx, 40*time.Second)
-			err := chromedp.Do(ctx, chromedp.Navigate("about:blank"), chromedp.Navigate(r.base+"/"),
-				chromedp.Poll[chromedp.Void](`window.kioskUI && document.body.dataset.screen === "attract" && window.kioskUI.lang === "zh-CN"`, chromedp.WithPollingTimeout(30*time.Second)))
-			cancel()
+			// A load can lose its execution context to the page's own
+			// reconnect ("Cannot find context"): such an attempt is repeated.
+			var err error
+			for deadline := time.Now().Add(40 * time.Second); ; {
+				ctx, cancel := context.WithTimeout(b.Ctx, 20*time.Second)
+				err = chromedp.Do(ctx, chromedp.Navigate("about:blank"), chromedp.Navigate(r.base+"/"),
+					chromedp.Poll[chromedp.Void](`window.kioskUI && document.body.dataset.screen === "attract" && window.kioskUI.lang === "zh-CN"`, chromedp.WithPollingTimeout(15*time.Second)))
+				cancel()
+				if err == nil || time.Now().After(deadline) {
+					break
+				}
+				t.Logf("idle page after the session, attempt failed: %v", err)
+			}
 			if err != nil {
 				t.Fatalf("idle page after the session: %v", err)
 			}
