@@ -23,6 +23,7 @@ import (
 	"kiosk/drivers/gpio"
 	"kiosk/firmware/event"
 	"kiosk/firmware/feedback"
+	"kiosk/firmware/hub"
 	"kiosk/firmware/session"
 	"kiosk/firmware/staff"
 	"kiosk/ui/shopper"
@@ -588,13 +589,19 @@ func (u *uiState) record(e event.Event) {
 			}
 			detail = "declined: " + strings.Join(codes, ", ")
 		}
+	case hub.Status:
+		// Staff read these: the state and its reason, not a struct dump.
+		if v.State == "down" || v.State == "degraded" {
+			detail = v.State
+			if v.Detail != "" {
+				detail += ": " + v.Detail
+			}
+		}
 	default:
-		switch e.Kind {
-		case "alarm.tamper":
-			detail = fmt.Sprint(v)
-		case "hub.state":
-			if s := fmt.Sprintf("%+v", v); strings.Contains(s, "State:down") || strings.Contains(s, "State:degraded") {
-				detail = s
+		if m, ok := v.(map[string]bool); ok && e.Kind == "alarm.tamper" {
+			detail = "cleared"
+			if m["active"] {
+				detail = "active"
 			}
 		}
 	}

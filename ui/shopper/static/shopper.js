@@ -612,7 +612,11 @@
     const a = document.createElement("a");
     a.href = URL.createObjectURL(blob);
     a.download = m ? m[1] : "kioskd-diagnostics.zip";
-    a.textContent = t("staff.diagnostics_save") + " (" + Math.ceil(blob.size / 1024) + " KiB)";
+    // The label follows a change of language (data-i18n); the size stays.
+    const label = document.createElement("span");
+    label.dataset.i18n = "staff.diagnostics_save";
+    label.textContent = t("staff.diagnostics_save");
+    a.append(label, " (" + Math.ceil(blob.size / 1024) + " KiB)");
     out.textContent = "";
     out.appendChild(a);
   });
