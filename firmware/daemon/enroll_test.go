@@ -8,24 +8,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
-	"kiosk/firmware/devicekey"
 	"kiosk/firmware/enroll"
-	"kiosk/firmware/hub"
-	"kiosk/firmware/hub/mqtttest"
 	"kiosk/firmware/staff"
 	"kiosk/internal/browsertest"
-	"kiosk/internal/testpki"
-	"kiosk/provisioning/deviceca"
-	"kiosk/provisioning/devkey"
-	"kiosk/provisioning/hubd"
 	"kiosk/provisioning/hubstore"
-	"kiosk/provisioning/registrar"
 )
 
 // A kiosk enrolled with the bank's hub over mutual TLS is opened: it
@@ -33,78 +24,10 @@ import (
 // new token, reset the alarm, and it works again with the new key: the
 // alarm (old key) and the reset (new key) both reach the real hub.
 func TestStaffEnrollAfterTamper(t *testing.T) {
-	dir := mqtttest.ReadableDir(t)
-	caDir := filepath.Join(dir, "ca")
-	if _, err := deviceca.Init(caDir, "Test Bank", time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	bca := testpki.New(t, dir, "broker-ca")
-	srvCrt, srvKey := bca.Issue(t, "server")
-	hubCrt, hubKey := bca.Issue(t, "kioskhub")
-	clientCA := testpki.Bundle(t, filepath.Join(dir, "client-ca.pem"), bca.File, filepath.Join(caDir, "root.crt"), filepath.Join(caDir, "issuing.crt"))
-	broker := mqtttest.StartMosquittoTLS(t, mqtttest.TLSOptions{ClientCA: clientCA, ServerCert: srvCrt, ServerKey: srvKey,
-		Provisioning: true, HubUsers: []string{"kioskhub"}})
-	auth, err := devkey.Create(filepath.Join(dir, "auth"), "", "hub-auth")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hubDB := filepath.Join(dir, "hub.db")
-	hubConf := fmt.Sprintf(`mode = "simulation"
-instance = "hub-t"
-[log]
-level = "error"
-[store]
-kind = "bolt"
-path = %q
-[mqtt]
-brokers = [%q]
-ca = %q
-cert = %q
-key = %q
-[keys]
-auth_key = %q
-auth_cert = %q
-[ca]
-root = %q
-issuing_cert = %q
-issuing_key = %q
-broker_ca = %q
-[http]
-listen = ""
-`, hubDB, broker.TLSURL(), bca.File, hubCrt, hubKey, auth.Key, auth.Cert,
-		filepath.Join(caDir, "root.crt"), filepath.Join(caDir, "issuing.crt"), filepath.Join(caDir, "issuing.key"), bca.File)
-	hcfg, err := hubd.Parse([]byte(hubConf))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = hubd.Run(ctx, hcfg, hubd.Options{Ready: func(a string) { ready <- a }}) })
-	defer func() { cancel(); wg.Wait() }()
-	select {
-	case <-ready:
-	case <-time.After(30 * time.Second):
-		t.Fatal("kioskhub not ready")
-	}
-	store, err := hubstore.OpenBolt(hubDB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := func() string {
-		tok, err := registrar.MintToken(context.Background(), store, "kiosk-reenroll", 30*time.Minute, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(tok)
-	}
-	idDir := filepath.Join(t.TempDir(), "identity")
-	keyFile := filepath.Join(idDir, "device.key")
-	brokerTLS, _ := hub.TLSConfig(bca.File, "", "")
-	if _, err := enroll.Enroll(context.Background(), enroll.Options{Broker: broker.ProvisionURL(), TLS: brokerTLS, Token: token(), Dir: idDir,
-		Keys: &devicekey.File{Path: keyFile}}); err != nil {
-		t.Fatal(err)
-	}
+	bank := startBankSide(t, bankOptions{instance: "hub-t"})
+	broker, store := bank.broker, bank.store
+	token := func() string { return bank.token(t, "kiosk-reenroll") }
+	idDir, keyFile := bank.enroll(t, "kiosk-reenroll")
 	accounts := filepath.Join(t.TempDir(), "staff")
 	if err := staff.Add(accounts, "anna", "246810"); err != nil {
 		t.Fatal(err)

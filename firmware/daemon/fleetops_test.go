@@ -7,29 +7,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"kiosk/firmware/devicekey"
 	"kiosk/firmware/enroll"
 	"kiosk/firmware/enrollwire"
 	"kiosk/firmware/feedback"
-	"kiosk/firmware/hub"
-	"kiosk/firmware/hub/mqtttest"
 	"kiosk/firmware/jobwire"
-	"kiosk/internal/testpki"
 	"kiosk/provisioning/ctl"
-	"kiosk/provisioning/deviceca"
-	"kiosk/provisioning/devkey"
 	"kiosk/provisioning/fleet"
 	"kiosk/provisioning/hubd"
-	"kiosk/provisioning/hubstore"
-	"kiosk/provisioning/registrar"
 )
 
 // The fleet's operations on an enrolled kiosk, end to end: real mosquitto
@@ -40,97 +30,12 @@ import (
 // kiosk out of service across a restart, service_on back; fleet list
 // shows what the kiosk reports.
 func TestFleetOperationsThroughKioskhub(t *testing.T) {
-	dir := mqtttest.ReadableDir(t)
-	caDir := filepath.Join(dir, "ca")
-	if _, err := deviceca.Init(caDir, "Test Bank", time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	bca := testpki.New(t, dir, "broker-ca")
-	srvCrt, srvKey := bca.Issue(t, "server")
-	hubCrt, hubKey := bca.Issue(t, "kioskhub")
-	clientCA := testpki.Bundle(t, filepath.Join(dir, "client-ca.pem"), bca.File, filepath.Join(caDir, "root.crt"), filepath.Join(caDir, "issuing.crt"))
-	broker := mqtttest.StartMosquittoTLS(t, mqtttest.TLSOptions{ClientCA: clientCA, ServerCert: srvCrt, ServerKey: srvKey,
-		Provisioning: true, HubUsers: []string{"kioskhub"}})
-	auth, err := devkey.Create(filepath.Join(dir, "auth"), "", "hub-auth")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ops, err := devkey.Create(filepath.Join(dir, "ops"), "", "hub-operations")
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := strings.Repeat("fl33t", 8)
-	tokenFile := filepath.Join(dir, "operator-token")
-	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpAddr := ln.Addr().String()
-	ln.Close()
-	hubDB := filepath.Join(dir, "hub.db")
-	hcfg, err := hubd.Parse(fmt.Appendf(nil, `mode = "simulation"
-instance = "hub-ops"
-[log]
-level = "error"
-[store]
-kind = "bolt"
-path = %q
-[mqtt]
-brokers = [%q]
-ca = %q
-cert = %q
-key = %q
-[keys]
-auth_key = %q
-auth_cert = %q
-operations_key = %q
-operations_cert = %q
-[ca]
-root = %q
-issuing_cert = %q
-issuing_key = %q
-broker_ca = %q
-[http]
-listen = %q
-operator_token_file = %q
-`, hubDB, broker.TLSURL(), bca.File, hubCrt, hubKey, auth.Key, auth.Cert, ops.Key, ops.Cert,
-		filepath.Join(caDir, "root.crt"), filepath.Join(caDir, "issuing.crt"), filepath.Join(caDir, "issuing.key"), bca.File,
-		httpAddr, tokenFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = hubd.Run(ctx, hcfg, hubd.Options{Ready: func(a string) { ready <- a }}) })
-	defer func() { cancel(); wg.Wait() }()
-	select {
-	case <-ready:
-	case <-time.After(30 * time.Second):
-		t.Fatal("kioskhub not ready")
-	}
-
+	bank := startBankSide(t, bankOptions{instance: "hub-ops", operations: true})
+	broker, httpAddr, tokenFile := bank.broker, bank.httpAddr, bank.tokenFile
 	// Enrolled with the bank's device CA: the identity holds the
 	// operations certificate too.
-	store, err := hubstore.OpenBolt(hubDB)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const device = "kiosk-ops"
-	tok, err := registrar.MintToken(context.Background(), store, device, 30*time.Minute, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	idDir := filepath.Join(t.TempDir(), "identity")
-	keyFile := filepath.Join(idDir, "device.key")
-	brokerTLS, _ := hub.TLSConfig(bca.File, "", "")
-	if _, err := enroll.Enroll(context.Background(), enroll.Options{Broker: broker.ProvisionURL(), TLS: brokerTLS, Token: string(tok), Dir: idDir,
-		Keys: &devicekey.File{Path: keyFile}}); err != nil {
-		t.Fatal(err)
-	}
+	idDir, keyFile := bank.enroll(t, device)
 	salt := filepath.Join(t.TempDir(), "doc-salt")
 	if err := os.WriteFile(salt, []byte("0123456789abcdef0123"), 0o600); err != nil {
 		t.Fatal(err)
