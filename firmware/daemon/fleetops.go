@@ -198,23 +198,15 @@ func (d *Daemon) serviceJob(out bool) jobs.Handler {
 			return jobs.Outcome{}, fmt.Errorf("persist the service state (nothing changed): %w", err)
 		}
 		d.bus.Publish(event.Event{Source: "jobs", Kind: "fleet.service", Data: staffAction{Action: "service", On: out}})
-		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		t := time.NewTicker(50 * time.Millisecond)
-		defer t.Stop()
-		for {
-			reason := d.session.OutOfService()
-			if out && reason != "" || !out && reason != feedback.ReasonService {
-				if !out && reason != "" {
-					return jobs.Outcome{}, fmt.Errorf("the fleet's hold is lifted, but the kiosk stays out of service: %s (staff at the kiosk, or maintenance_off)", reason)
-				}
-				return jobs.Outcome{Result: map[string]any{"out_of_service": reason, "fleet_hold": out}}, nil
-			}
-			select {
-			case <-ctx.Done():
-				return jobs.Outcome{}, fmt.Errorf("service state did not change (the hold is persisted and applies at the next start): %q", reason)
-			case <-t.C:
-			}
+		reason, err := d.awaitService(ctx, func(reason string) bool {
+			return out && reason != "" || !out && reason != feedback.ReasonService
+		})
+		switch {
+		case err != nil:
+			return jobs.Outcome{}, fmt.Errorf("service state did not change (the hold is persisted and applies at the next start): %w", err)
+		case !out && reason != "":
+			return jobs.Outcome{}, fmt.Errorf("the fleet's hold is lifted, but the kiosk stays out of service: %s (staff at the kiosk, or maintenance_off)", reason)
 		}
+		return jobs.Outcome{Result: map[string]any{"out_of_service": reason, "fleet_hold": out}}, nil
 	}
 }

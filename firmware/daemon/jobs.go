@@ -121,20 +121,33 @@ func (d *Daemon) maintenanceJob(on bool) jobs.Handler {
 			return jobs.Outcome{}, errors.New("the tamper latch is set: staff must reset it at the kiosk")
 		}
 		d.bus.Publish(event.Event{Source: "jobs", Kind: "staff.action", Data: staffAction{Action: "maintenance", On: on}})
-		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		t := time.NewTicker(50 * time.Millisecond)
-		defer t.Stop()
-		for {
-			reason := d.session.OutOfService()
-			if on && reason != "" || !on && reason != feedback.ReasonMaintenance {
-				return jobs.Outcome{Result: map[string]string{"out_of_service": reason}}, nil
-			}
-			select {
-			case <-ctx.Done():
-				return jobs.Outcome{}, fmt.Errorf("service state did not change: %q", reason)
-			case <-t.C:
-			}
+		reason, err := d.awaitService(ctx, func(reason string) bool {
+			return on && reason != "" || !on && reason != feedback.ReasonMaintenance
+		})
+		if err != nil {
+			return jobs.Outcome{}, fmt.Errorf("service state did not change: %w", err)
+		}
+		return jobs.Outcome{Result: map[string]string{"out_of_service": reason}}, nil
+	}
+}
+
+// awaitService waits up to 10 s for the session's out-of-service reason
+// ("" in service) to satisfy done, and returns it; the change itself
+// travels on the event bus to the session.
+func (d *Daemon) awaitService(ctx context.Context, done func(reason string) bool) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		reason := d.session.OutOfService()
+		if done(reason) {
+			return reason, nil
+		}
+		select {
+		case <-ctx.Done():
+			return reason, fmt.Errorf("still %q", reason)
+		case <-t.C:
 		}
 	}
 }

@@ -41,13 +41,7 @@ func (u *uiState) sessionSpeech(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "action must be repeat, pause, volume_down or volume_up")
 		return
 	}
-	if u.d.session == nil {
-		writeError(w, http.StatusNotFound, "no sessions on this kiosk")
-		return
-	}
-	st := u.d.session.Status()
-	if st.Request == nil || st.State == session.Idle || st.Request.ID != req.RequestID {
-		writeError(w, http.StatusConflict, "that session is not running")
+	if _, ok := u.runningSession(w, req.RequestID); !ok {
 		return
 	}
 	u.d.bus.Publish(event.Event{Source: "ui", Kind: "session.speech", Data: req})

@@ -218,13 +218,7 @@ func (u *uiState) setLanguage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("language %q: not one of %v", req.Lang, shopper.Languages()))
 		return
 	}
-	if u.d.session == nil {
-		writeError(w, http.StatusNotFound, "no sessions on this kiosk")
-		return
-	}
-	st := u.d.session.Status()
-	if st.Request == nil || st.State == session.Idle || st.Request.ID != req.RequestID {
-		writeError(w, http.StatusConflict, "that session is not running")
+	if _, ok := u.runningSession(w, req.RequestID); !ok {
 		return
 	}
 	u.mu.Lock()
@@ -648,4 +642,19 @@ func (d *Daemon) gpioActive(role gpio.Role) (bool, error) {
 		return false, errNoGPIO
 	}
 	return g.Active(role)
+}
+
+// runningSession is the session a shopper's request names, or, with the
+// error answered, false when no session with that request runs.
+func (u *uiState) runningSession(w http.ResponseWriter, requestID string) (session.Status, bool) {
+	if u.d.session == nil {
+		writeError(w, http.StatusNotFound, "no sessions on this kiosk")
+		return session.Status{}, false
+	}
+	st := u.d.session.Status()
+	if st.Request == nil || st.State == session.Idle || st.Request.ID != requestID {
+		writeError(w, http.StatusConflict, "that session is not running")
+		return session.Status{}, false
+	}
+	return st, true
 }
