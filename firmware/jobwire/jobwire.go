@@ -86,6 +86,10 @@ const (
 	ReasonStateUnusable = "state_unusable"
 	ReasonBusy          = "busy"
 	ReasonInterrupted   = "interrupted"
+	// Firmware updates (docs/mqtt.md, "Firmware update").
+	ReasonDowngrade    = "downgrade"    // bundle not newer than the running firmware
+	ReasonIncompatible = "incompatible" // bundle for another system
+	ReasonRolledBack   = "rolled_back"  // the new slot failed; the old one runs again
 )
 
 // Limits.
