@@ -15,11 +15,11 @@ import (
 
 // Refusal reasons (the job's status reason code): nothing was installed.
 const (
-	ReasonNoKeyring    = "unsupported"   // no update.keyring: updates are off
-	ReasonNoVersion    = "unsupported"   // the running system has no firmware version
-	ReasonBadSignature = "bad_signature" // rauc refused the bundle's signature
-	ReasonDowngrade    = "downgrade"     // not newer than the running firmware
-	ReasonIncompatible = "incompatible"  // another product's bundle
+	ReasonNoKeyring    = "unsupported"      // no update.keyring: updates are off
+	ReasonNoVersion    = "unsupported"      // the running system has no firmware version
+	ReasonBadSignature = "bundle_signature" // rauc refused the bundle's signature (jobwire.ReasonBundleSignature)
+	ReasonDowngrade    = "downgrade"        // not newer than the running firmware
+	ReasonIncompatible = "incompatible"     // another product's bundle
 )
 
 // Refusal is a bundle refused before install; the running slot and the
