@@ -17,7 +17,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian 12 packages the build, the tests and `make run` need.
 DEB_PACKAGES := build-essential pkg-config libopencv-dev libopencv-contrib-dev opencv-data \
 	pcscd libpcsclite-dev pcsc-tools vsmartcard-vpcd mosquitto mosquitto-clients ffmpeg gstreamer1.0-plugins-base util-linux postgresql-15 chromium fonts-wqy-microhei \
-	rabbitmq-server swtpm swtpm-tools espeak-ng sox
+	rabbitmq-server swtpm swtpm-tools espeak-ng sox rauc squashfs-tools dbus e2fsprogs
 
 # Packages: `go test ./...` runs these; pcscd-based tests isolate themselves.
 PKGS := ./...
@@ -51,7 +51,7 @@ FUZZ_TARGETS := \
 	./drivers/cardreader/vpcd:FuzzFrames:30000 ./drivers/cardreader:FuzzValidateCommand:150000 \
 	./firmware/jobwire:FuzzOpen:20000 ./provisioning/fleet:FuzzParseHealth:30000 ./firmware/daemon:FuzzFleetDocs:5000 ./firmware/config:FuzzWithSettings:5000 ./firmware/config:FuzzParse:10000 \
 	./firmware/enrollwire:FuzzParseRequest:4000 ./firmware/enrollwire:FuzzOpen:40000 ./firmware/enrollwire:FuzzParseBundle:10000 \
-	./firmware/face:FuzzReferenceFromImage:300
+	./firmware/face:FuzzReferenceFromImage:300 ./firmware/update:FuzzParseDoc:20000
 FUZZTIME ?=
 # make test fuzzes only the packages that do not link OpenCV: fuzzing a
 # gocv package rebuilds OpenCV's bindings with coverage instrumentation
@@ -60,7 +60,7 @@ FUZZTIME ?=
 FUZZ_GOCV := ./firmware/face:% ./firmware/daemon:%
 FUZZ_TEST_TARGETS := $(filter-out $(FUZZ_GOCV),$(FUZZ_TARGETS))
 
-.PHONY: all deps testdata models axe accessibility-report build test test-short fuzz chaos soak run bench lint fmt clean cleanroom fleet-sim chaos-fleet deb package-check demo-enroll demo-fleet
+.PHONY: all deps testdata models axe accessibility-report build test test-short fuzz chaos soak run bench lint fmt clean cleanroom fleet-sim chaos-fleet deb package-check demo-enroll demo-fleet demo-ota bundle
 
 all: build
 
@@ -184,6 +184,26 @@ demo-enroll: deps
 # (simulated devices); the last line counts what every kiosk did.
 demo-fleet: deps
 	$(GO) run ./internal/fleetdemo
+
+# Signed firmware updates on loop-device A/B slots (needs root): RAUC's
+# custom boot loader backend, rauc service on a private D-Bus, kioskd
+# booted from the slot the attempts counters choose; a good update, a
+# broken one rolled back, a tampered and an older bundle refused.
+demo-ota: deps build testdata models
+	$(GO) run ./internal/otademo -kioskd $(BIN)/kioskd -models $(MODELS) -media $(TESTDATA)/media
+
+# A RAUC bundle of the kiosk's root file system (kioskd, kioskctl, face
+# models, the firmware version) in dist/. RELEASE_CERT and RELEASE_KEY are
+# the bank's release signing certificate and key; without them a test
+# release PKI is made in .cache/release-pki (README, "Firmware updates").
+BUNDLE_VERSION ?= 0.1.$(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+BUNDLE_COMPATIBLE ?= kiosk-debian12-$(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+RELEASE_CERT ?=
+RELEASE_KEY ?=
+bundle: deps build models
+	$(GO) run ./internal/mkbundle -kioskd $(BIN)/kioskd -kioskctl $(BIN)/kioskctl -models $(MODELS) \
+		-version $(BUNDLE_VERSION) -compatible $(BUNDLE_COMPATIBLE) -out dist/kiosk-$(BUNDLE_VERSION).raucb \
+		$(if $(RELEASE_CERT),-cert $(RELEASE_CERT) -key $(RELEASE_KEY))
 
 fleet-sim: deps
 	$(GO) build -o $(BIN)/kioskhub ./provisioning/cmd/kioskhub

@@ -41,6 +41,34 @@ type Config struct {
 	Shutdown   Shutdown   `toml:"shutdown"`
 	Speech     Speech     `toml:"speech"`
 	Memory     Memory     `toml:"memory"`
+	Update     Update     `toml:"update"`
+}
+
+// Update configures signed firmware updates (RAUC A/B slots) delivered as
+// update_firmware fleet jobs (README, "Firmware updates").
+type Update struct {
+	// Keyring is the bank's release CA certificate (PEM): a bundle whose
+	// signature does not chain to it is refused before install. Empty:
+	// every update job is rejected with that reason.
+	Keyring string `toml:"keyring"`
+	// RaucConf is rauc's system.conf ("" = /etc/rauc/system.conf).
+	RaucConf string `toml:"rauc_conf"`
+	// VersionFile holds the running firmware's version. Empty: the file
+	// ../lib/kioskd/firmware-version beside the kioskd executable (in the
+	// image /usr/lib/kioskd/firmware-version).
+	VersionFile string `toml:"version_file"`
+	// MaxBundleSize bounds a bundle's download (bytes).
+	MaxBundleSize int64 `toml:"max_bundle_size"`
+	// CommitWithin: after an update's first boot, kioskd must be ready and
+	// healthy this soon, or it marks its slot bad and reboots into the
+	// old one.
+	CommitWithin time.Duration `toml:"commit_within"`
+	// RebootWindow is the daily maintenance window ("HH:MM-HH:MM" local
+	// time) an installed update reboots in; "" = as soon as no session
+	// runs.
+	RebootWindow string `toml:"reboot_window"`
+	// RebootCommand restarts the machine (the reboot job and updates).
+	RebootCommand []string `toml:"reboot_command"`
 }
 
 // Memory is the resident-memory budget kioskd watches in its health.
@@ -363,6 +391,8 @@ func Default() Config {
 		Shutdown: Shutdown{Timeout: 10 * time.Second},
 		Memory:   Memory{RSSCeilingMiB: 512},
 		Speech:   Speech{Mode: "key", Volume: 4, RepeatKey: "F2", PauseKey: "F3", VolumeDownKey: "F4", VolumeUpKey: "F5"},
+		Update: Update{MaxBundleSize: 1 << 30, CommitWithin: 5 * time.Minute,
+			RebootCommand: []string{"systemctl", "reboot"}},
 	}
 }
 
@@ -612,6 +642,16 @@ func (c *Config) Validate() error {
 		}
 	}
 	durIn("shutdown.timeout", c.Shutdown.Timeout, 100*time.Millisecond, 5*time.Minute)
+	if u := c.Update; u.MaxBundleSize < 1<<20 || u.MaxBundleSize > 16<<30 {
+		bad("update.max_bundle_size", "%d out of range 1 MiB..16 GiB", u.MaxBundleSize)
+	}
+	durIn("update.commit_within", c.Update.CommitWithin, 5*time.Second, time.Hour)
+	if len(c.Update.RebootCommand) == 0 || c.Update.RebootCommand[0] == "" {
+		bad("update.reboot_command", "must name a command")
+	}
+	if !validWindow(c.Update.RebootWindow) {
+		bad("update.reboot_window", "%q is not HH:MM-HH:MM (local time) or empty", c.Update.RebootWindow)
+	}
 	oneOf("speech.mode", c.Speech.Mode, "off", "key", "always")
 	if v := c.Speech.Volume; v < 1 || v > SpeechVolumes {
 		bad("speech.volume", "%d out of range 1..%d", v, SpeechVolumes)
@@ -815,4 +855,12 @@ func (c *Config) ClientID() string {
 		return c.Hub.ClientID
 	}
 	return c.Device.ID
+}
+
+var windowRe = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$`)
+
+// validWindow: "" or HH:MM-HH:MM with different ends (parsed again by
+// firmware/update).
+func validWindow(s string) bool {
+	return s == "" || windowRe.MatchString(s) && s[:5] != s[6:]
 }

@@ -105,6 +105,7 @@ type Daemon struct {
 	hub    *hub.Client
 	broker *hub.EmbeddedBroker
 	jobs   *jobs.Runner // nil without an operations certificate
+	ota    *ota         // firmware updates (update.go)
 	// fileCfg is the configuration file's; cfg has the operator's
 	// settings laid over it (opconfig.go). opMu guards opConfig (nil:
 	// none applied) and opErr.
@@ -272,6 +273,10 @@ func New(cfg config.Config, opts Options) (*Daemon, error) {
 		d.closeEarly()
 		return nil, err
 	}
+	if err := d.buildUpdate(); err != nil {
+		d.closeEarly()
+		return nil, &config.Error{Key: "update", Msg: err.Error()}
+	}
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
@@ -400,6 +405,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		run("session", d.session.Run)
 	}
 	run("feedback", d.runFeedback)
+	run("update", d.runUpdate)
 	if d.session != nil && d.cfg.Speech.Mode != "off" {
 		run("speech", d.runSpeech)
 	}
@@ -424,6 +430,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	d.notify("READY=1")
 	d.notify("STATUS=running")
+	d.ota.readyOnce.Do(func() { close(d.ota.ready) })
 	d.log.Info("kioskd running", "device", d.cfg.Device.ID, "mode", d.cfg.Device.Mode, "status_page", "http://"+d.Addr())
 	d.bus.Publish(event.Event{Source: "kioskd", Kind: "kioskd.started"})
 

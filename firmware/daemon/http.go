@@ -130,6 +130,9 @@ func (d *Daemon) Health() Health {
 		h.Components["jobs"] = Component{State: "disabled", Detail: "no hub.operations_cert: fleet jobs are refused"}
 	}
 	h.Components["memory"] = d.memoryComponent()
+	if d.ota != nil {
+		h.Components["firmware"] = d.firmwareComponent()
+	}
 	for _, c := range h.Components {
 		if c.State != "ok" && c.State != "disabled" {
 			h.Status = "degraded"

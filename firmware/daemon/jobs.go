@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"os/exec"
 	"time"
 
 	"kiosk/firmware/config"
@@ -23,10 +22,8 @@ import (
 // expiry, on the kiosk it names, after the session under way.
 
 // notYet names the kinds this kiosk knows but does not carry out yet, with
-// the reason the operator sees.
-var notYet = map[string]string{
-	jobwire.KindUpdateFirmware: "not supported yet: the firmware payload comes with the OTA issue",
-}
+// the reason the operator sees: none in this version.
+var notYet = map[string]string{}
 
 // buildJobs makes the job runner, or none (with a warning) when no
 // operations certificate is configured and none was made for the embedded
@@ -50,6 +47,8 @@ func (d *Daemon) buildJobs(ops *txreport.Keyring) error {
 	r, err := jobs.New(jobs.Options{
 		Link: d.hub, Operations: ops, Signer: d.tx.signer, StateDir: d.cfg.Tx.StateDir,
 		Handlers: handlers, Unsupported: notYet,
+		// A firmware download resumes where a restart stopped it.
+		Rerun: map[string]bool{jobwire.KindUpdateFirmware: true},
 		Idle: func() bool {
 			return d.session == nil || d.session.Status().State == session.Idle
 		},
@@ -81,6 +80,7 @@ func (d *Daemon) jobHandlers() map[string]jobs.Handler {
 			return jobs.Outcome{Result: in}, nil
 		},
 		jobwire.KindSetConfig:      d.setConfigJob,
+		jobwire.KindUpdateFirmware: d.updateFirmwareJob,
 		jobwire.KindTrustBundle:    d.trustBundleJob,
 		jobwire.KindMaintenanceOn:  d.maintenanceJob(true),
 		jobwire.KindMaintenanceOff: d.maintenanceJob(false),
@@ -98,16 +98,13 @@ func (d *Daemon) jobHandlers() map[string]jobs.Handler {
 	}
 }
 
-// reboot restarts the machine through systemd (Options.Reboot in tests).
+// reboot restarts the machine with update.reboot_command (systemctl
+// reboot; Options.Reboot in tests).
 func (d *Daemon) reboot(ctx context.Context) error {
 	if d.opts.Reboot != nil {
 		return d.opts.Reboot(ctx)
 	}
-	out, err := exec.CommandContext(ctx, "systemctl", "reboot").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("systemctl reboot: %w: %s", err, out)
-	}
-	return nil
+	return runReboot(ctx, d.cfg.Update.RebootCommand)
 }
 
 // maintenanceJob asks the feedback controller (the one writer of the

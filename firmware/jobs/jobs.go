@@ -43,8 +43,26 @@ type Outcome struct {
 	// jobwire.MaxDoc); nil for none.
 	Result any
 	// After runs once the terminal status is recorded and published (a
-	// reboot must not cut off its own report).
+	// reboot must not cut off its own report); not for a Pending job.
 	After func()
+	// Pending leaves the job in progress: its outcome comes later through
+	// Complete, possibly from the next process (a firmware update reports
+	// after the reboot; that process calls Continue first).
+	Pending bool
+}
+
+// progressKey carries a running job's progress reporter in its handler's
+// context.
+type progressKey struct{}
+
+// Progress sends an in_progress status with result (JSON, bounded by
+// jobwire.MaxDoc) for the job whose handler got ctx; outside a handler it
+// does nothing. Each has a higher sequence number than the one before,
+// also across restarts (it is recorded), so the hub keeps the latest.
+func Progress(ctx context.Context, result any) {
+	if f, ok := ctx.Value(progressKey{}).(func(any)); ok {
+		f(result)
+	}
 }
 
 // Handler executes one kind. An error fails the job, except a *Rejection,
@@ -79,6 +97,11 @@ type Options struct {
 	// (Unsupported gives the reason of a known kind not offered yet).
 	Handlers    map[string]Handler
 	Unsupported map[string]string
+	// Rerun names kinds whose handlers resume safely: an accepted job of
+	// such a kind that a restart interrupted runs again when the hub
+	// offers it again, instead of failing as interrupted (a download
+	// resumes where it stopped).
+	Rerun map[string]bool
 	// Idle reports that no session runs; jobs wait for it. Nil: always.
 	Idle func() bool
 	// IdlePoll is how often a waiting job checks Idle (default 200 ms).
@@ -115,6 +138,9 @@ type Runner struct {
 	// the record but not active was interrupted by a restart.
 	mu     sync.Mutex
 	active map[string]bool
+	// seqs holds the last sequence number sent for jobs that report
+	// progress (also recorded, so it grows across restarts).
+	seqs map[string]int
 }
 
 type accepted struct {
@@ -147,7 +173,7 @@ func New(o Options) (*Runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Runner{o: o, log: log, rec: rec, in: o.Link.Route(jobwire.TopicJob, 64), queue: make(chan accepted, queueDepth), active: map[string]bool{}}, nil
+	return &Runner{o: o, log: log, rec: rec, in: o.Link.Route(jobwire.TopicJob, 64), queue: make(chan accepted, queueDepth), active: map[string]bool{}, seqs: map[string]int{}}, nil
 }
 
 // Stats returns the counters.
@@ -210,6 +236,17 @@ func (r *Runner) receive(ctx context.Context, payload []byte) {
 			r.stats.resent.Add(1)
 			r.publish(ctx, jobwire.Status{JobID: j.ID, Status: "recorded"}, e.Final)
 		case active: // queued or running here: its statuses will follow
+		case r.o.Rerun[j.Kind] && r.o.Now().Before(j.Expires):
+			r.mu.Lock()
+			r.active[j.ID] = true
+			r.seqs[j.ID] = max(r.seqs[j.ID], e.Seq)
+			r.mu.Unlock()
+			r.log.Info("job resumed after a restart", "job", j.ID, "kind", j.Kind)
+			select {
+			case r.queue <- accepted{job: j, hash: hash}:
+			default:
+				r.finish(ctx, j, 3, jobwire.StatusFailed, jobwire.ReasonBusy+": too many jobs waiting", "")
+			}
 		default:
 			// Accepted before a restart that interrupted it: never run an
 			// action twice (a reboot would loop).
@@ -272,7 +309,9 @@ func (r *Runner) execute(ctx context.Context) {
 			continue
 		}
 		r.send(ctx, jobwire.Status{JobID: j.ID, Status: jobwire.StatusInProgress, Seq: 2})
-		out, err := r.o.Handlers[j.Kind](ctx, j)
+		id := j.ID
+		hctx := context.WithValue(ctx, progressKey{}, func(res any) { r.progress(ctx, id, res) })
+		out, err := r.o.Handlers[j.Kind](hctx, j)
 		var result string
 		if err == nil && out.Result != nil {
 			b, merr := json.Marshal(out.Result)
@@ -287,6 +326,14 @@ func (r *Runner) execute(ctx context.Context) {
 		}
 		var rej *Rejection
 		switch {
+		case err == nil && out.Pending:
+			// Stays active: Complete reports the outcome.
+			r.log.Info("job in progress beyond its handler", "job", j.ID, "kind", j.Kind)
+			continue
+		case err != nil && ctx.Err() != nil && r.o.Rerun[j.Kind]:
+			// Stopped, not failed: the next process runs it again.
+			r.log.Info("job interrupted by the stop; it resumes after the restart", "job", j.ID, "kind", j.Kind)
+			continue
 		case errors.As(err, &rej):
 			r.finish(ctx, j, 3, jobwire.StatusRejected, rej.Error(), "")
 		case err != nil:
@@ -349,8 +396,83 @@ func (r *Runner) reject(ctx context.Context, id, reason, detail string) {
 	r.send(ctx, jobwire.Status{JobID: id, Status: jobwire.StatusRejected, Reason: reason + ": " + detail, Seq: 1})
 }
 
+// maxProgressSeq leaves room for the terminal status under jobwire's
+// bound of 1000.
+const maxProgressSeq = 990
+
+// progress sends one in_progress status with a result, with the job's next
+// sequence number (recorded first).
+func (r *Runner) progress(ctx context.Context, id string, res any) {
+	b, err := json.Marshal(res)
+	if err != nil || len(b) > jobwire.MaxDoc {
+		r.log.Warn("job progress not sent", "job", id, "err", err, "bytes", len(b))
+		return
+	}
+	r.mu.Lock()
+	seq := max(r.seqs[id], 2) + 1
+	if seq > maxProgressSeq {
+		r.mu.Unlock()
+		return
+	}
+	r.seqs[id] = seq
+	r.mu.Unlock()
+	if err := r.rec.SetSeq(id, seq); err != nil {
+		r.log.Warn("job progress not recorded", "job", id, "err", err)
+	}
+	r.send(ctx, jobwire.Status{JobID: id, Status: jobwire.StatusInProgress, Result: string(b), Seq: seq})
+}
+
+// Continue takes over, in this process, an accepted job whose handler
+// returned Pending in an earlier one: offers of it are ignored from now on
+// and Complete reports its outcome. Call it before Run.
+func (r *Runner) Continue(id string) error {
+	e, seen, err := r.rec.Lookup(id)
+	switch {
+	case err != nil:
+		return err
+	case !seen:
+		return fmt.Errorf("jobs: job %q is not in the record", id)
+	case e.Final != nil:
+		return fmt.Errorf("jobs: job %q has finished already", id)
+	}
+	r.mu.Lock()
+	r.active[id] = true
+	r.seqs[id] = max(r.seqs[id], e.Seq, 2)
+	r.mu.Unlock()
+	return nil
+}
+
+// Complete reports the outcome of a Pending job (status succeeded or
+// failed; reason a jobwire.Reason* code, ": " and a detail).
+func (r *Runner) Complete(ctx context.Context, id, status, reason string, result any) error {
+	r.mu.Lock()
+	active := r.active[id]
+	r.mu.Unlock()
+	if !active {
+		return fmt.Errorf("jobs: job %q is not in progress here", id)
+	}
+	if status != jobwire.StatusSucceeded && status != jobwire.StatusFailed {
+		return fmt.Errorf("jobs: %q is not an outcome", status)
+	}
+	var res string
+	if result != nil {
+		b, err := json.Marshal(result)
+		if err != nil || len(b) > jobwire.MaxDoc {
+			return fmt.Errorf("jobs: result of job %q: %v (%d bytes)", id, err, len(b))
+		}
+		res = string(b)
+	}
+	r.finish(ctx, jobwire.Job{ID: id}, 3, status, reason, res)
+	r.log.Info("job done", "job", id, "status", status, "reason", reason)
+	return nil
+}
+
 // finish records and sends a terminal status of an accepted job.
 func (r *Runner) finish(ctx context.Context, j jobwire.Job, seq int, status, reason, result string) {
+	r.mu.Lock()
+	seq = max(seq, r.seqs[j.ID]+1)
+	delete(r.seqs, j.ID)
+	r.mu.Unlock()
 	st := jobwire.Status{JobID: j.ID, Status: status, Reason: reason, Result: result, Seq: seq}
 	b := r.seal(st)
 	if b != nil {

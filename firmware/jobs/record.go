@@ -27,6 +27,8 @@ type entry struct {
 	Hash    string    `json:"hash"`
 	Expires time.Time `json:"expires"`
 	Final   []byte    `json:"final,omitempty"`
+	// Seq is the last progress status's sequence number (0: none).
+	Seq int `json:"seq,omitempty"`
 }
 
 // record is the persistent, bounded set of job ids this kiosk accepted, in
@@ -123,5 +125,26 @@ func (r *record) Finish(id string, final []byte) error {
 			return err
 		}
 		return b.Put([]byte(id), v)
+	})
+}
+
+// SetSeq records the last sequence number sent for id.
+func (r *record) SetSeq(id string, seq int) error {
+	return r.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketExecuted)
+		v := b.Get([]byte(id))
+		if v == nil {
+			return fmt.Errorf("jobs record: no job %q", id)
+		}
+		var e entry
+		if err := json.Unmarshal(v, &e); err != nil {
+			return err
+		}
+		e.Seq = seq
+		nv, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(id), nv)
 	})
 }

@@ -86,6 +86,13 @@ const (
 	ReasonStateUnusable = "state_unusable"
 	ReasonBusy          = "busy"
 	ReasonInterrupted   = "interrupted"
+	// Firmware updates (docs/mqtt.md, "Firmware update").
+	ReasonDowngrade    = "downgrade"    // bundle not newer than the running firmware
+	ReasonIncompatible = "incompatible" // bundle for another system
+	ReasonRolledBack   = "rolled_back"  // the new slot failed; the old one runs again
+	// ReasonBundleSignature: the firmware bundle's signature was refused
+	// (not bad_signature, which the hub reads as a forged job).
+	ReasonBundleSignature = "bundle_signature"
 )
 
 // Limits.
