@@ -222,6 +222,12 @@ unshare --mount --pid --fork --kill-child --propagation private -- /bin/bash -c 
 	for d in null zero full random urandom tty; do
 		touch "$r/dev/$d"; mount --bind "/dev/$d" "$r/dev/$d"
 	done
+	# Loop devices, as a machine's /dev has them (the update tests put
+	# their A/B slots on loop devices): the control node and 64 block nodes.
+	if [ -e /dev/loop-control ]; then
+		touch "$r/dev/loop-control"; mount --bind /dev/loop-control "$r/dev/loop-control"
+		for n in $(seq 0 63); do mknod -m 660 "$r/dev/loop$n" b 7 "$n"; done
+	fi
 	mkdir -p "$r/dev/pts" "$r/dev/shm"
 	mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts "$r/dev/pts"
 	ln -s pts/ptmx "$r/dev/ptmx"
