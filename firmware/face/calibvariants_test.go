@@ -116,10 +116,11 @@ func xEmbed(m *Models, aligned gocv.Mat, grey, flip bool, blur float64) ([]float
 func xv(name string, area, flipRef, flipProbe bool, blurProbe, blurRef float64) xVariant {
 	return xVariant{name, func(m *Models, img gocv.Mat, five Five, grey, ref bool) ([]float32, error) {
 		al, err := xAlign(img, five, area)
-		defer al.Close()
 		if err != nil {
+			al.Close()
 			return nil, err
 		}
+		defer al.Close()
 		flip, blur := flipProbe, blurProbe
 		if ref {
 			flip, blur = flipRef, blurRef
