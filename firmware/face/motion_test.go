@@ -404,3 +404,21 @@ func BenchmarkLivenessPADMotion(b *testing.B) {
 	b.ReportMetric(100*r.apcer["chip photo"], "APCER-chip-%")
 	b.ReportMetric(100*r.apcer["screen"], "APCER-screen-%")
 }
+
+// BenchmarkMotionCue is the cue's cost per frame at a consent check: one
+// landmark set added to a full window and the cue computed.
+func BenchmarkMotionCue(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var cue motionCue
+	var l Landmarks
+	for range motionWindow {
+		for i := range l {
+			l[i] = Point{100 + 40*math.Cos(float64(i)) + rng.NormFloat64(), 120 + 50*math.Sin(float64(i)*1.3) + rng.NormFloat64()}
+		}
+		cue.add(&l)
+	}
+	for b.Loop() {
+		cue.add(&l)
+		_ = cue.value()
+	}
+}
