@@ -149,6 +149,13 @@ func (r *run) collect(wait bool) error {
 	}
 	s.Consecutive = max(s.Consecutive, r.consec)
 	if r.consec >= r.cfg.SmileFrames {
+		// The smile is met; it consents only on a face that has moved as
+		// no flat picture can (motion.go). Until then the step waits.
+		r.d.Motion, r.d.MotionFrames = r.motion.value(), r.motion.frames()
+		if r.d.Motion < r.cfg.LivenessMotion {
+			r.stillSmile = true
+			return nil
+		}
 		r.d.Result.Consent = true
 		r.d.Result.ConsentAt = res.at
 		r.d.ConsentMS = ms(res.at.Sub(r.phaseStart))

@@ -135,6 +135,7 @@ func (r *run) startSmile(at time.Time) {
 func (r *run) rematch(at time.Time) {
 	r.sims, r.live, r.ratios = nil, nil, nil
 	r.fused.reset()
+	r.motion.reset()
 	r.consec = 0
 	r.epoch++ // an expression result in flight no longer counts
 	r.phase, r.phaseStart = phaseMatch, at

@@ -51,6 +51,13 @@ type Config struct {
 	// LivenessThreshold is the least median p(live) over the same good
 	// frames; in the smile phase every frame must reach it on its own.
 	LivenessThreshold float64
+	// LivenessMotion is the least motion cue (motion.go: how far the
+	// tracked face's landmarks departed from an affine image of their
+	// median over the last frames, over the inter-eye distance) the face
+	// must have shown when it consents: a flat picture, however held,
+	// cannot. A smile that meets every other condition without it ends
+	// the step as not live.
+	LivenessMotion float64
 	// Reference are the checks a chip photo must pass
 	// (ReasonReferenceQuality otherwise).
 	Reference ReferenceGates
@@ -103,7 +110,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		MatchThreshold: DefaultThreshold, MatchFrames: 3,
-		LivenessThreshold: 0.5, Reference: DefaultReferenceGates(),
+		LivenessThreshold: 0.5, LivenessMotion: DefaultLivenessMotion, Reference: DefaultReferenceGates(),
 		SmileThreshold: 0.8, MouthRise: 0.10, SmileFrames: 4, BaselineFrames: 5,
 		ExpressionHz: 8,
 		MatchTimeout: 10 * time.Second, SmileTimeout: 10 * time.Second,
@@ -134,6 +141,7 @@ func (c Config) withDefaults() Config {
 	i(&c.MatchFrames, d.MatchFrames)
 	c.MatchFrames = min(c.MatchFrames, 5)
 	f(&c.LivenessThreshold, d.LivenessThreshold)
+	f(&c.LivenessMotion, d.LivenessMotion)
 	f(&c.SmileThreshold, d.SmileThreshold)
 	f(&c.MouthRise, d.MouthRise)
 	i(&c.SmileFrames, d.SmileFrames)
@@ -246,6 +254,10 @@ type Decision struct {
 	// is the median over every good frame of the track.
 	FusedSimilarity float64 `json:"fused_similarity"`
 	FusedFrames     int     `json:"fused_frames"`
+	// Motion is the liveness motion cue when the smile was met (or at the
+	// end), over MotionFrames frames of the tracked face.
+	Motion       float64 `json:"motion"`
+	MotionFrames int     `json:"motion_frames"`
 	// Rematches counts returns from the smile phase to the match phase
 	// (a frame that failed the identity or liveness check).
 	Rematches int `json:"rematches"`
@@ -351,12 +363,16 @@ type run struct {
 	recv      time.Time // when the current frame was received
 
 	// per track
-	track    int
-	sims     []float64 // good-frame similarities
-	fused    fusion    // unit embeddings of the track's good frames
-	live     []float64
-	ratios   []float64
-	baseline float64
+	track  int
+	sims   []float64 // good-frame similarities
+	fused  fusion    // unit embeddings of the track's good frames
+	motion motionCue // landmarks of the track's frames
+	// stillSmile is set once a smile met the consent conditions on a face
+	// whose motion cue was too low: the step then ends as not live.
+	stillSmile bool
+	live       []float64
+	ratios     []float64
+	baseline   float64
 	// matchBaseline is the baseline taken at the match, the floor's reference.
 	matchBaseline float64
 	consec        int
@@ -572,6 +588,11 @@ func (r *run) stage() string {
 func (r *run) timeout() {
 	res := &r.d.Result
 	switch {
+	case r.stillSmile:
+		// A smile was met, but on a face that had not moved as only a
+		// live one can.
+		res.Reason = ReasonNotLive
+		res.Live = false
 	case r.phase == phaseSmile:
 		res.Reason = ReasonNoConsent
 	case !r.seenFace:
@@ -591,6 +612,7 @@ func (r *run) newTrack(id int, at time.Time) {
 	r.d.Tracks++
 	r.sims, r.live, r.ratios = nil, nil, nil
 	r.fused.reset()
+	r.motion.reset()
 	r.consec = 0
 	r.epoch++
 	if r.phase == phaseSmile {
@@ -677,6 +699,7 @@ func (r *run) frame(f *camera.Frame) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	r.motion.add(l)
 	fv := &view{f: f, faces: faces, idx: idx, det: det, l: l, grey: grey, box: box,
 		// The guide's position is published once the gates have decided,
 		// so a steady good face does not flicker between good and not.

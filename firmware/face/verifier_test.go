@@ -98,6 +98,7 @@ func TestConsentFranck(t *testing.T) {
 	if d.Tracks != 1 {
 		t.Errorf("%d tracks, want 1", d.Tracks)
 	}
+	t.Logf("motion cue at consent %.4f over %d frames (least %.3f)", d.Motion, d.MotionFrames, DefaultConfig().LivenessMotion)
 	if d.Smile.Consecutive < DefaultConfig().SmileFrames || d.Smile.MaxRise < DefaultConfig().MouthRise {
 		t.Errorf("smile evidence %+v", d.Smile)
 	}
@@ -113,6 +114,22 @@ func TestConsentFranck(t *testing.T) {
 	}
 }
 
+// A smile on a face that has not moved enough (here: a cue threshold no
+// face reaches) does not consent: the step waits for the motion and ends
+// as not live.
+func TestConsentNeedsMotion(t *testing.T) {
+	checkMats(t)
+	d, _ := consent(t, media(t, "franck_01829.jpg"), testmedia.Path(t, "franck.mp4"), 24, false,
+		func(c *Config) { c.LivenessMotion, c.SmileTimeout = 1, 4*time.Second })
+	r := d.Result
+	if !r.Matched || r.Live || r.Consent || r.Reason != ReasonNotLive {
+		t.Errorf("%+v: want matched, not live, no consent", r)
+	}
+	if d.Smile.Consecutive < DefaultConfig().SmileFrames || d.Motion <= 0 || d.MotionFrames < motionBlock {
+		t.Errorf("smile %+v, motion %.4f over %d frames: want the smile met and the cue measured", d.Smile, d.Motion, d.MotionFrames)
+	}
+}
+
 // A shopper already smiling when the match completes has no neutral face
 // at the match: the baseline follows them down when they relax, and the
 // smile they give afterwards consents. The clip starts 3 s into the video,
@@ -125,6 +142,7 @@ func TestConsentAfterSmilingAtMatch(t *testing.T) {
 	if !r.Matched || !r.Live || !r.Consent {
 		t.Fatalf("%+v: want matched, live and consent", r)
 	}
+	t.Logf("motion cue at consent %.4f over %d frames", d.Motion, d.MotionFrames)
 	if gap := r.ConsentAt.Sub(d.MatchedAt); gap < 10*time.Second {
 		t.Errorf("consent %v after the match: want the later smile (≥ 10 s), not the one under way at the match", gap)
 	}
