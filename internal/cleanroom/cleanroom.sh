@@ -222,7 +222,7 @@ unshare --mount --pid --fork --kill-child --propagation private -- /bin/bash -c 
 	for d in null zero full random urandom tty; do
 		touch "$r/dev/$d"; mount --bind "/dev/$d" "$r/dev/$d"
 	done
-	# Loop devices, as a machine's /dev has them (the update tests put
+	# Loop devices, as on a machine (the update tests put
 	# their A/B slots on loop devices): the control node and 64 block nodes.
 	if [ -e /dev/loop-control ]; then
 		touch "$r/dev/loop-control"; mount --bind /dev/loop-control "$r/dev/loop-control"
