@@ -19,9 +19,7 @@ import (
 	"image"
 	"image/color"
 	"image/jpeg"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,6 +35,7 @@ import (
 	"kiosk/firmware/jobwire"
 	"kiosk/firmware/txflow"
 	"kiosk/firmware/txreport"
+	"kiosk/internal/operatorapi"
 	"kiosk/provisioning/devkey"
 	"kiosk/provisioning/hubd"
 	"kiosk/provisioning/issuer"
@@ -207,12 +206,12 @@ branch-1 = %s
 		ds = append(ds, d)
 		wg.Go(func() { _ = d.Run(kctx) })
 	}
-	api := &apiClient{base: "http://" + addr, token: token}
-	if err := waitFor(ctx, "five kiosks online", func() bool {
+	api := &operatorapi.Client{Base: "http://" + addr, Token: token}
+	if err := operatorapi.WaitFor(ctx, "five kiosks online", func() bool {
 		var devs []struct {
 			Online bool `json:"online"`
 		}
-		if api.call(ctx, "GET", "/fleet/devices", nil, &devs) != nil {
+		if api.Call(ctx, "GET", "/fleet/devices", nil, &devs) != nil {
 			return false
 		}
 		n := 0
@@ -228,20 +227,20 @@ branch-1 = %s
 	step("%d kiosks online", kiosks)
 
 	// 1. A group job.
-	jobOK, err := api.jobOutcome(ctx, map[string]any{"kind": jobwire.KindHealth, "group": "branch-1", "ttl": "5m"}, "")
+	jobOK, err := jobOutcome(ctx, api, map[string]any{"kind": jobwire.KindHealth, "group": "branch-1", "ttl": "5m"}, "")
 	if err != nil {
 		return err
 	}
 	step("group job (health): %d/%d succeeded", jobOK, kiosks)
 
 	// 2. Configuration: v1 with an invalid value, then v2.
-	invalidRejected, err := api.configOutcome(ctx, map[string]any{"policy.time_extensions": 99, "policy.card_timeout": "45s"},
+	invalidRejected, err := configOutcome(ctx, api, map[string]any{"policy.time_extensions": 99, "policy.card_timeout": "45s"},
 		jobwire.StatusRejected, "offending keys policy.time_extensions")
 	if err != nil {
 		return err
 	}
 	step("config v1 (time_extensions = 99): rejected by %d/%d, naming the key", invalidRejected, kiosks)
-	if _, err := api.configOutcome(ctx, map[string]any{"policy.card_timeout": "45s", "policy.time_extensions": 2}, jobwire.StatusSucceeded, ""); err != nil {
+	if _, err := configOutcome(ctx, api, map[string]any{"policy.card_timeout": "45s", "policy.time_extensions": 2}, jobwire.StatusSucceeded, ""); err != nil {
 		return err
 	}
 	configApplied := 0
@@ -274,7 +273,7 @@ branch-1 = %s
 	}
 	files["csca.crl"] = pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crl})
 	doc, _ := json.Marshal(map[string]any{"version": 2, "files": files})
-	if _, err := api.jobOutcome(ctx, map[string]any{"kind": jobwire.KindTrustBundle, "group": "branch-1", "ttl": "5m", "doc": string(doc)}, ""); err != nil {
+	if _, err := jobOutcome(ctx, api, map[string]any{"kind": jobwire.KindTrustBundle, "group": "branch-1", "ttl": "5m", "doc": string(doc)}, ""); err != nil {
 		return err
 	}
 	bundleOK := 0
@@ -309,7 +308,7 @@ branch-1 = %s
 		}
 	}
 	forgedIgnored := 0
-	_ = waitFor(ctx, "the forged acks refused", func() bool {
+	_ = operatorapi.WaitFor(ctx, "the forged acks refused", func() bool {
 		forgedIgnored = 0
 		for i, d := range ds {
 			if txStatus(d).AcksRefused > before[i] {
@@ -335,58 +334,15 @@ func txStatus(d *daemon.Daemon) txflow.Status {
 	return s
 }
 
-type apiClient struct{ base, token string }
-
-func (a *apiClient) call(ctx context.Context, method, path string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+a.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, b)
-	}
-	return json.Unmarshal(b, out)
-}
-
-type execution struct {
-	Device string `json:"device"`
-	Status string `json:"status"`
-	Reason string `json:"reason"`
-}
-
-// wait polls a job until every execution finished and returns them.
-func (a *apiClient) wait(ctx context.Context, id string) ([]execution, error) {
-	var st struct {
-		Summary struct {
-			Done bool `json:"done"`
-		} `json:"summary"`
-		Executions []execution `json:"executions"`
-	}
-	err := waitFor(ctx, "job "+id, func() bool { return a.call(ctx, "GET", "/fleet/jobs/"+id, nil, &st) == nil && st.Summary.Done })
-	return st.Executions, err
-}
-
 // jobOutcome creates a job and counts the executions that succeeded.
-func (a *apiClient) jobOutcome(ctx context.Context, req map[string]any, _ string) (int, error) {
+func jobOutcome(ctx context.Context, a *operatorapi.Client, req map[string]any, _ string) (int, error) {
 	var j struct {
 		ID string `json:"id"`
 	}
-	if err := a.call(ctx, "POST", "/fleet/jobs", req, &j); err != nil {
+	if err := a.Call(ctx, "POST", "/fleet/jobs", req, &j); err != nil {
 		return 0, err
 	}
-	es, err := a.wait(ctx, j.ID)
+	es, err := a.Wait(ctx, j.ID)
 	n := 0
 	for _, e := range es {
 		if e.Status == jobwire.StatusSucceeded {
@@ -400,17 +356,17 @@ func (a *apiClient) jobOutcome(ctx context.Context, req map[string]any, _ string
 
 // configOutcome sets the next desired version and counts executions that
 // ended in status with reason containing want.
-func (a *apiClient) configOutcome(ctx context.Context, settings map[string]any, status, want string) (int, error) {
+func configOutcome(ctx context.Context, a *operatorapi.Client, settings map[string]any, status, want string) (int, error) {
 	var out struct {
 		Version int `json:"version"`
 		Job     struct {
 			ID string `json:"id"`
 		} `json:"job"`
 	}
-	if err := a.call(ctx, "POST", "/fleet/config", map[string]any{"group": "branch-1", "settings": settings}, &out); err != nil {
+	if err := a.Call(ctx, "POST", "/fleet/config", map[string]any{"group": "branch-1", "settings": settings}, &out); err != nil {
 		return 0, err
 	}
-	es, err := a.wait(ctx, out.Job.ID)
+	es, err := a.Wait(ctx, out.Job.ID)
 	n := 0
 	for _, e := range es {
 		if e.Status == status && strings.Contains(e.Reason, want) {
@@ -420,17 +376,6 @@ func (a *apiClient) configOutcome(ctx context.Context, settings map[string]any, 
 		}
 	}
 	return n, err
-}
-
-func waitFor(ctx context.Context, what string, cond func() bool) error {
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("timed out waiting for %s", what)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	return nil
 }
 
 func freeAddr() (string, error) {

@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"image"
 	"image/jpeg"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -38,6 +37,7 @@ import (
 	"kiosk/firmware/hub/mqtttest"
 	"kiosk/firmware/jobwire"
 	"kiosk/firmware/update/rauctest"
+	"kiosk/internal/operatorapi"
 	"kiosk/provisioning/devkey"
 	"kiosk/provisioning/hubd"
 	"kiosk/provisioning/issuer"
@@ -304,13 +304,13 @@ reboot_command = ["/bin/sh", "-c", "touch %s"]
 		}
 	}()
 
-	api := &apiClient{base: "http://" + addr, token: token}
-	if err := waitFor(ctx, "the kiosk online", func() bool {
+	api := &operatorapi.Client{Base: "http://" + addr, Token: token}
+	if err := operatorapi.WaitFor(ctx, "the kiosk online", func() bool {
 		var devs []struct {
 			Device string `json:"device"`
 			Online bool   `json:"online"`
 		}
-		if api.call(ctx, "GET", "/fleet/devices", nil, &devs) != nil {
+		if api.Call(ctx, "GET", "/fleet/devices", nil, &devs) != nil {
 			return false
 		}
 		for _, d := range devs {
@@ -332,22 +332,22 @@ reboot_command = ["/bin/sh", "-c", "touch %s"]
 		d, _ := json.Marshal(map[string]any{"url": www.URL + "/" + name, "size": len(b), "sha256": hex.EncodeToString(sum[:]), "allow_downgrade": downgrade})
 		return string(d), nil
 	}
-	update := func(name string) (execution, error) {
+	update := func(name string) (operatorapi.Execution, error) {
 		d, err := doc(name, false)
 		if err != nil {
-			return execution{}, err
+			return operatorapi.Execution{}, err
 		}
 		var j struct {
 			ID string `json:"id"`
 		}
-		if err := api.call(ctx, "POST", "/fleet/jobs", map[string]any{"kind": jobwire.KindUpdateFirmware, "devices": []string{device}, "ttl": "30m", "doc": d}, &j); err != nil {
-			return execution{}, err
+		if err := api.Call(ctx, "POST", "/fleet/jobs", map[string]any{"kind": jobwire.KindUpdateFirmware, "devices": []string{device}, "ttl": "30m", "doc": d}, &j); err != nil {
+			return operatorapi.Execution{}, err
 		}
 		jctx, jcancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer jcancel()
-		es, err := api.wait(jctx, j.ID)
+		es, err := api.Wait(jctx, j.ID)
 		if err != nil || len(es) != 1 {
-			return execution{}, fmt.Errorf("job %s: %v (%d executions)", j.ID, err, len(es))
+			return operatorapi.Execution{}, fmt.Errorf("job %s: %v (%d executions)", j.ID, err, len(es))
 		}
 		return es[0], nil
 	}
@@ -390,7 +390,7 @@ reboot_command = ["/bin/sh", "-c", "touch %s"]
 	if err != nil {
 		return err
 	}
-	refused := map[string]execution{}
+	refused := map[string]operatorapi.Execution{}
 	for _, name := range []string{"tampered.raucb", "rogue.raucb", "v1.raucb"} {
 		if refused[name], err = update(name); err != nil {
 			return err
@@ -494,60 +494,6 @@ func bootList(bs []rauctest.Boot) string {
 		parts = append(parts, fmt.Sprintf("%s (%s, %s)", b.Slot, r, end))
 	}
 	return strings.Join(parts, " → ")
-}
-
-type apiClient struct{ base, token string }
-
-func (a *apiClient) call(ctx context.Context, method, path string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+a.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, b)
-	}
-	return json.Unmarshal(b, out)
-}
-
-type execution struct {
-	Device string `json:"device"`
-	Status string `json:"status"`
-	Reason string `json:"reason"`
-	Result string `json:"result"`
-}
-
-func (a *apiClient) wait(ctx context.Context, id string) ([]execution, error) {
-	var st struct {
-		Summary struct {
-			Done bool `json:"done"`
-		} `json:"summary"`
-		Executions []execution `json:"executions"`
-	}
-	err := waitFor(ctx, "job "+id, func() bool { return a.call(ctx, "GET", "/fleet/jobs/"+id, nil, &st) == nil && st.Summary.Done })
-	return st.Executions, err
-}
-
-func waitFor(ctx context.Context, what string, cond func() bool) error {
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("timed out waiting for %s", what)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	return nil
 }
 
 func freeAddr() (string, error) {
