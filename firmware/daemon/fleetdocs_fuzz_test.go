@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"strings"
 	"testing"
 
 	"kiosk/firmware/config"
@@ -15,6 +16,8 @@ func FuzzFleetDocs(f *testing.F) {
 	f.Add(`{"version":2,"settings":{"policy.card_timeout":"45s","policy.time_extensions":2}}`)
 	f.Add(`{"version":2,"files":{"csca.pem":"AAAA","csca.crl":"AAAA"}}`)
 	f.Add(`{"version":1,"files":{"../x":"AAAA"}}`)
+	f.Add(`{"version":3,"url":"http://127.0.0.1/b.json","size":1024,"sha256":"` + strings.Repeat("ab", 32) + `"}`)
+	f.Add(`{"version":3,"files":{"hub-auth.pem":"AAAA","csca.pem":"AAAA"}}`)
 	f.Add(`{"version":-1,"settings":{}}`)
 	f.Add(`{"lines":200,"diagnostics":false}`)
 	f.Add(`{"lines":-1}`)
@@ -24,8 +27,9 @@ func FuzzFleetDocs(f *testing.F) {
 	base.Hub.Brokers = []string{"tcp://127.0.0.1:1"}
 	f.Fuzz(func(t *testing.T, s string) {
 		if doc, err := parseBundleDoc(s); err == nil {
-			if doc.Version < 1 || len(doc.Files) == 0 || len(doc.Files) > maxBundleFiles {
-				t.Fatalf("bundle out of bounds: %d files, version %d", len(doc.Files), doc.Version)
+			byRef := doc.URL != ""
+			if doc.Version < 1 || byRef == (len(doc.Files) != 0) || len(doc.Files) > maxBundleFiles || byRef && (doc.Size < 1 || doc.Size > maxBundleFetch || len(doc.SHA256) != 64) {
+				t.Fatalf("bundle out of bounds: %d files, url %q size %d, version %d", len(doc.Files), doc.URL, doc.Size, doc.Version)
 			}
 			for name := range doc.Files {
 				if !bundleFileRe.MatchString(name) {

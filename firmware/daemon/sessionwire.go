@@ -75,6 +75,16 @@ func (d *Daemon) buildSession() error {
 			return fmt.Errorf("embedded hub key: %w", err)
 		}
 	}
+	// And the hub certificates the installed trust bundle brought.
+	if hubKeys != nil {
+		certs, err := d.bundleHubAuthCerts()
+		if err != nil {
+			d.log.Warn("trust bundle: its hub certificates are not used", "err", err)
+		}
+		for _, c := range certs {
+			_ = hubKeys.Add(c) // checked by parseHubAuth
+		}
+	}
 	if hubKeys == nil {
 		d.log.Warn("authorization responses and report acks are not verified (simulation without hub.auth_cert)")
 	} else {
