@@ -50,12 +50,6 @@ func (s *session) runFace(ctx context.Context, ref []byte) (FaceResult, error) {
 	more := make(chan struct{}, 1)
 	smiling := false
 	progress := func(fp FaceProgress) {
-		if fp.Stage == "smile" && !smiling {
-			smiling = true
-			// A new phase with its own time: an offer from the match
-			// phase no longer stands.
-			m.set(Smile, func(st *Status) { st.MoreTime = nil })
-		}
 		if !fp.Until.IsZero() {
 			select {
 			case <-ends:
@@ -68,8 +62,19 @@ func (s *session) runFace(ctx context.Context, ref []byte) (FaceResult, error) {
 		if end := m.faceEnd; !end.IsZero() && (fp.Until.IsZero() || end.Before(fp.Until)) {
 			fp.Until = end
 		}
-		m.status.Progress = &fp
 		m.mu.Unlock()
+		if fp.Stage == "smile" && !smiling {
+			smiling = true
+			// A new phase with its own time: an offer from the match
+			// phase no longer stands. The state and its progress change
+			// together, so a screen loaded at that moment never sees the
+			// smile step without its end.
+			m.set(Smile, func(st *Status) { st.MoreTime = nil; st.Progress = &fp })
+		} else {
+			m.mu.Lock()
+			m.status.Progress = &fp
+			m.mu.Unlock()
+		}
 		m.publish("session.progress", fp)
 	}
 	type result struct {
