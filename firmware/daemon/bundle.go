@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"maps"
@@ -16,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"kiosk/firmware/enrollwire"
 	"kiosk/firmware/jobs"
 	"kiosk/firmware/jobwire"
 	"kiosk/firmware/txreport"
@@ -103,27 +103,14 @@ func parseBundleDoc(s string) (bundleDoc, error) {
 // parseHubAuth reads a bundle's hub authorization certificates: at least
 // one, each one the hub may sign with (P-256, in its validity).
 func parseHubAuth(b []byte) ([]*x509.Certificate, error) {
-	var certs []*x509.Certificate
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", bundleHubAuth, err)
-		}
+	certs, err := enrollwire.ParseCertificates(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", bundleHubAuth, err)
+	}
+	for _, c := range certs {
 		if _, err := txreport.NewDevice(c); err != nil {
 			return nil, fmt.Errorf("%s: %w", bundleHubAuth, err)
 		}
-		certs = append(certs, c)
-	}
-	if len(certs) == 0 {
-		return nil, fmt.Errorf("%s holds no certificate", bundleHubAuth)
 	}
 	return certs, nil
 }
