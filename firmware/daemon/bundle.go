@@ -72,11 +72,7 @@ func parseBundleDoc(s string) (bundleDoc, error) {
 		if len(doc.Files) != 0 {
 			return bundleDoc{}, errors.New("a bundle has files or a url, not both")
 		}
-		ref, err := json.Marshal(update.Doc{URL: doc.URL, Size: doc.Size, SHA256: doc.SHA256})
-		if err != nil {
-			return bundleDoc{}, err
-		}
-		if _, err := update.ParseDoc(string(ref), maxBundleFetch); err != nil {
+		if err := (update.Doc{URL: doc.URL, Size: doc.Size, SHA256: doc.SHA256}).Check(maxBundleFetch); err != nil {
 			return bundleDoc{}, fmt.Errorf("bundle reference: %w", err)
 		}
 		return doc, nil

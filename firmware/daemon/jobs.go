@@ -21,10 +21,6 @@ import (
 // hub's operations key (hub.operations_cert) runs, once, before its
 // expiry, on the kiosk it names, after the session under way.
 
-// notYet names the kinds this kiosk knows but does not carry out yet, with
-// the reason the operator sees: none in this version.
-var notYet = map[string]string{}
-
 // buildJobs makes the job runner, or none (with a warning) when no
 // operations certificate is configured and none was made for the embedded
 // hub: then no job is accepted at all.
@@ -46,7 +42,7 @@ func (d *Daemon) buildJobs(ops *txreport.Keyring) error {
 	maps.Copy(handlers, d.opsJobHandlers()) // fleetops.go
 	r, err := jobs.New(jobs.Options{
 		Link: d.hub, Operations: ops, Signer: d.tx.signer, StateDir: d.cfg.Tx.StateDir,
-		Handlers: handlers, Unsupported: notYet,
+		Handlers: handlers, // every kind jobwire knows is carried out
 		// A firmware download resumes where a restart stopped it.
 		Rerun: map[string]bool{jobwire.KindUpdateFirmware: true},
 		Idle: func() bool {

@@ -51,21 +51,30 @@ func ParseDoc(s string, maxSize int64) (Doc, error) {
 	if dec.More() {
 		return Doc{}, fmt.Errorf("%w: data after the document", ErrBadDoc)
 	}
+	if err := d.Check(maxSize); err != nil {
+		return Doc{}, err
+	}
+	return d, nil
+}
+
+// Check checks a document's URL, size (up to maxSize) and digest; a trust
+// bundle fetched by reference is named the same way.
+func (d Doc) Check(maxSize int64) error {
 	u, err := url.Parse(d.URL)
 	switch {
 	case d.URL == "" || err != nil:
-		return Doc{}, fmt.Errorf("%w: url %q", ErrBadDoc, d.URL)
+		return fmt.Errorf("%w: url %q", ErrBadDoc, d.URL)
 	case u.Scheme != "http" && u.Scheme != "https":
-		return Doc{}, fmt.Errorf("%w: url scheme %q (http or https)", ErrBadDoc, u.Scheme)
+		return fmt.Errorf("%w: url scheme %q (http or https)", ErrBadDoc, u.Scheme)
 	case u.Host == "" || u.User != nil:
-		return Doc{}, fmt.Errorf("%w: url %q needs a host and no credentials", ErrBadDoc, d.URL)
+		return fmt.Errorf("%w: url %q needs a host and no credentials", ErrBadDoc, d.URL)
 	case d.Size <= 0:
-		return Doc{}, fmt.Errorf("%w: size %d", ErrBadDoc, d.Size)
+		return fmt.Errorf("%w: size %d", ErrBadDoc, d.Size)
 	case d.Size > maxSize:
-		return Doc{}, fmt.Errorf("%w: size %d bytes exceeds the limit of %d (update.max_bundle_size)", ErrBadDoc, d.Size, maxSize)
+		return fmt.Errorf("%w: size %d bytes exceeds the limit of %d (update.max_bundle_size)", ErrBadDoc, d.Size, maxSize)
 	}
 	if b, err := hex.DecodeString(d.SHA256); err != nil || len(b) != 32 || strings.ToLower(d.SHA256) != d.SHA256 {
-		return Doc{}, fmt.Errorf("%w: sha256 must be 64 lower-case hex digits", ErrBadDoc)
+		return fmt.Errorf("%w: sha256 must be 64 lower-case hex digits", ErrBadDoc)
 	}
-	return d, nil
+	return nil
 }
