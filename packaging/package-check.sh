@@ -280,7 +280,18 @@ t0=$(date +%s%N)
 systemctl start kiosk-display.service
 echo "display_state=$(systemctl is-active kiosk-display.service)"
 echo "display_kioskd_state=$(systemctl is-active kioskd.service)"
-echo "display_user=$(ps -o user= -p "$(systemctl show -p MainPID --value kiosk-display.service)")"
+# The user of cage itself: right after start the main process can still be
+# systemd's forked child (root) that has not yet switched user and exec'd.
+display_user=none
+for i in $(seq 1 40); do
+	p=$(systemctl show -p MainPID --value kiosk-display.service)
+	if [ "$p" -gt 0 ] 2>/dev/null && [ "$(cat /proc/$p/comm 2>/dev/null)" = cage ]; then
+		display_user=$(ps -o user= -p "$p")
+		break
+	fi
+	sleep 0.25
+done
+echo "display_user=$display_user"
 echo "ready_at=$(systemctl show -p ActiveEnterTimestampMonotonic --value kioskd.service)"
 echo "display_at=$(systemctl show -p ExecMainStartTimestampMonotonic --value kiosk-display.service)"
 wait_screen display_screen
