@@ -33,30 +33,7 @@ func TestStaffScreenAfterTamperInChromium(t *testing.T) {
 	}
 	state := filepath.Join(dir, "state")
 	b := browsertest.Start(t)
-	r := start(t, fmt.Sprintf(`
-[device]
-id = "kiosk-screen"
-mode = "simulation"
-[http]
-listen = "127.0.0.1:0"
-staff_accounts_file = %q
-[camera]
-backend = "none"
-[cardreader]
-backend = "sim"
-[gpio]
-backend = "sim"
-[hub.embedded]
-listen = "127.0.0.1:0"
-[ecr]
-listen = ""
-[transactions]
-state_dir = %q
-device_key = %q
-device_cert = %q
-doc_salt_file = %q
-embedded_hub = true
-`, accounts, state, filepath.Join(dir, "kiosk-screen.key"), filepath.Join(dir, "kiosk-screen.crt"), salt))
+	r := start(t, staffScreenConfig(dir, accounts, state))
 	r.waitHealth(t, "hub ok", func(h Health) bool { return h.Components["hub"].State == "ok" })
 	postJSON(t, r.base+"/api/sim/gpio", `{"role":"tamper","active":true}`)
 	waitCond(t, "key wiped", func() bool {
@@ -123,28 +100,5 @@ func TestStaffScreenDecommissionInChromium(t *testing.T) {
 }
 
 func staffScreenConfig(dir, accounts, state string) string {
-	return fmt.Sprintf(`
-[device]
-id = "kiosk-screen"
-mode = "simulation"
-[http]
-listen = "127.0.0.1:0"
-staff_accounts_file = %q
-[camera]
-backend = "none"
-[cardreader]
-backend = "sim"
-[gpio]
-backend = "sim"
-[hub.embedded]
-listen = "127.0.0.1:0"
-[ecr]
-listen = ""
-[transactions]
-state_dir = %q
-device_key = %q
-device_cert = %q
-doc_salt_file = %q
-embedded_hub = true
-`, accounts, state, filepath.Join(dir, "kiosk-screen.key"), filepath.Join(dir, "kiosk-screen.crt"), filepath.Join(dir, "doc-salt"))
+	return embeddedKiosk{id: "kiosk-screen", accounts: accounts, state: state, key: filepath.Join(dir, "kiosk-screen.key"), cert: filepath.Join(dir, "kiosk-screen.crt"), salt: filepath.Join(dir, "doc-salt")}.conf()
 }

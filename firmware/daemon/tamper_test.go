@@ -28,39 +28,9 @@ import (
 // re-enrollment staff put it back in service and the reset reaches the hub
 // the same way.
 func TestTamperLatchWipesAndPersists(t *testing.T) {
-	dir := t.TempDir()
-	if _, err := devkey.Create(dir, "", "kiosk-tamper"); err != nil {
-		t.Fatal(err)
-	}
-	keyFile, certFile := filepath.Join(dir, "kiosk-tamper.key"), filepath.Join(dir, "kiosk-tamper.crt")
-	salt := filepath.Join(dir, "doc-salt")
-	if err := os.WriteFile(salt, []byte("0123456789abcdef0123"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	state := filepath.Join(dir, "state")
-	conf := fmt.Sprintf(`
-[device]
-id = "kiosk-tamper"
-mode = "simulation"
-[http]
-listen = "127.0.0.1:0"
-[camera]
-backend = "none"
-[cardreader]
-backend = "sim"
-[gpio]
-backend = "sim"
-[hub.embedded]
-listen = "127.0.0.1:0"
-[ecr]
-listen = ""
-[transactions]
-state_dir = %q
-device_key = %q
-device_cert = %q
-doc_salt_file = %q
-embedded_hub = true
-`, state, keyFile, certFile, salt)
+	dir, k := keyedKiosk(t, "kiosk-tamper")
+	keyFile, certFile, salt, state := k.key, k.cert, k.salt, k.state
+	conf := k.conf()
 	r := start(t, conf)
 	r.waitHealth(t, "hub ok", func(h Health) bool { return h.Components["hub"].State == "ok" && h.KeyStorage == "file" })
 
@@ -179,40 +149,16 @@ embedded_hub = true
 // the key step; after staff enroll a new key, the retry at the next start
 // must not wipe that new key again.
 func TestTamperRetryKeepsNewKey(t *testing.T) {
-	dir := t.TempDir()
-	if _, err := devkey.Create(dir, "", "kiosk-tr"); err != nil {
+	dir, k := keyedKiosk(t, "kiosk-tr")
+	keyFile, certFile, salt, state := k.key, k.cert, k.salt, k.state
+	// A directory: opening it for writing fails, even as root.
+	if err := os.Remove(salt); err != nil {
 		t.Fatal(err)
 	}
-	keyFile, certFile := filepath.Join(dir, "kiosk-tr.key"), filepath.Join(dir, "kiosk-tr.crt")
-	// A directory: opening it for writing fails, even as root.
-	salt := filepath.Join(dir, "doc-salt")
 	if err := os.Mkdir(salt, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	state := filepath.Join(dir, "state")
-	conf := fmt.Sprintf(`
-[device]
-id = "kiosk-tr"
-mode = "simulation"
-[http]
-listen = "127.0.0.1:0"
-[camera]
-backend = "none"
-[cardreader]
-backend = "sim"
-[gpio]
-backend = "sim"
-[hub.embedded]
-listen = "127.0.0.1:0"
-[ecr]
-listen = ""
-[transactions]
-state_dir = %q
-device_key = %q
-device_cert = %q
-doc_salt_file = %q
-embedded_hub = true
-`, state, keyFile, certFile, salt)
+	conf := k.conf()
 	latch := tamperlatch.File{Path: filepath.Join(state, "tamper.json")}
 	r := start(t, conf)
 	r.waitHealth(t, "hub ok", func(h Health) bool { return h.Components["hub"].State == "ok" })
@@ -273,39 +219,9 @@ func waitCond(t *testing.T, what string, ok func() bool) {
 // salt, identity and transaction state are wiped and the kiosk stays out
 // of service, also after a restart; a reset is refused.
 func TestDecommission(t *testing.T) {
-	dir := t.TempDir()
-	if _, err := devkey.Create(dir, "", "kiosk-dc"); err != nil {
-		t.Fatal(err)
-	}
-	keyFile, certFile := filepath.Join(dir, "kiosk-dc.key"), filepath.Join(dir, "kiosk-dc.crt")
-	salt := filepath.Join(dir, "doc-salt")
-	if err := os.WriteFile(salt, []byte("0123456789abcdef0123"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	state := filepath.Join(dir, "state")
-	conf := fmt.Sprintf(`
-[device]
-id = "kiosk-dc"
-mode = "simulation"
-[http]
-listen = "127.0.0.1:0"
-[camera]
-backend = "none"
-[cardreader]
-backend = "sim"
-[gpio]
-backend = "sim"
-[hub.embedded]
-listen = "127.0.0.1:0"
-[ecr]
-listen = ""
-[transactions]
-state_dir = %q
-device_key = %q
-device_cert = %q
-doc_salt_file = %q
-embedded_hub = true
-`, state, keyFile, certFile, salt)
+	_, k := keyedKiosk(t, "kiosk-dc")
+	keyFile, certFile, salt, state := k.key, k.cert, k.salt, k.state
+	conf := k.conf()
 	r := start(t, conf)
 	r.waitHealth(t, "hub ok", func(h Health) bool { return h.Components["hub"].State == "ok" })
 	if err := r.d.decommission(context.Background(), 20*time.Second, false); err != nil {
@@ -334,16 +250,8 @@ embedded_hub = true
 // fails and leaves the kiosk as it was: key, salt (file and memory) and
 // signer in place, back in service, the decommission event still queued.
 func TestDecommissionFailureRestores(t *testing.T) {
-	dir := t.TempDir()
-	if _, err := devkey.Create(dir, "", "kiosk-dcf"); err != nil {
-		t.Fatal(err)
-	}
-	keyFile, certFile := filepath.Join(dir, "kiosk-dcf.key"), filepath.Join(dir, "kiosk-dcf.crt")
-	salt := filepath.Join(dir, "doc-salt")
-	if err := os.WriteFile(salt, []byte("0123456789abcdef0123"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	state := filepath.Join(dir, "state")
+	_, k := keyedKiosk(t, "kiosk-dcf")
+	keyFile, certFile, salt, state := k.key, k.cert, k.salt, k.state
 	r := start(t, fmt.Sprintf(`
 [device]
 id = "kiosk-dcf"
@@ -406,28 +314,7 @@ func TestStaffAccounts(t *testing.T) {
 	if err := staff.Add(accounts, "ben", "135790"); err != nil {
 		t.Fatal(err)
 	}
-	conf := fmt.Sprintf(`
-[device]
-id = "kiosk-staff"
-mode = "simulation"
-[http]
-listen = "127.0.0.1:0"
-staff_accounts_file = %q
-[camera]
-backend = "none"
-[cardreader]
-backend = "sim"
-[gpio]
-backend = "sim"
-[hub.embedded]
-listen = "127.0.0.1:0"
-[ecr]
-listen = ""
-[transactions]
-state_dir = %q
-doc_salt_file = %q
-embedded_hub = true
-`, accounts, filepath.Join(dir, "state"), filepath.Join(dir, "salt"))
+	conf := embeddedKiosk{id: "kiosk-staff", accounts: accounts, state: filepath.Join(dir, "state"), salt: filepath.Join(dir, "salt")}.conf()
 	r := start(t, conf)
 	r.waitHealth(t, "hub ok", func(h Health) bool { return h.Components["hub"].State == "ok" })
 	code, body := postJSON(t, r.base+"/api/staff/login", `{"pin":"135790"}`)
@@ -508,4 +395,43 @@ func TestAuditTxIDUniqueAfterReset(t *testing.T) {
 		}
 		ids[id] = true
 	}
+}
+
+// embeddedKiosk is the configuration of the staff, tamper and decommission
+// tests: no camera, the simulated card reader and GPIO, the embedded hub;
+// accounts, key and cert are left out when empty.
+type embeddedKiosk struct {
+	id, accounts, state, key, cert, salt string
+}
+
+func (k embeddedKiosk) conf() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[device]\nid = %q\nmode = \"simulation\"\n[http]\nlisten = \"127.0.0.1:0\"\n", k.id)
+	if k.accounts != "" {
+		fmt.Fprintf(&b, "staff_accounts_file = %q\n", k.accounts)
+	}
+	b.WriteString("[camera]\nbackend = \"none\"\n[cardreader]\nbackend = \"sim\"\n[gpio]\nbackend = \"sim\"\n" +
+		"[hub.embedded]\nlisten = \"127.0.0.1:0\"\n[ecr]\nlisten = \"\"\n")
+	fmt.Fprintf(&b, "[transactions]\nstate_dir = %q\n", k.state)
+	if k.key != "" {
+		fmt.Fprintf(&b, "device_key = %q\ndevice_cert = %q\n", k.key, k.cert)
+	}
+	fmt.Fprintf(&b, "doc_salt_file = %q\nembedded_hub = true\n", k.salt)
+	return b.String()
+}
+
+// keyedKiosk makes a device key and certificate for id in a fresh
+// directory, writes a document salt there and names the state directory.
+func keyedKiosk(t *testing.T, id string) (string, embeddedKiosk) {
+	t.Helper()
+	dir := t.TempDir()
+	if _, err := devkey.Create(dir, "", id); err != nil {
+		t.Fatal(err)
+	}
+	k := embeddedKiosk{id: id, state: filepath.Join(dir, "state"), salt: filepath.Join(dir, "doc-salt"),
+		key: filepath.Join(dir, id+".key"), cert: filepath.Join(dir, id+".crt")}
+	if err := os.WriteFile(k.salt, []byte("0123456789abcdef0123"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir, k
 }
