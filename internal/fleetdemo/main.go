@@ -19,7 +19,6 @@ import (
 	"image"
 	"image/color"
 	"image/jpeg"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,13 +30,12 @@ import (
 	"kiosk/firmware/config"
 	"kiosk/firmware/daemon"
 	"kiosk/firmware/hub"
-	"kiosk/firmware/hub/mqtttest"
 	"kiosk/firmware/jobwire"
 	"kiosk/firmware/txflow"
 	"kiosk/firmware/txreport"
+	"kiosk/internal/demohub"
 	"kiosk/internal/operatorapi"
 	"kiosk/provisioning/devkey"
-	"kiosk/provisioning/hubd"
 	"kiosk/provisioning/issuer"
 )
 
@@ -64,30 +62,13 @@ func run() error {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return err
 	}
-	mqDir := filepath.Join(dir, "mosquitto")
-	if err := os.MkdirAll(mqDir, 0o777); err != nil {
-		return err
-	}
-	if err := os.Chmod(mqDir, 0o777); err != nil {
-		return err
-	}
-	broker, err := mqtttest.Launch(mqDir, "")
+	h, err := demohub.New(dir)
 	if err != nil {
 		return err
 	}
-	defer broker.Stop()
-	step("mosquitto on %s", broker.URL())
+	defer h.Close()
+	step("mosquitto on %s", h.Broker.URL())
 
-	// The hub's keys: authorization and operations, never the same.
-	devices := filepath.Join(dir, "hub", "devices")
-	auth, err := devkey.Create(filepath.Join(dir, "hub", "auth"), filepath.Join(dir, "unused"), "hub-auth")
-	if err != nil {
-		return err
-	}
-	ops, err := devkey.Create(filepath.Join(dir, "hub", "ops"), filepath.Join(dir, "unused"), "hub-operations")
-	if err != nil {
-		return err
-	}
 	// One CSCA for the branch (the trust store every kiosk starts with).
 	_, trust, err := issuer.Issue(issuer.Options{DocNumber: "C01X00T47", Surname: "DEMO", Given: "FLEET", Nationality: "UTO", Sex: "F",
 		Birth: "640812", Expiry: time.Now().AddDate(5, 0, 0).Format("060102"), CAN: "123456", PIN: "2468", Photo: photo()})
@@ -101,98 +82,25 @@ func run() error {
 		id := fmt.Sprintf("kiosk-%02d", i+1)
 		ids = append(ids, id)
 		kdir := filepath.Join(dir, id)
-		if _, err := devkey.Create(kdir, devices, id); err != nil {
+		if _, err := devkey.Create(kdir, h.Devices, id); err != nil {
 			return err
 		}
 		if err := trust.WriteDir(filepath.Join(kdir, "trust")); err != nil {
 			return err
 		}
-		c, err := config.Parse(fmt.Appendf(nil, `[device]
-id = %q
-mode = "simulation"
-[http]
-listen = "127.0.0.1:0"
-[camera]
-backend = "none"
-[cardreader]
-backend = "sim"
-[gpio]
-backend = "sim"
-[eid]
-trust_dir = %q
-[ecr]
-listen = ""
-[transactions]
-state_dir = %q
-device_key = %q
-device_cert = %q
-doc_salt_file = %q
-[hub]
-brokers = [%q]
-auth_cert = %q
-operations_cert = %q
-telemetry_every = "2s"
-retry_max = "1s"
-[shutdown]
-timeout = "5s"
-`, id, filepath.Join(kdir, "trust"), filepath.Join(kdir, "state"), filepath.Join(kdir, id+".key"), filepath.Join(kdir, id+".crt"),
-			filepath.Join(kdir, "doc-salt"), broker.URL(), auth.Cert, ops.Cert))
+		c, err := config.Parse(h.KioskConfig(id, kdir, "", ""))
 		if err != nil {
 			return fmt.Errorf("%s config: %w", id, err)
 		}
 		confs = append(confs, c)
 	}
 
-	token := strings.Repeat("demo-operator-", 4)
-	if err := os.WriteFile(filepath.Join(dir, "hub", "token"), []byte(token), 0o600); err != nil {
+	if err := h.Serve(ctx, "demo-fleet", map[string][]string{"branch-1": ids}); err != nil {
 		return err
 	}
-	addr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	group, _ := json.Marshal(ids)
-	hcfg, err := hubd.Parse(fmt.Appendf(nil, `mode = "simulation"
-[log]
-level = "error"
-format = "text"
-[store]
-kind = "bolt"
-path = %q
-[mqtt]
-brokers = [%q]
-[keys]
-auth_key = %q
-auth_cert = %q
-operations_key = %q
-operations_cert = %q
-devices = %q
-[http]
-listen = %q
-operator_token_file = %q
-[fleet.groups]
-branch-1 = %s
-`, filepath.Join(dir, "hub", "hub.db"), broker.URL(), auth.Key, auth.Cert, ops.Key, ops.Cert, devices, addr,
-		filepath.Join(dir, "hub", "token"), group))
-	if err != nil {
-		return fmt.Errorf("kioskhub config: %w", err)
-	}
-	hubCtx, hubStop := context.WithCancel(ctx)
-	defer hubStop()
-	ready := make(chan struct{})
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Go(func() {
-		if err := hubd.Run(hubCtx, hcfg, hubd.Options{Logger: nil, Ready: func(string) { close(ready) }}); err != nil {
-			fmt.Fprintln(os.Stderr, "demo-fleet: kioskhub:", err)
-		}
-	})
-	select {
-	case <-ready:
-	case <-ctx.Done():
-		return fmt.Errorf("kioskhub did not start")
-	}
-	step("kioskhub serving (operator API on %s)", addr)
+	step("kioskhub serving (operator API on %s)", h.Addr)
 
 	// The five kiosks: the real daemon, simulated devices.
 	kctx, kstop := context.WithCancel(ctx)
@@ -206,7 +114,7 @@ branch-1 = %s
 		ds = append(ds, d)
 		wg.Go(func() { _ = d.Run(kctx) })
 	}
-	api := &operatorapi.Client{Base: "http://" + addr, Token: token}
+	api := h.API
 	if err := operatorapi.WaitFor(ctx, "five kiosks online", func() bool {
 		var devs []struct {
 			Online bool `json:"online"`
@@ -293,7 +201,7 @@ branch-1 = %s
 	for i, d := range ds {
 		before[i] = txStatus(d).AcksRefused
 	}
-	pub := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker.URL()).SetClientID("rogue"))
+	pub := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(h.Broker.URL()).SetClientID("rogue"))
 	if tok := pub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		return fmt.Errorf("rogue client: %v", tok.Error())
 	}
@@ -320,7 +228,6 @@ branch-1 = %s
 	step("forged ack: refused by %d/%d (counted in their health)", forgedIgnored, kiosks)
 
 	kstop()
-	hubStop()
 	fmt.Printf("fleet: %d kiosks, job %d/%d succeeded, config v2 applied %d/%d (invalid rejected %d/%d), bundle v2 %d/%d, forged ack ignored %d/%d\n",
 		kiosks, jobOK, kiosks, configApplied, kiosks, invalidRejected, kiosks, bundleOK, kiosks, forgedIgnored, kiosks)
 	if jobOK != kiosks || configApplied != kiosks || invalidRejected != kiosks || bundleOK != kiosks || forgedIgnored != kiosks {
@@ -376,15 +283,6 @@ func configOutcome(ctx context.Context, a *operatorapi.Client, settings map[stri
 		}
 	}
 	return n, err
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
 
 func newRogue() (*txreport.Signer, error) {

@@ -25,21 +25,18 @@ import (
 	"fmt"
 	"image"
 	"image/jpeg"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
-	"kiosk/firmware/hub/mqtttest"
 	"kiosk/firmware/jobwire"
 	"kiosk/firmware/update/rauctest"
+	"kiosk/internal/demohub"
 	"kiosk/internal/operatorapi"
 	"kiosk/provisioning/devkey"
-	"kiosk/provisioning/hubd"
 	"kiosk/provisioning/issuer"
 )
 
@@ -138,30 +135,14 @@ func run(kioskd, models, media string, keep bool) error {
 	step("bundles signed by the release key: 1.0.0, 2.0.0, 3.0.0 (v3-broken); a tampered copy of 2.0.0; 2.1.0 signed by another key")
 
 	// The hub.
-	mqDir := filepath.Join(dir, "mosquitto")
-	if err := os.MkdirAll(mqDir, 0o777); err != nil {
-		return err
-	}
-	if err := os.Chmod(mqDir, 0o777); err != nil {
-		return err
-	}
-	broker, err := mqtttest.Launch(mqDir, "")
+	h, err := demohub.New(dir)
 	if err != nil {
 		return err
 	}
-	defer broker.Stop()
-	devices := filepath.Join(dir, "hub", "devices")
-	auth, err := devkey.Create(filepath.Join(dir, "hub", "auth"), filepath.Join(dir, "unused"), "hub-auth")
-	if err != nil {
-		return err
-	}
-	ops, err := devkey.Create(filepath.Join(dir, "hub", "ops"), filepath.Join(dir, "unused"), "hub-operations")
-	if err != nil {
-		return err
-	}
+	defer h.Close()
 	// The data partition (survives updates), inside the system's directory.
 	kdir := filepath.Join(dir, "sys", "data")
-	if _, err := devkey.Create(kdir, devices, device); err != nil {
+	if _, err := devkey.Create(kdir, h.Devices, device); err != nil {
 		return err
 	}
 	_, trust, err := issuer.Issue(issuer.Options{DocNumber: "C01X00T47", Surname: "DEMO", Given: "OTA", Nationality: "UTO", Sex: "F",
@@ -172,50 +153,8 @@ func run(kioskd, models, media string, keep bool) error {
 	if err := trust.WriteDir(filepath.Join(kdir, "trust")); err != nil {
 		return err
 	}
-	token := strings.Repeat("demo-operator-", 4)
-	if err := os.WriteFile(filepath.Join(dir, "hub", "token"), []byte(token), 0o600); err != nil {
+	if err := h.Serve(ctx, "demo-ota", nil); err != nil {
 		return err
-	}
-	addr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	hcfg, err := hubd.Parse(fmt.Appendf(nil, `mode = "simulation"
-[log]
-level = "error"
-format = "text"
-[store]
-kind = "bolt"
-path = %q
-[mqtt]
-brokers = [%q]
-[keys]
-auth_key = %q
-auth_cert = %q
-operations_key = %q
-operations_cert = %q
-devices = %q
-[http]
-listen = %q
-operator_token_file = %q
-`, filepath.Join(dir, "hub", "hub.db"), broker.URL(), auth.Key, auth.Cert, ops.Key, ops.Cert, devices, addr, filepath.Join(dir, "hub", "token")))
-	if err != nil {
-		return fmt.Errorf("kioskhub config: %w", err)
-	}
-	hubCtx, hubStop := context.WithCancel(ctx)
-	defer hubStop()
-	ready := make(chan struct{})
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	wg.Go(func() {
-		if err := hubd.Run(hubCtx, hcfg, hubd.Options{Ready: func(string) { close(ready) }}); err != nil {
-			fmt.Fprintln(os.Stderr, "demo-ota: kioskhub:", err)
-		}
-	})
-	select {
-	case <-ready:
-	case <-ctx.Done():
-		return fmt.Errorf("kioskhub did not start")
 	}
 
 	// The machine: slot A holds 1.0.0.
@@ -236,48 +175,23 @@ operator_token_file = %q
 	}()
 	reboot := filepath.Join(dir, "reboot-request")
 	conf := filepath.Join(kdir, "kioskd.toml")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, `[device]
-id = %q
-mode = "simulation"
-[log]
-level = "info"
-format = "text"
-[http]
-listen = "127.0.0.1:0"
-[camera]
+	camera := fmt.Sprintf(`[camera]
 backend = "sim"
 path = %q
 fps = 0.0
 [face]
 models_dir = "usr/share/kioskd/models"   # in the booted slot (kioskd runs with the slot as its directory)
-[cardreader]
-backend = "sim"
-[gpio]
-backend = "sim"
-[eid]
-trust_dir = %q
-[ecr]
-listen = ""
-[transactions]
-state_dir = %q
-device_key = %q
-device_cert = %q
-doc_salt_file = %q
-[hub]
-brokers = [%q]
-auth_cert = %q
-operations_cert = %q
-telemetry_every = "2s"
-retry_max = "1s"
-[shutdown]
-timeout = "5s"
+`, video)
+	extra := fmt.Sprintf(`[log]
+level = "info"
+format = "text"
 [update]
 keyring = %q
 rauc_conf = %q
 commit_within = "60s"
 reboot_command = ["/bin/sh", "-c", "touch %s"]
-`, device, video, filepath.Join(kdir, "trust"), filepath.Join(kdir, "state"), filepath.Join(kdir, device+".key"), filepath.Join(kdir, device+".crt"),
-		filepath.Join(kdir, "doc-salt"), broker.URL(), auth.Cert, ops.Cert, pki.CA, sys.Conf, reboot), 0o644); err != nil {
+`, pki.CA, sys.Conf, reboot)
+	if err := os.WriteFile(conf, h.KioskConfig(device, kdir, camera, extra), 0o644); err != nil {
 		return err
 	}
 	kLog, err := os.Create(filepath.Join(dir, "kioskd.log"))
@@ -304,7 +218,7 @@ reboot_command = ["/bin/sh", "-c", "touch %s"]
 		}
 	}()
 
-	api := &operatorapi.Client{Base: "http://" + addr, Token: token}
+	api := h.API
 	if err := operatorapi.WaitFor(ctx, "the kiosk online", func() bool {
 		var devs []struct {
 			Device string `json:"device"`
@@ -413,7 +327,6 @@ reboot_command = ["/bin/sh", "-c", "touch %s"]
 	mstop()
 	merrV := <-merr
 	machineDone = true
-	hubStop()
 	if merrV != nil {
 		return fmt.Errorf("machine: %w", merrV)
 	}
@@ -494,15 +407,6 @@ func bootList(bs []rauctest.Boot) string {
 		parts = append(parts, fmt.Sprintf("%s (%s, %s)", b.Slot, r, end))
 	}
 	return strings.Join(parts, " → ")
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
 
 // photo is a plain grey JPEG: the demo's card is never read, only its
