@@ -169,7 +169,8 @@ func TestFollowAgreesWithDetector(t *testing.T) {
 
 // TestFollowKeepsDecisions runs the Verifier over the test media twice,
 // with the detector on every frame and following as shipped: every
-// decision must be the same, and the match phase must have followed.
+// decision must be the same, the motion cue's verdict too, and the match
+// phase must have followed.
 func TestFollowKeepsDecisions(t *testing.T) {
 	checkMats(t)
 	franck := media(t, "franck_01829.jpg")
@@ -188,11 +189,12 @@ func TestFollowKeepsDecisions(t *testing.T) {
 			for i, every := range []int{1, DefaultConfig().DetectEvery} {
 				ds[i], _ = consent(t, c.ref, c.path, c.fps, false, func(cfg *Config) {
 					cfg.DetectEvery = every
-					cfg.SmileTimeout = 3 * time.Second
+					cfg.SmileTimeout = 2 * time.Second // franck consents after 1.5 s
 				})
 			}
 			a, b := ds[0], ds[1]
-			t.Logf("detector on every frame: %d detected; following: %d detected, %d followed", a.Detected, b.Detected, b.Followed)
+			t.Logf("detector on every frame: %d detected, motion %.4f; following: %d detected, %d followed, motion %.4f",
+				a.Detected, a.Motion, b.Detected, b.Followed, b.Motion)
 			if a.Followed != 0 {
 				t.Errorf("DetectEvery 1 followed %d frames", a.Followed)
 			}
@@ -202,6 +204,12 @@ func TestFollowKeepsDecisions(t *testing.T) {
 			}
 			if math.Abs(a.FusedSimilarity-b.FusedSimilarity) > 0.02 || math.Abs(ra.Liveness-rb.Liveness) > 0.02 {
 				t.Errorf("fused similarity %.4f vs %.4f, liveness %.4f vs %.4f", a.FusedSimilarity, b.FusedSimilarity, ra.Liveness, rb.Liveness)
+			}
+			// The cue takes detected frames only, so its window holds the
+			// followed frames fewer and its blocks start elsewhere: the
+			// value moves within a live face's variation; the verdict may not.
+			if lm := DefaultConfig().LivenessMotion; (a.Motion >= lm) != (b.Motion >= lm) {
+				t.Errorf("motion cue %.4f vs %.4f (least %.3f)", a.Motion, b.Motion, lm)
 			}
 			if fmt.Sprint(a.Quality.Rejected) != fmt.Sprint(b.Quality.Rejected) || a.FramesToMatch != b.FramesToMatch {
 				t.Errorf("gates differ: %v (match at frame %d) vs %v (frame %d)", a.Quality.Rejected, a.FramesToMatch, b.Quality.Rejected, b.FramesToMatch)

@@ -750,7 +750,13 @@ func (r *run) frame(f *camera.Frame) (bool, error) {
 	if !r.seenFace {
 		r.seenFace, r.d.FaceAt = true, f.Time
 	}
-	r.motion.add(l)
+	if !ok {
+		// The motion cue takes the landmarks of detected frames only: its
+		// threshold was set on those, and a followed frame's landmarks
+		// differ from them by a little (follow.go) that a still picture
+		// would show as motion.
+		r.motion.add(l)
+	}
 	fv := &view{f: f, faces: faces, idx: idx, det: det, l: l, grey: grey, box: fc.box,
 		// The guide's position is published once the gates have decided,
 		// so a steady good face does not flicker between good and not.
