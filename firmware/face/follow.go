@@ -13,11 +13,11 @@ import (
 // liveness crop). How the detector's box sits on a face's landmarks
 // depends on the face (its shape, its pose), so the relation is measured
 // on the track's last detected frame and carried over, not fixed: on the
-// test videos the landmarks found from the derived box departed from those
-// found from the detector's own box by 0.2-1.1 % of the inter-eye distance
-// on average (TestFollowAgreesWithDetector), 2-3 times less than with one
-// relation fitted over all three videos, and less than the face moves
-// from one frame to the next.
+// test videos at 640×480 the landmarks found from the derived box departed from those
+// found from the detector's own box by 0.2-0.8 % of the inter-eye distance
+// on average (TestFollowAgreesWithDetector), less than the face moves
+// from one frame to the next; one relation fitted over all three videos
+// (tried while building this) left 2-3 times that error.
 
 // boxFit is where the detector's box lies on a set of landmarks, in units
 // of the landmarks' spread (the root mean square distance of the 68
