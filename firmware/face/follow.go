@@ -62,6 +62,10 @@ func (b boxFit) raw(l *Landmarks) image.Rectangle {
 	return image.Rect(int(math.Round(cx-w/2)), int(math.Round(cy-h/2)), int(math.Round(cx+w/2)), int(math.Round(cy+h/2)))
 }
 
+// minFollowSide is the smallest box followed, in pixels (a face that
+// small fails the size gate anyway).
+const minFollowSide = 16
+
 // follower decides, frame by frame, whether the match phase may follow
 // the tracked face from the last landmarks instead of detecting it.
 type follower struct {
@@ -105,8 +109,8 @@ func (f *follower) take(frame image.Point) (box image.Rectangle, ok bool) {
 	bounds := image.Rectangle{Max: frame}
 	raw := f.fit.raw(last)
 	box = squareBox(raw, bounds)
-	if !raw.In(bounds) || box.Dx() != raw.Dy() || box.Dy() != raw.Dy() {
-		return image.Rectangle{}, false // at the frame's edge: the detector decides
+	if !raw.In(bounds) || box.Dx() != raw.Dy() || box.Dy() != raw.Dy() || box.Dx() < minFollowSide {
+		return image.Rectangle{}, false // at the frame's edge, or tiny: the detector decides
 	}
 	return box, true
 }

@@ -330,3 +330,73 @@ func TestFollowCatchesSwap(t *testing.T) {
 		})
 	}
 }
+
+// TestFollower pins when a frame may follow: only after a kept frame,
+// never when the detector is due, never at the frame's edge; fitBox and
+// raw give back the box they were measured on.
+func TestFollower(t *testing.T) {
+	var l Landmarks
+	for i := range l {
+		// A rough face: points on an ellipse around (320, 240).
+		a := float64(i) / float64(len(l)) * 2 * math.Pi
+		l[i] = Point{320 + 40*math.Cos(a), 240 + 55*math.Sin(a)}
+	}
+	raw := image.Rect(270, 170, 366, 314)
+	fit, ok := fitBox(&l, raw)
+	if !ok {
+		t.Fatal("fitBox refused a face")
+	}
+	if got := fit.raw(&l); got != raw {
+		t.Errorf("raw %v, want %v", got, raw)
+	}
+	frame := image.Pt(640, 480)
+	f := follower{every: 3}
+	if _, ok := f.take(frame); ok {
+		t.Error("followed before any detection")
+	}
+	f.detected(&l, raw)
+	f.keep(&l)
+	box, ok := f.take(frame)
+	if !ok || box != squareBox(raw, image.Rectangle{Max: frame}) {
+		t.Fatalf("after a kept detection: %v %v, want the detection's squared box", box, ok)
+	}
+	if _, ok := f.take(frame); ok {
+		t.Error("followed a frame that was not kept")
+	}
+	f.since++
+	f.keep(&l)
+	if _, ok := f.take(frame); !ok {
+		t.Error("second frame after a detection not followed")
+	}
+	f.since++
+	f.keep(&l)
+	if _, ok := f.take(frame); ok {
+		t.Error("third frame followed: the detector is due")
+	}
+	f.detected(&l, raw)
+	f.keep(&l)
+	if _, ok := f.take(image.Pt(330, 480)); ok {
+		t.Error("followed a box that leaves the frame")
+	}
+	f.reset()
+	if f.every != 3 || f.last != nil {
+		t.Errorf("reset: %+v", f)
+	}
+	var tr Tracker
+	if _, ok := tr.Follow(raw); ok {
+		t.Error("Tracker.Follow without a track")
+	}
+	_, id, _ := tr.Update([]Detection{{Box: raw}}, frame)
+	if _, ok := tr.Follow(raw.Add(image.Pt(200, 0))); ok {
+		t.Error("Tracker.Follow took a box that does not overlap the track")
+	}
+	if got, ok := tr.Follow(raw.Add(image.Pt(5, 3))); !ok || got != id {
+		t.Errorf("Tracker.Follow of a nearby box: %d %v, want track %d", got, ok, id)
+	}
+	one := follower{every: 1}
+	one.detected(&l, raw)
+	one.keep(&l)
+	if _, ok := one.take(frame); ok {
+		t.Error("DetectEvery 1 followed")
+	}
+}
