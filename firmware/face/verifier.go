@@ -703,21 +703,21 @@ func (r *run) frame(f *camera.Frame) (bool, error) {
 	if tr := r.v.trace; tr != nil {
 		t0, ph := time.Now(), r.phase
 		r.liveTook = 0
-		followed := r.d.Followed
+		before := r.d.Followed
 		defer func() {
-			tr(frameTrace{phase: ph, followed: r.d.Followed > followed, took: time.Since(t0), liveness: r.liveTook})
+			tr(frameTrace{phase: ph, followed: r.d.Followed > before, took: time.Since(t0), liveness: r.liveTook})
 		}()
 	}
 	// One grey copy of the face serves the landmarks, the pixel gates and
 	// the eye model.
 	var fc found
 	defer func() { wipe(&fc.grey) }()
-	ok, err := r.followFace(img, size, &fc)
+	followed, err := r.followFace(img, size, &fc)
 	if err != nil {
 		return false, err
 	}
 	faces, idx := []Detection{fc.det}, 0
-	if ok {
+	if followed {
 		r.d.Followed++
 	} else {
 		faces, err = m.Detect(img)
@@ -750,7 +750,7 @@ func (r *run) frame(f *camera.Frame) (bool, error) {
 	if !r.seenFace {
 		r.seenFace, r.d.FaceAt = true, f.Time
 	}
-	if !ok {
+	if !followed {
 		// The motion cue takes the landmarks of detected frames only: its
 		// threshold was set on those, and a followed frame's landmarks
 		// differ from them by a little (follow.go) that a still picture
