@@ -21,8 +21,11 @@ type BenchResult struct {
 	Width  int `json:"width"`
 	Height int `json:"height"`
 	// MedianMS per stage: detect, landmarks_align, embed, liveness,
-	// expression, pose, eyes, and pipeline (detect + landmarks + align +
-	// embed: the per-frame verification cost).
+	// expression, pose, eyes, pipeline (detect + landmarks + align +
+	// embed on every frame), and match_frame and match_frame_no_liveness:
+	// a match-phase frame as the Verifier spends it, the detector on 1
+	// frame in DetectEvery and the others followed from the last
+	// landmarks (MatchPhaseFrames).
 	MedianMS map[string]float64 `json:"median_ms"`
 	// SustainedFPS is the Verifier's frame rate in the smile phase, with
 	// the expression model running beside the frame loop; ExpressionHz is
@@ -123,6 +126,46 @@ func medianTime(n int, f func() error) (float64, error) {
 	return ts[len(ts)/2], nil
 }
 
+// MatchPhaseTimes are the match-phase frames of MatchPhaseFrames.
+type MatchPhaseTimes struct {
+	Took     []float64 // each frame's time in the Verifier, ms
+	NoLive   []float64 // the same without the liveness model, ms
+	Detected int       // frames the detector ran on (the others were followed)
+}
+
+// MatchPhaseFrames runs sessions face steps of a Verifier with cfg over
+// src against reference, each ending right after the match decision, and
+// times every frame the Verifier processed in the match phase, inside its
+// own frame path. Each step must match.
+func MatchPhaseFrames(ctx context.Context, m *Models, src FrameSource, reference []byte, cfg Config, sessions int) (MatchPhaseTimes, error) {
+	var t MatchPhaseTimes
+	cfg.SmileTimeout = time.Nanosecond // end right after the match
+	for range sessions {
+		v, err := NewVerifier(m, src, cfg)
+		if err != nil {
+			return t, err
+		}
+		v.trace = func(f frameTrace) {
+			if f.phase != phaseMatch {
+				return
+			}
+			t.Took = append(t.Took, ms(f.took))
+			t.NoLive = append(t.NoLive, ms(f.took-f.liveness))
+			if !f.followed {
+				t.Detected++
+			}
+		}
+		d, err := v.VerifyDecision(ctx, reference, nil)
+		if err != nil {
+			return t, err
+		}
+		if !d.Result.Matched {
+			return t, fmt.Errorf("match-phase frames: the reference did not match the frames (%s)", d.Result.Reason)
+		}
+	}
+	return t, nil
+}
+
 // RunBench measures each stage on frames (BGR, all holding one person's
 // face, whose photo reference is), then runs a Verifier over them for
 // sustain (smile phase, consent made unreachable) to measure the sustained
@@ -209,6 +252,12 @@ func RunBench(ctx context.Context, m *Models, frames []gocv.Mat, reference []byt
 		}
 		res.MedianMS[s.name] = ms
 	}
+	// Match-phase frames through the Verifier, as the kiosk spends them.
+	mt, err := MatchPhaseFrames(ctx, m, &memFrames{frames: imgs}, reference, DefaultConfig(), 12)
+	if err != nil {
+		return res, err
+	}
+	res.MedianMS["match_frame"], res.MedianMS["match_frame_no_liveness"] = median(mt.Took), median(mt.NoLive)
 	// The whole Verifier, frames as fast as it takes them: time to match,
 	// then the smile phase with a consent threshold nobody can reach.
 	cfg := DefaultConfig()

@@ -49,11 +49,19 @@ func (r *run) matchFrame(fv *view) (bool, error) {
 	r.live = append(r.live, 0)
 	r.fused.add(tpl)
 	tpl.Wipe()
+	t0 := time.Now()
 	p, err := m.Liveness(img, det.Raw)
+	r.liveTook += time.Since(t0)
 	if err != nil {
 		return false, err
 	}
 	r.live[len(r.live)-1] = p
+	if sim >= cfg.MatchThreshold && p >= cfg.LivenessThreshold {
+		// This face is the holder's and live on its own: the next frame
+		// may find it from these landmarks (follow.go). Any other outcome
+		// makes the next frame run the detector.
+		r.follow.keep(l)
+	}
 	r.ratios = append(r.ratios, l.MouthRatio())
 	if r.fused.n < cfg.MatchFrames {
 		return false, nil
@@ -124,6 +132,7 @@ func (r *run) startSmile(at time.Time) {
 	r.baseline = median(b)
 	r.matchBaseline = r.baseline
 	r.phase, r.phaseStart = phaseSmile, at
+	r.follow.reset()
 	r.consec = 0
 	r.epoch++
 	r.emit("smile", GuideSmile)
@@ -136,6 +145,7 @@ func (r *run) rematch(at time.Time) {
 	r.sims, r.live, r.ratios = nil, nil, nil
 	r.fused.reset()
 	r.motion.reset()
+	r.follow.reset()
 	r.consec = 0
 	r.epoch++ // an expression result in flight no longer counts
 	r.phase, r.phaseStart = phaseMatch, at

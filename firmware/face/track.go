@@ -86,3 +86,20 @@ func (t *Tracker) Update(faces []Detection, frame image.Point) (idx, id int, st 
 	}
 	return -1, t.id, TrackMissing
 }
+
+// Follow continues the track on a box found without the detector (the
+// match phase follows the face from its landmarks, follow.go). It refuses
+// (false) when no track is active or the box overlaps the track's last
+// box less than a detection would need to continue it: the caller then
+// detects.
+func (t *Tracker) Follow(box image.Rectangle) (id int, ok bool) {
+	minIoU := t.MinIoU
+	if minIoU <= 0 {
+		minIoU = 0.3
+	}
+	if !t.active || IoU(box, t.box) < minIoU {
+		return 0, false
+	}
+	t.box, t.missed = box, 0
+	return t.id, true
+}

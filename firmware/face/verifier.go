@@ -90,6 +90,13 @@ type Config struct {
 	// Track configures the face tracker.
 	TrackMinIoU    float64
 	TrackMaxMissed int
+	// DetectEvery: in the match phase, a frame that follows one which
+	// passed every check finds the tracked face from that frame's
+	// landmarks instead of running the detector (follow.go), and the
+	// detector runs on at least every DetectEvery-th frame; 1 runs it on
+	// every frame. The smile phase always runs it (the second-face check
+	// needs every face in view).
+	DetectEvery int
 	// SecondFaceArea: in the smile phase, another face whose box has at
 	// least this fraction of the tracked face's area stops the smile
 	// count (guidance "one_person") until it leaves.
@@ -116,6 +123,7 @@ func DefaultConfig() Config {
 		MatchTimeout: 10 * time.Second, SmileTimeout: 10 * time.Second,
 		Gates:       DefaultGates(),
 		TrackMinIoU: 0.3, TrackMaxMissed: 5,
+		DetectEvery:    3,
 		SecondFaceArea: 0.4,
 	}
 }
@@ -154,6 +162,7 @@ func (c Config) withDefaults() Config {
 	}
 	f(&c.TrackMinIoU, d.TrackMinIoU)
 	i(&c.TrackMaxMissed, d.TrackMaxMissed)
+	i(&c.DetectEvery, d.DetectEvery)
 	f(&c.SecondFaceArea, d.SecondFaceArea)
 	if c.Reference == (ReferenceGates{}) {
 		c.Reference = d.Reference
@@ -172,6 +181,17 @@ type Verifier struct {
 	log *slog.Logger
 	mu  sync.Mutex
 	pos atomic.Pointer[Position] // the running step's tracked face, nil between steps
+	// trace, when set (benchmarks, tests), receives every frame that
+	// reached the face pipeline, after it was processed.
+	trace func(frameTrace)
+}
+
+// frameTrace is what one frame cost and how its face was found.
+type frameTrace struct {
+	phase    phase
+	followed bool          // found from the last landmarks, not detected
+	took     time.Duration // the whole frame in the Verifier
+	liveness time.Duration // of which the liveness model
 }
 
 // Position is where the tracked face was in a camera frame, for the
@@ -268,14 +288,18 @@ type Decision struct {
 	// the processing of the deciding frame).
 	MatchLatencyMS float64 `json:"match_latency_ms"`
 	// FramesToMatch is how many frames had been read at the match decision.
-	FramesToMatch int            `json:"frames_to_match"`
-	Quality       QualitySummary `json:"quality"`    // gate results
-	Smile         SmileSummary   `json:"smile"`      // consent evidence
-	Config        Config         `json:"-"`          // thresholds used
-	WallMS        float64        `json:"wall_ms"`    // processing time
-	Guidance      string         `json:"guidance"`   // last guidance shown
-	MatchMS       float64        `json:"match_ms"`   // first good frame → match decision, frame time
-	ConsentMS     float64        `json:"consent_ms"` // smile phase start → consent, frame time
+	FramesToMatch int `json:"frames_to_match"`
+	// Detected and Followed count the frames whose face the detector found
+	// and those followed from the previous frame's landmarks (match phase).
+	Detected  int            `json:"detected_frames"`
+	Followed  int            `json:"followed_frames"`
+	Quality   QualitySummary `json:"quality"`    // gate results
+	Smile     SmileSummary   `json:"smile"`      // consent evidence
+	Config    Config         `json:"-"`          // thresholds used
+	WallMS    float64        `json:"wall_ms"`    // processing time
+	Guidance  string         `json:"guidance"`   // last guidance shown
+	MatchMS   float64        `json:"match_ms"`   // first good frame → match decision, frame time
+	ConsentMS float64        `json:"consent_ms"` // smile phase start → consent, frame time
 }
 
 // SmileSummary is the evidence of the smile phase.
@@ -347,6 +371,7 @@ type run struct {
 	d        Decision
 
 	tracker    Tracker
+	follow     follower
 	phase      phase
 	phaseStart time.Time
 	stepStart  time.Time // frame time of the first frame
@@ -385,6 +410,9 @@ type run struct {
 
 	interEye, sharp, mean []float64
 
+	// liveTook is the liveness model's time on the current frame (trace).
+	liveTook time.Duration
+
 	jobs    chan exprJob
 	results chan exprResult
 }
@@ -407,6 +435,7 @@ func (v *Verifier) verifyDecision(ctx context.Context, reference []byte, progres
 	r.d.Quality.Rejected = map[string]int{}
 	r.d.Result = session.FaceResult{MatchThreshold: cfg.MatchThreshold, LivenessThreshold: cfg.LivenessThreshold, Models: v.m.Hashes()}
 	r.tracker = Tracker{MinIoU: cfg.TrackMinIoU, MaxMissed: cfg.TrackMaxMissed}
+	r.follow = follower{every: cfg.DetectEvery}
 	err := r.verify(ctx, reference)
 	v.pos.Store(nil)
 	r.d.Finished = time.Now()
@@ -613,6 +642,7 @@ func (r *run) newTrack(id int, at time.Time) {
 	r.sims, r.live, r.ratios = nil, nil, nil
 	r.fused.reset()
 	r.motion.reset()
+	r.follow.reset()
 	r.consec = 0
 	r.epoch++
 	if r.phase == phaseSmile {
@@ -670,37 +700,64 @@ func (r *run) frame(f *camera.Frame) (bool, error) {
 		return false, fmt.Errorf("face: camera frame: %w", err)
 	}
 	size := image.Pt(img.Cols(), img.Rows())
-	faces, err := m.Detect(img)
+	if tr := r.v.trace; tr != nil {
+		t0, ph := time.Now(), r.phase
+		r.liveTook = 0
+		before := r.d.Followed
+		defer func() {
+			tr(frameTrace{phase: ph, followed: r.d.Followed > before, took: time.Since(t0), liveness: r.liveTook})
+		}()
+	}
+	// One grey copy of the face serves the landmarks, the pixel gates and
+	// the eye model.
+	var fc found
+	defer func() { wipe(&fc.grey) }()
+	followed, err := r.followFace(img, size, &fc)
 	if err != nil {
 		return false, err
 	}
-	idx, id, st := r.tracker.Update(faces, size)
-	if st == TrackNew {
-		r.newTrack(id, f.Time)
+	faces, idx := []Detection{fc.det}, 0
+	if followed {
+		r.d.Followed++
+	} else {
+		faces, err = m.Detect(img)
+		if err != nil {
+			return false, err
+		}
+		r.d.Detected++
+		var id int
+		var st TrackState
+		idx, id, st = r.tracker.Update(faces, size)
+		if st == TrackNew {
+			r.newTrack(id, f.Time)
+		}
+		if idx < 0 {
+			r.v.pos.Store(nil)
+			r.d.Quality.NoFace++
+			r.emit(r.stage(), GuideLookAtCamera)
+			return false, nil
+		}
+		fc.det = faces[idx]
+		if fc.grey, fc.box, err = faceGrey(img, fc.det.Box); err != nil {
+			return false, err
+		}
+		if fc.l, err = m.landmarksGrey(fc.grey, fc.box); err != nil {
+			return false, err
+		}
+		r.follow.detected(fc.l, fc.det.Raw)
 	}
-	if idx < 0 {
-		r.v.pos.Store(nil)
-		r.d.Quality.NoFace++
-		r.emit(r.stage(), GuideLookAtCamera)
-		return false, nil
-	}
+	det, l, grey := fc.det, fc.l, fc.grey
 	if !r.seenFace {
 		r.seenFace, r.d.FaceAt = true, f.Time
 	}
-	det := faces[idx]
-	// One grey copy of the face serves the landmarks, the pixel gates and
-	// the eye model.
-	grey, box, err := faceGrey(img, det.Box)
-	if err != nil {
-		return false, err
+	if !followed {
+		// The motion cue takes the landmarks of detected frames only: its
+		// threshold was set on those, and a followed frame's landmarks
+		// differ from them by a little (follow.go) that a still picture
+		// would show as motion.
+		r.motion.add(l)
 	}
-	defer wipe(&grey)
-	l, err := m.landmarksGrey(grey, box)
-	if err != nil {
-		return false, err
-	}
-	r.motion.add(l)
-	fv := &view{f: f, faces: faces, idx: idx, det: det, l: l, grey: grey, box: box,
+	fv := &view{f: f, faces: faces, idx: idx, det: det, l: l, grey: grey, box: fc.box,
 		// The guide's position is published once the gates have decided,
 		// so a steady good face does not flicker between good and not.
 		place: func(good bool) { r.v.pos.Store(&Position{Seq: f.Seq, Frame: size, Box: det.Box, Good: good}) },
@@ -720,6 +777,52 @@ func (r *run) frame(f *camera.Frame) (bool, error) {
 		return r.smileFrame(fv)
 	}
 	return r.matchFrame(fv)
+}
+
+// found is the tracked face of a frame: its detection (or the one derived
+// from its landmarks), its grey crop (owned and wiped by frame), the
+// crop's place in the frame and the landmarks found in it.
+type found struct {
+	det  Detection
+	grey gocv.Mat
+	box  image.Rectangle
+	l    *Landmarks
+}
+
+// followFace finds the tracked face of a match-phase frame from the
+// previous frame's landmarks when the follower allows it (follow.go),
+// filling fc. ok is false when the frame must run the detector: following
+// is not allowed now, or the face it found leaves the frame or moved more
+// than the tracker would follow.
+func (r *run) followFace(img gocv.Mat, size image.Point, fc *found) (ok bool, err error) {
+	if r.phase != phaseMatch {
+		r.follow.reset()
+		return false, nil
+	}
+	in, ok := r.follow.take(size)
+	if !ok {
+		return false, nil
+	}
+	g, b, err := faceGrey(img, in)
+	if err != nil {
+		return false, err
+	}
+	lf, err := r.v.m.landmarksGrey(g, b)
+	if err != nil {
+		wipe(&g)
+		return false, err
+	}
+	d, ok := r.follow.derive(lf, size)
+	if ok {
+		_, ok = r.tracker.Follow(d.Box)
+	}
+	if !ok {
+		wipe(&g)
+		return false, nil
+	}
+	r.follow.since++
+	*fc = found{det: d, grey: g, box: b, l: lf}
+	return true, nil
 }
 
 // reject counts a frame that failed gate code and shows its guidance.

@@ -135,7 +135,7 @@ func TestFaceBench(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("%v: %q", err, out)
 	}
-	for _, k := range []string{"detect", "landmarks_align", "embed", "liveness", "expression", "pipeline"} {
+	for _, k := range []string{"detect", "landmarks_align", "embed", "liveness", "expression", "pipeline", "match_frame", "match_frame_no_liveness"} {
 		if r.MedianMS[k] <= 0 {
 			t.Errorf("no %s timing: %s", k, out)
 		}
