@@ -143,6 +143,9 @@ func (r *run) startSmile(at time.Time) {
 // learnt about it is forgotten and it must match again.
 func (r *run) rematch(at time.Time) {
 	r.sims, r.live, r.ratios = nil, nil, nil
+	// A timeout from here reports what this face reached, not the holder's
+	// frames before it.
+	r.bestSim = 0
 	r.fused.reset()
 	r.motion.reset()
 	r.follow.reset()
