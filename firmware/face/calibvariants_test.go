@@ -1,22 +1,30 @@
 package face
 
-// A lab measurement, run by hand (≈ 5 min of one core): ways to
-// embed a face, compared on the chip-like evaluation of `kioskctl face
-// eval --chip` (README, "Face verification thresholds"): test-time flip
-// (the mirrored aligned face's embedding added), area-averaged resampling
-// before the warp, blurring the probe (or both) towards the JPEG 2000
-// portrait's softness, and centring the embeddings on the choose half's
-// mean. Each is chosen on the choose half (FAR ≤ 0.01 %) and reported on
-// the other. The shipped embedding ("base") must reproduce the shipped
-// threshold. KIOSK_CALIB_VARIANTS (names, comma-separated) and
+// A lab measurement, run by hand (≈ 20 min of one core for every
+// variant): ways to embed a face, compared on the chip-like evaluation of
+// `kioskctl face eval --chip` (README, "Face verification thresholds"):
+// test-time flip (the mirrored aligned face's embedding added),
+// area-averaged resampling before the warp, blurring the probe (or both)
+// towards the JPEG 2000 portrait's softness, centring the embeddings on
+// the choose half's mean (KIOSK_CALIB_CENTRE=1 for variants other than
+// base), and (xGeomVariants) the alignment template zoomed or moved, a
+// fit that trusts the mouth corners less or not at all, a second landmark
+// pass on a box placed from the first, and the reference's embedding
+// averaged over small jitters of its alignment. Each is chosen on the
+// choose half (FAR ≤ 0.01 %) and reported on the other; "vs first" counts
+// the held-back genuine pairs the variant accepts and the run's first
+// variant (base) rejects, and the reverse. The shipped embedding ("base",
+// and "geom" through the variants' own warp) must reproduce the shipped
+// threshold. KIOSK_CALIB_VARIANTS (exact names, comma-separated) and
 // KIOSK_CALIB_PEOPLE (the first N people) narrow a run for iterating.
 //
 //	KIOSK_FACES_LFW=../shared/data/faces-lfw KIOSK_FACE_THREADS=1 \
-//	  go test -count=1 -timeout 30m -run TestCalibrationVariants -v ./firmware/face
+//	  go test -count=1 -timeout 60m -run TestCalibrationVariants -v ./firmware/face
 
 import (
 	"fmt"
 	"image"
+	"image/color"
 	"math"
 	"os"
 	"path/filepath"
@@ -29,9 +37,9 @@ import (
 
 type xVariant struct {
 	name string
-	// embed embeds the face with points five in img (grey: convert the
-	// aligned face to grey); ref is set for the reference.
-	embed func(m *Models, img gocv.Mat, five Five, grey, ref bool) ([]float32, error)
+	// embed embeds the face found in box with landmarks l in img (grey:
+	// convert the aligned face to grey); ref is set for the reference.
+	embed func(m *Models, img gocv.Mat, box image.Rectangle, l *Landmarks, grey, ref bool) ([]float32, error)
 }
 
 func xAlign(img gocv.Mat, five Five, area bool) (gocv.Mat, error) {
@@ -114,8 +122,8 @@ func xEmbed(m *Models, aligned gocv.Mat, grey, flip bool, blur float64) ([]float
 }
 
 func xv(name string, area, flipRef, flipProbe bool, blurProbe, blurRef float64) xVariant {
-	return xVariant{name, func(m *Models, img gocv.Mat, five Five, grey, ref bool) ([]float32, error) {
-		al, err := xAlign(img, five, area)
+	return xVariant{name, func(m *Models, img gocv.Mat, _ image.Rectangle, l *Landmarks, grey, ref bool) ([]float32, error) {
+		al, err := xAlign(img, l.Five(), area)
 		if err != nil {
 			al.Close()
 			return nil, err
@@ -144,10 +152,11 @@ func TestCalibrationVariants(t *testing.T) {
 		xv("blur probe 0.7", false, false, false, 0.7, 0),
 		xv("blur both 0.7", false, false, false, 0.7, 0.7),
 	}
+	variants = append(variants, xGeomVariants()...)
 	if s := os.Getenv("KIOSK_CALIB_VARIANTS"); s != "" {
 		var keep []xVariant
 		for _, v := range variants {
-			if strings.Contains(s, v.name) {
+			if slices.Contains(strings.Split(s, ","), v.name) {
 				keep = append(keep, v)
 			}
 		}
@@ -165,6 +174,12 @@ func TestCalibrationVariants(t *testing.T) {
 	if s := os.Getenv("KIOSK_CALIB_PEOPLE"); s != "" {
 		fmt.Sscan(s, &limit)
 	}
+	// KIOSK_CALIB_SWAP=1 chooses on the other half, to see whether a
+	// difference holds both ways.
+	swap := 0
+	if os.Getenv("KIOSK_CALIB_SWAP") != "" {
+		swap = 1
+	}
 	gates := DefaultReferenceGates()
 	for _, d := range dirs {
 		if !d.IsDir() || len(ps) >= limit {
@@ -175,7 +190,7 @@ func TestCalibrationVariants(t *testing.T) {
 		if len(files) < 2 {
 			continue
 		}
-		p := &person{half: len(ps) % 2}
+		p := &person{half: (len(ps) + swap) % 2}
 		ps = append(ps, p)
 		for i, f := range files {
 			img := gocv.IMRead(f, gocv.IMReadColor)
@@ -217,7 +232,7 @@ func TestCalibrationVariants(t *testing.T) {
 					}
 					embs := make([][]float32, nv)
 					for vi, v := range variants {
-						embs[vi], err = v.embed(m, rimg, a.Landmarks.Five(), grey, true)
+						embs[vi], err = v.embed(m, rimg, a.Faces[a.Primary].Box, a.Landmarks, grey, true)
 						if err != nil {
 							t.Fatal(err)
 						}
@@ -229,7 +244,7 @@ func TestCalibrationVariants(t *testing.T) {
 				for k, grey := range []bool{false, true} {
 					embs := make([][]float32, nv)
 					for vi, v := range variants {
-						embs[vi], err = v.embed(m, img, l.Five(), grey, false)
+						embs[vi], err = v.embed(m, img, faces[best].Box, l, grey, false)
 						if err != nil {
 							t.Fatal(err)
 						}
@@ -265,8 +280,18 @@ func TestCalibrationVariants(t *testing.T) {
 		}
 		return out
 	}
+	b2i := func(b bool) int {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	var baseAcc []bool
 	for vi, v := range variants {
 		for _, centre := range []bool{false, true} {
+			if centre && os.Getenv("KIOSK_CALIB_CENTRE") == "" && v.name != "base" {
+				continue
+			}
 			var mu []float64
 			if centre {
 				mu = make([]float64, Dim)
@@ -325,13 +350,188 @@ func TestCalibrationVariants(t *testing.T) {
 			roc := EvaluateScores(gen[1], imp[1], 1e-4)
 			// FRR on test at the test half's own FAR 1e-4 point (oracle)
 			oth := roc.ThresholdAtFAR
-			if v.name == "base" && !centre && limit == math.MaxInt && math.Abs(th-DefaultThreshold) > 0.001 {
+			if (v.name == "base" || v.name == "geom") && !centre && limit == math.MaxInt && swap == 0 && math.Abs(th-DefaultThreshold) > 0.001 {
 				t.Errorf("base embedding: threshold %.4f on the choose half, shipped %.3f", th, DefaultThreshold)
 			}
-			t.Logf("%-16s centre=%-5v th %.4f | test: FRR %.2f%% (%d/%d, 95%%≤ %.2f%%) FAR %.4f%% (%d/%d, 95%%≤ %.4f%%) EER %.2f%% | oracle th %.3f FRR %.2f%% | choose FRR %.2f%%",
+			paired := ""
+			if !centre {
+				acc := make([]bool, len(gen[1]))
+				for i, g := range gen[1] {
+					acc[i] = g >= th
+				}
+				if baseAcc == nil {
+					baseAcc = acc
+				} else if len(baseAcc) == len(acc) {
+					// Pairs the base rejects and this variant accepts, and
+					// the reverse: what a paired (McNemar) comparison counts.
+					var gain, loss int
+					for i := range acc {
+						gain += b2i(acc[i] && !baseAcc[i])
+						loss += b2i(!acc[i] && baseAcc[i])
+					}
+					paired = fmt.Sprintf(" | vs first: +%d −%d", gain, loss)
+				}
+			}
+			roc3 := EvaluateScores(gen[1], imp[1], 1e-3)
+			t.Logf("%-16s centre=%-5v th %.4f | test: FRR %.2f%% (%d/%d, 95%%≤ %.2f%%) FAR %.4f%% (%d/%d, 95%%≤ %.4f%%) EER %.2f%% | oracle th %.3f FRR %.2f%% | choose FRR %.2f%% | FRR@test FAR 0.1%% %.2f%%%s",
 				v.name, centre, th, 100*float64(fr)/float64(len(gen[1])), fr, len(gen[1]), 100*UpperBound95(fr, len(gen[1])),
 				100*float64(fa)/float64(len(imp[1])), fa, len(imp[1]), 100*UpperBound95(fa, len(imp[1])), 100*roc.EER,
-				oth, 100*(1-roc.TARAtThreshold), 100*float64(len(gen[0])-CountAtLeast(gen[0], th))/float64(len(gen[0])))
+				oth, 100*(1-roc.TARAtThreshold), 100*float64(len(gen[0])-CountAtLeast(gen[0], th))/float64(len(gen[0])), 100*(1-roc3.TARAtThreshold), paired)
 		}
+	}
+}
+
+// Alignment geometry, landmark and reference-averaging variants.
+
+// xGeom says how a geometry variant aligns a face.
+type xGeom struct {
+	zoom, dy float64    // the template scaled about the crop's centre, then moved down
+	w        [5]float64 // fit weights of eyes, nose, mouth corners (zero: all 1)
+	lm2      bool       // a second landmark pass on a box placed from the first
+	lm2Scale float64    // that box's side over the detector's mean (zero: 1)
+	lm2Ref   bool       // the second pass for the reference only
+	jitter   []xJit     // reference only: unit embeddings averaged over these
+}
+
+// xJit moves the template: scale about the crop's centre, then shift.
+type xJit struct{ s, dx, dy float64 }
+
+func (j xJit) apply(tpl Five) Five {
+	c := float64(AlignedSize) / 2
+	for i, p := range tpl {
+		tpl[i] = Point{c + j.s*(p.X-c) + j.dx, c + j.s*(p.Y-c) + j.dy}
+	}
+	return tpl
+}
+
+// xFitWeighted is FitSimilarity with a weight per point.
+func xFitWeighted(src, dst []Point, w []float64) (Similarity, error) {
+	var sw float64
+	var ms, md Point
+	for i := range src {
+		sw += w[i]
+		ms.X += w[i] * src[i].X
+		ms.Y += w[i] * src[i].Y
+		md.X += w[i] * dst[i].X
+		md.Y += w[i] * dst[i].Y
+	}
+	ms.X, ms.Y, md.X, md.Y = ms.X/sw, ms.Y/sw, md.X/sw, md.Y/sw
+	var num, numI, den float64
+	for i := range src {
+		sx, sy := src[i].X-ms.X, src[i].Y-ms.Y
+		dx, dy := dst[i].X-md.X, dst[i].Y-md.Y
+		num += w[i] * (sx*dx + sy*dy)
+		numI += w[i] * (sx*dy - sy*dx)
+		den += w[i] * (sx*sx + sy*sy)
+	}
+	if den < 1e-9 {
+		return Similarity{}, fmt.Errorf("no spread")
+	}
+	a, b := num/den, numI/den
+	return Similarity{A: a, B: b, Tx: md.X - (a*ms.X - b*ms.Y), Ty: md.Y - (b*ms.X + a*ms.Y)}, nil
+}
+
+func xWarp(img gocv.Mat, s Similarity, dst *gocv.Mat) {
+	m := gocv.NewMatWithSize(2, 3, gocv.MatTypeCV64F)
+	defer m.Close()
+	for i, v := range []float64{s.A, -s.B, s.Tx, s.B, s.A, s.Ty} {
+		m.SetDoubleAt(i/3, i%3, v)
+	}
+	gocv.WarpAffineWithParams(img, dst, m, image.Pt(AlignedSize, AlignedSize),
+		gocv.InterpolationLinear, gocv.BorderConstant, color.RGBA{})
+}
+
+// xLandmarkBox places a square box from landmarks as the detector places
+// it on average (measured on 212 faces of the set: side 3.11·√(eye–mouth
+// distance · inter-eye distance), centre 0.075 side above the middle of
+// the eye and mouth midpoints).
+func xLandmarkBox(l *Landmarks, scale float64) image.Rectangle {
+	f := l.Five()
+	em := Point{(f[0].X + f[1].X) / 2, (f[0].Y + f[1].Y) / 2}
+	mm := Point{(f[3].X + f[4].X) / 2, (f[3].Y + f[4].Y) / 2}
+	side := scale * 3.11 * math.Sqrt(math.Hypot(mm.X-em.X, mm.Y-em.Y)*l.InterEye())
+	cx, cy := (em.X+mm.X)/2, (em.Y+mm.Y)/2-0.075*side
+	return image.Rect(int(math.Round(cx-side/2)), int(math.Round(cy-side/2)), int(math.Round(cx+side/2)), int(math.Round(cy+side/2)))
+}
+
+func xg(name string, g xGeom) xVariant {
+	return xVariant{name, func(m *Models, img gocv.Mat, _ image.Rectangle, l *Landmarks, grey, ref bool) ([]float32, error) {
+		if g.lm2 && (ref || !g.lm2Ref) {
+			sc := g.lm2Scale
+			if sc == 0 {
+				sc = 1
+			}
+			var err error
+			if l, err = m.Landmarks(img, xLandmarkBox(l, sc)); err != nil {
+				return nil, err
+			}
+		}
+		w := g.w[:]
+		if g.w == [5]float64{} {
+			w = []float64{1, 1, 1, 1, 1}
+		}
+		zoom := g.zoom
+		if zoom == 0 {
+			zoom = 1
+		}
+		jits := []xJit{{1, 0, 0}}
+		if ref && g.jitter != nil {
+			jits = g.jitter
+		}
+		five := l.Five()
+		sum := make([]float32, Dim)
+		for _, j := range jits {
+			tpl := xJit{zoom, 0, g.dy}.apply(alignTemplate())
+			tpl = j.apply(tpl)
+			s, err := xFitWeighted(five[:], tpl[:], w)
+			if err != nil {
+				return nil, err
+			}
+			al := gocv.NewMat()
+			xWarp(img, s, &al)
+			v, err := xEmbed(m, al, grey, false, 0)
+			al.Close()
+			if err != nil {
+				return nil, err
+			}
+			var n float64
+			for _, x := range v {
+				n += float64(x) * float64(x)
+			}
+			for i, x := range v {
+				sum[i] += float32(float64(x) / math.Sqrt(n))
+			}
+		}
+		return sum, nil
+	}}
+}
+
+func xGeomVariants() []xVariant {
+	j5 := []xJit{{1, 0, 0}, {1, -1.5, 0}, {1, 1.5, 0}, {1, 0, -1.5}, {1, 0, 1.5}}
+	j9 := append(slices.Clone(j5), xJit{0.97, 0, 0}, xJit{1.03, 0, 0}, xJit{1, -1.5, -1.5}, xJit{1, 1.5, 1.5})
+	jw := []xJit{{1, 0, 0}, {1, -3, 0}, {1, 3, 0}, {1, 0, -3}, {1, 0, 3}, {0.94, 0, 0}, {1.06, 0, 0}, {1, -3, -3}, {1, 3, 3}}
+	return []xVariant{
+		xg("geom", xGeom{}), // must equal base
+		xg("zoom 0.90", xGeom{zoom: 0.90}),
+		xg("zoom 0.95", xGeom{zoom: 0.95}),
+		xg("zoom 1.05", xGeom{zoom: 1.05}),
+		xg("zoom 1.10", xGeom{zoom: 1.10}),
+		xg("dy -4", xGeom{dy: -4}),
+		xg("dy -2", xGeom{dy: -2}),
+		xg("dy +2", xGeom{dy: 2}),
+		xg("dy +4", xGeom{dy: 4}),
+		xg("mouth 0.5", xGeom{w: [5]float64{1, 1, 1, 0.5, 0.5}}),
+		xg("mouth 0.25", xGeom{w: [5]float64{1, 1, 1, 0.25, 0.25}}),
+		xg("eyes+nose", xGeom{w: [5]float64{1, 1, 1, 0, 0}}),
+		xg("lm2", xGeom{lm2: true}),
+		xg("refjit5", xGeom{jitter: j5}),
+		xg("refjit9", xGeom{jitter: j9}),
+		xg("refjit9 wide", xGeom{jitter: jw}),
+		xg("lm2+refjit9", xGeom{lm2: true, jitter: j9}),
+		xg("lm2 ref only", xGeom{lm2: true, lm2Ref: true}),
+		xg("lm2 box 0.9", xGeom{lm2: true, lm2Scale: 0.9}),
+		xg("lm2 box 1.1", xGeom{lm2: true, lm2Scale: 1.1}),
+		xg("dy -1", xGeom{dy: -1}),
+		xg("dy +1", xGeom{dy: 1}),
 	}
 }
