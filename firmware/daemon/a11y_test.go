@@ -131,6 +131,12 @@ func TestShopperScreensAxe(t *testing.T) {
 	all("maintenance")
 	staffPost("/api/staff/maintenance", `{"on":false}`)
 	b.Run(t, 20*time.Second, screenIs("attract"))
+	// A firmware update installing shows the maintenance screen too (the
+	// page's state poll, ≤ 5 s).
+	r.d.ota.installing.Store(true)
+	b.Run(t, 20*time.Second, screenIs("maintenance"))
+	r.d.ota.installing.Store(false)
+	b.Run(t, 20*time.Second, screenIs("attract"))
 	// A tamper alarm: out of service until staff reset it.
 	postJSON(t, r.base+"/api/sim/gpio", `{"role":"tamper","active":true}`)
 	b.Run(t, 20*time.Second, screenIs("out_of_service"))

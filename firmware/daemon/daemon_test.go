@@ -492,6 +492,27 @@ func waitSSE(t *testing.T, sse <-chan string, kind string) {
 	}
 }
 
+// While a firmware update installs no session starts: the till hears
+// "updating" and the screen's state says so; afterwards payments start again.
+func TestNoSessionWhileInstalling(t *testing.T) {
+	r := start(t, simConfig(t, testmedia.Path(t, "franck.mp4")))
+	r.waitHealth(t, "camera ok", func(h Health) bool { return h.Components["camera"].State == "ok" })
+	r.d.ota.installing.Store(true)
+	if code, body := ecrCreate(t, r, "till-updating", 2350); code != http.StatusServiceUnavailable || !strings.Contains(body, "updating") {
+		t.Fatalf("payment while installing: %d %s", code, body)
+	}
+	var ui uiScreenState
+	getJSON(t, r.base+"/api/ui/state", &ui)
+	if ui.NotReady != "updating" {
+		t.Fatalf("screen state not_ready %q, want updating", ui.NotReady)
+	}
+	r.d.ota.installing.Store(false)
+	if code, body := ecrCreate(t, r, "till-updated", 2350); code != http.StatusCreated {
+		t.Fatalf("payment after the install: %d %s", code, body)
+	}
+	r.waitEvent(t, "session.insert_card", nil)
+}
+
 // A kiosk whose camera file is missing keeps running, reports degraded
 // health, and recovers when the camera returns, without a restart.
 func TestDegradedCameraRecovers(t *testing.T) {

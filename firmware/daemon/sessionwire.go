@@ -224,12 +224,15 @@ func (d *Daemon) buildSession() error {
 	return d.buildECR()
 }
 
-// sessionReady names, as a reason code, the part a session needs that is
-// not working ("" when all are): the card reader (no service, or no
+// sessionReady names, as a reason code, why a session cannot start now
+// ("" when it can): a firmware update installing ("updating"), or a part
+// a session needs that is not working: the card reader (no service, or no
 // reader), the camera, the face models. The hub is not needed: the
 // offline rules decide without it. The shopper screen shows the same.
 func (d *Daemon) sessionReady() string {
 	switch {
+	case d.ota != nil && d.ota.installing.Load():
+		return "updating"
 	case d.cards == nil || d.cards.Status().State != cardreader.StateOK:
 		return "cardreader_down"
 	case d.pump == nil || d.pump.Status().State == camera.StateDown:

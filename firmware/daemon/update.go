@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"kiosk/firmware/jobs"
@@ -35,6 +36,9 @@ type ota struct {
 	readyOnce sync.Once
 	// reboot asks runUpdate for a reboot at the next quiet moment.
 	reboot chan struct{}
+	// installing: from a verified bundle until its install ends, no new
+	// session starts (sessionReady says "updating").
+	installing atomic.Bool
 
 	mu      sync.Mutex
 	version string // running firmware version ("" unknown)
@@ -94,6 +98,11 @@ func (d *Daemon) updateFirmwareJob(ctx context.Context, j jobwire.Job) (jobs.Out
 	if err != nil {
 		return jobs.Outcome{}, refusal(err)
 	}
+	// The install runs while no session does: none may start from here
+	// (the till hears "updating", the screen shows maintenance), and one
+	// already running ends first.
+	o.installing.Store(true)
+	defer o.installing.Store(false)
 	if !d.idle() {
 		progress(update.Progress{Phase: "waiting_idle", Version: b.Info.Version})
 		t := time.NewTicker(200 * time.Millisecond)

@@ -97,6 +97,8 @@
     const st = ui.status ? ui.status.state : "idle";
     if (st === "idle") {
       if (ui.service.out_of_service) { return ui.service.reason === "maintenance" ? "maintenance" : "out_of_service"; }
+      // A firmware update installing: serviced, not broken.
+      if (ui.notReady === "updating") { return "maintenance"; }
       if (componentDown()) { return "out_of_service"; }
       return "attract";
     }
