@@ -498,19 +498,26 @@ func TestNoSessionWhileInstalling(t *testing.T) {
 	r := start(t, simConfig(t, testmedia.Path(t, "franck.mp4")))
 	r.waitHealth(t, "camera ok", func(h Health) bool { return h.Components["camera"].State == "ok" })
 	r.d.ota.installing.Store(true)
-	if code, body := ecrCreate(t, r, "till-updating", 2350); code != http.StatusServiceUnavailable || !strings.Contains(body, "updating") {
-		t.Fatalf("payment while installing: %d %s", code, body)
-	}
-	var ui uiScreenState
-	getJSON(t, r.base+"/api/ui/state", &ui)
-	if ui.NotReady != "updating" {
-		t.Fatalf("screen state not_ready %q, want updating", ui.NotReady)
-	}
+	notReady(t, r, "till-updating", "updating")
 	r.d.ota.installing.Store(false)
 	if code, body := ecrCreate(t, r, "till-updated", 2350); code != http.StatusCreated {
 		t.Fatalf("payment after the install: %d %s", code, body)
 	}
 	r.waitEvent(t, "session.insert_card", nil)
+}
+
+// notReady checks that the till's payment request is refused now with
+// reason why, and that the screen's state names the same.
+func notReady(t *testing.T, r *running, till, why string) {
+	t.Helper()
+	if code, body := ecrCreate(t, r, till, 2350); code != http.StatusServiceUnavailable || !strings.Contains(body, why) {
+		t.Fatalf("payment request: %d %s, want 503 %s", code, body, why)
+	}
+	var ui uiScreenState
+	getJSON(t, r.base+"/api/ui/state", &ui)
+	if ui.NotReady != why {
+		t.Fatalf("screen state not_ready %q, want %s", ui.NotReady, why)
+	}
 }
 
 // A kiosk whose camera file is missing keeps running, reports degraded
@@ -527,14 +534,7 @@ func TestDegradedCameraRecovers(t *testing.T) {
 	}
 	// No camera, no session: the till hears why at once, the screen too.
 	r.waitHealth(t, "camera down", func(h Health) bool { return h.Components["camera"].State == "down" })
-	if code, body := ecrCreate(t, r, "till-no-camera", 2350); code != http.StatusServiceUnavailable || !strings.Contains(body, "camera_down") {
-		t.Fatalf("payment with the camera down: %d %s", code, body)
-	}
-	var ui uiScreenState
-	getJSON(t, r.base+"/api/ui/state", &ui)
-	if ui.NotReady != "camera_down" {
-		t.Fatalf("screen state not_ready %q, want camera_down", ui.NotReady)
-	}
+	notReady(t, r, "till-no-camera", "camera_down")
 	b, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)
