@@ -69,8 +69,12 @@ func newRelay(n hubstore.Notifier, instance string, events *broadcaster, reconne
 }
 
 // send queues e for the other instances; it never blocks (the fleet
-// service calls it from its own goroutines).
+// service calls it from its own goroutines). Presence is not sent: every
+// instance subscribes to the kiosks' retained presence itself.
 func (r *relay) send(e fleet.Event) {
+	if e.Kind == "presence" {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.seq++

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -55,13 +56,18 @@ brokers = [%q]
 		runHub(t, ctx, &wg, cfg)
 		addrs = append(addrs, addr)
 	}
-	startJobKiosks(t, ctx, &wg, b.URL(), f, ids)
 	for _, a := range addrs {
 		waitEventsShared(t, a)
 	}
 	var ws []*sseWatch
 	for _, a := range addrs {
 		ws = append(ws, watchEvents(t, ctx, &wg, a, f.token))
+	}
+	startJobKiosks(t, ctx, &wg, b.URL(), f, ids)
+	// Every instance sees the kiosks' presence itself: it is not relayed,
+	// so each kiosk comes online once on each stream.
+	for i, w := range ws {
+		w.follow(t, fmt.Sprintf("instance %d", i), "", ids)
 	}
 	api := func(method, addr, path, body string) []byte {
 		t.Helper()
@@ -219,20 +225,28 @@ func watchEvents(t *testing.T, ctx context.Context, wg *sync.WaitGroup, addr, to
 }
 
 // follow reads the stream until job's creation and every device's
-// terminal status are in, then a little longer, and fails unless each
-// came exactly once and succeeded.
+// terminal status are in (job "": every device's presence), then a
+// little longer, and fails unless each came exactly once and succeeded
+// (came online).
 func (w *sseWatch) follow(t *testing.T, who, job string, ids []string) {
 	t.Helper()
 	created := 0
 	final := map[string][]string{}
 	take := func(e fleet.Event) {
 		switch {
-		case e.JobID != job:
+		case !slices.Contains(ids, e.Device) && e.Kind != "job":
+		case job == "" && e.Kind == "presence":
+			final[e.Device] = append(final[e.Device], e.Status)
+		case job == "" || e.JobID != job:
 		case e.Kind == "job" && e.Status == "created":
 			created++
 		case e.Kind == "status" && jobwire.Terminal(e.Status):
 			final[e.Device] = append(final[e.Device], e.Status)
 		}
+	}
+	want := jobwire.StatusSucceeded
+	if job == "" {
+		created, want = 1, "online"
 	}
 	for deadline := time.After(20 * time.Second); created == 0 || len(final) < len(ids); {
 		select {
@@ -259,8 +273,8 @@ func (w *sseWatch) follow(t *testing.T, who, job string, ids []string) {
 		t.Errorf("%s saw job %s created %d times", who, job, created)
 	}
 	for _, id := range ids {
-		if st := final[id]; len(st) != 1 || st[0] != jobwire.StatusSucceeded {
-			t.Errorf("%s: %s's terminal statuses for %s: %v, want [succeeded]", who, id, job, st)
+		if st := final[id]; len(st) != 1 || st[0] != want {
+			t.Errorf("%s: %s's events for job %q: %v, want [%s]", who, id, job, st, want)
 		}
 	}
 }
