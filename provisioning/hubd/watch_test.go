@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -25,8 +26,9 @@ import (
 
 // Two kioskhub instances on one PostgreSQL database and one mosquitto,
 // which shares the kiosks' job statuses out between them: a watcher on
-// each instance's GET /fleet/events sees the job created and every
-// device's terminal status once, whichever instance consumed it. When the
+// each instance's GET /fleet/events sees the job created once, and every
+// status event either instance emitted exactly once, every device's
+// terminal status among them, whichever instance consumed it. When the
 // database connections are cut, each stream says that events of other
 // instances may be missing, and the next job is again seen whole on both.
 func TestFleetWatchAcrossInstances(t *testing.T) {
@@ -93,32 +95,44 @@ brokers = [%q]
 		}
 	}
 	devices, _ := json.Marshal(ids)
+	// The succeeded statuses each instance consumed (and counted: the
+	// job outcome counters stay per instance).
+	counted := 0
+	consumed := func() (split []int, total int) {
+		for _, a := range addrs {
+			m := regexp.MustCompile(`kioskhub_job_outcomes_total\{status="succeeded"\} (\d+)`).FindSubmatch(api("GET", a, "/metrics", ""))
+			n := 0
+			if m != nil {
+				n, _ = strconv.Atoi(string(m[1]))
+			}
+			split = append(split, n)
+			total += n
+		}
+		return split, total
+	}
 	job := func(id string) {
 		t.Helper()
 		api("POST", addrs[0], "/fleet/jobs", fmt.Sprintf(`{"id":%q,"kind":"ping","devices":%s,"ttl":"5m"}`, id, devices))
+		seen := make([]int, len(ws))
 		for i, w := range ws {
-			w.follow(t, fmt.Sprintf("instance %d", i), id, ids)
+			seen[i] = w.follow(t, fmt.Sprintf("instance %d", i), id, ids)
+		}
+		// Each stream carries every status event any instance emitted,
+		// no more: a kiosk's repeated status is an event again at the
+		// instance that consumed it (and counted there), never twice
+		// because it was relayed.
+		split, total := consumed()
+		want := total - counted
+		counted = total
+		t.Logf("%s: succeeded statuses consumed per instance (cumulative): %v", id, split)
+		if want < len(ids) {
+			t.Fatalf("%s: instances counted %d succeeded statuses, want at least %d", id, want, len(ids))
+		}
+		for i, w := range ws {
+			w.catchUp(t, fmt.Sprintf("instance %d", i), id, seen[i], want)
 		}
 	}
 	job("watch-a")
-
-	// Which instance consumed the statuses: the job outcome counters
-	// stay per instance and add up to the fleet's.
-	total := 0
-	var split []int
-	for _, a := range addrs {
-		m := regexp.MustCompile(`kioskhub_job_outcomes_total\{status="succeeded"\} (\d+)`).FindSubmatch(api("GET", a, "/metrics", ""))
-		n := 0
-		if m != nil {
-			fmt.Sscan(string(m[1]), &n)
-		}
-		split = append(split, n)
-		total += n
-	}
-	if total != len(ids) {
-		t.Errorf("instances counted %v succeeded statuses, want %d in all", split, len(ids))
-	}
-	t.Logf("terminal statuses consumed per instance: %v", split)
 
 	// Every database connection of both instances is cut (listeners
 	// included): each stream is told, and the next job is seen whole.
@@ -226,9 +240,10 @@ func watchEvents(t *testing.T, ctx context.Context, wg *sync.WaitGroup, addr, to
 
 // follow reads the stream until job's creation and every device's
 // terminal status are in (job "": every device's presence), then a
-// little longer, and fails unless each came exactly once and succeeded
-// (came online).
-func (w *sseWatch) follow(t *testing.T, who, job string, ids []string) {
+// little longer, and fails unless the creation came once, every status
+// is succeeded and every device came online once. It returns how many
+// terminal statuses it read.
+func (w *sseWatch) follow(t *testing.T, who, job string, ids []string) int {
 	t.Helper()
 	created := 0
 	final := map[string][]string{}
@@ -272,9 +287,32 @@ func (w *sseWatch) follow(t *testing.T, who, job string, ids []string) {
 	if created != 1 {
 		t.Errorf("%s saw job %s created %d times", who, job, created)
 	}
+	n := 0
 	for _, id := range ids {
-		if st := final[id]; len(st) != 1 || st[0] != want {
+		st := final[id]
+		n += len(st)
+		if len(st) == 0 || (job == "" && len(st) != 1) || slices.ContainsFunc(st, func(s string) bool { return s != want }) {
 			t.Errorf("%s: %s's events for job %q: %v, want [%s]", who, id, job, st, want)
 		}
+	}
+	return n
+}
+
+// catchUp reads job's terminal statuses beyond the seen ones until there
+// are want, and fails on more.
+func (w *sseWatch) catchUp(t *testing.T, who, job string, seen, want int) {
+	t.Helper()
+	for deadline := time.After(5 * time.Second); seen < want; {
+		select {
+		case e := <-w.events:
+			if e.Kind == "status" && e.JobID == job && jobwire.Terminal(e.Status) {
+				seen++
+			}
+		case <-deadline:
+			t.Fatalf("%s: %d terminal statuses of %s, the instances emitted %d", who, seen, job, want)
+		}
+	}
+	if seen != want {
+		t.Errorf("%s: %d terminal statuses of %s, the instances emitted %d", who, seen, job, want)
 	}
 }
