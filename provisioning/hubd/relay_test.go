@@ -120,3 +120,36 @@ func TestRelayRules(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// Notifications come from the database, sent by any instance (or anyone
+// with the database's credentials): whatever arrives, the relay neither
+// panics nor delivers this instance's own events, and it passes on at
+// most one event and one note per notification.
+func FuzzRelayReceived(f *testing.F) {
+	for _, s := range []string{`{"from":"hub-b","seq":1,"event":{"kind":"status","job_id":"j","device":"k","status":"succeeded"}}`,
+		`{"from":"hub-a","seq":2,"event":{}}`, `{"from":"hub-b","seq":18446744073709551615}`, `{"from":"","seq":0}`, `null`, `[`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, p []byte) {
+		b := newBroadcaster()
+		w, stop := b.subscribe()
+		defer stop()
+		r := newRelay(&sentNotes{}, "hub-a", b, nil, time.Now, slog.New(slog.DiscardHandler))
+		r.received([]byte(`{"from":"hub-b","seq":5,"event":{}}`))
+		<-w.ch
+		r.received(p)
+		events, notes := 0, 0
+		for len(w.ch) > 0 {
+			it := <-w.ch
+			if it.note != "" {
+				notes++
+			} else {
+				events++
+			}
+		}
+		var we wireEvent
+		if events > 1 || notes > 1 || (events == 1 && (json.Unmarshal(p, &we) != nil || we.From == "hub-a")) {
+			t.Fatalf("%q: %d events, %d notes", p, events, notes)
+		}
+	})
+}
