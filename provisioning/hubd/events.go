@@ -12,9 +12,11 @@ import (
 
 // GET /fleet/events streams the fleet service's events (presence changes,
 // job statuses, rollouts created, done or aborted) as server-sent events,
-// for kioskctl fleet watch: nothing is polled. The events are this
-// instance's: presence and jobs it created reach every instance, statuses
-// the one whose shared subscription took them.
+// for kioskctl fleet watch: nothing is polled. A job status reaches only
+// the instance whose shared subscription (or queue) took it, so with the
+// PostgreSQL store every instance also shares its events with the others
+// (relay.go, LISTEN/NOTIFY): a watch on any instance shows the whole
+// fleet. With the bolt store there is one instance, and its own events.
 
 // eventBuffer bounds what a slow watcher may fall behind by; beyond it,
 // events are dropped for that watcher (counted in a comment line).
@@ -28,18 +30,31 @@ type broadcaster struct {
 }
 
 type watcher struct {
-	ch      chan fleet.Event
+	ch      chan item
 	dropped int
+}
+
+// item is an event, or a note for the stream's comment lines (events
+// that may be missing).
+type item struct {
+	e    fleet.Event
+	note string
 }
 
 func newBroadcaster() *broadcaster { return &broadcaster{subs: map[*watcher]struct{}{}} }
 
-func (b *broadcaster) publish(e fleet.Event) {
+func (b *broadcaster) publish(e fleet.Event) { b.send(item{e: e}) }
+
+// note tells every watcher, in its stream's order, that events may be
+// missing and why.
+func (b *broadcaster) note(s string) { b.send(item{note: s}) }
+
+func (b *broadcaster) send(it item) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for w := range b.subs {
 		select {
-		case w.ch <- e:
+		case w.ch <- it:
 		default:
 			w.dropped++
 		}
@@ -47,7 +62,7 @@ func (b *broadcaster) publish(e fleet.Event) {
 }
 
 func (b *broadcaster) subscribe() (*watcher, func()) {
-	w := &watcher{ch: make(chan fleet.Event, eventBuffer)}
+	w := &watcher{ch: make(chan item, eventBuffer)}
 	b.mu.Lock()
 	b.subs[w] = struct{}{}
 	b.mu.Unlock()
@@ -93,10 +108,15 @@ func serveEvents(b *broadcaster) http.HandlerFunc {
 				return
 			case <-keep.C:
 				fmt.Fprint(w, ": keepalive\n\n")
-			case e := <-sub.ch:
+			case it := <-sub.ch:
 				if n := b.takeDropped(sub); n > 0 {
 					fmt.Fprintf(w, ": %d event(s) dropped (this watcher fell behind)\n\n", n)
 				}
+				if it.note != "" {
+					fmt.Fprintf(w, ": %s\n\n", it.note)
+					break
+				}
+				e := it.e
 				data, err := json.Marshal(e)
 				if err != nil {
 					continue

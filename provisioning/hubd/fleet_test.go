@@ -32,26 +32,10 @@ import (
 // client) carry out through mosquitto; /metrics carries the named series.
 func TestFleetJobsThroughKioskhub(t *testing.T) {
 	b := mqtttest.StartMosquitto(t)
-	dir := t.TempDir()
-	devices := filepath.Join(dir, "devices")
-	auth, err := devkey.Create(filepath.Join(dir, "auth"), filepath.Join(dir, "unused"), "hub-auth")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ops, err := devkey.Create(filepath.Join(dir, "ops"), filepath.Join(dir, "unused"), "hub-operations")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ids := []string{"kiosk-f1", "kiosk-f2", "kiosk-f3"}
-	for _, id := range append(slices.Clone(ids), "kiosk-tx") {
-		if _, err := devkey.Create(filepath.Join(dir, "kiosks"), devices, id); err != nil {
-			t.Fatal(err)
-		}
-	}
-	token := strings.Repeat("t0k3n", 8)
-	if err := os.WriteFile(filepath.Join(dir, "token"), []byte(token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	f := newFleetKeys(t, append(slices.Clone(ids), "kiosk-tx"))
+	dir, auth := f.dir, f.auth
+	token := f.token
 	addr := freeAddr(t)
 	cfg, err := hubd.Parse(fmt.Appendf(nil, `mode = "simulation"
 [store]
@@ -59,77 +43,18 @@ kind = "bolt"
 path = %q
 [mqtt]
 brokers = [%q]
-[keys]
-auth_key = %q
-auth_cert = %q
-operations_key = %q
-operations_cert = %q
-devices = %q
-[http]
-listen = %q
-operator_token_file = %q
+%s
 [fleet.groups]
 branch-1 = ["kiosk-f1", "kiosk-f2", "kiosk-f3"]
-`, filepath.Join(dir, "hub.db"), b.URL(), auth.Key, auth.Cert, ops.Key, ops.Cert, devices, addr, filepath.Join(dir, "token")))
+`, filepath.Join(dir, "hub.db"), b.URL(), f.conf(addr)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	ready := make(chan struct{})
-	wg.Go(func() {
-		if err := hubd.Run(ctx, cfg, hubd.Options{Ready: func(string) { close(ready) }}); err != nil {
-			t.Errorf("kioskhub: %v", err)
-		}
-	})
-	select {
-	case <-ready:
-	case <-time.After(30 * time.Second):
-		t.Fatal("kioskhub not ready")
-	}
-
-	opsRing, err := txreport.LoadKeyringFile(ops.Cert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range ids {
-		signer, err := txreport.LoadSigner(filepath.Join(dir, "kiosks", id+".key"), filepath.Join(dir, "kiosks", id+".crt"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := hub.New(hub.Options{Brokers: []string{b.URL()}, DeviceID: id, TopicPrefix: "kiosk/v1", RetryMax: time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := jobs.New(jobs.Options{Link: c, Operations: opsRing, Signer: signer, StateDir: t.TempDir(),
-			Handlers: map[string]jobs.Handler{
-				jobwire.KindPing: func(context.Context, jobwire.Job) (jobs.Outcome, error) {
-					return jobs.Outcome{Result: id}, nil
-				},
-				// A stand-in for kioskd's validation (tested in
-				// firmware/daemon): time_extensions above 10 is refused.
-				jobwire.KindSetConfig: func(_ context.Context, j jobwire.Job) (jobs.Outcome, error) {
-					var doc struct {
-						Version  int                        `json:"version"`
-						Settings map[string]json.RawMessage `json:"settings"`
-					}
-					if err := json.Unmarshal([]byte(j.Doc), &doc); err != nil {
-						return jobs.Outcome{}, jobs.Reject(jobwire.ReasonBadDocument, "%v", err)
-					}
-					var n int
-					if json.Unmarshal(doc.Settings["policy.time_extensions"], &n) == nil && n > 10 {
-						return jobs.Outcome{}, jobs.Reject(jobwire.ReasonBadDocument, "offending keys policy.time_extensions")
-					}
-					return jobs.Outcome{Result: map[string]any{"version": doc.Version, "hash": fmt.Sprintf("h%d", doc.Version)}}, nil
-				},
-			}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		wg.Go(func() { _ = c.Run(ctx) })
-		wg.Go(func() { _ = r.Run(ctx) })
-	}
+	runHub(t, ctx, &wg, cfg)
+	startJobKiosks(t, ctx, &wg, b.URL(), f, ids)
 
 	base := "http://" + addr
 	call := func(method, path, tok, body string) (int, []byte) {
@@ -331,5 +256,114 @@ branch-1 = ["kiosk-f1", "kiosk-f2", "kiosk-f3"]
 	}
 	for _, want := range lacking {
 		t.Errorf("metrics lack %q", want)
+	}
+}
+
+// fleetKeys are a fleet test's keys and token: the hub's authorization
+// and operations keys, the kiosks' device keys (dir/kiosks, certificates
+// in devices) and the operator API's bearer token.
+type fleetKeys struct {
+	dir, devices, token string
+	auth, ops           devkey.Files
+}
+
+func newFleetKeys(t *testing.T, kiosks []string) fleetKeys {
+	t.Helper()
+	f := fleetKeys{dir: t.TempDir(), token: strings.Repeat("t0k3n", 8)}
+	f.devices = filepath.Join(f.dir, "devices")
+	var err error
+	if f.auth, err = devkey.Create(filepath.Join(f.dir, "auth"), filepath.Join(f.dir, "unused"), "hub-auth"); err != nil {
+		t.Fatal(err)
+	}
+	if f.ops, err = devkey.Create(filepath.Join(f.dir, "ops"), filepath.Join(f.dir, "unused"), "hub-operations"); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range kiosks {
+		if _, err := devkey.Create(filepath.Join(f.dir, "kiosks"), f.devices, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(f.dir, "token"), []byte(f.token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// conf is the [keys] and [http] sections of a kioskhub serving the
+// operator API on addr.
+func (f fleetKeys) conf(addr string) string {
+	return fmt.Sprintf(`[keys]
+auth_key = %q
+auth_cert = %q
+operations_key = %q
+operations_cert = %q
+devices = %q
+[http]
+listen = %q
+operator_token_file = %q
+`, f.auth.Key, f.auth.Cert, f.ops.Key, f.ops.Cert, f.devices, addr, filepath.Join(f.dir, "token"))
+}
+
+// runHub runs kioskhub in this process until ctx ends, and waits until
+// it serves.
+func runHub(t *testing.T, ctx context.Context, wg *sync.WaitGroup, cfg hubd.Config) {
+	t.Helper()
+	ready := make(chan struct{})
+	wg.Go(func() {
+		if err := hubd.Run(ctx, cfg, hubd.Options{Ready: func(string) { close(ready) }}); err != nil {
+			t.Errorf("kioskhub: %v", err)
+		}
+	})
+	select {
+	case <-ready:
+	case <-time.After(30 * time.Second):
+		t.Fatal("kioskhub not ready")
+	}
+}
+
+// startJobKiosks runs, for each id, the real job runner over the real hub
+// client: ping answers the kiosk's id; set_configuration stands in for
+// kioskd's validation (tested in firmware/daemon) and refuses
+// policy.time_extensions above 10.
+func startJobKiosks(t *testing.T, ctx context.Context, wg *sync.WaitGroup, broker string, f fleetKeys, ids []string) {
+	t.Helper()
+	opsRing, err := txreport.LoadKeyringFile(f.ops.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		signer, err := txreport.LoadSigner(filepath.Join(f.dir, "kiosks", id+".key"), filepath.Join(f.dir, "kiosks", id+".crt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := hub.New(hub.Options{Brokers: []string{broker}, DeviceID: id, TopicPrefix: "kiosk/v1", RetryMax: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := jobs.New(jobs.Options{Link: c, Operations: opsRing, Signer: signer, StateDir: t.TempDir(),
+			Handlers: map[string]jobs.Handler{
+				jobwire.KindPing: func(context.Context, jobwire.Job) (jobs.Outcome, error) {
+					return jobs.Outcome{Result: id}, nil
+				},
+				jobwire.KindSetConfig: func(_ context.Context, j jobwire.Job) (jobs.Outcome, error) {
+					var doc struct {
+						Version  int                        `json:"version"`
+						Settings map[string]json.RawMessage `json:"settings"`
+					}
+					if err := json.Unmarshal([]byte(j.Doc), &doc); err != nil {
+						return jobs.Outcome{}, jobs.Reject(jobwire.ReasonBadDocument, "%v", err)
+					}
+					var n int
+					if json.Unmarshal(doc.Settings["policy.time_extensions"], &n) == nil && n > 10 {
+						return jobs.Outcome{}, jobs.Reject(jobwire.ReasonBadDocument, "offending keys policy.time_extensions")
+					}
+					return jobs.Outcome{Result: map[string]any{"version": doc.Version, "hash": fmt.Sprintf("h%d", doc.Version)}}, nil
+				},
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { _ = c.Run(ctx) })
+		wg.Go(func() { _ = r.Run(ctx) })
 	}
 }

@@ -112,13 +112,17 @@ type Options struct {
 
 // Health is GET /healthz.
 type Health struct {
-	Status   string       `json:"status"` // ok, degraded
-	Instance string       `json:"instance"`
-	Version  string       `json:"version"`
-	Store    string       `json:"store"` // ok or the error
-	Broker   string       `json:"broker"`
-	Devices  int          `json:"devices"`
-	Stats    refhub.Stats `json:"stats"`
+	Status   string `json:"status"` // ok, degraded
+	Instance string `json:"instance"`
+	Version  string `json:"version"`
+	Store    string `json:"store"` // ok or the error
+	Broker   string `json:"broker"`
+	// Events is "ok" while GET /fleet/events also carries the other
+	// instances' events (PostgreSQL store, operator API served), else
+	// why it carries this instance's only; absent with one instance.
+	Events  string       `json:"events,omitempty"`
+	Devices int          `json:"devices"`
+	Stats   refhub.Stats `json:"stats"`
 }
 
 // Run serves until ctx ends.
@@ -220,9 +224,19 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	}
 	m := newMetrics(func() refhub.Stats { return h.Stats() }, devices, certs, o.Now)
 	events := newBroadcaster()
+	// With a shared store that carries notifications (PostgreSQL), the
+	// instances share their fleet events, so a watch on any of them
+	// shows the whole fleet.
+	var rel *relay
+	if n, ok := store.(hubstore.Notifier); ok && cfg.Keys.OperationsKey != "" {
+		rel = newRelay(n, instance, events, m.eventListenerReconnected, o.Now, log.With("component", "events"))
+	}
 	onEvent := func(e fleet.Event) {
 		m.onJobEvent(e)
 		events.publish(e)
+		if rel != nil {
+			rel.send(e)
+		}
 	}
 	if svc, err = buildFleet(cfg, store, ring, tlsCfg, instance, onEvent, o.Now, log); err != nil {
 		return err
@@ -247,6 +261,8 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 		return &Error{Key: "mqtt.brokers", Msg: err.Error()}
 	}
 
+	// Watchers exist where the operator API is served.
+	watchers := svc != nil && token != nil && cfg.HTTP.Listen != ""
 	var ln net.Listener
 	if cfg.HTTP.Listen != "" {
 		if ln, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
@@ -260,6 +276,11 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 			hl.Broker = "ok"
 		} else {
 			hl.Status = "degraded"
+		}
+		// The watch stream's reach, not the hub's work: it does not
+		// degrade the instance.
+		if rel != nil && watchers {
+			hl.Events = rel.health()
 		}
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
@@ -280,6 +301,9 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 				log.Error("fleet service", "err", err)
 			}
 		})
+	}
+	if rel != nil && svc != nil {
+		wg.Go(func() { rel.run(runCtx, watchers) })
 	}
 	var srv *http.Server
 	if ln != nil {

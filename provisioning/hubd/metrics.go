@@ -19,6 +19,9 @@ type metrics struct {
 	reg      *prometheus.Registry
 	authTime prometheus.Histogram
 	jobs     *prometheus.CounterVec
+	// listenerBack counts the fleet event listener's returns after a
+	// lost connection (events of other instances may be missing).
+	listenerBack prometheus.Counter
 }
 
 // newMetrics registers the series. stats and devices are read at each
@@ -32,10 +35,14 @@ func newMetrics(stats func() refhub.Stats, devices func() []fleet.Device, certs 
 	m.jobs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kioskhub_job_outcomes_total", Help: "Job executions finished, by status (succeeded, failed, rejected, canceled).",
 	}, []string{"status"})
+	m.listenerBack = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "kioskhub_fleet_events_listener_reconnects_total",
+		Help: "Times the listener of the other instances' fleet events came back after losing its database connection.",
+	})
 	counter := func(name, help string, f func(refhub.Stats) uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f(stats())) })
 	}
-	m.reg.MustRegister(m.authTime, m.jobs,
+	m.reg.MustRegister(m.authTime, m.jobs, m.listenerBack,
 		counter("kioskhub_tx_received_total", "Transaction reports received (applied, duplicate or rejected).", func(s refhub.Stats) uint64 {
 			return s.Applied + s.Duplicates + s.Rejected + s.RefusedForGood
 		}),
@@ -98,6 +105,8 @@ func (m *metrics) onJobEvent(e fleet.Event) {
 		m.jobs.WithLabelValues(e.Status).Inc()
 	}
 }
+
+func (m *metrics) eventListenerReconnected() { m.listenerBack.Inc() }
 
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})

@@ -2,9 +2,13 @@ package pgstore_test
 
 import (
 	"context"
+	"errors"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"kiosk/provisioning/fleet"
 	"kiosk/provisioning/fleet/fleettest"
@@ -124,4 +128,134 @@ func TestPostgresJobs(t *testing.T) {
 		t.Cleanup(func() { s.Close() })
 		return s
 	})
+}
+
+// Notifications between two stores (two pools, as two instances have) on
+// one database: a payload sent by either reaches the listener intact, an
+// oversized one is refused with nothing sent, and a listener whose
+// backend is terminated reports the loss, comes back and hears again.
+func TestNotifyListen(t *testing.T) {
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The listener's connections carry a name, so the test can cut
+	// exactly them.
+	a, err := pgstore.Open(ctx, dsn+"&application_name=listener_a", pgstore.Options{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := pgstore.Open(ctx, dsn, pgstore.Options{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+
+	const ch = "test_events"
+	got := make(chan string, 16)
+	ups := make(chan struct{}, 4)
+	downs := make(chan error, 4)
+	done := make(chan error, 1)
+	go func() {
+		done <- a.Listen(ctx, ch, hubstore.Listener{
+			Notification: func(p []byte) { got <- string(p) },
+			Up:           func() { ups <- struct{}{} },
+			Down:         func(err error, _ time.Duration) { downs <- err },
+		})
+	}()
+	wait := func(what string, c <-chan struct{}) {
+		t.Helper()
+		select {
+		case <-c:
+		case err := <-downs:
+			t.Fatalf("%s: listener down: %v", what, err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: timed out", what)
+		}
+	}
+	hear := func(want string) {
+		t.Helper()
+		select {
+		case p := <-got:
+			if p != want {
+				t.Fatalf("heard %.40q (%d bytes), want %.40q (%d bytes)", p, len(p), want, len(want))
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%.40q not heard", want)
+		}
+	}
+	wait("listening", ups)
+	if err := b.Notify(ctx, ch, []byte(`{"from":"b"}`)); err != nil {
+		t.Fatal(err)
+	}
+	hear(`{"from":"b"}`)
+	// The sender's own listener hears it too (hubd skips its own).
+	if err := a.Notify(ctx, ch, []byte("from a")); err != nil {
+		t.Fatal(err)
+	}
+	hear("from a")
+	largest := strings.Repeat("x", hubstore.MaxNotifyPayload)
+	if err := b.Notify(ctx, ch, []byte(largest)); err != nil {
+		t.Fatalf("largest payload: %v", err)
+	}
+	hear(largest)
+	if err := b.Notify(ctx, ch, []byte(largest+"x")); !errors.Is(err, hubstore.ErrPayloadTooLarge) {
+		t.Fatalf("oversized payload: %v", err)
+	}
+	if err := b.Notify(ctx, "Bad-Name", nil); err == nil {
+		t.Fatal("a channel name with capitals and a dash was taken")
+	}
+	// Another channel's notifications are not this listener's.
+	if err := b.Notify(ctx, "other_events", []byte("other")); err != nil {
+		t.Fatal(err)
+	}
+
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var n int
+	if err := c.QueryRow(ctx, `SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE application_name = 'listener_a') x`).Scan(&n); err != nil || n == 0 {
+		t.Fatalf("terminated %d backends: %v", n, err)
+	}
+	select {
+	case err := <-downs:
+		if err == nil {
+			t.Fatal("down without a cause")
+		}
+		t.Logf("listener down: %v", err)
+	case p := <-got:
+		t.Fatalf("heard %q after the cut", p)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the lost connection was not reported")
+	}
+	// The pool's other connections were cut too, and the first attempt
+	// may draw one of them: more losses may come before the return.
+	for back := false; !back; {
+		select {
+		case <-ups:
+			back = true
+		case err := <-downs:
+			t.Logf("listener down again: %v", err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("the listener did not come back")
+		}
+	}
+	if err := b.Notify(ctx, ch, []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	hear("after")
+
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Listen returned %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Listen did not stop with its context")
+	}
 }
