@@ -340,6 +340,11 @@ func fleetWatch(e *env, args []string) int {
 			emit(eventLine(ev), ev)
 			n++
 			return *count == 0 || n < *count
+		}, func(note string) {
+			// What the hub says of the stream itself (events dropped or
+			// possibly missing) goes where the operator sees it, not into
+			// the event output.
+			fmt.Fprintf(e.stderr, "kioskctl fleet watch: hub: %s\n", note)
 		})
 		if ctx.Err() != nil || (*count > 0 && n >= *count) {
 			return ExitOK
@@ -367,8 +372,9 @@ func eventLine(ev fleet.Event) string {
 }
 
 // stream reads a server-sent event stream, calling f with each event
-// until f returns false, the stream ends or ctx does.
-func (c *fleetClient) stream(ctx context.Context, path string, f func(fleet.Event) bool) error {
+// until f returns false, the stream ends or ctx does, and note with each
+// comment line but the hub's greeting and keepalives.
+func (c *fleetClient) stream(ctx context.Context, path string, f func(fleet.Event) bool, note func(string)) error {
 	req, err := http.NewRequestWithContext(ctx, "GET", c.base+path, nil)
 	if err != nil {
 		return err
@@ -388,6 +394,12 @@ func (c *fleetClient) stream(ctx context.Context, path string, f func(fleet.Even
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
+		if c, ok := strings.CutPrefix(sc.Text(), ": "); ok {
+			if c != "keepalive" && c != "kioskhub fleet events" {
+				note(c)
+			}
+			continue
+		}
 		data, ok := strings.CutPrefix(sc.Text(), "data: ")
 		if !ok {
 			continue

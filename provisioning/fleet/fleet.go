@@ -582,11 +582,17 @@ func (s *Service) onStatus(ctx context.Context, device string, payload []byte) {
 		s.event(Event{Kind: "warning", JobID: st.JobID, Device: device, Status: st.Status, Reason: st.Reason, Time: s.o.Now()})
 		return
 	}
-	e, err := s.o.Store.Report(ctx, st, s.o.Now())
+	e, applied, err := s.o.Store.Report(ctx, st, s.o.Now())
 	if err != nil {
 		if !errors.Is(err, ErrNotFound) {
 			s.log.Warn("fleet: status not stored", "device", device, "job", st.JobID, "err", err)
 		}
+		return
+	}
+	if !applied {
+		// A late or repeated status (redelivered, or taken by two
+		// instances) changed nothing: no event, so watchers and the job
+		// outcome metrics see each change once.
 		return
 	}
 	s.event(Event{Kind: "status", JobID: st.JobID, Device: device, Status: e.Status, Reason: e.Reason, Time: s.o.Now(), Execution: e})

@@ -78,8 +78,10 @@ type Store interface {
 	// re-offer of one not finished).
 	Offer(ctx context.Context, jobID, device string, now time.Time) error
 	// Report applies a verified status: a higher Seq wins, a terminal
-	// status is final. It returns the execution after the change.
-	Report(ctx context.Context, st jobwire.Status, now time.Time) (Execution, error)
+	// status is final. It returns the execution after it, and whether the
+	// status changed it (a late or repeated one, which another hub
+	// instance may already have applied, does not).
+	Report(ctx context.Context, st jobwire.Status, now time.Time) (Execution, bool, error)
 	// Warn records a status that does not change the execution.
 	Warn(ctx context.Context, jobID, device, warning string) error
 	// Unfinished lists the device's executions already offered and not
@@ -212,17 +214,18 @@ func (m *MemStore) Offer(_ context.Context, jobID, device string, now time.Time)
 	return nil
 }
 
-func (m *MemStore) Report(_ context.Context, st jobwire.Status, now time.Time) (Execution, error) {
+func (m *MemStore) Report(_ context.Context, st jobwire.Status, now time.Time) (Execution, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e, err := m.get(st.JobID, st.Device)
 	if err != nil {
-		return Execution{}, err
+		return Execution{}, false, err
 	}
-	if Apply(e, st) {
+	applied := Apply(e, st)
+	if applied {
 		e.Updated = now
 	}
-	return *e, nil
+	return *e, applied, nil
 }
 
 // Apply is the one rule of status updates (shared by every store): a

@@ -57,17 +57,20 @@ func Run(t *testing.T, open func(t *testing.T) fleet.Store) {
 		// Sequence: in_progress (2) then a late queued (1) changes nothing;
 		// a terminal status is final.
 		for _, c := range []struct {
-			st   jobwire.Status
-			want string
+			st      jobwire.Status
+			want    string
+			applied bool
 		}{
-			{st("k1", jobwire.StatusInProgress, 2), jobwire.StatusInProgress},
-			{st("k1", jobwire.StatusQueued, 1), jobwire.StatusInProgress},
-			{st("k1", jobwire.StatusSucceeded, 3), jobwire.StatusSucceeded},
-			{st("k1", jobwire.StatusFailed, 3), jobwire.StatusSucceeded},
+			{st("k1", jobwire.StatusInProgress, 2), jobwire.StatusInProgress, true},
+			{st("k1", jobwire.StatusQueued, 1), jobwire.StatusInProgress, false},
+			{st("k1", jobwire.StatusInProgress, 2), jobwire.StatusInProgress, false},
+			{st("k1", jobwire.StatusSucceeded, 3), jobwire.StatusSucceeded, true},
+			{st("k1", jobwire.StatusSucceeded, 3), jobwire.StatusSucceeded, false},
+			{st("k1", jobwire.StatusFailed, 3), jobwire.StatusSucceeded, false},
 		} {
-			e, err := s.Report(ctx, c.st, now)
-			if err != nil || e.Status != c.want {
-				t.Fatalf("after %s: %+v %v", c.st.Status, e, err)
+			e, applied, err := s.Report(ctx, c.st, now)
+			if err != nil || e.Status != c.want || applied != c.applied {
+				t.Fatalf("after %s (seq %d): %+v applied %v, want %s applied %v (%v)", c.st.Status, c.st.Seq, e, applied, c.want, c.applied, err)
 			}
 		}
 		if u, _ := s.Unfinished(ctx, "k1", now); len(u) != 0 {
@@ -91,8 +94,8 @@ func Run(t *testing.T, open func(t *testing.T) fleet.Store) {
 			len(es[1].Warnings) != 1 || es[2].Status != jobwire.StatusCanceled {
 			t.Fatalf("executions %+v", es)
 		}
-		if _, err := s.Report(ctx, st("k2", jobwire.StatusSucceeded, 3), now); err != nil {
-			t.Fatal(err)
+		if _, applied, err := s.Report(ctx, st("k2", jobwire.StatusSucceeded, 3), now); err != nil || applied {
+			t.Fatalf("a status for a cancelled execution: applied %v, %v", applied, err)
 		}
 		if es, _ := s.Executions(ctx, "j1"); es[1].Status != jobwire.StatusCanceled {
 			t.Fatalf("a cancelled execution changed: %+v", es[1])

@@ -162,14 +162,15 @@ func (s *Store) execution(ctx context.Context, q querier, jobID, device string, 
 
 // Report implements fleet.Store: the row is locked while fleet.Apply
 // decides.
-func (s *Store) Report(ctx context.Context, st jobwire.Status, now time.Time) (fleet.Execution, error) {
+func (s *Store) Report(ctx context.Context, st jobwire.Status, now time.Time) (fleet.Execution, bool, error) {
 	var out fleet.Execution
+	applied := false
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		e, err := s.execution(ctx, tx, st.JobID, st.Device, true)
 		if err != nil {
 			return err
 		}
-		if fleet.Apply(&e, st) {
+		if applied = fleet.Apply(&e, st); applied {
 			e.Updated = now.UTC()
 			if _, err := tx.Exec(ctx, `UPDATE job_executions SET status = $3, reason = $4, result = $5, seq = $6, updated = $7
 				WHERE job_id = $1 AND device = $2`, e.JobID, e.Device, e.Status, e.Reason, e.Result, e.Seq, e.Updated); err != nil {
@@ -179,7 +180,7 @@ func (s *Store) Report(ctx context.Context, st jobwire.Status, now time.Time) (f
 		out = e
 		return nil
 	})
-	return out, err
+	return out, applied && err == nil, err
 }
 
 // Warn implements fleet.Store (at most 16 warnings are kept).
