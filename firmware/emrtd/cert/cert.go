@@ -24,6 +24,8 @@ package cert
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -86,7 +88,14 @@ func Parse(der []byte) (*x509.Certificate, error) {
 	}
 	c, xerr := x509.ParseCertificate(der)
 	if xerr == nil {
-		return c, nil
+		switch c.PublicKey.(type) {
+		case *ecdsa.PublicKey, *rsa.PublicKey:
+			return c, nil
+		}
+		// crypto/x509 takes a key algorithm it does not know (no key) or
+		// one no document signs with (DSA, Ed25519): the lenient reader
+		// below decides, and refuses what is no signature key here.
+		xerr = fmt.Errorf("public key algorithm %v", c.PublicKeyAlgorithm)
 	}
 	c, err := parse(der)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"errors"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -148,6 +149,31 @@ func TestCheckSignedRejects(t *testing.T) {
 	}
 }
 
+// A certificate crypto/x509 reads with a key algorithm it does not know
+// (no key) is refused, not returned keyless (found by FuzzParse).
+func TestParseRefusesUnknownKeyAlgorithm(t *testing.T) {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "CSCA", Country: []string{"UT"}},
+		NotBefore: time.Unix(0, 0), NotAfter: time.Unix(1<<31, 0)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// id-ecPublicKey (1.2.840.10045.2.1) → 1.2.840.10045.2.9, unknown.
+	oid := []byte{0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01}
+	i := bytes.Index(der, oid)
+	if i < 0 {
+		t.Fatal("test set-up: no id-ecPublicKey in the certificate")
+	}
+	der[i+len(oid)-1] = 0x09
+	if c, err := x509.ParseCertificate(der); err != nil || c.PublicKey != nil {
+		t.Fatalf("test set-up: crypto/x509 gave %v (want a keyless certificate)", err)
+	}
+	if c, err := Parse(der); err == nil || !errors.Is(err, ErrMalformed) {
+		t.Fatalf("Parse: %+v, err %v; want ErrMalformed", c, err)
+	}
+}
+
 // FuzzParse: certificate keys (brainpool, explicit parameters, RSA,
 // RSA-PSS) and the lenient TBS reader never panic; what parses has a
 // key of a supported type, and signature checks on it fail cleanly.
@@ -174,11 +200,9 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		switch c.PublicKey.(type) {
-		case *ecdsa.PublicKey:
+		case *ecdsa.PublicKey, *rsa.PublicKey:
 		default:
-			if c.PublicKeyAlgorithm != x509.RSA && c.PublicKeyAlgorithm != x509.Ed25519 && c.PublicKeyAlgorithm != x509.ECDSA {
-				t.Fatalf("key %T", c.PublicKey)
-			}
+			t.Fatalf("key %T (algorithm %v)", c.PublicKey, c.PublicKeyAlgorithm)
 		}
 		_ = CheckSignedBy(c, c)
 		_, _ = ParseName(c.RawSubject)
